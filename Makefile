@@ -1,0 +1,54 @@
+# gatehouse: `make run` starts the gateway with gateway.toml, `make test` runs every test.
+# Both install what is missing first (Debian/Ubuntu packages through apt-get).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Development secret for the demo issuer in gateway.toml; never use it anywhere real.
+export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
+
+.PHONY: deps run build test check token fmt clippy ci
+
+# pingora needs cmake and a C compiler (libz-ng, ring, aws-lc).
+deps:
+	@missing=""; \
+	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3; do \
+	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
+
+build: deps
+	$(CARGO) build --release --bin gatehouse
+
+run: build
+	./target/release/gatehouse run --config gateway.toml
+
+check: deps
+	$(CARGO) run -q --bin gatehouse -- check --config gateway.toml
+
+test: deps
+	$(CARGO) test --all-targets
+	$(CARGO) run -q --bin gatehouse -- check --config gateway.toml
+
+# Prints a demo token for the shipped gateway.toml (issuer "demo", roles reader, scope api), valid 1 hour.
+token:
+	@python3 -c 'import base64,hashlib,hmac,json,os,sys,time; \
+	b=lambda d: base64.urlsafe_b64encode(d).rstrip(b"=").decode(); \
+	h=b(json.dumps({"alg":"HS256","typ":"JWT"}).encode()); \
+	c=dict(iss="https://demo.gatehouse.local",aud="demo-api",sub="demo-user",roles=["reader"],scope="api",email="demo@example.com",exp=int(time.time())+3600); \
+	c.update(json.loads(os.environ.get("CLAIMS","{}"))); \
+	p=b(json.dumps(c).encode()); \
+	s=b(hmac.new(os.environ["GATEHOUSE_DEMO_SECRET"].encode(),(h+"."+p).encode(),hashlib.sha256).digest()); \
+	print(h+"."+p+"."+s)'
+
+fmt:
+	$(CARGO) fmt --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+ci: fmt clippy test

@@ -1,0 +1,365 @@
+//! JWKS fetching and caching per issuer: Cache-Control aware, single-flight, rate-floored, stale-if-error.
+
+use super::keys::{RawJwk, VerifyKey};
+use crate::clock::SharedClock;
+use crate::config::{Issuer, KeySource};
+use moka::ops::compute::Op;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most keys read from one JWKS document; the rest are ignored.
+const MAX_KEYS: usize = 100;
+
+/// The keys of one issuer and the times that govern them, in clock milliseconds.
+#[derive(Debug)]
+pub struct KeySet {
+    pub keys: Vec<Arc<VerifyKey>>,
+    pub fetched_ms: u64,
+    /// refresh in the background from here on
+    pub refresh_ms: u64,
+    /// Cache-Control lifetime ends here; keys stay usable until `stale_until_ms` if the provider fails
+    pub expires_ms: u64,
+    pub stale_until_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysError {
+    /// No keys yet, or only keys past `jwks_stale_for`: answer 503 with this Retry-After.
+    Unavailable { retry_after: u64 },
+}
+
+struct Slot {
+    issuer: Arc<Issuer>,
+    /// number of fetch attempts, to let waiters see that someone fetched while they queued
+    attempts: AtomicU64,
+    last_attempt_ms: AtomicU64,
+    refreshing: AtomicBool,
+    fetches_ok: AtomicU64,
+    fetches_failed: AtomicU64,
+    statics: Option<Arc<KeySet>>,
+}
+
+/// The key cache for every configured issuer.
+pub struct Jwks {
+    slots: Vec<Slot>,
+    cache: moka::future::Cache<usize, Arc<KeySet>>,
+    http: reqwest::Client,
+    clock: SharedClock,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+#[derive(Deserialize)]
+struct JwkSetDoc {
+    keys: Vec<serde_json::Value>,
+}
+
+/// `max-age` from a Cache-Control value; `no-cache`/`no-store` mean zero.
+pub fn max_age(cache_control: Option<&str>) -> Option<u64> {
+    let v = cache_control?;
+    let mut out = None;
+    for d in v.split(',').map(str::trim) {
+        let lower = d.to_ascii_lowercase();
+        if lower == "no-cache" || lower == "no-store" {
+            return Some(0);
+        }
+        if let Some(n) = lower.strip_prefix("max-age=") {
+            out = n.trim_matches('"').parse().ok();
+        }
+    }
+    out
+}
+
+fn http_client() -> reqwest::Client {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        // Redirects are followed only within the same host, and only a few.
+        let same_host = attempt
+            .previous()
+            .first()
+            .map(|first| first.host_str() == attempt.url().host_str())
+            .unwrap_or(false);
+        if attempt.previous().len() > 3 || !same_host {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder()
+        .redirect(policy)
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+impl Jwks {
+    pub fn new(issuers: &[Arc<Issuer>], clock: SharedClock) -> Self {
+        let slots = issuers
+            .iter()
+            .map(|i| Slot {
+                issuer: i.clone(),
+                attempts: AtomicU64::new(0),
+                last_attempt_ms: AtomicU64::new(0),
+                refreshing: AtomicBool::new(false),
+                fetches_ok: AtomicU64::new(0),
+                fetches_failed: AtomicU64::new(0),
+                statics: match &i.source {
+                    KeySource::Static(keys) => Some(Arc::new(KeySet {
+                        keys: keys.clone(),
+                        fetched_ms: 0,
+                        refresh_ms: u64::MAX,
+                        expires_ms: u64::MAX,
+                        stale_until_ms: u64::MAX,
+                    })),
+                    _ => None,
+                },
+            })
+            .collect();
+        Jwks {
+            slots,
+            cache: moka::future::Cache::builder().max_capacity(10_000).build(),
+            http: http_client(),
+            clock,
+        }
+    }
+
+    fn retry_after(slot: &Slot) -> u64 {
+        slot.issuer.jwks_min_refresh.as_secs().max(1)
+    }
+
+    /// Keys to check a token of this issuer; an unknown `kid` causes at most one floored refetch.
+    pub async fn keys(
+        self: &Arc<Self>,
+        issuer: usize,
+        kid: Option<&str>,
+    ) -> Result<Arc<KeySet>, KeysError> {
+        let Some(slot) = self.slots.get(issuer) else {
+            return Err(KeysError::Unavailable { retry_after: 1 });
+        };
+        if let Some(s) = &slot.statics {
+            return Ok(s.clone());
+        }
+        let seen = slot.attempts.load(Ordering::SeqCst);
+        let now = self.clock.now_ms();
+        match self.cache.get(&issuer).await {
+            Some(ks) if now < ks.stale_until_ms => {
+                if now >= ks.refresh_ms {
+                    self.spawn_refresh(issuer);
+                }
+                let unknown =
+                    kid.is_some_and(|k| !ks.keys.iter().any(|x| x.kid.as_deref() == Some(k)));
+                if unknown {
+                    if let Some(fresh) = self.refresh(issuer, seen).await {
+                        return Ok(fresh);
+                    }
+                }
+                Ok(ks)
+            }
+            _ => match self.refresh(issuer, seen).await {
+                Some(ks) if self.clock.now_ms() < ks.stale_until_ms => Ok(ks),
+                _ => Err(KeysError::Unavailable {
+                    retry_after: Self::retry_after(slot),
+                }),
+            },
+        }
+    }
+
+    fn spawn_refresh(self: &Arc<Self>, issuer: usize) {
+        let Some(slot) = self.slots.get(issuer) else {
+            return;
+        };
+        if slot.refreshing.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let seen = me.slots[issuer].attempts.load(Ordering::SeqCst);
+            me.refresh(issuer, seen).await;
+            me.slots[issuer].refreshing.store(false, Ordering::SeqCst);
+        });
+    }
+
+    /// Fetches unless another caller fetched since `seen`, or the last attempt is within `jwks_min_refresh`.
+    /// Callers for the same issuer queue on the cache entry, so many of them cause one fetch.
+    async fn refresh(&self, issuer: usize, seen: u64) -> Option<Arc<KeySet>> {
+        let slot = self.slots.get(issuer)?;
+        self.cache
+            .entry(issuer)
+            .and_compute_with(|_current| async {
+                if slot.attempts.load(Ordering::SeqCst) != seen {
+                    return Op::Nop;
+                }
+                let now = self.clock.now_ms();
+                let last = slot.last_attempt_ms.load(Ordering::SeqCst);
+                let floor = slot.issuer.jwks_min_refresh.as_millis() as u64;
+                if last != 0 && now.saturating_sub(last) < floor {
+                    return Op::Nop;
+                }
+                slot.last_attempt_ms.store(now.max(1), Ordering::SeqCst);
+                slot.attempts.fetch_add(1, Ordering::SeqCst);
+                match self.fetch(&slot.issuer).await {
+                    Ok((keys, age)) => {
+                        slot.fetches_ok.fetch_add(1, Ordering::Relaxed);
+                        let iss = &slot.issuer;
+                        let ttl = Duration::from_secs(age.unwrap_or(u64::MAX / 4_000))
+                            .clamp(iss.jwks_min_refresh, iss.jwks_max_refresh)
+                            .as_millis() as u64;
+                        let ttl = ttl.max(1000);
+                        tracing::info!(issuer = %iss.name, keys = keys.len(), ttl_s = ttl / 1000, "fetched signing keys");
+                        let now = self.clock.now_ms();
+                        Op::Put(Arc::new(KeySet {
+                            keys,
+                            fetched_ms: now,
+                            refresh_ms: now + ttl * 3 / 4,
+                            expires_ms: now + ttl,
+                            stale_until_ms: now + ttl + iss.jwks_stale_for.as_millis() as u64,
+                        }))
+                    }
+                    Err(e) => {
+                        slot.fetches_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(issuer = %slot.issuer.name, error = %e, "cannot fetch signing keys; keeping the last good ones");
+                        Op::Nop
+                    }
+                }
+            })
+            .await;
+        self.cache.get(&issuer).await
+    }
+
+    /// Warms every issuer and keeps refreshing those whose keys near expiry, for as long as the gateway runs.
+    pub async fn maintain(self: Arc<Self>) {
+        loop {
+            let now = self.clock.now_ms();
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.statics.is_some() {
+                    continue;
+                }
+                let due = match self.cache.get(&i).await {
+                    Some(ks) => now >= ks.refresh_ms,
+                    None => true,
+                };
+                if due {
+                    self.spawn_refresh(i);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// (ok, failed) fetch counts per issuer name, for metrics.
+    pub fn fetch_counts(&self) -> Vec<(String, u64, u64)> {
+        self.slots
+            .iter()
+            .filter(|s| s.statics.is_none())
+            .map(|s| {
+                (
+                    s.issuer.name.clone(),
+                    s.fetches_ok.load(Ordering::Relaxed),
+                    s.fetches_failed.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    async fn get_capped(&self, url: &str, max: usize) -> Result<(Vec<u8>, Option<String>), String> {
+        let mut resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
+        if !resp.status().is_success() {
+            return Err(format!("GET {url}: status {}", resp.status()));
+        }
+        if resp.content_length().is_some_and(|n| n as usize > max) {
+            return Err(format!("GET {url}: body larger than {max} bytes"));
+        }
+        let cc = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {url}: {}", e.without_url()))?
+        {
+            if body.len() + chunk.len() > max {
+                return Err(format!("GET {url}: body larger than {max} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, cc))
+    }
+
+    async fn fetch(&self, issuer: &Issuer) -> Result<(Vec<Arc<VerifyKey>>, Option<u64>), String> {
+        let work = async {
+            let uri = match &issuer.source {
+                KeySource::Discovery => {
+                    let url = format!(
+                        "{}/.well-known/openid-configuration",
+                        issuer.issuer.trim_end_matches('/')
+                    );
+                    let (body, _) = self.get_capped(&url, issuer.jwks_max_bytes).await?;
+                    let doc: Discovery = serde_json::from_slice(&body)
+                        .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
+                    if doc.issuer != issuer.issuer {
+                        return Err(format!(
+                            "{url}: names issuer {:?}, expected {:?}",
+                            doc.issuer, issuer.issuer
+                        ));
+                    }
+                    doc.jwks_uri
+                }
+                KeySource::JwksUri(u) => u.clone(),
+                KeySource::Static(_) => return Err("static keys are not fetched".into()),
+            };
+            let (body, cc) = self.get_capped(&uri, issuer.jwks_max_bytes).await?;
+            let doc: JwkSetDoc = serde_json::from_slice(&body)
+                .map_err(|e| format!("{uri}: not a JWKS document: {e}"))?;
+            let mut keys = Vec::new();
+            for (i, v) in doc.keys.into_iter().take(MAX_KEYS).enumerate() {
+                match serde_json::from_value::<RawJwk>(v)
+                    .map_err(|e| e.to_string())
+                    .and_then(|k| k.to_key(&issuer.algorithms))
+                {
+                    Ok(k) => keys.push(Arc::new(k)),
+                    Err(e) => {
+                        tracing::debug!(issuer = %issuer.name, index = i, reason = %e, "skipped a JWKS key")
+                    }
+                }
+            }
+            if keys.is_empty() {
+                return Err(format!("{uri}: no usable signing keys"));
+            }
+            Ok((keys, max_age(cc.as_deref())))
+        };
+        match tokio::time::timeout(issuer.jwks_fetch_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(format!(
+                "timed out after {}",
+                humantime::format_duration(issuer.jwks_fetch_timeout)
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_age;
+
+    #[test]
+    fn cache_control() {
+        assert_eq!(max_age(Some("public, max-age=300")), Some(300));
+        assert_eq!(max_age(Some("no-store")), Some(0));
+        assert_eq!(max_age(Some("public")), None);
+        assert_eq!(max_age(None), None);
+    }
+}

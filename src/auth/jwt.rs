@@ -1,0 +1,232 @@
+//! JWT parsing and checking: the header and claims are read here, the signature checked with a pinned key.
+
+use super::keys::{kid_is_sane, VerifyKey};
+use crate::config::Issuer;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Why a token was refused. The text is safe to show a client: it never quotes the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed(&'static str),
+    UntrustedIssuer,
+    Algorithm,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    MissingExp,
+    IssuedInFuture,
+    Audience,
+    Critical,
+    Type,
+    Revoked,
+}
+
+impl TokenError {
+    pub fn description(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(m) => m,
+            TokenError::UntrustedIssuer => "the token's issuer is not trusted on this route",
+            TokenError::Algorithm => "the token's algorithm is not allowed",
+            TokenError::UnknownKey => "the token was signed by an unknown key",
+            TokenError::BadSignature => "the token's signature is invalid",
+            TokenError::Expired => "the token has expired",
+            TokenError::NotYetValid => "the token is not valid yet",
+            TokenError::MissingExp => "the token has no exp claim",
+            TokenError::IssuedInFuture => "the token was issued in the future",
+            TokenError::Audience => "the token is not meant for this audience",
+            TokenError::Critical => {
+                "the token has critical header parameters the gateway does not understand"
+            }
+            TokenError::Type => "the token is not an access token",
+            TokenError::Revoked => "the token has been revoked",
+        }
+    }
+
+    /// A short stable reason for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UntrustedIssuer => "untrusted_issuer",
+            TokenError::Algorithm => "algorithm",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::MissingExp => "missing_exp",
+            TokenError::IssuedInFuture => "issued_in_future",
+            TokenError::Audience => "audience",
+            TokenError::Critical => "crit",
+            TokenError::Type => "typ",
+            TokenError::Revoked => "revoked",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// A token split and decoded but not yet trusted.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    pub alg: Algorithm,
+    pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// `header.payload`, the signed bytes
+    pub message: &'a str,
+    pub signature: &'a str,
+    pub claims: Value,
+}
+
+fn b64_json<T: for<'de> Deserialize<'de>>(part: &str, what: &'static str) -> Result<T, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(what))?;
+    serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed(what))
+}
+
+/// Splits a compact JWS and reads its header and claims; no key is consulted here.
+pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed(
+            "the token is not a JWS of three parts",
+        ));
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(TokenError::Malformed("the token has an empty part"));
+    }
+    let header: JoseHeader = b64_json(h, "the token header is not base64url JSON")?;
+    if header.crit.is_some() {
+        return Err(TokenError::Critical);
+    }
+    if header.alg.eq_ignore_ascii_case("none") {
+        return Err(TokenError::Algorithm);
+    }
+    let alg: Algorithm = header.alg.parse().map_err(|_| TokenError::Algorithm)?;
+    if let Some(kid) = &header.kid {
+        if !kid_is_sane(kid) {
+            return Err(TokenError::Malformed("the token's kid is not acceptable"));
+        }
+    }
+    let claims: Value = b64_json(p, "the token payload is not base64url JSON")?;
+    if !claims.is_object() {
+        return Err(TokenError::Malformed(
+            "the token payload is not a JSON object",
+        ));
+    }
+    Ok(Parsed {
+        alg,
+        kid: header.kid,
+        typ: header.typ,
+        message: &token[..h.len() + 1 + p.len()],
+        signature: s,
+        claims,
+    })
+}
+
+impl Parsed<'_> {
+    pub fn iss(&self) -> Option<&str> {
+        self.claims.get("iss").and_then(Value::as_str)
+    }
+
+    /// Checks the signature with the first key that matches the kid (when given) and the algorithm.
+    pub fn verify_signature(&self, keys: &[std::sync::Arc<VerifyKey>]) -> Result<(), TokenError> {
+        let mut tried = false;
+        for key in keys {
+            if !key.allows(self.alg) {
+                continue;
+            }
+            if let Some(kid) = &self.kid {
+                if key.kid.as_deref() != Some(kid.as_str()) && key.kid.is_some() {
+                    continue;
+                }
+            }
+            tried = true;
+            if let Ok(true) = jsonwebtoken::crypto::verify(
+                self.signature,
+                self.message.as_bytes(),
+                &key.key,
+                self.alg,
+            ) {
+                return Ok(());
+            }
+        }
+        if tried {
+            Err(TokenError::BadSignature)
+        } else {
+            Err(TokenError::UnknownKey)
+        }
+    }
+
+    /// True when the token names a kid that none of these keys carry.
+    pub fn kid_unknown(&self, keys: &[std::sync::Arc<VerifyKey>]) -> bool {
+        match &self.kid {
+            Some(kid) => !keys.iter().any(|k| k.kid.as_deref() == Some(kid.as_str())),
+            None => false,
+        }
+    }
+
+    /// Checks `exp` (required), `nbf`, `iat`, `iss` and `aud` against the issuer at time `now`.
+    pub fn validate_claims(
+        &self,
+        issuer: &Issuer,
+        now: u64,
+        leeway: u64,
+    ) -> Result<u64, TokenError> {
+        let num = |name: &str| -> Result<Option<u64>, TokenError> {
+            match self.claims.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                    .map(Some)
+                    .ok_or(TokenError::Malformed("a time claim is not a number")),
+                Some(_) => Err(TokenError::Malformed("a time claim is not a number")),
+            }
+        };
+        let exp = num("exp")?.ok_or(TokenError::MissingExp)?;
+        if now > exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if let Some(nbf) = num("nbf")? {
+            if now.saturating_add(leeway) < nbf {
+                return Err(TokenError::NotYetValid);
+            }
+        }
+        if let Some(iat) = num("iat")? {
+            if now.saturating_add(leeway) < iat {
+                return Err(TokenError::IssuedInFuture);
+            }
+        }
+        if self.iss() != Some(issuer.issuer.as_str()) {
+            return Err(TokenError::UntrustedIssuer);
+        }
+        let aud_ok = match self.claims.get("aud") {
+            Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .any(|a| issuer.audiences.iter().any(|x| x == a)),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(TokenError::Audience);
+        }
+        Ok(exp)
+    }
+}

@@ -1,0 +1,183 @@
+//! Verification keys: parsing PEM files and JWKS entries into keys pinned to their algorithms.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use serde::Deserialize;
+
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
+
+/// A public key (or HMAC secret) and the only algorithms it may verify.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses an algorithm name from configuration; `none` is refused by name.
+pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
+    if name.eq_ignore_ascii_case("none") {
+        return Err("\"none\" is never accepted".into());
+    }
+    name.parse::<Algorithm>().map_err(|_| {
+        format!(
+            "unknown algorithm {name:?} (known: RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 EdDSA HS256 HS384 HS512)"
+        )
+    })
+}
+
+fn in_family(algs: &[Algorithm], family: AlgorithmFamily) -> Vec<Algorithm> {
+    algs.iter()
+        .copied()
+        .filter(|a| a.family() == family)
+        .collect()
+}
+
+impl VerifyKey {
+    pub fn hmac(secret: &[u8], algorithms: Vec<Algorithm>) -> Self {
+        VerifyKey {
+            kid: None,
+            algorithms: in_family(&algorithms, AlgorithmFamily::Hmac),
+            key: DecodingKey::from_secret(secret),
+        }
+    }
+
+    /// A PEM public key; its family decides which of the issuer's algorithms it may verify.
+    pub fn from_pem(pem: &[u8], allowed: &[Algorithm]) -> Result<Self, String> {
+        let attempts: [(AlgorithmFamily, PemParser); 3] = [
+            (AlgorithmFamily::Rsa, DecodingKey::from_rsa_pem),
+            (AlgorithmFamily::Ec, DecodingKey::from_ec_pem),
+            (AlgorithmFamily::Ed, DecodingKey::from_ed_pem),
+        ];
+        for (family, parse) in attempts {
+            if let Ok(key) = parse(pem) {
+                let algorithms = in_family(allowed, family);
+                if algorithms.is_empty() {
+                    return Err(format!(
+                        "this is a {family:?} key but none of the issuer's algorithms use it"
+                    ));
+                }
+                return Ok(VerifyKey {
+                    kid: None,
+                    algorithms,
+                    key,
+                });
+            }
+        }
+        Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".into())
+    }
+
+    pub fn allows(&self, alg: Algorithm) -> bool {
+        self.algorithms.contains(&alg)
+    }
+}
+
+/// One entry of a JWKS document, read strictly: only what is needed to build a public key.
+#[derive(Debug, Deserialize)]
+pub struct RawJwk {
+    pub kty: String,
+    #[serde(default)]
+    pub kid: Option<String>,
+    #[serde(default, rename = "use")]
+    pub use_: Option<String>,
+    #[serde(default)]
+    pub alg: Option<String>,
+    #[serde(default)]
+    pub n: Option<String>,
+    #[serde(default)]
+    pub e: Option<String>,
+    #[serde(default)]
+    pub crv: Option<String>,
+    #[serde(default)]
+    pub x: Option<String>,
+    #[serde(default)]
+    pub y: Option<String>,
+}
+
+pub const MAX_KID_LEN: usize = 128;
+
+/// `kid` is untrusted: a short printable string, used only as a map key.
+pub fn kid_is_sane(kid: &str) -> bool {
+    !kid.is_empty() && kid.len() <= MAX_KID_LEN && kid.bytes().all(|b| (0x21..0x7f).contains(&b))
+}
+
+impl RawJwk {
+    /// Builds a key the issuer may use, or says why this entry is refused.
+    pub fn to_key(&self, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
+        if let Some(u) = &self.use_ {
+            if u != "sig" {
+                return Err(format!("use {u:?} is not \"sig\""));
+            }
+        }
+        if let Some(kid) = &self.kid {
+            if !kid_is_sane(kid) {
+                return Err("kid is too long or not printable".into());
+            }
+        }
+        let (family, key) = match self.kty.as_str() {
+            "RSA" => {
+                let n = self.n.as_deref().ok_or("RSA key without n")?;
+                let e = self.e.as_deref().ok_or("RSA key without e")?;
+                let n_bytes = URL_SAFE_NO_PAD
+                    .decode(n)
+                    .map_err(|_| "RSA n is not base64url")?;
+                let bits = n_bytes.iter().skip_while(|b| **b == 0).count() * 8;
+                if bits < 2048 {
+                    return Err(format!("RSA key of {bits} bits is under 2048"));
+                }
+                let key = DecodingKey::from_rsa_components(n, e).map_err(|e| e.to_string())?;
+                (AlgorithmFamily::Rsa, key)
+            }
+            "EC" => {
+                let x = self.x.as_deref().ok_or("EC key without x")?;
+                let y = self.y.as_deref().ok_or("EC key without y")?;
+                let key = DecodingKey::from_ec_components(x, y).map_err(|e| e.to_string())?;
+                (AlgorithmFamily::Ec, key)
+            }
+            "OKP" => {
+                if self.crv.as_deref() != Some("Ed25519") {
+                    return Err("OKP key is not Ed25519".into());
+                }
+                let x = self.x.as_deref().ok_or("OKP key without x")?;
+                let key = DecodingKey::from_ed_components(x).map_err(|e| e.to_string())?;
+                (AlgorithmFamily::Ed, key)
+            }
+            "oct" => return Err("symmetric (oct) keys are never taken from a JWKS".into()),
+            other => return Err(format!("unsupported kty {other:?}")),
+        };
+        let mut algorithms = in_family(allowed, family);
+        if family == AlgorithmFamily::Ec {
+            // The curve decides the one ECDSA algorithm the key can serve.
+            let want = match self.crv.as_deref() {
+                Some("P-256") => Algorithm::ES256,
+                Some("P-384") => Algorithm::ES384,
+                other => return Err(format!("unsupported EC curve {other:?}")),
+            };
+            algorithms.retain(|a| *a == want);
+        }
+        if let Some(alg) = &self.alg {
+            let alg: Algorithm = alg.parse().map_err(|_| format!("unknown alg {alg:?}"))?;
+            if !algorithms.contains(&alg) {
+                return Err(format!("alg {alg:?} is not allowed for this issuer"));
+            }
+            algorithms = vec![alg];
+        }
+        if algorithms.is_empty() {
+            return Err("the key fits none of the issuer's algorithms".into());
+        }
+        Ok(VerifyKey {
+            kid: self.kid.clone(),
+            algorithms,
+            key,
+        })
+    }
+}

@@ -1,0 +1,131 @@
+//! Bearer-token verification: verified-token cache, then keys from the JWKS cache, then signature and claims.
+
+pub mod jwks;
+pub mod jwt;
+pub mod keys;
+pub mod principal;
+
+use crate::clock::SharedClock;
+use crate::config::Issuer;
+use jwks::{Jwks, KeysError};
+use jwt::TokenError;
+use principal::Principal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    Token(TokenError),
+    KeysUnavailable { retry_after: u64 },
+}
+
+impl From<TokenError> for AuthError {
+    fn from(e: TokenError) -> Self {
+        AuthError::Token(e)
+    }
+}
+
+type TokenKey = [u8; 32];
+
+/// Expires each verified token when its `exp` (plus leeway) passes.
+struct UntilExp {
+    clock: SharedClock,
+    leeway: u64,
+}
+
+impl moka::Expiry<TokenKey, Arc<Principal>> for UntilExp {
+    fn expire_after_create(
+        &self,
+        _: &TokenKey,
+        p: &Arc<Principal>,
+        _: Instant,
+    ) -> Option<Duration> {
+        let until = p.exp.saturating_add(self.leeway).saturating_mul(1000);
+        Some(Duration::from_millis(
+            until.saturating_sub(self.clock.now_ms()),
+        ))
+    }
+}
+
+/// Verifies bearer tokens for routes; shared by every request.
+pub struct Verifier {
+    issuers: Vec<Arc<Issuer>>,
+    pub jwks: Arc<Jwks>,
+    cache: moka::sync::Cache<TokenKey, Arc<Principal>>,
+    leeway: u64,
+    clock: SharedClock,
+}
+
+fn token_key(token: &str) -> TokenKey {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut k = [0u8; 32];
+    k.copy_from_slice(d.as_ref());
+    k
+}
+
+impl Verifier {
+    pub fn new(issuers: Vec<Arc<Issuer>>, leeway: u64, capacity: u64, clock: SharedClock) -> Self {
+        let jwks = Arc::new(Jwks::new(&issuers, clock.clone()));
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(capacity)
+            .expire_after(UntilExp {
+                clock: clock.clone(),
+                leeway,
+            })
+            .build();
+        Verifier {
+            issuers,
+            jwks,
+            cache,
+            leeway,
+            clock,
+        }
+    }
+
+    /// Verifies `token` for a route that trusts `allowed` issuers (indices into the config's issuers).
+    pub async fn verify(
+        &self,
+        token: &str,
+        allowed: &[usize],
+    ) -> Result<Arc<Principal>, AuthError> {
+        let now = self.clock.now_secs();
+        let key = token_key(token);
+        if let Some(p) = self.cache.get(&key) {
+            if now <= p.exp.saturating_add(self.leeway) {
+                // The cache holds claims, not decisions: the route's issuers still apply.
+                if !allowed.contains(&p.issuer) {
+                    return Err(TokenError::UntrustedIssuer.into());
+                }
+                return Ok(p);
+            }
+            self.cache.invalidate(&key);
+        }
+        let parsed = jwt::parse(token)?;
+        let iss = parsed.iss().ok_or(TokenError::UntrustedIssuer)?;
+        let issuer = allowed
+            .iter()
+            .filter_map(|i| self.issuers.get(*i))
+            .find(|i| i.issuer == iss)
+            .ok_or(TokenError::UntrustedIssuer)?;
+        if !issuer.algorithms.contains(&parsed.alg) {
+            return Err(TokenError::Algorithm.into());
+        }
+        let exp = parsed.validate_claims(issuer, now, self.leeway)?;
+        let keys = self
+            .jwks
+            .keys(issuer.index, parsed.kid.as_deref())
+            .await
+            .map_err(
+                |KeysError::Unavailable { retry_after }| AuthError::KeysUnavailable { retry_after },
+            )?;
+        parsed.verify_signature(&keys.keys)?;
+        let principal = Arc::new(Principal::new(issuer, parsed.claims, exp));
+        self.cache.insert(key, principal.clone());
+        Ok(principal)
+    }
+
+    pub fn cached_tokens(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.entry_count()
+    }
+}

@@ -1,0 +1,195 @@
+//! Serde mirror of gateway.toml: every key a user may write, with nothing resolved yet.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub tls: RawTls,
+    pub validation: RawValidation,
+    pub issuers: Vec<RawIssuer>,
+    pub upstreams: Vec<RawUpstream>,
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawServer {
+    pub listen_tls: Vec<String>,
+    pub listen_plain: Vec<String>,
+    pub admin_listen: Option<String>,
+    pub public_url: Option<String>,
+    pub threads: usize,
+    pub strip_override_headers: bool,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen_tls: vec!["0.0.0.0:8443".into()],
+            listen_plain: vec![],
+            admin_listen: Some("127.0.0.1:9901".into()),
+            public_url: None,
+            threads: 2,
+            strip_override_headers: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawTls {
+    pub cert: String,
+    pub key: String,
+    pub self_signed_if_missing: bool,
+}
+
+impl Default for RawTls {
+    fn default() -> Self {
+        RawTls {
+            cert: "certs/gateway.crt".into(),
+            key: "certs/gateway.key".into(),
+            self_signed_if_missing: false,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawValidation {
+    pub leeway: String,
+    pub max_token_bytes: usize,
+    pub verified_cache_capacity: u64,
+}
+
+impl Default for RawValidation {
+    fn default() -> Self {
+        RawValidation {
+            leeway: "30s".into(),
+            max_token_bytes: 8192,
+            verified_cache_capacity: 100_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawIssuer {
+    pub name: String,
+    pub issuer: String,
+    pub discovery: bool,
+    pub jwks_uri: Option<String>,
+    pub keys: Vec<String>,
+    pub secret_env: Option<String>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub roles_claim: String,
+    pub scopes_claim: Option<String>,
+    pub jwks_min_refresh: String,
+    pub jwks_max_refresh: String,
+    pub jwks_stale_for: String,
+    pub jwks_fetch_timeout: String,
+    pub jwks_max_bytes: usize,
+}
+
+impl Default for RawIssuer {
+    fn default() -> Self {
+        RawIssuer {
+            name: String::new(),
+            issuer: String::new(),
+            discovery: false,
+            jwks_uri: None,
+            keys: vec![],
+            secret_env: None,
+            audiences: vec![],
+            algorithms: vec![],
+            roles_claim: "roles".into(),
+            scopes_claim: None,
+            jwks_min_refresh: "30s".into(),
+            jwks_max_refresh: "1h".into(),
+            jwks_stale_for: "24h".into(),
+            jwks_fetch_timeout: "5s".into(),
+            jwks_max_bytes: 256 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawUpstream {
+    pub name: String,
+    pub kind: String,
+    pub peers: Vec<String>,
+    pub tls: bool,
+    pub sni: Option<String>,
+    pub ca: Option<String>,
+    pub health_check: Option<String>,
+    pub health_interval: String,
+    pub connect_timeout: String,
+    pub read_timeout: String,
+    pub retries: Option<usize>,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            name: String::new(),
+            kind: "http".into(),
+            peers: vec![],
+            tls: false,
+            sni: None,
+            ca: None,
+            health_check: None,
+            health_interval: "5s".into(),
+            connect_timeout: "2s".into(),
+            read_timeout: "30s".into(),
+            retries: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawRoute {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub path_prefix: String,
+    pub methods: Option<Vec<String>>,
+    pub upstream: String,
+    pub auth: String,
+    pub issuers: Option<Vec<String>>,
+    pub roles_any: Vec<String>,
+    pub roles_all: Vec<String>,
+    pub scopes_any: Vec<String>,
+    pub scopes_all: Vec<String>,
+    pub claims: BTreeMap<String, toml::Value>,
+    pub token_from: Vec<String>,
+    pub forward_token: bool,
+    pub strip_prefix: bool,
+    pub claim_headers: BTreeMap<String, String>,
+}
+
+impl Default for RawRoute {
+    fn default() -> Self {
+        RawRoute {
+            name: None,
+            host: None,
+            path_prefix: "/".into(),
+            methods: None,
+            upstream: String::new(),
+            auth: "required".into(),
+            issuers: None,
+            roles_any: vec![],
+            roles_all: vec![],
+            scopes_any: vec![],
+            scopes_all: vec![],
+            claims: BTreeMap::new(),
+            token_from: vec!["header".into()],
+            forward_token: false,
+            strip_prefix: false,
+            claim_headers: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Rejections: one enum for every answer the gateway gives itself, turned into a response in one place.
+
+use crate::auth::jwt::TokenError;
+use crate::policy::Denied;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+pub const REALM: &str = "gatehouse";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    BadRequest(&'static str),
+    NotFound,
+    MethodNotAllowed(Vec<http::Method>),
+    MissingToken,
+    InvalidToken(TokenError),
+    InsufficientScope(Denied),
+    KeysUnavailable { retry_after: u64 },
+}
+
+impl Rejection {
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::BadRequest(_) => 400,
+            Rejection::NotFound => 404,
+            Rejection::MethodNotAllowed(_) => 405,
+            Rejection::MissingToken | Rejection::InvalidToken(_) => 401,
+            Rejection::InsufficientScope(_) => 403,
+            Rejection::KeysUnavailable { .. } => 503,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest(_) => "invalid_request",
+            Rejection::NotFound => "not_found",
+            Rejection::MethodNotAllowed(_) => "method_not_allowed",
+            Rejection::MissingToken => "unauthorized",
+            Rejection::InvalidToken(_) => "invalid_token",
+            Rejection::InsufficientScope(_) => "insufficient_scope",
+            Rejection::KeysUnavailable { .. } => "temporarily_unavailable",
+        }
+    }
+
+    pub fn description(&self) -> &'static str {
+        match self {
+            Rejection::BadRequest(d) => d,
+            Rejection::NotFound => "no route matches this request",
+            Rejection::MethodNotAllowed(_) => "the route does not accept this method",
+            Rejection::MissingToken => "a bearer token is required",
+            Rejection::InvalidToken(e) => e.description(),
+            Rejection::InsufficientScope(_) => "the token does not grant access to this route",
+            Rejection::KeysUnavailable { .. } => "the issuer's signing keys are not available yet",
+        }
+    }
+
+    /// A short reason for the access log and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::InvalidToken(e) => e.reason(),
+            Rejection::InsufficientScope(d) => d.reason,
+            Rejection::MissingToken => "missing_token",
+            other => other.code(),
+        }
+    }
+
+    /// RFC 6750 §3 challenge for 401 and 403.
+    pub fn www_authenticate(&self) -> Option<String> {
+        match self {
+            Rejection::MissingToken => Some(format!("Bearer realm=\"{REALM}\"")),
+            Rejection::InvalidToken(e) => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                e.description()
+            )),
+            Rejection::InsufficientScope(d) => Some(match &d.scope {
+                Some(s) => {
+                    format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\"")
+                }
+                None => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::json!({"error": self.code(), "error_description": self.description()})
+            .to_string()
+    }
+
+    /// Writes the answer; the connection is closed when an unread request body would follow.
+    pub async fn respond(&self, session: &mut Session) -> pingora::Result<()> {
+        let mut extra: Vec<(&str, String)> = Vec::new();
+        if let Some(w) = self.www_authenticate() {
+            extra.push(("www-authenticate", w));
+        }
+        if let Rejection::KeysUnavailable { retry_after } = self {
+            extra.push(("retry-after", retry_after.to_string()));
+        }
+        if let Rejection::MethodNotAllowed(ms) = self {
+            let list: Vec<&str> = ms.iter().map(|m| m.as_str()).collect();
+            extra.push(("allow", list.join(", ")));
+        }
+        send_json(session, self.status(), &extra, self.body()).await
+    }
+}
+
+/// True when the request announces a body the gateway has not read.
+fn has_body(session: &Session) -> bool {
+    let h = &session.req_header().headers;
+    h.get("transfer-encoding").is_some()
+        || h.get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// Answers with a JSON body and an exact Content-Length.
+pub async fn send_json(
+    session: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: String,
+) -> pingora::Result<()> {
+    send(
+        session,
+        status,
+        "application/json",
+        headers,
+        Bytes::from(body),
+    )
+    .await
+}
+
+pub async fn send(
+    session: &mut Session,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> pingora::Result<()> {
+    if has_body(session) {
+        // Never drain an unauthenticated upload: close instead, so it cannot be read as the next request.
+        session.set_keepalive(None);
+    }
+    let mut r = ResponseHeader::build(status, Some(4 + headers.len()))?;
+    r.insert_header("content-type", content_type)?;
+    r.insert_header("content-length", body.len().to_string())?;
+    r.insert_header("cache-control", "no-store")?;
+    for (k, v) in headers {
+        r.insert_header(k.to_string(), v.as_str())?;
+    }
+    session.write_response_header(Box::new(r), false).await?;
+    session.write_response_body(Some(body), true).await
+}

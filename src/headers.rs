@@ -1,0 +1,112 @@
+//! Identity headers: removing every client-sent copy and setting safe values from the verified principal.
+
+use crate::auth::principal::{claim_text, Principal};
+use crate::config::{ClaimHeader, ClaimSource};
+use http::{HeaderName, HeaderValue};
+use percent_encoding::{AsciiSet, CONTROLS};
+use pingora::http::RequestHeader;
+
+/// Bytes outside printable ASCII, and `%` itself, are percent-encoded (CONFIG.md).
+const UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
+
+/// A claim value that can never split a header or smuggle bytes: always a valid `HeaderValue`.
+pub fn encode_header_value(s: &str) -> HeaderValue {
+    let encoded = percent_encoding::utf8_percent_encode(s, UNSAFE).to_string();
+    // CONTROLS covers 0x00-0x1F and 0x7F, utf8_percent_encode every byte >= 0x80: what is left is visible ASCII or space.
+    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Headers legacy frameworks honour to rewrite the path or method after the gateway decided.
+pub const OVERRIDE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Removes every `X-Auth-*` header, every configured claim header and, when asked, the override headers.
+pub fn strip_identity_headers(
+    req: &mut RequestHeader,
+    claim_names: &[HeaderName],
+    strip_overrides: bool,
+) {
+    let doomed: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| {
+            let s = n.as_str();
+            s.starts_with("x-auth-")
+                || claim_names.contains(n)
+                || (strip_overrides && OVERRIDE_HEADERS.contains(&s))
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        // remove_header drops every value of a repeated header
+        while req.remove_header(&name).is_some() {}
+    }
+}
+
+fn value_for(h: &ClaimHeader, p: &Principal) -> Option<HeaderValue> {
+    let s = &p.std_headers;
+    match &h.source {
+        ClaimSource::Subject => s.subject.clone(),
+        ClaimSource::Issuer => s.issuer.clone(),
+        ClaimSource::ClientId => s.client_id.clone(),
+        ClaimSource::Roles => s.roles.clone(),
+        ClaimSource::Scopes => s.scopes.clone(),
+        ClaimSource::AllClaims => s.claims.clone(),
+        ClaimSource::Claim(path) => path
+            .lookup(&p.claims)
+            .and_then(claim_text)
+            .map(|t| encode_header_value(&t)),
+    }
+}
+
+/// Sets the route's identity headers from the principal; absent claims send no header.
+pub fn set_claim_headers(
+    req: &mut RequestHeader,
+    headers: &[ClaimHeader],
+    p: &Principal,
+) -> pingora::Result<()> {
+    for h in headers {
+        if let Some(v) = value_for(h, p) {
+            req.insert_header(h.name.clone(), v)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_bytes_are_encoded() {
+        assert_eq!(
+            encode_header_value("a\r\nX-Evil: 1").to_str().unwrap(),
+            "a%0D%0AX-Evil: 1"
+        );
+        assert_eq!(
+            encode_header_value("Zoë 100%").to_str().unwrap(),
+            "Zo%C3%AB 100%25"
+        );
+        assert_eq!(encode_header_value("nul\0").to_str().unwrap(), "nul%00");
+    }
+
+    #[test]
+    fn strips_spoofed_headers() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.append_header("X-Auth-Subject", "evil").unwrap();
+        req.append_header("x-auth-subject", "evil2").unwrap();
+        req.append_header("X-Email", "e").unwrap();
+        req.append_header("X-Original-URL", "/admin").unwrap();
+        req.append_header("Accept", "*/*").unwrap();
+        strip_identity_headers(&mut req, &[HeaderName::from_static("x-email")], true);
+        assert!(req.headers.get("x-auth-subject").is_none());
+        assert!(req.headers.get("x-email").is_none());
+        assert!(req.headers.get("x-original-url").is_none());
+        assert!(req.headers.get("accept").is_some());
+    }
+}

@@ -1,0 +1,160 @@
+//! gatehouse: an authentication gateway on Pingora that verifies bearer JWTs and forwards the verified identity.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod headers;
+pub mod policy;
+pub mod proxy;
+pub mod routes;
+pub mod telemetry;
+pub mod tlsfiles;
+pub mod upstream;
+
+use async_trait::async_trait;
+use auth::jwks::Jwks;
+use auth::Verifier;
+use clock::SharedClock;
+use config::Config;
+use pingora::listeners::tls::TlsSettings;
+use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use proxy::{Gateway, Shared};
+use std::sync::Arc;
+
+/// Keeps every issuer's keys warm for as long as the server runs.
+struct KeyMaintenance(Arc<Jwks>);
+
+#[async_trait]
+impl BackgroundService for KeyMaintenance {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        tokio::select! {
+            _ = self.0.clone().maintain() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// A gateway ready to run, and the state its requests share.
+pub struct Built {
+    pub server: Server,
+    pub shared: Arc<Shared>,
+}
+
+/// Prepares the TLS files: creates a development certificate when asked, then checks the pair loads.
+fn prepare_tls(config: &Config) -> Result<(), String> {
+    if config.server.listen_tls.is_empty() {
+        return Ok(());
+    }
+    let t = &config.tls;
+    if (!t.cert.exists() || !t.key.exists()) && t.self_signed_if_missing {
+        tlsfiles::write_self_signed(&t.cert, &t.key)?;
+        tracing::warn!(
+            cert = %t.cert.display(),
+            key = %t.key.display(),
+            "created a self-signed certificate for localhost and 127.0.0.1 (tls.self_signed_if_missing); use a real certificate in production"
+        );
+    }
+    tlsfiles::check_pair(&t.cert, &t.key).map_err(|e| format!("tls: {e}"))
+}
+
+/// Fails early on an address already in use: pingora would only panic inside the listener task.
+fn probe_listeners(config: &Config) -> Result<(), String> {
+    let s = &config.server;
+    for addr in s
+        .listen_tls
+        .iter()
+        .chain(&s.listen_plain)
+        .chain(s.admin_listen.iter())
+    {
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Builds the Pingora server for a validated configuration.
+pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
+    pingora::tls::install_default_crypto_provider();
+    prepare_tls(&config)?;
+    probe_listeners(&config)?;
+    let config = Arc::new(config);
+    let conf = ServerConf {
+        threads: config.server.threads,
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+
+    let mut upstreams = Vec::new();
+    for u in &config.upstreams {
+        upstreams.push(upstream::UpstreamRuntime::build(
+            &u.name,
+            &u.kind,
+            &mut server,
+        )?);
+    }
+    let verifier = Arc::new(Verifier::new(
+        config.issuers.clone(),
+        config.validation.leeway,
+        config.validation.verified_cache_capacity,
+        clock,
+    ));
+    server.add_service(background_service(
+        "signing keys",
+        KeyMaintenance(verifier.jwks.clone()),
+    ));
+
+    let mut claim_names: Vec<http::HeaderName> = Vec::new();
+    for r in &config.routes {
+        for h in &r.claim_headers {
+            if !claim_names.contains(&h.name) {
+                claim_names.push(h.name.clone());
+            }
+        }
+    }
+    let shared = Arc::new(Shared {
+        table: routes::RouteTable::new(&config.routes),
+        config: config.clone(),
+        verifier,
+        upstreams,
+        claim_names,
+        metrics: Default::default(),
+    });
+
+    let gateway = Gateway {
+        shared: shared.clone(),
+        admin: false,
+    };
+    let mut svc =
+        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gatehouse");
+    for addr in &config.server.listen_plain {
+        svc.add_tcp(&addr.to_string());
+    }
+    for addr in &config.server.listen_tls {
+        let cert = config.tls.cert.to_string_lossy();
+        let key = config.tls.key.to_string_lossy();
+        let mut tls = TlsSettings::intermediate(&cert, &key).map_err(|e| format!("tls: {e}"))?;
+        tls.enable_h2();
+        svc.add_tls_with_settings(&addr.to_string(), None, tls);
+    }
+    server.add_service(svc);
+
+    if let Some(addr) = config.server.admin_listen {
+        let admin = Gateway {
+            shared: shared.clone(),
+            admin: true,
+        };
+        let mut svc = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            admin,
+            "gatehouse admin",
+        );
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    Ok(Built { server, shared })
+}

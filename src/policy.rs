@@ -1,0 +1,110 @@
+//! Route policy: does a verified principal hold the roles, scopes and claims a route asks for.
+
+use crate::auth::principal::Principal;
+use crate::config::Policy;
+use serde_json::Value;
+
+/// The policy was not met; `scope` names the scopes a client should ask for, when scopes were required.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denied {
+    pub reason: &'static str,
+    pub scope: Option<String>,
+}
+
+pub fn authorize(p: &Principal, policy: &Policy) -> Result<(), Denied> {
+    let scope_hint = || {
+        let mut s: Vec<&str> = policy.scopes_all.iter().map(String::as_str).collect();
+        if s.is_empty() {
+            s = policy.scopes_any.iter().map(String::as_str).collect();
+        }
+        (!s.is_empty()).then(|| s.join(" "))
+    };
+    let has_role = |r: &String| p.roles.iter().any(|x| x == r);
+    let has_scope = |s: &String| p.scopes.iter().any(|x| x == s);
+    if !policy.roles_any.is_empty() && !policy.roles_any.iter().any(has_role) {
+        return Err(Denied {
+            reason: "roles_any",
+            scope: scope_hint(),
+        });
+    }
+    if !policy.roles_all.iter().all(has_role) {
+        return Err(Denied {
+            reason: "roles_all",
+            scope: scope_hint(),
+        });
+    }
+    if !policy.scopes_any.is_empty() && !policy.scopes_any.iter().any(has_scope) {
+        return Err(Denied {
+            reason: "scopes_any",
+            scope: scope_hint(),
+        });
+    }
+    if !policy.scopes_all.iter().all(has_scope) {
+        return Err(Denied {
+            reason: "scopes_all",
+            scope: scope_hint(),
+        });
+    }
+    for (path, want) in &policy.claims {
+        let ok = match path.lookup(&p.claims) {
+            Some(Value::Array(items)) => items.iter().any(|i| i == want),
+            Some(v) => v == want,
+            None => false,
+        };
+        if !ok {
+            return Err(Denied {
+                reason: "claims",
+                scope: scope_hint(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ClaimPath;
+
+    fn principal(roles: &[&str], scopes: &[&str], claims: Value) -> Principal {
+        Principal {
+            issuer: 0,
+            issuer_name: "t".into(),
+            subject: None,
+            jti: None,
+            exp: 0,
+            claims,
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            std_headers: Default::default(),
+        }
+    }
+
+    #[test]
+    fn roles_scopes_and_claims() {
+        let p = principal(
+            &["a", "b"],
+            &["read"],
+            serde_json::json!({"tenant": "acme", "groups": ["x", "y"]}),
+        );
+        let mut pol = Policy {
+            roles_any: vec!["z".into(), "b".into()],
+            ..Default::default()
+        };
+        assert!(authorize(&p, &pol).is_ok());
+        pol.roles_all = vec!["a".into(), "c".into()];
+        assert_eq!(authorize(&p, &pol).unwrap_err().reason, "roles_all");
+        pol.roles_all = vec![];
+        pol.scopes_all = vec!["read".into(), "write".into()];
+        let d = authorize(&p, &pol).unwrap_err();
+        assert_eq!(d.scope.as_deref(), Some("read write"));
+        pol.scopes_all = vec![];
+        pol.claims = vec![
+            (ClaimPath::new("tenant"), serde_json::json!("acme")),
+            (ClaimPath::new("groups"), serde_json::json!("y")),
+        ];
+        assert!(authorize(&p, &pol).is_ok());
+        pol.claims = vec![(ClaimPath::new("tenant"), serde_json::json!("other"))];
+        assert_eq!(authorize(&p, &pol).unwrap_err().reason, "claims");
+    }
+}

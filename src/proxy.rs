@@ -1,0 +1,511 @@
+//! The Pingora `ProxyHttp` implementation: phase wiring only; each step lives in its own module.
+
+use crate::auth::principal::Principal;
+use crate::auth::{AuthError, Verifier};
+use crate::config::{AuthMode, Config, Route, TokenSources};
+use crate::error::{send, send_json, Rejection};
+use crate::headers::{set_claim_headers, strip_identity_headers};
+use crate::policy::authorize;
+use crate::routes::{normalise_host, normalise_path, RouteMatch, RouteTable};
+use crate::telemetry::Metrics;
+use crate::upstream::{whoami_body, UpstreamRuntime};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderName;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::ErrorSource;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a request needs, built once at start-up.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub table: RouteTable,
+    pub verifier: Arc<Verifier>,
+    pub upstreams: Vec<UpstreamRuntime>,
+    /// every configured claim header name, removed from every request
+    pub claim_names: Vec<HeaderName>,
+    pub metrics: Metrics,
+}
+
+/// The proxy; `admin` instances answer only /healthz and /metrics.
+pub struct Gateway {
+    pub shared: Arc<Shared>,
+    pub admin: bool,
+}
+
+pub struct Ctx {
+    start: Instant,
+    route: Option<usize>,
+    principal: Option<Arc<Principal>>,
+    upstream_path: Option<String>,
+    tried: Vec<SocketAddr>,
+    denial: Option<&'static str>,
+    log_path: Option<String>,
+}
+
+enum Decision {
+    Proxy,
+    Answered,
+}
+
+/// Finds the bearer token where the route allows it; two places, or two headers, are a bad request.
+pub fn extract_token(
+    req: &RequestHeader,
+    from: &TokenSources,
+    max_bytes: usize,
+) -> Result<Option<String>, Rejection> {
+    use crate::auth::jwt::TokenError::Malformed;
+    let mut found: Vec<String> = Vec::new();
+    if from.header {
+        let mut values = req.headers.get_all("authorization").iter();
+        if let Some(v) = values.next() {
+            if values.next().is_some() {
+                return Err(Rejection::BadRequest("more than one Authorization header"));
+            }
+            if v.len() > max_bytes + 7 {
+                return Err(Rejection::InvalidToken(Malformed(
+                    "the token is longer than the gateway accepts",
+                )));
+            }
+            let v = v.to_str().map_err(|_| {
+                Rejection::InvalidToken(Malformed("the Authorization header is not ASCII"))
+            })?;
+            match v.split_once(' ') {
+                Some((scheme, t))
+                    if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                {
+                    found.push(t.trim().to_string())
+                }
+                _ => {
+                    return Err(Rejection::InvalidToken(Malformed(
+                        "the Authorization header is not a Bearer token",
+                    )))
+                }
+            }
+        }
+    }
+    if !from.query.is_empty() {
+        if let Some(q) = req.uri.query() {
+            for pair in q.split('&') {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if from.query.iter().any(|n| n == name) {
+                    let v = percent_encoding::percent_decode_str(value)
+                        .decode_utf8_lossy()
+                        .to_string();
+                    found.push(v);
+                }
+            }
+        }
+    }
+    if !from.cookie.is_empty() {
+        for h in req.headers.get_all("cookie") {
+            let Ok(h) = h.to_str() else { continue };
+            for c in h.split(';') {
+                if let Some((name, value)) = c.trim().split_once('=') {
+                    if from.cookie.iter().any(|n| n == name) {
+                        found.push(value.trim_matches('"').to_string());
+                    }
+                }
+            }
+        }
+    }
+    if found.len() > 1 {
+        return Err(Rejection::BadRequest(
+            "the token was sent in more than one place",
+        ));
+    }
+    let token = found.pop();
+    if let Some(t) = &token {
+        if t.len() > max_bytes {
+            return Err(Rejection::InvalidToken(Malformed(
+                "the token is longer than the gateway accepts",
+            )));
+        }
+        if t.is_empty() {
+            return Err(Rejection::InvalidToken(Malformed("the token is empty")));
+        }
+    }
+    Ok(token)
+}
+
+/// The path and query sent upstream: normalised, prefix stripped if asked, query tokens removed.
+pub fn upstream_path(normalised: &str, query: Option<&str>, route: &Route) -> String {
+    let mut out = if route.strip_prefix && route.path_prefix != "/" {
+        let rest = normalised.get(route.path_prefix.len()..).unwrap_or("");
+        if rest.starts_with('/') {
+            rest.to_string()
+        } else {
+            format!("/{rest}")
+        }
+    } else {
+        normalised.to_string()
+    };
+    if let Some(q) = query {
+        let kept: Vec<&str> = q
+            .split('&')
+            .filter(|p| {
+                let name = p.split_once('=').map(|(n, _)| n).unwrap_or(p);
+                !p.is_empty() && !route.token_from.query.iter().any(|n| n == name)
+            })
+            .collect();
+        if !kept.is_empty() {
+            out.push('?');
+            out.push_str(&kept.join("&"));
+        }
+    }
+    out
+}
+
+/// Drops the cookies that carried the token, keeping the others.
+fn strip_token_cookies(req: &mut RequestHeader, names: &[String]) -> Result<()> {
+    let mut kept = Vec::new();
+    for h in req.headers.get_all("cookie") {
+        let Ok(h) = h.to_str() else { continue };
+        for c in h.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+            let name = c.split_once('=').map(|(n, _)| n).unwrap_or(c);
+            if !names.iter().any(|n| n == name) {
+                kept.push(c.to_string());
+            }
+        }
+    }
+    while req.remove_header("cookie").is_some() {}
+    if !kept.is_empty() {
+        req.insert_header("cookie", kept.join("; "))?;
+    }
+    Ok(())
+}
+
+impl Gateway {
+    fn route(&self, ctx: &Ctx) -> Option<&Route> {
+        ctx.route.and_then(|i| self.shared.config.routes.get(i))
+    }
+
+    /// Shapes the request a backend receives: path, token removal, identity headers, forwarding headers.
+    fn prepare_upstream(&self, session: &Session, up: &mut RequestHeader, ctx: &Ctx) -> Result<()> {
+        let Some(route) = self.route(ctx) else {
+            return Ok(());
+        };
+        if let Some(p) = &ctx.upstream_path {
+            up.set_raw_path(p.as_bytes())?;
+        }
+        if !route.forward_token {
+            up.remove_header("authorization");
+            if !route.token_from.cookie.is_empty() {
+                strip_token_cookies(up, &route.token_from.cookie)?;
+            }
+        }
+        if let Some(p) = &ctx.principal {
+            set_claim_headers(up, &route.claim_headers, p)?;
+        }
+        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
+            let xff = match up
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {}", addr.ip()),
+                None => addr.ip().to_string(),
+            };
+            up.insert_header("x-forwarded-for", xff)?;
+        }
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        Ok(())
+    }
+
+    async fn decide(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<Decision, Rejection> {
+        let s = &self.shared;
+        let req = session.req_header();
+        let raw = std::str::from_utf8(req.raw_path())
+            .map_err(|_| Rejection::BadRequest("the path is not UTF-8"))?;
+        let (raw_path, query) = match raw.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (raw, None),
+        };
+        if raw_path == "/healthz" {
+            return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await);
+        }
+        let path = normalise_path(raw_path).map_err(Rejection::BadRequest)?;
+        ctx.log_path = Some(path.clone());
+        let host = req
+            .uri
+            .host()
+            .map(str::to_string)
+            .or_else(|| {
+                req.headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .map(|h| normalise_host(&h));
+        let idx = match s
+            .table
+            .lookup(&s.config.routes, host.as_deref(), &path, &req.method)
+        {
+            RouteMatch::Route(i) => i,
+            RouteMatch::NotFound => return Err(Rejection::NotFound),
+            RouteMatch::MethodNotAllowed(m) => return Err(Rejection::MethodNotAllowed(m)),
+        };
+        ctx.route = Some(idx);
+        let route = &s.config.routes[idx];
+        if route.auth != AuthMode::Public {
+            let token = extract_token(req, &route.token_from, s.config.validation.max_token_bytes)?;
+            match token {
+                None if route.auth == AuthMode::Required => return Err(Rejection::MissingToken),
+                None => {}
+                Some(t) => {
+                    let p = s
+                        .verifier
+                        .verify(&t, &route.issuers)
+                        .await
+                        .map_err(|e| match e {
+                            AuthError::Token(t) => Rejection::InvalidToken(t),
+                            AuthError::KeysUnavailable { retry_after } => {
+                                Rejection::KeysUnavailable { retry_after }
+                            }
+                        })?;
+                    ctx.principal = Some(p.clone());
+                    authorize(&p, &route.policy).map_err(Rejection::InsufficientScope)?;
+                }
+            }
+        }
+        ctx.upstream_path = Some(upstream_path(&path, query.as_deref(), route));
+        if let Some(UpstreamRuntime::Whoami) = s.upstreams.get(route.upstream) {
+            let mut up = session.req_header().clone();
+            let body = match self.prepare_upstream(session, &mut up, ctx) {
+                Ok(()) => whoami_body(&up, &route.name),
+                Err(_) => return Err(Rejection::BadRequest("the request cannot be forwarded")),
+            };
+            return Ok(self.answer(session, 200, body).await);
+        }
+        Ok(Decision::Proxy)
+    }
+
+    async fn answer(&self, session: &mut Session, status: u16, body: String) -> Decision {
+        if let Err(e) = send_json(session, status, &[], body).await {
+            tracing::debug!(error = %e, "could not write a response");
+        }
+        Decision::Answered
+    }
+
+    async fn admin(&self, session: &mut Session) -> Result<bool> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/healthz" => send_json(session, 200, &[], r#"{"status":"ok"}"#.into()).await?,
+            "/metrics" => {
+                let body = self.shared.metrics.render(&self.gauges());
+                send(
+                    session,
+                    200,
+                    "text/plain; version=0.0.4",
+                    &[],
+                    Bytes::from(body),
+                )
+                .await?
+            }
+            _ => Rejection::NotFound.respond(session).await?,
+        }
+        Ok(true)
+    }
+
+    fn gauges(&self) -> Vec<(String, u64)> {
+        let s = &self.shared;
+        let mut g = vec![(
+            "gatehouse_verified_tokens_cached".to_string(),
+            s.verifier.cached_tokens(),
+        )];
+        for (issuer, ok, failed) in s.verifier.jwks.fetch_counts() {
+            g.push((
+                format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"ok\"}}"),
+                ok,
+            ));
+            g.push((
+                format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"error\"}}"),
+                failed,
+            ));
+        }
+        for u in &s.upstreams {
+            if let UpstreamRuntime::Pool(p) = u {
+                for b in p.lb.backends().get_backend().iter() {
+                    let healthy = p.lb.backends().ready(b) as u64;
+                    g.push((
+                        format!(
+                            "gatehouse_upstream_peer_healthy{{upstream=\"{}\",peer=\"{}\"}}",
+                            p.name, b.addr
+                        ),
+                        healthy,
+                    ));
+                }
+            }
+        }
+        g
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            route: None,
+            principal: None,
+            upstream_path: None,
+            tried: Vec::new(),
+            denial: None,
+            log_path: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if self.admin {
+            return self.admin(session).await;
+        }
+        let s = &self.shared;
+        // The gateway owns identity headers: every client-sent copy goes first, on every route.
+        strip_identity_headers(
+            session.req_header_mut(),
+            &s.claim_names,
+            s.config.server.strip_override_headers,
+        );
+        match self.decide(session, ctx).await {
+            Ok(Decision::Proxy) => Ok(false),
+            Ok(Decision::Answered) => Ok(true),
+            Err(rej) => {
+                ctx.denial = Some(rej.reason());
+                rej.respond(session).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let upstream = self.route(ctx).map(|r| r.upstream);
+        let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| self.shared.upstreams.get(u))
+        else {
+            return Error::e_explain(HTTPStatus(502), "route has no proxied upstream");
+        };
+        let Some(backend) = pool.select(&ctx.tried) else {
+            return Error::e_explain(HTTPStatus(503), "no healthy peer");
+        };
+        let Some(addr) = backend.addr.as_inet().copied() else {
+            return Error::e_explain(HTTPStatus(502), "peer is not an inet address");
+        };
+        ctx.tried.push(addr);
+        Ok(Box::new(pool.peer(addr)))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let upstream = self.route(ctx).map(|r| r.upstream);
+        if let Some(UpstreamRuntime::Pool(pool)) =
+            upstream.and_then(|u| self.shared.upstreams.get(u))
+        {
+            // A failed connect sent nothing upstream, so another peer may take the request.
+            if ctx.tried.len() <= pool.cfg.retries && ctx.tried.len() < pool.cfg.peers.len() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        up: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        self.prepare_upstream(session, up, ctx)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            HTTPStatus(c) => *c,
+            ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError
+            | TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => 502,
+            ReadTimedout | WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ReadError | WriteError | ConnectionClosed => 0,
+                    _ => 400,
+                },
+                _ => 500,
+            },
+        };
+        if code > 0 {
+            let (err, desc) = match code {
+                502 => ("bad_gateway", "the upstream could not be reached"),
+                503 => (
+                    "no_healthy_upstream",
+                    "no healthy upstream peer is available",
+                ),
+                504 => ("gateway_timeout", "the upstream did not answer in time"),
+                400 => ("invalid_request", "the request could not be read"),
+                _ => ("internal_error", "the gateway could not handle the request"),
+            };
+            let body = Bytes::from(
+                serde_json::json!({"error": err, "error_description": desc}).to_string(),
+            );
+            if let Ok(mut r) = ResponseHeader::build(code, Some(2)) {
+                let _ = r.insert_header("content-type", "application/json");
+                let _ = r.insert_header("content-length", body.len().to_string());
+                let _ = session
+                    .as_downstream_mut()
+                    .write_error_response(r, body)
+                    .await;
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if self.admin {
+            return;
+        }
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let route = self.route(ctx).map(|r| r.name.as_str()).unwrap_or("-");
+        let micros = ctx.start.elapsed().as_micros() as u64;
+        let subject = ctx
+            .principal
+            .as_ref()
+            .and_then(|p| p.subject.as_deref())
+            .unwrap_or("-");
+        let upstream = ctx.tried.last().map(|a| a.to_string());
+        tracing::info!(
+            target: "gatehouse::access",
+            method = %session.req_header().method,
+            path = ctx.log_path.as_deref().unwrap_or("-"),
+            status,
+            route,
+            upstream = upstream.as_deref().unwrap_or("-"),
+            latency_us = micros,
+            subject,
+            denial = ctx.denial.unwrap_or("-"),
+            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+            "request"
+        );
+        self.shared
+            .metrics
+            .observe(route, status, micros, ctx.denial);
+    }
+}

@@ -1,0 +1,258 @@
+//! Path normalisation and the compiled route table (host, then longest segment prefix, then method).
+
+use crate::config::{HostPattern, Route};
+use http::Method;
+use std::collections::HashMap;
+
+/// Why a path cannot be routed; each is answered with 400.
+pub type PathError = &'static str;
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Decodes percent-encoded unreserved characters, upper-cases the rest, and refuses ambiguous bytes.
+fn decode_segment_bytes(raw: &str) -> Result<String, PathError> {
+    let b = raw.as_bytes();
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b'%' {
+            let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err("the path has a malformed percent-encoding");
+            };
+            let v = h * 16 + l;
+            if v == b'/' || v == b'\\' {
+                return Err("the path has an encoded slash or backslash");
+            }
+            if v < 0x20 || v == 0x7f {
+                return Err("the path has an encoded control character");
+            }
+            if unreserved(v) {
+                out.push(v as char);
+            } else {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[(v >> 4) as usize]));
+                out.push(char::from(b"0123456789ABCDEF"[(v & 15) as usize]));
+            }
+            i += 3;
+            continue;
+        }
+        if c == b'\\' {
+            return Err("the path has a backslash");
+        }
+        if !(0x20..0x7f).contains(&c) {
+            return Err("the path has a control or non-ASCII byte");
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// Normalises a request path: `//` collapsed, `.` and `..` resolved, unreserved escapes decoded.
+/// The trailing slash is kept, since backends may tell `/a` from `/a/`.
+pub fn normalise_path(path: &str) -> Result<String, PathError> {
+    if !path.starts_with('/') {
+        return Err("the path must start with /");
+    }
+    let mut segs: Vec<String> = Vec::new();
+    let mut trailing = false;
+    for raw in path.split('/').skip(1) {
+        let seg = decode_segment_bytes(raw)?;
+        trailing = false;
+        match seg.as_str() {
+            "" => trailing = true,
+            "." => trailing = true,
+            ".." => {
+                if segs.pop().is_none() {
+                    return Err("the path climbs above the root");
+                }
+                trailing = true;
+            }
+            _ => segs.push(seg),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if out.is_empty() || trailing {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+/// A configured `path_prefix`, normalised the same way, without a trailing slash.
+pub fn normalise_prefix(prefix: &str) -> Result<String, String> {
+    let p = normalise_path(prefix).map_err(|e| format!("{prefix:?}: {e}"))?;
+    if p.len() > 1 {
+        Ok(p.trim_end_matches('/').to_string())
+    } else {
+        Ok(p)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<String, Node>,
+    routes: Vec<usize>,
+}
+
+impl Node {
+    fn insert(&mut self, prefix: &str, route: usize) {
+        let mut n = self;
+        for seg in prefix.split('/').filter(|s| !s.is_empty()) {
+            n = n.children.entry(seg.to_string()).or_default();
+        }
+        n.routes.push(route);
+    }
+
+    /// The routes at the deepest node along the path that has any.
+    fn longest<'a>(&'a self, path: &str) -> Option<&'a [usize]> {
+        let mut best = (!self.routes.is_empty()).then_some(self.routes.as_slice());
+        let mut n = self;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            match n.children.get(seg) {
+                Some(c) => {
+                    n = c;
+                    if !n.routes.is_empty() {
+                        best = Some(n.routes.as_slice());
+                    }
+                }
+                None => break,
+            }
+        }
+        best
+    }
+}
+
+/// What the table says about a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMatch {
+    Route(usize),
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+}
+
+/// Routes grouped by host; each group is a segment trie, so lookup cost follows the path, not the route count.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Node>,
+    suffix: HashMap<String, Node>,
+    any: Node,
+}
+
+/// Lower-cases a Host or :authority value and drops the port and a trailing dot.
+pub fn normalise_host(host: &str) -> String {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl RouteTable {
+    pub fn new(routes: &[Route]) -> Self {
+        let mut t = RouteTable::default();
+        for r in routes {
+            let node = match &r.host {
+                None => &mut t.any,
+                Some(HostPattern::Exact(h)) => t.exact.entry(h.clone()).or_default(),
+                Some(HostPattern::Suffix(s)) => t.suffix.entry(s.clone()).or_default(),
+            };
+            node.insert(&r.path_prefix, r.index);
+        }
+        t
+    }
+
+    /// Host groups are tried most specific first: exact, longest wildcard suffix, then any host.
+    pub fn lookup(
+        &self,
+        routes: &[Route],
+        host: Option<&str>,
+        path: &str,
+        method: &Method,
+    ) -> RouteMatch {
+        let mut groups: Vec<&Node> = Vec::with_capacity(3);
+        if let Some(h) = host {
+            if !self.exact.is_empty() {
+                if let Some(n) = self.exact.get(h) {
+                    groups.push(n);
+                }
+            }
+            if !self.suffix.is_empty() {
+                for (i, c) in h.char_indices() {
+                    if c == '.' {
+                        if let Some(n) = self.suffix.get(&h[i..]) {
+                            groups.push(n);
+                        }
+                    }
+                }
+            }
+        }
+        groups.push(&self.any);
+        for g in groups {
+            if let Some(candidates) = g.longest(path) {
+                let mut allowed = Vec::new();
+                for &i in candidates {
+                    match &routes[i].methods {
+                        None => return RouteMatch::Route(i),
+                        Some(ms) if ms.contains(method) => return RouteMatch::Route(i),
+                        Some(ms) => allowed.extend(ms.iter().cloned()),
+                    }
+                }
+                return RouteMatch::MethodNotAllowed(allowed);
+            }
+        }
+        RouteMatch::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises() {
+        assert_eq!(normalise_path("//admin").unwrap(), "/admin");
+        assert_eq!(normalise_path("/%61dmin").unwrap(), "/admin");
+        assert_eq!(normalise_path("/public/../admin").unwrap(), "/admin");
+        assert_eq!(normalise_path("/a/./b/").unwrap(), "/a/b/");
+        assert_eq!(normalise_path("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalise_path("/").unwrap(), "/");
+        assert_eq!(
+            normalise_path("/%2e%2e/x"),
+            Err("the path climbs above the root")
+        );
+        assert!(normalise_path("/a%2Fb").is_err());
+        assert!(normalise_path("/a%5cb").is_err());
+        assert!(normalise_path("/a%00").is_err());
+        assert!(normalise_path("/a\\b").is_err());
+        assert!(normalise_path("/a%zz").is_err());
+        assert_eq!(normalise_path("/a%20b%3f").unwrap(), "/a%20b%3F");
+        assert!(normalise_path("/..").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(normalise_host("API.Example.com:8443"), "api.example.com");
+        assert_eq!(normalise_host("[::1]:8443"), "::1");
+        assert_eq!(normalise_host("example.com."), "example.com");
+    }
+}

@@ -1,0 +1,48 @@
+//! Certificate files: checking a cert/key pair before pingora reads it, and making a development certificate.
+
+use std::path::Path;
+
+/// Fails with a readable message when the files are not a usable PEM certificate chain and key.
+pub fn check_pair(cert: &Path, key: &Path) -> Result<(), String> {
+    let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
+    match pingora::tls::load_certs_and_key_files(&c, &k) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!("{c} and {k} hold no certificate or no private key")),
+        Err(e) => Err(format!("cannot load {c} / {k}: {e}")),
+    }
+}
+
+/// Writes a self-signed certificate for localhost and 127.0.0.1 (the key readable by its owner only).
+pub fn write_self_signed(cert: &Path, key: &Path) -> Result<(), String> {
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let ck = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot create a certificate: {e}"))?;
+    for p in [cert, key] {
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    std::fs::write(cert, ck.cert.pem())
+        .map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    write_private(key, ck.signing_key.serialize_pem().as_bytes())
+}
+
+/// Writes a secret file with mode 0600.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    f.write_all(data)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

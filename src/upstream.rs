@@ -1,0 +1,164 @@
+//! Upstream pools: round robin over healthy peers with health checks, peer options, and the built-in whoami upstream.
+
+use crate::config::{HttpUpstream, UpstreamKind};
+use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
+use pingora::lb::selection::RoundRobin;
+use pingora::lb::{Backend, LoadBalancer};
+use pingora::prelude::{background_service, HttpPeer, RequestHeader};
+use pingora::protocols::tls::CaType;
+use pingora::server::Server;
+use pingora::utils::tls::{parse_x509, WrappedX509};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// One `[[upstreams]]` entry of kind http, ready to pick peers.
+pub struct Pool {
+    pub name: String,
+    pub lb: Arc<LoadBalancer<RoundRobin>>,
+    pub cfg: HttpUpstream,
+    ca: Option<Arc<CaType>>,
+}
+
+/// The runtime form of each configured upstream, by index.
+pub enum UpstreamRuntime {
+    Pool(Box<Pool>),
+    Whoami,
+}
+
+fn load_ca(path: &std::path::Path) -> Result<Arc<CaType>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in rustls_pemfile_certs(&text) {
+        certs.push(WrappedX509::new(item, parse_x509));
+    }
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(Arc::from(certs.into_boxed_slice()))
+}
+
+/// Every CERTIFICATE block of a PEM file, as DER.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            cur = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(b64) = cur.take() {
+                if let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                    out.push(der);
+                }
+            }
+        } else if let Some(c) = cur.as_mut() {
+            c.push_str(line);
+        }
+    }
+    out
+}
+
+impl Pool {
+    /// Builds the pool and registers its health-check service with the server.
+    pub fn build(name: &str, cfg: &HttpUpstream, server: &mut Server) -> Result<Pool, String> {
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.peers.iter().copied())
+            .map_err(|e| format!("upstream {name}: {e}"))?;
+        let ca = cfg.ca.as_deref().map(load_ca).transpose()?;
+        match &cfg.health_check {
+            Some(path) => {
+                let host = if cfg.sni.is_empty() {
+                    "localhost"
+                } else {
+                    cfg.sni.as_str()
+                };
+                let mut hc = HttpHealthCheck::new(host, cfg.tls);
+                hc.req = RequestHeader::build("GET", path.as_bytes(), None)
+                    .map_err(|e| e.to_string())?;
+                hc.req
+                    .insert_header("host", host)
+                    .map_err(|e| e.to_string())?;
+                hc.req
+                    .insert_header("user-agent", "gatehouse-health-check")
+                    .map_err(|e| e.to_string())?;
+                hc.peer_template.options.ca = ca.clone();
+                hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
+                hc.peer_template.options.read_timeout =
+                    Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
+                lb.set_health_check(Box::new(hc));
+            }
+            None => {
+                let mut hc = if cfg.tls {
+                    TcpHealthCheck::new_tls(&cfg.sni)
+                } else {
+                    TcpHealthCheck::new()
+                };
+                hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
+                hc.peer_template.options.ca = ca.clone();
+                lb.set_health_check(hc);
+            }
+        }
+        lb.health_check_frequency = Some(cfg.health_interval);
+        lb.parallel_health_check = true;
+        let bg = background_service(&format!("health checks for {name}"), lb);
+        let lb = bg.task();
+        server.add_service(bg);
+        Ok(Pool {
+            name: name.to_string(),
+            lb,
+            cfg: cfg.clone(),
+            ca,
+        })
+    }
+
+    /// Picks the next healthy peer not tried yet for this request.
+    pub fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
+        self.lb.select_with(b"", 256, |b, healthy| {
+            healthy && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
+        })
+    }
+
+    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+        let mut peer = HttpPeer::new(addr, self.cfg.tls, self.cfg.sni.clone());
+        peer.options.connection_timeout = Some(self.cfg.connect_timeout);
+        peer.options.read_timeout = Some(self.cfg.read_timeout);
+        peer.options.ca = self.ca.clone();
+        peer
+    }
+}
+
+impl UpstreamRuntime {
+    pub fn build(name: &str, kind: &UpstreamKind, server: &mut Server) -> Result<Self, String> {
+        Ok(match kind {
+            UpstreamKind::Whoami => UpstreamRuntime::Whoami,
+            UpstreamKind::Http(cfg) => {
+                UpstreamRuntime::Pool(Box::new(Pool::build(name, cfg, server)?))
+            }
+        })
+    }
+}
+
+/// What the whoami upstream answers: the request as a backend would receive it.
+pub fn whoami_body(req: &RequestHeader, route: &str) -> String {
+    let mut headers = serde_json::Map::new();
+    for (name, value) in req.headers.iter() {
+        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
+        match headers.get_mut(name.as_str()) {
+            Some(serde_json::Value::String(prev)) => {
+                prev.push_str(", ");
+                prev.push_str(&v);
+            }
+            _ => {
+                headers.insert(name.as_str().to_string(), serde_json::Value::String(v));
+            }
+        }
+    }
+    serde_json::json!({
+        "route": route,
+        "method": req.method.as_str(),
+        "path": req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "headers": headers,
+    })
+    .to_string()
+}
