@@ -178,6 +178,42 @@ fn strip_token_cookies(req: &mut RequestHeader, names: &[String]) -> Result<()> 
     Ok(())
 }
 
+/// Ambiguous message framing (RFC 9112 §6.3): refused outright rather than guessed, so no hop can disagree.
+pub fn framing_problem(session: &Session) -> Option<&'static str> {
+    let req = session.req_header();
+    let te: Vec<_> = req.headers.get_all("transfer-encoding").iter().collect();
+    let cl: Vec<_> = req.headers.get_all("content-length").iter().collect();
+    if !te.is_empty() && (!cl.is_empty() || raw_content_length(session)) {
+        return Some("Content-Length and Transfer-Encoding together");
+    }
+    if te.len() > 1
+        || te
+            .iter()
+            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+    {
+        return Some("a Transfer-Encoding other than chunked");
+    }
+    if cl.len() > 1
+        || cl
+            .iter()
+            .any(|v| v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit))
+    {
+        return Some("an invalid or repeated Content-Length");
+    }
+    None
+}
+
+/// Pingora drops Content-Length when Transfer-Encoding is present; the raw HTTP/1 header still shows it.
+fn raw_content_length(session: &Session) -> bool {
+    match session.as_downstream() {
+        pingora::protocols::http::ServerSession::H1(h1) => h1
+            .get_headers_raw_bytes()
+            .split(|b| *b == b'\n')
+            .any(|line| line.len() >= 15 && line[..15].eq_ignore_ascii_case(b"content-length:")),
+        _ => false,
+    }
+}
+
 impl Gateway {
     fn route(&self, ctx: &Ctx) -> Option<&Route> {
         ctx.route.and_then(|i| self.shared.config.routes.get(i))
@@ -222,6 +258,9 @@ impl Gateway {
         ctx: &mut Ctx,
     ) -> std::result::Result<Decision, Rejection> {
         let s = &self.shared;
+        if let Some(problem) = framing_problem(session) {
+            return Err(Rejection::BadRequest(problem));
+        }
         let req = session.req_header();
         let raw = std::str::from_utf8(req.raw_path())
             .map_err(|_| Rejection::BadRequest("the path is not UTF-8"))?;

@@ -112,11 +112,22 @@ impl Pool {
         })
     }
 
-    /// Picks the next healthy peer not tried yet for this request.
+    /// Picks the next healthy peer not tried yet for this request. When no peer is healthy at all,
+    /// any untried peer is used ("panic routing", as Envoy does): a wrong health check must not take a
+    /// whole service down, and a truly dead upstream still answers 502.
     pub fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
-        self.lb.select_with(b"", 256, |b, healthy| {
-            healthy && b.addr.as_inet().is_none_or(|a| !tried.contains(a))
-        })
+        let untried = |b: &Backend| b.addr.as_inet().is_none_or(|a| !tried.contains(a));
+        self.lb
+            .select_with(b"", 256, |b, healthy| healthy && untried(b))
+            .or_else(|| {
+                let backends = self.lb.backends();
+                let none_healthy = !backends.get_backend().iter().any(|b| backends.ready(b));
+                if none_healthy {
+                    self.lb.select_with(b"", 256, |b, _| untried(b))
+                } else {
+                    None
+                }
+            })
     }
 
     pub fn peer(&self, addr: SocketAddr) -> HttpPeer {

@@ -1,0 +1,273 @@
+//! Starts the real gateway on ephemeral loopback ports, with real TLS, and talks to it.
+
+use async_trait::async_trait;
+use gatehouse::clock::OffsetClock;
+use gatehouse::config::Config;
+use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+struct TestSignal(Arc<Notify>);
+
+#[async_trait]
+impl ShutdownSignalWatch for TestSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0.notified().await;
+        ShutdownSignal::FastShutdown
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Gw {
+    pub plain: SocketAddr,
+    pub tls: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub clock: Arc<OffsetClock>,
+    pub http: reqwest::Client,
+    pub https: reqwest::Client,
+    stop: Arc<Notify>,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The [server] and [tls] sections every test gateway gets; `body` adds issuers, upstreams and routes.
+pub fn server_toml(plain: u16, tls: u16, admin: u16) -> String {
+    format!(
+        r#"
+[server]
+listen_tls = ["127.0.0.1:{tls}"]
+listen_plain = ["127.0.0.1:{plain}"]
+admin_listen = "127.0.0.1:{admin}"
+threads = 1
+
+[tls]
+cert = "certs/gateway.crt"
+key = "certs/gateway.key"
+self_signed_if_missing = true
+
+[validation]
+leeway = "30s"
+"#
+    )
+}
+
+pub fn wait_port(addr: SocketAddr) {
+    for _ in 0..500 {
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("gateway did not listen on {addr}");
+}
+
+impl Gw {
+    /// Starts a gateway with the given issuers, upstreams and routes (TOML).
+    pub fn start(body: &str) -> Gw {
+        Self::start_in(tempfile::tempdir().unwrap(), body)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, body: &str) -> Gw {
+        Self::start_on(dir, body, free_port())
+    }
+
+    /// Starts with a chosen TLS port, for configurations that must name it.
+    pub fn start_on(dir: tempfile::TempDir, body: &str, tls: u16) -> Gw {
+        let (plain, admin) = (free_port(), free_port());
+        let cert = dir.path().join("certs/gateway.crt");
+        if !cert.exists() {
+            gatehouse::tlsfiles::write_self_signed(&cert, &dir.path().join("certs/gateway.key"))
+                .unwrap();
+        }
+        let text = format!("{}\n{}", server_toml(plain, tls, admin), body);
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let clock = Arc::new(OffsetClock::default());
+        let built = gatehouse::build(config, clock.clone()).unwrap();
+        let stop = Arc::new(Notify::new());
+        let signal = TestSignal(stop.clone());
+        let join = std::thread::spawn(move || {
+            built.server.run(RunArgs {
+                shutdown_signal: Box::new(signal),
+            })
+        });
+        let gw_plain: SocketAddr = format!("127.0.0.1:{plain}").parse().unwrap();
+        let gw_tls: SocketAddr = format!("127.0.0.1:{tls}").parse().unwrap();
+        let gw_admin: SocketAddr = format!("127.0.0.1:{admin}").parse().unwrap();
+        wait_port(gw_plain);
+        wait_port(gw_tls);
+        wait_port(gw_admin);
+        let root = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+        let https = reqwest::Client::builder()
+            .add_root_certificate(root)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Gw {
+            plain: gw_plain,
+            tls: gw_tls,
+            admin: gw_admin,
+            dir,
+            clock,
+            http,
+            https,
+            stop,
+            join: Some(join),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.plain, path)
+    }
+
+    pub fn tls_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.tls.port(), path)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// GET with an optional bearer token; returns status, headers and body.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        let mut rb = self.http.get(self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        Resp::from(rb.send().await.unwrap()).await
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the server and hands back its directory (for a restart on the same files).
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(j) = self.join.take() {
+            self.stop.notify_one();
+            let _ = j.join();
+        }
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Resp {
+    pub async fn from(r: reqwest::Response) -> Resp {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.text().await.unwrap();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    /// The WWW-Authenticate challenge, which every 401/403 must carry.
+    pub fn challenge(&self) -> String {
+        self.header("www-authenticate")
+            .unwrap_or_else(|| panic!("no WWW-Authenticate on {}: {}", self.status, self.body))
+    }
+
+    /// The value of an upstream-received header, from an echo upstream's body.
+    pub fn echoed(&self, name: &str) -> Option<String> {
+        let j = self.json();
+        let v = j["headers"].get(name)?;
+        match v {
+            Value::Array(a) => Some(
+                a.iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// Sends raw bytes over plain TCP and returns (status, whole response text).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head.lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    });
+                    if len.is_some_and(|n| body.len() >= n) {
+                        break;
+                    }
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}

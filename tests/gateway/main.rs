@@ -1,0 +1,191 @@
+//! Integration tests: the real gateway on ephemeral ports against in-process identity providers and upstreams.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cli;
+mod harness;
+mod headers;
+mod jwks;
+mod keys;
+mod paths;
+mod policy;
+mod servers;
+mod tls;
+mod upstreams;
+mod verify;
+
+use harness::Gw;
+use keys::TestKey;
+use servers::{Echo, Idp};
+
+pub const HS_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
+pub const AUD: &str = "api";
+
+/// A gateway trusting four issuers (RS256 by jwks_uri, ES256 by discovery, EdDSA by static key,
+/// HS256 by secret) in front of an echo upstream, with one route per policy.
+pub struct World {
+    pub gw: Gw,
+    pub rsa: TestKey,
+    pub ec: TestKey,
+    pub ed: TestKey,
+    pub hs: TestKey,
+    pub idp: Idp,
+    pub echo: Echo,
+}
+
+pub const RSA_ISS: &str = "https://rsa.test";
+pub const ED_ISS: &str = "https://ed.test";
+pub const HS_ISS: &str = "https://hs.test";
+
+impl World {
+    pub async fn start() -> World {
+        Self::start_with("").await
+    }
+
+    /// `extra` is appended to the configuration (more routes or upstreams).
+    pub async fn start_with(extra: &str) -> World {
+        let (rsa, ec, ed, hs) = (
+            TestKey::rsa("rsa-1"),
+            TestKey::ec("ec-1"),
+            TestKey::ed("ed-1"),
+            TestKey::hmac(HS_SECRET),
+        );
+        let idp = Idp::start(vec![rsa.jwk.clone(), ec.jwk.clone()]).await;
+        let echo = Echo::start("echo").await;
+        // SAFETY of set_var: every test sets the same value.
+        std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ed.pub.pem"), &ed.public_pem).unwrap();
+        let body = format!(
+            r#"
+[[issuers]]
+name = "rsa"
+issuer = "{RSA_ISS}"
+jwks_uri = "{jwks}"
+audiences = ["{AUD}"]
+algorithms = ["RS256"]
+roles_claim = "realm_access.roles"
+
+[[issuers]]
+name = "ec"
+issuer = "{ec_iss}"
+discovery = true
+audiences = ["{AUD}", "other"]
+algorithms = ["ES256"]
+
+[[issuers]]
+name = "ed"
+issuer = "{ED_ISS}"
+keys = ["ed.pub.pem"]
+audiences = ["{AUD}"]
+algorithms = ["EdDSA"]
+
+[[issuers]]
+name = "hs"
+issuer = "{HS_ISS}"
+secret_env = "GH_TEST_HS_SECRET"
+audiences = ["{AUD}"]
+algorithms = ["HS256"]
+
+[[upstreams]]
+name = "echo"
+peers = ["{echo}"]
+
+[[upstreams]]
+name = "whoami"
+kind = "whoami"
+
+[[routes]]
+path_prefix = "/public"
+upstream = "echo"
+auth = "public"
+
+[[routes]]
+name = "api"
+path_prefix = "/api"
+upstream = "echo"
+[routes.claim_headers]
+"X-Auth-Email" = "email"
+"X-Tenant" = "org.tenant"
+
+[[routes]]
+name = "admin"
+path_prefix = "/admin"
+upstream = "echo"
+roles_any = ["admin"]
+
+[[routes]]
+path_prefix = "/scoped"
+upstream = "echo"
+scopes_all = ["orders.write"]
+
+[[routes]]
+path_prefix = "/tenant"
+upstream = "echo"
+claims = {{ tenant = "acme" }}
+
+[[routes]]
+path_prefix = "/optional"
+upstream = "echo"
+auth = "optional"
+
+[[routes]]
+path_prefix = "/q"
+upstream = "echo"
+token_from = ["query:access_token", "header"]
+
+[[routes]]
+path_prefix = "/cookie"
+upstream = "echo"
+token_from = ["cookie:session"]
+
+[[routes]]
+path_prefix = "/strip"
+upstream = "echo"
+strip_prefix = true
+
+[[routes]]
+path_prefix = "/fwd"
+upstream = "echo"
+forward_token = true
+
+[[routes]]
+path_prefix = "/whoami"
+upstream = "whoami"
+auth = "public"
+
+[[routes]]
+path_prefix = "/rsa-only"
+upstream = "echo"
+issuers = ["rsa"]
+
+[[routes]]
+path_prefix = "/methods"
+methods = ["GET"]
+upstream = "echo"
+auth = "public"
+{extra}
+"#,
+            jwks = idp.jwks_uri(),
+            ec_iss = idp.url,
+            echo = echo.addr,
+        );
+        let gw = Gw::start_in(dir, &body);
+        World {
+            gw,
+            rsa,
+            ec,
+            ed,
+            hs,
+            idp,
+            echo,
+        }
+    }
+
+    pub fn rsa_token(&self, extra: serde_json::Value) -> String {
+        self.rsa.sign(&keys::claims(RSA_ISS, AUD, extra))
+    }
+
+    pub fn ec_token(&self, extra: serde_json::Value) -> String {
+        self.ec.sign(&keys::claims(&self.idp.url, AUD, extra))
+    }
+}
