@@ -9,6 +9,10 @@ use std::time::Duration;
 const ISS: &str = "https://jwks.test";
 
 async fn gateway(idp: &Idp, settings: &str) -> (Gw, Echo) {
+    gateway_at(&idp.jwks_uri(), settings).await
+}
+
+async fn gateway_at(jwks_uri: &str, settings: &str) -> (Gw, Echo) {
     let echo = Echo::start("echo").await;
     let body = format!(
         r#"
@@ -28,8 +32,7 @@ peers = ["{}"]
 path_prefix = "/"
 upstream = "echo"
 "#,
-        idp.jwks_uri(),
-        echo.addr
+        jwks_uri, echo.addr
     );
     (Gw::start(&body), echo)
 }
@@ -223,4 +226,33 @@ async fn weak_or_symmetric_jwks_keys_are_ignored() {
     )
     .unwrap();
     assert_eq!(gw.get("/x", Some(&t)).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_jwks_documents_are_refused() {
+    let keys: Vec<TestKey> = (0..4).map(|i| TestKey::rsa(&format!("k{i}"))).collect();
+    let idp = Idp::start(keys.iter().map(|k| k.jwk.clone()).collect()).await;
+    let (gw, _echo) = gateway(&idp, "jwks_max_bytes = 1024").await;
+    let r = gw
+        .get("/x", Some(&keys[0].sign(&claims(ISS, "api", json!({})))))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(idp.fetches() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwks_redirects_are_followed_only_on_the_same_host() {
+    let k1 = TestKey::rsa("k1");
+    let idp = Idp::start(vec![k1.jwk.clone()]).await;
+    let token = k1.sign(&claims(ISS, "api", json!({})));
+    let (same, _e1) = gateway_at(&format!("{}/redirect-same", idp.url), "").await;
+    assert_eq!(same.get("/x", Some(&token)).await.status, 200);
+    let before = idp.fetches();
+    let (away, _e2) = gateway_at(&format!("{}/redirect-away", idp.url), "").await;
+    assert_eq!(away.get("/x", Some(&token)).await.status, 503);
+    assert_eq!(
+        idp.fetches(),
+        before,
+        "the redirect to another host was followed"
+    );
 }

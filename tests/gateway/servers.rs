@@ -46,6 +46,8 @@ impl Idp {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/attacker-jwks", get(attacker))
+            .route("/redirect-same", get(redirect_same))
+            .route("/redirect-away", get(redirect_away))
             .with_state(state.clone());
         let addr = serve(app).await;
         let url = format!("http://{addr}");
@@ -90,6 +92,16 @@ async fn jwks(State(s): State<Arc<IdpState>>) -> Response {
     resp
 }
 
+async fn redirect_same() -> Response {
+    (StatusCode::FOUND, [("location", "/jwks")]).into_response()
+}
+
+/// Same server under another host name: a JWKS redirect to another host must not be followed.
+async fn redirect_away(State(s): State<Arc<IdpState>>) -> Response {
+    let url = s.url.lock().unwrap().replace("127.0.0.1", "localhost");
+    (StatusCode::FOUND, [("location", format!("{url}/jwks"))]).into_response()
+}
+
 async fn attacker(State(s): State<Arc<IdpState>>) -> Response {
     s.other_fetches.fetch_add(1, Ordering::SeqCst);
     axum::Json(json!({"keys": []})).into_response()
@@ -118,6 +130,7 @@ impl Echo {
         });
         let app = Router::new()
             .route("/healthz", get(health))
+            .route("/slow", get(slow))
             .fallback(any(echo))
             .with_state(state.clone());
         let addr = serve(app).await;
@@ -127,6 +140,11 @@ impl Echo {
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
     }
+}
+
+async fn slow() -> &'static str {
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    "late"
 }
 
 async fn health(State(s): State<Arc<EchoState>>) -> StatusCode {

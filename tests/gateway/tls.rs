@@ -65,3 +65,50 @@ async fn unmatched_paths_get_404_and_wrong_methods_405() {
     assert_eq!(w.gw.get("/methods/x", None).await.status, 200);
     assert_eq!(w.echo.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_match_exact_hosts_then_wildcards_then_any_host() {
+    let w = World::start_with(
+        r#"
+[[routes]]
+name = "exact"
+host = "api.example.com"
+path_prefix = "/public"
+upstream = "whoami"
+auth = "public"
+
+[[routes]]
+name = "wild"
+host = "*.example.com"
+path_prefix = "/public"
+upstream = "whoami"
+auth = "public"
+"#,
+    )
+    .await;
+    let route = |host: &'static str| {
+        let w = &w;
+        async move {
+            let r = crate::harness::Resp::from(
+                w.gw.http
+                    .get(w.gw.url("/public/x"))
+                    .header("host", host)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            r.json()
+                .get("route")
+                .and_then(|v| v.as_str())
+                .unwrap_or("echo")
+                .to_string()
+        }
+    };
+    assert_eq!(route("api.example.com").await, "exact");
+    assert_eq!(route("API.Example.com:8443").await, "exact");
+    assert_eq!(route("shop.example.com").await, "wild");
+    assert_eq!(route("a.b.example.com").await, "wild");
+    assert_eq!(route("example.com").await, "echo");
+    assert_eq!(route("other.test").await, "echo");
+}

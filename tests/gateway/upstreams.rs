@@ -176,3 +176,26 @@ auth = "public"
     let r = gw.get("/wrong-sni/whoami", None).await;
     assert_eq!(r.status, 502, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_gets_504() {
+    let a = Echo::start("a").await;
+    let gw = Gw::start(&format!(
+        r#"
+[[upstreams]]
+name = "slow"
+peers = ["{}"]
+read_timeout = "300ms"
+
+[[routes]]
+path_prefix = "/"
+upstream = "slow"
+auth = "public"
+"#,
+        a.addr
+    ));
+    let r = gw.get("/slow", None).await;
+    assert_eq!(r.status, 504, "{}", r.body);
+    assert_eq!(r.json()["error"], "gateway_timeout");
+    assert_eq!(gw.get("/fast", None).await.status, 200);
+}
