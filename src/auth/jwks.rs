@@ -36,6 +36,8 @@ struct Slot {
     attempts: AtomicU64,
     last_attempt_ms: AtomicU64,
     refreshing: AtomicBool,
+    /// set while fetches fail, so a failing provider is logged once per outage, not once per attempt
+    failing: AtomicBool,
     fetches_ok: AtomicU64,
     fetches_failed: AtomicU64,
     statics: Option<Arc<KeySet>>,
@@ -106,6 +108,7 @@ impl Jwks {
                 attempts: AtomicU64::new(0),
                 last_attempt_ms: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
+                failing: AtomicBool::new(false),
                 fetches_ok: AtomicU64::new(0),
                 fetches_failed: AtomicU64::new(0),
                 statics: match &i.source {
@@ -210,6 +213,9 @@ impl Jwks {
                             .clamp(iss.jwks_min_refresh, iss.jwks_max_refresh)
                             .as_millis() as u64;
                         let ttl = ttl.max(1000);
+                        if slot.failing.swap(false, Ordering::SeqCst) {
+                            tracing::info!(issuer = %iss.name, "signing keys can be fetched again");
+                        }
                         tracing::info!(issuer = %iss.name, keys = keys.len(), ttl_s = ttl / 1000, "fetched signing keys");
                         let now = self.clock.now_ms();
                         Op::Put(Arc::new(KeySet {
@@ -222,7 +228,11 @@ impl Jwks {
                     }
                     Err(e) => {
                         slot.fetches_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(issuer = %slot.issuer.name, error = %e, "cannot fetch signing keys; keeping the last good ones");
+                        if slot.failing.swap(true, Ordering::SeqCst) {
+                            tracing::debug!(issuer = %slot.issuer.name, error = %e, "signing keys still cannot be fetched");
+                        } else {
+                            tracing::warn!(issuer = %slot.issuer.name, error = %e, "cannot fetch signing keys; keeping the last good ones while they last");
+                        }
                         Op::Nop
                     }
                 }
