@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps run build test check token fmt clippy ci
+.PHONY: deps run build test check token fmt clippy ci bench bench-verify
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc).
 deps:
@@ -52,3 +52,11 @@ clippy:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 ci: fmt clippy test
+
+# Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~10 minutes).
+bench: deps
+	python3 benches/bench.py
+
+# The verification micro-benchmark (criterion).
+bench-verify: deps
+	$(CARGO) bench --bench verify

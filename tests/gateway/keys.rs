@@ -1,4 +1,5 @@
-//! Signing keys for tests, made with aws-lc-rs and used through jsonwebtoken, with their JWKs and PEMs.
+//! Signing keys for tests and benchmarks, made with aws-lc-rs and used through jsonwebtoken, with their JWKs and PEMs.
+#![allow(dead_code)]
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::KeyPair;
@@ -13,6 +14,7 @@ pub struct TestKey {
     pub enc: EncodingKey,
     pub jwk: Value,
     pub public_pem: String,
+    pub private_pem: String,
 }
 
 pub fn pem(label: &str, der: &[u8]) -> String {
@@ -41,6 +43,7 @@ impl TestKey {
             enc: EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap(),
             jwk: json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": n, "e": e}),
             public_pem: pem("PUBLIC KEY", spki.as_ref()),
+            private_pem,
         }
     }
 
@@ -58,6 +61,7 @@ impl TestKey {
             jwk: json!({"kty": "EC", "kid": kid, "crv": "P-256", "alg": "ES256",
                 "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}),
             public_pem: pem("PUBLIC KEY", spki.as_ref()),
+            private_pem,
         }
     }
 
@@ -77,6 +81,7 @@ impl TestKey {
             enc: EncodingKey::from_ed_pem(private_pem.as_bytes()).unwrap(),
             jwk: json!({"kty": "OKP", "kid": kid, "crv": "Ed25519", "alg": "EdDSA", "x": URL_SAFE_NO_PAD.encode(&x)}),
             public_pem: pem("PUBLIC KEY", &spki),
+            private_pem,
         }
     }
 
@@ -87,6 +92,7 @@ impl TestKey {
             enc: EncodingKey::from_secret(secret.as_bytes()),
             jwk: Value::Null,
             public_pem: String::new(),
+            private_pem: String::new(),
         }
     }
 

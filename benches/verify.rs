@@ -1,0 +1,79 @@
+//! Micro-benchmark of token verification: a verified-cache hit, and a miss per algorithm.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../tests/gateway/keys.rs"]
+mod keys;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use gatehouse::auth::Verifier;
+use gatehouse::clock::SystemClock;
+use gatehouse::config::Config;
+use keys::{claims, TestKey};
+use serde_json::json;
+use std::sync::Arc;
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "bench-secret-that-is-long-enough-for-hs256";
+    std::env::set_var("BENCH_VERIFY_SECRET", secret);
+    let keys = [
+        ("RS256", TestKey::rsa("rs")),
+        ("ES256", TestKey::ec("es")),
+        ("EdDSA", TestKey::ed("ed")),
+        ("HS256", TestKey::hmac(secret)),
+    ];
+    let mut toml = String::from(
+        "[server]\nlisten_tls = []\nlisten_plain = [\"127.0.0.1:1\"]\nadmin_listen = \"\"\n\
+         [[upstreams]]\nname = \"w\"\nkind = \"whoami\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"w\"\n",
+    );
+    for (alg, key) in &keys {
+        let source = if *alg == "HS256" {
+            "secret_env = \"BENCH_VERIFY_SECRET\"".to_string()
+        } else {
+            let path = dir.path().join(format!("{alg}.pem"));
+            std::fs::write(&path, &key.public_pem).unwrap();
+            format!("keys = [\"{}\"]", path.display())
+        };
+        toml.push_str(&format!(
+            "[[issuers]]\nname = \"{alg}\"\nissuer = \"https://{alg}.test\"\n{source}\naudiences = [\"api\"]\nalgorithms = [\"{alg}\"]\n"
+        ));
+    }
+    let config = Config::from_toml(&toml, &dir.path().join("gateway.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cached = Verifier::new(config.issuers.clone(), 30, 1000, Arc::new(SystemClock));
+    let uncached = Verifier::new(config.issuers.clone(), 30, 0, Arc::new(SystemClock));
+
+    let t = keys[0].1.sign(&claims(
+        "https://RS256.test",
+        "api",
+        json!({"scope": "read", "roles": ["a"]}),
+    ));
+    rt.block_on(cached.verify(&t, &[0])).unwrap();
+    c.bench_function("verify cache hit (RS256 token)", |b| {
+        b.iter(|| {
+            rt.block_on(cached.verify(std::hint::black_box(&t), &[0]))
+                .unwrap()
+        })
+    });
+    for (i, (alg, key)) in keys.iter().enumerate() {
+        let t = key.sign(&claims(
+            &format!("https://{alg}.test"),
+            "api",
+            json!({"scope": "read"}),
+        ));
+        rt.block_on(uncached.verify(&t, &[i])).unwrap();
+        c.bench_function(&format!("verify cache miss {alg}"), |b| {
+            b.iter(|| {
+                rt.block_on(uncached.verify(std::hint::black_box(&t), &[i]))
+                    .unwrap()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
