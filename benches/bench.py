@@ -275,7 +275,7 @@ def start_peers(node_dir, envoy):
     with open(cfg, "w") as f:
         f.write(f"""global
   nbthread 1
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   timeout connect 5s
@@ -291,7 +291,7 @@ frontend jwt
   http-request set-var(txn.bearer) http_auth_bearer
   http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
   http-request deny deny_status 401 unless {{ var(txn.alg) -m str RS256 }}
-  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify(txn.alg,"{WORK}/keys/rs256.crt") -m int 1 }}
+  http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_verify(txn.alg,"{WORK}/keys/rs256.pub.pem") -m int 1 }}
   http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.iss') -m str https://bench.local }}
   http-request deny deny_status 401 unless {{ var(txn.bearer),jwt_payload_query('$.aud') -m str bench }}
   http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('$.exp','int')

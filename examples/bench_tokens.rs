@@ -1,4 +1,4 @@
-//! Writes the keys and tokens the benchmark needs: an RS256 key (PEM, certificate, JWKS), one long-lived
+//! Writes the keys and tokens the benchmark needs: an RS256 key (PEM and JWKS), one long-lived
 //! token, many distinct tokens, a forged one, and HS256 tokens for the cache-memory run.
 //! Usage: bench_tokens DIR DISTINCT_RS256 DISTINCT_HS256 HS_SECRET
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -29,15 +29,6 @@ fn main() {
     let rsa = keys::TestKey::rsa("bench");
     std::fs::write(dir.join("rs256.key"), &rsa.private_pem).unwrap();
     std::fs::write(dir.join("rs256.pub.pem"), &rsa.public_pem).unwrap();
-    // HAProxy's jwt_verify takes a certificate for the public key.
-    let rc_key =
-        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(&rsa.private_pem, &rcgen::PKCS_RSA_SHA256)
-            .unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["bench.local".to_string()])
-        .unwrap()
-        .self_signed(&rc_key)
-        .unwrap();
-    std::fs::write(dir.join("rs256.crt"), cert.pem()).unwrap();
     std::fs::write(
         dir.join("jwks.json"),
         json!({ "keys": [rsa.jwk] }).to_string(),

@@ -56,9 +56,9 @@ fn value_for(h: &ClaimHeader, p: &Principal) -> Option<HeaderValue> {
         ClaimSource::ClientId => s.client_id.clone(),
         ClaimSource::Roles => s.roles.clone(),
         ClaimSource::Scopes => s.scopes.clone(),
-        ClaimSource::AllClaims => s.claims.clone(),
+        ClaimSource::AllClaims => Some(p.payload.clone()),
         ClaimSource::Claim(path) => path
-            .lookup(&p.claims)
+            .lookup(p.claims())
             .and_then(claim_text)
             .map(|t| encode_header_value(&t)),
     }
@@ -72,7 +72,7 @@ pub fn set_claim_headers(
 ) -> pingora::Result<()> {
     for h in headers {
         if let Some(v) = value_for(h, p) {
-            req.insert_header(h.name.clone(), v)?;
+            req.insert_header(h.wire.clone(), v)?;
         }
     }
     Ok(())

@@ -19,8 +19,8 @@ pub fn authorize(p: &Principal, policy: &Policy) -> Result<(), Denied> {
         }
         (!s.is_empty()).then(|| s.join(" "))
     };
-    let has_role = |r: &String| p.roles.iter().any(|x| x == r);
-    let has_scope = |s: &String| p.scopes.iter().any(|x| x == s);
+    let has_role = |r: &String| p.has_role(r);
+    let has_scope = |s: &String| p.has_scope(s);
     if !policy.roles_any.is_empty() && !policy.roles_any.iter().any(has_role) {
         return Err(Denied {
             reason: "roles_any",
@@ -46,7 +46,7 @@ pub fn authorize(p: &Principal, policy: &Policy) -> Result<(), Denied> {
         });
     }
     for (path, want) in &policy.claims {
-        let ok = match path.lookup(&p.claims) {
+        let ok = match path.lookup(p.claims()) {
             Some(Value::Array(items)) => items.iter().any(|i| i == want),
             Some(v) => v == want,
             None => false,
@@ -67,17 +67,25 @@ mod tests {
     use crate::config::ClaimPath;
 
     fn principal(roles: &[&str], scopes: &[&str], claims: Value) -> Principal {
-        Principal {
-            issuer: 0,
-            issuer_name: "t".into(),
-            subject: None,
-            jti: None,
-            exp: 0,
-            claims,
-            roles: roles.iter().map(|s| s.to_string()).collect(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
-            std_headers: Default::default(),
-        }
+        let issuer = crate::config::Issuer {
+            index: 0,
+            name: "t".into(),
+            issuer: "https://t".into(),
+            source: crate::config::KeySource::Static(vec![]),
+            audiences: vec![],
+            algorithms: vec![],
+            roles_claim: ClaimPath::new("roles"),
+            scopes_claim: None,
+            jwks_min_refresh: Default::default(),
+            jwks_max_refresh: Default::default(),
+            jwks_stale_for: Default::default(),
+            jwks_fetch_timeout: Default::default(),
+            jwks_max_bytes: 0,
+        };
+        let mut c = claims;
+        c["roles"] = serde_json::json!(roles);
+        c["scope"] = serde_json::json!(scopes.join(" "));
+        Principal::new(&issuer, c, "", 0, true)
     }
 
     #[test]

@@ -15,6 +15,7 @@ use http::HeaderName;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::ErrorSource;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,13 +53,13 @@ enum Decision {
 }
 
 /// Finds the bearer token where the route allows it; two places, or two headers, are a bad request.
-pub fn extract_token(
-    req: &RequestHeader,
+pub fn extract_token<'a>(
+    req: &'a RequestHeader,
     from: &TokenSources,
     max_bytes: usize,
-) -> Result<Option<String>, Rejection> {
+) -> Result<Option<Cow<'a, str>>, Rejection> {
     use crate::auth::jwt::TokenError::Malformed;
-    let mut found: Vec<String> = Vec::new();
+    let mut found: Vec<Cow<'a, str>> = Vec::new();
     if from.header {
         let mut values = req.headers.get_all("authorization").iter();
         if let Some(v) = values.next() {
@@ -77,7 +78,7 @@ pub fn extract_token(
                 Some((scheme, t))
                     if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
                 {
-                    found.push(t.trim().to_string())
+                    found.push(Cow::Borrowed(t.trim()))
                 }
                 _ => {
                     return Err(Rejection::InvalidToken(Malformed(
@@ -92,10 +93,7 @@ pub fn extract_token(
             for pair in q.split('&') {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
                 if from.query.iter().any(|n| n == name) {
-                    let v = percent_encoding::percent_decode_str(value)
-                        .decode_utf8_lossy()
-                        .to_string();
-                    found.push(v);
+                    found.push(percent_encoding::percent_decode_str(value).decode_utf8_lossy());
                 }
             }
         }
@@ -106,7 +104,7 @@ pub fn extract_token(
             for c in h.split(';') {
                 if let Some((name, value)) = c.trim().split_once('=') {
                     if from.cookie.iter().any(|n| n == name) {
-                        found.push(value.trim_matches('"').to_string());
+                        found.push(Cow::Borrowed(value.trim_matches('"')));
                     }
                 }
             }
@@ -131,9 +129,26 @@ pub fn extract_token(
     Ok(token)
 }
 
-/// The path and query sent upstream: normalised, prefix stripped if asked, query tokens removed.
-pub fn upstream_path(normalised: &str, query: Option<&str>, route: &Route) -> String {
-    let mut out = if route.strip_prefix && route.path_prefix != "/" {
+/// The path and query sent upstream when they differ from what the client sent: normalised, prefix
+/// stripped if asked, query tokens removed. `None` means the request target goes upstream unchanged.
+pub fn upstream_path(
+    raw_path: &str,
+    normalised: &str,
+    query: Option<&str>,
+    route: &Route,
+) -> Option<String> {
+    let strip = route.strip_prefix && route.path_prefix != "/";
+    let drop_param = |p: &&str| {
+        let name = p.split_once('=').map(|(n, _)| n).unwrap_or(p);
+        !p.is_empty() && !route.token_from.query.iter().any(|n| n == name)
+    };
+    let query_changes = query.is_some_and(|q| {
+        !route.token_from.query.is_empty() && q.split('&').any(|p| !drop_param(&p))
+    });
+    if !strip && !query_changes && raw_path == normalised {
+        return None;
+    }
+    let mut out = if strip {
         let rest = normalised.get(route.path_prefix.len()..).unwrap_or("");
         if rest.starts_with('/') {
             rest.to_string()
@@ -144,19 +159,13 @@ pub fn upstream_path(normalised: &str, query: Option<&str>, route: &Route) -> St
         normalised.to_string()
     };
     if let Some(q) = query {
-        let kept: Vec<&str> = q
-            .split('&')
-            .filter(|p| {
-                let name = p.split_once('=').map(|(n, _)| n).unwrap_or(p);
-                !p.is_empty() && !route.token_from.query.iter().any(|n| n == name)
-            })
-            .collect();
+        let kept: Vec<&str> = q.split('&').filter(drop_param).collect();
         if !kept.is_empty() {
             out.push('?');
             out.push_str(&kept.join("&"));
         }
     }
-    out
+    Some(out)
 }
 
 /// Drops the cookies that carried the token, keeping the others.
@@ -265,35 +274,30 @@ impl Gateway {
         let raw = std::str::from_utf8(req.raw_path())
             .map_err(|_| Rejection::BadRequest("the path is not UTF-8"))?;
         let (raw_path, query) = match raw.split_once('?') {
-            Some((p, q)) => (p, Some(q.to_string())),
+            Some((p, q)) => (p, Some(q)),
             None => (raw, None),
         };
         if raw_path == "/healthz" {
             return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await);
         }
         let path = normalise_path(raw_path).map_err(Rejection::BadRequest)?;
-        ctx.log_path = Some(path.clone());
         let host = req
             .uri
             .host()
-            .map(str::to_string)
-            .or_else(|| {
-                req.headers
-                    .get("host")
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            })
-            .map(|h| normalise_host(&h));
-        let idx = match s
+            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
+            .map(normalise_host);
+        let found = s
             .table
-            .lookup(&s.config.routes, host.as_deref(), &path, &req.method)
-        {
+            .lookup(&s.config.routes, host.as_deref(), &path, &req.method);
+        ctx.log_path = Some(path.to_string());
+        let idx = match found {
             RouteMatch::Route(i) => i,
             RouteMatch::NotFound => return Err(Rejection::NotFound),
             RouteMatch::MethodNotAllowed(m) => return Err(Rejection::MethodNotAllowed(m)),
         };
         ctx.route = Some(idx);
         let route = &s.config.routes[idx];
+        ctx.upstream_path = upstream_path(raw_path, &path, query, route);
         if route.auth != AuthMode::Public {
             let token = extract_token(req, &route.token_from, s.config.validation.max_token_bytes)?;
             match token {
@@ -315,7 +319,6 @@ impl Gateway {
                 }
             }
         }
-        ctx.upstream_path = Some(upstream_path(&path, query.as_deref(), route));
         if let Some(UpstreamRuntime::Whoami) = s.upstreams.get(route.upstream) {
             let mut up = session.req_header().clone();
             let body = match self.prepare_upstream(session, &mut up, ctx) {
@@ -529,14 +532,13 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .and_then(|p| p.subject.as_deref())
             .unwrap_or("-");
-        let upstream = ctx.tried.last().map(|a| a.to_string());
         tracing::info!(
             target: "gatehouse::access",
             method = %session.req_header().method,
             path = ctx.log_path.as_deref().unwrap_or("-"),
             status,
             route,
-            upstream = upstream.as_deref().unwrap_or("-"),
+            upstream = %ctx.tried.last().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
             latency_us = micros,
             subject,
             denial = ctx.denial.unwrap_or("-"),
@@ -545,6 +547,6 @@ impl ProxyHttp for Gateway {
         );
         self.shared
             .metrics
-            .observe(route, status, micros, ctx.denial);
+            .observe(ctx.route, status, micros, ctx.denial);
     }
 }

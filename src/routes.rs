@@ -2,6 +2,7 @@
 
 use crate::config::{HostPattern, Route};
 use http::Method;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Why a path cannot be routed; each is answered with 400.
@@ -63,9 +64,36 @@ fn decode_segment_bytes(raw: &str) -> Result<String, PathError> {
     Ok(out)
 }
 
+/// True when the path needs no change: no escapes, no empty, `.` or `..` segments, only visible ASCII.
+fn already_normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let mut prev = b'/';
+    for (i, &c) in b.iter().enumerate().skip(1) {
+        if c == b'%' || c == b'\\' || !(0x21..0x7f).contains(&c) || (c == b'/' && prev == b'/') {
+            return false;
+        }
+        if c == b'.' && prev == b'/' {
+            let rest = &b[i..];
+            if rest == b"." || rest == b".." || rest.starts_with(b"./") || rest.starts_with(b"../")
+            {
+                return false;
+            }
+        }
+        prev = c;
+    }
+    true
+}
+
 /// Normalises a request path: `//` collapsed, `.` and `..` resolved, unreserved escapes decoded.
-/// The trailing slash is kept, since backends may tell `/a` from `/a/`.
-pub fn normalise_path(path: &str) -> Result<String, PathError> {
+/// The trailing slash is kept, since backends may tell `/a` from `/a/`. A path that is already
+/// normal is returned as it is, without copying.
+pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, PathError> {
+    if already_normal(path) {
+        return Ok(Cow::Borrowed(path));
+    }
     if !path.starts_with('/') {
         return Err("the path must start with /");
     }
@@ -94,7 +122,7 @@ pub fn normalise_path(path: &str) -> Result<String, PathError> {
     if out.is_empty() || trailing {
         out.push('/');
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// A configured `path_prefix`, normalised the same way, without a trailing slash.
@@ -103,7 +131,7 @@ pub fn normalise_prefix(prefix: &str) -> Result<String, String> {
     if p.len() > 1 {
         Ok(p.trim_end_matches('/').to_string())
     } else {
-        Ok(p)
+        Ok(p.into_owned())
     }
 }
 
@@ -158,13 +186,18 @@ pub struct RouteTable {
 }
 
 /// Lower-cases a Host or :authority value and drops the port and a trailing dot.
-pub fn normalise_host(host: &str) -> String {
+pub fn normalise_host(host: &str) -> Cow<'_, str> {
     let h = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
         host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(h)
+    }
 }
 
 impl RouteTable {
@@ -189,25 +222,19 @@ impl RouteTable {
         path: &str,
         method: &Method,
     ) -> RouteMatch {
-        let mut groups: Vec<&Node> = Vec::with_capacity(3);
-        if let Some(h) = host {
-            if !self.exact.is_empty() {
-                if let Some(n) = self.exact.get(h) {
-                    groups.push(n);
-                }
-            }
-            if !self.suffix.is_empty() {
-                for (i, c) in h.char_indices() {
-                    if c == '.' {
-                        if let Some(n) = self.suffix.get(&h[i..]) {
-                            groups.push(n);
-                        }
-                    }
-                }
-            }
-        }
-        groups.push(&self.any);
-        for g in groups {
+        let host = host.unwrap_or("");
+        let exact = (!self.exact.is_empty())
+            .then(|| self.exact.get(host))
+            .flatten();
+        let suffixes = host
+            .char_indices()
+            .filter(|(_, c)| *c == '.' && !self.suffix.is_empty())
+            .filter_map(|(i, _)| self.suffix.get(&host[i..]));
+        for g in exact
+            .into_iter()
+            .chain(suffixes)
+            .chain(std::iter::once(&self.any))
+        {
             if let Some(candidates) = g.longest(path) {
                 let mut allowed = Vec::new();
                 for &i in candidates {

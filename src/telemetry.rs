@@ -5,12 +5,12 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// Counters for the admin listener's /metrics.
-#[derive(Default)]
+/// Counters for the admin listener's /metrics: plain atomics, so counting costs no lock or allocation.
 pub struct Metrics {
-    /// requests by (route, status)
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    /// denials by reason
+    route_names: Vec<String>,
+    /// requests per route (the last slot: no route matched) and status class (index status / 100)
+    requests: Vec<[AtomicU64; 6]>,
+    /// denials by reason; reasons are a small fixed set of static strings
     denials: Mutex<BTreeMap<&'static str, u64>>,
     /// sum of request durations in microseconds
     latency_us: AtomicU64,
@@ -18,9 +18,31 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn observe(&self, route: &str, status: u16, micros: u64, denial: Option<&'static str>) {
-        if let Ok(mut m) = self.requests.lock() {
-            *m.entry((route.to_string(), status)).or_default() += 1;
+    pub fn new(route_names: Vec<String>) -> Self {
+        let requests = (0..=route_names.len())
+            .map(|_| Default::default())
+            .collect();
+        Metrics {
+            route_names,
+            requests,
+            denials: Mutex::new(BTreeMap::new()),
+            latency_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(
+        &self,
+        route: Option<usize>,
+        status: u16,
+        micros: u64,
+        denial: Option<&'static str>,
+    ) {
+        let slot = route
+            .unwrap_or(self.route_names.len())
+            .min(self.route_names.len());
+        if let Some(counters) = self.requests.get(slot) {
+            counters[usize::from(status / 100).min(5)].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(d) = denial {
             if let Ok(mut m) = self.denials.lock() {
@@ -35,13 +57,22 @@ impl Metrics {
     pub fn render(&self, extra: &[(String, u64)]) -> String {
         let mut out = String::new();
         out.push_str("# TYPE gatehouse_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((route, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "gatehouse_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+        for (i, counters) in self.requests.iter().enumerate() {
+            let route = self.route_names.get(i).map(String::as_str).unwrap_or("-");
+            for (class, n) in counters.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let status = if class == 0 {
+                        "none".to_string()
+                    } else {
+                        format!("{class}xx")
+                    };
+                    let _ = writeln!(
+                        out,
+                        "gatehouse_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                        escape(route)
+                    );
+                }
             }
         }
         out.push_str("# TYPE gatehouse_denials_total counter\n");

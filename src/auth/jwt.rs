@@ -86,6 +86,8 @@ pub struct Parsed<'a> {
     pub typ: Option<String>,
     /// `header.payload`, the signed bytes
     pub message: &'a str,
+    /// the base64url payload segment
+    pub payload: &'a str,
     pub signature: &'a str,
     pub claims: Value,
 }
@@ -134,6 +136,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
         kid: header.kid,
         typ: header.typ,
         message: &token[..h.len() + 1 + p.len()],
+        payload: p,
         signature: s,
         claims,
     })
@@ -144,24 +147,29 @@ impl Parsed<'_> {
         self.claims.get("iss").and_then(Value::as_str)
     }
 
-    /// Checks the signature with the first key that matches the kid (when given) and the algorithm.
+    /// Checks the signature with the keys that match the kid (when given) and the algorithm.
     pub fn verify_signature(&self, keys: &[std::sync::Arc<VerifyKey>]) -> Result<(), TokenError> {
-        let mut tried = false;
-        for key in keys {
-            if !key.allows(self.alg) {
-                continue;
-            }
-            if let Some(kid) = &self.kid {
-                if key.kid.as_deref() != Some(kid.as_str()) && key.kid.is_some() {
-                    continue;
+        let candidates = keys.iter().filter(|key| {
+            key.allows(self.alg)
+                && match (&self.kid, &key.kid) {
+                    (Some(want), Some(have)) => want == have,
+                    _ => true,
                 }
-            }
+        });
+        let mut sig = None;
+        let mut tried = false;
+        for key in candidates {
             tried = true;
-            if let Ok(true) = jsonwebtoken::crypto::verify(
-                self.signature,
-                self.message.as_bytes(),
-                &key.key,
+            if sig.is_none() {
+                sig =
+                    Some(URL_SAFE_NO_PAD.decode(self.signature).map_err(|_| {
+                        TokenError::Malformed("the token signature is not base64url")
+                    })?);
+            }
+            if key.verify(
                 self.alg,
+                self.message.as_bytes(),
+                sig.as_deref().unwrap_or_default(),
             ) {
                 return Ok(());
             }

@@ -1,17 +1,27 @@
 //! Verification keys: parsing PEM files and JWKS entries into keys pinned to their algorithms.
 
+use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+use aws_lc_rs::hmac;
+use aws_lc_rs::rsa::PublicKeyComponents;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind};
 use serde::Deserialize;
 
 type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<DecodingKey>;
 
-/// A public key (or HMAC secret) and the only algorithms it may verify.
+/// A key ready to check signatures: parsed once, so a verification costs only the cryptography.
+enum Checker {
+    PublicKey(ParsedPublicKey),
+    Hmac(Box<hmac::Key>),
+}
+
+/// A public key (or HMAC secret) and the only algorithms it may verify, each with its parsed checker.
 pub struct VerifyKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
-    pub key: DecodingKey,
+    checkers: Vec<(Algorithm, Checker)>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -20,6 +30,94 @@ impl std::fmt::Debug for VerifyKey {
             .field("kid", &self.kid)
             .field("algorithms", &self.algorithms)
             .finish_non_exhaustive()
+    }
+}
+
+fn verification_algorithm(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &signature::ED25519,
+        _ => return None,
+    })
+}
+
+fn hmac_algorithm(alg: Algorithm) -> Option<hmac::Algorithm> {
+    match alg {
+        Algorithm::HS256 => Some(hmac::HMAC_SHA256),
+        Algorithm::HS384 => Some(hmac::HMAC_SHA384),
+        Algorithm::HS512 => Some(hmac::HMAC_SHA512),
+        _ => None,
+    }
+}
+
+/// The key bytes aws-lc expects: DER (SPKI or PKCS#1) for RSA, the point for EC, the raw key for Ed25519.
+fn key_bytes(key: &DecodingKey) -> Result<Vec<u8>, String> {
+    match key.kind() {
+        DecodingKeyKind::SecretOrDer(b) => Ok(b.clone()),
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            let strip = |b: &[u8]| {
+                b.iter()
+                    .position(|x| *x != 0)
+                    .map(|i| b[i..].to_vec())
+                    .unwrap_or_default()
+            };
+            let components = PublicKeyComponents {
+                n: strip(n),
+                e: strip(e),
+            };
+            let der: PublicKeyX509Der = components
+                .as_der()
+                .map_err(|_| "the RSA key is malformed".to_string())?;
+            Ok(der.as_ref().to_vec())
+        }
+    }
+}
+
+impl VerifyKey {
+    /// Pins `key` to `algorithms`, parsing it once for each.
+    pub fn new(
+        kid: Option<String>,
+        key: &DecodingKey,
+        algorithms: Vec<Algorithm>,
+    ) -> Result<Self, String> {
+        let bytes = key_bytes(key)?;
+        let mut checkers = Vec::new();
+        for alg in &algorithms {
+            let checker = if let Some(h) = hmac_algorithm(*alg) {
+                Checker::Hmac(Box::new(hmac::Key::new(h, &bytes)))
+            } else if let Some(v) = verification_algorithm(*alg) {
+                Checker::PublicKey(
+                    ParsedPublicKey::new(v, &bytes)
+                        .map_err(|e| format!("the key does not fit {alg:?}: {e}"))?,
+                )
+            } else {
+                return Err(format!("{alg:?} is not supported"));
+            };
+            checkers.push((*alg, checker));
+        }
+        Ok(VerifyKey {
+            kid,
+            algorithms,
+            checkers,
+        })
+    }
+
+    /// Checks `sig` over `message` with algorithm `alg`; HMAC tags compare in constant time.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], sig: &[u8]) -> bool {
+        self.checkers.iter().any(|(a, c)| {
+            *a == alg
+                && match c {
+                    Checker::PublicKey(k) => k.verify_sig(message, sig).is_ok(),
+                    Checker::Hmac(k) => hmac::verify(k, message, sig).is_ok(),
+                }
+        })
     }
 }
 
@@ -43,12 +141,12 @@ fn in_family(algs: &[Algorithm], family: AlgorithmFamily) -> Vec<Algorithm> {
 }
 
 impl VerifyKey {
-    pub fn hmac(secret: &[u8], algorithms: Vec<Algorithm>) -> Self {
-        VerifyKey {
-            kid: None,
-            algorithms: in_family(&algorithms, AlgorithmFamily::Hmac),
-            key: DecodingKey::from_secret(secret),
-        }
+    pub fn hmac(secret: &[u8], algorithms: Vec<Algorithm>) -> Result<Self, String> {
+        Self::new(
+            None,
+            &DecodingKey::from_secret(secret),
+            in_family(&algorithms, AlgorithmFamily::Hmac),
+        )
     }
 
     /// A PEM public key; its family decides which of the issuer's algorithms it may verify.
@@ -66,11 +164,7 @@ impl VerifyKey {
                         "this is a {family:?} key but none of the issuer's algorithms use it"
                     ));
                 }
-                return Ok(VerifyKey {
-                    kid: None,
-                    algorithms,
-                    key,
-                });
+                return Self::new(None, &key, algorithms);
             }
         }
         Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".into())
@@ -174,10 +268,6 @@ impl RawJwk {
         if algorithms.is_empty() {
             return Err("the key fits none of the issuer's algorithms".into());
         }
-        Ok(VerifyKey {
-            kid: self.kid.clone(),
-            algorithms,
-            key,
-        })
+        VerifyKey::new(self.kid.clone(), &key, algorithms)
     }
 }

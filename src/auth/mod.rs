@@ -25,7 +25,8 @@ impl From<TokenError> for AuthError {
     }
 }
 
-type TokenKey = [u8; 32];
+/// A keyed 128-bit SipHash of the token: collisions cannot be searched for without the per-process key.
+type TokenKey = u128;
 
 /// Expires each verified token when its `exp` (plus leeway) passes.
 struct UntilExp {
@@ -50,21 +51,34 @@ impl moka::Expiry<TokenKey, Arc<Principal>> for UntilExp {
 /// Verifies bearer tokens for routes; shared by every request.
 pub struct Verifier {
     issuers: Vec<Arc<Issuer>>,
+    hash_key: (u64, u64),
+    keep_claims: bool,
     pub jwks: Arc<Jwks>,
     cache: moka::sync::Cache<TokenKey, Arc<Principal>>,
     leeway: u64,
     clock: SharedClock,
 }
 
-fn token_key(token: &str) -> TokenKey {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut k = [0u8; 32];
-    k.copy_from_slice(d.as_ref());
-    k
+fn random_key() -> (u64, u64) {
+    let mut b = [0u8; 16];
+    // Without randomness the key is fixed; the hash stays 128 bits wide either way.
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    let (a, c) = b.split_at(8);
+    (
+        u64::from_le_bytes(a.try_into().unwrap_or_default()),
+        u64::from_le_bytes(c.try_into().unwrap_or_default()),
+    )
 }
 
 impl Verifier {
-    pub fn new(issuers: Vec<Arc<Issuer>>, leeway: u64, capacity: u64, clock: SharedClock) -> Self {
+    /// `keep_claims`: keep parsed claims in the cache, for routes with claim policies or claim headers.
+    pub fn new(
+        issuers: Vec<Arc<Issuer>>,
+        leeway: u64,
+        capacity: u64,
+        keep_claims: bool,
+        clock: SharedClock,
+    ) -> Self {
         let jwks = Arc::new(Jwks::new(&issuers, clock.clone()));
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
@@ -75,6 +89,8 @@ impl Verifier {
             .build();
         Verifier {
             issuers,
+            hash_key: random_key(),
+            keep_claims,
             jwks,
             cache,
             leeway,
@@ -89,7 +105,7 @@ impl Verifier {
         allowed: &[usize],
     ) -> Result<Arc<Principal>, AuthError> {
         let now = self.clock.now_secs();
-        let key = token_key(token);
+        let key = self.token_key(token);
         if let Some(p) = self.cache.get(&key) {
             if now <= p.exp.saturating_add(self.leeway) {
                 // The cache holds claims, not decisions: the route's issuers still apply.
@@ -119,9 +135,22 @@ impl Verifier {
                 |KeysError::Unavailable { retry_after }| AuthError::KeysUnavailable { retry_after },
             )?;
         parsed.verify_signature(&keys.keys)?;
-        let principal = Arc::new(Principal::new(issuer, parsed.claims, exp));
+        let principal = Arc::new(Principal::new(
+            issuer,
+            parsed.claims,
+            parsed.payload,
+            exp,
+            self.keep_claims,
+        ));
         self.cache.insert(key, principal.clone());
         Ok(principal)
+    }
+
+    fn token_key(&self, token: &str) -> TokenKey {
+        use std::hash::Hasher;
+        let mut h = siphasher::sip128::SipHasher24::new_with_keys(self.hash_key.0, self.hash_key.1);
+        h.write(token.as_bytes());
+        siphasher::sip128::Hasher128::finish128(&h).as_u128()
     }
 
     pub fn cached_tokens(&self) -> u64 {

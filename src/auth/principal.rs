@@ -1,4 +1,4 @@
-//! The verified identity of a request: claims plus the roles, scopes and header values derived once.
+//! The verified identity of a request: roles, scopes and header values derived once per token.
 
 use crate::config::Issuer;
 use crate::headers::encode_header_value;
@@ -6,21 +6,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderValue;
 use serde_json::Value;
+use std::sync::OnceLock;
 
+/// What a verified token grants. Kept in the verified-token cache, so it is built to be small: the claims
+/// themselves are kept only when some route looks claims up, and re-read from the payload otherwise.
 #[derive(Debug)]
 pub struct Principal {
     pub issuer: usize,
-    pub issuer_name: String,
-    pub subject: Option<String>,
-    pub jti: Option<String>,
+    pub subject: Option<Box<str>>,
+    pub jti: Option<Box<str>>,
     pub exp: u64,
-    pub claims: Value,
-    pub roles: Vec<String>,
-    pub scopes: Vec<String>,
-    /// Values of the default identity headers, computed once per verified token.
+    pub roles: Box<[Box<str>]>,
+    pub scopes: Box<[Box<str>]>,
+    /// the payload segment as signed: base64url JSON, forwarded as X-Auth-Claims
+    pub payload: HeaderValue,
+    claims: OnceLock<Value>,
     pub std_headers: StdHeaders,
 }
 
+/// Values of the default identity headers, encoded once per verified token.
 #[derive(Debug, Default)]
 pub struct StdHeaders {
     pub subject: Option<HeaderValue>,
@@ -28,17 +32,13 @@ pub struct StdHeaders {
     pub client_id: Option<HeaderValue>,
     pub roles: Option<HeaderValue>,
     pub scopes: Option<HeaderValue>,
-    pub claims: Option<HeaderValue>,
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+fn strings(v: Option<&Value>) -> Box<[Box<str>]> {
     match v {
-        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_string))
-            .collect(),
-        _ => vec![],
+        Some(Value::String(s)) => s.split_whitespace().map(Box::from).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(Box::from)).collect(),
+        _ => Box::new([]),
     }
 }
 
@@ -60,8 +60,20 @@ pub fn claim_text(v: &Value) -> Option<String> {
     }
 }
 
+fn join(items: &[Box<str>], sep: &str) -> Option<HeaderValue> {
+    (!items.is_empty()).then(|| encode_header_value(&items.join(sep)))
+}
+
 impl Principal {
-    pub fn new(issuer: &Issuer, claims: Value, exp: u64) -> Principal {
+    /// `payload` is the token's base64url payload segment; `keep_claims` keeps the parsed claims for
+    /// routes that look claims up.
+    pub fn new(
+        issuer: &Issuer,
+        claims: Value,
+        payload: &str,
+        exp: u64,
+        keep_claims: bool,
+    ) -> Principal {
         let roles = strings(issuer.roles_claim.lookup(&claims));
         let scopes = match &issuer.scopes_claim {
             Some(p) => strings(p.lookup(&claims)),
@@ -70,28 +82,51 @@ impl Principal {
                 None => strings(claims.get("scp")),
             },
         };
-        let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
-        let subject = text("sub");
-        let client_id = text("client_id").or_else(|| text("azp"));
-        let enc = |s: &str| Some(encode_header_value(s));
+        let text = |k: &str| claims.get(k).and_then(Value::as_str);
+        let enc = |s: &str| encode_header_value(s);
         let std_headers = StdHeaders {
-            subject: subject.as_deref().and_then(enc),
-            issuer: text("iss").as_deref().and_then(enc),
-            client_id: client_id.as_deref().and_then(enc),
-            roles: (!roles.is_empty()).then(|| encode_header_value(&roles.join(","))),
-            scopes: (!scopes.is_empty()).then(|| encode_header_value(&scopes.join(" "))),
-            claims: HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(claims.to_string())).ok(),
+            subject: text("sub").map(enc),
+            issuer: text("iss").map(enc),
+            client_id: text("client_id").or_else(|| text("azp")).map(enc),
+            roles: join(&roles, ","),
+            scopes: join(&scopes, " "),
         };
+        let kept = OnceLock::new();
+        let subject = text("sub").map(Box::from);
+        let jti = text("jti").map(Box::from);
+        if keep_claims {
+            let _ = kept.set(claims);
+        }
         Principal {
             issuer: issuer.index,
-            issuer_name: issuer.name.clone(),
-            jti: text("jti"),
             subject,
+            jti,
             exp,
-            claims,
             roles,
             scopes,
+            payload: HeaderValue::from_str(payload)
+                .unwrap_or_else(|_| HeaderValue::from_static("")),
+            claims: kept,
             std_headers,
         }
+    }
+
+    /// The verified claims; parsed again from the payload when they were not kept.
+    pub fn claims(&self) -> &Value {
+        self.claims.get_or_init(|| {
+            URL_SAFE_NO_PAD
+                .decode(self.payload.as_bytes())
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null)
+        })
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| &**r == role)
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| &**s == scope)
     }
 }

@@ -213,6 +213,8 @@ pub enum ClaimSource {
 #[derive(Debug, Clone)]
 pub struct ClaimHeader {
     pub name: HeaderName,
+    /// the name as configured, sent with its case (Pingora preserves header case)
+    pub wire: bytes::Bytes,
     pub source: ClaimSource,
 }
 
@@ -236,16 +238,21 @@ pub struct Route {
 /// The identity headers sent on every route that verified a token (CONFIG.md).
 pub fn default_claim_headers() -> Vec<ClaimHeader> {
     [
-        ("x-auth-subject", ClaimSource::Subject),
-        ("x-auth-issuer", ClaimSource::Issuer),
-        ("x-auth-client-id", ClaimSource::ClientId),
-        ("x-auth-roles", ClaimSource::Roles),
-        ("x-auth-scopes", ClaimSource::Scopes),
-        ("x-auth-claims", ClaimSource::AllClaims),
+        ("x-auth-subject", "X-Auth-Subject", ClaimSource::Subject),
+        ("x-auth-issuer", "X-Auth-Issuer", ClaimSource::Issuer),
+        (
+            "x-auth-client-id",
+            "X-Auth-Client-Id",
+            ClaimSource::ClientId,
+        ),
+        ("x-auth-roles", "X-Auth-Roles", ClaimSource::Roles),
+        ("x-auth-scopes", "X-Auth-Scopes", ClaimSource::Scopes),
+        ("x-auth-claims", "X-Auth-Claims", ClaimSource::AllClaims),
     ]
     .into_iter()
-    .map(|(n, source)| ClaimHeader {
+    .map(|(n, wire, source)| ClaimHeader {
         name: HeaderName::from_static(n),
+        wire: bytes::Bytes::from_static(wire.as_bytes()),
         source,
     })
     .collect()
@@ -605,10 +612,13 @@ impl Compiler {
                 );
             }
             match std::env::var(var) {
-                Ok(v) if v.len() >= 32 => KeySource::Static(vec![Arc::new(VerifyKey::hmac(
-                    v.as_bytes(),
-                    algorithms.clone(),
-                ))]),
+                Ok(v) if v.len() >= 32 => match VerifyKey::hmac(v.as_bytes(), algorithms.clone()) {
+                    Ok(k) => KeySource::Static(vec![Arc::new(k)]),
+                    Err(m) => {
+                        self.err(k("secret_env"), m);
+                        KeySource::Static(vec![])
+                    }
+                },
                 Ok(_) => {
                     self.err(
                         k("secret_env"),
@@ -959,7 +969,11 @@ impl Compiler {
             let source = ClaimSource::Claim(ClaimPath::new(claim));
             match claim_headers.iter_mut().find(|h| h.name == name) {
                 Some(h) => h.source = source,
-                None => claim_headers.push(ClaimHeader { name, source }),
+                None => claim_headers.push(ClaimHeader {
+                    name,
+                    wire: bytes::Bytes::from(hname.clone()),
+                    source,
+                }),
             }
         }
         Some(Route {
