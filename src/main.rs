@@ -85,7 +85,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config, log_format } => {
-            gatehouse::telemetry::init_logging(log_format == "json");
+            let _log_guard = gatehouse::telemetry::init_logging(log_format == "json");
             let c = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {

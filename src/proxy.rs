@@ -59,7 +59,17 @@ pub fn extract_token<'a>(
     max_bytes: usize,
 ) -> Result<Option<Cow<'a, str>>, Rejection> {
     use crate::auth::jwt::TokenError::Malformed;
-    let mut found: Vec<Cow<'a, str>> = Vec::new();
+    // At most one token may be found; a second is an error, so no list is needed.
+    let mut token: Option<Cow<'a, str>> = None;
+    let mut found = |t: Cow<'a, str>| {
+        if token.replace(t).is_some() {
+            Err(Rejection::BadRequest(
+                "the token was sent in more than one place",
+            ))
+        } else {
+            Ok(())
+        }
+    };
     if from.header {
         let mut values = req.headers.get_all("authorization").iter();
         if let Some(v) = values.next() {
@@ -78,7 +88,7 @@ pub fn extract_token<'a>(
                 Some((scheme, t))
                     if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
                 {
-                    found.push(Cow::Borrowed(t.trim()))
+                    found(Cow::Borrowed(t.trim()))?
                 }
                 _ => {
                     return Err(Rejection::InvalidToken(Malformed(
@@ -93,7 +103,7 @@ pub fn extract_token<'a>(
             for pair in q.split('&') {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
                 if from.query.iter().any(|n| n == name) {
-                    found.push(percent_encoding::percent_decode_str(value).decode_utf8_lossy());
+                    found(percent_encoding::percent_decode_str(value).decode_utf8_lossy())?;
                 }
             }
         }
@@ -104,18 +114,12 @@ pub fn extract_token<'a>(
             for c in h.split(';') {
                 if let Some((name, value)) = c.trim().split_once('=') {
                     if from.cookie.iter().any(|n| n == name) {
-                        found.push(Cow::Borrowed(value.trim_matches('"')));
+                        found(Cow::Borrowed(value.trim_matches('"')))?;
                     }
                 }
             }
         }
     }
-    if found.len() > 1 {
-        return Err(Rejection::BadRequest(
-            "the token was sent in more than one place",
-        ));
-    }
-    let token = found.pop();
     if let Some(t) = &token {
         if t.len() > max_bytes {
             return Err(Rejection::InvalidToken(Malformed(
@@ -189,23 +193,19 @@ fn strip_token_cookies(req: &mut RequestHeader, names: &[String]) -> Result<()> 
 
 /// Ambiguous message framing (RFC 9112 §6.3): refused outright rather than guessed, so no hop can disagree.
 pub fn framing_problem(session: &Session) -> Option<&'static str> {
-    let req = session.req_header();
-    let te: Vec<_> = req.headers.get_all("transfer-encoding").iter().collect();
-    let cl: Vec<_> = req.headers.get_all("content-length").iter().collect();
-    if !te.is_empty() && (!cl.is_empty() || raw_content_length(session)) {
+    let h = &session.req_header().headers;
+    let mut te = h.get_all("transfer-encoding").iter();
+    let mut cl = h.get_all("content-length").iter();
+    let (te1, te2) = (te.next(), te.next());
+    let (cl1, cl2) = (cl.next(), cl.next());
+    if te1.is_some() && (cl1.is_some() || raw_content_length(session)) {
         return Some("Content-Length and Transfer-Encoding together");
     }
-    if te.len() > 1
-        || te
-            .iter()
-            .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked"))
-    {
+    if te2.is_some() || te1.is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
         return Some("a Transfer-Encoding other than chunked");
     }
-    if cl.len() > 1
-        || cl
-            .iter()
-            .any(|v| v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit))
+    if cl2.is_some()
+        || cl1.is_some_and(|v| v.is_empty() || !v.as_bytes().iter().all(u8::is_ascii_digit))
     {
         return Some("an invalid or repeated Content-Length");
     }
@@ -289,7 +289,10 @@ impl Gateway {
         let found = s
             .table
             .lookup(&s.config.routes, host.as_deref(), &path, &req.method);
-        ctx.log_path = Some(path.to_string());
+        if let Cow::Owned(p) = &path {
+            // An already-normal path is logged from the request itself, without a copy here.
+            ctx.log_path = Some(p.clone());
+        }
         let idx = match found {
             RouteMatch::Route(i) => i,
             RouteMatch::NotFound => return Err(Rejection::NotFound),
@@ -435,11 +438,8 @@ impl ProxyHttp for Gateway {
         else {
             return Error::e_explain(HTTPStatus(502), "route has no proxied upstream");
         };
-        let Some(backend) = pool.select(&ctx.tried) else {
+        let Some(addr) = pool.select(&ctx.tried) else {
             return Error::e_explain(HTTPStatus(503), "no healthy peer");
-        };
-        let Some(addr) = backend.addr.as_inet().copied() else {
-            return Error::e_explain(HTTPStatus(502), "peer is not an inet address");
         };
         ctx.tried.push(addr);
         Ok(Box::new(pool.peer(addr)))
@@ -535,7 +535,7 @@ impl ProxyHttp for Gateway {
         tracing::info!(
             target: "gatehouse::access",
             method = %session.req_header().method,
-            path = ctx.log_path.as_deref().unwrap_or("-"),
+            path = ctx.log_path.as_deref().unwrap_or_else(|| session.req_header().uri.path()),
             status,
             route,
             upstream = %ctx.tried.last().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),

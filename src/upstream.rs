@@ -9,12 +9,16 @@ use pingora::protocols::tls::CaType;
 use pingora::server::Server;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One `[[upstreams]]` entry of kind http, ready to pick peers.
 pub struct Pool {
     pub name: String,
     pub lb: Arc<LoadBalancer<RoundRobin>>,
+    /// the peers in a fixed order, with their addresses, for lock-free round robin
+    backends: Vec<(Backend, SocketAddr)>,
+    next: AtomicUsize,
     pub cfg: HttpUpstream,
     ca: Option<Arc<CaType>>,
 }
@@ -104,30 +108,48 @@ impl Pool {
         let bg = background_service(&format!("health checks for {name}"), lb);
         let lb = bg.task();
         server.add_service(bg);
+        let backends = lb
+            .backends()
+            .get_backend()
+            .iter()
+            .filter_map(|b| b.addr.as_inet().map(|a| (b.clone(), *a)))
+            .collect();
         Ok(Pool {
             name: name.to_string(),
             lb,
+            backends,
+            next: AtomicUsize::new(0),
             cfg: cfg.clone(),
             ca,
         })
     }
 
-    /// Picks the next healthy peer not tried yet for this request. When no peer is healthy at all,
-    /// any untried peer is used ("panic routing", as Envoy does): a wrong health check must not take a
-    /// whole service down, and a truly dead upstream still answers 502.
-    pub fn select(&self, tried: &[SocketAddr]) -> Option<Backend> {
-        let untried = |b: &Backend| b.addr.as_inet().is_none_or(|a| !tried.contains(a));
-        self.lb
-            .select_with(b"", 256, |b, healthy| healthy && untried(b))
-            .or_else(|| {
-                let backends = self.lb.backends();
-                let none_healthy = !backends.get_backend().iter().any(|b| backends.ready(b));
-                if none_healthy {
-                    self.lb.select_with(b"", 256, |b, _| untried(b))
-                } else {
-                    None
-                }
-            })
+    /// Picks the next healthy peer not tried yet for this request, round robin. When no peer is
+    /// healthy at all, any untried peer is used ("panic routing", as Envoy does): a wrong health
+    /// check must not take a whole service down, and a truly dead upstream still answers 502.
+    pub fn select(&self, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let n = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let health = self.lb.backends();
+        let ring = (0..n).filter_map(|i| self.backends.get((start + i) % n));
+        let mut fallback = None;
+        let mut any_healthy = false;
+        for (b, addr) in ring {
+            let healthy = health.ready(b);
+            any_healthy |= healthy;
+            if tried.contains(addr) {
+                continue;
+            }
+            if healthy {
+                return Some(*addr);
+            }
+            fallback.get_or_insert(*addr);
+        }
+        if any_healthy {
+            None
+        } else {
+            fallback
+        }
     }
 
     pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
