@@ -5,6 +5,7 @@ use crate::config::{ClaimHeader, ClaimSource};
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS};
 use pingora::http::RequestHeader;
+use serde_json::Value;
 
 /// Bytes outside printable ASCII, and `%` itself, are percent-encoded (CONFIG.md).
 const UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
@@ -48,30 +49,37 @@ pub fn strip_identity_headers(
     }
 }
 
-fn value_for(h: &ClaimHeader, p: &Principal) -> Option<HeaderValue> {
-    let s = &p.std_headers;
+fn value_for(
+    h: &ClaimHeader,
+    p: &Principal,
+    payload: &HeaderValue,
+    claims: Option<&Value>,
+) -> Option<HeaderValue> {
     match &h.source {
-        ClaimSource::Subject => s.subject.clone(),
-        ClaimSource::Issuer => s.issuer.clone(),
-        ClaimSource::ClientId => s.client_id.clone(),
-        ClaimSource::Roles => s.roles.clone(),
-        ClaimSource::Scopes => s.scopes.clone(),
-        ClaimSource::AllClaims => Some(p.payload.clone()),
-        ClaimSource::Claim(path) => path
-            .lookup(p.claims())
+        ClaimSource::Subject => p.subject_header(),
+        ClaimSource::Issuer => p.issuer_header(),
+        ClaimSource::ClientId => p.client_id_header(),
+        ClaimSource::Roles => p.roles_header(),
+        ClaimSource::Scopes => p.scopes_header(),
+        ClaimSource::AllClaims => Some(payload.clone()),
+        ClaimSource::Claim(path) => claims
+            .and_then(|c| path.lookup(c))
             .and_then(claim_text)
             .map(|t| encode_header_value(&t)),
     }
 }
 
 /// Sets the route's identity headers from the principal; absent claims send no header.
+/// `payload` is the token's payload segment; `claims` its parsed claims, when the route reads any.
 pub fn set_claim_headers(
     req: &mut RequestHeader,
     headers: &[ClaimHeader],
     p: &Principal,
+    payload: &HeaderValue,
+    claims: Option<&Value>,
 ) -> pingora::Result<()> {
     for h in headers {
-        if let Some(v) = value_for(h, p) {
+        if let Some(v) = value_for(h, p, payload, claims) {
             req.insert_header(h.wire.clone(), v)?;
         }
     }

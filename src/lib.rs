@@ -97,17 +97,10 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
             &mut server,
         )?);
     }
-    let keep_claims = config.routes.iter().any(|r| {
-        !r.policy.claims.is_empty()
-            || r.claim_headers
-                .iter()
-                .any(|h| matches!(h.source, config::ClaimSource::Claim(_)))
-    });
     let verifier = Arc::new(Verifier::new(
         config.issuers.clone(),
         config.validation.leeway,
         config.validation.verified_cache_capacity,
-        keep_claims,
         clock,
     ));
     server.add_service(background_service(

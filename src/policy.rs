@@ -11,7 +11,8 @@ pub struct Denied {
     pub scope: Option<String>,
 }
 
-pub fn authorize(p: &Principal, policy: &Policy) -> Result<(), Denied> {
+/// `claims` are the token's claims, needed only when the policy has claim conditions.
+pub fn authorize(p: &Principal, policy: &Policy, claims: Option<&Value>) -> Result<(), Denied> {
     let scope_hint = || {
         let mut s: Vec<&str> = policy.scopes_all.iter().map(String::as_str).collect();
         if s.is_empty() {
@@ -46,7 +47,7 @@ pub fn authorize(p: &Principal, policy: &Policy) -> Result<(), Denied> {
         });
     }
     for (path, want) in &policy.claims {
-        let ok = match path.lookup(p.claims()) {
+        let ok = match claims.and_then(|c| path.lookup(c)) {
             Some(Value::Array(items)) => items.iter().any(|i| i == want),
             Some(v) => v == want,
             None => false,
@@ -66,53 +67,32 @@ mod tests {
     use super::*;
     use crate::config::ClaimPath;
 
-    fn principal(roles: &[&str], scopes: &[&str], claims: Value) -> Principal {
-        let issuer = crate::config::Issuer {
-            index: 0,
-            name: "t".into(),
-            issuer: "https://t".into(),
-            source: crate::config::KeySource::Static(vec![]),
-            audiences: vec![],
-            algorithms: vec![],
-            roles_claim: ClaimPath::new("roles"),
-            scopes_claim: None,
-            jwks_min_refresh: Default::default(),
-            jwks_max_refresh: Default::default(),
-            jwks_stale_for: Default::default(),
-            jwks_fetch_timeout: Default::default(),
-            jwks_max_bytes: 0,
-        };
-        let mut c = claims;
-        c["roles"] = serde_json::json!(roles);
-        c["scope"] = serde_json::json!(scopes.join(" "));
-        Principal::new(&issuer, c, "", 0, true)
-    }
-
     #[test]
     fn roles_scopes_and_claims() {
-        let p = principal(
-            &["a", "b"],
-            &["read"],
-            serde_json::json!({"tenant": "acme", "groups": ["x", "y"]}),
-        );
+        let issuer = crate::auth::principal::tests::issuer();
+        let claims = serde_json::json!({"realm": {"roles": ["a", "b"]}, "scope": "read",
+            "tenant": "acme", "groups": ["x", "y"]});
+        let p = Principal::new(&issuer, &claims, 0);
+        let c = Some(&claims);
         let mut pol = Policy {
             roles_any: vec!["z".into(), "b".into()],
             ..Default::default()
         };
-        assert!(authorize(&p, &pol).is_ok());
+        assert!(authorize(&p, &pol, c).is_ok());
         pol.roles_all = vec!["a".into(), "c".into()];
-        assert_eq!(authorize(&p, &pol).unwrap_err().reason, "roles_all");
+        assert_eq!(authorize(&p, &pol, c).unwrap_err().reason, "roles_all");
         pol.roles_all = vec![];
         pol.scopes_all = vec!["read".into(), "write".into()];
-        let d = authorize(&p, &pol).unwrap_err();
+        let d = authorize(&p, &pol, c).unwrap_err();
         assert_eq!(d.scope.as_deref(), Some("read write"));
         pol.scopes_all = vec![];
         pol.claims = vec![
             (ClaimPath::new("tenant"), serde_json::json!("acme")),
             (ClaimPath::new("groups"), serde_json::json!("y")),
         ];
-        assert!(authorize(&p, &pol).is_ok());
+        assert!(authorize(&p, &pol, c).is_ok());
+        assert_eq!(authorize(&p, &pol, None).unwrap_err().reason, "claims");
         pol.claims = vec![(ClaimPath::new("tenant"), serde_json::json!("other"))];
-        assert_eq!(authorize(&p, &pol).unwrap_err().reason, "claims");
+        assert_eq!(authorize(&p, &pol, c).unwrap_err().reason, "claims");
     }
 }

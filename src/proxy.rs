@@ -1,6 +1,6 @@
 //! The Pingora `ProxyHttp` implementation: phase wiring only; each step lives in its own module.
 
-use crate::auth::principal::Principal;
+use crate::auth::principal::{decode_claims, Principal};
 use crate::auth::{AuthError, Verifier};
 use crate::config::{AuthMode, Config, Route, TokenSources};
 use crate::error::{send, send_json, Rejection};
@@ -41,6 +41,9 @@ pub struct Ctx {
     start: Instant,
     route: Option<usize>,
     principal: Option<Arc<Principal>>,
+    /// the token's payload segment (X-Auth-Claims) and, for routes that read claims, the claims
+    payload: Option<http::HeaderValue>,
+    claims: Option<serde_json::Value>,
     upstream_path: Option<String>,
     tried: Vec<SocketAddr>,
     denial: Option<&'static str>,
@@ -242,8 +245,8 @@ impl Gateway {
                 strip_token_cookies(up, &route.token_from.cookie)?;
             }
         }
-        if let Some(p) = &ctx.principal {
-            set_claim_headers(up, &route.claim_headers, p)?;
+        if let (Some(p), Some(payload)) = (&ctx.principal, &ctx.payload) {
+            set_claim_headers(up, &route.claim_headers, p, payload, ctx.claims.as_ref())?;
         }
         if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
             let xff = match up
@@ -317,8 +320,14 @@ impl Gateway {
                                 Rejection::KeysUnavailable { retry_after }
                             }
                         })?;
+                    let segment = t.split('.').nth(1).unwrap_or_default();
+                    ctx.payload = http::HeaderValue::from_str(segment).ok();
+                    if route.needs_claims {
+                        ctx.claims = Some(decode_claims(segment.as_bytes()));
+                    }
                     ctx.principal = Some(p.clone());
-                    authorize(&p, &route.policy).map_err(Rejection::InsufficientScope)?;
+                    authorize(&p, &route.policy, ctx.claims.as_ref())
+                        .map_err(Rejection::InsufficientScope)?;
                 }
             }
         }
@@ -403,6 +412,8 @@ impl ProxyHttp for Gateway {
             start: Instant::now(),
             route: None,
             principal: None,
+            payload: None,
+            claims: None,
             upstream_path: None,
             tried: Vec::new(),
             denial: None,
@@ -530,7 +541,7 @@ impl ProxyHttp for Gateway {
         let subject = ctx
             .principal
             .as_ref()
-            .and_then(|p| p.subject.as_deref())
+            .and_then(|p| p.subject())
             .unwrap_or("-");
         tracing::info!(
             target: "gatehouse::access",

@@ -53,7 +53,6 @@ impl moka::Expiry<TokenKey, Arc<Principal>> for UntilExp {
 pub struct Verifier {
     issuers: Vec<Arc<Issuer>>,
     hash_key: (u64, u64),
-    keep_claims: bool,
     pub jwks: Arc<Jwks>,
     cache: moka::sync::Cache<TokenKey, Arc<Principal>>,
     leeway: u64,
@@ -72,14 +71,7 @@ fn random_key() -> (u64, u64) {
 }
 
 impl Verifier {
-    /// `keep_claims`: keep parsed claims in the cache, for routes with claim policies or claim headers.
-    pub fn new(
-        issuers: Vec<Arc<Issuer>>,
-        leeway: u64,
-        capacity: u64,
-        keep_claims: bool,
-        clock: SharedClock,
-    ) -> Self {
+    pub fn new(issuers: Vec<Arc<Issuer>>, leeway: u64, capacity: u64, clock: SharedClock) -> Self {
         let jwks = Arc::new(Jwks::new(&issuers, clock.clone()));
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
@@ -91,7 +83,6 @@ impl Verifier {
         Verifier {
             issuers,
             hash_key: random_key(),
-            keep_claims,
             jwks,
             cache,
             leeway,
@@ -136,13 +127,7 @@ impl Verifier {
                 |KeysError::Unavailable { retry_after }| AuthError::KeysUnavailable { retry_after },
             )?;
         parsed.verify_signature(&keys.keys)?;
-        let principal = Arc::new(Principal::new(
-            issuer,
-            parsed.claims,
-            parsed.payload,
-            exp,
-            self.keep_claims,
-        ));
+        let principal = Arc::new(Principal::new(issuer, &parsed.claims, exp));
         self.cache.insert(key, principal.clone());
         Ok(principal)
     }

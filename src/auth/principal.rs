@@ -4,42 +4,30 @@ use crate::config::Issuer;
 use crate::headers::encode_header_value;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
 use http::HeaderValue;
 use serde_json::Value;
-use std::sync::OnceLock;
 
-/// What a verified token grants. Kept in the verified-token cache, so it is built to be small: the claims
-/// themselves are kept only when some route looks claims up, and re-read from the payload otherwise.
+/// Indices of the fixed parts of a principal's buffer.
+const SUBJECT: usize = 0;
+const ISSUER: usize = 1;
+const CLIENT_ID: usize = 2;
+const ROLES: usize = 3;
+const SCOPES: usize = 4;
+const JTI: usize = 5;
+const FIXED: usize = 6;
+
+/// What a verified token grants. Principals live in the verified-token cache, so each is packed into
+/// one buffer: the encoded identity-header values, the `jti`, then every role and scope. The claims
+/// themselves are not kept; routes that need them read them from the token they were sent.
 #[derive(Debug)]
 pub struct Principal {
     pub issuer: usize,
-    pub subject: Option<Box<str>>,
-    pub jti: Option<Box<str>>,
     pub exp: u64,
-    pub roles: Box<[Box<str>]>,
-    pub scopes: Box<[Box<str>]>,
-    /// the payload segment as signed: base64url JSON, forwarded as X-Auth-Claims
-    pub payload: HeaderValue,
-    claims: OnceLock<Value>,
-    pub std_headers: StdHeaders,
-}
-
-/// Values of the default identity headers, encoded once per verified token.
-#[derive(Debug, Default)]
-pub struct StdHeaders {
-    pub subject: Option<HeaderValue>,
-    pub issuer: Option<HeaderValue>,
-    pub client_id: Option<HeaderValue>,
-    pub roles: Option<HeaderValue>,
-    pub scopes: Option<HeaderValue>,
-}
-
-fn strings(v: Option<&Value>) -> Box<[Box<str>]> {
-    match v {
-        Some(Value::String(s)) => s.split_whitespace().map(Box::from).collect(),
-        Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_str().map(Box::from)).collect(),
-        _ => Box::new([]),
-    }
+    buf: Bytes,
+    /// end offset of each part in `buf`; a part starts where the previous one ends
+    ends: Box<[u32]>,
+    roles: u32,
 }
 
 /// A claim rendered for a header: strings as they are, arrays comma-joined, others as JSON.
@@ -60,73 +48,174 @@ pub fn claim_text(v: &Value) -> Option<String> {
     }
 }
 
-fn join(items: &[Box<str>], sep: &str) -> Option<HeaderValue> {
-    (!items.is_empty()).then(|| encode_header_value(&items.join(sep)))
+/// The strings of a claim that is a space-separated string or an array of strings.
+fn strings(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::String(s)) => s.split_whitespace().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    }
+}
+
+/// Reads the claims of a base64url payload segment (already verified by its signature).
+pub fn decode_claims(payload: &[u8]) -> Value {
+    URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Value::Null)
 }
 
 impl Principal {
-    /// `payload` is the token's base64url payload segment; `keep_claims` keeps the parsed claims for
-    /// routes that look claims up.
-    pub fn new(
-        issuer: &Issuer,
-        claims: Value,
-        payload: &str,
-        exp: u64,
-        keep_claims: bool,
-    ) -> Principal {
-        let roles = strings(issuer.roles_claim.lookup(&claims));
+    pub fn new(issuer: &Issuer, claims: &Value, exp: u64) -> Principal {
+        let roles = strings(issuer.roles_claim.lookup(claims));
         let scopes = match &issuer.scopes_claim {
-            Some(p) => strings(p.lookup(&claims)),
+            Some(p) => strings(p.lookup(claims)),
             None => match claims.get("scope") {
                 Some(v) => strings(Some(v)),
                 None => strings(claims.get("scp")),
             },
         };
-        let text = |k: &str| claims.get(k).and_then(Value::as_str);
-        let enc = |s: &str| encode_header_value(s);
-        let std_headers = StdHeaders {
-            subject: text("sub").map(enc),
-            issuer: text("iss").map(enc),
-            client_id: text("client_id").or_else(|| text("azp")).map(enc),
-            roles: join(&roles, ","),
-            scopes: join(&scopes, " "),
-        };
-        let kept = OnceLock::new();
-        let subject = text("sub").map(Box::from);
-        let jti = text("jti").map(Box::from);
-        if keep_claims {
-            let _ = kept.set(claims);
+        let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or("");
+        let enc = |s: &str| encode_header_value(s).as_bytes().to_vec();
+        let mut parts: Vec<Vec<u8>> = vec![
+            enc(text("sub")),
+            enc(text("iss")),
+            enc(if text("client_id").is_empty() {
+                text("azp")
+            } else {
+                text("client_id")
+            }),
+            enc(&roles.join(",")),
+            enc(&scopes.join(" ")),
+            text("jti").as_bytes().to_vec(),
+        ];
+        parts.extend(roles.iter().map(|r| r.as_bytes().to_vec()));
+        parts.extend(scopes.iter().map(|s| s.as_bytes().to_vec()));
+        let mut buf = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        let mut ends = Vec::with_capacity(parts.len());
+        for p in &parts {
+            buf.extend_from_slice(p);
+            ends.push(buf.len() as u32);
         }
+        let buf = Bytes::from(buf);
+        // Make the buffer shared now, so slicing it for headers later only bumps a counter.
+        drop(buf.clone());
         Principal {
             issuer: issuer.index,
-            subject,
-            jti,
             exp,
-            roles,
-            scopes,
-            payload: HeaderValue::from_str(payload)
-                .unwrap_or_else(|_| HeaderValue::from_static("")),
-            claims: kept,
-            std_headers,
+            buf,
+            ends: ends.into_boxed_slice(),
+            roles: roles.len() as u32,
         }
     }
 
-    /// The verified claims; parsed again from the payload when they were not kept.
-    pub fn claims(&self) -> &Value {
-        self.claims.get_or_init(|| {
-            URL_SAFE_NO_PAD
-                .decode(self.payload.as_bytes())
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or(Value::Null)
-        })
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = if i == 0 {
+            0
+        } else {
+            self.ends.get(i - 1).copied().unwrap_or(0) as usize
+        };
+        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        start..end.max(start)
+    }
+
+    fn text(&self, i: usize) -> &str {
+        std::str::from_utf8(self.buf.get(self.range(i)).unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn header(&self, i: usize) -> Option<HeaderValue> {
+        let r = self.range(i);
+        if r.is_empty() {
+            return None;
+        }
+        HeaderValue::from_maybe_shared(self.buf.slice(r)).ok()
+    }
+
+    /// The subject, encoded as it is forwarded (safe for a log line).
+    pub fn subject(&self) -> Option<&str> {
+        Some(self.text(SUBJECT)).filter(|s| !s.is_empty())
+    }
+
+    pub fn jti(&self) -> Option<&str> {
+        Some(self.text(JTI)).filter(|s| !s.is_empty())
+    }
+
+    pub fn subject_header(&self) -> Option<HeaderValue> {
+        self.header(SUBJECT)
+    }
+
+    pub fn issuer_header(&self) -> Option<HeaderValue> {
+        self.header(ISSUER)
+    }
+
+    pub fn client_id_header(&self) -> Option<HeaderValue> {
+        self.header(CLIENT_ID)
+    }
+
+    pub fn roles_header(&self) -> Option<HeaderValue> {
+        self.header(ROLES)
+    }
+
+    pub fn scopes_header(&self) -> Option<HeaderValue> {
+        self.header(SCOPES)
+    }
+
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        (FIXED..FIXED + self.roles as usize).map(|i| self.text(i))
+    }
+
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        (FIXED + self.roles as usize..self.ends.len()).map(|i| self.text(i))
     }
 
     pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| &**r == role)
+        self.roles().any(|r| r == role)
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.iter().any(|s| &**s == scope)
+        self.scopes().any(|s| s == scope)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::{ClaimPath, KeySource};
+
+    pub fn issuer() -> Issuer {
+        Issuer {
+            index: 3,
+            name: "t".into(),
+            issuer: "https://t".into(),
+            source: KeySource::Static(vec![]),
+            audiences: vec![],
+            algorithms: vec![],
+            roles_claim: ClaimPath::new("realm.roles"),
+            scopes_claim: None,
+            jwks_min_refresh: Default::default(),
+            jwks_max_refresh: Default::default(),
+            jwks_stale_for: Default::default(),
+            jwks_fetch_timeout: Default::default(),
+            jwks_max_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn packs_and_reads_back() {
+        let claims = serde_json::json!({"sub": "zoë\n", "iss": "https://t", "azp": "app",
+            "realm": {"roles": ["a", "b,c"]}, "scp": ["read", "write"], "jti": "j1"});
+        let p = Principal::new(&issuer(), &claims, 9);
+        assert_eq!(p.subject(), Some("zo%C3%AB%0A"));
+        assert_eq!(p.client_id_header().unwrap(), "app");
+        assert_eq!(p.roles().collect::<Vec<_>>(), ["a", "b,c"]);
+        assert!(p.has_role("b,c") && !p.has_role("b"));
+        assert_eq!(p.scopes().collect::<Vec<_>>(), ["read", "write"]);
+        assert_eq!(p.scopes_header().unwrap(), "read write");
+        assert_eq!(p.jti(), Some("j1"));
+        assert_eq!((p.issuer, p.exp), (3, 9));
+        let empty = Principal::new(&issuer(), &serde_json::json!({}), 1);
+        assert_eq!(empty.subject_header(), None);
+        assert_eq!(empty.roles().count(), 0);
     }
 }

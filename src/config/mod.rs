@@ -233,6 +233,8 @@ pub struct Route {
     pub forward_token: bool,
     pub strip_prefix: bool,
     pub claim_headers: Vec<ClaimHeader>,
+    /// the route reads claims (claim conditions or claim headers), so each request parses them
+    pub needs_claims: bool,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).
@@ -976,7 +978,12 @@ impl Compiler {
                 }),
             }
         }
+        let needs_claims = !r.claims.is_empty()
+            || claim_headers
+                .iter()
+                .any(|h| matches!(h.source, ClaimSource::Claim(_)));
         Some(Route {
+            needs_claims,
             index: i,
             name,
             host,

@@ -167,7 +167,7 @@ fn run_refuses_a_bad_certificate_and_a_bad_config_with_a_message() {
 #[test]
 fn the_access_log_has_one_line_per_request_and_never_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_port(), free_port());
+    let [port, admin] = crate::harness::free_ports::<2>();
     let path = dir.path().join("gateway.toml");
     std::fs::write(
         &path,

@@ -22,12 +22,17 @@ impl ShutdownSignalWatch for TestSignal {
     }
 }
 
+/// Ports that were free a moment ago; the listeners stay open until all are picked, so the
+/// same port is never handed out twice in one call.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
 }
 
 pub struct Gw {
@@ -85,7 +90,12 @@ impl Gw {
 
     /// Starts with a chosen TLS port, for configurations that must name it.
     pub fn start_on(dir: tempfile::TempDir, body: &str, tls: u16) -> Gw {
-        let (plain, admin) = (free_port(), free_port());
+        let [plain, admin] = loop {
+            let ports = free_ports::<2>();
+            if !ports.contains(&tls) {
+                break ports;
+            }
+        };
         let cert = dir.path().join("certs/gateway.crt");
         if !cert.exists() {
             gatehouse::tlsfiles::write_self_signed(&cert, &dir.path().join("certs/gateway.key"))
