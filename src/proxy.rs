@@ -543,19 +543,20 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .and_then(|p| p.subject())
             .unwrap_or("-");
-        tracing::info!(
-            target: "gatehouse::access",
-            method = %session.req_header().method,
-            path = ctx.log_path.as_deref().unwrap_or_else(|| session.req_header().uri.path()),
+        crate::telemetry::access_log(&crate::telemetry::AccessRecord {
+            method: session.req_header().method.as_str(),
+            path: ctx
+                .log_path
+                .as_deref()
+                .unwrap_or_else(|| session.req_header().uri.path()),
             status,
             route,
-            upstream = %ctx.tried.last().map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-            latency_us = micros,
+            upstream: ctx.tried.last().copied(),
+            latency_us: micros,
             subject,
-            denial = ctx.denial.unwrap_or("-"),
-            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
-            "request"
-        );
+            denial: ctx.denial.unwrap_or("-"),
+            error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
+        });
         self.shared
             .metrics
             .observe(ctx.route, status, micros, ctx.denial);

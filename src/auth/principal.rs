@@ -18,15 +18,16 @@ const JTI: usize = 5;
 const FIXED: usize = 6;
 
 /// What a verified token grants. Principals live in the verified-token cache, so each is packed into
-/// one buffer: the encoded identity-header values, the `jti`, then every role and scope. The claims
-/// themselves are not kept; routes that need them read them from the token they were sent.
+/// one buffer: a table of part ends, then the encoded identity-header values, the `jti`, and every
+/// role and scope. The claims themselves are not kept; routes that need them read them from the
+/// token they were sent.
 #[derive(Debug)]
 pub struct Principal {
     pub issuer: usize,
     pub exp: u64,
+    /// `parts` little-endian u32 end offsets (relative to the data after the table), then the data
     buf: Bytes,
-    /// end offset of each part in `buf`; a part starts where the previous one ends
-    ends: Box<[u32]>,
+    parts: u32,
     roles: u32,
 }
 
@@ -92,11 +93,15 @@ impl Principal {
         ];
         parts.extend(roles.iter().map(|r| r.as_bytes().to_vec()));
         parts.extend(scopes.iter().map(|s| s.as_bytes().to_vec()));
-        let mut buf = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        let mut ends = Vec::with_capacity(parts.len());
+        let table = parts.len() * 4;
+        let mut buf = Vec::with_capacity(table + parts.iter().map(Vec::len).sum::<usize>());
+        let mut end = 0u32;
+        for p in &parts {
+            end += p.len() as u32;
+            buf.extend_from_slice(&end.to_le_bytes());
+        }
         for p in &parts {
             buf.extend_from_slice(p);
-            ends.push(buf.len() as u32);
         }
         let buf = Bytes::from(buf);
         // Make the buffer shared now, so slicing it for headers later only bumps a counter.
@@ -105,19 +110,26 @@ impl Principal {
             issuer: issuer.index,
             exp,
             buf,
-            ends: ends.into_boxed_slice(),
+            parts: parts.len() as u32,
             roles: roles.len() as u32,
         }
     }
 
+    fn end(&self, i: usize) -> usize {
+        self.buf
+            .get(i * 4..i * 4 + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_le_bytes)
+            .unwrap_or(0) as usize
+    }
+
     fn range(&self, i: usize) -> std::ops::Range<usize> {
-        let start = if i == 0 {
-            0
-        } else {
-            self.ends.get(i - 1).copied().unwrap_or(0) as usize
-        };
-        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
-        start..end.max(start)
+        if i >= self.parts as usize {
+            return 0..0;
+        }
+        let base = self.parts as usize * 4;
+        let start = if i == 0 { 0 } else { self.end(i - 1) };
+        base + start..base + self.end(i).max(start)
     }
 
     fn text(&self, i: usize) -> &str {
@@ -166,7 +178,7 @@ impl Principal {
     }
 
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        (FIXED + self.roles as usize..self.ends.len()).map(|i| self.text(i))
+        (FIXED + self.roles as usize..self.parts as usize).map(|i| self.text(i))
     }
 
     pub fn has_role(&self, role: &str) -> bool {
