@@ -44,8 +44,14 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let cached = Verifier::new(config.issuers.clone(), 30, 1000, Arc::new(SystemClock));
-    let uncached = Verifier::new(config.issuers.clone(), 30, 0, Arc::new(SystemClock));
+    let cached = Verifier::new(
+        config.issuers.clone(),
+        vec![],
+        30,
+        1000,
+        Arc::new(SystemClock),
+    );
+    let uncached = Verifier::new(config.issuers.clone(), vec![], 30, 0, Arc::new(SystemClock));
 
     let t = keys[0].1.sign(&claims(
         "https://RS256.test",

@@ -8,8 +8,10 @@ pub mod headers;
 pub mod policy;
 pub mod proxy;
 pub mod routes;
+pub mod store;
 pub mod telemetry;
 pub mod tlsfiles;
+pub mod token;
 pub mod upstream;
 
 use async_trait::async_trait;
@@ -34,6 +36,25 @@ impl BackgroundService for KeyMaintenance {
         tokio::select! {
             _ = self.0.clone().maintain() => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Drops expired revocations and used assertion ids now and then.
+struct StoreMaintenance(Arc<dyn store::Store>, SharedClock);
+
+#[async_trait]
+impl BackgroundService for StoreMaintenance {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let now = self.1.now_secs();
+            if let Err(e) = store::run_blocking(&self.0, move |s| s.purge(now)).await {
+                tracing::warn!(error = %e, "cannot purge expired store entries");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }
@@ -97,12 +118,41 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
             &mut server,
         )?);
     }
+    let signing = match &config.token_service {
+        Some(ts) => Some(token::keys::SigningKeys::load_or_create(
+            &ts.signing_keys,
+            ts.key_algorithm,
+        )?),
+        None => None,
+    };
     let verifier = Arc::new(Verifier::new(
         config.issuers.clone(),
+        signing
+            .as_ref()
+            .map(|k| k.verify_keys())
+            .unwrap_or_default(),
         config.validation.leeway,
         config.validation.verified_cache_capacity,
-        clock,
+        clock.clone(),
     ));
+    let tokens = match signing {
+        Some(keys) => {
+            let store = store::open(&config.store)?;
+            // Revocations survive restarts: the store is the truth, memory its mirror.
+            let revoked = store
+                .revoked(clock.now_secs())
+                .map_err(|e| format!("store: {e}"))?;
+            for (jti, exp) in revoked {
+                verifier.revocations.add(&jti, exp);
+            }
+            server.add_service(background_service(
+                "store maintenance",
+                StoreMaintenance(store.clone(), clock.clone()),
+            ));
+            token::TokenService::new(&config, keys, store, verifier.revocations.clone(), clock)
+        }
+        None => None,
+    };
     server.add_service(background_service(
         "signing keys",
         KeyMaintenance(verifier.jwks.clone()),
@@ -120,6 +170,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         table: routes::RouteTable::new(&config.routes),
         config: config.clone(),
         verifier,
+        tokens,
         upstreams,
         claim_names,
         metrics: telemetry::Metrics::new(config.routes.iter().map(|r| r.name.clone()).collect()),

@@ -41,6 +41,36 @@ enum Command {
         #[arg(short, long, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Read a client secret on standard input and print its `secret_hash` value.
+    HashSecret {
+        /// argon2id, for secrets people chose (the default sha256 suits generated secrets only).
+        #[arg(long)]
+        argon2: bool,
+    },
+    /// Client registration helpers.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Write a new signing key (PKCS#8 PEM, mode 0600) and print its kid.
+    Keygen {
+        /// ES256, RS256 or EdDSA.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Print a fresh 256-bit secret once, and the [[clients]] block that stores only its hash.
+    New {
+        client_id: String,
+        /// Scopes the client may ask for.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+    },
 }
 
 /// TERM drains, INT stops at once, QUIT hands the sockets to a new process; HUP is answered, not fatal.
@@ -73,6 +103,69 @@ impl ShutdownSignalWatch for Signals {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::HashSecret { argon2 } => {
+            let mut secret = String::new();
+            if std::io::stdin().read_line(&mut secret).is_err() {
+                eprintln!("cannot read the secret from standard input");
+                return ExitCode::FAILURE;
+            }
+            let secret = secret.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                eprintln!("the secret is empty");
+                return ExitCode::FAILURE;
+            }
+            let hash = if argon2 {
+                match gatehouse::token::argon2_hash(secret) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        eprintln!("cannot hash: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                gatehouse::token::sha256_hash(secret)
+            };
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Command::Client {
+            command: ClientCommand::New { client_id, scopes },
+        } => {
+            let secret = gatehouse::token::random_token(32);
+            let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
+            println!("# client secret for {client_id} (shown once; store it in the client's secret store):");
+            println!("# {secret}");
+            println!("[[clients]]");
+            println!("client_id = {client_id:?}");
+            println!(
+                "secret_hash = \"{}\"",
+                gatehouse::token::sha256_hash(&secret)
+            );
+            println!("grant_types = [\"client_credentials\"]");
+            println!("scopes = [{}]", scopes.join(", "));
+            ExitCode::SUCCESS
+        }
+        Command::Keygen { alg, out } => {
+            let alg = match alg.as_str() {
+                "ES256" => jsonwebtoken::Algorithm::ES256,
+                "RS256" => jsonwebtoken::Algorithm::RS256,
+                "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
+                other => {
+                    eprintln!("--alg {other:?}: use ES256, RS256 or EdDSA");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match gatehouse::token::keys::keygen(alg, &out) {
+                Ok(kid) => {
+                    println!("wrote {} (kid {kid})", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
                 println!(

@@ -25,6 +25,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub table: RouteTable,
     pub verifier: Arc<Verifier>,
+    /// the authorization server, when configured
+    pub tokens: Option<crate::token::TokenService>,
     pub upstreams: Vec<UpstreamRuntime>,
     /// every configured claim header name, removed from every request
     pub claim_names: Vec<HeaderName>,
@@ -282,6 +284,16 @@ impl Gateway {
         };
         if raw_path == "/healthz" {
             return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await);
+        }
+        if let Some(tokens) = &s.tokens {
+            if crate::token::TokenService::owns(raw_path) {
+                let path = raw_path.to_string();
+                ctx.log_path = Some(path.clone());
+                if let Err(e) = tokens.handle(session, &path).await {
+                    tracing::debug!(error = %e, "could not answer a token-service request");
+                }
+                return Ok(Decision::Answered);
+            }
         }
         let path = normalise_path(raw_path).map_err(Rejection::BadRequest)?;
         let host = req

@@ -24,6 +24,19 @@ pub struct KeySet {
     pub stale_until_ms: u64,
 }
 
+impl KeySet {
+    /// Keys that never expire: configured PEM files and the gateway's own keys.
+    fn fixed(keys: Vec<Arc<VerifyKey>>) -> Self {
+        KeySet {
+            keys,
+            fetched_ms: 0,
+            refresh_ms: u64::MAX,
+            expires_ms: u64::MAX,
+            stale_until_ms: u64::MAX,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeysError {
     /// No keys yet, or only keys past `jwks_stale_for`: answer 503 with this Retry-After.
@@ -100,7 +113,8 @@ fn http_client() -> reqwest::Client {
 }
 
 impl Jwks {
-    pub fn new(issuers: &[Arc<Issuer>], clock: SharedClock) -> Self {
+    /// `own` are the token service's public keys, for the issuer whose source is `Own`.
+    pub fn new(issuers: &[Arc<Issuer>], own: Vec<Arc<VerifyKey>>, clock: SharedClock) -> Self {
         let slots = issuers
             .iter()
             .map(|i| Slot {
@@ -112,13 +126,8 @@ impl Jwks {
                 fetches_ok: AtomicU64::new(0),
                 fetches_failed: AtomicU64::new(0),
                 statics: match &i.source {
-                    KeySource::Static(keys) => Some(Arc::new(KeySet {
-                        keys: keys.clone(),
-                        fetched_ms: 0,
-                        refresh_ms: u64::MAX,
-                        expires_ms: u64::MAX,
-                        stale_until_ms: u64::MAX,
-                    })),
+                    KeySource::Static(keys) => Some(Arc::new(KeySet::fixed(keys.clone()))),
+                    KeySource::Own => Some(Arc::new(KeySet::fixed(own.clone()))),
                     _ => None,
                 },
             })
@@ -329,7 +338,9 @@ impl Jwks {
                     doc.jwks_uri
                 }
                 KeySource::JwksUri(u) => u.clone(),
-                KeySource::Static(_) => return Err("static keys are not fetched".into()),
+                KeySource::Static(_) | KeySource::Own => {
+                    return Err("static keys are not fetched".into())
+                }
             };
             let (body, cc) = self.get_capped(&uri, issuer.jwks_max_bytes).await?;
             let doc: JwkSetDoc = serde_json::from_slice(&body)

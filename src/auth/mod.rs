@@ -49,9 +49,47 @@ impl moka::Expiry<TokenKey, Arc<Principal>> for UntilExp {
     }
 }
 
+/// Revoked access-token ids, mirrored from the store, each kept until its token's `exp`.
+pub struct Revocations {
+    set: moka::sync::Cache<Box<str>, u64>,
+}
+
+struct UntilTokenExp {
+    clock: SharedClock,
+    leeway: u64,
+}
+
+impl moka::Expiry<Box<str>, u64> for UntilTokenExp {
+    fn expire_after_create(&self, _: &Box<str>, exp: &u64, _: Instant) -> Option<Duration> {
+        let until = exp.saturating_add(self.leeway).saturating_mul(1000);
+        Some(Duration::from_millis(
+            until.saturating_sub(self.clock.now_ms()),
+        ))
+    }
+}
+
+impl Revocations {
+    pub fn new(clock: SharedClock, leeway: u64) -> Self {
+        Revocations {
+            set: moka::sync::Cache::builder()
+                .expire_after(UntilTokenExp { clock, leeway })
+                .build(),
+        }
+    }
+
+    pub fn add(&self, jti: &str, exp: u64) {
+        self.set.insert(jti.into(), exp);
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        !jti.is_empty() && self.set.contains_key(jti)
+    }
+}
+
 /// Verifies bearer tokens for routes; shared by every request.
 pub struct Verifier {
     issuers: Vec<Arc<Issuer>>,
+    pub revocations: Arc<Revocations>,
     hash_key: (u64, u64),
     pub jwks: Arc<Jwks>,
     cache: moka::sync::Cache<TokenKey, Arc<Principal>>,
@@ -71,8 +109,16 @@ fn random_key() -> (u64, u64) {
 }
 
 impl Verifier {
-    pub fn new(issuers: Vec<Arc<Issuer>>, leeway: u64, capacity: u64, clock: SharedClock) -> Self {
-        let jwks = Arc::new(Jwks::new(&issuers, clock.clone()));
+    /// `own_keys` verify the gateway's own tokens (issuer "self").
+    pub fn new(
+        issuers: Vec<Arc<Issuer>>,
+        own_keys: Vec<Arc<keys::VerifyKey>>,
+        leeway: u64,
+        capacity: u64,
+        clock: SharedClock,
+    ) -> Self {
+        let jwks = Arc::new(Jwks::new(&issuers, own_keys, clock.clone()));
+        let revocations = Arc::new(Revocations::new(clock.clone(), leeway));
         let cache = moka::sync::Cache::builder()
             .max_capacity(capacity)
             .expire_after(UntilExp {
@@ -82,6 +128,7 @@ impl Verifier {
             .build();
         Verifier {
             issuers,
+            revocations,
             hash_key: random_key(),
             jwks,
             cache,
@@ -104,6 +151,7 @@ impl Verifier {
                 if !allowed.contains(&p.issuer) {
                     return Err(TokenError::UntrustedIssuer.into());
                 }
+                self.check_revoked(&p)?;
                 return Ok(p);
             }
             self.cache.invalidate(&key);
@@ -118,6 +166,14 @@ impl Verifier {
         if !issuer.algorithms.contains(&parsed.alg) {
             return Err(TokenError::Algorithm.into());
         }
+        if let Some(typ) = issuer.require_typ {
+            // RFC 9068: an ID token or other JWT of this issuer is not an access token.
+            if !parsed.typ.as_deref().is_some_and(|t| {
+                t.eq_ignore_ascii_case(typ) || t.eq_ignore_ascii_case(&format!("application/{typ}"))
+            }) {
+                return Err(TokenError::Type.into());
+            }
+        }
         let exp = parsed.validate_claims(issuer, now, self.leeway)?;
         let keys = self
             .jwks
@@ -129,7 +185,16 @@ impl Verifier {
         parsed.verify_signature(&keys.keys)?;
         let principal = Arc::new(Principal::new(issuer, &parsed.claims, exp));
         self.cache.insert(key, principal.clone());
+        self.check_revoked(&principal)?;
         Ok(principal)
+    }
+
+    /// Revocation is by `jti`, so it holds for every copy of a token, however its signature is encoded.
+    fn check_revoked(&self, p: &Principal) -> Result<(), AuthError> {
+        match p.jti() {
+            Some(j) if self.revocations.is_revoked(j) => Err(TokenError::Revoked.into()),
+            _ => Ok(()),
+        }
     }
 
     fn token_key(&self, token: &str) -> TokenKey {

@@ -198,6 +198,7 @@ pub(crate) mod tests {
     pub fn issuer() -> Issuer {
         Issuer {
             index: 3,
+            require_typ: None,
             name: "t".into(),
             issuer: "https://t".into(),
             source: KeySource::Static(vec![]),

@@ -6,7 +6,7 @@ use crate::auth::keys::{parse_algorithm, VerifyKey};
 use crate::routes::normalise_prefix;
 use http::header::HeaderName;
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
-use raw::{RawConfig, RawIssuer, RawRoute, RawUpstream};
+use raw::{RawClient, RawConfig, RawIssuer, RawRoute, RawTokenService, RawUpstream};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -66,6 +66,149 @@ pub struct Config {
     pub issuers: Vec<Arc<Issuer>>,
     pub upstreams: Vec<Upstream>,
     pub routes: Vec<Route>,
+    /// the gateway's own authorization server, when `[token_service]` is present and enabled
+    pub token_service: Option<TokenServiceSettings>,
+    pub clients: Vec<Client>,
+    pub store: StoreBackend,
+    pub rate_limit: RateLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenServiceSettings {
+    pub issuer: String,
+    pub audience: Vec<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub code_ttl: Duration,
+    pub signing_keys: Vec<PathBuf>,
+    pub key_algorithm: Algorithm,
+}
+
+/// How a client secret is stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretHash {
+    /// SHA-256 of a generated high-entropy secret
+    Sha256([u8; 32]),
+    /// a PHC string: `$argon2id$...`
+    Argon2(String),
+    /// `$2b$...`
+    Bcrypt(String),
+}
+
+impl SecretHash {
+    pub fn parse(s: &str) -> Result<SecretHash, String> {
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>();
+            return match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(b) if hex.len() == 64 && hex.bytes().all(|c| !c.is_ascii_uppercase()) => {
+                    Ok(SecretHash::Sha256(b))
+                }
+                _ => Err("sha256: must be followed by 64 lowercase hex digits".into()),
+            };
+        }
+        if s.starts_with("$argon2id$") {
+            return Ok(SecretHash::Argon2(s.to_string()));
+        }
+        if s.starts_with("$2b$") || s.starts_with("$2a$") || s.starts_with("$2y$") {
+            return Ok(SecretHash::Bcrypt(s.to_string()));
+        }
+        Err("not a recognised hash: use \"sha256:<hex>\", \"$argon2id$...\" or bcrypt \"$2b$...\" (gatehouse hash-secret makes one)".into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    ClientCredentials,
+    JwtBearer,
+    RefreshToken,
+    AuthorizationCode,
+    Password,
+}
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+impl GrantType {
+    pub fn parse(s: &str) -> Option<GrantType> {
+        Some(match s {
+            "client_credentials" => GrantType::ClientCredentials,
+            JWT_BEARER => GrantType::JwtBearer,
+            "refresh_token" => GrantType::RefreshToken,
+            "authorization_code" => GrantType::AuthorizationCode,
+            "password" => GrantType::Password,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a client's public keys come from, for private_key_jwt and the jwt-bearer grant.
+#[derive(Debug, Clone)]
+pub enum ClientKeys {
+    None,
+    JwksUri(String),
+    Static(Vec<Arc<VerifyKey>>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub secret: Option<SecretHash>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub audience: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub public: bool,
+    pub keys: ClientKeys,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite(PathBuf),
+    Memory,
+}
+
+/// `count` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    /// `"20/s"`, `"100/m"`, `"10/5m"`.
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let (n, w) = s
+            .split_once('/')
+            .ok_or("write COUNT/WINDOW, e.g. \"20/s\" or \"10/5m\"")?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{n:?} is not a count"))?;
+        let w = w.trim();
+        let window = match w {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => humantime::parse_duration(other).map_err(|e| format!("{other:?}: {e}"))?,
+        };
+        if count == 0 || window < Duration::from_secs(1) {
+            return Err("the count must be positive and the window at least 1s".into());
+        }
+        Ok(Rate { count, window })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub token_endpoint: Rate,
+    pub failed_auth_lockout: Rate,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +264,8 @@ impl ClaimPath {
 
 #[derive(Debug)]
 pub enum KeySource {
+    /// the gateway's own signing keys, known once they are loaded at start-up
+    Own,
     Discovery,
     JwksUri(String),
     Static(Vec<Arc<VerifyKey>>),
@@ -129,6 +274,8 @@ pub enum KeySource {
 #[derive(Debug)]
 pub struct Issuer {
     pub index: usize,
+    /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)
+    pub require_typ: Option<&'static str>,
     pub name: String,
     pub issuer: String,
     pub source: KeySource,
@@ -495,6 +642,96 @@ impl Compiler {
             }
         }
 
+        let token_service = raw
+            .token_service
+            .filter(|t| t.enabled)
+            .map(|t| self.token_service(t, &server.public_url));
+        let clients: Vec<Client> = match &token_service {
+            Some(ts) => raw
+                .clients
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.client(i, c, ts))
+                .collect(),
+            None => {
+                if !raw.clients.is_empty() {
+                    self.err("clients", "clients need [token_service] enabled");
+                }
+                vec![]
+            }
+        };
+        for (i, c) in clients.iter().enumerate() {
+            if clients[..i].iter().any(|o| o.client_id == c.client_id) {
+                self.err(
+                    format!("clients[{i}].client_id"),
+                    format!("duplicate client {:?}", c.client_id),
+                );
+            }
+        }
+        if let Some(ts) = &token_service {
+            // The gateway trusts its own tokens as issuer "self", with no fetch.
+            let mut audiences = ts.audience.clone();
+            for c in &clients {
+                for a in &c.audience {
+                    if !audiences.contains(a) {
+                        audiences.push(a.clone());
+                    }
+                }
+            }
+            issuers.push(Arc::new(Issuer {
+                index: issuers.len(),
+                require_typ: Some("at+jwt"),
+                name: "self".into(),
+                issuer: ts.issuer.clone(),
+                source: KeySource::Own,
+                audiences,
+                algorithms: vec![
+                    Algorithm::ES256,
+                    Algorithm::ES384,
+                    Algorithm::RS256,
+                    Algorithm::RS384,
+                    Algorithm::RS512,
+                    Algorithm::PS256,
+                    Algorithm::EdDSA,
+                ],
+                roles_claim: ClaimPath::new("roles"),
+                scopes_claim: None,
+                jwks_min_refresh: Duration::from_secs(30),
+                jwks_max_refresh: Duration::from_secs(3600),
+                jwks_stale_for: Duration::from_secs(86400),
+                jwks_fetch_timeout: Duration::from_secs(5),
+                jwks_max_bytes: 262144,
+            }));
+        }
+        let store = match raw.store.backend.as_str() {
+            "sqlite" => StoreBackend::Sqlite(self.path(&raw.store.path)),
+            "memory" => StoreBackend::Memory,
+            other => {
+                self.err(
+                    "store.backend",
+                    format!("unknown backend {other:?} (known: sqlite, memory)"),
+                );
+                StoreBackend::Memory
+            }
+        };
+        let mut rate = |key: &str, v: &str| match Rate::parse(v) {
+            Ok(r) => r,
+            Err(m) => {
+                self.err(key, m);
+                Rate {
+                    count: 1,
+                    window: Duration::from_secs(1),
+                }
+            }
+        };
+        let rate_limit = RateLimits {
+            token_endpoint: rate("rate_limit.token_endpoint", &raw.rate_limit.token_endpoint),
+            failed_auth_lockout: rate(
+                "rate_limit.failed_auth_lockout",
+                &raw.rate_limit.failed_auth_lockout,
+            ),
+        };
+
         let mut upstreams: Vec<Upstream> = Vec::new();
         for (i, ru) in raw.upstreams.into_iter().enumerate() {
             if let Some(u) = self.upstream(i, ru) {
@@ -527,7 +764,156 @@ impl Compiler {
             issuers,
             upstreams,
             routes,
+            token_service,
+            clients,
+            store,
+            rate_limit,
         }
+    }
+
+    fn token_service(&mut self, t: RawTokenService, public_url: &str) -> TokenServiceSettings {
+        let k = |f: &str| format!("token_service.{f}");
+        let issuer = t.issuer.unwrap_or_else(|| public_url.to_string());
+        if url::Url::parse(&issuer)
+            .map(|u| u.scheme() != "https" && u.scheme() != "http")
+            .unwrap_or(true)
+        {
+            self.err(k("issuer"), format!("{issuer:?} is not an http(s) URL"));
+        }
+        if t.audience.is_empty() {
+            self.err(k("audience"), "name at least one audience");
+        }
+        if t.signing_keys.is_empty() {
+            self.err(
+                k("signing_keys"),
+                "name at least one key file (it is created when missing)",
+            );
+        }
+        let key_algorithm = match t.key_algorithm.as_str() {
+            "ES256" => Algorithm::ES256,
+            "RS256" => Algorithm::RS256,
+            "EdDSA" => Algorithm::EdDSA,
+            other => {
+                self.err(
+                    k("key_algorithm"),
+                    format!("{other:?} is not one of ES256, RS256, EdDSA"),
+                );
+                Algorithm::ES256
+            }
+        };
+        let ttl = |c: &mut Self, f: &str, v: &str| {
+            let d = c.duration(&k(f), v);
+            if d < Duration::from_secs(1) {
+                c.err(k(f), "must be at least 1s");
+            }
+            d
+        };
+        TokenServiceSettings {
+            issuer: issuer.trim_end_matches('/').to_string(),
+            audience: t.audience,
+            access_token_ttl: ttl(self, "access_token_ttl", &t.access_token_ttl),
+            refresh_token_ttl: ttl(self, "refresh_token_ttl", &t.refresh_token_ttl),
+            code_ttl: ttl(self, "code_ttl", &t.code_ttl),
+            signing_keys: t.signing_keys.iter().map(|p| self.path(p)).collect(),
+            key_algorithm,
+        }
+    }
+
+    fn client(&mut self, i: usize, c: RawClient, ts: &TokenServiceSettings) -> Option<Client> {
+        let k = |f: &str| format!("clients[{i}].{f}");
+        if c.client_id.is_empty()
+            || c.client_id.len() > 128
+            || c.client_id.chars().any(|ch| ch.is_control() || ch == ':')
+        {
+            self.err(
+                k("client_id"),
+                "required: up to 128 printable characters, no ':'",
+            );
+        }
+        let secret = match &c.secret_hash {
+            Some(h) => match SecretHash::parse(h) {
+                Ok(s) => Some(s),
+                Err(m) => {
+                    self.err(k("secret_hash"), m);
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut grant_types = Vec::new();
+        for (j, g) in c.grant_types.iter().enumerate() {
+            match GrantType::parse(g) {
+                Some(gt) => grant_types.push(gt),
+                None => self.err(
+                    format!("clients[{i}].grant_types[{j}]"),
+                    format!("unknown grant type {g:?}"),
+                ),
+            }
+        }
+        let keys = if let Some(u) = &c.jwks_uri {
+            if !c.public_keys.is_empty() {
+                self.err(k("jwks_uri"), "set jwks_uri or public_keys, not both");
+            }
+            ClientKeys::JwksUri(u.clone())
+        } else if !c.public_keys.is_empty() {
+            let algs = [
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::ES256,
+                Algorithm::ES384,
+                Algorithm::EdDSA,
+            ];
+            let mut keys = Vec::new();
+            for (j, p) in c.public_keys.iter().enumerate() {
+                let path = self.path(p);
+                match std::fs::read(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|pem| VerifyKey::from_pem(&pem, &algs))
+                {
+                    Ok(key) => keys.push(Arc::new(key)),
+                    Err(m) => self.err(format!("clients[{i}].public_keys[{j}]"), m),
+                }
+            }
+            ClientKeys::Static(keys)
+        } else {
+            ClientKeys::None
+        };
+        if c.public {
+            if secret.is_some() {
+                self.err(k("secret_hash"), "a public client has no secret");
+            }
+        } else if secret.is_none() && matches!(keys, ClientKeys::None) {
+            self.err(
+                k("secret_hash"),
+                "a confidential client needs secret_hash, jwks_uri or public_keys",
+            );
+        }
+        if grant_types.contains(&GrantType::JwtBearer) && matches!(keys, ClientKeys::None) {
+            self.err(
+                k("grant_types"),
+                "the jwt-bearer grant needs the client's keys (jwks_uri or public_keys)",
+            );
+        }
+        let default_scopes = c.default_scopes.unwrap_or_else(|| c.scopes.clone());
+        for s in &default_scopes {
+            if !c.scopes.contains(s) {
+                self.err(k("default_scopes"), format!("{s:?} is not in scopes"));
+            }
+        }
+        Some(Client {
+            client_id: c.client_id,
+            secret,
+            grant_types,
+            scopes: c.scopes,
+            default_scopes,
+            roles: c.roles,
+            audience: c.audience.unwrap_or_else(|| ts.audience.clone()),
+            redirect_uris: c.redirect_uris,
+            public: c.public,
+            keys,
+        })
     }
 
     fn check_tls_files(&mut self, tls: &TlsSettings) {
@@ -699,6 +1085,7 @@ impl Compiler {
         }
         Some(Issuer {
             index: 0,
+            require_typ: None,
             name: r.name,
             issuer: r.issuer,
             source,

@@ -12,6 +12,10 @@ pub struct RawConfig {
     pub issuers: Vec<RawIssuer>,
     pub upstreams: Vec<RawUpstream>,
     pub routes: Vec<RawRoute>,
+    pub token_service: Option<RawTokenService>,
+    pub clients: Vec<RawClient>,
+    pub store: RawStore,
+    pub rate_limit: RawRateLimit,
 }
 
 #[derive(Debug, Deserialize)]
@@ -190,6 +194,100 @@ impl Default for RawRoute {
             forward_token: false,
             strip_prefix: false,
             claim_headers: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawTokenService {
+    pub enabled: bool,
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub access_token_ttl: String,
+    pub refresh_token_ttl: String,
+    pub code_ttl: String,
+    pub signing_keys: Vec<String>,
+    pub key_algorithm: String,
+}
+
+impl Default for RawTokenService {
+    fn default() -> Self {
+        RawTokenService {
+            enabled: true,
+            issuer: None,
+            audience: vec!["gatehouse".into()],
+            access_token_ttl: "15m".into(),
+            refresh_token_ttl: "7d".into(),
+            code_ttl: "60s".into(),
+            signing_keys: vec!["certs/signing-es256.pem".into()],
+            key_algorithm: "ES256".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawClient {
+    pub client_id: String,
+    pub secret_hash: Option<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub default_scopes: Option<Vec<String>>,
+    pub roles: Vec<String>,
+    pub audience: Option<Vec<String>>,
+    pub redirect_uris: Vec<String>,
+    pub public: bool,
+    pub jwks_uri: Option<String>,
+    pub public_keys: Vec<String>,
+}
+
+impl Default for RawClient {
+    fn default() -> Self {
+        RawClient {
+            client_id: String::new(),
+            secret_hash: None,
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec![],
+            default_scopes: None,
+            roles: vec![],
+            audience: None,
+            redirect_uris: vec![],
+            public: false,
+            jwks_uri: None,
+            public_keys: vec![],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawStore {
+    pub backend: String,
+    pub path: String,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            backend: "sqlite".into(),
+            path: "data/gatehouse.db".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawRateLimit {
+    pub token_endpoint: String,
+    pub failed_auth_lockout: String,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        RawRateLimit {
+            token_endpoint: "20/s".into(),
+            failed_auth_lockout: "10/5m".into(),
         }
     }
 }

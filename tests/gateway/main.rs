@@ -10,6 +10,7 @@ mod paths;
 mod policy;
 mod servers;
 mod tls;
+mod tokens;
 mod upstreams;
 mod verify;
 

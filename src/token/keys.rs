@@ -1,0 +1,147 @@
+//! The token service's signing keys: PEM files (created when missing), their RFC 7638 kids and the JWKS.
+
+use crate::auth::keys::{RawJwk, VerifyKey};
+use aws_lc_rs::encoding::AsDer;
+use base64::Engine;
+use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub enc: EncodingKey,
+    pub jwk: serde_json::Value,
+    pub verify: Arc<VerifyKey>,
+}
+
+/// The first key signs; every key is published, so tokens of a key being retired still verify.
+pub struct SigningKeys {
+    pub keys: Vec<SigningKey>,
+    pub jwks: String,
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for c in b.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(c));
+        out.push('\n');
+    }
+    out + &format!("-----END {label}-----\n")
+}
+
+/// A new private key in PKCS#8 PEM.
+pub fn generate(alg: Algorithm) -> Result<String, String> {
+    let fail = |e: aws_lc_rs::error::Unspecified| format!("cannot generate a {alg:?} key: {e}");
+    let der: Vec<u8> = match alg {
+        Algorithm::ES256 => {
+            use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+            EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                .and_then(|k| k.to_pkcs8v1())
+                .map_err(fail)?
+                .as_ref()
+                .to_vec()
+        }
+        Algorithm::RS256 => {
+            let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(fail)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der = k.as_der().map_err(fail)?;
+            der.as_ref().to_vec()
+        }
+        Algorithm::EdDSA => aws_lc_rs::signature::Ed25519KeyPair::generate()
+            .and_then(|k| k.to_pkcs8v1())
+            .map_err(fail)?
+            .as_ref()
+            .to_vec(),
+        other => {
+            return Err(format!(
+                "{other:?} keys cannot be generated; use ES256, RS256 or EdDSA"
+            ))
+        }
+    };
+    Ok(pem("PRIVATE KEY", &der))
+}
+
+type PemParser = fn(&[u8]) -> jsonwebtoken::errors::Result<EncodingKey>;
+
+/// Reads a private key PEM and works out its algorithm, public JWK and kid.
+pub fn load(pem: &[u8]) -> Result<SigningKey, String> {
+    let candidates: [(Algorithm, PemParser); 4] = [
+        (Algorithm::ES256, EncodingKey::from_ec_pem),
+        (Algorithm::ES384, EncodingKey::from_ec_pem),
+        (Algorithm::RS256, EncodingKey::from_rsa_pem),
+        (Algorithm::EdDSA, EncodingKey::from_ed_pem),
+    ];
+    for (alg, parse) in candidates {
+        let Ok(enc) = parse(pem) else { continue };
+        let Ok(mut jwk) = Jwk::from_encoding_key(&enc, alg) else {
+            continue;
+        };
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| e.to_string())?;
+        jwk.common.key_id = Some(kid.clone());
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        let json = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
+        let raw: RawJwk = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+        let verify = Arc::new(raw.to_key(&[alg])?);
+        return Ok(SigningKey {
+            kid,
+            alg,
+            enc,
+            jwk: json,
+            verify,
+        });
+    }
+    Err("not a PKCS#8 EC P-256/P-384, RSA or Ed25519 private key in PEM".into())
+}
+
+impl SigningKeys {
+    /// Loads every listed key, creating a missing file with a new key of `new_alg` (mode 0600).
+    pub fn load_or_create(
+        paths: &[std::path::PathBuf],
+        new_alg: Algorithm,
+    ) -> Result<SigningKeys, String> {
+        let mut keys = Vec::new();
+        for path in paths {
+            if !path.exists() {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                }
+                crate::tlsfiles::write_private(path, generate(new_alg)?.as_bytes())?;
+                tracing::warn!(path = %path.display(), alg = ?new_alg, "created a new signing key");
+            }
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            keys.push(load(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        if keys.is_empty() {
+            return Err("token_service.signing_keys is empty".into());
+        }
+        let jwks =
+            serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+                .to_string();
+        Ok(SigningKeys { keys, jwks })
+    }
+
+    pub fn current(&self) -> &SigningKey {
+        &self.keys[0]
+    }
+
+    pub fn verify_keys(&self) -> Vec<Arc<VerifyKey>> {
+        self.keys.iter().map(|k| k.verify.clone()).collect()
+    }
+}
+
+/// Writes a new key file for `gatehouse keygen`.
+pub fn keygen(alg: Algorithm, out: &Path) -> Result<String, String> {
+    if out.exists() {
+        return Err(format!("{} exists; not overwriting a key", out.display()));
+    }
+    crate::tlsfiles::write_private(out, generate(alg)?.as_bytes())?;
+    let pem = std::fs::read(out).map_err(|e| e.to_string())?;
+    Ok(load(&pem)?.kid)
+}

@@ -1,0 +1,935 @@
+//! The gateway's own OAuth 2.1 authorization server: token, introspection and revocation endpoints,
+//! client authentication, signing keys, JWKS and metadata.
+
+pub mod keys;
+pub mod limits;
+
+use crate::auth::jwt;
+use crate::auth::keys::{RawJwk, VerifyKey};
+use crate::auth::Revocations;
+use crate::clock::SharedClock;
+use crate::config::{
+    Client, ClientKeys, Config, GrantType, SecretHash, TokenServiceSettings, JWT_BEARER,
+};
+use crate::error::send;
+use crate::store::{run_blocking, Store};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use bytes::Bytes;
+use keys::SigningKeys;
+use limits::Window;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Largest form body the endpoints read.
+const MAX_FORM: usize = 16 * 1024;
+/// Longest lifetime a client assertion may claim.
+const MAX_ASSERTION_LIFETIME: u64 = 300;
+
+/// An OAuth error answer (RFC 6749 §5.2, RFC 7009, RFC 7662).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub status: u16,
+    pub code: &'static str,
+    pub description: &'static str,
+    /// Basic was used: answer 401 with a Basic challenge
+    pub basic: bool,
+    pub retry_after: Option<u64>,
+}
+
+fn oauth(status: u16, code: &'static str, description: &'static str) -> OAuthError {
+    OAuthError {
+        status,
+        code,
+        description,
+        basic: false,
+        retry_after: None,
+    }
+}
+
+fn invalid_request(description: &'static str) -> OAuthError {
+    oauth(400, "invalid_request", description)
+}
+
+fn invalid_grant(description: &'static str) -> OAuthError {
+    oauth(400, "invalid_grant", description)
+}
+
+fn unavailable() -> OAuthError {
+    oauth(
+        503,
+        "temporarily_unavailable",
+        "the token store is unavailable; try again",
+    )
+}
+
+/// How the client proved itself.
+enum Credentials {
+    Secret {
+        client_id: String,
+        secret: String,
+        basic: bool,
+    },
+    Assertion {
+        client_id: Option<String>,
+        assertion: String,
+    },
+    None {
+        client_id: String,
+    },
+}
+
+/// The token service; answers its endpoints from the proxy's `request_filter`.
+pub struct TokenService {
+    pub settings: TokenServiceSettings,
+    pub keys: SigningKeys,
+    public_url: String,
+    clients: HashMap<String, Client>,
+    store: Arc<dyn Store>,
+    revocations: Arc<Revocations>,
+    clock: SharedClock,
+    leeway: u64,
+    per_client: Window,
+    per_address: Window,
+    failures: Window,
+    http: reqwest::Client,
+    client_jwks: moka::future::Cache<String, Arc<Vec<Arc<VerifyKey>>>>,
+    metadata: String,
+}
+
+/// SHA-256 of the secret, compared in constant time.
+fn sha256_matches(secret: &str, want: &[u8; 32]) -> bool {
+    let got = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    aws_lc_rs::constant_time::verify_slices_are_equal(got.as_ref(), want).is_ok()
+}
+
+/// Checks a secret against its stored hash; every format compares in constant time.
+pub fn secret_matches(secret: &str, hash: &SecretHash) -> bool {
+    match hash {
+        SecretHash::Sha256(want) => sha256_matches(secret, want),
+        SecretHash::Argon2(phc) => {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            PasswordHash::new(phc)
+                .map(|h| {
+                    argon2::Argon2::default()
+                        .verify_password(secret.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        }
+        SecretHash::Bcrypt(h) => bcrypt::verify(secret, h).unwrap_or(false),
+    }
+}
+
+/// `"sha256:" + hex` of a secret.
+pub fn sha256_hash(secret: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// An argon2id PHC string for a human-chosen secret.
+pub fn argon2_hash(secret: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// 256 random bits, base64url: client secrets and token ids.
+pub fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // aws-lc's generator does not fail on supported platforms; a zeroed buffer would still be unique per call
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Parses a form body; a repeated parameter is an error (RFC 6749 §3.2).
+fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+    let mut out = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if out.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(invalid_request("a parameter was sent more than once"));
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, b64) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = STANDARD.decode(b64.trim()).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+impl TokenService {
+    /// Builds the service; `None` when the configuration has no token service.
+    pub fn new(
+        config: &Config,
+        keys: SigningKeys,
+        store: Arc<dyn Store>,
+        revocations: Arc<Revocations>,
+        clock: SharedClock,
+    ) -> Option<TokenService> {
+        let settings = config.token_service.clone()?;
+        let public_url = config.server.public_url.clone();
+        let limits = config.rate_limit;
+        let window = |r: crate::config::Rate| Window::new(r.count, r.window, clock.clone());
+        let metadata = json!({
+            "issuer": settings.issuer,
+            "token_endpoint": format!("{public_url}/oauth/token"),
+            "introspection_endpoint": format!("{public_url}/oauth/introspect"),
+            "revocation_endpoint": format!("{public_url}/oauth/revoke"),
+            "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
+            "grant_types_supported": ["client_credentials", JWT_BEARER],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "response_types_supported": [],
+            "scopes_supported": config.clients.iter().flat_map(|c| c.scopes.iter().cloned()).collect::<std::collections::BTreeSet<_>>(),
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": keys.keys.iter().map(|k| format!("{:?}", k.alg)).collect::<Vec<_>>(),
+        })
+        .to_string();
+        Some(TokenService {
+            public_url,
+            clients: config
+                .clients
+                .iter()
+                .map(|c| (c.client_id.clone(), c.clone()))
+                .collect(),
+            store,
+            revocations,
+            leeway: config.validation.leeway,
+            per_client: window(limits.token_endpoint),
+            per_address: window(limits.token_endpoint),
+            failures: window(limits.failed_auth_lockout),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            client_jwks: moka::future::Cache::builder()
+                .time_to_live(std::time::Duration::from_secs(300))
+                .max_capacity(10_000)
+                .build(),
+            clock,
+            metadata,
+            keys,
+            settings,
+        })
+    }
+
+    /// True for the paths this service answers.
+    pub fn owns(path: &str) -> bool {
+        matches!(
+            path,
+            "/oauth/token"
+                | "/oauth/introspect"
+                | "/oauth/revoke"
+                | "/.well-known/jwks.json"
+                | "/.well-known/oauth-authorization-server"
+                | "/.well-known/openid-configuration"
+        )
+    }
+
+    /// Answers one of the service's endpoints.
+    pub async fn handle(&self, session: &mut Session, path: &str) -> pingora::Result<()> {
+        let method = session.req_header().method.clone();
+        let get_only = path.starts_with("/.well-known/");
+        let allowed = if get_only { "GET, HEAD" } else { "POST" };
+        let method_ok = if get_only {
+            method == http::Method::GET || method == http::Method::HEAD
+        } else {
+            method == http::Method::POST
+        };
+        if !method_ok {
+            let body =
+                json!({"error": "invalid_request", "error_description": "method not allowed"})
+                    .to_string();
+            return send(
+                session,
+                405,
+                "application/json",
+                &[("allow", allowed.to_string())],
+                Bytes::from(body),
+            )
+            .await;
+        }
+        match path {
+            "/.well-known/jwks.json" => {
+                let body = Bytes::from(self.keys.jwks.clone());
+                send(
+                    session,
+                    200,
+                    "application/json",
+                    &[("cache-control", "public, max-age=300".into())],
+                    body,
+                )
+                .await
+            }
+            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration" => {
+                let body = Bytes::from(self.metadata.clone());
+                send(
+                    session,
+                    200,
+                    "application/json",
+                    &[("cache-control", "public, max-age=3600".into())],
+                    body,
+                )
+                .await
+            }
+            _ => {
+                let answer = self.post(session, path).await;
+                let (status, body, headers) = match answer {
+                    Ok(body) => (200, body, vec![]),
+                    Err(e) => {
+                        let mut h = vec![];
+                        if e.basic {
+                            h.push((
+                                "www-authenticate",
+                                format!("Basic realm=\"{}\"", crate::error::REALM),
+                            ));
+                        }
+                        if let Some(r) = e.retry_after {
+                            h.push(("retry-after", r.to_string()));
+                        }
+                        let body = json!({"error": e.code, "error_description": e.description});
+                        (e.status, body, h)
+                    }
+                };
+                let mut headers = headers;
+                headers.push(("pragma", "no-cache".into()));
+                send(
+                    session,
+                    status,
+                    "application/json",
+                    &headers,
+                    Bytes::from(body.to_string()),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn read_form(
+        &self,
+        session: &mut Session,
+    ) -> Result<HashMap<String, String>, OAuthError> {
+        let req = session.req_header();
+        let ct = req
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            return Err(invalid_request(
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        if req
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|n| n > MAX_FORM)
+        {
+            session.set_keepalive(None);
+            return Err(oauth(
+                413,
+                "invalid_request",
+                "the request body is too large",
+            ));
+        }
+        if req
+            .headers
+            .get("expect")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        {
+            let _ = session.as_downstream_mut().write_continue_response().await;
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_FORM {
+                        session.set_keepalive(None);
+                        return Err(oauth(
+                            413,
+                            "invalid_request",
+                            "the request body is too large",
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return Err(invalid_request("the request body could not be read")),
+            }
+        }
+        parse_form(&body)
+    }
+
+    fn client_address(session: &Session) -> String {
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+            .to_string()
+    }
+
+    async fn post(&self, session: &mut Session, path: &str) -> Result<Value, OAuthError> {
+        let address = format!("ip:{}", Self::client_address(session));
+        if !self.per_address.hit(&address) {
+            return Err(OAuthError {
+                retry_after: Some(self.per_address.retry_after()),
+                ..oauth(429, "slow_down", "too many requests from this address")
+            });
+        }
+        if self.failures.exceeded(&address) {
+            return Err(OAuthError {
+                retry_after: Some(self.failures.retry_after()),
+                ..oauth(
+                    429,
+                    "access_denied",
+                    "too many failed authentications; try again later",
+                )
+            });
+        }
+        let basic = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let form = self.read_form(session).await?;
+        let creds = Self::credentials(basic.as_deref(), &form)?;
+        let client = self.authenticate(&creds, &address).await?;
+        if !self.per_client.hit(&format!("client:{}", client.client_id)) {
+            return Err(OAuthError {
+                retry_after: Some(self.per_client.retry_after()),
+                ..oauth(429, "slow_down", "too many requests for this client")
+            });
+        }
+        match path {
+            "/oauth/token" => self.token(client, &form).await,
+            "/oauth/introspect" => self.introspect(&form).await,
+            _ => self.revoke(client, &form).await,
+        }
+    }
+
+    fn credentials(
+        basic: Option<&str>,
+        form: &HashMap<String, String>,
+    ) -> Result<Credentials, OAuthError> {
+        let body_secret = form.get("client_secret");
+        let assertion = form.get("client_assertion");
+        let methods = [
+            basic.is_some_and(|b| b.len() > 6 && b[..6].eq_ignore_ascii_case("basic ")),
+            body_secret.is_some(),
+            assertion.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if methods > 1 {
+            return Err(invalid_request(
+                "use exactly one client authentication method",
+            ));
+        }
+        if let Some(b) = basic.filter(|b| b.len() > 6 && b[..6].eq_ignore_ascii_case("basic ")) {
+            let (client_id, secret) = basic_credentials(b).ok_or(OAuthError {
+                basic: true,
+                ..oauth(401, "invalid_client", "client authentication failed")
+            })?;
+            if form.get("client_id").is_some_and(|id| *id != client_id) {
+                return Err(invalid_request(
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            return Ok(Credentials::Secret {
+                client_id,
+                secret,
+                basic: true,
+            });
+        }
+        if let Some(secret) = body_secret {
+            let client_id = form
+                .get("client_id")
+                .ok_or(invalid_request("client_id is required"))?;
+            return Ok(Credentials::Secret {
+                client_id: client_id.clone(),
+                secret: secret.clone(),
+                basic: false,
+            });
+        }
+        if let Some(a) = assertion {
+            if form.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
+                return Err(invalid_request(
+                    "client_assertion_type must be the JWT bearer type",
+                ));
+            }
+            return Ok(Credentials::Assertion {
+                client_id: form.get("client_id").cloned(),
+                assertion: a.clone(),
+            });
+        }
+        match form.get("client_id") {
+            Some(id) => Ok(Credentials::None {
+                client_id: id.clone(),
+            }),
+            None => Err(OAuthError {
+                basic: true,
+                ..oauth(401, "invalid_client", "client authentication is required")
+            }),
+        }
+    }
+
+    /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the same work.
+    async fn authenticate(
+        &self,
+        creds: &Credentials,
+        address: &str,
+    ) -> Result<&Client, OAuthError> {
+        let (claimed, basic) = match creds {
+            Credentials::Secret {
+                client_id, basic, ..
+            } => (Some(client_id.clone()), *basic),
+            Credentials::Assertion { client_id, .. } => (client_id.clone(), false),
+            Credentials::None { client_id } => (Some(client_id.clone()), false),
+        };
+        let fail = |svc: &Self, who: Option<&str>| {
+            svc.failures.hit(address);
+            if let Some(w) = who {
+                svc.failures.hit(&format!("client:{w}"));
+            }
+            tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
+            OAuthError {
+                basic,
+                ..oauth(401, "invalid_client", "client authentication failed")
+            }
+        };
+        if let Some(id) = &claimed {
+            if self.failures.exceeded(&format!("client:{id}")) {
+                return Err(OAuthError {
+                    retry_after: Some(self.failures.retry_after()),
+                    ..oauth(
+                        429,
+                        "access_denied",
+                        "too many failed authentications; try again later",
+                    )
+                });
+            }
+        }
+        match creds {
+            Credentials::Secret {
+                client_id, secret, ..
+            } => {
+                let client = self.clients.get(client_id);
+                let ok = match client.and_then(|c| c.secret.as_ref()) {
+                    Some(hash) => secret_matches(secret, hash),
+                    None => {
+                        // Same work as a real check, so timing does not tell whether the client exists.
+                        sha256_matches(secret, &[0u8; 32]);
+                        false
+                    }
+                };
+                match client {
+                    Some(c) if ok => Ok(c),
+                    _ => Err(fail(self, Some(client_id))),
+                }
+            }
+            Credentials::Assertion {
+                client_id,
+                assertion,
+            } => {
+                let iss = jwt::parse(assertion)
+                    .ok()
+                    .and_then(|p| p.iss().map(str::to_string));
+                let id = match (client_id, iss) {
+                    (Some(a), Some(b)) if *a != b => return Err(fail(self, Some(a))),
+                    (_, Some(b)) => b,
+                    (Some(a), None) => return Err(fail(self, Some(a))),
+                    (None, None) => return Err(fail(self, None)),
+                };
+                let Some(client) = self.clients.get(&id) else {
+                    return Err(fail(self, Some(&id)));
+                };
+                match self.check_assertion(client, assertion, true).await {
+                    Ok(_) => Ok(client),
+                    Err(e) if e.status == 503 => Err(e),
+                    Err(_) => Err(fail(self, Some(&id))),
+                }
+            }
+            Credentials::None { client_id } => match self.clients.get(client_id) {
+                Some(c) if c.public => Ok(c),
+                _ => Err(fail(self, Some(client_id))),
+            },
+        }
+    }
+
+    async fn client_keys(&self, client: &Client) -> Result<Arc<Vec<Arc<VerifyKey>>>, OAuthError> {
+        match &client.keys {
+            ClientKeys::None => Ok(Arc::new(vec![])),
+            ClientKeys::Static(k) => Ok(Arc::new(k.clone())),
+            ClientKeys::JwksUri(uri) => {
+                let http = self.http.clone();
+                let uri = uri.clone();
+                self.client_jwks
+                    .try_get_with(client.client_id.clone(), async move {
+                        let algs = [
+                            jsonwebtoken::Algorithm::RS256,
+                            jsonwebtoken::Algorithm::PS256,
+                            jsonwebtoken::Algorithm::ES256,
+                            jsonwebtoken::Algorithm::ES384,
+                            jsonwebtoken::Algorithm::EdDSA,
+                        ];
+                        let resp = http.get(&uri).send().await.map_err(|e| e.without_url().to_string())?;
+                        let body = resp.bytes().await.map_err(|e| e.to_string())?;
+                        if body.len() > 256 * 1024 {
+                            return Err("client JWKS too large".to_string());
+                        }
+                        let doc: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                        let keys = doc["keys"]
+                            .as_array()
+                            .map(|a| {
+                                a.iter()
+                                    .take(100)
+                                    .filter_map(|k| serde_json::from_value::<RawJwk>(k.clone()).ok())
+                                    .filter_map(|k| k.to_key(&algs).ok().map(Arc::new))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        Ok::<_, String>(Arc::new(keys))
+                    })
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's keys");
+                        oauth(401, "invalid_client", "client authentication failed")
+                    })
+            }
+        }
+    }
+
+    /// Verifies a client-signed JWT (RFC 7523): signature by the client's keys, `iss` the client,
+    /// `aud` this server, a short `exp`, and a `jti` never seen before. Returns the claims.
+    async fn check_assertion(
+        &self,
+        client: &Client,
+        assertion: &str,
+        authn: bool,
+    ) -> Result<Value, OAuthError> {
+        let bad = || invalid_grant("the assertion is not valid");
+        let parsed = jwt::parse(assertion).map_err(|_| bad())?;
+        let keys = self.client_keys(client).await?;
+        parsed.verify_signature(&keys).map_err(|_| bad())?;
+        let c = &parsed.claims;
+        let now = self.clock.now_secs();
+        let num = |k: &str| c.get(k).and_then(Value::as_u64);
+        let exp = num("exp").ok_or_else(bad)?;
+        if now > exp + self.leeway || exp > now + MAX_ASSERTION_LIFETIME + self.leeway {
+            return Err(bad());
+        }
+        if num("nbf").is_some_and(|n| n > now + self.leeway) {
+            return Err(bad());
+        }
+        if c.get("iss").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return Err(bad());
+        }
+        if authn && c.get("sub").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return Err(bad());
+        }
+        let endpoint = format!("{}/oauth/token", self.public_url);
+        let issuer_endpoint = format!("{}/oauth/token", self.settings.issuer);
+        let audience_ok =
+            |a: &str| a == endpoint || a == issuer_endpoint || a == self.settings.issuer;
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => audience_ok(a),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(audience_ok),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad());
+        }
+        let jti = c
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or_else(bad)?
+            .to_string();
+        if jti.is_empty() || jti.len() > 256 {
+            return Err(bad());
+        }
+        let client_id = client.client_id.clone();
+        let fresh = run_blocking(&self.store, move |s| {
+            s.use_assertion(&client_id, &jti, exp, now)
+        })
+        .await
+        .map_err(|_| unavailable())?;
+        if !fresh {
+            return Err(invalid_grant("the assertion was already used"));
+        }
+        Ok(parsed.claims)
+    }
+
+    /// The scopes to grant: what was asked, each allowed; nothing asked means the defaults.
+    fn scopes(client: &Client, form: &HashMap<String, String>) -> Result<Vec<String>, OAuthError> {
+        match form.get("scope") {
+            None => Ok(client.default_scopes.clone()),
+            Some(s) => {
+                let asked: Vec<String> = s
+                    .split(' ')
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if asked.iter().any(|a| !client.scopes.contains(a)) {
+                    return Err(oauth(
+                        400,
+                        "invalid_scope",
+                        "a requested scope is not allowed for this client",
+                    ));
+                }
+                Ok(asked)
+            }
+        }
+    }
+
+    async fn token(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let grant = form
+            .get("grant_type")
+            .ok_or(invalid_request("grant_type is required"))?;
+        let grant_type = match GrantType::parse(grant) {
+            Some(g @ (GrantType::ClientCredentials | GrantType::JwtBearer)) => g,
+            _ => {
+                return Err(oauth(
+                    400,
+                    "unsupported_grant_type",
+                    "this grant type is not supported",
+                ))
+            }
+        };
+        if !client.grant_types.contains(&grant_type) {
+            return Err(oauth(
+                400,
+                "unauthorized_client",
+                "the client may not use this grant type",
+            ));
+        }
+        let scopes = Self::scopes(client, form)?;
+        let subject = match grant_type {
+            GrantType::JwtBearer => {
+                let assertion = form
+                    .get("assertion")
+                    .ok_or(invalid_request("assertion is required"))?;
+                let claims = self.check_assertion(client, assertion, false).await?;
+                claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or(invalid_grant("the assertion names no subject"))?
+                    .to_string()
+            }
+            _ => {
+                if client.public {
+                    return Err(oauth(
+                        400,
+                        "unauthorized_client",
+                        "a public client cannot use client_credentials",
+                    ));
+                }
+                client.client_id.clone()
+            }
+        };
+        let (token, ttl) = self.mint(client, &subject, &scopes)?;
+        let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+        if !scopes.is_empty() {
+            body["scope"] = json!(scopes.join(" "));
+        }
+        Ok(body)
+    }
+
+    /// Signs an RFC 9068 access token.
+    pub fn mint(
+        &self,
+        client: &Client,
+        subject: &str,
+        scopes: &[String],
+    ) -> Result<(String, u64), OAuthError> {
+        let key = self.keys.current();
+        let now = self.clock.now_secs();
+        let ttl = self.settings.access_token_ttl.as_secs();
+        let mut header = jsonwebtoken::Header::new(key.alg);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(key.kid.clone());
+        let aud = if client.audience.len() == 1 {
+            json!(client.audience[0])
+        } else {
+            json!(client.audience)
+        };
+        let mut claims = json!({
+            "iss": self.settings.issuer,
+            "sub": subject,
+            "aud": aud,
+            "exp": now + ttl,
+            "iat": now,
+            "jti": random_token(16),
+            "client_id": client.client_id,
+        });
+        if !scopes.is_empty() {
+            claims["scope"] = json!(scopes.join(" "));
+        }
+        if !client.roles.is_empty() {
+            claims["roles"] = json!(client.roles);
+        }
+        let token = jsonwebtoken::encode(&header, &claims, &key.enc).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign a token");
+            oauth(500, "server_error", "the token could not be signed")
+        })?;
+        Ok((token, ttl))
+    }
+
+    /// Verifies one of this service's own access tokens, expired or not. Returns its claims.
+    fn own_claims(&self, token: &str) -> Option<Value> {
+        let parsed = jwt::parse(token).ok()?;
+        if parsed.typ.as_deref() != Some("at+jwt")
+            || parsed.iss() != Some(self.settings.issuer.as_str())
+        {
+            return None;
+        }
+        parsed.verify_signature(&self.keys.verify_keys()).ok()?;
+        Some(parsed.claims)
+    }
+
+    async fn introspect(&self, form: &HashMap<String, String>) -> Result<Value, OAuthError> {
+        let token = form
+            .get("token")
+            .ok_or(invalid_request("token is required"))?;
+        let now = self.clock.now_secs();
+        let inactive = json!({"active": false});
+        let Some(c) = self.own_claims(token) else {
+            return Ok(inactive);
+        };
+        let exp = c.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let jti = c.get("jti").and_then(Value::as_str).unwrap_or("");
+        if now > exp || self.revocations.is_revoked(jti) {
+            return Ok(inactive);
+        }
+        let mut out = json!({"active": true, "token_type": "Bearer"});
+        for k in [
+            "scope",
+            "client_id",
+            "sub",
+            "exp",
+            "iat",
+            "iss",
+            "aud",
+            "jti",
+            "roles",
+        ] {
+            if let Some(v) = c.get(k) {
+                out[k] = v.clone();
+            }
+        }
+        Ok(out)
+    }
+
+    async fn revoke(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let token = form
+            .get("token")
+            .ok_or(invalid_request("token is required"))?;
+        // RFC 7009 §2.2: an invalid or unknown token is not an error.
+        let Some(c) = self.own_claims(token) else {
+            return Ok(json!({}));
+        };
+        if c.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return Err(oauth(
+                400,
+                "unauthorized_client",
+                "the token was issued to another client",
+            ));
+        }
+        let exp = c.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let Some(jti) = c.get("jti").and_then(Value::as_str).map(str::to_string) else {
+            return Ok(json!({}));
+        };
+        if exp + self.leeway < self.clock.now_secs() {
+            return Ok(json!({}));
+        }
+        // The store first: what the answer acknowledges survives a restart.
+        let j = jti.clone();
+        run_blocking(&self.store, move |s| s.revoke(&j, exp))
+            .await
+            .map_err(|_| unavailable())?;
+        self.revocations.add(&jti, exp);
+        tracing::info!(target: "gatehouse::token", client = %client.client_id, "access token revoked");
+        Ok(json!({}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let h = format!("Basic {}", STANDARD.encode("my%3Aclient:p%40ss+word"));
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("my:client".into(), "p@ss word".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+    }
+
+    #[test]
+    fn secret_formats() {
+        let s = "correct horse";
+        assert!(secret_matches(
+            s,
+            &SecretHash::parse(&sha256_hash(s)).unwrap()
+        ));
+        assert!(!secret_matches(
+            "wrong",
+            &SecretHash::parse(&sha256_hash(s)).unwrap()
+        ));
+        let a = argon2_hash(s).unwrap();
+        assert!(secret_matches(s, &SecretHash::parse(&a).unwrap()));
+        assert!(!secret_matches("wrong", &SecretHash::parse(&a).unwrap()));
+        let b = bcrypt::hash(s, 4).unwrap();
+        assert!(secret_matches(s, &SecretHash::parse(&b).unwrap()));
+        assert!(SecretHash::parse("plain-secret").is_err());
+        assert!(SecretHash::parse("sha256:ABC").is_err());
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        assert!(parse_form(b"a=1&b=2").is_ok());
+        assert_eq!(parse_form(b"a=1&a=2").unwrap_err().code, "invalid_request");
+    }
+}
