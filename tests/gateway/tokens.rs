@@ -760,3 +760,54 @@ async fn a_client_block_printed_by_the_cli_works_as_configuration() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_endpoint_is_rate_limited_per_client_and_address() {
+    let echo = Echo::start("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+    std::fs::write(
+        dir.path().join("keys/signer.pub.pem"),
+        &TestKey::rsa("k").public_pem,
+    )
+    .unwrap();
+    let toml = auth_toml(&echo, "backend = \"memory\"", "").replace("1000/s", "2/m");
+    let a = Auth {
+        gw: Gw::start_in(dir, &toml),
+        echo,
+        client_key: TestKey::rsa("unused"),
+    };
+    let creds = Some(("svc", SVC_SECRET));
+    for _ in 0..2 {
+        assert_eq!(
+            a.post(
+                "/oauth/token",
+                &[("grant_type", "client_credentials")],
+                creds
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let r = a
+        .post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            creds,
+        )
+        .await;
+    oauth_error(&r, 429, "slow_down");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() <= 60);
+    a.gw.clock.advance(std::time::Duration::from_secs(61));
+    assert_eq!(
+        a.post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            creds
+        )
+        .await
+        .status,
+        200
+    );
+}
