@@ -14,6 +14,67 @@ pub struct SigningKey {
     pub enc: EncodingKey,
     pub jwk: serde_json::Value,
     pub verify: Arc<VerifyKey>,
+    signer: Signer,
+}
+
+/// The private key parsed once: jsonwebtoken's `encode` re-parses it for every token.
+enum Signer {
+    Ecdsa(aws_lc_rs::signature::EcdsaKeyPair),
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+    Ed(aws_lc_rs::signature::Ed25519KeyPair),
+}
+
+impl Signer {
+    fn new(alg: Algorithm, der: &[u8]) -> Result<Signer, String> {
+        use aws_lc_rs::signature as sig;
+        let e = |e: aws_lc_rs::error::KeyRejected| e.to_string();
+        Ok(match alg {
+            Algorithm::ES256 => Signer::Ecdsa(
+                sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(e)?,
+            ),
+            Algorithm::ES384 => Signer::Ecdsa(
+                sig::EcdsaKeyPair::from_pkcs8(&sig::ECDSA_P384_SHA384_FIXED_SIGNING, der)
+                    .map_err(e)?,
+            ),
+            Algorithm::RS256 => Signer::Rsa(sig::RsaKeyPair::from_der(der).map_err(e)?),
+            Algorithm::EdDSA => Signer::Ed(sig::Ed25519KeyPair::from_pkcs8(der).map_err(e)?),
+            other => return Err(format!("{other:?} keys cannot sign here")),
+        })
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        match self {
+            Signer::Ecdsa(k) => k
+                .sign(&rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|e| e.to_string()),
+            Signer::Rsa(k) => {
+                let mut out = vec![0; k.public_modulus_len()];
+                k.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, msg, &mut out)
+                    .map_err(|e| e.to_string())?;
+                Ok(out)
+            }
+            Signer::Ed(k) => Ok(k.sign(msg).as_ref().to_vec()),
+        }
+    }
+}
+
+impl SigningKey {
+    /// A compact JWS of `claims` with `header`, signed by this key.
+    pub fn sign(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &serde_json::Value,
+    ) -> Result<String, String> {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let h = serde_json::to_vec(header).map_err(|e| e.to_string())?;
+        let c = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let message = format!("{}.{}", b64(&h), b64(&c));
+        let sig = self.signer.sign(message.as_bytes())?;
+        Ok(format!("{message}.{}", b64(&sig)))
+    }
 }
 
 /// The first key signs; every key is published, so tokens of a key being retired still verify.
@@ -87,12 +148,14 @@ pub fn load(pem: &[u8]) -> Result<SigningKey, String> {
         let json = serde_json::to_value(&jwk).map_err(|e| e.to_string())?;
         let raw: RawJwk = serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
         let verify = Arc::new(raw.to_key(&[alg])?);
+        let signer = Signer::new(alg, enc.as_bytes())?;
         return Ok(SigningKey {
             kid,
             alg,
             enc,
             jwk: json,
             verify,
+            signer,
         });
     }
     Err("not a PKCS#8 EC P-256/P-384, RSA or Ed25519 private key in PEM".into())

@@ -804,7 +804,7 @@ impl TokenService {
         if !client.roles.is_empty() {
             claims["roles"] = json!(client.roles);
         }
-        let token = jsonwebtoken::encode(&header, &claims, &key.enc).map_err(|e| {
+        let token = key.sign(&header, &claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
             oauth(500, "server_error", "the token could not be signed")
         })?;
