@@ -181,14 +181,6 @@ impl Parsed<'_> {
         }
     }
 
-    /// True when the token names a kid that none of these keys carry.
-    pub fn kid_unknown(&self, keys: &[std::sync::Arc<VerifyKey>]) -> bool {
-        match &self.kid {
-            Some(kid) => !keys.iter().any(|k| k.kid.as_deref() == Some(kid.as_str())),
-            None => false,
-        }
-    }
-
     /// Checks `exp` (required), `nbf`, `iat`, `iss` and `aud` against the issuer at time `now`.
     pub fn validate_claims(
         &self,

@@ -88,6 +88,15 @@ impl Auth {
     }
 
     pub async fn start_with(store: &str, extra: &str) -> Auth {
+        Self::start_edited(store, extra, |t| t).await
+    }
+
+    /// Starts with the configuration passed through `edit` first.
+    pub async fn start_edited(
+        store: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Auth {
         let echo = Echo::start("echo").await;
         let client_key = TestKey::rsa("signer-1");
         let dir = tempfile::tempdir().unwrap();
@@ -97,12 +106,22 @@ impl Auth {
             &client_key.public_pem,
         )
         .unwrap();
-        let gw = Gw::start_in(dir, &auth_toml(&echo, store, extra));
+        let gw = Gw::start_in(dir, &edit(auth_toml(&echo, store, extra)));
         Auth {
             gw,
             echo,
             client_key,
         }
+    }
+
+    /// A client_credentials request with Basic credentials.
+    pub async fn client_credentials(&self, id: &str, secret: &str) -> Resp {
+        self.post(
+            "/oauth/token",
+            &[("grant_type", "client_credentials")],
+            Some((id, secret)),
+        )
+        .await
     }
 
     pub fn token_url(&self) -> String {
@@ -763,51 +782,13 @@ async fn a_client_block_printed_by_the_cli_works_as_configuration() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_endpoint_is_rate_limited_per_client_and_address() {
-    let echo = Echo::start("echo").await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
-    std::fs::write(
-        dir.path().join("keys/signer.pub.pem"),
-        &TestKey::rsa("k").public_pem,
-    )
-    .unwrap();
-    let toml = auth_toml(&echo, "backend = \"memory\"", "").replace("1000/s", "2/m");
-    let a = Auth {
-        gw: Gw::start_in(dir, &toml),
-        echo,
-        client_key: TestKey::rsa("unused"),
-    };
-    let creds = Some(("svc", SVC_SECRET));
+    let a = Auth::start_edited("backend = \"memory\"", "", |t| t.replace("1000/s", "2/m")).await;
     for _ in 0..2 {
-        assert_eq!(
-            a.post(
-                "/oauth/token",
-                &[("grant_type", "client_credentials")],
-                creds
-            )
-            .await
-            .status,
-            200
-        );
+        assert_eq!(a.client_credentials("svc", SVC_SECRET).await.status, 200);
     }
-    let r = a
-        .post(
-            "/oauth/token",
-            &[("grant_type", "client_credentials")],
-            creds,
-        )
-        .await;
+    let r = a.client_credentials("svc", SVC_SECRET).await;
     oauth_error(&r, 429, "slow_down");
     assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() <= 60);
     a.gw.clock.advance(std::time::Duration::from_secs(61));
-    assert_eq!(
-        a.post(
-            "/oauth/token",
-            &[("grant_type", "client_credentials")],
-            creds
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(a.client_credentials("svc", SVC_SECRET).await.status, 200);
 }
