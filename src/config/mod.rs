@@ -69,6 +69,7 @@ pub struct Config {
     /// the gateway's own authorization server, when `[token_service]` is present and enabled
     pub token_service: Option<TokenServiceSettings>,
     pub clients: Vec<Client>,
+    pub users: Vec<User>,
     pub store: StoreBackend,
     pub rate_limit: RateLimits,
 }
@@ -166,6 +167,18 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub public: bool,
     pub keys: ClientKeys,
+}
+
+/// A person who signs in; only a slow hash of the password is kept.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    pub password: SecretHash,
+    /// the `sub` of the user's tokens (default: the username)
+    pub subject: String,
+    pub roles: Vec<String>,
+    /// extra claims, released by scope at the userinfo endpoint
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -703,6 +716,42 @@ impl Compiler {
                 jwks_max_bytes: 262144,
             }));
         }
+        let mut users: Vec<User> = Vec::new();
+        for (i, u) in raw.users.into_iter().enumerate() {
+            let k = |f: &str| format!("users[{i}].{f}");
+            if token_service.is_none() {
+                self.err(k("username"), "users need [token_service] enabled");
+                break;
+            }
+            if u.username.is_empty() {
+                self.err(k("username"), "required");
+            }
+            if users.iter().any(|o| o.username == u.username) {
+                self.err(k("username"), format!("duplicate user {:?}", u.username));
+            }
+            let password = match SecretHash::parse(&u.password_hash) {
+                Ok(h @ (SecretHash::Argon2(_) | SecretHash::Bcrypt(_))) => h,
+                Ok(SecretHash::Sha256(_)) => {
+                    self.err(k("password_hash"), "people's passwords need a slow hash: argon2id or bcrypt (gatehouse hash-secret --argon2)");
+                    continue;
+                }
+                Err(m) => {
+                    self.err(k("password_hash"), m);
+                    continue;
+                }
+            };
+            let claims = match serde_json::to_value(&u.claims) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            users.push(User {
+                subject: u.subject.unwrap_or_else(|| u.username.clone()),
+                username: u.username,
+                password,
+                roles: u.roles,
+                claims,
+            });
+        }
         let store = match raw.store.backend.as_str() {
             "sqlite" => StoreBackend::Sqlite(self.path(&raw.store.path)),
             "memory" => StoreBackend::Memory,
@@ -766,6 +815,7 @@ impl Compiler {
             routes,
             token_service,
             clients,
+            users,
             store,
             rate_limit,
         }

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     pub token_service: Option<RawTokenService>,
     pub clients: Vec<RawClient>,
+    pub users: Vec<RawUser>,
     pub store: RawStore,
     pub rate_limit: RawRateLimit,
 }
@@ -290,4 +291,14 @@ impl Default for RawRateLimit {
             failed_auth_lockout: "10/5m".into(),
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUser {
+    pub username: String,
+    pub password_hash: String,
+    pub subject: Option<String>,
+    pub roles: Vec<String>,
+    pub claims: BTreeMap<String, toml::Value>,
 }

@@ -1,4 +1,5 @@
-//! Durable state of the token service behind one trait: revoked token ids and used assertion ids.
+//! Durable state of the token service behind one trait: revoked token ids, used assertion ids and
+//! refresh-token families.
 
 mod memory;
 mod sqlite;
@@ -33,8 +34,52 @@ pub trait Store: Send + Sync + 'static {
         now: u64,
     ) -> Result<bool, StoreError>;
 
+    /// Stores a new refresh token (its hash only), opening or continuing its family.
+    fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError>;
+
+    /// Rotates atomically: when `old_hash` is the family's current token, bound to `client_id` and
+    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject and scopes).
+    /// Presenting a token that was already rotated revokes its whole family.
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        client_id: &str,
+        new_hash: &str,
+        new_expires_at: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError>;
+
+    /// The record of an active (current, unexpired, family not revoked) refresh token.
+    fn active_refresh(&self, hash: &str, now: u64) -> Result<Option<RefreshRecord>, StoreError>;
+
+    /// Revokes every token of a family.
+    fn revoke_family(&self, family: &str) -> Result<(), StoreError>;
+
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
+}
+
+/// A stored refresh token: the SHA-256 of the token, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub hash: String,
+    pub family: String,
+    pub client_id: String,
+    pub subject: String,
+    pub scopes: String,
+    pub expires_at: u64,
+    /// `refresh_token_ttl` bounds the family's life, however often it rotates
+    pub family_expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// rotated; the record of the token that was presented
+    Rotated(RefreshRecord),
+    /// the token had been rotated before: its family is now revoked
+    Reused { family: String },
+    /// unknown, expired, revoked, or bound to another client
+    Invalid,
 }
 
 /// Opens the configured backend once, at start-up.

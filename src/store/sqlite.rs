@@ -1,6 +1,6 @@
 //! The embedded SQLite store: one file, WAL, schema migrations by `user_version`.
 
-use super::{Store, StoreError};
+use super::{RefreshRecord, Rotation, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -12,7 +12,28 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE used_assertions (client_id TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
                                    PRIMARY KEY (client_id, jti));
      CREATE INDEX used_assertions_exp ON used_assertions (expires_at);",
+    "CREATE TABLE refresh_families (family TEXT PRIMARY KEY, revoked INTEGER NOT NULL DEFAULT 0,
+                                    expires_at INTEGER NOT NULL);
+     CREATE TABLE refresh_tokens (hash TEXT PRIMARY KEY, family TEXT NOT NULL REFERENCES refresh_families (family),
+                                  client_id TEXT NOT NULL, subject TEXT NOT NULL, scopes TEXT NOT NULL,
+                                  expires_at INTEGER NOT NULL, rotated INTEGER NOT NULL DEFAULT 0);
+     CREATE INDEX refresh_tokens_family ON refresh_tokens (family);",
 ];
+
+const REFRESH_COLUMNS: &str =
+    "t.hash, t.family, t.client_id, t.subject, t.scopes, t.expires_at, f.expires_at";
+
+fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshRecord> {
+    Ok(RefreshRecord {
+        hash: r.get(0)?,
+        family: r.get(1)?,
+        client_id: r.get(2)?,
+        subject: r.get(3)?,
+        scopes: r.get(4)?,
+        expires_at: r.get::<_, i64>(5)? as u64,
+        family_expires_at: r.get::<_, i64>(6)? as u64,
+    })
+}
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -113,8 +134,120 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute(
+            "INSERT INTO refresh_families (family, expires_at) VALUES (?1, ?2) ON CONFLICT (family) DO NOTHING",
+            params![rec.family, rec.family_expires_at as i64],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rec.hash, rec.family, rec.client_id, rec.subject, rec.scopes, rec.expires_at as i64],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        client_id: &str,
+        new_hash: &str,
+        new_expires_at: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let mut conn = self.conn()?;
+        // IMMEDIATE: the write lock is taken first, so parallel rotations of one token serialise.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let row = tx
+            .query_row(
+                &format!(
+                    "SELECT {REFRESH_COLUMNS}, t.rotated, f.revoked FROM refresh_tokens t
+                     JOIN refresh_families f ON f.family = t.family WHERE t.hash = ?1"
+                ),
+                params![old_hash],
+                |r| {
+                    Ok((
+                        refresh_row(r)?,
+                        r.get::<_, i64>(7)? != 0,
+                        r.get::<_, i64>(8)? != 0,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((old, rotated, revoked)) = row else {
+            return Ok(Rotation::Invalid);
+        };
+        if old.client_id != client_id || revoked {
+            return Ok(Rotation::Invalid);
+        }
+        if rotated {
+            tx.execute(
+                "UPDATE refresh_families SET revoked = 1 WHERE family = ?1",
+                params![old.family],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
+            return Ok(Rotation::Reused { family: old.family });
+        }
+        if old.expires_at < now {
+            return Ok(Rotation::Invalid);
+        }
+        tx.execute(
+            "UPDATE refresh_tokens SET rotated = 1 WHERE hash = ?1",
+            params![old_hash],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![new_hash, old.family, old.client_id, old.subject, old.scopes, new_expires_at as i64],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(Rotation::Rotated(old))
+    }
+
+    fn active_refresh(&self, hash: &str, now: u64) -> Result<Option<RefreshRecord>, StoreError> {
+        self.conn()?
+            .query_row(
+                &format!(
+                    "SELECT {REFRESH_COLUMNS} FROM refresh_tokens t JOIN refresh_families f ON f.family = t.family
+                     WHERE t.hash = ?1 AND t.rotated = 0 AND f.revoked = 0 AND t.expires_at >= ?2"
+                ),
+                params![hash, now as i64],
+                refresh_row,
+            )
+            .optional()
+            .map_err(err)
+    }
+
+    fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "UPDATE refresh_families SET revoked = 1 WHERE family = ?1",
+                params![family],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM refresh_tokens WHERE family IN (SELECT family FROM refresh_families WHERE expires_at < ?1)",
+            params![now as i64],
+        )
+        .map_err(err)?;
+        conn.execute(
+            "DELETE FROM refresh_families WHERE expires_at < ?1",
+            params![now as i64],
+        )
+        .map_err(err)?;
         conn.execute(
             "DELETE FROM revoked_tokens WHERE expires_at < ?1",
             params![now as i64],
@@ -151,5 +284,43 @@ mod tests {
         s.purge(200).unwrap();
         assert!(s.revoked(0).unwrap().is_empty());
         assert!(s.use_assertion("c", "j", 300, 200).unwrap());
+    }
+
+    #[test]
+    fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("g.db")).unwrap();
+        let rec = RefreshRecord {
+            hash: "h1".into(),
+            family: "f".into(),
+            client_id: "c".into(),
+            subject: "alice".into(),
+            scopes: "openid".into(),
+            expires_at: 100,
+            family_expires_at: 1000,
+        };
+        s.put_refresh(&rec).unwrap();
+        assert_eq!(
+            s.rotate_refresh("h1", "other", "h2", 200, 10).unwrap(),
+            Rotation::Invalid
+        );
+        assert_eq!(
+            s.rotate_refresh("h1", "c", "h2", 200, 10).unwrap(),
+            Rotation::Rotated(rec.clone())
+        );
+        assert!(s.active_refresh("h2", 10).unwrap().is_some());
+        assert!(s.active_refresh("h1", 10).unwrap().is_none());
+        assert_eq!(
+            s.rotate_refresh("h1", "c", "h3", 200, 10).unwrap(),
+            Rotation::Reused { family: "f".into() }
+        );
+        assert!(
+            s.active_refresh("h2", 10).unwrap().is_none(),
+            "the family is revoked"
+        );
+        assert_eq!(
+            s.rotate_refresh("h2", "c", "h4", 200, 10).unwrap(),
+            Rotation::Invalid
+        );
     }
 }

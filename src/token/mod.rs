@@ -12,7 +12,7 @@ use crate::config::{
     Client, ClientKeys, Config, GrantType, SecretHash, TokenServiceSettings, JWT_BEARER,
 };
 use crate::error::send;
-use crate::store::{run_blocking, Store};
+use crate::store::{run_blocking, RefreshRecord, Rotation, Store};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use bytes::Bytes;
@@ -89,6 +89,9 @@ pub struct TokenService {
     pub keys: SigningKeys,
     public_url: String,
     clients: HashMap<String, Client>,
+    users: HashMap<String, crate::config::User>,
+    /// verified against when a username is unknown, so the answer takes as long as a real check
+    dummy_password: SecretHash,
     store: Arc<dyn Store>,
     revocations: Arc<Revocations>,
     clock: SharedClock,
@@ -125,11 +128,15 @@ pub fn secret_matches(secret: &str, hash: &SecretHash) -> bool {
     }
 }
 
+/// Lowercase hex SHA-256: how refresh tokens are stored.
+pub fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// `"sha256:" + hex` of a secret.
 pub fn sha256_hash(secret: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    let hex: String = d.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", sha256_hex(secret))
 }
 
 /// An argon2id PHC string for a human-chosen secret.
@@ -199,7 +206,8 @@ impl TokenService {
             "introspection_endpoint": format!("{public_url}/oauth/introspect"),
             "revocation_endpoint": format!("{public_url}/oauth/revoke"),
             "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
-            "grant_types_supported": ["client_credentials", JWT_BEARER],
+            "grant_types_supported": ["client_credentials", JWT_BEARER, "refresh_token", "password"],
+            "userinfo_endpoint": format!("{public_url}/oauth/userinfo"),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
@@ -217,6 +225,15 @@ impl TokenService {
                 .iter()
                 .map(|c| (c.client_id.clone(), c.clone()))
                 .collect(),
+            users: config
+                .users
+                .iter()
+                .map(|u| (u.username.clone(), u.clone()))
+                .collect(),
+            dummy_password: argon2_hash(&random_token(16))
+                .ok()
+                .and_then(|h| SecretHash::parse(&h).ok())
+                .unwrap_or(SecretHash::Sha256([0; 32])),
             store,
             revocations,
             leeway: config.validation.leeway,
@@ -244,6 +261,7 @@ impl TokenService {
         matches!(
             path,
             "/oauth/token"
+                | "/oauth/userinfo"
                 | "/oauth/introspect"
                 | "/oauth/revoke"
                 | "/.well-known/jwks.json"
@@ -256,9 +274,18 @@ impl TokenService {
     pub async fn handle(&self, session: &mut Session, path: &str) -> pingora::Result<()> {
         let method = session.req_header().method.clone();
         let get_only = path.starts_with("/.well-known/");
-        let allowed = if get_only { "GET, HEAD" } else { "POST" };
+        let userinfo = path == "/oauth/userinfo";
+        let allowed = if get_only {
+            "GET, HEAD"
+        } else if userinfo {
+            "GET, POST"
+        } else {
+            "POST"
+        };
         let method_ok = if get_only {
             method == http::Method::GET || method == http::Method::HEAD
+        } else if userinfo {
+            method == http::Method::GET || method == http::Method::POST
         } else {
             method == http::Method::POST
         };
@@ -276,6 +303,30 @@ impl TokenService {
             .await;
         }
         match path {
+            "/oauth/userinfo" => {
+                let (status, body, headers) = match self.userinfo(session) {
+                    Ok(v) => (200, v, vec![]),
+                    Err(desc) => (
+                        401,
+                        json!({"error": "invalid_token", "error_description": desc}),
+                        vec![(
+                            "www-authenticate",
+                            format!(
+                                "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{desc}\"",
+                                crate::error::REALM
+                            ),
+                        )],
+                    ),
+                };
+                send(
+                    session,
+                    status,
+                    "application/json",
+                    &headers,
+                    Bytes::from(body.to_string()),
+                )
+                .await
+            }
             "/.well-known/jwks.json" => {
                 let body = Bytes::from(self.keys.jwks.clone());
                 send(
@@ -722,7 +773,12 @@ impl TokenService {
             .get("grant_type")
             .ok_or(invalid_request("grant_type is required"))?;
         let grant_type = match GrantType::parse(grant) {
-            Some(g @ (GrantType::ClientCredentials | GrantType::JwtBearer)) => g,
+            Some(
+                g @ (GrantType::ClientCredentials
+                | GrantType::JwtBearer
+                | GrantType::Password
+                | GrantType::RefreshToken),
+            ) => g,
             _ => {
                 return Err(oauth(
                     400,
@@ -737,6 +793,11 @@ impl TokenService {
                 "unauthorized_client",
                 "the client may not use this grant type",
             ));
+        }
+        match grant_type {
+            GrantType::Password => return self.password_grant(client, form).await,
+            GrantType::RefreshToken => return self.refresh_grant(client, form).await,
+            _ => {}
         }
         let scopes = Self::scopes(client, form)?;
         let subject = match grant_type {
@@ -763,7 +824,7 @@ impl TokenService {
                 client.client_id.clone()
             }
         };
-        let (token, ttl) = self.mint(client, &subject, &scopes)?;
+        let (token, ttl) = self.mint(client, &subject, &scopes, &client.roles)?;
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
             body["scope"] = json!(scopes.join(" "));
@@ -777,6 +838,7 @@ impl TokenService {
         client: &Client,
         subject: &str,
         scopes: &[String],
+        roles: &[String],
     ) -> Result<(String, u64), OAuthError> {
         let key = self.keys.current();
         let now = self.clock.now_secs();
@@ -801,14 +863,217 @@ impl TokenService {
         if !scopes.is_empty() {
             claims["scope"] = json!(scopes.join(" "));
         }
-        if !client.roles.is_empty() {
-            claims["roles"] = json!(client.roles);
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
         }
         let token = key.sign(&header, &claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
             oauth(500, "server_error", "the token could not be signed")
         })?;
         Ok((token, ttl))
+    }
+
+    /// The legacy resource-owner password grant, for clients that list it: the user's credentials
+    /// are checked against `[[users]]`, with a lockout per user and per address.
+    async fn password_grant(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let username = form
+            .get("username")
+            .ok_or(invalid_request("username is required"))?;
+        let password = form
+            .get("password")
+            .ok_or(invalid_request("password is required"))?;
+        let scopes = Self::scopes(client, form)?;
+        let key = format!("user:{username}");
+        if self.failures.exceeded(&key) {
+            return Err(OAuthError {
+                retry_after: Some(self.failures.retry_after()),
+                ..oauth(
+                    429,
+                    "access_denied",
+                    "too many failed sign-ins; try again later",
+                )
+            });
+        }
+        let user = self.users.get(username);
+        let hash = user
+            .map(|u| &u.password)
+            .unwrap_or(&self.dummy_password)
+            .clone();
+        let password = password.clone();
+        // argon2 takes tens of milliseconds: off the async workers.
+        let ok = tokio::task::spawn_blocking(move || secret_matches(&password, &hash))
+            .await
+            .unwrap_or(false);
+        let Some(user) = user.filter(|_| ok) else {
+            self.failures.hit(&key);
+            tracing::info!(target: "gatehouse::token", client = %client.client_id, "password sign-in failed");
+            return Err(invalid_grant("the username or password is wrong"));
+        };
+        self.issue_for_user(client, &user.subject, &scopes, &user.roles, true)
+            .await
+    }
+
+    /// An access token for a user, and a new refresh-token family when the client may refresh and
+    /// `new_family` is asked.
+    async fn issue_for_user(
+        &self,
+        client: &Client,
+        subject: &str,
+        scopes: &[String],
+        roles: &[String],
+        new_family: bool,
+    ) -> Result<Value, OAuthError> {
+        let (token, ttl) = self.mint(client, subject, scopes, roles)?;
+        let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+        if !scopes.is_empty() {
+            body["scope"] = json!(scopes.join(" "));
+        }
+        if new_family && client.grant_types.contains(&GrantType::RefreshToken) {
+            let now = self.clock.now_secs();
+            let refresh = random_token(32);
+            let family_expires_at = now + self.settings.refresh_token_ttl.as_secs();
+            let rec = RefreshRecord {
+                hash: sha256_hex(&refresh),
+                family: random_token(16),
+                client_id: client.client_id.clone(),
+                subject: subject.to_string(),
+                scopes: scopes.join(" "),
+                expires_at: family_expires_at,
+                family_expires_at,
+            };
+            // Stored before the answer: a refresh token the client holds always exists.
+            run_blocking(&self.store, move |s| s.put_refresh(&rec))
+                .await
+                .map_err(|_| unavailable())?;
+            body["refresh_token"] = json!(refresh);
+        }
+        Ok(body)
+    }
+
+    /// Refresh-token rotation: each refresh token works once; presenting a used one revokes its family.
+    async fn refresh_grant(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let presented = form
+            .get("refresh_token")
+            .ok_or(invalid_request("refresh_token is required"))?;
+        let now = self.clock.now_secs();
+        let next = random_token(32);
+        let (old, new_hash, client_id) = (
+            sha256_hex(presented),
+            sha256_hex(&next),
+            client.client_id.clone(),
+        );
+        let rotation = run_blocking(&self.store, move |s| {
+            // The family's end bounds every successor, however often it rotates.
+            let family_end = s
+                .active_refresh(&old, now)?
+                .map(|r| r.family_expires_at)
+                .unwrap_or(now);
+            s.rotate_refresh(&old, &client_id, &new_hash, family_end, now)
+        })
+        .await
+        .map_err(|_| unavailable())?;
+        let rec = match rotation {
+            Rotation::Rotated(rec) => rec,
+            Rotation::Reused { family } => {
+                tracing::warn!(target: "gatehouse::token", client = %client.client_id, family = %family,
+                    "a rotated refresh token was presented again; its family is revoked");
+                return Err(invalid_grant(
+                    "the refresh token was already used; its family is revoked",
+                ));
+            }
+            Rotation::Invalid => return Err(invalid_grant("the refresh token is not valid")),
+        };
+        let granted: Vec<String> = rec
+            .scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let scopes = match form.get("scope") {
+            None => granted,
+            Some(asked) => {
+                let asked: Vec<String> = asked
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if asked.iter().any(|a| !granted.contains(a)) {
+                    return Err(oauth(
+                        400,
+                        "invalid_scope",
+                        "a refresh cannot widen the granted scopes",
+                    ));
+                }
+                asked
+            }
+        };
+        let roles = self
+            .users
+            .values()
+            .find(|u| u.subject == rec.subject)
+            .map(|u| u.roles.clone())
+            .unwrap_or_default();
+        let mut body = self
+            .issue_for_user(client, &rec.subject, &scopes, &roles, false)
+            .await?;
+        body["refresh_token"] = json!(next);
+        Ok(body)
+    }
+
+    /// `sub` and the claims the token's scopes release: `profile` the user's claims, `email` the email.
+    fn userinfo(&self, session: &Session) -> Result<Value, &'static str> {
+        let header = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .ok_or("a bearer token is required")?;
+        let token = header
+            .split_once(' ')
+            .filter(|(s, _)| s.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or("a bearer token is required")?;
+        let c = self.own_claims(token).ok_or("the token is not valid")?;
+        let now = self.clock.now_secs();
+        if c.get("exp").and_then(Value::as_u64).unwrap_or(0) + self.leeway < now {
+            return Err("the token has expired");
+        }
+        if self
+            .revocations
+            .is_revoked(c.get("jti").and_then(Value::as_str).unwrap_or(""))
+        {
+            return Err("the token has been revoked");
+        }
+        let sub = c.get("sub").and_then(Value::as_str).unwrap_or("");
+        let scopes: Vec<&str> = c
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .split(' ')
+            .collect();
+        let mut out = json!({ "sub": sub });
+        if let Some(user) = self.users.values().find(|u| u.subject == sub) {
+            for (k, v) in &user.claims {
+                let is_email = k == "email" || k == "email_verified";
+                if (is_email && scopes.contains(&"email"))
+                    || (!is_email && scopes.contains(&"profile"))
+                {
+                    out[k] = v.clone();
+                }
+            }
+            if scopes.contains(&"profile") {
+                out["preferred_username"] = json!(user.username);
+            }
+        }
+        Ok(out)
     }
 
     /// Verifies one of this service's own access tokens, expired or not. Returns its claims.
@@ -830,7 +1095,17 @@ impl TokenService {
         let now = self.clock.now_secs();
         let inactive = json!({"active": false});
         let Some(c) = self.own_claims(token) else {
-            return Ok(inactive);
+            let hash = sha256_hex(token);
+            let rec = run_blocking(&self.store, move |s| s.active_refresh(&hash, now))
+                .await
+                .map_err(|_| unavailable())?;
+            return Ok(match rec {
+                Some(r) => {
+                    json!({"active": true, "token_type": "refresh_token", "client_id": r.client_id,
+                                  "sub": r.subject, "scope": r.scopes, "exp": r.expires_at})
+                }
+                None => inactive,
+            });
         };
         let exp = c.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let jti = c.get("jti").and_then(Value::as_str).unwrap_or("");
@@ -866,6 +1141,22 @@ impl TokenService {
             .ok_or(invalid_request("token is required"))?;
         // RFC 7009 §2.2: an invalid or unknown token is not an error.
         let Some(c) = self.own_claims(token) else {
+            let (hash, now) = (sha256_hex(token), self.clock.now_secs());
+            let rec = run_blocking(&self.store, move |s| s.active_refresh(&hash, now))
+                .await
+                .map_err(|_| unavailable())?;
+            if let Some(r) = rec {
+                if r.client_id != client.client_id {
+                    return Err(oauth(
+                        400,
+                        "unauthorized_client",
+                        "the token was issued to another client",
+                    ));
+                }
+                run_blocking(&self.store, move |s| s.revoke_family(&r.family))
+                    .await
+                    .map_err(|_| unavailable())?;
+            }
             return Ok(json!({}));
         };
         if c.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
