@@ -1,6 +1,6 @@
 //! The in-memory store, for tests and demos: everything is lost on restart.
 
-use super::{RefreshRecord, Rotation, Store, StoreError};
+use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -10,7 +10,11 @@ pub struct MemoryStore {
     revoked: Mutex<HashMap<String, u64>>,
     assertions: Mutex<HashMap<(String, String), u64>>,
     refresh: Mutex<Refresh>,
+    codes: Mutex<HashMap<String, StoredCode>>,
 }
+
+/// A code, whether it was used, and what its exchange issued (jti, exp, family).
+type StoredCode = (CodeRecord, bool, (String, u64, String));
 
 #[derive(Default)]
 struct Refresh {
@@ -120,7 +124,43 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError> {
+        self.codes
+            .lock()
+            .map_err(poisoned)?
+            .insert(rec.hash.clone(), (rec.clone(), false, Default::default()));
+        Ok(())
+    }
+
+    fn take_code(&self, hash: &str, now: u64) -> Result<CodeUse, StoreError> {
+        let mut m = self.codes.lock().map_err(poisoned)?;
+        let Some(entry) = m.get_mut(hash) else {
+            return Ok(CodeUse::Invalid);
+        };
+        if entry.1 {
+            let (jti, exp, family) = entry.2.clone();
+            return Ok(CodeUse::Reused { jti, exp, family });
+        }
+        entry.1 = true;
+        if entry.0.expires_at < now {
+            return Ok(CodeUse::Invalid);
+        }
+        Ok(CodeUse::Fresh(entry.0.clone()))
+    }
+
+    fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError> {
+        if let Some(e) = self.codes.lock().map_err(poisoned)?.get_mut(hash) {
+            e.2 = (jti.to_string(), exp, family.to_string());
+        }
+        Ok(())
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
+        // A used code is kept a while after expiry, to recognise a late second use.
+        self.codes
+            .lock()
+            .map_err(poisoned)?
+            .retain(|_, (c, _, _)| c.expires_at + 3600 >= now);
         self.refresh
             .lock()
             .map_err(poisoned)?

@@ -55,6 +55,15 @@ pub trait Store: Send + Sync + 'static {
     /// Revokes every token of a family.
     fn revoke_family(&self, family: &str) -> Result<(), StoreError>;
 
+    /// Stores a new authorization code (its hash only).
+    fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError>;
+
+    /// Uses a code once, atomically. A second use reports what the first one issued, to revoke it.
+    fn take_code(&self, hash: &str, now: u64) -> Result<CodeUse, StoreError>;
+
+    /// Records what a code's exchange issued: the access token's jti and exp, and the refresh family.
+    fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError>;
+
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 }
@@ -79,6 +88,32 @@ pub enum Rotation {
     /// the token had been rotated before: its family is now revoked
     Reused { family: String },
     /// unknown, expired, revoked, or bound to another client
+    Invalid,
+}
+
+/// An authorization code as stored: its SHA-256, and everything it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRecord {
+    pub hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub challenge: String,
+    pub subject: String,
+    pub scopes: String,
+    pub nonce: String,
+    pub auth_time: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeUse {
+    Fresh(CodeRecord),
+    /// used before: what that exchange issued (empty when nothing was)
+    Reused {
+        jti: String,
+        exp: u64,
+        family: String,
+    },
     Invalid,
 }
 

@@ -1,6 +1,6 @@
 //! The embedded SQLite store: one file, WAL, schema migrations by `user_version`.
 
-use super::{RefreshRecord, Rotation, Store, StoreError};
+use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -18,6 +18,11 @@ const MIGRATIONS: &[&str] = &[
                                   client_id TEXT NOT NULL, subject TEXT NOT NULL, scopes TEXT NOT NULL,
                                   expires_at INTEGER NOT NULL, rotated INTEGER NOT NULL DEFAULT 0);
      CREATE INDEX refresh_tokens_family ON refresh_tokens (family);",
+    "CREATE TABLE auth_codes (hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL,
+                              challenge TEXT NOT NULL, subject TEXT NOT NULL, scopes TEXT NOT NULL,
+                              nonce TEXT NOT NULL, auth_time INTEGER NOT NULL, expires_at INTEGER NOT NULL,
+                              used INTEGER NOT NULL DEFAULT 0, issued_jti TEXT NOT NULL DEFAULT '',
+                              issued_exp INTEGER NOT NULL DEFAULT 0, issued_family TEXT NOT NULL DEFAULT '');",
 ];
 
 const REFRESH_COLUMNS: &str =
@@ -236,8 +241,83 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn put_code(&self, c: &CodeRecord) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT INTO auth_codes (hash, client_id, redirect_uri, challenge, subject, scopes, nonce, auth_time, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![c.hash, c.client_id, c.redirect_uri, c.challenge, c.subject, c.scopes, c.nonce,
+                        c.auth_time as i64, c.expires_at as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn take_code(&self, hash: &str, now: u64) -> Result<CodeUse, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let row = tx
+            .query_row(
+                "SELECT client_id, redirect_uri, challenge, subject, scopes, nonce, auth_time, expires_at, used,
+                        issued_jti, issued_exp, issued_family FROM auth_codes WHERE hash = ?1",
+                params![hash],
+                |r| {
+                    Ok((
+                        CodeRecord {
+                            hash: hash.to_string(),
+                            client_id: r.get(0)?,
+                            redirect_uri: r.get(1)?,
+                            challenge: r.get(2)?,
+                            subject: r.get(3)?,
+                            scopes: r.get(4)?,
+                            nonce: r.get(5)?,
+                            auth_time: r.get::<_, i64>(6)? as u64,
+                            expires_at: r.get::<_, i64>(7)? as u64,
+                        },
+                        r.get::<_, i64>(8)? != 0,
+                        (r.get::<_, String>(9)?, r.get::<_, i64>(10)? as u64, r.get::<_, String>(11)?),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(err)?;
+        let Some((rec, used, (jti, exp, family))) = row else {
+            return Ok(CodeUse::Invalid);
+        };
+        if used {
+            return Ok(CodeUse::Reused { jti, exp, family });
+        }
+        tx.execute(
+            "UPDATE auth_codes SET used = 1 WHERE hash = ?1",
+            params![hash],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
+        if rec.expires_at < now {
+            return Ok(CodeUse::Invalid);
+        }
+        Ok(CodeUse::Fresh(rec))
+    }
+
+    fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "UPDATE auth_codes SET issued_jti = ?2, issued_exp = ?3, issued_family = ?4 WHERE hash = ?1",
+                params![hash, jti, exp as i64, family],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
+        conn.execute(
+            "DELETE FROM auth_codes WHERE expires_at + 3600 < ?1",
+            params![now as i64],
+        )
+        .map_err(err)?;
         conn.execute(
             "DELETE FROM refresh_tokens WHERE family IN (SELECT family FROM refresh_families WHERE expires_at < ?1)",
             params![now as i64],

@@ -1,6 +1,7 @@
 //! The gateway's own OAuth 2.1 authorization server: token, introspection and revocation endpoints,
 //! client authentication, signing keys, JWKS and metadata.
 
+pub mod authorize;
 pub mod keys;
 pub mod limits;
 
@@ -29,6 +30,14 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const MAX_FORM: usize = 16 * 1024;
 /// Longest lifetime a client assertion may claim.
 const MAX_ASSERTION_LIFETIME: u64 = 300;
+
+/// What a grant issued, so a replayed authorization code can revoke it.
+#[derive(Debug, Clone, Default)]
+pub struct Issued {
+    pub jti: String,
+    pub exp: u64,
+    pub family: String,
+}
 
 /// An OAuth error answer (RFC 6749 §5.2, RFC 7009, RFC 7662).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +99,8 @@ pub struct TokenService {
     public_url: String,
     clients: HashMap<String, Client>,
     users: HashMap<String, crate::config::User>,
+    /// sign-in sessions: session id -> (username, auth_time)
+    sessions: moka::sync::Cache<String, (String, u64)>,
     /// verified against when a username is unknown, so the answer takes as long as a real check
     dummy_password: SecretHash,
     store: Arc<dyn Store>,
@@ -206,13 +217,15 @@ impl TokenService {
             "introspection_endpoint": format!("{public_url}/oauth/introspect"),
             "revocation_endpoint": format!("{public_url}/oauth/revoke"),
             "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
-            "grant_types_supported": ["client_credentials", JWT_BEARER, "refresh_token", "password"],
+            "grant_types_supported": ["authorization_code", "client_credentials", JWT_BEARER, "refresh_token", "password"],
+            "authorization_endpoint": format!("{public_url}/oauth/authorize"),
+            "code_challenge_methods_supported": ["S256"],
             "userinfo_endpoint": format!("{public_url}/oauth/userinfo"),
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "response_types_supported": [],
+            "response_types_supported": ["code"],
             "scopes_supported": config.clients.iter().flat_map(|c| c.scopes.iter().cloned()).collect::<std::collections::BTreeSet<_>>(),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": keys.keys.iter().map(|k| format!("{:?}", k.alg)).collect::<Vec<_>>(),
@@ -230,6 +243,10 @@ impl TokenService {
                 .iter()
                 .map(|u| (u.username.clone(), u.clone()))
                 .collect(),
+            sessions: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(authorize::SESSION_SECONDS))
+                .build(),
             dummy_password: argon2_hash(&random_token(16))
                 .ok()
                 .and_then(|h| SecretHash::parse(&h).ok())
@@ -261,6 +278,7 @@ impl TokenService {
         matches!(
             path,
             "/oauth/token"
+                | "/oauth/authorize"
                 | "/oauth/userinfo"
                 | "/oauth/introspect"
                 | "/oauth/revoke"
@@ -274,7 +292,7 @@ impl TokenService {
     pub async fn handle(&self, session: &mut Session, path: &str) -> pingora::Result<()> {
         let method = session.req_header().method.clone();
         let get_only = path.starts_with("/.well-known/");
-        let userinfo = path == "/oauth/userinfo";
+        let userinfo = path == "/oauth/userinfo" || path == "/oauth/authorize";
         let allowed = if get_only {
             "GET, HEAD"
         } else if userinfo {
@@ -303,6 +321,7 @@ impl TokenService {
             .await;
         }
         match path {
+            "/oauth/authorize" => self.authorize(session).await,
             "/oauth/userinfo" => {
                 let (status, body, headers) = match self.userinfo(session) {
                     Ok(v) => (200, v, vec![]),
@@ -777,6 +796,7 @@ impl TokenService {
                 g @ (GrantType::ClientCredentials
                 | GrantType::JwtBearer
                 | GrantType::Password
+                | GrantType::AuthorizationCode
                 | GrantType::RefreshToken),
             ) => g,
             _ => {
@@ -795,6 +815,7 @@ impl TokenService {
             ));
         }
         match grant_type {
+            GrantType::AuthorizationCode => return self.code_grant(client, form).await,
             GrantType::Password => return self.password_grant(client, form).await,
             GrantType::RefreshToken => return self.refresh_grant(client, form).await,
             _ => {}
@@ -824,7 +845,7 @@ impl TokenService {
                 client.client_id.clone()
             }
         };
-        let (token, ttl) = self.mint(client, &subject, &scopes, &client.roles)?;
+        let (token, ttl, _) = self.mint(client, &subject, &scopes, &client.roles)?;
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
             body["scope"] = json!(scopes.join(" "));
@@ -839,10 +860,11 @@ impl TokenService {
         subject: &str,
         scopes: &[String],
         roles: &[String],
-    ) -> Result<(String, u64), OAuthError> {
+    ) -> Result<(String, u64, String), OAuthError> {
         let key = self.keys.current();
         let now = self.clock.now_secs();
         let ttl = self.settings.access_token_ttl.as_secs();
+        let jti = random_token(16);
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.typ = Some("at+jwt".into());
         header.kid = Some(key.kid.clone());
@@ -857,7 +879,7 @@ impl TokenService {
             "aud": aud,
             "exp": now + ttl,
             "iat": now,
-            "jti": random_token(16),
+            "jti": jti,
             "client_id": client.client_id,
         });
         if !scopes.is_empty() {
@@ -870,7 +892,7 @@ impl TokenService {
             tracing::error!(error = %e, "cannot sign a token");
             oauth(500, "server_error", "the token could not be signed")
         })?;
-        Ok((token, ttl))
+        Ok((token, ttl, jti))
     }
 
     /// The legacy resource-owner password grant, for clients that list it: the user's credentials
@@ -915,6 +937,7 @@ impl TokenService {
         };
         self.issue_for_user(client, &user.subject, &scopes, &user.roles, true)
             .await
+            .map(|(body, _)| body)
     }
 
     /// An access token for a user, and a new refresh-token family when the client may refresh and
@@ -926,8 +949,13 @@ impl TokenService {
         scopes: &[String],
         roles: &[String],
         new_family: bool,
-    ) -> Result<Value, OAuthError> {
-        let (token, ttl) = self.mint(client, subject, scopes, roles)?;
+    ) -> Result<(Value, Issued), OAuthError> {
+        let (token, ttl, jti) = self.mint(client, subject, scopes, roles)?;
+        let mut issued = Issued {
+            jti,
+            exp: self.clock.now_secs() + ttl,
+            family: String::new(),
+        };
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
             body["scope"] = json!(scopes.join(" "));
@@ -936,9 +964,10 @@ impl TokenService {
             let now = self.clock.now_secs();
             let refresh = random_token(32);
             let family_expires_at = now + self.settings.refresh_token_ttl.as_secs();
+            issued.family = random_token(16);
             let rec = RefreshRecord {
                 hash: sha256_hex(&refresh),
-                family: random_token(16),
+                family: issued.family.clone(),
                 client_id: client.client_id.clone(),
                 subject: subject.to_string(),
                 scopes: scopes.join(" "),
@@ -951,7 +980,7 @@ impl TokenService {
                 .map_err(|_| unavailable())?;
             body["refresh_token"] = json!(refresh);
         }
-        Ok(body)
+        Ok((body, issued))
     }
 
     /// Refresh-token rotation: each refresh token works once; presenting a used one revokes its family.
@@ -1021,7 +1050,7 @@ impl TokenService {
             .find(|u| u.subject == rec.subject)
             .map(|u| u.roles.clone())
             .unwrap_or_default();
-        let mut body = self
+        let (mut body, _) = self
             .issue_for_user(client, &rec.subject, &scopes, &roles, false)
             .await?;
         body["refresh_token"] = json!(next);

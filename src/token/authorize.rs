@@ -1,0 +1,547 @@
+//! The authorization-code flow: the authorize endpoint with its sign-in page, and the code exchange
+//! with mandatory PKCE (S256) and an OpenID Connect ID token.
+
+use super::{
+    invalid_grant, invalid_request, oauth, random_token, secret_matches, sha256_hex, unavailable,
+};
+use super::{OAuthError, TokenService};
+use crate::config::{Client, GrantType};
+use crate::error::send;
+use crate::store::{run_blocking, CodeRecord, CodeUse};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use pingora::proxy::Session;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+pub const SESSION_COOKIE: &str = "__Host-gatehouse-session";
+pub const CSRF_COOKIE: &str = "__Host-gatehouse-csrf";
+/// How long a sign-in lets later authorizations skip the form.
+pub const SESSION_SECONDS: u64 = 8 * 3600;
+
+/// Escapes text for HTML element content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cookie(session: &Session, name: &str) -> Option<String> {
+    for h in session.req_header().headers.get_all("cookie") {
+        let Ok(h) = h.to_str() else { continue };
+        for c in h.split(';') {
+            if let Some((n, v)) = c.trim().split_once('=') {
+                if n == name {
+                    return Some(v.to_string());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A validated authorization request.
+struct AuthRequest<'a> {
+    client: &'a Client,
+    redirect_uri: String,
+    state: Option<String>,
+    scopes: Vec<String>,
+    challenge: String,
+    nonce: String,
+}
+
+/// Where an error goes: a page when the client or redirect URI cannot be trusted, else the client.
+enum AuthorizeError {
+    Page(&'static str),
+    Redirect {
+        uri: String,
+        state: Option<String>,
+        code: &'static str,
+        description: &'static str,
+    },
+}
+
+const PAGE_HEADERS: [(&str, &str); 4] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+];
+
+impl TokenService {
+    /// GET shows the sign-in page (or, with a live session, answers at once); POST signs in.
+    pub(super) async fn authorize(&self, session: &mut Session) -> pingora::Result<()> {
+        let post = session.req_header().method == http::Method::POST;
+        let params = if post {
+            match self.read_form(session).await {
+                Ok(f) => f,
+                Err(_) => {
+                    return self
+                        .page(
+                            session,
+                            400,
+                            "The sign-in request could not be read.",
+                            None,
+                            None,
+                        )
+                        .await
+                }
+            }
+        } else {
+            let q = session.req_header().uri.query().unwrap_or("");
+            let mut m = HashMap::new();
+            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+                if m.insert(k.into_owned(), v.into_owned()).is_some() {
+                    return self
+                        .page(
+                            session,
+                            400,
+                            "A parameter was sent more than once.",
+                            None,
+                            None,
+                        )
+                        .await;
+                }
+            }
+            m
+        };
+        let req = match self.validate(&params) {
+            Ok(r) => r,
+            Err(AuthorizeError::Page(msg)) => {
+                return self.page(session, 400, msg, None, None).await
+            }
+            Err(AuthorizeError::Redirect {
+                uri,
+                state,
+                code,
+                description,
+            }) => {
+                let mut target =
+                    url::Url::parse(&uri).map_err(|_| pingora::Error::new_str("bad redirect"))?;
+                target
+                    .query_pairs_mut()
+                    .append_pair("error", code)
+                    .append_pair("error_description", description)
+                    .append_pair("iss", &self.settings.issuer);
+                if let Some(s) = &state {
+                    target.query_pairs_mut().append_pair("state", s);
+                }
+                return self.redirect(session, target.as_str(), None).await;
+            }
+        };
+        let now = self.clock.now_secs();
+        if !post {
+            // A live session skips the form.
+            if let Some((username, auth_time)) =
+                cookie(session, SESSION_COOKIE).and_then(|sid| self.sessions.get(&sid))
+            {
+                if let Some(user) = self.users.get(&username) {
+                    return self
+                        .grant_code(session, &req, &user.subject.clone(), auth_time, None)
+                        .await;
+                }
+            }
+            return self.page(session, 200, "", Some(&params), None).await;
+        }
+        // POST: the CSRF token must match its cookie (double submit), then the credentials.
+        let csrf_ok = match (cookie(session, CSRF_COOKIE), params.get("csrf")) {
+            (Some(c), Some(f)) => {
+                aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), f.as_bytes())
+                    .is_ok()
+                    && c.len() >= 32
+            }
+            _ => false,
+        };
+        if !csrf_ok {
+            return self
+                .page(
+                    session,
+                    403,
+                    "This sign-in form has expired. Please try again.",
+                    Some(&params),
+                    None,
+                )
+                .await;
+        }
+        let username = params.get("username").cloned().unwrap_or_default();
+        let password = params.get("password").cloned().unwrap_or_default();
+        let address = format!("ip:{}", Self::client_address(session));
+        let user_key = format!("user:{username}");
+        if self.failures.exceeded(&user_key) || self.failures.exceeded(&address) {
+            return self
+                .page(
+                    session,
+                    429,
+                    "Too many failed sign-ins. Please wait a few minutes.",
+                    Some(&params),
+                    Some(&username),
+                )
+                .await;
+        }
+        let user = self.users.get(&username);
+        let hash = user
+            .map(|u| &u.password)
+            .unwrap_or(&self.dummy_password)
+            .clone();
+        let ok = tokio::task::spawn_blocking(move || secret_matches(&password, &hash))
+            .await
+            .unwrap_or(false);
+        let Some(user) = user.filter(|_| ok) else {
+            self.failures.hit(&user_key);
+            self.failures.hit(&address);
+            return self
+                .page(
+                    session,
+                    401,
+                    "The email or password is wrong.",
+                    Some(&params),
+                    Some(&username),
+                )
+                .await;
+        };
+        let sid = random_token(32);
+        self.sessions
+            .insert(sid.clone(), (user.username.clone(), now));
+        let set = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
+        self.grant_code(session, &req, &user.subject.clone(), now, Some(set))
+            .await
+    }
+
+    fn validate<'a>(
+        &'a self,
+        p: &HashMap<String, String>,
+    ) -> Result<AuthRequest<'a>, AuthorizeError> {
+        let client = p
+            .get("client_id")
+            .and_then(|id| self.clients.get(id))
+            .ok_or(AuthorizeError::Page(
+                "The application that sent you here is not known.",
+            ))?;
+        let redirect_uri = match p.get("redirect_uri") {
+            Some(u) if client.redirect_uris.contains(u) => u.clone(),
+            None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+            _ => {
+                return Err(AuthorizeError::Page(
+                    "The application asked to return to an address it has not registered.",
+                ))
+            }
+        };
+        let state = p.get("state").cloned();
+        let fail = |code, description| AuthorizeError::Redirect {
+            uri: redirect_uri.clone(),
+            state: state.clone(),
+            code,
+            description,
+        };
+        if p.get("response_type").map(String::as_str) != Some("code") {
+            return Err(fail(
+                "unsupported_response_type",
+                "response_type must be code",
+            ));
+        }
+        if !client.grant_types.contains(&GrantType::AuthorizationCode) {
+            return Err(fail(
+                "unauthorized_client",
+                "the client may not use the authorization code flow",
+            ));
+        }
+        let challenge = p.get("code_challenge").cloned().unwrap_or_default();
+        if challenge.len() != 43 || URL_SAFE_NO_PAD.decode(&challenge).is_err() {
+            return Err(fail(
+                "invalid_request",
+                "a PKCE code_challenge (S256) is required",
+            ));
+        }
+        if p.get("code_challenge_method").map(String::as_str) != Some("S256") {
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ));
+        }
+        let scopes: Vec<String> = match p.get("scope") {
+            Some(s) => s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect(),
+            None => client.default_scopes.clone(),
+        };
+        if scopes.iter().any(|s| !client.scopes.contains(s)) {
+            return Err(fail(
+                "invalid_scope",
+                "a requested scope is not allowed for this client",
+            ));
+        }
+        Ok(AuthRequest {
+            client,
+            redirect_uri,
+            state,
+            scopes,
+            challenge,
+            nonce: p.get("nonce").cloned().unwrap_or_default(),
+        })
+    }
+
+    async fn grant_code(
+        &self,
+        session: &mut Session,
+        req: &AuthRequest<'_>,
+        subject: &str,
+        auth_time: u64,
+        set_cookie: Option<String>,
+    ) -> pingora::Result<()> {
+        let code = random_token(32);
+        let rec = CodeRecord {
+            hash: sha256_hex(&code),
+            client_id: req.client.client_id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            challenge: req.challenge.clone(),
+            subject: subject.to_string(),
+            scopes: req.scopes.join(" "),
+            nonce: req.nonce.clone(),
+            auth_time,
+            expires_at: self.clock.now_secs() + self.settings.code_ttl.as_secs(),
+        };
+        if run_blocking(&self.store, move |s| s.put_code(&rec))
+            .await
+            .is_err()
+        {
+            return self
+                .page(
+                    session,
+                    503,
+                    "Signing in is not possible right now. Please try again.",
+                    None,
+                    None,
+                )
+                .await;
+        }
+        let mut target = url::Url::parse(&req.redirect_uri)
+            .map_err(|_| pingora::Error::new_str("bad redirect"))?;
+        target
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("iss", &self.settings.issuer);
+        if let Some(s) = &req.state {
+            target.query_pairs_mut().append_pair("state", s);
+        }
+        self.redirect(session, target.as_str(), set_cookie).await
+    }
+
+    async fn redirect(
+        &self,
+        session: &mut Session,
+        to: &str,
+        set_cookie: Option<String>,
+    ) -> pingora::Result<()> {
+        let mut headers = vec![("location", to.to_string())];
+        if let Some(c) = set_cookie {
+            headers.push(("set-cookie", c));
+        }
+        send(session, 303, "text/plain", &headers, Bytes::new()).await
+    }
+
+    /// The sign-in page: server-rendered, no JavaScript, every request parameter carried in hidden fields.
+    async fn page(
+        &self,
+        session: &mut Session,
+        status: u16,
+        error: &str,
+        params: Option<&HashMap<String, String>>,
+        username: Option<&str>,
+    ) -> pingora::Result<()> {
+        let csrf = random_token(32);
+        let mut headers: Vec<(&str, String)> = PAGE_HEADERS
+            .iter()
+            .map(|(k, v)| (*k, v.to_string()))
+            .collect();
+        let mut body = String::from(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
+             <title>Sign in</title><style>body{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}\
+             label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;box-sizing:border-box}\
+             button{margin-top:1.5rem;padding:.6rem 1.2rem}.error{color:#a00;border:1px solid #a00;padding:.6rem}</style></head><body>",
+        );
+        body.push_str("<h1>Sign in</h1>");
+        if !error.is_empty() {
+            body.push_str(&format!(
+                "<p class=\"error\" role=\"alert\">{}</p>",
+                esc(error)
+            ));
+        }
+        if let Some(p) = params {
+            headers.push((
+                "set-cookie",
+                format!(
+                    "{CSRF_COOKIE}={csrf}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=1800"
+                ),
+            ));
+            if let Some(c) = p.get("client_id") {
+                body.push_str(&format!(
+                    "<p>to continue to <strong>{}</strong></p>",
+                    esc(c)
+                ));
+            }
+            body.push_str("<form method=\"post\" action=\"/oauth/authorize\">");
+            for k in [
+                "response_type",
+                "client_id",
+                "redirect_uri",
+                "scope",
+                "state",
+                "nonce",
+                "code_challenge",
+                "code_challenge_method",
+            ] {
+                if let Some(v) = p.get(k) {
+                    body.push_str(&format!(
+                        "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                        esc(v)
+                    ));
+                }
+            }
+            body.push_str(&format!(
+                "<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">"
+            ));
+            body.push_str(&format!(
+                "<label for=\"username\">Email</label><input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" required value=\"{}\">\
+                 <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+                 <button type=\"submit\">Sign in</button></form>",
+                esc(username.unwrap_or(""))
+            ));
+        }
+        body.push_str("</body></html>");
+        send(
+            session,
+            status,
+            "text/html; charset=utf-8",
+            &headers,
+            Bytes::from(body),
+        )
+        .await
+    }
+
+    /// The code exchange: single use, bound to client, redirect URI and PKCE challenge. A second use
+    /// revokes what the first issued (RFC 6749 §4.1.2).
+    pub(super) async fn code_grant(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let code = form
+            .get("code")
+            .ok_or(invalid_request("code is required"))?;
+        let verifier = form
+            .get("code_verifier")
+            .ok_or(invalid_request("code_verifier is required"))?;
+        if !(43..=128).contains(&verifier.len())
+            || !verifier
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        {
+            return Err(invalid_request(
+                "code_verifier must be 43 to 128 unreserved characters",
+            ));
+        }
+        let hash = sha256_hex(code);
+        let now = self.clock.now_secs();
+        let h = hash.clone();
+        let used = run_blocking(&self.store, move |s| s.take_code(&h, now))
+            .await
+            .map_err(|_| unavailable())?;
+        let rec = match used {
+            CodeUse::Fresh(rec) => rec,
+            CodeUse::Reused { jti, exp, family } => {
+                tracing::warn!(target: "gatehouse::token", client = %client.client_id,
+                    "an authorization code was used twice; revoking what it issued");
+                if !jti.is_empty() {
+                    let j = jti.clone();
+                    run_blocking(&self.store, move |s| s.revoke(&j, exp))
+                        .await
+                        .map_err(|_| unavailable())?;
+                    self.revocations.add(&jti, exp);
+                }
+                if !family.is_empty() {
+                    run_blocking(&self.store, move |s| s.revoke_family(&family))
+                        .await
+                        .map_err(|_| unavailable())?;
+                }
+                return Err(invalid_grant("the code was already used"));
+            }
+            CodeUse::Invalid => return Err(invalid_grant("the code is not valid")),
+        };
+        if rec.client_id != client.client_id {
+            return Err(invalid_grant("the code was issued to another client"));
+        }
+        if form.get("redirect_uri") != Some(&rec.redirect_uri) {
+            return Err(invalid_grant(
+                "redirect_uri differs from the authorization request",
+            ));
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+        let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
+        if aws_lc_rs::constant_time::verify_slices_are_equal(
+            computed.as_bytes(),
+            rec.challenge.as_bytes(),
+        )
+        .is_err()
+        {
+            return Err(invalid_grant("the PKCE code_verifier does not match"));
+        }
+        let scopes: Vec<String> = rec
+            .scopes
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let user = self.users.values().find(|u| u.subject == rec.subject);
+        let roles = user.map(|u| u.roles.clone()).unwrap_or_default();
+        let (mut body, issued) = self
+            .issue_for_user(client, &rec.subject, &scopes, &roles, true)
+            .await?;
+        let (jti, exp, family) = (issued.jti, issued.exp, issued.family);
+        run_blocking(&self.store, move |s| {
+            s.code_issued(&hash, &jti, exp, &family)
+        })
+        .await
+        .map_err(|_| unavailable())?;
+        if scopes.iter().any(|s| s == "openid") {
+            body["id_token"] = json!(self.id_token(client, &rec)?);
+        }
+        Ok(body)
+    }
+
+    /// An OpenID Connect ID token signed by the same keys (`typ: JWT`, so the proxy never takes it
+    /// for an access token).
+    fn id_token(&self, client: &Client, rec: &CodeRecord) -> Result<String, OAuthError> {
+        let key = self.keys.current();
+        let now = self.clock.now_secs();
+        let mut header = jsonwebtoken::Header::new(key.alg);
+        header.kid = Some(key.kid.clone());
+        let mut claims = json!({
+            "iss": self.settings.issuer,
+            "sub": rec.subject,
+            "aud": client.client_id,
+            "exp": now + self.settings.access_token_ttl.as_secs(),
+            "iat": now,
+            "auth_time": rec.auth_time,
+        });
+        if !rec.nonce.is_empty() {
+            claims["nonce"] = json!(rec.nonce);
+        }
+        key.sign(&header, &claims)
+            .map_err(|_| oauth(500, "server_error", "the ID token could not be signed"))
+    }
+}
