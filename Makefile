@@ -9,10 +9,12 @@ export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
 .PHONY: deps run build test check token fmt clippy ci bench bench-verify
 
-# pingora needs cmake and a C compiler (libz-ng, ring, aws-lc).
+# pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the browser test needs Chromium and
+# its driver (Debian's chromium and chromium-driver).
+test: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
 deps:
 	@missing=""; \
-	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3; do \
+	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
 	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

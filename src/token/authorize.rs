@@ -71,11 +71,7 @@ enum AuthorizeError {
     },
 }
 
-const PAGE_HEADERS: [(&str, &str); 4] = [
-    (
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
+const PAGE_HEADERS: [(&str, &str); 3] = [
     ("x-frame-options", "DENY"),
     ("referrer-policy", "no-referrer"),
     ("x-content-type-options", "nosniff"),
@@ -368,6 +364,20 @@ impl TokenService {
             .iter()
             .map(|(k, v)| (*k, v.to_string()))
             .collect();
+        // form-action also governs where the form's answer may redirect: the client's registered origin.
+        let redirect_origin = params
+            .and_then(|p| p.get("redirect_uri"))
+            .and_then(|u| url::Url::parse(u).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .map(|o| format!(" {o}"))
+            .unwrap_or_default();
+        headers.push((
+            "content-security-policy",
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{redirect_origin}; frame-ancestors 'none'; base-uri 'none'"
+            ),
+        ));
         let mut body = String::from(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
              <title>Sign in</title><style>body{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}\

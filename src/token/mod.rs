@@ -139,6 +139,26 @@ pub fn secret_matches(secret: &str, hash: &SecretHash) -> bool {
     }
 }
 
+/// The user's claims a token's scopes release: `email`/`email_verified` with `email`, the others (and
+/// `preferred_username`) with `profile`.
+pub fn released_claims<S: AsRef<str>>(
+    user: &crate::config::User,
+    scopes: &[S],
+) -> serde_json::Map<String, Value> {
+    let has = |s: &str| scopes.iter().any(|x| x.as_ref() == s);
+    let mut out = serde_json::Map::new();
+    for (k, v) in &user.claims {
+        let is_email = k == "email" || k == "email_verified";
+        if (is_email && has("email")) || (!is_email && has("profile")) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    if has("profile") {
+        out.insert("preferred_username".into(), json!(user.username));
+    }
+    out
+}
+
 /// Lowercase hex SHA-256: how refresh tokens are stored.
 pub fn sha256_hex(s: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
@@ -845,7 +865,8 @@ impl TokenService {
                 client.client_id.clone()
             }
         };
-        let (token, ttl, _) = self.mint(client, &subject, &scopes, &client.roles)?;
+        let (token, ttl, _) =
+            self.mint(client, &subject, &scopes, &client.roles, Default::default())?;
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
             body["scope"] = json!(scopes.join(" "));
@@ -860,6 +881,7 @@ impl TokenService {
         subject: &str,
         scopes: &[String],
         roles: &[String],
+        extra: serde_json::Map<String, Value>,
     ) -> Result<(String, u64, String), OAuthError> {
         let key = self.keys.current();
         let now = self.clock.now_secs();
@@ -887,6 +909,12 @@ impl TokenService {
         }
         if !roles.is_empty() {
             claims["roles"] = json!(roles);
+        }
+        // A user's claims the scopes allow, never overriding the token's own.
+        for (k, v) in extra {
+            if claims.get(&k).is_none() {
+                claims[k] = v;
+            }
         }
         let token = key.sign(&header, &claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
@@ -950,7 +978,13 @@ impl TokenService {
         roles: &[String],
         new_family: bool,
     ) -> Result<(Value, Issued), OAuthError> {
-        let (token, ttl, jti) = self.mint(client, subject, scopes, roles)?;
+        let extra = self
+            .users
+            .values()
+            .find(|u| u.subject == subject)
+            .map(|u| released_claims(u, scopes))
+            .unwrap_or_default();
+        let (token, ttl, jti) = self.mint(client, subject, scopes, roles, extra)?;
         let mut issued = Issued {
             jti,
             exp: self.clock.now_secs() + ttl,
@@ -1090,16 +1124,8 @@ impl TokenService {
             .collect();
         let mut out = json!({ "sub": sub });
         if let Some(user) = self.users.values().find(|u| u.subject == sub) {
-            for (k, v) in &user.claims {
-                let is_email = k == "email" || k == "email_verified";
-                if (is_email && scopes.contains(&"email"))
-                    || (!is_email && scopes.contains(&"profile"))
-                {
-                    out[k] = v.clone();
-                }
-            }
-            if scopes.contains(&"profile") {
-                out["preferred_username"] = json!(user.username);
+            for (k, v) in released_claims(user, &scopes) {
+                out[k] = v;
             }
         }
         Ok(out)

@@ -1,6 +1,7 @@
 //! Integration tests: the real gateway on ephemeral ports against in-process identity providers and upstreams.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod browser;
 mod cli;
 mod harness;
 mod headers;

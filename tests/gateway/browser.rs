@@ -1,0 +1,168 @@
+//! End to end in a real browser: headless Chromium, driven by chromedriver, signs in on the sign-in page
+//! and lands on a local redirect endpoint with the code, which is then exchanged for tokens.
+
+use crate::harness::{free_port, wait_port};
+use crate::tokens::{Auth, ALICE_PASSWORD};
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Captured = Arc<Mutex<Option<HashMap<String, String>>>>;
+
+async fn callback(
+    State(c): State<Captured>,
+    Query(q): Query<HashMap<String, String>>,
+) -> &'static str {
+    *c.lock().unwrap() = Some(q);
+    "signed in"
+}
+
+/// chromedriver for the length of a test.
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_browser_signs_in_and_the_code_is_exchanged() {
+    let chromedriver = "/usr/bin/chromedriver";
+    assert!(
+        std::path::Path::new(chromedriver).exists(),
+        "chromium and chromium-driver are needed: `make test` installs them"
+    );
+    let captured: Captured = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cb = format!(
+        "http://127.0.0.1:{}/cb",
+        listener.local_addr().unwrap().port()
+    );
+    let app = Router::new()
+        .route("/cb", get(callback))
+        .with_state(captured.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let a = Auth::start_edited("backend = \"sqlite\"\npath = \"data/g.db\"", "", |t| {
+        t.replace("http://127.0.0.1:9/other", &cb)
+    })
+    .await;
+
+    let port = free_port();
+    let _driver = Driver(
+        std::process::Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(format!("127.0.0.1:{port}").parse().unwrap());
+    let profile = tempfile::tempdir().unwrap();
+    let caps = json!({"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--ignore-certificate-errors", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic",
+        format!("--user-data-dir={}", profile.path().display()),
+    ]}});
+    let caps = match caps {
+        serde_json::Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let browser = fantoccini::ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
+        .append_pair("client_id", "browser")
+        .append_pair("redirect_uri", &cb)
+        .append_pair("scope", "openid orders.read")
+        .append_pair("state", "browser-state")
+        .append_pair("nonce", "n1")
+        .append_pair(
+            "code_challenge",
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        )
+        .append_pair("code_challenge_method", "S256");
+    let url = format!(
+        "https://localhost:{}/oauth/authorize?{}",
+        a.gw.tls.port(),
+        q.finish()
+    );
+    browser.goto(&url).await.unwrap();
+    use fantoccini::Locator;
+    browser
+        .find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("alice@example.com")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(ALICE_PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    let mut got = None;
+    for _ in 0..100 {
+        if let Some(q) = captured.lock().unwrap().clone() {
+            got = Some(q);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = browser.source().await.unwrap_or_default();
+    browser.close().await.unwrap();
+    let q = got.unwrap_or_else(|| {
+        panic!("the redirect endpoint never received a code; the browser shows:\n{page}")
+    });
+    assert_eq!(q["state"], "browser-state");
+
+    let r = a
+        .post(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "browser"),
+                ("code", q["code"].as_str()),
+                ("redirect_uri", cb.as_str()),
+                (
+                    "code_verifier",
+                    "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+                ),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["id_token"].is_string());
+    let access = r.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        a.gw.get("/api/x", Some(&access))
+            .await
+            .echoed("x-auth-subject")
+            .as_deref(),
+        Some("user-alice")
+    );
+}
