@@ -522,7 +522,7 @@ impl TokenService {
             });
         }
         match path {
-            "/oauth/token" => self.token(client, &form).await,
+            "/oauth/token" => self.token(client, &form, &address).await,
             "/oauth/introspect" => self.introspect(&form).await,
             _ => self.revoke(client, &form).await,
         }
@@ -807,6 +807,7 @@ impl TokenService {
         &self,
         client: &Client,
         form: &HashMap<String, String>,
+        address: &str,
     ) -> Result<Value, OAuthError> {
         let grant = form
             .get("grant_type")
@@ -836,7 +837,7 @@ impl TokenService {
         }
         match grant_type {
             GrantType::AuthorizationCode => return self.code_grant(client, form).await,
-            GrantType::Password => return self.password_grant(client, form).await,
+            GrantType::Password => return self.password_grant(client, form, address).await,
             GrantType::RefreshToken => return self.refresh_grant(client, form).await,
             _ => {}
         }
@@ -929,6 +930,7 @@ impl TokenService {
         &self,
         client: &Client,
         form: &HashMap<String, String>,
+        address: &str,
     ) -> Result<Value, OAuthError> {
         let username = form
             .get("username")
@@ -938,7 +940,7 @@ impl TokenService {
             .ok_or(invalid_request("password is required"))?;
         let scopes = Self::scopes(client, form)?;
         let key = format!("user:{username}");
-        if self.failures.exceeded(&key) {
+        if self.failures.exceeded(&key) || self.failures.exceeded(address) {
             return Err(OAuthError {
                 retry_after: Some(self.failures.retry_after()),
                 ..oauth(
@@ -960,6 +962,7 @@ impl TokenService {
             .unwrap_or(false);
         let Some(user) = user.filter(|_| ok) else {
             self.failures.hit(&key);
+            self.failures.hit(address);
             tracing::info!(target: "gatehouse::token", client = %client.client_id, "password sign-in failed");
             return Err(invalid_grant("the username or password is wrong"));
         };

@@ -81,6 +81,13 @@ grant_types = ["authorization_code", "refresh_token"]
 redirect_uris = ["https://app.example/cb", "http://127.0.0.1:9/other"]
 scopes = ["openid", "profile", "orders.read"]
 
+[[clients]]
+client_id = "browser2"
+public = true
+grant_types = ["authorization_code"]
+redirect_uris = ["https://app.example/cb"]
+scopes = ["orders.read"]
+
 [[upstreams]]
 name = "echo"
 peers = ["{echo}"]
@@ -1336,4 +1343,67 @@ async fn the_sign_in_form_needs_its_csrf_token_and_the_right_password() {
     }
     let r = a.sign_in(ALICE_PASSWORD).await;
     assert_eq!(r.status, 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_and_codes_survive_a_restart_on_sqlite() {
+    let store = "backend = \"sqlite\"\npath = \"data/gatehouse.db\"";
+    let a = Auth::start_with(store, "").await;
+    let r1 = password_grant(&a, ALICE_PASSWORD, "orders.read")
+        .await
+        .json()["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let code = code_of(&a.sign_in(ALICE_PASSWORD).await);
+    let echo = a.echo.clone();
+    let dir = a.gw.stop();
+    let b = Auth {
+        gw: Gw::start_in(dir, &auth_toml(&echo, store, "")),
+        echo,
+        client_key: TestKey::rsa("unused"),
+    };
+    let r = refresh(&b, &r1).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let t = b.exchange(&code, VERIFIER).await;
+    assert_eq!(t.status, 200, "{}", t.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codes_expire_and_belong_to_their_client() {
+    let a = Auth::start().await;
+    let code = code_of(&a.sign_in(ALICE_PASSWORD).await);
+    // another (confidential) client presenting the code
+    let r = a
+        .post(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", "https://app.example/cb"),
+                ("code_verifier", VERIFIER),
+            ],
+            Some(("svc", SVC_SECRET)),
+        )
+        .await;
+    oauth_error(&r, 400, "unauthorized_client");
+    // another public client that may use codes: the code is bound to the one it was issued to
+    let r = a
+        .post(
+            "/oauth/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("client_id", "browser2"),
+                ("code", code.as_str()),
+                ("redirect_uri", "https://app.example/cb"),
+                ("code_verifier", VERIFIER),
+            ],
+            None,
+        )
+        .await;
+    oauth_error(&r, 400, "invalid_grant");
+    // past code_ttl (60 s by default)
+    let code = code_of(&a.sign_in(ALICE_PASSWORD).await);
+    a.gw.clock.advance(std::time::Duration::from_secs(61));
+    oauth_error(&a.exchange(&code, VERIFIER).await, 400, "invalid_grant");
 }
