@@ -313,31 +313,16 @@ impl Store for SqliteStore {
 
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
-        conn.execute(
+        for sql in [
+            // a used code is kept an hour past expiry, to recognise a late second use
             "DELETE FROM auth_codes WHERE expires_at + 3600 < ?1",
-            params![now as i64],
-        )
-        .map_err(err)?;
-        conn.execute(
             "DELETE FROM refresh_tokens WHERE family IN (SELECT family FROM refresh_families WHERE expires_at < ?1)",
-            params![now as i64],
-        )
-        .map_err(err)?;
-        conn.execute(
             "DELETE FROM refresh_families WHERE expires_at < ?1",
-            params![now as i64],
-        )
-        .map_err(err)?;
-        conn.execute(
             "DELETE FROM revoked_tokens WHERE expires_at < ?1",
-            params![now as i64],
-        )
-        .map_err(err)?;
-        conn.execute(
             "DELETE FROM used_assertions WHERE expires_at < ?1",
-            params![now as i64],
-        )
-        .map_err(err)?;
+        ] {
+            conn.execute(sql, params![now as i64]).map_err(err)?;
+        }
         Ok(())
     }
 }
