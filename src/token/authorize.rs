@@ -1,10 +1,8 @@
 //! The authorization-code flow: the authorize endpoint with its sign-in page, and the code exchange
 //! with mandatory PKCE (S256) and an OpenID Connect ID token.
 
-use super::{
-    invalid_grant, invalid_request, oauth, random_token, secret_matches, sha256_hex, unavailable,
-};
-use super::{OAuthError, TokenService};
+use super::{invalid_grant, invalid_request, oauth, random_token, sha256_hex, unavailable};
+use super::{split_scopes, OAuthError, SignIn, TokenService};
 use crate::config::{Client, GrantType};
 use crate::error::send;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
@@ -175,47 +173,22 @@ impl TokenService {
         let username = params.get("username").cloned().unwrap_or_default();
         let password = params.get("password").cloned().unwrap_or_default();
         let address = format!("ip:{}", Self::client_address(session));
-        let user_key = format!("user:{username}");
-        if self.failures.exceeded(&user_key) || self.failures.exceeded(&address) {
-            return self
-                .page(
-                    session,
-                    429,
-                    "Too many failed sign-ins. Please wait a few minutes.",
-                    Some(&params),
-                    Some(&username),
-                )
-                .await;
-        }
-        let user = self.users.get(&username);
-        let hash = user
-            .map(|u| &u.password)
-            .unwrap_or(&self.dummy_password)
-            .clone();
-        let ok = tokio::task::spawn_blocking(move || secret_matches(&password, &hash))
-            .await
-            .unwrap_or(false);
-        let Some(user) = user.filter(|_| ok) else {
-            self.failures.hit(&user_key);
-            self.failures.hit(&address);
-            return self
-                .page(
-                    session,
-                    401,
-                    "The email or password is wrong.",
-                    Some(&params),
-                    Some(&username),
-                )
-                .await;
+        let (status, message) = match self.sign_in(&username, &password, &address).await {
+            SignIn::User(user) => {
+                let sid = random_token(32);
+                self.sessions
+                    .insert(sid.clone(), (user.username.clone(), now));
+                let set = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
+                return self
+                    .grant_code(session, &req, &user.subject.clone(), now, Some(set))
+                    .await;
+            }
+            SignIn::LockedOut => (429, "Too many failed sign-ins. Please wait a few minutes."),
+            SignIn::Wrong => (401, "The email or password is wrong."),
         };
-        let sid = random_token(32);
-        self.sessions
-            .insert(sid.clone(), (user.username.clone(), now));
-        let set = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
-        self.grant_code(session, &req, &user.subject.clone(), now, Some(set))
+        self.page(session, status, message, Some(&params), Some(&username))
             .await
     }
-
     fn validate<'a>(
         &'a self,
         p: &HashMap<String, String>,
@@ -268,11 +241,7 @@ impl TokenService {
             ));
         }
         let scopes: Vec<String> = match p.get("scope") {
-            Some(s) => s
-                .split(' ')
-                .filter(|x| !x.is_empty())
-                .map(str::to_string)
-                .collect(),
+            Some(s) => split_scopes(s),
             None => client.default_scopes.clone(),
         };
         if scopes.iter().any(|s| !client.scopes.contains(s)) {
@@ -510,13 +479,8 @@ impl TokenService {
         {
             return Err(invalid_grant("the PKCE code_verifier does not match"));
         }
-        let scopes: Vec<String> = rec
-            .scopes
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
-        let user = self.users.values().find(|u| u.subject == rec.subject);
+        let scopes = split_scopes(&rec.scopes);
+        let user = self.user_by_subject(&rec.subject);
         let roles = user.map(|u| u.roles.clone()).unwrap_or_default();
         let (mut body, issued) = self
             .issue_for_user(client, &rec.subject, &scopes, &roles, true)

@@ -83,7 +83,8 @@ pub struct SigningKeys {
     pub jwks: String,
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
+/// DER wrapped as PEM with the given label.
+pub fn pem(label: &str, der: &[u8]) -> String {
     let b = base64::engine::general_purpose::STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for c in b.as_bytes().chunks(64) {

@@ -31,6 +31,21 @@ const MAX_FORM: usize = 16 * 1024;
 /// Longest lifetime a client assertion may claim.
 const MAX_ASSERTION_LIFETIME: u64 = 300;
 
+/// The outcome of checking a person's credentials.
+pub(crate) enum SignIn<'a> {
+    User(&'a crate::config::User),
+    LockedOut,
+    Wrong,
+}
+
+/// Space-separated scopes as a list.
+pub(crate) fn split_scopes(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|x| !x.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// What a grant issued, so a replayed authorization code can revoke it.
 #[derive(Debug, Clone, Default)]
 pub struct Issued {
@@ -786,11 +801,7 @@ impl TokenService {
         match form.get("scope") {
             None => Ok(client.default_scopes.clone()),
             Some(s) => {
-                let asked: Vec<String> = s
-                    .split(' ')
-                    .filter(|x| !x.is_empty())
-                    .map(str::to_string)
-                    .collect();
+                let asked: Vec<String> = split_scopes(s);
                 if asked.iter().any(|a| !client.scopes.contains(a)) {
                     return Err(oauth(
                         400,
@@ -924,6 +935,43 @@ impl TokenService {
         Ok((token, ttl, jti))
     }
 
+    /// Checks a person's credentials with the lockout per user and per address shared by the sign-in
+    /// page and the password grant. An unknown user costs the same hash check as a known one.
+    pub(crate) async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        address: &str,
+    ) -> SignIn<'_> {
+        let user_key = format!("user:{username}");
+        if self.failures.exceeded(&user_key) || self.failures.exceeded(address) {
+            return SignIn::LockedOut;
+        }
+        let user = self.users.get(username);
+        let hash = user
+            .map(|u| &u.password)
+            .unwrap_or(&self.dummy_password)
+            .clone();
+        let password = password.to_string();
+        // argon2 takes tens of milliseconds: off the async workers.
+        let ok = tokio::task::spawn_blocking(move || secret_matches(&password, &hash))
+            .await
+            .unwrap_or(false);
+        match user.filter(|_| ok) {
+            Some(u) => SignIn::User(u),
+            None => {
+                self.failures.hit(&user_key);
+                self.failures.hit(address);
+                SignIn::Wrong
+            }
+        }
+    }
+
+    /// The user whose tokens carry this `sub`, if the subject is a person.
+    fn user_by_subject(&self, subject: &str) -> Option<&crate::config::User> {
+        self.users.values().find(|u| u.subject == subject)
+    }
+
     /// The legacy resource-owner password grant, for clients that list it: the user's credentials
     /// are checked against `[[users]]`, with a lockout per user and per address.
     async fn password_grant(
@@ -939,32 +987,22 @@ impl TokenService {
             .get("password")
             .ok_or(invalid_request("password is required"))?;
         let scopes = Self::scopes(client, form)?;
-        let key = format!("user:{username}");
-        if self.failures.exceeded(&key) || self.failures.exceeded(address) {
-            return Err(OAuthError {
-                retry_after: Some(self.failures.retry_after()),
-                ..oauth(
-                    429,
-                    "access_denied",
-                    "too many failed sign-ins; try again later",
-                )
-            });
-        }
-        let user = self.users.get(username);
-        let hash = user
-            .map(|u| &u.password)
-            .unwrap_or(&self.dummy_password)
-            .clone();
-        let password = password.clone();
-        // argon2 takes tens of milliseconds: off the async workers.
-        let ok = tokio::task::spawn_blocking(move || secret_matches(&password, &hash))
-            .await
-            .unwrap_or(false);
-        let Some(user) = user.filter(|_| ok) else {
-            self.failures.hit(&key);
-            self.failures.hit(address);
-            tracing::info!(target: "gatehouse::token", client = %client.client_id, "password sign-in failed");
-            return Err(invalid_grant("the username or password is wrong"));
+        let user = match self.sign_in(username, password, address).await {
+            SignIn::User(u) => u,
+            SignIn::LockedOut => {
+                return Err(OAuthError {
+                    retry_after: Some(self.failures.retry_after()),
+                    ..oauth(
+                        429,
+                        "access_denied",
+                        "too many failed sign-ins; try again later",
+                    )
+                })
+            }
+            SignIn::Wrong => {
+                tracing::info!(target: "gatehouse::token", client = %client.client_id, "password sign-in failed");
+                return Err(invalid_grant("the username or password is wrong"));
+            }
         };
         self.issue_for_user(client, &user.subject, &scopes, &user.roles, true)
             .await
@@ -982,9 +1020,7 @@ impl TokenService {
         new_family: bool,
     ) -> Result<(Value, Issued), OAuthError> {
         let extra = self
-            .users
-            .values()
-            .find(|u| u.subject == subject)
+            .user_by_subject(subject)
             .map(|u| released_claims(u, scopes))
             .unwrap_or_default();
         let (token, ttl, jti) = self.mint(client, subject, scopes, roles, extra)?;
@@ -1057,20 +1093,11 @@ impl TokenService {
             }
             Rotation::Invalid => return Err(invalid_grant("the refresh token is not valid")),
         };
-        let granted: Vec<String> = rec
-            .scopes
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect();
+        let granted = split_scopes(&rec.scopes);
         let scopes = match form.get("scope") {
             None => granted,
             Some(asked) => {
-                let asked: Vec<String> = asked
-                    .split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect();
+                let asked: Vec<String> = split_scopes(asked);
                 if asked.iter().any(|a| !granted.contains(a)) {
                     return Err(oauth(
                         400,
@@ -1082,9 +1109,7 @@ impl TokenService {
             }
         };
         let roles = self
-            .users
-            .values()
-            .find(|u| u.subject == rec.subject)
+            .user_by_subject(&rec.subject)
             .map(|u| u.roles.clone())
             .unwrap_or_default();
         let (mut body, _) = self
@@ -1126,7 +1151,7 @@ impl TokenService {
             .split(' ')
             .collect();
         let mut out = json!({ "sub": sub });
-        if let Some(user) = self.users.values().find(|u| u.subject == sub) {
+        if let Some(user) = self.user_by_subject(sub) {
             for (k, v) in released_claims(user, &scopes) {
                 out[k] = v;
             }
