@@ -49,9 +49,17 @@ fn bench(c: &mut Criterion) {
         vec![],
         30,
         1000,
+        64 << 20,
         Arc::new(SystemClock),
     );
-    let uncached = Verifier::new(config.issuers.clone(), vec![], 30, 0, Arc::new(SystemClock));
+    let uncached = Verifier::new(
+        config.issuers.clone(),
+        vec![],
+        30,
+        0,
+        64 << 20,
+        Arc::new(SystemClock),
+    );
 
     let t = keys[0].1.sign(&claims(
         "https://RS256.test",

@@ -1,6 +1,6 @@
 //! Identity headers: removing every client-sent copy and setting safe values from the verified principal.
 
-use crate::auth::principal::{claim_text, Principal};
+use crate::auth::principal::{claim_header_text, Principal};
 use crate::config::{ClaimHeader, ClaimSource};
 use http::{HeaderName, HeaderValue};
 use percent_encoding::{AsciiSet, CONTROLS};
@@ -26,7 +26,25 @@ pub const OVERRIDE_HEADERS: &[&str] = &[
     "x-method-override",
 ];
 
-/// Removes every `X-Auth-*` header, every configured claim header and, when asked, the override headers.
+/// True when two header names are the same once `_` is read as `-` (both are lower case already):
+/// WSGI, CGI, PHP and many frameworks fold the two, so `X_Auth_Subject` reaches them as `X-Auth-Subject`.
+pub(crate) fn same_folded(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .all(|(x, y)| x == y || matches!((x, y), (b'_', b'-') | (b'-', b'_')))
+}
+
+/// True for a header the gateway owns: `x-auth-*`, a configured claim header, or (when asked) an
+/// override header, spelled with `-` or `_`.
+pub fn is_identity_header(name: &str, claim_names: &[HeaderName], strip_overrides: bool) -> bool {
+    name.get(..7).is_some_and(|p| same_folded(p, "x-auth-"))
+        || claim_names.iter().any(|c| same_folded(name, c.as_str()))
+        || (strip_overrides && OVERRIDE_HEADERS.iter().any(|o| same_folded(name, o)))
+}
+
+/// Removes every `X-Auth-*` header, every configured claim header and, when asked, the override
+/// headers, whatever mix of `-` and `_` spells them.
 pub fn strip_identity_headers(
     req: &mut RequestHeader,
     claim_names: &[HeaderName],
@@ -35,12 +53,7 @@ pub fn strip_identity_headers(
     let doomed: Vec<HeaderName> = req
         .headers
         .keys()
-        .filter(|n| {
-            let s = n.as_str();
-            s.starts_with("x-auth-")
-                || claim_names.contains(n)
-                || (strip_overrides && OVERRIDE_HEADERS.contains(&s))
-        })
+        .filter(|n| is_identity_header(n.as_str(), claim_names, strip_overrides))
         .cloned()
         .collect();
     for name in doomed {
@@ -64,8 +77,8 @@ fn value_for(
         ClaimSource::AllClaims => Some(payload.clone()),
         ClaimSource::Claim(path) => claims
             .and_then(|c| path.lookup(c))
-            .and_then(claim_text)
-            .map(|t| encode_header_value(&t)),
+            .and_then(claim_header_text)
+            .and_then(|t| HeaderValue::from_str(&t).ok()),
     }
 }
 
@@ -116,5 +129,25 @@ mod tests {
         assert!(req.headers.get("x-email").is_none());
         assert!(req.headers.get("x-original-url").is_none());
         assert!(req.headers.get("accept").is_some());
+    }
+
+    #[test]
+    fn underscore_spellings_are_stripped_too() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        for h in [
+            "X_Auth_Subject",
+            "X-Auth_Roles",
+            "X_AUTH_CLAIMS",
+            "x_email",
+            "X_Original_URL",
+        ] {
+            req.append_header(h, "spoofed").unwrap();
+        }
+        req.append_header("X_Other", "kept").unwrap();
+        strip_identity_headers(&mut req, &[HeaderName::from_static("x-email")], true);
+        let left: Vec<_> = req.headers.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(left, ["x_other"]);
+        assert!(is_identity_header("x_auth-", &[], false));
+        assert!(!is_identity_header("x-authz", &[], false));
     }
 }

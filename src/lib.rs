@@ -4,10 +4,12 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod forwarded;
 pub mod headers;
 pub mod policy;
 pub mod proxy;
 pub mod routes;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod tlsfiles;
@@ -133,6 +135,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
             .unwrap_or_default(),
         config.validation.leeway,
         config.validation.verified_cache_capacity,
+        config.validation.verified_cache_max_bytes,
         clock.clone(),
     ));
     let tokens = match signing {

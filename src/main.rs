@@ -168,6 +168,9 @@ fn main() -> ExitCode {
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                for w in c.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok ({} routes, {} upstreams, {} issuers)",
                     config.display(),
@@ -191,6 +194,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            for w in c.warnings() {
+                tracing::warn!("{w}");
+            }
             let built = match gatehouse::build(c, Arc::new(SystemClock)) {
                 Ok(b) => b,
                 Err(e) => {

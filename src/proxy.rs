@@ -57,6 +57,16 @@ enum Decision {
     Answered,
 }
 
+/// True when a query parameter's name, percent-decoded, is one the route takes tokens from: a backend
+/// decodes `access%5Ftoken` to `access_token`, so the gateway must too.
+fn is_token_param(raw_name: &str, names: &[String]) -> bool {
+    if !raw_name.contains('%') {
+        return names.iter().any(|n| n == raw_name);
+    }
+    let decoded = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
+    names.iter().any(|n| *n == decoded)
+}
+
 /// Finds the bearer token where the route allows it; two places, or two headers, are a bad request.
 pub fn extract_token<'a>(
     req: &'a RequestHeader,
@@ -107,7 +117,7 @@ pub fn extract_token<'a>(
         if let Some(q) = req.uri.query() {
             for pair in q.split('&') {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                if from.query.iter().any(|n| n == name) {
+                if is_token_param(name, &from.query) {
                     found(percent_encoding::percent_decode_str(value).decode_utf8_lossy())?;
                 }
             }
@@ -149,7 +159,7 @@ pub fn upstream_path(
     let strip = route.strip_prefix && route.path_prefix != "/";
     let drop_param = |p: &&str| {
         let name = p.split_once('=').map(|(n, _)| n).unwrap_or(p);
-        !p.is_empty() && !route.token_from.query.iter().any(|n| n == name)
+        !p.is_empty() && !is_token_param(name, &route.token_from.query)
     };
     let query_changes = query.is_some_and(|q| {
         !route.token_from.query.is_empty() && q.split('&').any(|p| !drop_param(&p))
@@ -250,19 +260,24 @@ impl Gateway {
         if let (Some(p), Some(payload)) = (&ctx.principal, &ctx.payload) {
             set_claim_headers(up, &route.claim_headers, p, payload, ctx.claims.as_ref())?;
         }
-        if let Some(addr) = session.client_addr().and_then(|a| a.as_inet()) {
-            let xff = match up
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prev) => format!("{prev}, {}", addr.ip()),
-                None => addr.ip().to_string(),
-            };
-            up.insert_header("x-forwarded-for", xff)?;
-        }
-        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        up.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+        let req = session.req_header();
+        let hop = crate::forwarded::Hop {
+            peer: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            host: req
+                .uri
+                .authority()
+                .map(|a| a.as_str())
+                .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok())),
+            tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+        };
+        crate::forwarded::set_forwarding_headers(
+            up,
+            &hop,
+            &self.shared.config.server.trusted_proxies,
+        )?;
         Ok(())
     }
 
@@ -332,6 +347,19 @@ impl Gateway {
                                 Rejection::KeysUnavailable { retry_after }
                             }
                         })?;
+                    // The route's audiences, or the issuer's default for routes (the gateway's own
+                    // issuer: the token service's `audience`, not every client's).
+                    let accepted = route.audiences.as_deref().or_else(|| {
+                        s.config
+                            .issuers
+                            .get(p.issuer)
+                            .and_then(|i| i.route_audiences.as_deref())
+                    });
+                    if accepted.is_some_and(|a| !p.has_audience(a)) {
+                        return Err(Rejection::InvalidToken(
+                            crate::auth::jwt::TokenError::Audience,
+                        ));
+                    }
                     let segment = t.split('.').nth(1).unwrap_or_default();
                     ctx.payload = http::HeaderValue::from_str(segment).ok();
                     if route.needs_claims {
@@ -383,10 +411,16 @@ impl Gateway {
 
     fn gauges(&self) -> Vec<(String, u64)> {
         let s = &self.shared;
-        let mut g = vec![(
-            "gatehouse_verified_tokens_cached".to_string(),
-            s.verifier.cached_tokens(),
-        )];
+        let mut g = vec![
+            (
+                "gatehouse_verified_tokens_cached".to_string(),
+                s.verifier.cached_tokens(),
+            ),
+            (
+                "gatehouse_verified_tokens_cached_bytes".to_string(),
+                s.verifier.cached_bytes(),
+            ),
+        ];
         for (issuer, ok, failed) in s.verifier.jwks.fetch_counts() {
             g.push((
                 format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"ok\"}}"),

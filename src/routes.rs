@@ -72,7 +72,12 @@ fn already_normal(path: &str) -> bool {
     }
     let mut prev = b'/';
     for (i, &c) in b.iter().enumerate().skip(1) {
-        if c == b'%' || c == b'\\' || !(0x21..0x7f).contains(&c) || (c == b'/' && prev == b'/') {
+        if c == b'%'
+            || c == b'\\'
+            || c == b';'
+            || !(0x21..0x7f).contains(&c)
+            || (c == b'/' && prev == b'/')
+        {
             return false;
         }
         if c == b'.' && prev == b'/' {
@@ -87,9 +92,16 @@ fn already_normal(path: &str) -> bool {
     true
 }
 
+/// A segment without its `;params`: what Tomcat, Jetty and other servlet containers route on.
+pub fn segment_base(seg: &str) -> &str {
+    seg.split_once(';').map_or(seg, |(base, _)| base)
+}
+
 /// Normalises a request path: `//` collapsed, `.` and `..` resolved, unreserved escapes decoded.
 /// The trailing slash is kept, since backends may tell `/a` from `/a/`. A path that is already
-/// normal is returned as it is, without copying.
+/// normal is returned as it is, without copying. A segment that is `.` or `..` once its `;params`
+/// are removed (`..;`, `%2e%2e;x=1`) is refused: servlet containers strip the parameters and then
+/// climb, so forwarding it would let `/public/..;/admin` reach `/admin` past the admin route.
 pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     if already_normal(path) {
         return Ok(Cow::Borrowed(path));
@@ -102,6 +114,9 @@ pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     for raw in path.split('/').skip(1) {
         let seg = decode_segment_bytes(raw)?;
         trailing = false;
+        if seg.contains(';') && matches!(segment_base(&seg), "." | "..") {
+            return Err("the path has a dot segment with parameters (..;)");
+        }
         match seg.as_str() {
             "" => trailing = true,
             "." => trailing = true,
@@ -154,7 +169,9 @@ impl Node {
     fn longest<'a>(&'a self, path: &str) -> Option<&'a [usize]> {
         let mut best = (!self.routes.is_empty()).then_some(self.routes.as_slice());
         let mut n = self;
-        for seg in path.split('/').filter(|s| !s.is_empty()) {
+        // Segments are matched without their `;params`, as servlet containers route them, so
+        // `/admin;x=1/y` meets the policy of `/admin`; a segment that is only parameters counts as empty.
+        for seg in path.split('/').map(segment_base).filter(|s| !s.is_empty()) {
             match n.children.get(seg) {
                 Some(c) => {
                     n = c;
@@ -274,6 +291,39 @@ mod tests {
         assert!(normalise_path("/a%zz").is_err());
         assert_eq!(normalise_path("/a%20b%3f").unwrap(), "/a%20b%3F");
         assert!(normalise_path("/..").is_err());
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        for p in [
+            "/public/..;/admin/x",
+            "/public/%2e%2e;/admin",
+            "/public/..;x=1/admin",
+            "/public/.;/x",
+            "/public/%2E;a",
+        ] {
+            assert_eq!(
+                normalise_path(p),
+                Err("the path has a dot segment with parameters (..;)"),
+                "{p}"
+            );
+        }
+        assert_eq!(
+            normalise_path("/a;jsessionid=1/b").unwrap(),
+            "/a;jsessionid=1/b"
+        );
+        assert!(normalise_path("/a/..;b/").is_err());
+        assert_eq!(normalise_path("/a/...;b").unwrap(), "/a/...;b");
+    }
+
+    #[test]
+    fn parameters_do_not_change_the_route() {
+        let mut root = Node::default();
+        root.insert("/", 0);
+        root.insert("/admin", 1);
+        assert_eq!(root.longest("/admin;x=1/y"), Some(&[1][..]));
+        assert_eq!(root.longest("/;x/admin"), Some(&[1][..]));
+        assert_eq!(root.longest("/adminx"), Some(&[0][..]));
     }
 
     #[test]

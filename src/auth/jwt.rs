@@ -125,7 +125,11 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, TokenError> {
             return Err(TokenError::Malformed("the token's kid is not acceptable"));
         }
     }
-    let claims: Value = b64_json(p, "the token payload is not base64url JSON")?;
+    let payload = URL_SAFE_NO_PAD
+        .decode(p)
+        .map_err(|_| TokenError::Malformed("the token payload is not base64url JSON"))?;
+    let claims = super::strict_json::from_slice(&payload)
+        .map_err(|_| TokenError::Malformed("the token payload is not JSON, or repeats a member"))?;
     if !claims.is_object() {
         return Err(TokenError::Malformed(
             "the token payload is not a JSON object",

@@ -4,6 +4,7 @@ pub mod jwks;
 pub mod jwt;
 pub mod keys;
 pub mod principal;
+pub mod strict_json;
 
 use crate::clock::SharedClock;
 use crate::config::Issuer;
@@ -28,6 +29,9 @@ impl From<TokenError> for AuthError {
 /// A keyed 128-bit SipHash-1-3 of the token: collisions cannot be searched for without the per-process
 /// random key, and hashing costs a fraction of SHA-256.
 type TokenKey = u128;
+
+/// What moka and the key add to each cached principal, measured roughly: the weigher counts it.
+const CACHE_ENTRY_OVERHEAD: usize = 128;
 
 /// Expires each verified token when its `exp` (plus leeway) passes.
 struct UntilExp {
@@ -115,12 +119,20 @@ impl Verifier {
         own_keys: Vec<Arc<keys::VerifyKey>>,
         leeway: u64,
         capacity: u64,
+        max_bytes: u64,
         clock: SharedClock,
     ) -> Self {
         let jwks = Arc::new(Jwks::new(&issuers, own_keys, clock.clone()));
         let revocations = Arc::new(Revocations::new(clock.clone(), leeway));
+        // Each entry weighs its bytes, but never less than its share of the byte bound at full
+        // entry count, so the cache stays within both `capacity` entries and `max_bytes` bytes.
+        let floor = (max_bytes / capacity.max(1)).min(u64::from(u32::MAX)) as u32;
         let cache = moka::sync::Cache::builder()
-            .max_capacity(capacity)
+            .max_capacity(if capacity == 0 { 0 } else { max_bytes })
+            .weigher(move |_: &TokenKey, p: &Arc<Principal>| {
+                let bytes = u32::try_from(p.weight() + CACHE_ENTRY_OVERHEAD).unwrap_or(u32::MAX);
+                bytes.max(floor)
+            })
             .expire_after(UntilExp {
                 clock: clock.clone(),
                 leeway,
@@ -207,5 +219,11 @@ impl Verifier {
     pub fn cached_tokens(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    /// Bytes the verified-token cache holds, as its weigher counts them.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
     }
 }

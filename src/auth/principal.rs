@@ -29,23 +29,53 @@ pub struct Principal {
     buf: Bytes,
     parts: u32,
     roles: u32,
+    scopes: u32,
 }
 
-/// A claim rendered for a header: strings as they are, arrays comma-joined, others as JSON.
-pub fn claim_text(v: &Value) -> Option<String> {
+/// Header text for a list: each value percent-encoded (see `encode_header_value`) and the
+/// delimiter inside a value encoded too, so `["x,admin"]` can never read as two values.
+pub fn join_encoded<S: AsRef<str>>(values: &[S], delimiter: char) -> String {
+    let escaped = match delimiter {
+        ',' => "%2C",
+        _ => "%20",
+    };
+    values
+        .iter()
+        .map(|v| {
+            let e = encode_header_value(v.as_ref());
+            e.to_str().unwrap_or_default().replace(delimiter, escaped)
+        })
+        .collect::<Vec<_>>()
+        .join(&delimiter.to_string())
+}
+
+/// A claim rendered as header text: strings as they are, arrays comma-joined (a comma inside an
+/// element encoded), others as JSON; always a valid header value.
+pub fn claim_header_text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Array(a) => Some(
-            a.iter()
+        Value::Array(a) => {
+            let items: Vec<String> = a
+                .iter()
                 .map(|x| match x {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 })
-                .collect::<Vec<_>>()
-                .join(","),
+                .collect();
+            Some(join_encoded(&items, ','))
+        }
+        Value::String(s) => Some(
+            encode_header_value(s)
+                .to_str()
+                .unwrap_or_default()
+                .to_string(),
         ),
-        other => Some(other.to_string()),
+        other => Some(
+            encode_header_value(&other.to_string())
+                .to_str()
+                .unwrap_or_default()
+                .to_string(),
+        ),
     }
 }
 
@@ -53,6 +83,15 @@ pub fn claim_text(v: &Value) -> Option<String> {
 fn strings(v: Option<&Value>) -> Vec<&str> {
     match v {
         Some(Value::String(s)) => s.split_whitespace().collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    }
+}
+
+/// `aud` as a list: a string is one audience (never split), an array its strings.
+fn strings_exact(v: Option<&Value>) -> Vec<&str> {
+    match v {
+        Some(Value::String(s)) => vec![s.as_str()],
         Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
         _ => vec![],
     }
@@ -87,12 +126,14 @@ impl Principal {
             } else {
                 text("client_id")
             }),
-            enc(&roles.join(",")),
-            enc(&scopes.join(" ")),
+            join_encoded(&roles, ',').into_bytes(),
+            join_encoded(&scopes, ' ').into_bytes(),
             text("jti").as_bytes().to_vec(),
         ];
+        let audiences = strings_exact(claims.get("aud"));
         parts.extend(roles.iter().map(|r| r.as_bytes().to_vec()));
         parts.extend(scopes.iter().map(|s| s.as_bytes().to_vec()));
+        parts.extend(audiences.iter().map(|a| a.as_bytes().to_vec()));
         let table = parts.len() * 4;
         let mut buf = Vec::with_capacity(table + parts.iter().map(Vec::len).sum::<usize>());
         let mut end = 0u32;
@@ -112,6 +153,7 @@ impl Principal {
             buf,
             parts: parts.len() as u32,
             roles: roles.len() as u32,
+            scopes: scopes.len() as u32,
         }
     }
 
@@ -178,7 +220,22 @@ impl Principal {
     }
 
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        (FIXED + self.roles as usize..self.parts as usize).map(|i| self.text(i))
+        let start = FIXED + self.roles as usize;
+        (start..start + self.scopes as usize).map(|i| self.text(i))
+    }
+
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        (FIXED + (self.roles + self.scopes) as usize..self.parts as usize).map(|i| self.text(i))
+    }
+
+    /// True when the token's `aud` names one of `accepted`.
+    pub fn has_audience(&self, accepted: &[String]) -> bool {
+        self.audiences().any(|a| accepted.iter().any(|x| x == a))
+    }
+
+    /// Bytes this principal holds, for the verified-token cache's weigher.
+    pub fn weight(&self) -> usize {
+        self.buf.len() + std::mem::size_of::<Principal>()
     }
 
     pub fn has_role(&self, role: &str) -> bool {
@@ -203,6 +260,7 @@ pub(crate) mod tests {
             issuer: "https://t".into(),
             source: KeySource::Static(vec![]),
             audiences: vec![],
+            route_audiences: None,
             algorithms: vec![],
             roles_claim: ClaimPath::new("realm.roles"),
             scopes_claim: None,
@@ -225,8 +283,15 @@ pub(crate) mod tests {
         assert!(p.has_role("b,c") && !p.has_role("b"));
         assert_eq!(p.scopes().collect::<Vec<_>>(), ["read", "write"]);
         assert_eq!(p.scopes_header().unwrap(), "read write");
+        // a delimiter inside a value is encoded, so it cannot read as two values
+        assert_eq!(p.roles_header().unwrap(), "a,b%2Cc");
         assert_eq!(p.jti(), Some("j1"));
         assert_eq!((p.issuer, p.exp), (3, 9));
+        assert_eq!(p.audiences().count(), 0);
+        let spaced = serde_json::json!({"scp": ["read all", "x"], "aud": ["api", "other api"]});
+        let p = Principal::new(&issuer(), &spaced, 9);
+        assert_eq!(p.scopes_header().unwrap(), "read%20all x");
+        assert!(p.has_audience(&["other api".into()]) && !p.has_audience(&["other".into()]));
         let empty = Principal::new(&issuer(), &serde_json::json!({}), 1);
         assert_eq!(empty.subject_header(), None);
         assert_eq!(empty.roles().count(), 0);

@@ -1,6 +1,7 @@
 //! Loads gateway.toml and compiles it into a validated `Config`, naming the key of every problem.
 
 mod raw;
+mod warnings;
 
 use crate::auth::keys::{parse_algorithm, VerifyKey};
 use crate::routes::normalise_prefix;
@@ -147,6 +148,17 @@ impl GrantType {
     }
 }
 
+/// The algorithms a client's keys may sign assertions with, whether the keys are files or a JWKS.
+pub const CLIENT_KEY_ALGORITHMS: [Algorithm; 7] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
 /// Where a client's public keys come from, for private_key_jwt and the jwt-bearer grant.
 #[derive(Debug, Clone)]
 pub enum ClientKeys {
@@ -167,6 +179,9 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub public: bool,
     pub keys: ClientKeys,
+    /// subjects a jwt-bearer assertion may name: exact values or `*` globs; empty means only the
+    /// client's own id
+    pub jwt_bearer_subjects: Vec<String>,
 }
 
 /// A person who signs in; only a slow hash of the password is kept.
@@ -232,6 +247,8 @@ pub struct ServerSettings {
     pub public_url: String,
     pub threads: usize,
     pub strip_override_headers: bool,
+    /// peers whose X-Forwarded-* and Forwarded headers are believed
+    pub trusted_proxies: Vec<crate::forwarded::Cidr>,
 }
 
 #[derive(Debug, Clone)]
@@ -246,6 +263,8 @@ pub struct ValidationSettings {
     pub leeway: u64,
     pub max_token_bytes: usize,
     pub verified_cache_capacity: u64,
+    /// the verified-token cache's bound in bytes, whatever the number of entries
+    pub verified_cache_max_bytes: u64,
 }
 
 /// A dotted path into the claims (`realm_access.roles`); a key that itself contains dots wins.
@@ -292,7 +311,12 @@ pub struct Issuer {
     pub name: String,
     pub issuer: String,
     pub source: KeySource,
+    /// every `aud` a token of this issuer may carry to be verified at all
     pub audiences: Vec<String>,
+    /// what a route accepts when it names no `audiences` itself; `None` means any of `audiences`
+    /// (the gateway's own issuer answers for every client's audience, but routes default to the
+    /// token service's `audience` only)
+    pub route_audiences: Option<Vec<String>>,
     pub algorithms: Vec<Algorithm>,
     pub roles_claim: ClaimPath,
     pub scopes_claim: Option<ClaimPath>,
@@ -395,6 +419,8 @@ pub struct Route {
     pub claim_headers: Vec<ClaimHeader>,
     /// the route reads claims (claim conditions or claim headers), so each request parses them
     pub needs_claims: bool,
+    /// token audiences this route accepts; `None` means the issuer's `route_audiences`
+    pub audiences: Option<Vec<String>>,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).
@@ -618,6 +644,18 @@ impl Compiler {
             public_url: public_url.trim_end_matches('/').to_string(),
             threads: s.threads.max(1),
             strip_override_headers: s.strip_override_headers,
+            trusted_proxies: s
+                .trusted_proxies
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| match crate::forwarded::Cidr::parse(t) {
+                    Ok(c) => Some(c),
+                    Err(m) => {
+                        self.err(format!("server.trusted_proxies[{i}]"), m);
+                        None
+                    }
+                })
+                .collect(),
         };
 
         let tls = TlsSettings {
@@ -637,7 +675,14 @@ impl Compiler {
             leeway: leeway.as_secs(),
             max_token_bytes: raw.validation.max_token_bytes,
             verified_cache_capacity: raw.validation.verified_cache_capacity,
+            verified_cache_max_bytes: raw.validation.verified_cache_max_bytes,
         };
+        if validation.verified_cache_max_bytes < 1024 * 1024 {
+            self.err(
+                "validation.verified_cache_max_bytes",
+                "must be at least 1048576 (1 MiB)",
+            );
+        }
 
         let mut issuers = Vec::new();
         for (i, ri) in raw.issuers.into_iter().enumerate() {
@@ -698,6 +743,7 @@ impl Compiler {
                 issuer: ts.issuer.clone(),
                 source: KeySource::Own,
                 audiences,
+                route_audiences: Some(ts.audience.clone()),
                 algorithms: vec![
                     Algorithm::ES256,
                     Algorithm::ES384,
@@ -906,15 +952,7 @@ impl Compiler {
             }
             ClientKeys::JwksUri(u.clone())
         } else if !c.public_keys.is_empty() {
-            let algs = [
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::ES256,
-                Algorithm::ES384,
-                Algorithm::EdDSA,
-            ];
+            let algs = CLIENT_KEY_ALGORITHMS;
             let mut keys = Vec::new();
             for (j, p) in c.public_keys.iter().enumerate() {
                 let path = self.path(p);
@@ -963,6 +1001,7 @@ impl Compiler {
             redirect_uris: c.redirect_uris,
             public: c.public,
             keys,
+            jwt_bearer_subjects: c.jwt_bearer_subjects.unwrap_or_default(),
         })
     }
 
@@ -1140,6 +1179,7 @@ impl Compiler {
             issuer: r.issuer,
             source,
             audiences: r.audiences,
+            route_audiences: None,
             algorithms,
             roles_claim: ClaimPath::new(&r.roles_claim),
             scopes_claim: r.scopes_claim.as_deref().map(ClaimPath::new),
@@ -1419,7 +1459,16 @@ impl Compiler {
             || claim_headers
                 .iter()
                 .any(|h| matches!(h.source, ClaimSource::Claim(_)));
+        if let Some(a) = &r.audiences {
+            if a.is_empty() || a.iter().any(String::is_empty) {
+                self.err(
+                    k("audiences"),
+                    "name at least one audience, or omit the key for the issuer's",
+                );
+            }
+        }
         Some(Route {
+            audiences: r.audiences,
             needs_claims,
             index: i,
             name,

@@ -28,6 +28,7 @@ pub struct RawServer {
     pub public_url: Option<String>,
     pub threads: usize,
     pub strip_override_headers: bool,
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for RawServer {
@@ -39,6 +40,7 @@ impl Default for RawServer {
             public_url: None,
             threads: 2,
             strip_override_headers: true,
+            trusted_proxies: vec![],
         }
     }
 }
@@ -67,6 +69,7 @@ pub struct RawValidation {
     pub leeway: String,
     pub max_token_bytes: usize,
     pub verified_cache_capacity: u64,
+    pub verified_cache_max_bytes: u64,
 }
 
 impl Default for RawValidation {
@@ -75,6 +78,7 @@ impl Default for RawValidation {
             leeway: "30s".into(),
             max_token_bytes: 8192,
             verified_cache_capacity: 100_000,
+            verified_cache_max_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -174,6 +178,7 @@ pub struct RawRoute {
     pub forward_token: bool,
     pub strip_prefix: bool,
     pub claim_headers: BTreeMap<String, String>,
+    pub audiences: Option<Vec<String>>,
 }
 
 impl Default for RawRoute {
@@ -195,6 +200,7 @@ impl Default for RawRoute {
             forward_token: false,
             strip_prefix: false,
             claim_headers: BTreeMap::new(),
+            audiences: None,
         }
     }
 }
@@ -241,6 +247,7 @@ pub struct RawClient {
     pub public: bool,
     pub jwks_uri: Option<String>,
     pub public_keys: Vec<String>,
+    pub jwt_bearer_subjects: Option<Vec<String>>,
 }
 
 impl Default for RawClient {
@@ -257,6 +264,7 @@ impl Default for RawClient {
             public: false,
             jwks_uri: None,
             public_keys: vec![],
+            jwt_bearer_subjects: None,
         }
     }
 }

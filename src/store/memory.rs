@@ -11,6 +11,8 @@ pub struct MemoryStore {
     assertions: Mutex<HashMap<(String, String), u64>>,
     refresh: Mutex<Refresh>,
     codes: Mutex<HashMap<String, StoredCode>>,
+    /// family -> access tokens (jti, exp) issued from it
+    family_tokens: Mutex<HashMap<String, Vec<(String, u64)>>>,
 }
 
 /// A code, whether it was used, and what its exchange issued (jti, exp, family).
@@ -115,13 +117,33 @@ impl Store for MemoryStore {
             .map(|(rec, _)| rec.clone()))
     }
 
-    fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+    fn family_token(&self, family: &str, jti: &str, exp: u64) -> Result<(), StoreError> {
+        self.family_tokens
+            .lock()
+            .map_err(poisoned)?
+            .entry(family.to_string())
+            .or_default()
+            .push((jti.to_string(), exp));
+        Ok(())
+    }
+
+    fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {
         self.refresh
             .lock()
             .map_err(poisoned)?
             .revoked_families
             .insert(family.to_string());
-        Ok(())
+        let tokens = self
+            .family_tokens
+            .lock()
+            .map_err(poisoned)?
+            .get(family)
+            .cloned()
+            .unwrap_or_default();
+        for (jti, exp) in &tokens {
+            self.revoke(jti, *exp)?;
+        }
+        Ok(tokens)
     }
 
     fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError> {
@@ -174,6 +196,9 @@ impl Store for MemoryStore {
             .lock()
             .map_err(poisoned)?
             .retain(|_, e| *e >= now);
+        let mut f = self.family_tokens.lock().map_err(poisoned)?;
+        f.values_mut().for_each(|v| v.retain(|(_, e)| *e >= now));
+        f.retain(|_, v| !v.is_empty());
         Ok(())
     }
 }

@@ -52,8 +52,13 @@ pub trait Store: Send + Sync + 'static {
     /// The record of an active (current, unexpired, family not revoked) refresh token.
     fn active_refresh(&self, hash: &str, now: u64) -> Result<Option<RefreshRecord>, StoreError>;
 
-    /// Revokes every token of a family.
-    fn revoke_family(&self, family: &str) -> Result<(), StoreError>;
+    /// Records that the access token `jti` (valid until `exp`) was issued from a refresh family, so
+    /// revoking the family revokes it too.
+    fn family_token(&self, family: &str, jti: &str, exp: u64) -> Result<(), StoreError>;
+
+    /// Revokes every refresh token of a family and every access token issued from it; returns those
+    /// access tokens (`jti`, `exp`) for the in-memory denylist. Revoking twice is harmless.
+    fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Stores a new authorization code (its hash only).
     fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError>;

@@ -23,6 +23,9 @@ const MIGRATIONS: &[&str] = &[
                               nonce TEXT NOT NULL, auth_time INTEGER NOT NULL, expires_at INTEGER NOT NULL,
                               used INTEGER NOT NULL DEFAULT 0, issued_jti TEXT NOT NULL DEFAULT '',
                               issued_exp INTEGER NOT NULL DEFAULT 0, issued_family TEXT NOT NULL DEFAULT '');",
+    "CREATE TABLE family_tokens (family TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
+                                 PRIMARY KEY (family, jti));
+     CREATE INDEX family_tokens_exp ON family_tokens (expires_at);",
 ];
 
 const REFRESH_COLUMNS: &str =
@@ -231,14 +234,46 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
-    fn revoke_family(&self, family: &str) -> Result<(), StoreError> {
+    fn family_token(&self, family: &str, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.conn()?
             .execute(
-                "UPDATE refresh_families SET revoked = 1 WHERE family = ?1",
-                params![family],
+                "INSERT OR IGNORE INTO family_tokens (family, jti, expires_at) VALUES (?1, ?2, ?3)",
+                params![family, jti, exp as i64],
             )
             .map_err(err)?;
         Ok(())
+    }
+
+    fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute(
+            "UPDATE refresh_families SET revoked = 1 WHERE family = ?1",
+            params![family],
+        )
+        .map_err(err)?;
+        tx.execute(
+            "INSERT INTO revoked_tokens (jti, expires_at)
+             SELECT jti, expires_at FROM family_tokens WHERE family = ?1
+             ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
+            params![family],
+        )
+        .map_err(err)?;
+        let tokens = {
+            let mut stmt = tx
+                .prepare("SELECT jti, expires_at FROM family_tokens WHERE family = ?1")
+                .map_err(err)?;
+            let rows = stmt
+                .query_map(params![family], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })
+                .map_err(err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)?
+        };
+        tx.commit().map_err(err)?;
+        Ok(tokens)
     }
 
     fn put_code(&self, c: &CodeRecord) -> Result<(), StoreError> {
@@ -320,6 +355,7 @@ impl Store for SqliteStore {
             "DELETE FROM refresh_families WHERE expires_at < ?1",
             "DELETE FROM revoked_tokens WHERE expires_at < ?1",
             "DELETE FROM used_assertions WHERE expires_at < ?1",
+            "DELETE FROM family_tokens WHERE expires_at < ?1",
         ] {
             conn.execute(sql, params![now as i64]).map_err(err)?;
         }

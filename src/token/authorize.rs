@@ -15,6 +15,8 @@ use std::collections::HashMap;
 
 pub const SESSION_COOKIE: &str = "__Host-gatehouse-session";
 pub const CSRF_COOKIE: &str = "__Host-gatehouse-csrf";
+/// How long a sign-in form stays usable.
+pub const CSRF_SECONDS: u64 = 1800;
 /// How long a sign-in lets later authorizations skip the form.
 pub const SESSION_SECONDS: u64 = 8 * 3600;
 
@@ -150,13 +152,13 @@ impl TokenService {
             }
             return self.page(session, 200, "", Some(&params), None).await;
         }
-        // POST: the CSRF token must match its cookie (double submit), then the credentials.
+        // POST: the form's CSRF token must be one this gateway issued to this browser's pre-login
+        // cookie, and it is used up here, whatever happens next; then the credentials.
         let csrf_ok = match (cookie(session, CSRF_COOKIE), params.get("csrf")) {
-            (Some(c), Some(f)) => {
-                aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), f.as_bytes())
+            (Some(c), Some(f)) => self.csrf_tokens.remove(f).is_some_and(|owner| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(owner.as_bytes(), c.as_bytes())
                     .is_ok()
-                    && c.len() >= 32
-            }
+            }),
             _ => false,
         };
         if !csrf_ok {
@@ -184,6 +186,10 @@ impl TokenService {
                     .await;
             }
             SignIn::LockedOut => (429, "Too many failed sign-ins. Please wait a few minutes."),
+            SignIn::Busy => (
+                503,
+                "The sign-in service is busy. Please try again in a moment.",
+            ),
             SignIn::Wrong => (401, "The email or password is wrong."),
         };
         self.page(session, status, message, Some(&params), Some(&username))
@@ -328,6 +334,14 @@ impl TokenService {
         params: Option<&HashMap<String, String>>,
         username: Option<&str>,
     ) -> pingora::Result<()> {
+        // The pre-login id stays while the browser has it, so forms in several tabs all work.
+        let pre_login = cookie(session, CSRF_COOKIE)
+            .filter(|c| {
+                c.len() >= 32
+                    && c.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .unwrap_or_else(|| random_token(32));
         let csrf = random_token(32);
         let mut headers: Vec<(&str, String)> = PAGE_HEADERS
             .iter()
@@ -361,10 +375,11 @@ impl TokenService {
             ));
         }
         if let Some(p) = params {
+            self.csrf_tokens.insert(csrf.clone(), pre_login.clone());
             headers.push((
                 "set-cookie",
                 format!(
-                    "{CSRF_COOKIE}={csrf}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=1800"
+                    "{CSRF_COOKIE}={pre_login}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={CSRF_SECONDS}"
                 ),
             ));
             if let Some(c) = p.get("client_id") {
@@ -453,9 +468,7 @@ impl TokenService {
                     self.revocations.add(&jti, exp);
                 }
                 if !family.is_empty() {
-                    run_blocking(&self.store, move |s| s.revoke_family(&family))
-                        .await
-                        .map_err(|_| unavailable())?;
+                    self.revoke_family(family).await?;
                 }
                 return Err(invalid_grant("the code was already used"));
             }
@@ -483,7 +496,7 @@ impl TokenService {
         let user = self.user_by_subject(&rec.subject);
         let roles = user.map(|u| u.roles.clone()).unwrap_or_default();
         let (mut body, issued) = self
-            .issue_for_user(client, &rec.subject, &scopes, &roles, true)
+            .issue_for_user(client, &rec.subject, &scopes, &roles, super::Family::New)
             .await?;
         let (jti, exp, family) = (issued.jti, issued.exp, issued.family);
         run_blocking(&self.store, move |s| {

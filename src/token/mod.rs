@@ -2,19 +2,22 @@
 //! client authentication, signing keys, JWKS and metadata.
 
 pub mod authorize;
+mod client_keys;
+mod introspect;
 pub mod keys;
 pub mod limits;
+pub mod subjects;
+
+pub use crate::secrets::{argon2_hash, random_token, secret_matches, sha256_hash, sha256_hex};
 
 use crate::auth::jwt;
-use crate::auth::keys::{RawJwk, VerifyKey};
 use crate::auth::Revocations;
 use crate::clock::SharedClock;
-use crate::config::{
-    Client, ClientKeys, Config, GrantType, SecretHash, TokenServiceSettings, JWT_BEARER,
-};
+use crate::config::{Client, Config, GrantType, TokenServiceSettings, JWT_BEARER};
 use crate::error::send;
+use crate::secrets::{Decoys, HashPool};
 use crate::store::{run_blocking, RefreshRecord, Rotation, Store};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use bytes::Bytes;
 use keys::SigningKeys;
@@ -36,6 +39,8 @@ pub(crate) enum SignIn<'a> {
     User(&'a crate::config::User),
     LockedOut,
     Wrong,
+    /// the hashing pool is full: try again
+    Busy,
 }
 
 /// Space-separated scopes as a list.
@@ -52,6 +57,15 @@ pub struct Issued {
     pub jti: String,
     pub exp: u64,
     pub family: String,
+}
+
+/// Which refresh family an access token belongs to.
+#[derive(Clone, Copy)]
+enum Family<'a> {
+    /// open a new family when the client may refresh
+    New,
+    /// a refresh of this family
+    Continue(&'a str),
 }
 
 /// An OAuth error answer (RFC 6749 §5.2, RFC 7009, RFC 7662).
@@ -81,6 +95,18 @@ fn invalid_request(description: &'static str) -> OAuthError {
 
 fn invalid_grant(description: &'static str) -> OAuthError {
     oauth(400, "invalid_grant", description)
+}
+
+/// The hashing pool is full: refused at once rather than queued.
+fn busy() -> OAuthError {
+    OAuthError {
+        retry_after: Some(1),
+        ..oauth(
+            503,
+            "temporarily_unavailable",
+            "too many credential checks in progress; try again",
+        )
+    }
 }
 
 fn unavailable() -> OAuthError {
@@ -116,8 +142,13 @@ pub struct TokenService {
     users: HashMap<String, crate::config::User>,
     /// sign-in sessions: session id -> (username, auth_time)
     sessions: moka::sync::Cache<String, (String, u64)>,
-    /// verified against when a username is unknown, so the answer takes as long as a real check
-    dummy_password: SecretHash,
+    /// sign-in form CSRF tokens, each usable once: token -> the pre-login id (cookie) it is bound to
+    csrf_tokens: moka::sync::Cache<String, String>,
+    /// stand-in hashes for unknown users and clients, so timing does not tell them from real ones
+    user_decoys: Decoys,
+    client_decoys: Decoys,
+    /// slow hash checks run here, off the request threads
+    pool: HashPool,
     store: Arc<dyn Store>,
     revocations: Arc<Revocations>,
     clock: SharedClock,
@@ -125,33 +156,8 @@ pub struct TokenService {
     per_client: Window,
     per_address: Window,
     failures: Window,
-    http: reqwest::Client,
-    client_jwks: moka::future::Cache<String, Arc<Vec<Arc<VerifyKey>>>>,
+    client_jwks: client_keys::ClientJwks,
     metadata: String,
-}
-
-/// SHA-256 of the secret, compared in constant time.
-fn sha256_matches(secret: &str, want: &[u8; 32]) -> bool {
-    let got = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    aws_lc_rs::constant_time::verify_slices_are_equal(got.as_ref(), want).is_ok()
-}
-
-/// Checks a secret against its stored hash; every format compares in constant time.
-pub fn secret_matches(secret: &str, hash: &SecretHash) -> bool {
-    match hash {
-        SecretHash::Sha256(want) => sha256_matches(secret, want),
-        SecretHash::Argon2(phc) => {
-            use argon2::password_hash::{PasswordHash, PasswordVerifier};
-            PasswordHash::new(phc)
-                .map(|h| {
-                    argon2::Argon2::default()
-                        .verify_password(secret.as_bytes(), &h)
-                        .is_ok()
-                })
-                .unwrap_or(false)
-        }
-        SecretHash::Bcrypt(h) => bcrypt::verify(secret, h).unwrap_or(false),
-    }
 }
 
 /// The user's claims a token's scopes release: `email`/`email_verified` with `email`, the others (and
@@ -172,37 +178,6 @@ pub fn released_claims<S: AsRef<str>>(
         out.insert("preferred_username".into(), json!(user.username));
     }
     out
-}
-
-/// Lowercase hex SHA-256: how refresh tokens are stored.
-pub fn sha256_hex(s: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `"sha256:" + hex` of a secret.
-pub fn sha256_hash(secret: &str) -> String {
-    format!("sha256:{}", sha256_hex(secret))
-}
-
-/// An argon2id PHC string for a human-chosen secret.
-pub fn argon2_hash(secret: &str) -> Result<String, String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
-    let mut salt = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut salt).map_err(|e| e.to_string())?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-    argon2::Argon2::default()
-        .hash_password(secret.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| e.to_string())
-}
-
-/// 256 random bits, base64url: client secrets and token ids.
-pub fn random_token(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    // aws-lc's generator does not fail on supported platforms; a zeroed buffer would still be unique per call
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
 }
 
 /// Parses a form body; a repeated parameter is an error (RFC 6749 §3.2).
@@ -278,29 +253,30 @@ impl TokenService {
                 .iter()
                 .map(|u| (u.username.clone(), u.clone()))
                 .collect(),
+            csrf_tokens: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(authorize::CSRF_SECONDS))
+                .build(),
             sessions: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(authorize::SESSION_SECONDS))
                 .build(),
-            dummy_password: argon2_hash(&random_token(16))
-                .ok()
-                .and_then(|h| SecretHash::parse(&h).ok())
-                .unwrap_or(SecretHash::Sha256([0; 32])),
+            user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect()),
+            client_decoys: Decoys::new(
+                config
+                    .clients
+                    .iter()
+                    .filter_map(|c| c.secret.clone())
+                    .collect(),
+            ),
+            pool: HashPool::for_machine(),
             store,
             revocations,
             leeway: config.validation.leeway,
             per_client: window(limits.token_endpoint),
             per_address: window(limits.token_endpoint),
             failures: window(limits.failed_auth_lockout),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
-            client_jwks: moka::future::Cache::builder()
-                .time_to_live(std::time::Duration::from_secs(300))
-                .max_capacity(10_000)
-                .build(),
+            client_jwks: client_keys::ClientJwks::new(),
             clock,
             metadata,
             keys,
@@ -530,6 +506,7 @@ impl TokenService {
         let form = self.read_form(session).await?;
         let creds = Self::credentials(basic.as_deref(), &form)?;
         let client = self.authenticate(&creds, &address).await?;
+        let authenticated = !matches!(creds, Credentials::None { .. });
         if !self.per_client.hit(&format!("client:{}", client.client_id)) {
             return Err(OAuthError {
                 retry_after: Some(self.per_client.retry_after()),
@@ -538,7 +515,7 @@ impl TokenService {
         }
         match path {
             "/oauth/token" => self.token(client, &form, &address).await,
-            "/oauth/introspect" => self.introspect(&form).await,
+            "/oauth/introspect" => self.introspect(client, authenticated, &form).await,
             _ => self.revoke(client, &form).await,
         }
     }
@@ -610,7 +587,8 @@ impl TokenService {
         }
     }
 
-    /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the same work.
+    /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
+    /// same kind of work; the lockout applies to every method, assertions included.
     async fn authenticate(
         &self,
         creds: &Credentials,
@@ -620,119 +598,81 @@ impl TokenService {
             Credentials::Secret {
                 client_id, basic, ..
             } => (Some(client_id.clone()), *basic),
-            Credentials::Assertion { client_id, .. } => (client_id.clone(), false),
-            Credentials::None { client_id } => (Some(client_id.clone()), false),
-        };
-        let fail = |svc: &Self, who: Option<&str>| {
-            svc.failures.hit(address);
-            if let Some(w) = who {
-                svc.failures.hit(&format!("client:{w}"));
-            }
-            tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
-            OAuthError {
-                basic,
-                ..oauth(401, "invalid_client", "client authentication failed")
-            }
-        };
-        if let Some(id) = &claimed {
-            if self.failures.exceeded(&format!("client:{id}")) {
-                return Err(OAuthError {
-                    retry_after: Some(self.failures.retry_after()),
-                    ..oauth(
-                        429,
-                        "access_denied",
-                        "too many failed authentications; try again later",
-                    )
-                });
-            }
-        }
-        match creds {
-            Credentials::Secret {
-                client_id, secret, ..
-            } => {
-                let client = self.clients.get(client_id);
-                let ok = match client.and_then(|c| c.secret.as_ref()) {
-                    Some(hash) => secret_matches(secret, hash),
-                    None => {
-                        // Same work as a real check, so timing does not tell whether the client exists.
-                        sha256_matches(secret, &[0u8; 32]);
-                        false
-                    }
-                };
-                match client {
-                    Some(c) if ok => Ok(c),
-                    _ => Err(fail(self, Some(client_id))),
-                }
-            }
             Credentials::Assertion {
                 client_id,
                 assertion,
             } => {
+                // The client is known from the assertion's `iss` before any key is fetched.
                 let iss = jwt::parse(assertion)
                     .ok()
                     .and_then(|p| p.iss().map(str::to_string));
-                let id = match (client_id, iss) {
-                    (Some(a), Some(b)) if *a != b => return Err(fail(self, Some(a))),
-                    (_, Some(b)) => b,
-                    (Some(a), None) => return Err(fail(self, Some(a))),
-                    (None, None) => return Err(fail(self, None)),
-                };
+                match (client_id, iss) {
+                    (Some(a), Some(b)) if *a != b => {
+                        return Err(self.auth_failed(address, Some(a), false))
+                    }
+                    (_, Some(b)) => (Some(b), false),
+                    (Some(a), None) => return Err(self.auth_failed(address, Some(a), false)),
+                    (None, None) => return Err(self.auth_failed(address, None, false)),
+                }
+            }
+            Credentials::None { client_id } => (Some(client_id.clone()), false),
+        };
+        let id = claimed.unwrap_or_default();
+        if self.failures.exceeded(&format!("client:{id}")) {
+            return Err(OAuthError {
+                retry_after: Some(self.failures.retry_after()),
+                ..oauth(
+                    429,
+                    "access_denied",
+                    "too many failed authentications; try again later",
+                )
+            });
+        }
+        match creds {
+            Credentials::Secret { secret, .. } => {
+                let client = self.clients.get(&id);
+                let real = client.and_then(|c| c.secret.clone());
+                // An unknown or secretless client is checked against a stand-in of a real kind.
+                let hash = real
+                    .clone()
+                    .unwrap_or_else(|| self.client_decoys.for_name(&id));
+                let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
+                match client {
+                    Some(c) if ok && real.is_some() => Ok(c),
+                    _ => Err(self.auth_failed(address, Some(&id), basic)),
+                }
+            }
+            Credentials::Assertion { assertion, .. } => {
                 let Some(client) = self.clients.get(&id) else {
-                    return Err(fail(self, Some(&id)));
+                    return Err(self.auth_failed(address, Some(&id), false));
                 };
                 match self.check_assertion(client, assertion, true).await {
                     Ok(_) => Ok(client),
                     Err(e) if e.status == 503 => Err(e),
-                    Err(_) => Err(fail(self, Some(&id))),
+                    Err(e) => {
+                        let mut failed = self.auth_failed(address, Some(&id), false);
+                        failed.description = e.description;
+                        Err(failed)
+                    }
                 }
             }
-            Credentials::None { client_id } => match self.clients.get(client_id) {
+            Credentials::None { .. } => match self.clients.get(&id) {
                 Some(c) if c.public => Ok(c),
-                _ => Err(fail(self, Some(client_id))),
+                _ => Err(self.auth_failed(address, Some(&id), false)),
             },
         }
     }
 
-    async fn client_keys(&self, client: &Client) -> Result<Arc<Vec<Arc<VerifyKey>>>, OAuthError> {
-        match &client.keys {
-            ClientKeys::None => Ok(Arc::new(vec![])),
-            ClientKeys::Static(k) => Ok(Arc::new(k.clone())),
-            ClientKeys::JwksUri(uri) => {
-                let http = self.http.clone();
-                let uri = uri.clone();
-                self.client_jwks
-                    .try_get_with(client.client_id.clone(), async move {
-                        let algs = [
-                            jsonwebtoken::Algorithm::RS256,
-                            jsonwebtoken::Algorithm::PS256,
-                            jsonwebtoken::Algorithm::ES256,
-                            jsonwebtoken::Algorithm::ES384,
-                            jsonwebtoken::Algorithm::EdDSA,
-                        ];
-                        let resp = http.get(&uri).send().await.map_err(|e| e.without_url().to_string())?;
-                        let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                        if body.len() > 256 * 1024 {
-                            return Err("client JWKS too large".to_string());
-                        }
-                        let doc: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-                        let keys = doc["keys"]
-                            .as_array()
-                            .map(|a| {
-                                a.iter()
-                                    .take(100)
-                                    .filter_map(|k| serde_json::from_value::<RawJwk>(k.clone()).ok())
-                                    .filter_map(|k| k.to_key(&algs).ok().map(Arc::new))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        Ok::<_, String>(Arc::new(keys))
-                    })
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's keys");
-                        oauth(401, "invalid_client", "client authentication failed")
-                    })
-            }
+    /// Counts a failed client authentication against the address and the client, and says so.
+    fn auth_failed(&self, address: &str, who: Option<&str>, basic: bool) -> OAuthError {
+        self.failures.hit(address);
+        if let Some(w) = who {
+            self.failures.hit(&format!("client:{w}"));
+        }
+        tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
+        OAuthError {
+            basic,
+            ..oauth(401, "invalid_client", "client authentication failed")
         }
     }
 
@@ -744,25 +684,31 @@ impl TokenService {
         assertion: &str,
         authn: bool,
     ) -> Result<Value, OAuthError> {
-        let bad = || invalid_grant("the assertion is not valid");
-        let parsed = jwt::parse(assertion).map_err(|_| bad())?;
-        let keys = self.client_keys(client).await?;
-        parsed.verify_signature(&keys).map_err(|_| bad())?;
+        let bad = invalid_grant;
+        let parsed = jwt::parse(assertion).map_err(|_| bad("the assertion is not a valid JWT"))?;
+        let keys = self.client_jwks.keys(client).await?;
+        parsed
+            .verify_signature(&keys)
+            .map_err(|_| bad("the assertion's signature does not verify with the client's keys"))?;
         let c = &parsed.claims;
         let now = self.clock.now_secs();
         let num = |k: &str| c.get(k).and_then(Value::as_u64);
-        let exp = num("exp").ok_or_else(bad)?;
-        if now > exp + self.leeway || exp > now + MAX_ASSERTION_LIFETIME + self.leeway {
-            return Err(bad());
+        let exp = num("exp").ok_or(bad("the assertion has no exp"))?;
+        // Saturating: a hostile exp of 2^64-1 must not overflow.
+        if now > exp.saturating_add(self.leeway) {
+            return Err(bad("the assertion has expired"));
         }
-        if num("nbf").is_some_and(|n| n > now + self.leeway) {
-            return Err(bad());
+        if exp > now.saturating_add(MAX_ASSERTION_LIFETIME + self.leeway) {
+            return Err(bad("the assertion's exp is too far ahead"));
+        }
+        if num("nbf").is_some_and(|n| n > now.saturating_add(self.leeway)) {
+            return Err(bad("the assertion is not valid yet (nbf)"));
         }
         if c.get("iss").and_then(Value::as_str) != Some(client.client_id.as_str()) {
-            return Err(bad());
+            return Err(bad("the assertion's iss is not the client"));
         }
         if authn && c.get("sub").and_then(Value::as_str) != Some(client.client_id.as_str()) {
-            return Err(bad());
+            return Err(bad("the assertion's sub is not the client"));
         }
         let endpoint = format!("{}/oauth/token", self.public_url);
         let issuer_endpoint = format!("{}/oauth/token", self.settings.issuer);
@@ -774,15 +720,15 @@ impl TokenService {
             _ => false,
         };
         if !aud_ok {
-            return Err(bad());
+            return Err(bad("the assertion's aud is not this token endpoint"));
         }
         let jti = c
             .get("jti")
             .and_then(Value::as_str)
-            .ok_or_else(bad)?
+            .ok_or(bad("the assertion has no jti"))?
             .to_string();
         if jti.is_empty() || jti.len() > 256 {
-            return Err(bad());
+            return Err(bad("the assertion's jti is empty or too long"));
         }
         let client_id = client.client_id.clone();
         let fresh = run_blocking(&self.store, move |s| {
@@ -859,12 +805,19 @@ impl TokenService {
                     .get("assertion")
                     .ok_or(invalid_request("assertion is required"))?;
                 let claims = self.check_assertion(client, assertion, false).await?;
-                claims
+                let sub = claims
                     .get("sub")
                     .and_then(Value::as_str)
                     .filter(|s| !s.is_empty())
-                    .ok_or(invalid_grant("the assertion names no subject"))?
-                    .to_string()
+                    .ok_or(invalid_grant("the assertion names no subject"))?;
+                if !subjects::may_assert(client, sub) {
+                    tracing::info!(target: "gatehouse::token", client = %client.client_id,
+                        "a jwt-bearer assertion named a subject the client may not act for");
+                    return Err(invalid_grant(
+                        "the client may not act for this subject (jwt_bearer_subjects)",
+                    ));
+                }
+                sub.to_string()
             }
             _ => {
                 if client.public {
@@ -949,14 +902,12 @@ impl TokenService {
         }
         let user = self.users.get(username);
         let hash = user
-            .map(|u| &u.password)
-            .unwrap_or(&self.dummy_password)
-            .clone();
-        let password = password.to_string();
-        // argon2 takes tens of milliseconds: off the async workers.
-        let ok = tokio::task::spawn_blocking(move || secret_matches(&password, &hash))
-            .await
-            .unwrap_or(false);
+            .map(|u| u.password.clone())
+            .unwrap_or_else(|| self.user_decoys.for_name(username));
+        // argon2 takes tens of milliseconds: on the bounded pool, off the request threads.
+        let Ok(ok) = self.pool.matches(password, &hash).await else {
+            return SignIn::Busy;
+        };
         match user.filter(|_| ok) {
             Some(u) => SignIn::User(u),
             None => {
@@ -1003,8 +954,9 @@ impl TokenService {
                 tracing::info!(target: "gatehouse::token", client = %client.client_id, "password sign-in failed");
                 return Err(invalid_grant("the username or password is wrong"));
             }
+            SignIn::Busy => return Err(busy()),
         };
-        self.issue_for_user(client, &user.subject, &scopes, &user.roles, true)
+        self.issue_for_user(client, &user.subject, &scopes, &user.roles, Family::New)
             .await
             .map(|(body, _)| body)
     }
@@ -1017,7 +969,7 @@ impl TokenService {
         subject: &str,
         scopes: &[String],
         roles: &[String],
-        new_family: bool,
+        family: Family<'_>,
     ) -> Result<(Value, Issued), OAuthError> {
         let extra = self
             .user_by_subject(subject)
@@ -1033,7 +985,11 @@ impl TokenService {
         if !scopes.is_empty() {
             body["scope"] = json!(scopes.join(" "));
         }
-        if new_family && client.grant_types.contains(&GrantType::RefreshToken) {
+        if let Family::Continue(f) = family {
+            issued.family = f.to_string();
+        } else if matches!(family, Family::New)
+            && client.grant_types.contains(&GrantType::RefreshToken)
+        {
             let now = self.clock.now_secs();
             let refresh = random_token(32);
             let family_expires_at = now + self.settings.refresh_token_ttl.as_secs();
@@ -1052,6 +1008,13 @@ impl TokenService {
                 .await
                 .map_err(|_| unavailable())?;
             body["refresh_token"] = json!(refresh);
+        }
+        if !issued.family.is_empty() {
+            // Revoking the family later revokes this access token too, at the edge at once.
+            let (f, j, e) = (issued.family.clone(), issued.jti.clone(), issued.exp);
+            run_blocking(&self.store, move |s| s.family_token(&f, &j, e))
+                .await
+                .map_err(|_| unavailable())?;
         }
         Ok((body, issued))
     }
@@ -1072,48 +1035,56 @@ impl TokenService {
             sha256_hex(&next),
             client.client_id.clone(),
         );
+        let asked = form.get("scope").map(|a| split_scopes(a));
+        let wanted = asked.clone();
         let rotation = run_blocking(&self.store, move |s| {
+            let current = s.active_refresh(&old, now)?;
+            // The scope is checked before rotating: a refused refresh leaves the token usable.
+            if let (Some(rec), Some(asked)) = (&current, &wanted) {
+                let granted = split_scopes(&rec.scopes);
+                if asked.iter().any(|a| !granted.contains(a)) {
+                    return Ok(None);
+                }
+            }
             // The family's end bounds every successor, however often it rotates.
-            let family_end = s
-                .active_refresh(&old, now)?
-                .map(|r| r.family_expires_at)
-                .unwrap_or(now);
+            let family_end = current.map(|r| r.family_expires_at).unwrap_or(now);
             s.rotate_refresh(&old, &client_id, &new_hash, family_end, now)
+                .map(Some)
         })
         .await
         .map_err(|_| unavailable())?;
         let rec = match rotation {
-            Rotation::Rotated(rec) => rec,
-            Rotation::Reused { family } => {
-                tracing::warn!(target: "gatehouse::token", client = %client.client_id, family = %family,
+            None => {
+                return Err(oauth(
+                    400,
+                    "invalid_scope",
+                    "a refresh cannot widen the granted scopes",
+                ))
+            }
+            Some(Rotation::Rotated(rec)) => rec,
+            Some(Rotation::Reused { family }) => {
+                tracing::warn!(target: "gatehouse::token", client = %client.client_id,
                     "a rotated refresh token was presented again; its family is revoked");
+                self.revoke_family(family).await?;
                 return Err(invalid_grant(
                     "the refresh token was already used; its family is revoked",
                 ));
             }
-            Rotation::Invalid => return Err(invalid_grant("the refresh token is not valid")),
+            Some(Rotation::Invalid) => return Err(invalid_grant("the refresh token is not valid")),
         };
-        let granted = split_scopes(&rec.scopes);
-        let scopes = match form.get("scope") {
-            None => granted,
-            Some(asked) => {
-                let asked: Vec<String> = split_scopes(asked);
-                if asked.iter().any(|a| !granted.contains(a)) {
-                    return Err(oauth(
-                        400,
-                        "invalid_scope",
-                        "a refresh cannot widen the granted scopes",
-                    ));
-                }
-                asked
-            }
-        };
+        let scopes = asked.unwrap_or_else(|| split_scopes(&rec.scopes));
         let roles = self
             .user_by_subject(&rec.subject)
             .map(|u| u.roles.clone())
             .unwrap_or_default();
         let (mut body, _) = self
-            .issue_for_user(client, &rec.subject, &scopes, &roles, false)
+            .issue_for_user(
+                client,
+                &rec.subject,
+                &scopes,
+                &roles,
+                Family::Continue(&rec.family),
+            )
             .await?;
         body["refresh_token"] = json!(next);
         Ok(body)
@@ -1134,7 +1105,12 @@ impl TokenService {
             .ok_or("a bearer token is required")?;
         let c = self.own_claims(token).ok_or("the token is not valid")?;
         let now = self.clock.now_secs();
-        if c.get("exp").and_then(Value::as_u64).unwrap_or(0) + self.leeway < now {
+        if c.get("exp")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .saturating_add(self.leeway)
+            < now
+        {
             return Err("the token has expired");
         }
         if self
@@ -1170,101 +1146,6 @@ impl TokenService {
         parsed.verify_signature(&self.keys.verify_keys()).ok()?;
         Some(parsed.claims)
     }
-
-    async fn introspect(&self, form: &HashMap<String, String>) -> Result<Value, OAuthError> {
-        let token = form
-            .get("token")
-            .ok_or(invalid_request("token is required"))?;
-        let now = self.clock.now_secs();
-        let inactive = json!({"active": false});
-        let Some(c) = self.own_claims(token) else {
-            let hash = sha256_hex(token);
-            let rec = run_blocking(&self.store, move |s| s.active_refresh(&hash, now))
-                .await
-                .map_err(|_| unavailable())?;
-            return Ok(match rec {
-                Some(r) => {
-                    json!({"active": true, "token_type": "refresh_token", "client_id": r.client_id,
-                                  "sub": r.subject, "scope": r.scopes, "exp": r.expires_at})
-                }
-                None => inactive,
-            });
-        };
-        let exp = c.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        let jti = c.get("jti").and_then(Value::as_str).unwrap_or("");
-        if now > exp || self.revocations.is_revoked(jti) {
-            return Ok(inactive);
-        }
-        let mut out = json!({"active": true, "token_type": "Bearer"});
-        for k in [
-            "scope",
-            "client_id",
-            "sub",
-            "exp",
-            "iat",
-            "iss",
-            "aud",
-            "jti",
-            "roles",
-        ] {
-            if let Some(v) = c.get(k) {
-                out[k] = v.clone();
-            }
-        }
-        Ok(out)
-    }
-
-    async fn revoke(
-        &self,
-        client: &Client,
-        form: &HashMap<String, String>,
-    ) -> Result<Value, OAuthError> {
-        let token = form
-            .get("token")
-            .ok_or(invalid_request("token is required"))?;
-        // RFC 7009 §2.2: an invalid or unknown token is not an error.
-        let Some(c) = self.own_claims(token) else {
-            let (hash, now) = (sha256_hex(token), self.clock.now_secs());
-            let rec = run_blocking(&self.store, move |s| s.active_refresh(&hash, now))
-                .await
-                .map_err(|_| unavailable())?;
-            if let Some(r) = rec {
-                if r.client_id != client.client_id {
-                    return Err(oauth(
-                        400,
-                        "unauthorized_client",
-                        "the token was issued to another client",
-                    ));
-                }
-                run_blocking(&self.store, move |s| s.revoke_family(&r.family))
-                    .await
-                    .map_err(|_| unavailable())?;
-            }
-            return Ok(json!({}));
-        };
-        if c.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
-            return Err(oauth(
-                400,
-                "unauthorized_client",
-                "the token was issued to another client",
-            ));
-        }
-        let exp = c.get("exp").and_then(Value::as_u64).unwrap_or(0);
-        let Some(jti) = c.get("jti").and_then(Value::as_str).map(str::to_string) else {
-            return Ok(json!({}));
-        };
-        if exp + self.leeway < self.clock.now_secs() {
-            return Ok(json!({}));
-        }
-        // The store first: what the answer acknowledges survives a restart.
-        let j = jti.clone();
-        run_blocking(&self.store, move |s| s.revoke(&j, exp))
-            .await
-            .map_err(|_| unavailable())?;
-        self.revocations.add(&jti, exp);
-        tracing::info!(target: "gatehouse::token", client = %client.client_id, "access token revoked");
-        Ok(json!({}))
-    }
 }
 
 #[cfg(test)]
@@ -1279,26 +1160,6 @@ mod tests {
             Some(("my:client".into(), "p@ss word".into()))
         );
         assert_eq!(basic_credentials("Bearer x"), None);
-    }
-
-    #[test]
-    fn secret_formats() {
-        let s = "correct horse";
-        assert!(secret_matches(
-            s,
-            &SecretHash::parse(&sha256_hash(s)).unwrap()
-        ));
-        assert!(!secret_matches(
-            "wrong",
-            &SecretHash::parse(&sha256_hash(s)).unwrap()
-        ));
-        let a = argon2_hash(s).unwrap();
-        assert!(secret_matches(s, &SecretHash::parse(&a).unwrap()));
-        assert!(!secret_matches("wrong", &SecretHash::parse(&a).unwrap()));
-        let b = bcrypt::hash(s, 4).unwrap();
-        assert!(secret_matches(s, &SecretHash::parse(&b).unwrap()));
-        assert!(SecretHash::parse("plain-secret").is_err());
-        assert!(SecretHash::parse("sha256:ABC").is_err());
     }
 
     #[test]

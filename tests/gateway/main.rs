@@ -3,6 +3,8 @@
 
 mod browser;
 mod cli;
+mod hardening_proxy;
+mod hardening_tokens;
 mod harness;
 mod headers;
 mod jwks;

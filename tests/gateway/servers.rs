@@ -46,6 +46,7 @@ impl Idp {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks", get(jwks))
             .route("/attacker-jwks", get(attacker))
+            .route("/huge-jwks", get(huge))
             .route("/redirect-same", get(redirect_same))
             .route("/redirect-away", get(redirect_away))
             .with_state(state.clone());
@@ -100,6 +101,13 @@ async fn redirect_same() -> Response {
 async fn redirect_away(State(s): State<Arc<IdpState>>) -> Response {
     let url = s.url.lock().unwrap().replace("127.0.0.1", "localhost");
     (StatusCode::FOUND, [("location", format!("{url}/jwks"))]).into_response()
+}
+
+/// Five megabytes of key set: a client's jwks_uri that must never be read whole.
+async fn huge(State(s): State<Arc<IdpState>>) -> Response {
+    s.other_fetches.fetch_add(1, Ordering::SeqCst);
+    let pad = "x".repeat(5 * 1024 * 1024);
+    axum::Json(json!({"keys": [], "pad": pad})).into_response()
 }
 
 async fn attacker(State(s): State<Arc<IdpState>>) -> Response {

@@ -59,6 +59,7 @@ client_id = "signer"
 public_keys = ["keys/signer.pub.pem"]
 grant_types = ["client_credentials", "urn:ietf:params:oauth:grant-type:jwt-bearer"]
 scopes = ["orders.read"]
+jwt_bearer_subjects = ["alice", "svc-*"]
 
 [[clients]]
 client_id = "legacy"
@@ -191,7 +192,7 @@ impl Auth {
     }
 }
 
-fn oauth_error(r: &Resp, status: u16, code: &str) {
+pub fn oauth_error(r: &Resp, status: u16, code: &str) {
     assert_eq!(r.status, status, "{}", r.body);
     assert_eq!(r.json()["error"], code, "{}", r.body);
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
@@ -400,8 +401,8 @@ async fn malformed_token_requests_get_rfc_6749_codes() {
     );
 }
 
-const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scopes_default_and_narrow_and_the_proxy_judges_them() {
@@ -819,7 +820,7 @@ async fn the_token_endpoint_is_rate_limited_per_client_and_address() {
     assert_eq!(a.client_credentials("svc", SVC_SECRET).await.status, 200);
 }
 
-async fn password_grant(a: &Auth, password: &str, scope: &str) -> Resp {
+pub async fn password_grant(a: &Auth, password: &str, scope: &str) -> Resp {
     a.post(
         "/oauth/token",
         &[
@@ -833,7 +834,7 @@ async fn password_grant(a: &Auth, password: &str, scope: &str) -> Resp {
     .await
 }
 
-async fn refresh(a: &Auth, token: &str) -> Resp {
+pub async fn refresh(a: &Auth, token: &str) -> Resp {
     a.post(
         "/oauth/token",
         &[("grant_type", "refresh_token"), ("refresh_token", token)],
@@ -1018,9 +1019,9 @@ async fn repeated_wrong_passwords_lock_the_user_out() {
 }
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
-fn authorize_query(extra: &[(&str, &str)]) -> String {
+pub fn authorize_query(extra: &[(&str, &str)]) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in [
         ("response_type", "code"),
@@ -1043,7 +1044,7 @@ fn authorize_query(extra: &[(&str, &str)]) -> String {
     q.finish()
 }
 
-fn set_cookie(r: &Resp, name: &str) -> Option<String> {
+pub fn set_cookie(r: &Resp, name: &str) -> Option<String> {
     r.headers
         .get_all("set-cookie")
         .iter()
@@ -1052,14 +1053,14 @@ fn set_cookie(r: &Resp, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_string())
 }
 
-fn hidden(page: &str, name: &str) -> String {
+pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page.find(&marker).unwrap() + marker.len();
     page[start..].split('"').next().unwrap().to_string()
 }
 
 impl Auth {
-    async fn get_authorize(&self, query: &str, cookie: Option<&str>) -> Resp {
+    pub async fn get_authorize(&self, query: &str, cookie: Option<&str>) -> Resp {
         let mut rb = self.gw.https.get(format!(
             "https://localhost:{}/oauth/authorize?{query}",
             self.gw.tls.port()
@@ -1075,6 +1076,11 @@ impl Auth {
         let page = self.get_authorize(&authorize_query(&[]), None).await;
         assert_eq!(page.status, 200, "{}", page.body);
         let csrf_cookie = set_cookie(&page, "__Host-gatehouse-csrf").unwrap();
+        self.post_sign_in(&page, &csrf_cookie, password).await
+    }
+
+    /// Posts the sign-in form of `page` (its hidden fields) with this cookie and password.
+    pub async fn post_sign_in(&self, page: &Resp, cookie: &str, password: &str) -> Resp {
         let mut form: Vec<(String, String)> = [
             "response_type",
             "client_id",
@@ -1105,7 +1111,7 @@ impl Auth {
                     "https://localhost:{}/oauth/authorize",
                     self.gw.tls.port()
                 ))
-                .header("cookie", csrf_cookie)
+                .header("cookie", cookie)
                 .form(&form)
                 .send()
                 .await

@@ -1,0 +1,197 @@
+//! Forwarding headers (X-Forwarded-*, X-Real-IP, Forwarded): set by the gateway, believed only from trusted proxies.
+
+use crate::headers::same_folded;
+use pingora::http::RequestHeader;
+use std::net::IpAddr;
+
+/// An address block from `[server] trusted_proxies`: `10.0.0.0/8`, `::1`, `192.0.2.7`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (addr, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let net: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or CIDR block"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => match b.trim().parse::<u8>() {
+                Ok(n) if n <= max => n,
+                _ => return Err(format!("{s:?}: the prefix length must be 0 to {max}")),
+            },
+        };
+        Ok(Cidr { net, bits })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack listener.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let (a, b, width) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = width - u32::from(self.bits);
+        if shift >= 128 {
+            return true;
+        }
+        (a >> shift) == (b >> shift)
+    }
+}
+
+/// True for a header that carries forwarding information, spelled with `-` or `_`.
+fn is_forwarding_header(name: &str) -> bool {
+    name.get(..12)
+        .is_some_and(|p| same_folded(p, "x-forwarded-"))
+        || same_folded(name, "x-real-ip")
+        || name == "forwarded"
+}
+
+/// What the gateway knows of the connection a request came on.
+pub struct Hop<'a> {
+    pub peer: Option<IpAddr>,
+    pub host: Option<&'a str>,
+    pub tls: bool,
+}
+
+/// Sets the forwarding headers of an upstream request. From a trusted proxy, what it sent is kept and
+/// the peer is appended to `X-Forwarded-For`; from anyone else, every client-sent forwarding header
+/// is replaced, so a backend never believes a spoofed client address, host or scheme.
+pub fn set_forwarding_headers(
+    up: &mut RequestHeader,
+    hop: &Hop<'_>,
+    trusted: &[Cidr],
+) -> pingora::Result<()> {
+    let proto = if hop.tls { "https" } else { "http" };
+    let believed = hop
+        .peer
+        .is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)));
+    if believed {
+        if let Some(ip) = hop.peer {
+            let xff = match up
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip.to_string(),
+            };
+            up.insert_header("x-forwarded-for", xff)?;
+            if !up.headers.contains_key("x-real-ip") {
+                up.insert_header("x-real-ip", ip.to_string())?;
+            }
+        }
+        if !up.headers.contains_key("x-forwarded-proto") {
+            up.insert_header("x-forwarded-proto", proto)?;
+        }
+        if let (false, Some(h)) = (up.headers.contains_key("x-forwarded-host"), hop.host) {
+            up.insert_header("x-forwarded-host", h)?;
+        }
+        return Ok(());
+    }
+    let doomed: Vec<http::HeaderName> = up
+        .headers
+        .keys()
+        .filter(|n| is_forwarding_header(n.as_str()))
+        .cloned()
+        .collect();
+    for name in doomed {
+        while up.remove_header(&name).is_some() {}
+    }
+    if let Some(ip) = hop.peer {
+        let ip = ip.to_string();
+        up.insert_header("x-forwarded-for", ip.as_str())?;
+        up.insert_header("x-real-ip", ip)?;
+    }
+    up.insert_header("x-forwarded-proto", proto)?;
+    if let Some(h) = hop.host {
+        up.insert_header("x-forwarded-host", h)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks() {
+        let c = Cidr::parse("10.0.0.0/8").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        assert!(c.contains("::ffff:10.0.0.1".parse().unwrap()));
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("nope").is_err());
+    }
+
+    fn spoofed() -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.append_header("X-Forwarded-For", "1.2.3.4").unwrap();
+        r.append_header("X-Forwarded-Host", "evil.example").unwrap();
+        r.append_header("X-Forwarded-Prefix", "/admin").unwrap();
+        r.append_header("X_Forwarded_For", "5.6.7.8").unwrap();
+        r.append_header("X-Real-IP", "1.2.3.4").unwrap();
+        r.append_header("Forwarded", "for=1.2.3.4;host=evil.example")
+            .unwrap();
+        r
+    }
+
+    fn get(r: &RequestHeader, n: &str) -> Option<String> {
+        r.headers.get(n).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn untrusted_peers_cannot_choose_forwarding_headers() {
+        let mut r = spoofed();
+        let hop = Hop {
+            peer: Some("192.0.2.9".parse().unwrap()),
+            host: Some("api.example.com"),
+            tls: true,
+        };
+        set_forwarding_headers(&mut r, &hop, &[Cidr::parse("10.0.0.0/8").unwrap()]).unwrap();
+        assert_eq!(get(&r, "x-forwarded-for").as_deref(), Some("192.0.2.9"));
+        assert_eq!(get(&r, "x-real-ip").as_deref(), Some("192.0.2.9"));
+        assert_eq!(
+            get(&r, "x-forwarded-host").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(get(&r, "x-forwarded-proto").as_deref(), Some("https"));
+        for gone in ["forwarded", "x-forwarded-prefix", "x_forwarded_for"] {
+            assert_eq!(get(&r, gone), None, "{gone}");
+        }
+    }
+
+    #[test]
+    fn trusted_proxies_are_believed_and_appended_to() {
+        let mut r = spoofed();
+        let hop = Hop {
+            peer: Some("10.0.0.5".parse().unwrap()),
+            host: Some("api.example.com"),
+            tls: false,
+        };
+        set_forwarding_headers(&mut r, &hop, &[Cidr::parse("10.0.0.0/8").unwrap()]).unwrap();
+        assert_eq!(
+            get(&r, "x-forwarded-for").as_deref(),
+            Some("1.2.3.4, 10.0.0.5")
+        );
+        assert_eq!(get(&r, "x-real-ip").as_deref(), Some("1.2.3.4"));
+        assert_eq!(get(&r, "x-forwarded-host").as_deref(), Some("evil.example"));
+        assert!(get(&r, "forwarded").is_some());
+    }
+}

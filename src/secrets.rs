@@ -1,0 +1,205 @@
+//! Secret and password hashes: formats, constant-time checks, a bounded pool for slow hashes, and random values.
+
+use crate::config::SecretHash;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// SHA-256 of the secret, compared in constant time.
+pub fn sha256_matches(secret: &str, want: &[u8; 32]) -> bool {
+    let got = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    aws_lc_rs::constant_time::verify_slices_are_equal(got.as_ref(), want).is_ok()
+}
+
+/// Checks a secret against its stored hash; every format compares in constant time.
+pub fn secret_matches(secret: &str, hash: &SecretHash) -> bool {
+    match hash {
+        SecretHash::Sha256(want) => sha256_matches(secret, want),
+        SecretHash::Argon2(phc) => {
+            use argon2::password_hash::{PasswordHash, PasswordVerifier};
+            PasswordHash::new(phc)
+                .map(|h| {
+                    argon2::Argon2::default()
+                        .verify_password(secret.as_bytes(), &h)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        }
+        SecretHash::Bcrypt(h) => bcrypt::verify(secret, h).unwrap_or(false),
+    }
+}
+
+/// True for hashes that take milliseconds: they run on the bounded pool, never on a request thread.
+pub fn is_slow(hash: &SecretHash) -> bool {
+    !matches!(hash, SecretHash::Sha256(_))
+}
+
+/// Lowercase hex SHA-256: how refresh tokens and codes are stored.
+pub fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `"sha256:" + hex` of a secret.
+pub fn sha256_hash(secret: &str) -> String {
+    format!("sha256:{}", sha256_hex(secret))
+}
+
+/// An argon2id PHC string for a human-chosen secret.
+pub fn argon2_hash(secret: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut salt).map_err(|e| e.to_string())?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `bytes` random bytes, base64url: client secrets and token ids.
+pub fn random_token(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // aws-lc's generator does not fail on supported platforms; a zeroed buffer would still be unique per call
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Picks the stand-in hash for a name that matches no account: one of the configured hashes, chosen
+/// by a keyed hash of the name. A given unknown name therefore always costs what some real account
+/// costs, and the mix of costs over unknown names is the mix over real ones, so timing does not
+/// tell an unknown client or user from a real one.
+pub struct Decoys {
+    hashes: Vec<SecretHash>,
+    key: (u64, u64),
+}
+
+impl Decoys {
+    pub fn new(hashes: Vec<SecretHash>) -> Decoys {
+        let mut b = [0u8; 16];
+        let _ = aws_lc_rs::rand::fill(&mut b);
+        let (a, c) = b.split_at(8);
+        Decoys {
+            hashes,
+            key: (
+                u64::from_le_bytes(a.try_into().unwrap_or_default()),
+                u64::from_le_bytes(c.try_into().unwrap_or_default()),
+            ),
+        }
+    }
+
+    pub fn for_name(&self, name: &str) -> SecretHash {
+        use std::hash::Hasher;
+        if self.hashes.is_empty() {
+            return SecretHash::Sha256([0; 32]);
+        }
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(self.key.0, self.key.1);
+        h.write(name.as_bytes());
+        let i = (h.finish() % self.hashes.len() as u64) as usize;
+        self.hashes[i].clone()
+    }
+}
+
+/// Slow hash checks answer this when the pool and its queue are full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolFull;
+
+/// Runs slow hash checks on blocking threads, at most `workers` at once and `queue` waiting; more
+/// are refused at once rather than queued without bound, so a flood of sign-ins costs a bounded
+/// share of the CPU and never stalls the proxy's request threads.
+pub struct HashPool {
+    running: Arc<Semaphore>,
+    admitted: Arc<Semaphore>,
+}
+
+impl HashPool {
+    pub fn new(workers: usize, queue: usize) -> HashPool {
+        HashPool {
+            running: Arc::new(Semaphore::new(workers.max(1))),
+            admitted: Arc::new(Semaphore::new(workers.max(1) + queue)),
+        }
+    }
+
+    /// Sized for the machine: half the cores check hashes, the rest keep proxying.
+    pub fn for_machine() -> HashPool {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        HashPool::new((cores / 2).max(1), 64)
+    }
+
+    /// Checks `secret` against `hash`; fast hashes inline, slow ones on the pool.
+    pub async fn matches(&self, secret: &str, hash: &SecretHash) -> Result<bool, PoolFull> {
+        if !is_slow(hash) {
+            return Ok(secret_matches(secret, hash));
+        }
+        let Ok(_admitted) = self.admitted.clone().try_acquire_owned() else {
+            return Err(PoolFull);
+        };
+        let Ok(_running) = self.running.clone().acquire_owned().await else {
+            return Err(PoolFull);
+        };
+        let (secret, hash) = (secret.to_string(), hash.clone());
+        // A failed hashing task is a failed check: fail closed.
+        Ok(
+            tokio::task::spawn_blocking(move || secret_matches(&secret, &hash))
+                .await
+                .unwrap_or(false),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_formats() {
+        let s = "correct horse";
+        let sha = SecretHash::parse(&sha256_hash(s)).unwrap();
+        assert!(secret_matches(s, &sha));
+        assert!(!secret_matches("wrong", &sha));
+        let a = SecretHash::parse(&argon2_hash(s).unwrap()).unwrap();
+        assert!(secret_matches(s, &a));
+        assert!(!secret_matches("wrong", &a));
+        let b = SecretHash::parse(&bcrypt::hash(s, 4).unwrap()).unwrap();
+        assert!(secret_matches(s, &b));
+        assert!(SecretHash::parse("plain-secret").is_err());
+        assert!(SecretHash::parse("sha256:ABC").is_err());
+        assert!(is_slow(&a) && is_slow(&b) && !is_slow(&sha));
+    }
+
+    #[test]
+    fn decoys_are_stable_per_name_and_cover_every_kind() {
+        let sha = SecretHash::parse(&sha256_hash("x")).unwrap();
+        let bc = SecretHash::parse(&bcrypt::hash("x", 4).unwrap()).unwrap();
+        let d = Decoys::new(vec![sha.clone(), bc.clone()]);
+        assert_eq!(d.for_name("ghost"), d.for_name("ghost"));
+        let picked: Vec<_> = (0..64).map(|i| d.for_name(&format!("c{i}"))).collect();
+        assert!(picked.contains(&sha) && picked.contains(&bc));
+        assert_eq!(
+            Decoys::new(vec![]).for_name("a"),
+            SecretHash::Sha256([0; 32])
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_full_pool_refuses_instead_of_queueing() {
+        let slow = SecretHash::parse(&bcrypt::hash("x", 10).unwrap()).unwrap();
+        let pool = Arc::new(HashPool::new(1, 1));
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (pool, slow) = (pool.clone(), slow.clone());
+                tokio::spawn(async move { pool.matches("x", &slow).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        assert!(results.contains(&Err(PoolFull)), "{results:?}");
+        assert!(results.contains(&Ok(true)), "{results:?}");
+        // fast hashes never wait for the pool
+        let sha = SecretHash::parse(&sha256_hash("x")).unwrap();
+        assert_eq!(pool.matches("x", &sha).await, Ok(true));
+    }
+}

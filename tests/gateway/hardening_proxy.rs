@@ -1,0 +1,248 @@
+//! Attacks on the proxy that once got through, each refused: underscore identity headers, `..;` path
+//! parameters, spoofed forwarding headers, encoded query names, delimiters in claims, repeated members.
+
+use crate::harness::{raw, Gw, Resp};
+use crate::keys::{claims, TestKey};
+use crate::{World, AUD, HS_ISS, RSA_ISS};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::json;
+
+const SPOOFED: [(&str, &str); 6] = [
+    ("X_Auth_Subject", "admin"),
+    ("X-Auth_Roles", "admin"),
+    ("X_AUTH_CLAIMS", "e30"),
+    ("x_auth_client_id", "root"),
+    ("X_Tenant", "acme"),
+    ("X_Original_URL", "/admin"),
+];
+
+fn spoof(mut rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    for (k, v) in SPOOFED {
+        rb = rb.header(k, v);
+    }
+    rb
+}
+
+fn assert_none_reached(r: &Resp) {
+    assert_eq!(r.status, 200, "{}", r.body);
+    for (k, _) in SPOOFED {
+        assert_eq!(
+            r.echoed(&k.to_ascii_lowercase()),
+            None,
+            "{k} reached the upstream"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_headers_spelled_with_underscores_never_reach_the_upstream() {
+    let w = World::start().await;
+    // a public route over HTTP/1
+    let r = Resp::from(
+        spoof(w.gw.http.get(w.gw.url("/public/x")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_none_reached(&r);
+    // a protected route over HTTP/2: only the gateway's own values arrive
+    let t = w.rsa_token(json!({"sub": "reader-1", "realm_access": {"roles": ["reader"]}}));
+    let h2 = spoof(w.gw.https.get(w.gw.tls_url("/api/x")))
+        .bearer_auth(&t)
+        .version(reqwest::Version::HTTP_2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h2.version(), reqwest::Version::HTTP_2);
+    let r = Resp::from(h2).await;
+    assert_none_reached(&r);
+    assert_eq!(r.echoed("x-auth-subject").as_deref(), Some("reader-1"));
+    assert_eq!(r.echoed("x-auth-roles").as_deref(), Some("reader"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dot_segments_with_path_parameters_are_refused() {
+    let w = World::start().await;
+    for path in [
+        "/public/..;/admin/x",
+        "/public/%2e%2e;/admin/x",
+        "/public/..;x=1/admin/x",
+        "/public/.;/x",
+    ] {
+        let (status, text) = raw(
+            w.gw.plain,
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(status, 400, "{path}: {text}");
+        assert!(text.contains("invalid_request"), "{text}");
+        assert!(text.contains("..;"), "{text}");
+    }
+    assert_eq!(w.echo.hits(), 0, "nothing was forwarded");
+    // a segment's parameters do not change its route: /admin;x=1/y is the admin route
+    let (status, text) = raw(
+        w.gw.plain,
+        b"GET /admin;x=1/y HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 401, "{text}");
+    let t = w.rsa_token(json!({"realm_access": {"roles": ["reader"]}}));
+    let r = w.gw.get("/admin;jsessionid=1/y", Some(&t)).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    // parameters on an ordinary segment pass through unchanged
+    let r = w.gw.get("/public/a;v=1/b", None).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["uri"], "/public/a;v=1/b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spoofed_forwarding_headers_are_replaced() {
+    let w = World::start().await;
+    let r = Resp::from(
+        w.gw.http
+            .get(w.gw.url("/public/x"))
+            .header("X-Forwarded-For", "203.0.113.9")
+            .header("X-Forwarded-Host", "evil.example")
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Prefix", "/admin")
+            .header("X-Real-IP", "203.0.113.9")
+            .header("Forwarded", "for=203.0.113.9;host=evil.example")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(r.echoed("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        r.echoed("x-forwarded-host"),
+        Some(w.gw.plain.to_string()),
+        "the Host the client used"
+    );
+    assert_eq!(r.echoed("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(r.echoed("forwarded"), None);
+    assert_eq!(r.echoed("x-forwarded-prefix"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn percent_encoded_token_parameter_names_count_as_the_parameter() {
+    let w = World::start().await;
+    let t = w.rsa_token(json!({}));
+    // with a header token too: two places
+    let r =
+        w.gw.get(&format!("/q/x?access%5Ftoken={t}"), Some(&t))
+            .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_request");
+    // alone: it is the token, and it is removed before forwarding
+    let r =
+        w.gw.get(&format!("/q/x?a=1&access%5ftoken={t}"), None)
+            .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["uri"], "/q/x?a=1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delimiter_inside_a_role_or_scope_is_encoded() {
+    let w = World::start().await;
+    let t = w.rsa_token(json!({"realm_access": {"roles": ["reader", "x,admin"]},
+                                "scope": ["read", "write all"]}));
+    let r = w.gw.get("/api/x", Some(&t)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.echoed("x-auth-roles").as_deref(),
+        Some("reader,x%2Cadmin")
+    );
+    assert_eq!(
+        r.echoed("x-auth-scopes").as_deref(),
+        Some("read write%20all")
+    );
+    // and the role "admin" was never granted
+    let r = w.gw.get("/admin/x", Some(&t)).await;
+    assert_eq!(r.status, 403);
+}
+
+/// An HS256 token over a payload given as raw JSON text, so members can repeat.
+fn hs_token_over(payload: &str) -> String {
+    let key = TestKey::hmac(crate::HS_SECRET);
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
+    let sig =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key.enc, jsonwebtoken::Algorithm::HS256)
+            .unwrap();
+    format!("{message}.{sig}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_with_repeated_members_are_refused() {
+    let w = World::start().await;
+    let exp = crate::keys::now() + 600;
+    let good = format!(r#"{{"iss":"{HS_ISS}","aud":"{AUD}","sub":"u","exp":{exp}}}"#);
+    assert_eq!(
+        w.gw.get("/api/x", Some(&hs_token_over(&good))).await.status,
+        200
+    );
+    for payload in [
+        format!(r#"{{"iss":"{HS_ISS}","aud":"{AUD}","sub":"u","sub":"admin","exp":{exp}}}"#),
+        format!(
+            r#"{{"iss":"{HS_ISS}","aud":"{AUD}","exp":{exp},"org":{{"tenant":"a","tenant":"acme"}}}}"#
+        ),
+    ] {
+        let r = w.gw.get("/api/x", Some(&hs_token_over(&payload))).await;
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.challenge().contains("invalid_token"), "{}", r.challenge());
+        assert!(r.body.contains("repeats a member"), "{}", r.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_verified_token_cache_is_bounded_by_bytes() {
+    let key = TestKey::ec("big-1");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ec.pub.pem"), &key.public_pem).unwrap();
+    let echo = crate::servers::Echo::start("echo").await;
+    // the first lines land in [validation], which the harness opens last
+    let body = format!(
+        r#"max_token_bytes = 16384
+verified_cache_max_bytes = 1048576
+
+[[issuers]]
+name = "big"
+issuer = "{RSA_ISS}"
+keys = ["ec.pub.pem"]
+audiences = ["{AUD}"]
+algorithms = ["ES256"]
+
+[[upstreams]]
+name = "echo"
+peers = ["{}"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "echo"
+"#,
+        echo.addr
+    );
+    let gw = Gw::start_in(dir, &body);
+    // 300 tokens of about 8 KB of roles each: about 5 MB of principals if nothing bounded them
+    let roles: Vec<String> = (0..400).map(|i| format!("role-{i:014}")).collect();
+    for i in 0..300 {
+        let t = key.sign(&claims(
+            RSA_ISS,
+            AUD,
+            json!({"sub": format!("u{i}"), "roles": roles}),
+        ));
+        assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
+    }
+    let m = gw.metrics().await;
+    let bytes: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("gatehouse_verified_tokens_cached_bytes "))
+        .unwrap_or_else(|| panic!("no byte gauge in {m}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(bytes > 0 && bytes <= 1_048_576, "{bytes} bytes cached");
+}
