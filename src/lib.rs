@@ -5,6 +5,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod forwarded;
+pub mod header_deadline;
 pub mod headers;
 pub mod policy;
 pub mod proxy;
@@ -183,8 +184,13 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         shared: shared.clone(),
         admin: false,
     };
-    let mut svc =
-        pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gatehouse");
+    // The proxy, built as http_proxy_service_with_name builds it, wrapped in the header deadline.
+    let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    proxy.handle_init_modules();
+    let mut svc = pingora::services::listening::Service::new(
+        "gatehouse".to_string(),
+        header_deadline::HeaderDeadline::new(proxy, config.server.request_header_timeout),
+    );
     for addr in &config.server.listen_plain {
         svc.add_tcp(&addr.to_string());
     }

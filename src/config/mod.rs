@@ -249,6 +249,8 @@ pub struct ServerSettings {
     pub strip_override_headers: bool,
     /// peers whose X-Forwarded-* and Forwarded headers are believed
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
+    /// the longest an HTTP/1 request's header section may take to arrive, whole
+    pub request_header_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -637,7 +639,13 @@ impl Compiler {
                 format!("{public_url:?} must start with https:// or http://"),
             );
         }
+        let request_header_timeout =
+            self.duration("server.request_header_timeout", &s.request_header_timeout);
+        if request_header_timeout < Duration::from_secs(1) {
+            self.err("server.request_header_timeout", "must be at least 1s");
+        }
         let server = ServerSettings {
+            request_header_timeout,
             listen_tls,
             listen_plain,
             admin_listen,

@@ -29,6 +29,7 @@ pub struct RawServer {
     pub threads: usize,
     pub strip_override_headers: bool,
     pub trusted_proxies: Vec<String>,
+    pub request_header_timeout: String,
 }
 
 impl Default for RawServer {
@@ -41,6 +42,7 @@ impl Default for RawServer {
             threads: 2,
             strip_override_headers: true,
             trusted_proxies: vec![],
+            request_header_timeout: "10s".into(),
         }
     }
 }

@@ -246,3 +246,67 @@ upstream = "echo"
         .unwrap();
     assert!(bytes > 0 && bytes <= 1_048_576, "{bytes} bytes cached");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_header_trickled_slowly_is_cut_off_by_the_total_deadline() {
+    use std::io::{Read, Write};
+    let w = World::start().await;
+    let addr = w.gw.plain;
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /public/x HTTP/1.1\r\nHost: localhost\r\n")
+            .unwrap();
+        // one header line every 500 ms: each read is quick, the whole header never completes
+        for i in 0..40 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            if s.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes())
+                .is_err()
+            {
+                return ("write refused", i);
+            }
+            s.set_read_timeout(Some(std::time::Duration::from_millis(1)))
+                .unwrap();
+            let mut b = [0u8; 64];
+            match s.read(&mut b) {
+                Ok(0) => return ("closed", i),
+                Ok(_) => return ("answered", i),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return ("reset", i),
+            }
+        }
+        ("still open", 40)
+    })
+    .await
+    .unwrap();
+    assert!(
+        matches!(outcome.0, "closed" | "reset" | "write refused"),
+        "the trickling connection was {} after {} lines",
+        outcome.0,
+        outcome.1
+    );
+    assert_eq!(w.echo.hits(), 0);
+    // an idle kept-alive connection is not cut: the deadline starts with a request's first byte
+    let addr = w.gw.plain;
+    let second = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let req = b"GET /public/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            s.write_all(req).unwrap();
+            let mut b = vec![0u8; 65536];
+            let n = s.read(&mut b).unwrap();
+            answers.push(String::from_utf8_lossy(&b[..n]).to_string());
+            std::thread::sleep(std::time::Duration::from_secs(4));
+        }
+        answers
+    })
+    .await
+    .unwrap();
+    for a in second {
+        assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    }
+}

@@ -56,6 +56,7 @@ listen_tls = ["127.0.0.1:{tls}"]
 listen_plain = ["127.0.0.1:{plain}"]
 admin_listen = "127.0.0.1:{admin}"
 threads = 1
+request_header_timeout = "3s"
 
 [tls]
 cert = "certs/gateway.crt"

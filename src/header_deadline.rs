@@ -1,0 +1,295 @@
+//! A total deadline for each HTTP/1 request's header section, which Pingora 0.9 bounds only per read.
+//!
+//! Pingora reads a request header with a timeout on each read, so a client that trickles one header
+//! line every few seconds keeps its connection (and a task) for as long as it likes. This wraps every
+//! HTTP/1 connection's stream: from the moment a request's first byte arrives (or the connection is
+//! accepted) the header must be complete within the deadline, else the read fails and Pingora closes
+//! the connection. The end of the header is seen in the bytes read (the first empty line after a
+//! non-empty one); the next request starts after the gateway writes a final (non-1xx) response.
+//! HTTP/2 connections (ALPN `h2`) are not wrapped: their frames are bounded by the h2 layer.
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::TlsRef;
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, UniqueID, UniqueIDType,
+    ALPN,
+};
+use pingora::protocols::{SocketDigest, Stream, TimingDigest};
+use pingora::server::ShutdownWatch;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// Wraps a Pingora app so every HTTP/1 connection it serves gets the header deadline.
+pub struct HeaderDeadline<A> {
+    inner: Arc<A>,
+    limit: Duration,
+}
+
+impl<A> HeaderDeadline<A> {
+    pub fn new(inner: A, limit: Duration) -> Self {
+        HeaderDeadline {
+            inner: Arc::new(inner),
+            limit,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        session: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let session: Stream = if matches!(session.selected_alpn_proto(), Some(ALPN::H2)) {
+            session
+        } else {
+            Box::new(DeadlineStream::new(session, self.limit))
+        };
+        self.inner.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}
+
+/// Finds the end of a header section in bytes that arrive in pieces.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderEnd {
+    line_len: usize,
+    seen_line: bool,
+}
+
+impl HeaderEnd {
+    /// Feeds bytes; true once the empty line that ends the header has been read.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            match b {
+                b'\n' => {
+                    if self.line_len == 0 && self.seen_line {
+                        return true;
+                    }
+                    self.seen_line |= self.line_len > 0;
+                    self.line_len = 0;
+                }
+                b'\r' => {}
+                _ => self.line_len += 1,
+            }
+        }
+        false
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// reading a header: the deadline runs
+    Header,
+    /// the header is complete: body and response flow without this deadline
+    Done,
+    /// a response was written: the next byte read starts a new request
+    BetweenRequests,
+}
+
+#[derive(Debug)]
+struct DeadlineStream {
+    inner: Stream,
+    limit: Duration,
+    phase: Phase,
+    end: HeaderEnd,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl DeadlineStream {
+    fn new(inner: Stream, limit: Duration) -> Self {
+        DeadlineStream {
+            inner,
+            limit,
+            phase: Phase::Header,
+            end: HeaderEnd::default(),
+            sleep: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn arrived(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.phase == Phase::BetweenRequests {
+            self.phase = Phase::Header;
+            self.end = HeaderEnd::default();
+            self.sleep.as_mut().reset(Instant::now() + self.limit);
+        }
+        if self.phase == Phase::Header && self.end.feed(bytes) {
+            self.phase = Phase::Done;
+        }
+    }
+
+    /// A final response header (not `HTTP/1.x 1xx`) means the request it answers is over.
+    fn wrote(&mut self, bytes: &[u8]) {
+        if bytes.starts_with(b"HTTP/1.") && bytes.get(9) != Some(&b'1') {
+            self.phase = Phase::BetweenRequests;
+        }
+    }
+}
+
+impl AsyncRead for DeadlineStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.phase == Phase::Header && this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request header took longer than server.request_header_timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let res = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = res {
+            let filled = buf.filled();
+            let new = filled.get(before..).unwrap_or_default().to_vec();
+            this.arrived(&new);
+        }
+        res
+    }
+}
+
+impl AsyncWrite for DeadlineStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            this.wrote(buf.get(..n).unwrap_or_default());
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let res = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let (Poll::Ready(Ok(n)), Some(first)) = (&res, bufs.iter().find(|b| !b.is_empty())) {
+            if *n > 0 {
+                this.wrote(first);
+            }
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for DeadlineStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for DeadlineStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for DeadlineStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for DeadlineStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for DeadlineStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for DeadlineStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for DeadlineStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_end_of_a_header_is_found_across_pieces() {
+        let mut e = HeaderEnd::default();
+        assert!(!e.feed(b"GET / HTTP/1.1\r\nHost: a\r"));
+        assert!(!e.feed(b"\n"));
+        assert!(e.feed(b"\r\n"));
+        let mut lf = HeaderEnd::default();
+        assert!(lf.feed(b"GET / HTTP/1.1\nHost: a\n\n"));
+        // leading empty lines before the request line do not end anything
+        let mut lead = HeaderEnd::default();
+        assert!(!lead.feed(b"\r\n\r\n\r\nGET / HTTP/1.1\r\n"));
+        assert!(lead.feed(b"\r\n"));
+    }
+}
