@@ -1,6 +1,6 @@
 //! Forwarding headers (X-Forwarded-*, X-Real-IP, Forwarded): set by the gateway, believed only from trusted proxies.
 
-use crate::headers::same_folded;
+use crate::header_value::same_folded;
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
 

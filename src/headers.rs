@@ -2,20 +2,10 @@
 
 use crate::auth::principal::{claim_header_text, Principal};
 use crate::config::{ClaimHeader, ClaimSource};
+use crate::header_value::same_folded;
 use http::{HeaderName, HeaderValue};
-use percent_encoding::{AsciiSet, CONTROLS};
 use pingora::http::RequestHeader;
 use serde_json::Value;
-
-/// Bytes outside printable ASCII, and `%` itself, are percent-encoded (CONFIG.md).
-const UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
-
-/// A claim value that can never split a header or smuggle bytes: always a valid `HeaderValue`.
-pub fn encode_header_value(s: &str) -> HeaderValue {
-    let encoded = percent_encoding::utf8_percent_encode(s, UNSAFE).to_string();
-    // CONTROLS covers 0x00-0x1F and 0x7F, utf8_percent_encode every byte >= 0x80: what is left is visible ASCII or space.
-    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
 
 /// Headers legacy frameworks honour to rewrite the path or method after the gateway decided.
 pub const OVERRIDE_HEADERS: &[&str] = &[
@@ -25,15 +15,6 @@ pub const OVERRIDE_HEADERS: &[&str] = &[
     "x-http-method",
     "x-method-override",
 ];
-
-/// True when two header names are the same once `_` is read as `-` (both are lower case already):
-/// WSGI, CGI, PHP and many frameworks fold the two, so `X_Auth_Subject` reaches them as `X-Auth-Subject`.
-pub(crate) fn same_folded(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .all(|(x, y)| x == y || matches!((x, y), (b'_', b'-') | (b'-', b'_')))
-}
 
 /// True for a header the gateway owns: `x-auth-*`, a configured claim header, or (when asked) an
 /// override header, spelled with `-` or `_`.
@@ -102,19 +83,6 @@ pub fn set_claim_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unsafe_bytes_are_encoded() {
-        assert_eq!(
-            encode_header_value("a\r\nX-Evil: 1").to_str().unwrap(),
-            "a%0D%0AX-Evil: 1"
-        );
-        assert_eq!(
-            encode_header_value("Zoë 100%").to_str().unwrap(),
-            "Zo%C3%AB 100%25"
-        );
-        assert_eq!(encode_header_value("nul\0").to_str().unwrap(), "nul%00");
-    }
 
     #[test]
     fn strips_spoofed_headers() {

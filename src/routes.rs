@@ -1,154 +1,9 @@
-//! Path normalisation and the compiled route table (host, then longest segment prefix, then method).
+//! The compiled route table: host, then longest segment prefix, then method.
 
 use crate::config::{HostPattern, Route};
+use crate::path::segment_base;
 use http::Method;
-use std::borrow::Cow;
 use std::collections::HashMap;
-
-/// Why a path cannot be routed; each is answered with 400.
-pub type PathError = &'static str;
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-/// Decodes percent-encoded unreserved characters, upper-cases the rest, and refuses ambiguous bytes.
-fn decode_segment_bytes(raw: &str) -> Result<String, PathError> {
-    let b = raw.as_bytes();
-    let mut out = String::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c == b'%' {
-            let (Some(h), Some(l)) = (
-                b.get(i + 1).copied().and_then(hex),
-                b.get(i + 2).copied().and_then(hex),
-            ) else {
-                return Err("the path has a malformed percent-encoding");
-            };
-            let v = h * 16 + l;
-            if v == b'/' || v == b'\\' {
-                return Err("the path has an encoded slash or backslash");
-            }
-            if v < 0x20 || v == 0x7f {
-                return Err("the path has an encoded control character");
-            }
-            if unreserved(v) {
-                out.push(v as char);
-            } else {
-                out.push('%');
-                out.push(char::from(b"0123456789ABCDEF"[(v >> 4) as usize]));
-                out.push(char::from(b"0123456789ABCDEF"[(v & 15) as usize]));
-            }
-            i += 3;
-            continue;
-        }
-        if c == b'\\' {
-            return Err("the path has a backslash");
-        }
-        if !(0x20..0x7f).contains(&c) {
-            return Err("the path has a control or non-ASCII byte");
-        }
-        out.push(c as char);
-        i += 1;
-    }
-    Ok(out)
-}
-
-/// True when the path needs no change: no escapes, no empty, `.` or `..` segments, only visible ASCII.
-fn already_normal(path: &str) -> bool {
-    let b = path.as_bytes();
-    if b.first() != Some(&b'/') {
-        return false;
-    }
-    let mut prev = b'/';
-    for (i, &c) in b.iter().enumerate().skip(1) {
-        if c == b'%'
-            || c == b'\\'
-            || c == b';'
-            || !(0x21..0x7f).contains(&c)
-            || (c == b'/' && prev == b'/')
-        {
-            return false;
-        }
-        if c == b'.' && prev == b'/' {
-            let rest = &b[i..];
-            if rest == b"." || rest == b".." || rest.starts_with(b"./") || rest.starts_with(b"../")
-            {
-                return false;
-            }
-        }
-        prev = c;
-    }
-    true
-}
-
-/// A segment without its `;params`: what Tomcat, Jetty and other servlet containers route on.
-pub fn segment_base(seg: &str) -> &str {
-    seg.split_once(';').map_or(seg, |(base, _)| base)
-}
-
-/// Normalises a request path: `//` collapsed, `.` and `..` resolved, unreserved escapes decoded.
-/// The trailing slash is kept, since backends may tell `/a` from `/a/`. A path that is already
-/// normal is returned as it is, without copying. A segment that is `.` or `..` once its `;params`
-/// are removed (`..;`, `%2e%2e;x=1`) is refused: servlet containers strip the parameters and then
-/// climb, so forwarding it would let `/public/..;/admin` reach `/admin` past the admin route.
-pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, PathError> {
-    if already_normal(path) {
-        return Ok(Cow::Borrowed(path));
-    }
-    if !path.starts_with('/') {
-        return Err("the path must start with /");
-    }
-    let mut segs: Vec<String> = Vec::new();
-    let mut trailing = false;
-    for raw in path.split('/').skip(1) {
-        let seg = decode_segment_bytes(raw)?;
-        trailing = false;
-        if seg.contains(';') && matches!(segment_base(&seg), "." | "..") {
-            return Err("the path has a dot segment with parameters (..;)");
-        }
-        match seg.as_str() {
-            "" => trailing = true,
-            "." => trailing = true,
-            ".." => {
-                if segs.pop().is_none() {
-                    return Err("the path climbs above the root");
-                }
-                trailing = true;
-            }
-            _ => segs.push(seg),
-        }
-    }
-    let mut out = String::with_capacity(path.len());
-    for s in &segs {
-        out.push('/');
-        out.push_str(s);
-    }
-    if out.is_empty() || trailing {
-        out.push('/');
-    }
-    Ok(Cow::Owned(out))
-}
-
-/// A configured `path_prefix`, normalised the same way, without a trailing slash.
-pub fn normalise_prefix(prefix: &str) -> Result<String, String> {
-    let p = normalise_path(prefix).map_err(|e| format!("{prefix:?}: {e}"))?;
-    if p.len() > 1 {
-        Ok(p.trim_end_matches('/').to_string())
-    } else {
-        Ok(p.into_owned())
-    }
-}
 
 #[derive(Debug, Default)]
 struct Node {
@@ -200,21 +55,6 @@ pub struct RouteTable {
     exact: HashMap<String, Node>,
     suffix: HashMap<String, Node>,
     any: Node,
-}
-
-/// Lower-cases a Host or :authority value and drops the port and a trailing dot.
-pub fn normalise_host(host: &str) -> Cow<'_, str> {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    let h = h.trim_end_matches('.');
-    if h.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(h.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(h)
-    }
 }
 
 impl RouteTable {
@@ -273,50 +113,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalises() {
-        assert_eq!(normalise_path("//admin").unwrap(), "/admin");
-        assert_eq!(normalise_path("/%61dmin").unwrap(), "/admin");
-        assert_eq!(normalise_path("/public/../admin").unwrap(), "/admin");
-        assert_eq!(normalise_path("/a/./b/").unwrap(), "/a/b/");
-        assert_eq!(normalise_path("/a/b/..").unwrap(), "/a/");
-        assert_eq!(normalise_path("/").unwrap(), "/");
-        assert_eq!(
-            normalise_path("/%2e%2e/x"),
-            Err("the path climbs above the root")
-        );
-        assert!(normalise_path("/a%2Fb").is_err());
-        assert!(normalise_path("/a%5cb").is_err());
-        assert!(normalise_path("/a%00").is_err());
-        assert!(normalise_path("/a\\b").is_err());
-        assert!(normalise_path("/a%zz").is_err());
-        assert_eq!(normalise_path("/a%20b%3f").unwrap(), "/a%20b%3F");
-        assert!(normalise_path("/..").is_err());
-    }
-
-    #[test]
-    fn dot_segments_with_parameters_are_refused() {
-        for p in [
-            "/public/..;/admin/x",
-            "/public/%2e%2e;/admin",
-            "/public/..;x=1/admin",
-            "/public/.;/x",
-            "/public/%2E;a",
-        ] {
-            assert_eq!(
-                normalise_path(p),
-                Err("the path has a dot segment with parameters (..;)"),
-                "{p}"
-            );
-        }
-        assert_eq!(
-            normalise_path("/a;jsessionid=1/b").unwrap(),
-            "/a;jsessionid=1/b"
-        );
-        assert!(normalise_path("/a/..;b/").is_err());
-        assert_eq!(normalise_path("/a/...;b").unwrap(), "/a/...;b");
-    }
-
-    #[test]
     fn parameters_do_not_change_the_route() {
         let mut root = Node::default();
         root.insert("/", 0);
@@ -324,12 +120,5 @@ mod tests {
         assert_eq!(root.longest("/admin;x=1/y"), Some(&[1][..]));
         assert_eq!(root.longest("/;x/admin"), Some(&[1][..]));
         assert_eq!(root.longest("/adminx"), Some(&[0][..]));
-    }
-
-    #[test]
-    fn hosts() {
-        assert_eq!(normalise_host("API.Example.com:8443"), "api.example.com");
-        assert_eq!(normalise_host("[::1]:8443"), "::1");
-        assert_eq!(normalise_host("example.com."), "example.com");
     }
 }

@@ -2,7 +2,6 @@
 
 pub mod jwks;
 pub mod jwt;
-pub mod keys;
 pub mod principal;
 pub mod strict_json;
 
@@ -116,7 +115,7 @@ impl Verifier {
     /// `own_keys` verify the gateway's own tokens (issuer "self").
     pub fn new(
         issuers: Vec<Arc<Issuer>>,
-        own_keys: Vec<Arc<keys::VerifyKey>>,
+        own_keys: Vec<Arc<crate::keys::VerifyKey>>,
         leeway: u64,
         capacity: u64,
         max_bytes: u64,

@@ -1,7 +1,7 @@
 //! The verified identity of a request: roles, scopes and header values derived once per token.
 
 use crate::config::Issuer;
-use crate::headers::encode_header_value;
+use crate::header_value::{encode_header_value, join_encoded};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
@@ -30,23 +30,6 @@ pub struct Principal {
     parts: u32,
     roles: u32,
     scopes: u32,
-}
-
-/// Header text for a list: each value percent-encoded (see `encode_header_value`) and the
-/// delimiter inside a value encoded too, so `["x,admin"]` can never read as two values.
-pub fn join_encoded<S: AsRef<str>>(values: &[S], delimiter: char) -> String {
-    let escaped = match delimiter {
-        ',' => "%2C",
-        _ => "%20",
-    };
-    values
-        .iter()
-        .map(|v| {
-            let e = encode_header_value(v.as_ref());
-            e.to_str().unwrap_or_default().replace(delimiter, escaped)
-        })
-        .collect::<Vec<_>>()
-        .join(&delimiter.to_string())
 }
 
 /// A claim rendered as header text: strings as they are, arrays comma-joined (a comma inside an

@@ -2,8 +2,8 @@
 //! `jwks_uri` fetched once per key set, read with a streaming size cap, with failures cached too.
 
 use super::{oauth, OAuthError};
-use crate::auth::keys::{RawJwk, VerifyKey};
 use crate::config::{Client, ClientKeys, CLIENT_KEY_ALGORITHMS};
+use crate::keys::{RawJwk, VerifyKey};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

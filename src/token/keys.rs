@@ -1,6 +1,6 @@
 //! The token service's signing keys: PEM files (created when missing), their RFC 7638 kids and the JWKS.
 
-use crate::auth::keys::{RawJwk, VerifyKey};
+use crate::keys::{RawJwk, VerifyKey};
 use aws_lc_rs::encoding::AsDer;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};

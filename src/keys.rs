@@ -1,4 +1,4 @@
-//! Verification keys: parsing PEM files and JWKS entries into keys pinned to their algorithms.
+//! Verification keys: PEM, JWK and shared-secret keys parsed once, each pinned to the algorithms it may verify.
 
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::hmac;

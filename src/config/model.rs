@@ -1,0 +1,400 @@
+//! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
+
+use crate::keys::VerifyKey;
+use http::header::HeaderName;
+use jsonwebtoken::Algorithm;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The validated configuration; nothing on the request path reads strings or maps from here.
+#[derive(Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub validation: ValidationSettings,
+    pub issuers: Vec<Arc<Issuer>>,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    /// the gateway's own authorization server, when `[token_service]` is present and enabled
+    pub token_service: Option<TokenServiceSettings>,
+    pub clients: Vec<Client>,
+    pub users: Vec<User>,
+    pub store: StoreBackend,
+    pub rate_limit: RateLimits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenServiceSettings {
+    pub issuer: String,
+    pub audience: Vec<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub code_ttl: Duration,
+    pub signing_keys: Vec<PathBuf>,
+    pub key_algorithm: Algorithm,
+}
+
+/// How a client secret is stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretHash {
+    /// SHA-256 of a generated high-entropy secret
+    Sha256([u8; 32]),
+    /// a PHC string: `$argon2id$...`
+    Argon2(String),
+    /// `$2b$...`
+    Bcrypt(String),
+}
+
+impl SecretHash {
+    pub fn parse(s: &str) -> Result<SecretHash, String> {
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>();
+            return match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(b) if hex.len() == 64 && hex.bytes().all(|c| !c.is_ascii_uppercase()) => {
+                    Ok(SecretHash::Sha256(b))
+                }
+                _ => Err("sha256: must be followed by 64 lowercase hex digits".into()),
+            };
+        }
+        if s.starts_with("$argon2id$") {
+            return Ok(SecretHash::Argon2(s.to_string()));
+        }
+        if s.starts_with("$2b$") || s.starts_with("$2a$") || s.starts_with("$2y$") {
+            return Ok(SecretHash::Bcrypt(s.to_string()));
+        }
+        Err("not a recognised hash: use \"sha256:<hex>\", \"$argon2id$...\" or bcrypt \"$2b$...\" (gatehouse hash-secret makes one)".into())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    ClientCredentials,
+    JwtBearer,
+    RefreshToken,
+    AuthorizationCode,
+    Password,
+}
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+impl GrantType {
+    pub fn parse(s: &str) -> Option<GrantType> {
+        Some(match s {
+            "client_credentials" => GrantType::ClientCredentials,
+            JWT_BEARER => GrantType::JwtBearer,
+            "refresh_token" => GrantType::RefreshToken,
+            "authorization_code" => GrantType::AuthorizationCode,
+            "password" => GrantType::Password,
+            _ => return None,
+        })
+    }
+}
+
+/// The algorithms a client's keys may sign assertions with, whether the keys are files or a JWKS.
+pub const CLIENT_KEY_ALGORITHMS: [Algorithm; 7] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Where a client's public keys come from, for private_key_jwt and the jwt-bearer grant.
+#[derive(Debug, Clone)]
+pub enum ClientKeys {
+    None,
+    JwksUri(String),
+    Static(Vec<Arc<VerifyKey>>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub client_id: String,
+    pub secret: Option<SecretHash>,
+    pub grant_types: Vec<GrantType>,
+    pub scopes: Vec<String>,
+    pub default_scopes: Vec<String>,
+    pub roles: Vec<String>,
+    pub audience: Vec<String>,
+    pub redirect_uris: Vec<String>,
+    pub public: bool,
+    pub keys: ClientKeys,
+    /// subjects a jwt-bearer assertion may name: exact values or `*` globs; empty means only the
+    /// client's own id
+    pub jwt_bearer_subjects: Vec<String>,
+}
+
+/// A person who signs in; only a slow hash of the password is kept.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    pub password: SecretHash,
+    /// the `sub` of the user's tokens (default: the username)
+    pub subject: String,
+    pub roles: Vec<String>,
+    /// extra claims, released by scope at the userinfo endpoint
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    Sqlite(PathBuf),
+    Memory,
+}
+
+/// `count` events per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    /// `"20/s"`, `"100/m"`, `"10/5m"`.
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let (n, w) = s
+            .split_once('/')
+            .ok_or("write COUNT/WINDOW, e.g. \"20/s\" or \"10/5m\"")?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{n:?} is not a count"))?;
+        let w = w.trim();
+        let window = match w {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            other => humantime::parse_duration(other).map_err(|e| format!("{other:?}: {e}"))?,
+        };
+        if count == 0 || window < Duration::from_secs(1) {
+            return Err("the count must be positive and the window at least 1s".into());
+        }
+        Ok(Rate { count, window })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimits {
+    pub token_endpoint: Rate,
+    pub failed_auth_lockout: Rate,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen_tls: Vec<SocketAddr>,
+    pub listen_plain: Vec<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub public_url: String,
+    pub threads: usize,
+    pub strip_override_headers: bool,
+    /// peers whose X-Forwarded-* and Forwarded headers are believed
+    pub trusted_proxies: Vec<crate::forwarded::Cidr>,
+    /// the longest an HTTP/1 request's header section may take to arrive, whole
+    pub request_header_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub self_signed_if_missing: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ValidationSettings {
+    pub leeway: u64,
+    pub max_token_bytes: usize,
+    pub verified_cache_capacity: u64,
+    /// the verified-token cache's bound in bytes, whatever the number of entries
+    pub verified_cache_max_bytes: u64,
+}
+
+/// A dotted path into the claims (`realm_access.roles`); a key that itself contains dots wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPath {
+    pub full: String,
+    pub segments: Vec<String>,
+}
+
+impl ClaimPath {
+    pub fn new(s: &str) -> Self {
+        ClaimPath {
+            full: s.to_string(),
+            segments: s.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    pub fn lookup<'a>(&self, claims: &'a serde_json::Value) -> Option<&'a serde_json::Value> {
+        if let Some(v) = claims.get(&self.full) {
+            return Some(v);
+        }
+        let mut cur = claims;
+        for seg in &self.segments {
+            cur = cur.get(seg)?;
+        }
+        Some(cur)
+    }
+}
+
+#[derive(Debug)]
+pub enum KeySource {
+    /// the gateway's own signing keys, known once they are loaded at start-up
+    Own,
+    Discovery,
+    JwksUri(String),
+    Static(Vec<Arc<VerifyKey>>),
+}
+
+#[derive(Debug)]
+pub struct Issuer {
+    pub index: usize,
+    /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)
+    pub require_typ: Option<&'static str>,
+    pub name: String,
+    pub issuer: String,
+    pub source: KeySource,
+    /// every `aud` a token of this issuer may carry to be verified at all
+    pub audiences: Vec<String>,
+    /// what a route accepts when it names no `audiences` itself; `None` means any of `audiences`
+    /// (the gateway's own issuer answers for every client's audience, but routes default to the
+    /// token service's `audience` only)
+    pub route_audiences: Option<Vec<String>>,
+    pub algorithms: Vec<Algorithm>,
+    pub roles_claim: ClaimPath,
+    pub scopes_claim: Option<ClaimPath>,
+    pub jwks_min_refresh: Duration,
+    pub jwks_max_refresh: Duration,
+    pub jwks_stale_for: Duration,
+    pub jwks_fetch_timeout: Duration,
+    pub jwks_max_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum UpstreamKind {
+    Http(HttpUpstream),
+    Whoami,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpUpstream {
+    pub peers: Vec<SocketAddr>,
+    pub peer_names: Vec<String>,
+    pub tls: bool,
+    pub sni: String,
+    pub ca: Option<PathBuf>,
+    pub health_check: Option<String>,
+    pub health_interval: Duration,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub retries: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub kind: UpstreamKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    Required,
+    Optional,
+    Public,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com`, stored as `.example.com`
+    Suffix(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub roles_any: Vec<String>,
+    pub roles_all: Vec<String>,
+    pub scopes_any: Vec<String>,
+    pub scopes_all: Vec<String>,
+    pub claims: Vec<(ClaimPath, serde_json::Value)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TokenSources {
+    pub header: bool,
+    pub query: Vec<String>,
+    pub cookie: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimSource {
+    Subject,
+    Issuer,
+    ClientId,
+    Roles,
+    Scopes,
+    AllClaims,
+    Claim(ClaimPath),
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimHeader {
+    pub name: HeaderName,
+    /// the name as configured, sent with its case (Pingora preserves header case)
+    pub wire: bytes::Bytes,
+    pub source: ClaimSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub index: usize,
+    pub name: String,
+    pub host: Option<HostPattern>,
+    pub path_prefix: String,
+    pub methods: Option<Vec<http::Method>>,
+    pub upstream: usize,
+    pub auth: AuthMode,
+    pub issuers: Vec<usize>,
+    pub policy: Policy,
+    pub token_from: TokenSources,
+    pub forward_token: bool,
+    pub strip_prefix: bool,
+    pub claim_headers: Vec<ClaimHeader>,
+    /// the route reads claims (claim conditions or claim headers), so each request parses them
+    pub needs_claims: bool,
+    /// token audiences this route accepts; `None` means the issuer's `route_audiences`
+    pub audiences: Option<Vec<String>>,
+}
+
+/// The identity headers sent on every route that verified a token (CONFIG.md).
+pub fn default_claim_headers() -> Vec<ClaimHeader> {
+    [
+        ("x-auth-subject", "X-Auth-Subject", ClaimSource::Subject),
+        ("x-auth-issuer", "X-Auth-Issuer", ClaimSource::Issuer),
+        (
+            "x-auth-client-id",
+            "X-Auth-Client-Id",
+            ClaimSource::ClientId,
+        ),
+        ("x-auth-roles", "X-Auth-Roles", ClaimSource::Roles),
+        ("x-auth-scopes", "X-Auth-Scopes", ClaimSource::Scopes),
+        ("x-auth-claims", "X-Auth-Claims", ClaimSource::AllClaims),
+    ]
+    .into_iter()
+    .map(|(n, wire, source)| ClaimHeader {
+        name: HeaderName::from_static(n),
+        wire: bytes::Bytes::from_static(wire.as_bytes()),
+        source,
+    })
+    .collect()
+}

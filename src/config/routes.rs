@@ -1,0 +1,390 @@
+//! Compiles `[[routes]]`: host, prefix, methods, upstream, issuers, policy, token sources, claim headers.
+
+use super::raw::RawRoute;
+use super::*;
+use crate::path::normalise_prefix;
+use http::header::HeaderName;
+use std::collections::HashMap;
+
+/// Headers a claim header may never be named after: they carry framing, routing or credentials.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "expect",
+];
+
+impl Compiler {
+    pub(super) fn routes(
+        &mut self,
+        raw: Vec<RawRoute>,
+        upstreams: &[Upstream],
+        issuers: &[Arc<Issuer>],
+    ) -> Vec<Route> {
+        let mut routes = Vec::new();
+        for (i, rr) in raw.into_iter().enumerate() {
+            if let Some(r) = self.route(i, rr, upstreams, issuers) {
+                routes.push(r);
+            }
+        }
+        self.check_overlaps(&routes);
+        if routes.is_empty() {
+            self.err("routes", "no routes: add at least one [[routes]] table");
+        }
+        routes
+    }
+
+    fn route(
+        &mut self,
+        i: usize,
+        r: RawRoute,
+        upstreams: &[Upstream],
+        issuers: &[Arc<Issuer>],
+    ) -> Option<Route> {
+        let k = |f: &str| format!("routes[{i}].{f}");
+        let name = r.name.clone().unwrap_or_else(|| format!("routes[{i}]"));
+        let host = r.host.as_deref().map(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix("*.") {
+                Some(rest) => HostPattern::Suffix(format!(".{rest}")),
+                None => HostPattern::Exact(h),
+            }
+        });
+        if let Some(HostPattern::Exact(h) | HostPattern::Suffix(h)) = &host {
+            if h.is_empty() || h.contains('*') || h.contains('/') {
+                self.err(k("host"), "write an exact host or \"*.example.com\"");
+            }
+        }
+        let path_prefix = match normalise_prefix(&r.path_prefix) {
+            Ok(p) => p,
+            Err(m) => {
+                self.err(k("path_prefix"), m);
+                "/".into()
+            }
+        };
+        let methods = r.methods.as_ref().map(|ms| {
+            ms.iter()
+                .enumerate()
+                .filter_map(|(j, m)| {
+                    let up = m.to_ascii_uppercase();
+                    match http::Method::from_bytes(up.as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.err(
+                                format!("routes[{i}].methods[{j}]"),
+                                format!("{m:?} is not a method"),
+                            );
+                            None
+                        }
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        if matches!(&methods, Some(m) if m.is_empty()) {
+            self.err(
+                k("methods"),
+                "empty list: omit the key to allow every method",
+            );
+        }
+        let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
+            Some(u) => u,
+            None => {
+                let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                self.err(
+                    k("upstream"),
+                    format!(
+                        "no upstream named {:?} (known: {})",
+                        r.upstream,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+                0
+            }
+        };
+        let auth = match r.auth.as_str() {
+            "required" => AuthMode::Required,
+            "optional" => AuthMode::Optional,
+            "public" => AuthMode::Public,
+            other => {
+                self.err(
+                    k("auth"),
+                    format!("{other:?} is not one of \"required\", \"optional\", \"public\""),
+                );
+                AuthMode::Required
+            }
+        };
+        let issuer_idx: Vec<usize> = match &r.issuers {
+            None => (0..issuers.len()).collect(),
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .filter_map(|(j, n)| match issuers.iter().position(|x| &x.name == n) {
+                    Some(p) => Some(p),
+                    None => {
+                        let known: Vec<_> = issuers.iter().map(|x| x.name.as_str()).collect();
+                        self.err(
+                            format!("routes[{i}].issuers[{j}]"),
+                            format!(
+                                "no issuer named {n:?} (known: {})",
+                                if known.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    known.join(", ")
+                                }
+                            ),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        };
+        if auth != AuthMode::Public && issuer_idx.is_empty() && issuers.is_empty() {
+            self.err(
+                k("auth"),
+                "the route takes tokens but no [[issuers]] are configured (use auth = \"public\")",
+            );
+        }
+        let has_policy = !(r.roles_any.is_empty()
+            && r.roles_all.is_empty()
+            && r.scopes_any.is_empty()
+            && r.scopes_all.is_empty()
+            && r.claims.is_empty());
+        if auth == AuthMode::Public && has_policy {
+            self.err(
+                k("auth"),
+                "a public route cannot require roles, scopes or claims",
+            );
+        }
+        let claims = r
+            .claims
+            .iter()
+            .filter_map(|(name, v)| match serde_json::to_value(v) {
+                Ok(j) => Some((ClaimPath::new(name), j)),
+                Err(e) => {
+                    self.err(format!("routes[{i}].claims.{name}"), e.to_string());
+                    None
+                }
+            })
+            .collect();
+        let mut token_from = TokenSources::default();
+        for (j, t) in r.token_from.iter().enumerate() {
+            if t == "header" {
+                token_from.header = true;
+            } else if let Some(q) = t.strip_prefix("query:").filter(|q| !q.is_empty()) {
+                token_from.query.push(q.to_string());
+            } else if let Some(c) = t.strip_prefix("cookie:").filter(|c| !c.is_empty()) {
+                token_from.cookie.push(c.to_string());
+            } else {
+                self.err(
+                    format!("routes[{i}].token_from[{j}]"),
+                    format!("{t:?} is not \"header\", \"query:NAME\" or \"cookie:NAME\""),
+                );
+            }
+        }
+        if r.token_from.is_empty() && auth != AuthMode::Public {
+            self.err(
+                k("token_from"),
+                "empty: the route could never receive a token",
+            );
+        }
+        let mut claim_headers = default_claim_headers();
+        for (hname, claim) in &r.claim_headers {
+            let key = format!("routes[{i}].claim_headers.\"{hname}\"");
+            let Ok(name) = HeaderName::from_bytes(hname.as_bytes()) else {
+                self.err(key, "not a valid header name");
+                continue;
+            };
+            if RESERVED_HEADERS.contains(&name.as_str()) {
+                self.err(key, format!("{hname} cannot carry a claim"));
+                continue;
+            }
+            if claim.is_empty() {
+                self.err(key, "name a claim, e.g. \"email\"");
+                continue;
+            }
+            let source = ClaimSource::Claim(ClaimPath::new(claim));
+            match claim_headers.iter_mut().find(|h| h.name == name) {
+                Some(h) => h.source = source,
+                None => claim_headers.push(ClaimHeader {
+                    name,
+                    wire: bytes::Bytes::from(hname.clone()),
+                    source,
+                }),
+            }
+        }
+        let needs_claims = !r.claims.is_empty()
+            || claim_headers
+                .iter()
+                .any(|h| matches!(h.source, ClaimSource::Claim(_)));
+        if let Some(a) = &r.audiences {
+            if a.is_empty() || a.iter().any(String::is_empty) {
+                self.err(
+                    k("audiences"),
+                    "name at least one audience, or omit the key for the issuer's",
+                );
+            }
+        }
+        Some(Route {
+            audiences: r.audiences,
+            needs_claims,
+            index: i,
+            name,
+            host,
+            path_prefix,
+            methods,
+            upstream,
+            auth,
+            issuers: issuer_idx,
+            policy: Policy {
+                roles_any: r.roles_any,
+                roles_all: r.roles_all,
+                scopes_any: r.scopes_any,
+                scopes_all: r.scopes_all,
+                claims,
+            },
+            token_from,
+            forward_token: r.forward_token,
+            strip_prefix: r.strip_prefix,
+            claim_headers,
+        })
+    }
+
+    /// Two routes for the same host and prefix must not both take a method.
+    fn check_overlaps(&mut self, routes: &[Route]) {
+        let mut seen: HashMap<(Option<HostPattern>, String), Vec<usize>> = HashMap::new();
+        for r in routes {
+            let slot = seen
+                .entry((r.host.clone(), r.path_prefix.clone()))
+                .or_default();
+            for &other in slot.iter() {
+                let o = &routes[other];
+                let clash = match (&o.methods, &r.methods) {
+                    (None, _) | (_, None) => true,
+                    (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
+                };
+                if clash {
+                    self.problems.push(Problem {
+                        key: format!("routes[{}].path_prefix", r.index),
+                        message: format!(
+                            "{:?} is already matched by routes[{}] ({}) for the same host and methods",
+                            r.path_prefix, o.index, o.name
+                        ),
+                    });
+                }
+            }
+            slot.push(r.index);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{compile, refused, BASE};
+
+    fn route(body: &str) -> String {
+        format!("{BASE}\n[[routes]]\npath_prefix = \"/r\"\n{body}\n")
+    }
+
+    #[test]
+    fn routes_name_known_upstreams_and_issuers() {
+        refused(
+            &route("upstream = \"nope\"\nauth = \"public\""),
+            "routes[1].upstream",
+            "no upstream named \"nope\" (known: u)",
+        );
+        refused(
+            &route("upstream = \"u\"\nissuers = [\"x\"]"),
+            "routes[1].issuers[0]",
+            "no issuer named \"x\" (known: none)",
+        );
+        refused(
+            &route("upstream = \"u\""),
+            "routes[1].auth",
+            "no [[issuers]] are configured",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"sometimes\""),
+            "routes[1].auth",
+            "is not one of",
+        );
+    }
+
+    #[test]
+    fn policies_token_sources_and_headers_are_checked() {
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\nroles_any = [\"a\"]"),
+            "routes[1].auth",
+            "cannot require roles",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\nmethods = []"),
+            "routes[1].methods",
+            "empty list",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\nmethods = [\"G E T\"]"),
+            "routes[1].methods[0]",
+            "is not a method",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\ntoken_from = [\"body\"]"),
+            "routes[1].token_from[0]",
+            "is not \"header\"",
+        );
+        refused(
+            &route(
+                "upstream = \"u\"\nauth = \"public\"\n[routes.claim_headers]\n\"Cookie\" = \"sub\"",
+            ),
+            "routes[1].claim_headers.\"Cookie\"",
+            "cannot carry a claim",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\naudiences = []"),
+            "routes[1].audiences",
+            "at least one audience",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\nhost = \"a*.b\""),
+            "routes[1].host",
+            "exact host",
+        );
+    }
+
+    #[test]
+    fn overlapping_routes_are_refused_and_prefixes_normalised() {
+        let twice = format!(
+            "{BASE}\n[[routes]]\nupstream = \"u\"\nauth = \"public\"\npath_prefix = \"//\"\n"
+        );
+        refused(
+            &twice,
+            "routes[1].path_prefix",
+            "already matched by routes[0]",
+        );
+        let text = format!(
+            "{BASE}\n[[routes]]\nupstream = \"u\"\nauth = \"public\"\npath_prefix = \"/a/./b/\"\nmethods = [\"get\"]\n"
+        );
+        let c = compile(&text).unwrap();
+        assert_eq!(c.routes[1].path_prefix, "/a/b");
+        assert_eq!(
+            c.routes[1].methods.as_deref(),
+            Some(&[http::Method::GET][..])
+        );
+        assert_eq!(
+            c.routes[0].claim_headers.len(),
+            6,
+            "the default identity headers"
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Compiles `[[upstreams]]`: peers that resolve, TLS, health checks and timeouts.
+
+use super::raw::RawUpstream;
+use super::*;
+use std::net::ToSocketAddrs;
+
+impl Compiler {
+    pub(super) fn upstreams(&mut self, raw: Vec<RawUpstream>) -> Vec<Upstream> {
+        let mut upstreams: Vec<Upstream> = Vec::new();
+        for (i, ru) in raw.into_iter().enumerate() {
+            if let Some(u) = self.upstream(i, ru) {
+                if upstreams.iter().any(|x| x.name == u.name) {
+                    self.err(
+                        format!("upstreams[{i}].name"),
+                        format!("duplicate upstream name {:?}", u.name),
+                    );
+                }
+                upstreams.push(u);
+            }
+        }
+        upstreams
+    }
+
+    fn upstream(&mut self, i: usize, r: RawUpstream) -> Option<Upstream> {
+        let k = |f: &str| format!("upstreams[{i}].{f}");
+        if r.name.is_empty() {
+            self.err(k("name"), "required");
+        }
+        let kind = match r.kind.as_str() {
+            "whoami" => {
+                if !r.peers.is_empty() {
+                    self.err(k("peers"), "a whoami upstream has no peers");
+                }
+                UpstreamKind::Whoami
+            }
+            "http" => {
+                if r.peers.is_empty() {
+                    self.err(
+                        k("peers"),
+                        "name at least one peer, e.g. [\"10.0.0.5:8080\"]",
+                    );
+                }
+                let mut peers = Vec::new();
+                let mut peer_names = Vec::new();
+                for (j, p) in r.peers.iter().enumerate() {
+                    match p.to_socket_addrs().map(|mut a| a.next()) {
+                        Ok(Some(a)) => {
+                            peers.push(a);
+                            peer_names.push(p.clone());
+                        }
+                        _ => self.err(
+                            format!("upstreams[{i}].peers[{j}]"),
+                            format!("{p:?} is not HOST:PORT that resolves"),
+                        ),
+                    }
+                }
+                if let Some(h) = &r.health_check {
+                    if !h.starts_with('/') {
+                        self.err(k("health_check"), "must be a path starting with /");
+                    }
+                }
+                let ca = r.ca.as_deref().map(|p| self.path(p));
+                if let Some(ca) = &ca {
+                    if let Err(e) = std::fs::read(ca) {
+                        self.err(k("ca"), format!("cannot read {}: {e}", ca.display()));
+                    } else if !r.tls {
+                        self.err(k("ca"), "set tls = true to use a CA file");
+                    }
+                }
+                let sni = r.sni.clone().unwrap_or_else(|| {
+                    r.peers
+                        .first()
+                        .and_then(|p| p.rsplit_once(':').map(|(h, _)| h.to_string()))
+                        .unwrap_or_default()
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .to_string()
+                });
+                let health_interval = self.duration(&k("health_interval"), &r.health_interval);
+                if health_interval < Duration::from_millis(100) {
+                    self.err(k("health_interval"), "must be at least 100ms");
+                }
+                UpstreamKind::Http(HttpUpstream {
+                    peers,
+                    peer_names,
+                    tls: r.tls,
+                    sni,
+                    ca,
+                    health_check: r.health_check.clone(),
+                    health_interval,
+                    connect_timeout: self.duration(&k("connect_timeout"), &r.connect_timeout),
+                    read_timeout: self.duration(&k("read_timeout"), &r.read_timeout),
+                    retries: r.retries.unwrap_or(1),
+                })
+            }
+            other => {
+                self.err(
+                    k("kind"),
+                    format!("unknown kind {other:?} (known: http, whoami)"),
+                );
+                return None;
+            }
+        };
+        Some(Upstream { name: r.name, kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{compile, refused, BASE};
+
+    fn upstream(body: &str) -> String {
+        format!("{BASE}\n[[upstreams]]\n{body}\n")
+    }
+
+    #[test]
+    fn peers_and_kinds_are_checked() {
+        refused(
+            &upstream("name = \"v\""),
+            "upstreams[1].peers",
+            "at least one peer",
+        );
+        refused(
+            &upstream("name = \"v\"\npeers = [\"nowhere\"]"),
+            "upstreams[1].peers[0]",
+            "HOST:PORT",
+        );
+        refused(
+            &upstream("name = \"v\"\nkind = \"whoami\"\npeers = [\"127.0.0.1:1\"]"),
+            "upstreams[1].peers",
+            "no peers",
+        );
+        refused(
+            &upstream("name = \"v\"\nkind = \"ftp\""),
+            "upstreams[1].kind",
+            "unknown kind",
+        );
+        refused(
+            &upstream("name = \"u\"\npeers = [\"127.0.0.1:1\"]"),
+            "upstreams[1].name",
+            "duplicate upstream",
+        );
+    }
+
+    #[test]
+    fn health_checks_and_tls_settings_are_checked() {
+        let p = "name = \"v\"\npeers = [\"127.0.0.1:1\"]\n";
+        refused(
+            &upstream(&format!("{p}health_check = \"healthz\"")),
+            "upstreams[1].health_check",
+            "starting with /",
+        );
+        refused(
+            &upstream(&format!("{p}health_interval = \"10ms\"")),
+            "upstreams[1].health_interval",
+            "at least 100ms",
+        );
+        refused(
+            &upstream(&format!("{p}ca = \"missing.pem\"")),
+            "upstreams[1].ca",
+            "cannot read",
+        );
+        let c = compile(&upstream(&format!("{p}tls = true\nretries = 3"))).unwrap();
+        match &c.upstreams[1].kind {
+            crate::config::UpstreamKind::Http(h) => {
+                assert!(h.tls && h.retries == 3);
+                assert_eq!(h.sni, "127.0.0.1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
