@@ -83,25 +83,100 @@ impl Rejection {
         }
     }
 
-    pub fn body(&self) -> String {
-        serde_json::json!({"error": self.code(), "error_description": self.description()})
-            .to_string()
-    }
-
     /// Writes the answer; the connection is closed when an unread request body would follow.
     pub async fn respond(&self, session: &mut Session) -> pingora::Result<()> {
-        let mut extra: Vec<(&str, String)> = Vec::new();
+        self.answer().send(session).await
+    }
+}
+
+impl From<crate::auth::extract::ExtractError> for Rejection {
+    fn from(e: crate::auth::extract::ExtractError) -> Self {
+        match e {
+            crate::auth::extract::ExtractError::BadRequest(m) => Rejection::BadRequest(m),
+            crate::auth::extract::ExtractError::Malformed(t) => Rejection::InvalidToken(t),
+        }
+    }
+}
+
+impl From<crate::auth::AuthError> for Rejection {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Token(t) => Rejection::InvalidToken(t),
+            crate::auth::AuthError::KeysUnavailable { retry_after } => {
+                Rejection::KeysUnavailable { retry_after }
+            }
+        }
+    }
+}
+
+impl AsAnswer for Rejection {
+    fn answer(&self) -> ErrorAnswer {
+        let mut headers: Vec<(&'static str, String)> = Vec::new();
         if let Some(w) = self.www_authenticate() {
-            extra.push(("www-authenticate", w));
+            headers.push(("www-authenticate", w));
         }
         if let Rejection::KeysUnavailable { retry_after } = self {
-            extra.push(("retry-after", retry_after.to_string()));
+            headers.push(("retry-after", retry_after.to_string()));
         }
         if let Rejection::MethodNotAllowed(ms) = self {
             let list: Vec<&str> = ms.iter().map(|m| m.as_str()).collect();
-            extra.push(("allow", list.join(", ")));
+            headers.push(("allow", list.join(", ")));
         }
-        send_json(session, self.status(), &extra, self.body()).await
+        ErrorAnswer {
+            status: self.status(),
+            code: self.code(),
+            description: self.description(),
+            headers,
+        }
+    }
+}
+
+/// Every error answer the gateway gives itself, whoever decided it: status, RFC error code,
+/// description and headers, with the JSON body `{"error", "error_description"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAnswer {
+    pub status: u16,
+    pub code: &'static str,
+    pub description: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Something the gateway refuses with: a proxy rejection, an OAuth error, an upstream failure.
+pub trait AsAnswer {
+    fn answer(&self) -> ErrorAnswer;
+}
+
+impl ErrorAnswer {
+    pub fn body(&self) -> String {
+        serde_json::json!({"error": self.code, "error_description": self.description}).to_string()
+    }
+
+    /// The response header for `body_len` bytes of this answer's body.
+    pub fn response_header(&self, body_len: usize) -> pingora::Result<ResponseHeader> {
+        let mut r = ResponseHeader::build(self.status, Some(3 + self.headers.len()))?;
+        r.insert_header("content-type", "application/json")?;
+        r.insert_header("content-length", body_len.to_string())?;
+        r.insert_header("cache-control", "no-store")?;
+        for (k, v) in &self.headers {
+            r.insert_header(*k, v.as_str())?;
+        }
+        Ok(r)
+    }
+
+    /// Writes the answer; the connection is closed when an unread request body would follow.
+    pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
+        send_json(session, self.status, &self.headers, self.body()).await
+    }
+
+    /// Writes the answer where a response may already have begun (Pingora's `fail_to_proxy`).
+    pub async fn send_error(&self, session: &mut Session) {
+        let body = self.body();
+        if let Ok(r) = self.response_header(body.len()) {
+            let _ = session
+                .as_downstream_mut()
+                .write_error_response(r, Bytes::from(body))
+                .await;
+        }
     }
 }
 

@@ -1,11 +1,11 @@
 //! Identity headers: removing every client-sent copy and setting safe values from the verified principal.
 
-use crate::auth::principal::{claim_header_text, Principal};
+use crate::auth::identity::Identity;
+use crate::auth::principal::claim_header_text;
 use crate::config::{ClaimHeader, ClaimSource};
 use crate::header_value::same_folded;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
-use serde_json::Value;
 
 /// Headers legacy frameworks honour to rewrite the path or method after the gateway decided.
 pub const OVERRIDE_HEADERS: &[&str] = &[
@@ -43,37 +43,32 @@ pub fn strip_identity_headers(
     }
 }
 
-fn value_for(
-    h: &ClaimHeader,
-    p: &Principal,
-    payload: &HeaderValue,
-    claims: Option<&Value>,
-) -> Option<HeaderValue> {
+fn value_for(h: &ClaimHeader, id: &Identity) -> Option<HeaderValue> {
+    let p = &id.principal;
     match &h.source {
         ClaimSource::Subject => p.subject_header(),
         ClaimSource::Issuer => p.issuer_header(),
         ClaimSource::ClientId => p.client_id_header(),
         ClaimSource::Roles => p.roles_header(),
         ClaimSource::Scopes => p.scopes_header(),
-        ClaimSource::AllClaims => Some(payload.clone()),
-        ClaimSource::Claim(path) => claims
+        ClaimSource::AllClaims => Some(id.payload.clone()),
+        ClaimSource::Claim(path) => id
+            .claims
+            .as_ref()
             .and_then(|c| path.lookup(c))
             .and_then(claim_header_text)
             .and_then(|t| HeaderValue::from_str(&t).ok()),
     }
 }
 
-/// Sets the route's identity headers from the principal; absent claims send no header.
-/// `payload` is the token's payload segment; `claims` its parsed claims, when the route reads any.
+/// Sets the route's identity headers from the identity; absent claims send no header.
 pub fn set_claim_headers(
     req: &mut RequestHeader,
     headers: &[ClaimHeader],
-    p: &Principal,
-    payload: &HeaderValue,
-    claims: Option<&Value>,
+    id: &Identity,
 ) -> pingora::Result<()> {
     for h in headers {
-        if let Some(v) = value_for(h, p, payload, claims) {
+        if let Some(v) = value_for(h, id) {
             req.insert_header(h.wire.clone(), v)?;
         }
     }

@@ -1,10 +1,14 @@
 //! gatehouse: an authentication gateway on Pingora that verifies bearer JWTs and forwards the verified identity.
 
+pub mod admin;
 pub mod auth;
+pub mod authn;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod forwarded;
+pub mod framing;
 pub mod header_deadline;
 pub mod header_value;
 pub mod headers;
@@ -156,7 +160,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
                 "store maintenance",
                 StoreMaintenance(store.clone(), clock.clone()),
             ));
-            token::TokenService::new(&config, keys, store, verifier.revocations.clone(), clock)
+            token::TokenService::new(&config, keys, store, verifier.clone(), clock)
         }
         None => None,
     };
@@ -185,7 +189,6 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
 
     let gateway = Gateway {
         shared: shared.clone(),
-        admin: false,
     };
     // The proxy, built as http_proxy_service_with_name builds it, wrapped in the header deadline.
     let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
@@ -207,15 +210,10 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
     server.add_service(svc);
 
     if let Some(addr) = config.server.admin_listen {
-        let admin = Gateway {
+        let admin = admin::Admin {
             shared: shared.clone(),
-            admin: true,
         };
-        let mut svc = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            admin,
-            "gatehouse admin",
-        );
+        let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }

@@ -1,6 +1,6 @@
 //! Route policy: does a verified principal hold the roles, scopes and claims a route asks for.
 
-use crate::auth::principal::Principal;
+use crate::auth::identity::Identity;
 use crate::config::Policy;
 use serde_json::Value;
 
@@ -11,8 +11,9 @@ pub struct Denied {
     pub scope: Option<String>,
 }
 
-/// `claims` are the token's claims, needed only when the policy has claim conditions.
-pub fn authorize(p: &Principal, policy: &Policy, claims: Option<&Value>) -> Result<(), Denied> {
+/// Claim conditions read the identity's decoded claims (present whenever the route has any).
+pub fn authorize(id: &Identity, policy: &Policy) -> Result<(), Denied> {
+    let (p, claims) = (&id.principal, id.claims.as_ref());
     let scope_hint = || {
         let mut s: Vec<&str> = policy.scopes_all.iter().map(String::as_str).collect();
         if s.is_empty() {
@@ -65,34 +66,53 @@ pub fn authorize(p: &Principal, policy: &Policy, claims: Option<&Value>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::principal::Principal;
     use crate::config::ClaimPath;
+    use std::sync::Arc;
+
+    fn identity(p: &Arc<Principal>, claims: Option<&Value>) -> Identity {
+        Identity {
+            principal: p.clone(),
+            payload: http::HeaderValue::from_static("e30"),
+            claims: claims.cloned(),
+        }
+    }
 
     #[test]
     fn roles_scopes_and_claims() {
         let issuer = crate::auth::principal::tests::issuer();
         let claims = serde_json::json!({"realm": {"roles": ["a", "b"]}, "scope": "read",
             "tenant": "acme", "groups": ["x", "y"]});
-        let p = Principal::new(&issuer, &claims, 0);
+        let p = Arc::new(Principal::new(&issuer, &claims, 0));
         let c = Some(&claims);
         let mut pol = Policy {
             roles_any: vec!["z".into(), "b".into()],
             ..Default::default()
         };
-        assert!(authorize(&p, &pol, c).is_ok());
+        assert!(authorize(&identity(&p, c), &pol).is_ok());
         pol.roles_all = vec!["a".into(), "c".into()];
-        assert_eq!(authorize(&p, &pol, c).unwrap_err().reason, "roles_all");
+        assert_eq!(
+            authorize(&identity(&p, c), &pol).unwrap_err().reason,
+            "roles_all"
+        );
         pol.roles_all = vec![];
         pol.scopes_all = vec!["read".into(), "write".into()];
-        let d = authorize(&p, &pol, c).unwrap_err();
+        let d = authorize(&identity(&p, c), &pol).unwrap_err();
         assert_eq!(d.scope.as_deref(), Some("read write"));
         pol.scopes_all = vec![];
         pol.claims = vec![
             (ClaimPath::new("tenant"), serde_json::json!("acme")),
             (ClaimPath::new("groups"), serde_json::json!("y")),
         ];
-        assert!(authorize(&p, &pol, c).is_ok());
-        assert_eq!(authorize(&p, &pol, None).unwrap_err().reason, "claims");
+        assert!(authorize(&identity(&p, c), &pol).is_ok());
+        assert_eq!(
+            authorize(&identity(&p, None), &pol).unwrap_err().reason,
+            "claims"
+        );
         pol.claims = vec![(ClaimPath::new("tenant"), serde_json::json!("other"))];
-        assert_eq!(authorize(&p, &pol, c).unwrap_err().reason, "claims");
+        assert_eq!(
+            authorize(&identity(&p, c), &pol).unwrap_err().reason,
+            "claims"
+        );
     }
 }

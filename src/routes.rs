@@ -2,6 +2,7 @@
 
 use crate::config::{HostPattern, Route};
 use crate::path::segment_base;
+use crate::token::endpoint::Endpoint;
 use http::Method;
 use std::collections::HashMap;
 
@@ -39,6 +40,26 @@ impl Node {
         }
         best
     }
+}
+
+/// What a request is for: the gateway's own endpoints come first, on the normalised path, so
+/// `//oauth/token` and `/oauth/./token` reach the token endpoint like `/oauth/token`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Target {
+    Health,
+    Token(Endpoint),
+    Route(usize),
+}
+
+/// The built-in endpoint a normalised path names; token endpoints only with the token service on.
+pub fn builtin(path: &str, token_service: bool) -> Option<Target> {
+    if path == "/healthz" {
+        return Some(Target::Health);
+    }
+    if token_service {
+        return Endpoint::parse(path).map(Target::Token);
+    }
+    None
 }
 
 /// What the table says about a request.
@@ -111,6 +132,21 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_endpoints_are_found_on_the_normalised_path() {
+        assert_eq!(builtin("/healthz", false), Some(Target::Health));
+        assert_eq!(
+            builtin("/oauth/token", true),
+            Some(Target::Token(Endpoint::Token))
+        );
+        assert_eq!(builtin("/oauth/token", false), None);
+        assert_eq!(
+            builtin("/.well-known/openid-configuration", true),
+            Some(Target::Token(Endpoint::Metadata))
+        );
+        assert_eq!(builtin("/oauth/tokens", true), None);
+    }
 
     #[test]
     fn parameters_do_not_change_the_route() {

@@ -1,5 +1,7 @@
 //! Bearer-token verification: verified-token cache, then keys from the JWKS cache, then signature and claims.
 
+pub mod extract;
+pub mod identity;
 pub mod jwks;
 pub mod jwt;
 pub mod principal;

@@ -1,8 +1,17 @@
 //! Introspection (RFC 7662) and revocation (RFC 7009), and revoking a refresh family everywhere.
 
+use super::{jwt, released_claims};
 use super::{oauth, sha256_hex, unavailable, OAuthError, TokenService};
+use crate::auth::extract::extract_token;
+use crate::auth::principal::decode_claims;
 use crate::config::Client;
+use crate::config::TokenSources;
+use crate::error::Rejection;
 use crate::store::run_blocking;
+use pingora::proxy::Session;
+
+/// Longest bearer token userinfo reads; the gateway's own tokens are far shorter.
+const MAX_USERINFO_TOKEN: usize = 16 * 1024;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
@@ -123,6 +132,48 @@ impl TokenService {
         self.revocations.add(&jti, exp);
         tracing::info!(target: "gatehouse::token", client = %client.client_id, "access token revoked");
         Ok(json!({}))
+    }
+
+    /// `sub` and the claims the token's scopes release: `profile` the user's claims, `email` the
+    /// email. The token is judged by the proxy's verifier, so expiry, leeway and revocation are the
+    /// same here as on every route.
+    pub(super) async fn userinfo(&self, session: &Session) -> Result<Value, Rejection> {
+        let header_only = TokenSources {
+            header: true,
+            ..Default::default()
+        };
+        let req = session.req_header();
+        let token =
+            extract_token(req, &header_only, MAX_USERINFO_TOKEN)?.ok_or(Rejection::MissingToken)?;
+        self.verifier.verify(&token, &[self.own_issuer]).await?;
+        let segment = token.split('.').nth(1).unwrap_or_default();
+        let c = decode_claims(segment.as_bytes());
+        let sub = c.get("sub").and_then(Value::as_str).unwrap_or("");
+        let scopes: Vec<&str> = c
+            .get("scope")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .split(' ')
+            .collect();
+        let mut out = json!({ "sub": sub });
+        if let Some(user) = self.user_by_subject(sub) {
+            for (k, v) in released_claims(user, &scopes) {
+                out[k] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verifies one of this service's own access tokens, expired or not. Returns its claims.
+    pub(super) fn own_claims(&self, token: &str) -> Option<Value> {
+        let parsed = jwt::parse(token).ok()?;
+        if parsed.typ.as_deref() != Some("at+jwt")
+            || parsed.iss() != Some(self.settings.issuer.as_str())
+        {
+            return None;
+        }
+        parsed.verify_signature(&self.keys.verify_keys()).ok()?;
+        Some(parsed.claims)
     }
 
     /// Revokes a refresh family and every access token issued from it, in the store and in the

@@ -1,0 +1,88 @@
+//! The operators' listener: `/healthz` and `/metrics`, a small HTTP service of its own.
+
+use crate::error::{AsAnswer, Rejection};
+use crate::proxy::Shared;
+use crate::upstream::UpstreamRuntime;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+
+pub struct Admin {
+    pub shared: Arc<Shared>,
+}
+
+fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let mut r = Response::new(body.into_bytes());
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    let h = r.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        h.insert(http::header::CONTENT_TYPE, v);
+    }
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    let len = r.body().len();
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        match session.req_header().uri.path() {
+            "/healthz" => respond(200, "application/json", r#"{"status":"ok"}"#.into()),
+            "/metrics" => respond(
+                200,
+                "text/plain; version=0.0.4",
+                self.shared.metrics.render(&gauges(&self.shared)),
+            ),
+            _ => {
+                let a = Rejection::NotFound.answer();
+                respond(a.status, "application/json", a.body())
+            }
+        }
+    }
+}
+
+/// Gauges read at scrape time: the verified-token cache, key fetches, upstream peer health.
+fn gauges(s: &Shared) -> Vec<(String, u64)> {
+    let mut g = vec![
+        (
+            "gatehouse_verified_tokens_cached".to_string(),
+            s.verifier.cached_tokens(),
+        ),
+        (
+            "gatehouse_verified_tokens_cached_bytes".to_string(),
+            s.verifier.cached_bytes(),
+        ),
+    ];
+    for (issuer, ok, failed) in s.verifier.jwks.fetch_counts() {
+        g.push((
+            format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"ok\"}}"),
+            ok,
+        ));
+        g.push((
+            format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"error\"}}"),
+            failed,
+        ));
+    }
+    for u in &s.upstreams {
+        if let UpstreamRuntime::Pool(p) = u {
+            for b in p.lb.backends().get_backend().iter() {
+                let healthy = p.lb.backends().ready(b) as u64;
+                g.push((
+                    format!(
+                        "gatehouse_upstream_peer_healthy{{upstream=\"{}\",peer=\"{}\"}}",
+                        p.name, b.addr
+                    ),
+                    healthy,
+                ));
+            }
+        }
+    }
+    g
+}

@@ -1,0 +1,192 @@
+//! Finding the bearer token of a request where its route allows it: header, query or cookie.
+
+use super::jwt::TokenError::{self, Malformed};
+use crate::config::TokenSources;
+use pingora::http::RequestHeader;
+use std::borrow::Cow;
+
+/// Why no token could be taken from a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtractError {
+    /// the request is ambiguous (two headers, two places): 400
+    BadRequest(&'static str),
+    /// the token is there but unusable: 401 invalid_token
+    Malformed(TokenError),
+}
+
+/// True when a query parameter's name, percent-decoded, is one the route takes tokens from: a backend
+/// decodes `access%5Ftoken` to `access_token`, so the gateway must too.
+pub fn is_token_param(raw_name: &str, names: &[String]) -> bool {
+    if !raw_name.contains('%') {
+        return names.iter().any(|n| n == raw_name);
+    }
+    let decoded = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
+    names.iter().any(|n| *n == decoded)
+}
+
+/// Finds the bearer token where the route allows it; two places, or two headers, are a bad request.
+pub fn extract_token<'a>(
+    req: &'a RequestHeader,
+    from: &TokenSources,
+    max_bytes: usize,
+) -> Result<Option<Cow<'a, str>>, ExtractError> {
+    // At most one token may be found; a second is an error, so no list is needed.
+    let mut token: Option<Cow<'a, str>> = None;
+    let mut found = |t: Cow<'a, str>| {
+        if token.replace(t).is_some() {
+            Err(ExtractError::BadRequest(
+                "the token was sent in more than one place",
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if from.header {
+        let mut values = req.headers.get_all("authorization").iter();
+        if let Some(v) = values.next() {
+            if values.next().is_some() {
+                return Err(ExtractError::BadRequest(
+                    "more than one Authorization header",
+                ));
+            }
+            if v.len() > max_bytes + 7 {
+                return Err(ExtractError::Malformed(Malformed(
+                    "the token is longer than the gateway accepts",
+                )));
+            }
+            let v = v.to_str().map_err(|_| {
+                ExtractError::Malformed(Malformed("the Authorization header is not ASCII"))
+            })?;
+            match v.split_once(' ') {
+                Some((scheme, t))
+                    if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                {
+                    found(Cow::Borrowed(t.trim()))?
+                }
+                _ => {
+                    return Err(ExtractError::Malformed(Malformed(
+                        "the Authorization header is not a Bearer token",
+                    )))
+                }
+            }
+        }
+    }
+    if !from.query.is_empty() {
+        if let Some(q) = req.uri.query() {
+            for pair in q.split('&') {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                if is_token_param(name, &from.query) {
+                    found(percent_encoding::percent_decode_str(value).decode_utf8_lossy())?;
+                }
+            }
+        }
+    }
+    if !from.cookie.is_empty() {
+        for h in req.headers.get_all("cookie") {
+            let Ok(h) = h.to_str() else { continue };
+            for c in h.split(';') {
+                if let Some((name, value)) = c.trim().split_once('=') {
+                    if from.cookie.iter().any(|n| n == name) {
+                        found(Cow::Borrowed(value.trim_matches('"')))?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(t) = &token {
+        if t.len() > max_bytes {
+            return Err(ExtractError::Malformed(Malformed(
+                "the token is longer than the gateway accepts",
+            )));
+        }
+        if t.is_empty() {
+            return Err(ExtractError::Malformed(Malformed("the token is empty")));
+        }
+    }
+    Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    fn sources(header: bool, query: &[&str], cookie: &[&str]) -> TokenSources {
+        TokenSources {
+            header,
+            query: query.iter().map(|s| s.to_string()).collect(),
+            cookie: cookie.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_bearer_header_is_found_and_other_schemes_refused() {
+        let all = sources(true, &[], &[]);
+        let r = req("/", &[("authorization", "Bearer abc.def.ghi")]);
+        assert_eq!(
+            extract_token(&r, &all, 100).unwrap().as_deref(),
+            Some("abc.def.ghi")
+        );
+        let r = req("/", &[("authorization", "bearer  x ")]);
+        assert_eq!(extract_token(&r, &all, 100).unwrap().as_deref(), Some("x"));
+        let r = req("/", &[("authorization", "Basic dXNlcg==")]);
+        assert!(matches!(
+            extract_token(&r, &all, 100),
+            Err(ExtractError::Malformed(_))
+        ));
+        assert_eq!(extract_token(&req("/", &[]), &all, 100).unwrap(), None);
+        let two = req(
+            "/",
+            &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+        );
+        assert_eq!(
+            extract_token(&two, &all, 100),
+            Err(ExtractError::BadRequest(
+                "more than one Authorization header"
+            ))
+        );
+    }
+
+    #[test]
+    fn query_and_cookie_tokens_count_once_and_names_are_decoded() {
+        let s = sources(true, &["access_token"], &["session"]);
+        let r = req("/x?a=1&access%5Ftoken=t%2E1", &[]);
+        assert_eq!(extract_token(&r, &s, 100).unwrap().as_deref(), Some("t.1"));
+        let r = req("/x", &[("cookie", "a=b; session=\"tok\"")]);
+        assert_eq!(extract_token(&r, &s, 100).unwrap().as_deref(), Some("tok"));
+        let both = req("/x?access_token=t", &[("authorization", "Bearer t")]);
+        assert_eq!(
+            extract_token(&both, &s, 100),
+            Err(ExtractError::BadRequest(
+                "the token was sent in more than one place"
+            ))
+        );
+        let long = req("/x?access_token=0123456789", &[]);
+        assert!(matches!(
+            extract_token(&long, &s, 5),
+            Err(ExtractError::Malformed(_))
+        ));
+        let empty = req("/x?access_token=", &[]);
+        assert!(matches!(
+            extract_token(&empty, &s, 5),
+            Err(ExtractError::Malformed(_))
+        ));
+        // a source the route does not allow is not looked at
+        let only_header = sources(true, &[], &[]);
+        assert_eq!(
+            extract_token(&req("/x?access_token=t", &[]), &only_header, 100).unwrap(),
+            None
+        );
+        assert!(is_token_param(
+            "access%5ftoken",
+            &["access_token".to_string()]
+        ));
+    }
+}

@@ -1,0 +1,54 @@
+//! Authenticates a request for its route: the token found where the route allows it, verified,
+//! judged against the route's audiences, and decoded once into an `Identity`.
+
+use crate::auth::extract::extract_token;
+use crate::auth::identity::Identity;
+use crate::auth::jwt::TokenError;
+use crate::auth::principal::decode_claims;
+use crate::auth::Verifier;
+use crate::config::{AuthMode, Issuer, Route};
+use crate::error::Rejection;
+use pingora::http::RequestHeader;
+use std::sync::Arc;
+
+/// `Ok(None)` when the route takes no token or an optional one was not sent.
+pub async fn authenticate(
+    req: &RequestHeader,
+    route: &Route,
+    verifier: &Verifier,
+    issuers: &[Arc<Issuer>],
+    max_token_bytes: usize,
+) -> Result<Option<Identity>, Rejection> {
+    if route.auth == AuthMode::Public {
+        return Ok(None);
+    }
+    let Some(token) = extract_token(req, &route.token_from, max_token_bytes)? else {
+        return match route.auth {
+            AuthMode::Required => Err(Rejection::MissingToken),
+            _ => Ok(None),
+        };
+    };
+    let principal = verifier.verify(&token, &route.issuers).await?;
+    // The route's audiences, or the issuer's default for routes (the gateway's own issuer: the
+    // token service's `audience`, not every client's).
+    let accepted = route.audiences.as_deref().or_else(|| {
+        issuers
+            .get(principal.issuer)
+            .and_then(|i| i.route_audiences.as_deref())
+    });
+    if accepted.is_some_and(|a| !principal.has_audience(a)) {
+        return Err(Rejection::InvalidToken(TokenError::Audience));
+    }
+    let segment = token.split('.').nth(1).unwrap_or_default();
+    let payload = http::HeaderValue::from_str(segment).map_err(|_| {
+        Rejection::InvalidToken(TokenError::Malformed("the token payload is not base64url"))
+    })?;
+    let claims = route
+        .needs_claims
+        .then(|| decode_claims(segment.as_bytes()));
+    Ok(Some(Identity {
+        principal,
+        payload,
+        claims,
+    }))
+}

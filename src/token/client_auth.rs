@@ -1,0 +1,277 @@
+//! Client authentication: Basic and form secrets, private_key_jwt assertions, public clients, lockout.
+
+use super::*;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// How the client proved itself.
+pub(super) enum Credentials {
+    Secret {
+        client_id: String,
+        secret: String,
+        basic: bool,
+    },
+    Assertion {
+        client_id: Option<String>,
+        assertion: String,
+    },
+    None {
+        client_id: String,
+    },
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are form-urlencoded before base64.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, b64) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = STANDARD.decode(b64.trim()).ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
+    Some((decode(id)?, decode(secret)?))
+}
+
+impl TokenService {
+    pub(super) fn credentials(
+        basic: Option<&str>,
+        form: &HashMap<String, String>,
+    ) -> Result<Credentials, OAuthError> {
+        let body_secret = form.get("client_secret");
+        let assertion = form.get("client_assertion");
+        let methods = [
+            basic.is_some_and(|b| b.len() > 6 && b[..6].eq_ignore_ascii_case("basic ")),
+            body_secret.is_some(),
+            assertion.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if methods > 1 {
+            return Err(invalid_request(
+                "use exactly one client authentication method",
+            ));
+        }
+        if let Some(b) = basic.filter(|b| b.len() > 6 && b[..6].eq_ignore_ascii_case("basic ")) {
+            let (client_id, secret) = basic_credentials(b).ok_or(OAuthError {
+                basic: true,
+                ..oauth(401, "invalid_client", "client authentication failed")
+            })?;
+            if form.get("client_id").is_some_and(|id| *id != client_id) {
+                return Err(invalid_request(
+                    "client_id differs from the authenticated client",
+                ));
+            }
+            return Ok(Credentials::Secret {
+                client_id,
+                secret,
+                basic: true,
+            });
+        }
+        if let Some(secret) = body_secret {
+            let client_id = form
+                .get("client_id")
+                .ok_or(invalid_request("client_id is required"))?;
+            return Ok(Credentials::Secret {
+                client_id: client_id.clone(),
+                secret: secret.clone(),
+                basic: false,
+            });
+        }
+        if let Some(a) = assertion {
+            if form.get("client_assertion_type").map(String::as_str) != Some(ASSERTION_TYPE) {
+                return Err(invalid_request(
+                    "client_assertion_type must be the JWT bearer type",
+                ));
+            }
+            return Ok(Credentials::Assertion {
+                client_id: form.get("client_id").cloned(),
+                assertion: a.clone(),
+            });
+        }
+        match form.get("client_id") {
+            Some(id) => Ok(Credentials::None {
+                client_id: id.clone(),
+            }),
+            None => Err(OAuthError {
+                basic: true,
+                ..oauth(401, "invalid_client", "client authentication is required")
+            }),
+        }
+    }
+
+    /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
+    /// same kind of work; the lockout applies to every method, assertions included.
+    pub(super) async fn authenticate(
+        &self,
+        creds: &Credentials,
+        address: &str,
+    ) -> Result<&Client, OAuthError> {
+        let (claimed, basic) = match creds {
+            Credentials::Secret {
+                client_id, basic, ..
+            } => (Some(client_id.clone()), *basic),
+            Credentials::Assertion {
+                client_id,
+                assertion,
+            } => {
+                // The client is known from the assertion's `iss` before any key is fetched.
+                let iss = jwt::parse(assertion)
+                    .ok()
+                    .and_then(|p| p.iss().map(str::to_string));
+                match (client_id, iss) {
+                    (Some(a), Some(b)) if *a != b => {
+                        return Err(self.auth_failed(address, Some(a), false))
+                    }
+                    (_, Some(b)) => (Some(b), false),
+                    (Some(a), None) => return Err(self.auth_failed(address, Some(a), false)),
+                    (None, None) => return Err(self.auth_failed(address, None, false)),
+                }
+            }
+            Credentials::None { client_id } => (Some(client_id.clone()), false),
+        };
+        let id = claimed.unwrap_or_default();
+        if self.failures.exceeded(&format!("client:{id}")) {
+            return Err(OAuthError {
+                retry_after: Some(self.failures.retry_after()),
+                ..oauth(
+                    429,
+                    "access_denied",
+                    "too many failed authentications; try again later",
+                )
+            });
+        }
+        match creds {
+            Credentials::Secret { secret, .. } => {
+                let client = self.clients.get(&id);
+                let real = client.and_then(|c| c.secret.clone());
+                // An unknown or secretless client is checked against a stand-in of a real kind.
+                let hash = real
+                    .clone()
+                    .unwrap_or_else(|| self.client_decoys.for_name(&id));
+                let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
+                match client {
+                    Some(c) if ok && real.is_some() => Ok(c),
+                    _ => Err(self.auth_failed(address, Some(&id), basic)),
+                }
+            }
+            Credentials::Assertion { assertion, .. } => {
+                let Some(client) = self.clients.get(&id) else {
+                    return Err(self.auth_failed(address, Some(&id), false));
+                };
+                match self.check_assertion(client, assertion, true).await {
+                    Ok(_) => Ok(client),
+                    Err(e) if e.status == 503 => Err(e),
+                    Err(e) => {
+                        let mut failed = self.auth_failed(address, Some(&id), false);
+                        failed.description = e.description;
+                        Err(failed)
+                    }
+                }
+            }
+            Credentials::None { .. } => match self.clients.get(&id) {
+                Some(c) if c.public => Ok(c),
+                _ => Err(self.auth_failed(address, Some(&id), false)),
+            },
+        }
+    }
+
+    /// Counts a failed client authentication against the address and the client, and says so.
+    pub(super) fn auth_failed(&self, address: &str, who: Option<&str>, basic: bool) -> OAuthError {
+        self.failures.hit(address);
+        if let Some(w) = who {
+            self.failures.hit(&format!("client:{w}"));
+        }
+        tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
+        OAuthError {
+            basic,
+            ..oauth(401, "invalid_client", "client authentication failed")
+        }
+    }
+
+    /// Verifies a client-signed JWT (RFC 7523): signature by the client's keys, `iss` the client,
+    /// `aud` this server, a short `exp`, and a `jti` never seen before. Returns the claims.
+    pub(super) async fn check_assertion(
+        &self,
+        client: &Client,
+        assertion: &str,
+        authn: bool,
+    ) -> Result<Value, OAuthError> {
+        let bad = invalid_grant;
+        let parsed = jwt::parse(assertion).map_err(|_| bad("the assertion is not a valid JWT"))?;
+        let keys = self.client_jwks.keys(client).await?;
+        parsed
+            .verify_signature(&keys)
+            .map_err(|_| bad("the assertion's signature does not verify with the client's keys"))?;
+        let c = &parsed.claims;
+        let now = self.clock.now_secs();
+        let num = |k: &str| c.get(k).and_then(Value::as_u64);
+        let exp = num("exp").ok_or(bad("the assertion has no exp"))?;
+        // Saturating: a hostile exp of 2^64-1 must not overflow.
+        if now > exp.saturating_add(self.leeway) {
+            return Err(bad("the assertion has expired"));
+        }
+        if exp > now.saturating_add(MAX_ASSERTION_LIFETIME + self.leeway) {
+            return Err(bad("the assertion's exp is too far ahead"));
+        }
+        if num("nbf").is_some_and(|n| n > now.saturating_add(self.leeway)) {
+            return Err(bad("the assertion is not valid yet (nbf)"));
+        }
+        if c.get("iss").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return Err(bad("the assertion's iss is not the client"));
+        }
+        if authn && c.get("sub").and_then(Value::as_str) != Some(client.client_id.as_str()) {
+            return Err(bad("the assertion's sub is not the client"));
+        }
+        let endpoint = format!("{}/oauth/token", self.public_url);
+        let issuer_endpoint = format!("{}/oauth/token", self.settings.issuer);
+        let audience_ok =
+            |a: &str| a == endpoint || a == issuer_endpoint || a == self.settings.issuer;
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => audience_ok(a),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(audience_ok),
+            _ => false,
+        };
+        if !aud_ok {
+            return Err(bad("the assertion's aud is not this token endpoint"));
+        }
+        let jti = c
+            .get("jti")
+            .and_then(Value::as_str)
+            .ok_or(bad("the assertion has no jti"))?
+            .to_string();
+        if jti.is_empty() || jti.len() > 256 {
+            return Err(bad("the assertion's jti is empty or too long"));
+        }
+        let client_id = client.client_id.clone();
+        let fresh = run_blocking(&self.store, move |s| {
+            s.use_assertion(&client_id, &jti, exp, now)
+        })
+        .await
+        .map_err(|_| unavailable())?;
+        if !fresh {
+            return Err(invalid_grant("the assertion was already used"));
+        }
+        Ok(parsed.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let h = format!("Basic {}", STANDARD.encode("my%3Aclient:p%40ss+word"));
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("my:client".into(), "p@ss word".into()))
+        );
+        assert_eq!(basic_credentials("Bearer x"), None);
+    }
+}

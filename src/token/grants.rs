@@ -1,0 +1,322 @@
+//! The grants: client_credentials, jwt-bearer, password, refresh rotation, and minting access tokens.
+
+use super::*;
+use crate::store::{RefreshRecord, Rotation};
+
+impl TokenService {
+    /// The scopes to grant: what was asked, each allowed; nothing asked means the defaults.
+    pub(super) fn scopes(
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Vec<String>, OAuthError> {
+        match form.get("scope") {
+            None => Ok(client.default_scopes.clone()),
+            Some(s) => {
+                let asked: Vec<String> = split_scopes(s);
+                if asked.iter().any(|a| !client.scopes.contains(a)) {
+                    return Err(oauth(
+                        400,
+                        "invalid_scope",
+                        "a requested scope is not allowed for this client",
+                    ));
+                }
+                Ok(asked)
+            }
+        }
+    }
+
+    pub(super) async fn token(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+        address: &str,
+    ) -> Result<Value, OAuthError> {
+        let grant = form
+            .get("grant_type")
+            .ok_or(invalid_request("grant_type is required"))?;
+        let grant_type = match GrantType::parse(grant) {
+            Some(
+                g @ (GrantType::ClientCredentials
+                | GrantType::JwtBearer
+                | GrantType::Password
+                | GrantType::AuthorizationCode
+                | GrantType::RefreshToken),
+            ) => g,
+            _ => {
+                return Err(oauth(
+                    400,
+                    "unsupported_grant_type",
+                    "this grant type is not supported",
+                ))
+            }
+        };
+        if !client.grant_types.contains(&grant_type) {
+            return Err(oauth(
+                400,
+                "unauthorized_client",
+                "the client may not use this grant type",
+            ));
+        }
+        match grant_type {
+            GrantType::AuthorizationCode => return self.code_grant(client, form).await,
+            GrantType::Password => return self.password_grant(client, form, address).await,
+            GrantType::RefreshToken => return self.refresh_grant(client, form).await,
+            _ => {}
+        }
+        let scopes = Self::scopes(client, form)?;
+        let subject = match grant_type {
+            GrantType::JwtBearer => {
+                let assertion = form
+                    .get("assertion")
+                    .ok_or(invalid_request("assertion is required"))?;
+                let claims = self.check_assertion(client, assertion, false).await?;
+                let sub = claims
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .filter(|s| !s.is_empty())
+                    .ok_or(invalid_grant("the assertion names no subject"))?;
+                if !subjects::may_assert(client, sub) {
+                    tracing::info!(target: "gatehouse::token", client = %client.client_id,
+                        "a jwt-bearer assertion named a subject the client may not act for");
+                    return Err(invalid_grant(
+                        "the client may not act for this subject (jwt_bearer_subjects)",
+                    ));
+                }
+                sub.to_string()
+            }
+            _ => {
+                if client.public {
+                    return Err(oauth(
+                        400,
+                        "unauthorized_client",
+                        "a public client cannot use client_credentials",
+                    ));
+                }
+                client.client_id.clone()
+            }
+        };
+        let (token, ttl, _) =
+            self.mint(client, &subject, &scopes, &client.roles, Default::default())?;
+        let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+        if !scopes.is_empty() {
+            body["scope"] = json!(scopes.join(" "));
+        }
+        Ok(body)
+    }
+
+    /// Signs an RFC 9068 access token.
+    pub fn mint(
+        &self,
+        client: &Client,
+        subject: &str,
+        scopes: &[String],
+        roles: &[String],
+        extra: serde_json::Map<String, Value>,
+    ) -> Result<(String, u64, String), OAuthError> {
+        let key = self.keys.current();
+        let now = self.clock.now_secs();
+        let ttl = self.settings.access_token_ttl.as_secs();
+        let jti = random_token(16);
+        let mut header = jsonwebtoken::Header::new(key.alg);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(key.kid.clone());
+        let aud = if client.audience.len() == 1 {
+            json!(client.audience[0])
+        } else {
+            json!(client.audience)
+        };
+        let mut claims = json!({
+            "iss": self.settings.issuer,
+            "sub": subject,
+            "aud": aud,
+            "exp": now + ttl,
+            "iat": now,
+            "jti": jti,
+            "client_id": client.client_id,
+        });
+        if !scopes.is_empty() {
+            claims["scope"] = json!(scopes.join(" "));
+        }
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
+        }
+        // A user's claims the scopes allow, never overriding the token's own.
+        for (k, v) in extra {
+            if claims.get(&k).is_none() {
+                claims[k] = v;
+            }
+        }
+        let token = key.sign(&header, &claims).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign a token");
+            oauth(500, "server_error", "the token could not be signed")
+        })?;
+        Ok((token, ttl, jti))
+    }
+
+    /// The legacy resource-owner password grant, for clients that list it: the user's credentials
+    /// are checked against `[[users]]`, with a lockout per user and per address.
+    pub(super) async fn password_grant(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+        address: &str,
+    ) -> Result<Value, OAuthError> {
+        let username = form
+            .get("username")
+            .ok_or(invalid_request("username is required"))?;
+        let password = form
+            .get("password")
+            .ok_or(invalid_request("password is required"))?;
+        let scopes = Self::scopes(client, form)?;
+        let user = match self.sign_in(username, password, address).await {
+            SignIn::User(u) => u,
+            SignIn::LockedOut => {
+                return Err(OAuthError {
+                    retry_after: Some(self.failures.retry_after()),
+                    ..oauth(
+                        429,
+                        "access_denied",
+                        "too many failed sign-ins; try again later",
+                    )
+                })
+            }
+            SignIn::Wrong => {
+                tracing::info!(target: "gatehouse::token", client = %client.client_id, "password sign-in failed");
+                return Err(invalid_grant("the username or password is wrong"));
+            }
+            SignIn::Busy => return Err(busy()),
+        };
+        self.issue_for_user(client, &user.subject, &scopes, &user.roles, Family::New)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// An access token for a user, and a new refresh-token family when the client may refresh and
+    /// `new_family` is asked.
+    pub(super) async fn issue_for_user(
+        &self,
+        client: &Client,
+        subject: &str,
+        scopes: &[String],
+        roles: &[String],
+        family: Family<'_>,
+    ) -> Result<(Value, Issued), OAuthError> {
+        let extra = self
+            .user_by_subject(subject)
+            .map(|u| released_claims(u, scopes))
+            .unwrap_or_default();
+        let (token, ttl, jti) = self.mint(client, subject, scopes, roles, extra)?;
+        let mut issued = Issued {
+            jti,
+            exp: self.clock.now_secs() + ttl,
+            family: String::new(),
+        };
+        let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+        if !scopes.is_empty() {
+            body["scope"] = json!(scopes.join(" "));
+        }
+        if let Family::Continue(f) = family {
+            issued.family = f.to_string();
+        } else if matches!(family, Family::New)
+            && client.grant_types.contains(&GrantType::RefreshToken)
+        {
+            let now = self.clock.now_secs();
+            let refresh = random_token(32);
+            let family_expires_at = now + self.settings.refresh_token_ttl.as_secs();
+            issued.family = random_token(16);
+            let rec = RefreshRecord {
+                hash: sha256_hex(&refresh),
+                family: issued.family.clone(),
+                client_id: client.client_id.clone(),
+                subject: subject.to_string(),
+                scopes: scopes.join(" "),
+                expires_at: family_expires_at,
+                family_expires_at,
+            };
+            // Stored before the answer: a refresh token the client holds always exists.
+            run_blocking(&self.store, move |s| s.put_refresh(&rec))
+                .await
+                .map_err(|_| unavailable())?;
+            body["refresh_token"] = json!(refresh);
+        }
+        if !issued.family.is_empty() {
+            // Revoking the family later revokes this access token too, at the edge at once.
+            let (f, j, e) = (issued.family.clone(), issued.jti.clone(), issued.exp);
+            run_blocking(&self.store, move |s| s.family_token(&f, &j, e))
+                .await
+                .map_err(|_| unavailable())?;
+        }
+        Ok((body, issued))
+    }
+
+    /// Refresh-token rotation: each refresh token works once; presenting a used one revokes its family.
+    pub(super) async fn refresh_grant(
+        &self,
+        client: &Client,
+        form: &HashMap<String, String>,
+    ) -> Result<Value, OAuthError> {
+        let presented = form
+            .get("refresh_token")
+            .ok_or(invalid_request("refresh_token is required"))?;
+        let now = self.clock.now_secs();
+        let next = random_token(32);
+        let (old, new_hash, client_id) = (
+            sha256_hex(presented),
+            sha256_hex(&next),
+            client.client_id.clone(),
+        );
+        let asked = form.get("scope").map(|a| split_scopes(a));
+        let wanted = asked.clone();
+        let rotation = run_blocking(&self.store, move |s| {
+            let current = s.active_refresh(&old, now)?;
+            // The scope is checked before rotating: a refused refresh leaves the token usable.
+            if let (Some(rec), Some(asked)) = (&current, &wanted) {
+                let granted = split_scopes(&rec.scopes);
+                if asked.iter().any(|a| !granted.contains(a)) {
+                    return Ok(None);
+                }
+            }
+            // The family's end bounds every successor, however often it rotates.
+            let family_end = current.map(|r| r.family_expires_at).unwrap_or(now);
+            s.rotate_refresh(&old, &client_id, &new_hash, family_end, now)
+                .map(Some)
+        })
+        .await
+        .map_err(|_| unavailable())?;
+        let rec = match rotation {
+            None => {
+                return Err(oauth(
+                    400,
+                    "invalid_scope",
+                    "a refresh cannot widen the granted scopes",
+                ))
+            }
+            Some(Rotation::Rotated(rec)) => rec,
+            Some(Rotation::Reused { family }) => {
+                tracing::warn!(target: "gatehouse::token", client = %client.client_id,
+                    "a rotated refresh token was presented again; its family is revoked");
+                self.revoke_family(family).await?;
+                return Err(invalid_grant(
+                    "the refresh token was already used; its family is revoked",
+                ));
+            }
+            Some(Rotation::Invalid) => return Err(invalid_grant("the refresh token is not valid")),
+        };
+        let scopes = asked.unwrap_or_else(|| split_scopes(&rec.scopes));
+        let roles = self
+            .user_by_subject(&rec.subject)
+            .map(|u| u.roles.clone())
+            .unwrap_or_default();
+        let (mut body, _) = self
+            .issue_for_user(
+                client,
+                &rec.subject,
+                &scopes,
+                &roles,
+                Family::Continue(&rec.family),
+            )
+            .await?;
+        body["refresh_token"] = json!(next);
+        Ok(body)
+    }
+}

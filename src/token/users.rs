@@ -1,0 +1,61 @@
+//! People: the credential check with lockout shared by the sign-in page and the password grant, and
+//! the claims a token's scopes release.
+
+use super::*;
+
+/// The user's claims a token's scopes release: `email`/`email_verified` with `email`, the others (and
+/// `preferred_username`) with `profile`.
+pub fn released_claims<S: AsRef<str>>(
+    user: &crate::config::User,
+    scopes: &[S],
+) -> serde_json::Map<String, Value> {
+    let has = |s: &str| scopes.iter().any(|x| x.as_ref() == s);
+    let mut out = serde_json::Map::new();
+    for (k, v) in &user.claims {
+        let is_email = k == "email" || k == "email_verified";
+        if (is_email && has("email")) || (!is_email && has("profile")) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    if has("profile") {
+        out.insert("preferred_username".into(), json!(user.username));
+    }
+    out
+}
+
+impl TokenService {
+    /// Checks a person's credentials with the lockout per user and per address shared by the sign-in
+    /// page and the password grant. An unknown user costs the same hash check as a known one.
+    pub(crate) async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        address: &str,
+    ) -> SignIn<'_> {
+        let user_key = format!("user:{username}");
+        if self.failures.exceeded(&user_key) || self.failures.exceeded(address) {
+            return SignIn::LockedOut;
+        }
+        let user = self.users.get(username);
+        let hash = user
+            .map(|u| u.password.clone())
+            .unwrap_or_else(|| self.user_decoys.for_name(username));
+        // argon2 takes tens of milliseconds: on the bounded pool, off the request threads.
+        let Ok(ok) = self.pool.matches(password, &hash).await else {
+            return SignIn::Busy;
+        };
+        match user.filter(|_| ok) {
+            Some(u) => SignIn::User(u),
+            None => {
+                self.failures.hit(&user_key);
+                self.failures.hit(address);
+                SignIn::Wrong
+            }
+        }
+    }
+
+    /// The user whose tokens carry this `sub`, if the subject is a person.
+    pub(super) fn user_by_subject(&self, subject: &str) -> Option<&crate::config::User> {
+        self.users.values().find(|u| u.subject == subject)
+    }
+}
