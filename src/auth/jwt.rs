@@ -234,3 +234,70 @@ impl Parsed<'_> {
         Ok(exp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::principal::tests::issuer;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    fn token(header: &str, payload: &str) -> String {
+        format!("{}.{}.c2ln", b64(header), b64(payload))
+    }
+
+    const HS: &str = r#"{"alg":"HS256","kid":"k1","typ":"JWT"}"#;
+
+    #[test]
+    fn parse_reads_the_header_and_refuses_what_it_must() {
+        let t = token(HS, r#"{"iss":"https://t","exp":10}"#);
+        let p = parse(&t).unwrap();
+        assert_eq!((p.alg, p.kid.as_deref()), (Algorithm::HS256, Some("k1")));
+        assert_eq!(p.iss(), Some("https://t"));
+        assert!(matches!(parse("a.b"), Err(TokenError::Malformed(_))));
+        assert!(matches!(parse("a.b.c.d"), Err(TokenError::Malformed(_))));
+        assert!(matches!(parse(".b.c"), Err(TokenError::Malformed(_))));
+        let none = token(r#"{"alg":"none"}"#, "{}");
+        assert_eq!(parse(&none).unwrap_err(), TokenError::Algorithm);
+        let crit = token(r#"{"alg":"HS256","crit":["exp"]}"#, "{}");
+        assert_eq!(parse(&crit).unwrap_err(), TokenError::Critical);
+        let kid = token(r#"{"alg":"HS256","kid":"a b"}"#, "{}");
+        assert!(matches!(parse(&kid), Err(TokenError::Malformed(_))));
+        assert!(matches!(parse(&token(HS, "[1]")), Err(TokenError::Malformed(_))));
+        let twice = token(r#"{"alg":"HS256","alg":"none"}"#, "{}");
+        assert!(matches!(parse(&twice), Err(TokenError::Malformed(_))));
+    }
+
+    fn check(payload: &str, now: u64) -> Result<u64, TokenError> {
+        let mut iss = issuer();
+        iss.issuer = "https://t".into();
+        iss.audiences = vec!["api".into()];
+        parse(&token(HS, payload))?.validate_claims(&iss, now, 30)
+    }
+
+    #[test]
+    fn claims_are_checked_with_leeway_and_saturating_time() {
+        let ok = r#"{"iss":"https://t","aud":"api","exp":100}"#;
+        assert_eq!(check(ok, 100), Ok(100));
+        assert_eq!(check(ok, 130), Ok(100), "within the leeway");
+        assert_eq!(check(ok, 131), Err(TokenError::Expired));
+        assert_eq!(
+            check(r#"{"iss":"https://t","aud":"api"}"#, 1),
+            Err(TokenError::MissingExp)
+        );
+        let far = r#"{"iss":"https://t","aud":["x","api"],"exp":18446744073709551615,"nbf":0}"#;
+        assert_eq!(check(far, u64::MAX), Ok(u64::MAX));
+        let nbf = r#"{"iss":"https://t","aud":"api","exp":1000,"nbf":500}"#;
+        assert_eq!(check(nbf, 400), Err(TokenError::NotYetValid));
+        let iat = r#"{"iss":"https://t","aud":"api","exp":1000,"iat":500}"#;
+        assert_eq!(check(iat, 400), Err(TokenError::IssuedInFuture));
+        let aud = r#"{"iss":"https://t","aud":"other","exp":1000}"#;
+        assert_eq!(check(aud, 1), Err(TokenError::Audience));
+        let iss = r#"{"iss":"https://u","aud":"api","exp":1000}"#;
+        assert_eq!(check(iss, 1), Err(TokenError::UntrustedIssuer));
+        let text = r#"{"iss":"https://t","aud":"api","exp":"soon"}"#;
+        assert!(matches!(check(text, 1), Err(TokenError::Malformed(_))));
+    }
+}

@@ -13,6 +13,9 @@ mod metadata;
 pub mod subjects;
 mod users;
 
+#[cfg(test)]
+mod tests;
+
 pub use users::released_claims;
 
 pub use crate::secrets::{argon2_hash, random_token, secret_matches, sha256_hash, sha256_hex};
