@@ -51,7 +51,8 @@ fn bench(c: &mut Criterion) {
         1000,
         64 << 20,
         Arc::new(SystemClock),
-    );
+    )
+    .unwrap();
     let uncached = Verifier::new(
         config.issuers.clone(),
         vec![],
@@ -59,7 +60,8 @@ fn bench(c: &mut Criterion) {
         0,
         64 << 20,
         Arc::new(SystemClock),
-    );
+    )
+    .unwrap();
 
     let t = keys[0].1.sign(&claims(
         "https://RS256.test",

@@ -65,7 +65,7 @@ fn key_bytes(key: &DecodingKey) -> Result<Vec<u8>, String> {
             let strip = |b: &[u8]| {
                 b.iter()
                     .position(|x| *x != 0)
-                    .map(|i| b[i..].to_vec())
+                    .map(|i| b.get(i..).unwrap_or_default().to_vec())
                     .unwrap_or_default()
             };
             let components = PublicKeyComponents {

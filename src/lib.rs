@@ -1,4 +1,6 @@
 //! gatehouse: an authentication gateway on Pingora that verifies bearer JWTs and forwards the verified identity.
+#![deny(clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::indexing_slicing))]
 
 pub mod admin;
 pub mod auth;
@@ -145,7 +147,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         config.validation.verified_cache_capacity,
         config.validation.verified_cache_max_bytes,
         clock.clone(),
-    ));
+    )?);
     let tokens = match signing {
         Some(keys) => {
             let store = store::open(&config.store)?;
@@ -160,7 +162,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
                 "store maintenance",
                 StoreMaintenance(store.clone(), clock.clone()),
             ));
-            token::TokenService::new(&config, keys, store, verifier.clone(), clock)
+            token::TokenService::new(&config, keys, store, verifier.clone(), clock)?
         }
         None => None,
     };

@@ -131,7 +131,13 @@ fn main() -> ExitCode {
         Command::Client {
             command: ClientCommand::New { client_id, scopes },
         } => {
-            let secret = gatehouse::token::random_token(32);
+            let secret = match gatehouse::token::random_token(32) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot make a secret: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
             println!("# client secret for {client_id} (shown once; store it in the client's secret store):");
             println!("# {secret}");

@@ -14,6 +14,11 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// The upper-case hex digit of a nibble.
+fn hex_digit(n: u8) -> char {
+    char::from(if n < 10 { b'0' + n } else { b'A' + n - 10 })
+}
+
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -23,8 +28,7 @@ fn decode_segment_bytes(raw: &str) -> Result<String, PathError> {
     let b = raw.as_bytes();
     let mut out = String::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
+    while let Some(&c) = b.get(i) {
         if c == b'%' {
             let (Some(h), Some(l)) = (
                 b.get(i + 1).copied().and_then(hex),
@@ -43,8 +47,8 @@ fn decode_segment_bytes(raw: &str) -> Result<String, PathError> {
                 out.push(v as char);
             } else {
                 out.push('%');
-                out.push(char::from(b"0123456789ABCDEF"[(v >> 4) as usize]));
-                out.push(char::from(b"0123456789ABCDEF"[(v & 15) as usize]));
+                out.push(hex_digit(v >> 4));
+                out.push(hex_digit(v & 15));
             }
             i += 3;
             continue;
@@ -78,7 +82,7 @@ fn already_normal(path: &str) -> bool {
             return false;
         }
         if c == b'.' && prev == b'/' {
-            let rest = &b[i..];
+            let rest = b.get(i..).unwrap_or_default();
             if rest == b"." || rest == b".." || rest.starts_with(b"./") || rest.starts_with(b"../")
             {
                 return false;

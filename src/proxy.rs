@@ -157,7 +157,7 @@ impl Gateway {
             RouteMatch::MethodNotAllowed(m) => return Err(Rejection::MethodNotAllowed(m)),
         };
         ctx.route = Some(idx);
-        let route = &s.config.routes[idx];
+        let route = s.config.routes.get(idx).ok_or(Rejection::NotFound)?;
         ctx.upstream_path = upstream_path(raw_path, &path, query, route);
         ctx.identity = authenticate(
             req,

@@ -116,7 +116,10 @@ impl RouteTable {
             if let Some(candidates) = g.longest(path) {
                 let mut allowed = Vec::new();
                 for &i in candidates {
-                    match &routes[i].methods {
+                    let Some(route) = routes.get(i) else {
+                        continue;
+                    };
+                    match &route.methods {
                         None => return RouteMatch::Route(i),
                         Some(ms) if ms.contains(method) => return RouteMatch::Route(i),
                         Some(ms) => allowed.extend(ms.iter().cloned()),

@@ -58,12 +58,28 @@ pub fn argon2_hash(secret: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `bytes` random bytes, base64url: client secrets and token ids.
-pub fn random_token(bytes: usize) -> String {
+/// The system's random generator failed: nothing predictable is handed out instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system random generator failed")]
+pub struct NoRandomness;
+
+/// `bytes` random bytes, base64url: client secrets, codes, refresh tokens, token and session ids.
+/// A generator failure is an error, never a predictable value.
+pub fn random_token(bytes: usize) -> Result<String, NoRandomness> {
     let mut b = vec![0u8; bytes];
-    // aws-lc's generator does not fail on supported platforms; a zeroed buffer would still be unique per call
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    URL_SAFE_NO_PAD.encode(b)
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| NoRandomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+/// A random 128-bit key for keyed hashes (SipHash).
+pub fn random_key() -> Result<(u64, u64), NoRandomness> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| NoRandomness)?;
+    let (a, c) = b.split_at(8);
+    Ok((
+        u64::from_le_bytes(a.try_into().map_err(|_| NoRandomness)?),
+        u64::from_le_bytes(c.try_into().map_err(|_| NoRandomness)?),
+    ))
 }
 
 /// Picks the stand-in hash for a name that matches no account: one of the configured hashes, chosen
@@ -76,17 +92,11 @@ pub struct Decoys {
 }
 
 impl Decoys {
-    pub fn new(hashes: Vec<SecretHash>) -> Decoys {
-        let mut b = [0u8; 16];
-        let _ = aws_lc_rs::rand::fill(&mut b);
-        let (a, c) = b.split_at(8);
-        Decoys {
+    pub fn new(hashes: Vec<SecretHash>) -> Result<Decoys, NoRandomness> {
+        Ok(Decoys {
             hashes,
-            key: (
-                u64::from_le_bytes(a.try_into().unwrap_or_default()),
-                u64::from_le_bytes(c.try_into().unwrap_or_default()),
-            ),
-        }
+            key: random_key()?,
+        })
     }
 
     pub fn for_name(&self, name: &str) -> SecretHash {
@@ -97,7 +107,10 @@ impl Decoys {
         let mut h = siphasher::sip::SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(name.as_bytes());
         let i = (h.finish() % self.hashes.len() as u64) as usize;
-        self.hashes[i].clone()
+        self.hashes
+            .get(i)
+            .cloned()
+            .unwrap_or(SecretHash::Sha256([0; 32]))
     }
 }
 
@@ -172,12 +185,12 @@ mod tests {
     fn decoys_are_stable_per_name_and_cover_every_kind() {
         let sha = SecretHash::parse(&sha256_hash("x")).unwrap();
         let bc = SecretHash::parse(&bcrypt::hash("x", 4).unwrap()).unwrap();
-        let d = Decoys::new(vec![sha.clone(), bc.clone()]);
+        let d = Decoys::new(vec![sha.clone(), bc.clone()]).unwrap();
         assert_eq!(d.for_name("ghost"), d.for_name("ghost"));
         let picked: Vec<_> = (0..64).map(|i| d.for_name(&format!("c{i}"))).collect();
         assert!(picked.contains(&sha) && picked.contains(&bc));
         assert_eq!(
-            Decoys::new(vec![]).for_name("a"),
+            Decoys::new(vec![]).unwrap().for_name("a"),
             SecretHash::Sha256([0; 32])
         );
     }

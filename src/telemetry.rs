@@ -45,7 +45,9 @@ impl Metrics {
             .unwrap_or(self.route_names.len())
             .min(self.route_names.len());
         if let Some(counters) = self.requests.get(slot) {
-            counters[usize::from(status / 100).min(5)].fetch_add(1, Ordering::Relaxed);
+            if let Some(c) = counters.get(usize::from(status / 100).min(5)) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if let Some(d) = denial {
             if let Ok(mut m) = self.denials.lock() {

@@ -91,7 +91,7 @@ pub fn max_age(cache_control: Option<&str>) -> Option<u64> {
     out
 }
 
-fn http_client() -> reqwest::Client {
+fn http_client() -> Result<reqwest::Client, String> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         // Redirects are followed only within the same host, and only a few.
         let same_host = attempt
@@ -109,12 +109,16 @@ fn http_client() -> reqwest::Client {
         .redirect(policy)
         .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
         .build()
-        .unwrap_or_default()
+        .map_err(|e| format!("cannot build the HTTP client for key sets: {e}"))
 }
 
 impl Jwks {
     /// `own` are the token service's public keys, for the issuer whose source is `Own`.
-    pub fn new(issuers: &[Arc<Issuer>], own: Vec<Arc<VerifyKey>>, clock: SharedClock) -> Self {
+    pub fn new(
+        issuers: &[Arc<Issuer>],
+        own: Vec<Arc<VerifyKey>>,
+        clock: SharedClock,
+    ) -> Result<Self, String> {
         let slots = issuers
             .iter()
             .map(|i| Slot {
@@ -132,12 +136,12 @@ impl Jwks {
                 },
             })
             .collect();
-        Jwks {
+        Ok(Jwks {
             slots,
             cache: moka::future::Cache::builder().max_capacity(10_000).build(),
-            http: http_client(),
+            http: http_client()?,
             clock,
-        }
+        })
     }
 
     fn retry_after(slot: &Slot) -> u64 {
@@ -190,9 +194,12 @@ impl Jwks {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let seen = me.slots[issuer].attempts.load(Ordering::SeqCst);
+            let Some(slot) = me.slots.get(issuer) else {
+                return;
+            };
+            let seen = slot.attempts.load(Ordering::SeqCst);
             me.refresh(issuer, seen).await;
-            me.slots[issuer].refreshing.store(false, Ordering::SeqCst);
+            slot.refreshing.store(false, Ordering::SeqCst);
         });
     }
 

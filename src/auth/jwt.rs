@@ -265,7 +265,10 @@ mod tests {
         assert_eq!(parse(&crit).unwrap_err(), TokenError::Critical);
         let kid = token(r#"{"alg":"HS256","kid":"a b"}"#, "{}");
         assert!(matches!(parse(&kid), Err(TokenError::Malformed(_))));
-        assert!(matches!(parse(&token(HS, "[1]")), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            parse(&token(HS, "[1]")),
+            Err(TokenError::Malformed(_))
+        ));
         let twice = token(r#"{"alg":"HS256","alg":"none"}"#, "{}");
         assert!(matches!(parse(&twice), Err(TokenError::Malformed(_))));
     }

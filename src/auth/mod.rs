@@ -102,19 +102,9 @@ pub struct Verifier {
     clock: SharedClock,
 }
 
-fn random_key() -> (u64, u64) {
-    let mut b = [0u8; 16];
-    // Without randomness the key is fixed; the hash stays 128 bits wide either way.
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    let (a, c) = b.split_at(8);
-    (
-        u64::from_le_bytes(a.try_into().unwrap_or_default()),
-        u64::from_le_bytes(c.try_into().unwrap_or_default()),
-    )
-}
-
 impl Verifier {
-    /// `own_keys` verify the gateway's own tokens (issuer "self").
+    /// `own_keys` verify the gateway's own tokens (issuer "self"). Fails when no random key or
+    /// HTTP client can be had: start-up stops rather than running with a predictable cache key.
     pub fn new(
         issuers: Vec<Arc<Issuer>>,
         own_keys: Vec<Arc<crate::keys::VerifyKey>>,
@@ -122,8 +112,8 @@ impl Verifier {
         capacity: u64,
         max_bytes: u64,
         clock: SharedClock,
-    ) -> Self {
-        let jwks = Arc::new(Jwks::new(&issuers, own_keys, clock.clone()));
+    ) -> Result<Self, String> {
+        let jwks = Arc::new(Jwks::new(&issuers, own_keys, clock.clone())?);
         let revocations = Arc::new(Revocations::new(clock.clone(), leeway));
         // Each entry weighs its bytes, but never less than its share of the byte bound at full
         // entry count, so the cache stays within both `capacity` entries and `max_bytes` bytes.
@@ -139,15 +129,15 @@ impl Verifier {
                 leeway,
             })
             .build();
-        Verifier {
+        Ok(Verifier {
             issuers,
             revocations,
-            hash_key: random_key(),
+            hash_key: crate::secrets::random_key().map_err(|e| e.to_string())?,
             jwks,
             cache,
             leeway,
             clock,
-        }
+        })
     }
 
     /// Verifies `token` for a route that trusts `allowed` issuers (indices into the config's issuers).

@@ -25,7 +25,7 @@ impl Compiler {
             }
         };
         for (i, c) in clients.iter().enumerate() {
-            if clients[..i].iter().any(|o| o.client_id == c.client_id) {
+            if clients.iter().take(i).any(|o| o.client_id == c.client_id) {
                 self.err(
                     format!("clients[{i}].client_id"),
                     format!("duplicate client {:?}", c.client_id),

@@ -269,7 +269,9 @@ impl Compiler {
                 .entry((r.host.clone(), r.path_prefix.clone()))
                 .or_default();
             for &other in slot.iter() {
-                let o = &routes[other];
+                let Some(o) = routes.get(other) else {
+                    continue;
+                };
                 let clash = match (&o.methods, &r.methods) {
                     (None, _) | (_, None) => true,
                     (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),

@@ -2,7 +2,7 @@
 //! with mandatory PKCE (S256) and an OpenID Connect ID token.
 
 use super::{invalid_grant, invalid_request, oauth, random_token, sha256_hex, unavailable};
-use super::{split_scopes, OAuthError, SignIn, TokenService};
+use super::{put, split_scopes, OAuthError, SignIn, TokenService};
 use crate::config::{Client, GrantType};
 use crate::error::send;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
@@ -177,7 +177,9 @@ impl TokenService {
         let address = format!("ip:{}", Self::client_address(session));
         let (status, message) = match self.sign_in(&username, &password, &address).await {
             SignIn::User(user) => {
-                let sid = random_token(32);
+                let Ok(sid) = random_token(32) else {
+                    return self.no_randomness_page(session).await;
+                };
                 self.sessions
                     .insert(sid.clone(), (user.username.clone(), now));
                 let set = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
@@ -207,7 +209,9 @@ impl TokenService {
             ))?;
         let redirect_uri = match p.get("redirect_uri") {
             Some(u) if client.redirect_uris.contains(u) => u.clone(),
-            None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
+            None if client.redirect_uris.len() == 1 => {
+                client.redirect_uris.first().cloned().unwrap_or_default()
+            }
             _ => {
                 return Err(AuthorizeError::Page(
                     "The application asked to return to an address it has not registered.",
@@ -274,7 +278,9 @@ impl TokenService {
         auth_time: u64,
         set_cookie: Option<String>,
     ) -> pingora::Result<()> {
-        let code = random_token(32);
+        let Ok(code) = random_token(32) else {
+            return self.no_randomness_page(session).await;
+        };
         let rec = CodeRecord {
             hash: sha256_hex(&code),
             client_id: req.client.client_id.clone(),
@@ -325,6 +331,13 @@ impl TokenService {
         send(session, 303, "text/plain", &headers, Bytes::new()).await
     }
 
+    /// Without random values no form, session or code can be made safely: refuse.
+    async fn no_randomness_page(&self, session: &mut Session) -> pingora::Result<()> {
+        use crate::error::AsAnswer;
+        let refusal = super::no_randomness(crate::secrets::NoRandomness);
+        refusal.answer().send(session).await
+    }
+
     /// The sign-in page: server-rendered, no JavaScript, every request parameter carried in hidden fields.
     async fn page(
         &self,
@@ -341,8 +354,11 @@ impl TokenService {
                     && c.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
+            .map(Ok)
             .unwrap_or_else(|| random_token(32));
-        let csrf = random_token(32);
+        let (Ok(pre_login), Ok(csrf)) = (pre_login, random_token(32)) else {
+            return self.no_randomness_page(session).await;
+        };
         let mut headers: Vec<(&str, String)> = PAGE_HEADERS
             .iter()
             .map(|(k, v)| (*k, v.to_string()))
@@ -505,7 +521,7 @@ impl TokenService {
         .await
         .map_err(|_| unavailable())?;
         if scopes.iter().any(|s| s == "openid") {
-            body["id_token"] = json!(self.id_token(client, &rec)?);
+            put(&mut body, "id_token", json!(self.id_token(client, &rec)?));
         }
         Ok(body)
     }
@@ -513,7 +529,7 @@ impl TokenService {
     /// An OpenID Connect ID token signed by the same keys (`typ: JWT`, so the proxy never takes it
     /// for an access token).
     fn id_token(&self, client: &Client, rec: &CodeRecord) -> Result<String, OAuthError> {
-        let key = self.keys.current();
+        let key = self.keys.current().ok_or(super::no_signing_key())?;
         let now = self.clock.now_secs();
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.kid = Some(key.kid.clone());
@@ -526,7 +542,7 @@ impl TokenService {
             "auth_time": rec.auth_time,
         });
         if !rec.nonce.is_empty() {
-            claims["nonce"] = json!(rec.nonce);
+            put(&mut claims, "nonce", json!(rec.nonce));
         }
         key.sign(&header, &claims)
             .map_err(|_| oauth(500, "server_error", "the ID token could not be signed"))

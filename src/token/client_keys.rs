@@ -35,18 +35,18 @@ pub struct ClientJwks {
 }
 
 impl ClientJwks {
-    pub fn new() -> ClientJwks {
-        ClientJwks {
+    pub fn new() -> Result<ClientJwks, String> {
+        Ok(ClientJwks {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(5))
                 .build()
-                .unwrap_or_default(),
+                .map_err(|e| format!("cannot build the HTTP client for client key sets: {e}"))?,
             cache: moka::future::Cache::builder()
                 .expire_after(KeepFor)
                 .max_capacity(10_000)
                 .build(),
-        }
+        })
     }
 
     /// The client's keys; a client whose key set cannot be had fails authentication.
@@ -75,12 +75,6 @@ impl ClientJwks {
                 }
             }
         }
-    }
-}
-
-impl Default for ClientJwks {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -113,8 +107,9 @@ async fn fetch(http: &reqwest::Client, uri: &str) -> Result<Keys, String> {
 
 fn parse(body: &[u8]) -> Result<Keys, String> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let keys: Vec<Arc<VerifyKey>> = doc["keys"]
-        .as_array()
+    let keys: Vec<Arc<VerifyKey>> = doc
+        .get("keys")
+        .and_then(Value::as_array)
         .ok_or("the key set has no keys array")?
         .iter()
         .take(MAX_KEYS)

@@ -99,7 +99,7 @@ impl TokenService {
             self.mint(client, &subject, &scopes, &client.roles, Default::default())?;
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
-            body["scope"] = json!(scopes.join(" "));
+            put(&mut body, "scope", json!(scopes.join(" ")));
         }
         Ok(body)
     }
@@ -113,17 +113,16 @@ impl TokenService {
         roles: &[String],
         extra: serde_json::Map<String, Value>,
     ) -> Result<(String, u64, String), OAuthError> {
-        let key = self.keys.current();
+        let key = self.keys.current().ok_or(no_signing_key())?;
         let now = self.clock.now_secs();
         let ttl = self.settings.access_token_ttl.as_secs();
-        let jti = random_token(16);
+        let jti = random_token(16).map_err(no_randomness)?;
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.typ = Some("at+jwt".into());
         header.kid = Some(key.kid.clone());
-        let aud = if client.audience.len() == 1 {
-            json!(client.audience[0])
-        } else {
-            json!(client.audience)
+        let aud = match client.audience.as_slice() {
+            [one] => json!(one),
+            many => json!(many),
         };
         let mut claims = json!({
             "iss": self.settings.issuer,
@@ -135,15 +134,15 @@ impl TokenService {
             "client_id": client.client_id,
         });
         if !scopes.is_empty() {
-            claims["scope"] = json!(scopes.join(" "));
+            put(&mut claims, "scope", json!(scopes.join(" ")));
         }
         if !roles.is_empty() {
-            claims["roles"] = json!(roles);
+            put(&mut claims, "roles", json!(roles));
         }
         // A user's claims the scopes allow, never overriding the token's own.
         for (k, v) in extra {
             if claims.get(&k).is_none() {
-                claims[k] = v;
+                put(&mut claims, k, v);
             }
         }
         let token = key.sign(&header, &claims).map_err(|e| {
@@ -213,7 +212,7 @@ impl TokenService {
         };
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
-            body["scope"] = json!(scopes.join(" "));
+            put(&mut body, "scope", json!(scopes.join(" ")));
         }
         if let Family::Continue(f) = family {
             issued.family = f.to_string();
@@ -221,9 +220,9 @@ impl TokenService {
             && client.grant_types.contains(&GrantType::RefreshToken)
         {
             let now = self.clock.now_secs();
-            let refresh = random_token(32);
+            let refresh = random_token(32).map_err(no_randomness)?;
             let family_expires_at = now + self.settings.refresh_token_ttl.as_secs();
-            issued.family = random_token(16);
+            issued.family = random_token(16).map_err(no_randomness)?;
             let rec = RefreshRecord {
                 hash: sha256_hex(&refresh),
                 family: issued.family.clone(),
@@ -237,7 +236,7 @@ impl TokenService {
             run_blocking(&self.store, move |s| s.put_refresh(&rec))
                 .await
                 .map_err(|_| unavailable())?;
-            body["refresh_token"] = json!(refresh);
+            put(&mut body, "refresh_token", json!(refresh));
         }
         if !issued.family.is_empty() {
             // Revoking the family later revokes this access token too, at the edge at once.
@@ -259,7 +258,7 @@ impl TokenService {
             .get("refresh_token")
             .ok_or(invalid_request("refresh_token is required"))?;
         let now = self.clock.now_secs();
-        let next = random_token(32);
+        let next = random_token(32).map_err(no_randomness)?;
         let (old, new_hash, client_id) = (
             sha256_hex(presented),
             sha256_hex(&next),
@@ -316,7 +315,7 @@ impl TokenService {
                 Family::Continue(&rec.family),
             )
             .await?;
-        body["refresh_token"] = json!(next);
+        put(&mut body, "refresh_token", json!(next));
         Ok(body)
     }
 }

@@ -1,6 +1,6 @@
 //! Introspection (RFC 7662) and revocation (RFC 7009), and revoking a refresh family everywhere.
 
-use super::{jwt, released_claims};
+use super::{jwt, put, released_claims};
 use super::{oauth, sha256_hex, unavailable, OAuthError, TokenService};
 use crate::auth::extract::extract_token;
 use crate::auth::principal::decode_claims;
@@ -78,7 +78,7 @@ impl TokenService {
             "roles",
         ] {
             if let Some(v) = c.get(k) {
-                out[k] = v.clone();
+                put(&mut out, k, v.clone());
             }
         }
         Ok(out)
@@ -158,7 +158,7 @@ impl TokenService {
         let mut out = json!({ "sub": sub });
         if let Some(user) = self.user_by_subject(sub) {
             for (k, v) in released_claims(user, &scopes) {
-                out[k] = v;
+                put(&mut out, k, v);
             }
         }
         Ok(out)

@@ -191,8 +191,9 @@ impl SigningKeys {
         Ok(SigningKeys { keys, jwks })
     }
 
-    pub fn current(&self) -> &SigningKey {
-        &self.keys[0]
+    /// The key that signs: the first listed (loading refuses an empty list).
+    pub fn current(&self) -> Option<&SigningKey> {
+        self.keys.first()
     }
 
     pub fn verify_keys(&self) -> Vec<Arc<VerifyKey>> {

@@ -63,6 +63,13 @@ pub struct Issued {
     pub family: String,
 }
 
+/// Sets a member of a JSON object built here (a no-op on anything else, which never happens).
+pub(crate) fn put(v: &mut Value, key: impl Into<String>, x: Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert(key.into(), x);
+    }
+}
+
 /// Which refresh family an access token belongs to.
 #[derive(Clone, Copy)]
 enum Family<'a> {
@@ -140,6 +147,20 @@ fn busy() -> OAuthError {
     }
 }
 
+/// The service has no key to sign with (never after a successful start).
+fn no_signing_key() -> OAuthError {
+    oauth(500, "server_error", "no signing key is loaded")
+}
+
+/// The random generator failed: refuse rather than hand out a predictable value.
+fn no_randomness(_: crate::secrets::NoRandomness) -> OAuthError {
+    oauth(
+        503,
+        "temporarily_unavailable",
+        "no secure random values are available; try again",
+    )
+}
+
 fn unavailable() -> OAuthError {
     oauth(
         503,
@@ -180,22 +201,28 @@ pub struct TokenService {
 }
 
 impl TokenService {
-    /// Builds the service; `None` when the configuration has no token service.
+    /// Builds the service; `None` when the configuration has no token service. Fails when no random
+    /// key or HTTP client can be had.
     pub fn new(
         config: &Config,
         keys: SigningKeys,
         store: Arc<dyn Store>,
         verifier: Arc<Verifier>,
         clock: SharedClock,
-    ) -> Option<TokenService> {
-        let settings = config.token_service.clone()?;
-        let own_issuer = config.issuer_by_name("self")?.index;
+    ) -> Result<Option<TokenService>, String> {
+        let Some(settings) = config.token_service.clone() else {
+            return Ok(None);
+        };
+        let own_issuer = config
+            .issuer_by_name("self")
+            .ok_or("the token service has no issuer \"self\"")?
+            .index;
         let revocations = verifier.revocations.clone();
         let public_url = config.server.public_url.clone();
         let limits = config.rate_limit;
         let window = |r: crate::config::Rate| Window::new(r.count, r.window, clock.clone());
         let metadata = metadata::document(config, &settings, &keys);
-        Some(TokenService {
+        Ok(Some(TokenService {
             public_url,
             clients: config
                 .clients
@@ -215,14 +242,16 @@ impl TokenService {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(authorize::SESSION_SECONDS))
                 .build(),
-            user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect()),
+            user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect())
+                .map_err(|e| e.to_string())?,
             client_decoys: Decoys::new(
                 config
                     .clients
                     .iter()
                     .filter_map(|c| c.secret.clone())
                     .collect(),
-            ),
+            )
+            .map_err(|e| e.to_string())?,
             pool: HashPool::for_machine(),
             store,
             revocations,
@@ -232,11 +261,11 @@ impl TokenService {
             per_client: window(limits.token_endpoint),
             per_address: window(limits.token_endpoint),
             failures: window(limits.failed_auth_lockout),
-            client_jwks: client_keys::ClientJwks::new(),
+            client_jwks: client_keys::ClientJwks::new()?,
             clock,
             metadata,
             keys,
             settings,
-        })
+        }))
     }
 }

@@ -4,22 +4,22 @@ use crate::config::Client;
 
 /// True when `text` matches `pattern`, where `*` stands for any run of characters.
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
         return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
+    };
+    let middle: Vec<&str> = parts.collect();
+    let Some((last, middle)) = middle.split_last() else {
+        return rest.is_empty();
+    };
+    for mid in middle {
         match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
+            Some(i) => rest = rest.get(i + mid.len()..).unwrap_or_default(),
             None => return false,
         }
     }
-    true
+    rest.ends_with(last)
 }
 
 /// A client with no list may act only for itself; `["*"]` lets it act for anyone.

@@ -74,16 +74,21 @@ roles = ["admin"]
     let ts = config.token_service.clone().unwrap();
     let keys = SigningKeys::load_or_create(&ts.signing_keys, ts.key_algorithm).unwrap();
     let clock = Arc::new(OffsetClock::default());
-    let verifier = Arc::new(Verifier::new(
-        config.issuers.clone(),
-        keys.verify_keys(),
-        30,
-        1000,
-        64 << 20,
-        clock.clone(),
-    ));
+    let verifier = Arc::new(
+        Verifier::new(
+            config.issuers.clone(),
+            keys.verify_keys(),
+            30,
+            1000,
+            64 << 20,
+            clock.clone(),
+        )
+        .unwrap(),
+    );
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let svc = TokenService::new(&config, keys, store, verifier, clock.clone()).unwrap();
+    let svc = TokenService::new(&config, keys, store, verifier, clock.clone())
+        .unwrap()
+        .unwrap();
     Fixture {
         svc,
         clock,
