@@ -3,15 +3,17 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
+# Builds use the committed Cargo.lock exactly; `make LOCKED= …` lifts that while updating dependencies.
+LOCKED ?= --locked
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps run build test check token fmt clippy ci bench bench-verify
+.PHONY: deps run build test check token fmt clippy doc ci bench bench-verify
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the browser test needs Chromium and
 # its driver (Debian's chromium and chromium-driver).
-test: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
+test ci: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
 deps:
 	@missing=""; \
 	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
@@ -24,17 +26,17 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
 
 build: deps
-	$(CARGO) build --release --bin gatehouse
+	$(CARGO) build $(LOCKED) --release --bin gatehouse
 
 run: build
 	./target/release/gatehouse run --config gateway.toml
 
 check: deps
-	$(CARGO) run -q --bin gatehouse -- check --config gateway.toml
+	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 test: deps
-	$(CARGO) test --all-targets
-	$(CARGO) run -q --bin gatehouse -- check --config gateway.toml
+	GATEHOUSE_REQUIRE_BROWSER=1 $(CARGO) test $(LOCKED) --all-targets
+	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 # Prints a demo token for the shipped gateway.toml (issuer "demo", roles reader, scope api), valid 1 hour.
 token:
@@ -51,9 +53,12 @@ fmt:
 	$(CARGO) fmt --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy $(LOCKED) --all-targets -- -D warnings
 
-ci: fmt clippy test
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc $(LOCKED) --no-deps
+
+ci: deps fmt clippy doc test
 
 # Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~10 minutes).
 bench: deps

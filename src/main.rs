@@ -1,12 +1,11 @@
 //! The gatehouse command line: run the gateway, or check a configuration without starting it.
 
 use async_trait::async_trait;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use gatehouse::clock::SystemClock;
 use gatehouse::config::Config;
 use pingora::server::{RunArgs, ShutdownSignal, ShutdownSignalWatch};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 /// mimalloc: fewer instructions per allocation than glibc on the request path, and less memory held
@@ -32,9 +31,9 @@ enum Command {
         /// Configuration file.
         #[arg(short, long, default_value = "gateway.toml")]
         config: PathBuf,
-        /// Log format: text or json.
-        #[arg(long, default_value = "text")]
-        log_format: String,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a configuration and print every problem, without starting anything.
     Check {
@@ -54,12 +53,39 @@ enum Command {
     },
     /// Write a new signing key (PKCS#8 PEM, mode 0600) and print its kid.
     Keygen {
-        /// ES256, RS256 or EdDSA.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
+        /// The key's algorithm.
+        #[arg(long, value_enum, default_value_t = KeyAlg::ES256)]
+        alg: KeyAlg,
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[allow(clippy::upper_case_acronyms)]
+enum KeyAlg {
+    #[value(name = "ES256")]
+    ES256,
+    #[value(name = "RS256")]
+    RS256,
+    #[value(name = "EdDSA")]
+    EdDSA,
+}
+
+impl KeyAlg {
+    fn algorithm(self) -> jsonwebtoken::Algorithm {
+        match self {
+            KeyAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            KeyAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+            KeyAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -100,128 +126,105 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::HashSecret { argon2 } => {
-            let mut secret = String::new();
-            if std::io::stdin().read_line(&mut secret).is_err() {
-                eprintln!("cannot read the secret from standard input");
-                return ExitCode::FAILURE;
-            }
-            let secret = secret.trim_end_matches(['\r', '\n']);
-            if secret.is_empty() {
-                eprintln!("the secret is empty");
-                return ExitCode::FAILURE;
-            }
-            let hash = if argon2 {
-                match gatehouse::token::argon2_hash(secret) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        eprintln!("cannot hash: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                }
-            } else {
-                gatehouse::token::sha256_hash(secret)
-            };
-            println!("{hash}");
-            ExitCode::SUCCESS
-        }
+/// What ends a command with exit status 1: printed once, as it reads, by `main`.
+struct Failure(String);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> Result<(), Failure> {
+    match Cli::parse().command {
+        Command::HashSecret { argon2 } => hash_secret(argon2),
         Command::Client {
             command: ClientCommand::New { client_id, scopes },
-        } => {
-            let secret = match gatehouse::token::random_token(32) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("cannot make a secret: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
-            println!("# client secret for {client_id} (shown once; store it in the client's secret store):");
-            println!("# {secret}");
-            println!("[[clients]]");
-            println!("client_id = {client_id:?}");
-            println!(
-                "secret_hash = \"{}\"",
-                gatehouse::token::sha256_hash(&secret)
-            );
-            println!("grant_types = [\"client_credentials\"]");
-            println!("scopes = [{}]", scopes.join(", "));
-            ExitCode::SUCCESS
-        }
+        } => new_client(&client_id, &scopes),
         Command::Keygen { alg, out } => {
-            let alg = match alg.as_str() {
-                "ES256" => jsonwebtoken::Algorithm::ES256,
-                "RS256" => jsonwebtoken::Algorithm::RS256,
-                "EdDSA" => jsonwebtoken::Algorithm::EdDSA,
-                other => {
-                    eprintln!("--alg {other:?}: use ES256, RS256 or EdDSA");
-                    return ExitCode::FAILURE;
-                }
-            };
-            match gatehouse::token::keys::keygen(alg, &out) {
-                Ok(kid) => {
-                    println!("wrote {} (kid {kid})", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let kid = gatehouse::token::keys::keygen(alg.algorithm(), &out)?;
+            println!("wrote {} (kid {kid})", out.display());
+            Ok(())
         }
-        Command::Check { config } => match Config::load(&config) {
-            Ok(c) => {
-                for w in c.warnings() {
-                    eprintln!("warning: {w}");
-                }
-                println!(
-                    "{}: ok ({} routes, {} upstreams, {} issuers)",
-                    config.display(),
-                    c.routes.len(),
-                    c.upstreams.len(),
-                    c.issuers.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Run { config, log_format } => {
-            let _log_guard = gatehouse::telemetry::init_logging(log_format == "json");
-            let c = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+        Command::Check { config } => {
+            let c = Config::load(&config)?;
             for w in c.warnings() {
-                tracing::warn!("{w}");
+                eprintln!("warning: {w}");
             }
-            let built = match gatehouse::build(c, Arc::new(SystemClock)) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("gatehouse cannot start: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let s = &built.shared.config.server;
-            tracing::info!(
-                tls = ?s.listen_tls,
-                plain = ?s.listen_plain,
-                admin = ?s.admin_listen,
-                routes = built.shared.config.routes.len(),
-                "gatehouse listening"
+            println!(
+                "{}: ok ({} routes, {} upstreams, {} issuers)",
+                config.display(),
+                c.routes.len(),
+                c.upstreams.len(),
+                c.issuers.len()
             );
-            built.server.run(RunArgs {
-                shutdown_signal: Box::new(Signals),
-            });
-            ExitCode::SUCCESS
+            Ok(())
         }
+        Command::Run { config, log_format } => run(&config, log_format),
     }
+}
+
+fn hash_secret(argon2: bool) -> Result<(), Failure> {
+    let mut secret = String::new();
+    std::io::stdin()
+        .read_line(&mut secret)
+        .map_err(|e| Failure(format!("cannot read the secret from standard input: {e}")))?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        return Err(Failure("the secret is empty".into()));
+    }
+    let hash = if argon2 {
+        gatehouse::token::argon2_hash(secret).map_err(|e| Failure(format!("cannot hash: {e}")))?
+    } else {
+        gatehouse::token::sha256_hash(secret)
+    };
+    println!("{hash}");
+    Ok(())
+}
+
+fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
+    let secret = gatehouse::token::random_token(32)
+        .map_err(|e| Failure(format!("cannot make a secret: {e}")))?;
+    let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
+    println!(
+        "# client secret for {client_id} (shown once; store it in the client's secret store):"
+    );
+    println!("# {secret}");
+    println!("[[clients]]");
+    println!("client_id = {client_id:?}");
+    println!(
+        "secret_hash = \"{}\"",
+        gatehouse::token::sha256_hash(&secret)
+    );
+    println!("grant_types = [\"client_credentials\"]");
+    println!("scopes = [{}]", scopes.join(", "));
+    Ok(())
+}
+
+fn run(config: &std::path::Path, log_format: LogFormat) -> Result<(), Failure> {
+    let _log_guard = gatehouse::telemetry::init_logging(log_format == LogFormat::Json);
+    let c = Config::load(config)?;
+    for w in c.warnings() {
+        tracing::warn!("{w}");
+    }
+    let built = gatehouse::build(c, Arc::new(SystemClock))
+        .map_err(|e| Failure(format!("gatehouse cannot start: {e}")))?;
+    let s = &built.shared.config.server;
+    tracing::info!(
+        tls = ?s.listen_tls,
+        plain = ?s.listen_plain,
+        admin = ?s.admin_listen,
+        routes = built.shared.config.routes.len(),
+        "gatehouse listening"
+    );
+    built.server.run(RunArgs {
+        shutdown_signal: Box::new(Signals),
+    });
+    Ok(())
 }

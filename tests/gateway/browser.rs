@@ -34,8 +34,17 @@ impl Drop for Driver {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_browser_signs_in_and_the_code_is_exchanged() {
     let chromedriver = "/usr/bin/chromedriver";
+    let present = std::path::Path::new(chromedriver).exists()
+        && std::path::Path::new("/usr/bin/chromium").exists();
+    // `make test` sets GATEHOUSE_REQUIRE_BROWSER, so there a missing browser fails the run.
+    if !present && std::env::var_os("GATEHOUSE_REQUIRE_BROWSER").is_none() {
+        eprintln!(
+            "skipped: chromium and chromium-driver are not installed (`make test` installs them)"
+        );
+        return;
+    }
     assert!(
-        std::path::Path::new(chromedriver).exists(),
+        present,
         "chromium and chromium-driver are needed: `make test` installs them"
     );
     let captured: Captured = Arc::default();
