@@ -170,7 +170,7 @@ impl Gateway {
         if let Some(id) = &ctx.identity {
             authorize(id, &route.policy).map_err(Rejection::InsufficientScope)?;
         }
-        if let Some(UpstreamRuntime::Whoami) = s.upstreams.get(route.upstream) {
+        if let Some(UpstreamRuntime::Whoami) = s.upstreams.get(route.upstream.index) {
             let mut up = session.req_header().clone();
             let prepared = match self.forwarding(ctx) {
                 Some(f) => prepare_upstream(session, &mut up, &f),
@@ -230,7 +230,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upstream = self.route(ctx).map(|r| r.upstream);
+        let upstream = self.route(ctx).map(|r| r.upstream.index);
         let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| self.shared.upstreams.get(u))
         else {
             return Error::e_explain(HTTPStatus(502), "route has no proxied upstream");
@@ -249,7 +249,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let upstream = self.route(ctx).map(|r| r.upstream);
+        let upstream = self.route(ctx).map(|r| r.upstream.index);
         if let Some(UpstreamRuntime::Pool(pool)) =
             upstream.and_then(|u| self.shared.upstreams.get(u))
         {

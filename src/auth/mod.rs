@@ -93,7 +93,6 @@ impl Revocations {
 
 /// Verifies bearer tokens for routes; shared by every request.
 pub struct Verifier {
-    issuers: Vec<Arc<Issuer>>,
     pub revocations: Arc<Revocations>,
     hash_key: (u64, u64),
     pub jwks: Arc<Jwks>,
@@ -130,7 +129,6 @@ impl Verifier {
             })
             .build();
         Ok(Verifier {
-            issuers,
             revocations,
             hash_key: crate::secrets::random_key().map_err(|e| e.to_string())?,
             jwks,
@@ -140,18 +138,18 @@ impl Verifier {
         })
     }
 
-    /// Verifies `token` for a route that trusts `allowed` issuers (indices into the config's issuers).
+    /// Verifies `token` for a route that trusts the `allowed` issuers.
     pub async fn verify(
         &self,
         token: &str,
-        allowed: &[usize],
+        allowed: &[Arc<Issuer>],
     ) -> Result<Arc<Principal>, AuthError> {
         let now = self.clock.now_secs();
         let key = self.token_key(token);
         if let Some(p) = self.cache.get(&key) {
             if now <= p.exp.saturating_add(self.leeway) {
                 // The cache holds claims, not decisions: the route's issuers still apply.
-                if !allowed.contains(&p.issuer) {
+                if !allowed.iter().any(|i| i.index == p.issuer) {
                     return Err(TokenError::UntrustedIssuer.into());
                 }
                 self.check_revoked(&p)?;
@@ -163,7 +161,6 @@ impl Verifier {
         let iss = parsed.iss().ok_or(TokenError::UntrustedIssuer)?;
         let issuer = allowed
             .iter()
-            .filter_map(|i| self.issuers.get(*i))
             .find(|i| i.issuer == iss)
             .ok_or(TokenError::UntrustedIssuer)?;
         if !issuer.algorithms.contains(&parsed.alg) {

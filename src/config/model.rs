@@ -16,7 +16,7 @@ pub struct Config {
     pub tls: TlsSettings,
     pub validation: ValidationSettings,
     pub issuers: Vec<Arc<Issuer>>,
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<Arc<Upstream>>,
     pub routes: Vec<Route>,
     /// the gateway's own authorization server, when `[token_service]` is present and enabled
     pub token_service: Option<TokenServiceSettings>,
@@ -302,6 +302,8 @@ pub struct HttpUpstream {
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
+    /// its place among the configured upstreams, which is also its runtime pool's
+    pub index: usize,
     pub name: String,
     pub kind: UpstreamKind,
 }
@@ -362,9 +364,10 @@ pub struct Route {
     pub host: Option<HostPattern>,
     pub path_prefix: String,
     pub methods: Option<Vec<http::Method>>,
-    pub upstream: usize,
+    pub upstream: Arc<Upstream>,
     pub auth: AuthMode,
-    pub issuers: Vec<usize>,
+    /// the issuers whose tokens the route accepts
+    pub issuers: Vec<Arc<Issuer>>,
     pub policy: Policy,
     pub token_from: TokenSources,
     pub forward_token: bool,

@@ -26,7 +26,7 @@ impl Compiler {
     pub(super) fn routes(
         &mut self,
         raw: Vec<RawRoute>,
-        upstreams: &[Upstream],
+        upstreams: &[Arc<Upstream>],
         issuers: &[Arc<Issuer>],
     ) -> Vec<Route> {
         let mut routes = Vec::new();
@@ -46,7 +46,7 @@ impl Compiler {
         &mut self,
         i: usize,
         r: RawRoute,
-        upstreams: &[Upstream],
+        upstreams: &[Arc<Upstream>],
         issuers: &[Arc<Issuer>],
     ) -> Option<Route> {
         let k = |f: &str| format!("routes[{i}].{f}");
@@ -94,8 +94,8 @@ impl Compiler {
                 "empty list: omit the key to allow every method",
             );
         }
-        let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
-            Some(u) => u,
+        let upstream = match upstreams.iter().find(|u| u.name == r.upstream) {
+            Some(u) => Some(u.clone()),
             None => {
                 let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
                 self.err(
@@ -110,7 +110,7 @@ impl Compiler {
                         }
                     ),
                 );
-                0
+                None
             }
         };
         let auth = match r.auth.as_str() {
@@ -125,13 +125,13 @@ impl Compiler {
                 AuthMode::Required
             }
         };
-        let issuer_idx: Vec<usize> = match &r.issuers {
-            None => (0..issuers.len()).collect(),
+        let route_issuers: Vec<Arc<Issuer>> = match &r.issuers {
+            None => issuers.to_vec(),
             Some(names) => names
                 .iter()
                 .enumerate()
-                .filter_map(|(j, n)| match issuers.iter().position(|x| &x.name == n) {
-                    Some(p) => Some(p),
+                .filter_map(|(j, n)| match issuers.iter().find(|x| &x.name == n) {
+                    Some(p) => Some(p.clone()),
                     None => {
                         let known: Vec<_> = issuers.iter().map(|x| x.name.as_str()).collect();
                         self.err(
@@ -150,7 +150,7 @@ impl Compiler {
                 })
                 .collect(),
         };
-        if auth != AuthMode::Public && issuer_idx.is_empty() && issuers.is_empty() {
+        if auth != AuthMode::Public && route_issuers.is_empty() && issuers.is_empty() {
             self.err(
                 k("auth"),
                 "the route takes tokens but no [[issuers]] are configured (use auth = \"public\")",
@@ -236,6 +236,8 @@ impl Compiler {
                 );
             }
         }
+        // An unknown upstream was reported above; the configuration is refused either way.
+        let upstream = upstream?;
         Some(Route {
             audiences: r.audiences,
             needs_claims,
@@ -246,7 +248,7 @@ impl Compiler {
             methods,
             upstream,
             auth,
-            issuers: issuer_idx,
+            issuers: route_issuers,
             policy: Policy {
                 roles_any: r.roles_any,
                 roles_all: r.roles_all,

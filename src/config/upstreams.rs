@@ -5,8 +5,8 @@ use super::*;
 use std::net::ToSocketAddrs;
 
 impl Compiler {
-    pub(super) fn upstreams(&mut self, raw: Vec<RawUpstream>) -> Vec<Upstream> {
-        let mut upstreams: Vec<Upstream> = Vec::new();
+    pub(super) fn upstreams(&mut self, raw: Vec<RawUpstream>) -> Vec<Arc<Upstream>> {
+        let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
         for (i, ru) in raw.into_iter().enumerate() {
             if let Some(u) = self.upstream(i, ru) {
                 if upstreams.iter().any(|x| x.name == u.name) {
@@ -15,7 +15,10 @@ impl Compiler {
                         format!("duplicate upstream name {:?}", u.name),
                     );
                 }
-                upstreams.push(u);
+                upstreams.push(Arc::new(Upstream {
+                    index: upstreams.len(),
+                    ..u
+                }));
             }
         }
         upstreams
@@ -100,7 +103,11 @@ impl Compiler {
                 return None;
             }
         };
-        Some(Upstream { name: r.name, kind })
+        Some(Upstream {
+            index: 0,
+            name: r.name,
+            kind,
+        })
     }
 }
 

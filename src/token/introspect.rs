@@ -145,7 +145,9 @@ impl TokenService {
         let req = session.req_header();
         let token =
             extract_token(req, &header_only, MAX_USERINFO_TOKEN)?.ok_or(Rejection::MissingToken)?;
-        self.verifier.verify(&token, &[self.own_issuer]).await?;
+        self.verifier
+            .verify(&token, std::slice::from_ref(&self.own_issuer))
+            .await?;
         let segment = token.split('.').nth(1).unwrap_or_default();
         let c = decode_claims(segment.as_bytes());
         let sub = c.get("sub").and_then(Value::as_str).unwrap_or("");

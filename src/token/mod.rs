@@ -189,8 +189,8 @@ pub struct TokenService {
     revocations: Arc<Revocations>,
     /// the proxy's verifier: userinfo judges tokens by the same rules (expiry, leeway, revocation)
     verifier: Arc<Verifier>,
-    /// the index of issuer "self" among the configured issuers
-    own_issuer: usize,
+    /// issuer "self": the gateway's own tokens
+    own_issuer: Arc<crate::config::Issuer>,
     clock: SharedClock,
     leeway: u64,
     per_client: Window,
@@ -216,7 +216,7 @@ impl TokenService {
         let own_issuer = config
             .issuer_by_name("self")
             .ok_or("the token service has no issuer \"self\"")?
-            .index;
+            .clone();
         let revocations = verifier.revocations.clone();
         let public_url = config.server.public_url.clone();
         let limits = config.rate_limit;
