@@ -137,14 +137,7 @@ impl TokenService {
         };
         let id = claimed.unwrap_or_default();
         if self.failures.exceeded(&format!("client:{id}")) {
-            return Err(OAuthError {
-                retry_after: Some(self.failures.retry_after()),
-                ..oauth(
-                    429,
-                    "access_denied",
-                    "too many failed authentications; try again later",
-                )
-            });
+            return Err(self.locked_out());
         }
         match creds {
             Credentials::Secret { secret, .. } => {
@@ -178,6 +171,18 @@ impl TokenService {
                 Some(c) if c.public => Ok(c),
                 _ => Err(self.auth_failed(address, Some(&id), false)),
             },
+        }
+    }
+
+    /// The answer while a client or address is locked out by `failed_auth_lockout`.
+    pub(super) fn locked_out(&self) -> OAuthError {
+        OAuthError {
+            retry_after: Some(self.failures.retry_after()),
+            ..oauth(
+                429,
+                "access_denied",
+                "too many failed authentications; try again later",
+            )
         }
     }
 

@@ -196,14 +196,7 @@ impl TokenService {
             });
         }
         if self.failures.exceeded(address) {
-            return Err(OAuthError {
-                retry_after: Some(self.failures.retry_after()),
-                ..oauth(
-                    429,
-                    "access_denied",
-                    "too many failed authentications; try again later",
-                )
-            });
+            return Err(self.locked_out());
         }
         let creds = Self::credentials(basic, form)?;
         let client = self.authenticate(&creds, address).await?;

@@ -108,6 +108,15 @@ fn basic(id: &str, secret: &str) -> String {
 }
 
 impl Fixture {
+    async fn svc_token(&self) -> Value {
+        self.token(
+            Some(&basic("svc", SVC)),
+            &[("grant_type", "client_credentials")],
+        )
+        .await
+        .unwrap()
+    }
+
     async fn post(
         &self,
         ep: Endpoint,
@@ -149,13 +158,7 @@ fn claims_of(token: &Value) -> Value {
 #[tokio::test]
 async fn client_credentials_grant_the_default_scopes_and_the_client_roles() {
     let f = fixture();
-    let t = f
-        .token(
-            Some(&basic("svc", SVC)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .unwrap();
+    let t = f.svc_token().await;
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["scope"], "read");
     let c = claims_of(&t);
@@ -316,13 +319,7 @@ async fn wrong_passwords_are_invalid_grant() {
 #[tokio::test]
 async fn introspection_is_for_confidential_clients_about_their_own_tokens() {
     let f = fixture();
-    let t = f
-        .token(
-            Some(&basic("svc", SVC)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .unwrap();
+    let t = f.svc_token().await;
     let token = t["access_token"].as_str().unwrap();
     let public = [("token", token), ("client_id", "spa")];
     let e = f
@@ -371,13 +368,7 @@ async fn introspection_is_for_confidential_clients_about_their_own_tokens() {
 #[tokio::test]
 async fn revoking_another_clients_token_is_refused_and_unknown_tokens_are_fine() {
     let f = fixture();
-    let t = f
-        .token(
-            Some(&basic("svc", SVC)),
-            &[("grant_type", "client_credentials")],
-        )
-        .await
-        .unwrap();
+    let t = f.svc_token().await;
     let token = t["access_token"].as_str().unwrap();
     let e = f
         .post(
