@@ -6,9 +6,10 @@ use crate::harness::Resp;
 use crate::keys::{now, TestKey};
 use crate::servers::Idp;
 use crate::tokens::{
-    authorize_query, hidden, oauth_error, password_grant, refresh, set_cookie, Auth,
-    ALICE_PASSWORD, ASSERTION_TYPE, JWT_BEARER, LEGACY_SECRET, SVC_SECRET,
+    oauth_error, Auth, ALICE_PASSWORD, ASSERTION_TYPE, JWT_BEARER, LEGACY_SECRET, SVC_SECRET,
 };
+use crate::tokens_code::{authorize_query, hidden, set_cookie};
+use crate::tokens_users::{password_grant, refresh};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 

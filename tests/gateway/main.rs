@@ -14,6 +14,9 @@ mod policy;
 mod servers;
 mod tls;
 mod tokens;
+mod tokens_code;
+mod tokens_ops;
+mod tokens_users;
 mod upstreams;
 mod verify;
 
