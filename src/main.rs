@@ -180,16 +180,16 @@ fn hash_secret(argon2: bool) -> Result<(), Failure> {
         return Err(Failure("the secret is empty".into()));
     }
     let hash = if argon2 {
-        gatehouse::token::argon2_hash(secret).map_err(|e| Failure(format!("cannot hash: {e}")))?
+        gatehouse::secrets::argon2_hash(secret).map_err(|e| Failure(format!("cannot hash: {e}")))?
     } else {
-        gatehouse::token::sha256_hash(secret)
+        gatehouse::secrets::sha256_hash(secret)
     };
     println!("{hash}");
     Ok(())
 }
 
 fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
-    let secret = gatehouse::token::random_token(32)
+    let secret = gatehouse::secrets::random_token(32)
         .map_err(|e| Failure(format!("cannot make a secret: {e}")))?;
     let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
     println!(
@@ -200,7 +200,7 @@ fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
     println!("client_id = {client_id:?}");
     println!(
         "secret_hash = \"{}\"",
-        gatehouse::token::sha256_hash(&secret)
+        gatehouse::secrets::sha256_hash(&secret)
     );
     println!("grant_types = [\"client_credentials\"]");
     println!("scopes = [{}]", scopes.join(", "));

@@ -209,7 +209,7 @@ impl TokenService {
     ) -> Result<Value, OAuthError> {
         let bad = invalid_grant;
         let parsed = jwt::parse(assertion).map_err(|_| bad("the assertion is not a valid JWT"))?;
-        let keys = self.client_jwks.keys(client).await?;
+        let keys = self.client_jwks.keys(client, parsed.kid.as_deref()).await?;
         parsed
             .verify_signature(&keys)
             .map_err(|_| bad("the assertion's signature does not verify with the client's keys"))?;

@@ -1,137 +1,132 @@
 //! Client public keys for private_key_jwt and the jwt-bearer grant: static files, or a client's
-//! `jwks_uri` fetched once per key set, read with a streaming size cap, with failures cached too.
+//! `jwks_uri` fetched by the same JWKS machinery as issuers' keys (streaming size cap, one fetch at a
+//! time, failures and unknown-kid refetches floored).
 
 use super::{oauth, OAuthError};
-use crate::config::{Client, ClientKeys, CLIENT_KEY_ALGORITHMS};
-use crate::keys::{RawJwk, VerifyKey};
-use serde_json::Value;
+use crate::auth::jwks::Jwks;
+use crate::clock::SharedClock;
+use crate::config::{ClaimPath, Client, ClientKeys, Issuer, KeySource, CLIENT_KEY_ALGORITHMS};
+use crate::keys::VerifyKey;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Largest client key set read; the download stops as soon as it is passed.
 const MAX_BYTES: usize = 256 * 1024;
-/// Most keys taken from one key set.
-const MAX_KEYS: usize = 100;
-/// How long fetched keys are used before the next fetch.
-const KEEP_KEYS: Duration = Duration::from_secs(300);
-/// How long a failed fetch is remembered: forged assertions cannot make the gateway fetch again.
-const KEEP_FAILURE: Duration = Duration::from_secs(30);
+/// No two fetches of one client's keys closer than this, failed ones included: forged assertions
+/// cannot make the gateway download again.
+const FLOOR: Duration = Duration::from_secs(30);
+/// Fetched keys are used this long at most before the next fetch.
+const KEEP: Duration = Duration::from_secs(300);
 
-type Keys = Arc<Vec<Arc<VerifyKey>>>;
-type Fetched = Arc<Result<Keys, String>>;
-
-struct KeepFor;
-
-impl moka::Expiry<String, Fetched> for KeepFor {
-    fn expire_after_create(&self, _: &String, v: &Fetched, _: Instant) -> Option<Duration> {
-        Some(if v.is_ok() { KEEP_KEYS } else { KEEP_FAILURE })
-    }
+/// Each client with a `jwks_uri` is a key source of its own in a `Jwks` cache.
+pub struct ClientJwks {
+    jwks: Arc<Jwks>,
+    slots: HashMap<String, usize>,
 }
 
-/// The clients' fetched key sets, one fetch at a time per client.
-pub struct ClientJwks {
-    http: reqwest::Client,
-    cache: moka::future::Cache<String, Fetched>,
+/// A client's key set described as the JWKS cache describes an issuer's.
+fn key_source(index: usize, client: &Client, uri: &str) -> Issuer {
+    Issuer {
+        index,
+        require_typ: None,
+        name: format!("client {}", client.client_id),
+        issuer: client.client_id.clone(),
+        source: KeySource::JwksUri(uri.to_string()),
+        audiences: vec![],
+        route_audiences: None,
+        algorithms: CLIENT_KEY_ALGORITHMS.to_vec(),
+        roles_claim: ClaimPath::new("roles"),
+        scopes_claim: None,
+        jwks_min_refresh: FLOOR,
+        jwks_max_refresh: KEEP,
+        jwks_stale_for: KEEP,
+        jwks_fetch_timeout: Duration::from_secs(5),
+        jwks_max_bytes: MAX_BYTES,
+    }
 }
 
 impl ClientJwks {
-    pub fn new() -> Result<ClientJwks, String> {
+    pub fn new(clients: &[Client], clock: SharedClock) -> Result<ClientJwks, String> {
+        let mut sources = Vec::new();
+        let mut slots = HashMap::new();
+        for c in clients {
+            if let ClientKeys::JwksUri(uri) = &c.keys {
+                slots.insert(c.client_id.clone(), sources.len());
+                sources.push(Arc::new(key_source(sources.len(), c, uri)));
+            }
+        }
         Ok(ClientJwks {
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(5))
-                .build()
-                .map_err(|e| format!("cannot build the HTTP client for client key sets: {e}"))?,
-            cache: moka::future::Cache::builder()
-                .expire_after(KeepFor)
-                .max_capacity(10_000)
-                .build(),
+            jwks: Arc::new(Jwks::new(&sources, vec![], clock)?),
+            slots,
         })
     }
 
-    /// The client's keys; a client whose key set cannot be had fails authentication.
-    pub async fn keys(&self, client: &Client) -> Result<Keys, OAuthError> {
+    /// The client's keys for an assertion naming `kid`; a client whose key set cannot be had fails
+    /// authentication.
+    pub async fn keys(
+        &self,
+        client: &Client,
+        kid: Option<&str>,
+    ) -> Result<Vec<Arc<VerifyKey>>, OAuthError> {
         match &client.keys {
-            ClientKeys::None => Ok(Arc::new(vec![])),
-            ClientKeys::Static(k) => Ok(Arc::new(k.clone())),
-            ClientKeys::JwksUri(uri) => {
-                let fetched = self
-                    .cache
-                    .get_with(client.client_id.clone(), async {
-                        let got = fetch(&self.http, uri).await;
-                        if let Err(e) = &got {
-                            tracing::warn!(client = %client.client_id, error = %e, "cannot fetch the client's keys");
-                        }
-                        Arc::new(got)
-                    })
-                    .await;
-                match fetched.as_ref() {
-                    Ok(keys) => Ok(keys.clone()),
-                    Err(_) => Err(oauth(
-                        401,
-                        "invalid_client",
-                        "the client's keys (jwks_uri) cannot be fetched",
-                    )),
-                }
+            ClientKeys::None => Ok(vec![]),
+            ClientKeys::Static(k) => Ok(k.clone()),
+            ClientKeys::JwksUri(_) => {
+                let slot = self.slots.get(&client.client_id).copied();
+                let fetched = match slot {
+                    Some(i) => self.jwks.keys(i, kid).await.ok(),
+                    None => None,
+                };
+                fetched.map(|set| set.keys.clone()).ok_or(oauth(
+                    401,
+                    "invalid_client",
+                    "the client's keys (jwks_uri) cannot be fetched",
+                ))
             }
         }
     }
 }
 
-/// Downloads and parses a key set, refusing it as soon as it passes `MAX_BYTES`.
-async fn fetch(http: &reqwest::Client, uri: &str) -> Result<Keys, String> {
-    let mut resp = http
-        .get(uri)
-        .send()
-        .await
-        .map_err(|e| e.without_url().to_string())?;
-    if !resp.status().is_success() {
-        return Err(format!("the key set answered {}", resp.status()));
-    }
-    if resp.content_length().is_some_and(|n| n > MAX_BYTES as u64) {
-        return Err("the key set is too large".into());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| e.without_url().to_string())?
-    {
-        if body.len() + chunk.len() > MAX_BYTES {
-            return Err("the key set is too large".into());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    parse(&body)
-}
-
-fn parse(body: &[u8]) -> Result<Keys, String> {
-    let doc: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let keys: Vec<Arc<VerifyKey>> = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("the key set has no keys array")?
-        .iter()
-        .take(MAX_KEYS)
-        .filter_map(|k| serde_json::from_value::<RawJwk>(k.clone()).ok())
-        .filter_map(|k| k.to_key(&CLIENT_KEY_ALGORITHMS).ok().map(Arc::new))
-        .collect();
-    Ok(Arc::new(keys))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::OffsetClock;
 
-    #[test]
-    fn a_key_set_without_keys_is_an_error() {
-        assert!(parse(b"{}").is_err());
-        assert!(parse(b"not json").is_err());
-        assert_eq!(
-            parse(br#"{"keys": [{"kty": "oct", "k": "AAAA"}]}"#)
-                .unwrap()
-                .len(),
-            0
+    fn client(id: &str, keys: ClientKeys) -> Client {
+        Client {
+            client_id: id.into(),
+            secret: None,
+            grant_types: vec![],
+            scopes: vec![],
+            default_scopes: vec![],
+            roles: vec![],
+            audience: vec![],
+            redirect_uris: vec![],
+            public: false,
+            keys,
+            jwt_bearer_subjects: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn only_jwks_uri_clients_get_a_key_source() {
+        let remote = client(
+            "remote",
+            ClientKeys::JwksUri("http://127.0.0.1:9/jwks".into()),
         );
+        let none = client("plain", ClientKeys::None);
+        let jwks = ClientJwks::new(
+            &[none.clone(), remote.clone()],
+            Arc::new(OffsetClock::default()),
+        )
+        .unwrap();
+        assert_eq!(jwks.slots.len(), 1);
+        assert_eq!(jwks.slots.get("remote"), Some(&0));
+        assert!(jwks.keys(&none, None).await.unwrap().is_empty());
+        // nothing listens there: the client cannot authenticate, and says why
+        let e = jwks.keys(&remote, Some("k")).await.unwrap_err();
+        assert_eq!((e.status, e.code), (401, "invalid_client"));
+        assert!(e.description.contains("jwks_uri"));
     }
 }

@@ -261,7 +261,7 @@ impl TokenService {
             per_client: window(limits.token_endpoint),
             per_address: window(limits.token_endpoint),
             failures: window(limits.failed_auth_lockout),
-            client_jwks: client_keys::ClientJwks::new()?,
+            client_jwks: client_keys::ClientJwks::new(&config.clients, clock.clone())?,
             clock,
             metadata,
             keys,
