@@ -141,6 +141,22 @@ impl Auth {
         }
     }
 
+    /// Stops the gateway and starts it again on the same files (keys, SQLite store), with the
+    /// configuration for `store` passed through `edit`.
+    pub fn restart(self, store: &str, edit: impl FnOnce(String) -> String) -> Auth {
+        let Auth {
+            gw,
+            echo,
+            client_key,
+        } = self;
+        let dir = gw.stop();
+        Auth {
+            gw: Gw::start_in(dir, &edit(auth_toml(&echo, store, ""))),
+            echo,
+            client_key,
+        }
+    }
+
     /// A client_credentials request with Basic credentials.
     pub async fn client_credentials(&self, id: &str, secret: &str) -> Resp {
         self.post(

@@ -1,7 +1,6 @@
 //! The authorization-code flow: the sign-in page, PKCE, code binding, reuse and expiry.
 
-use crate::harness::{Gw, Resp};
-use crate::keys::TestKey;
+use crate::harness::Resp;
 use crate::tokens::*;
 use crate::tokens_users::{password_grant, refresh};
 use serde_json::Value;
@@ -349,13 +348,7 @@ async fn refresh_tokens_and_codes_survive_a_restart_on_sqlite() {
         .unwrap()
         .to_string();
     let code = code_of(&a.sign_in(ALICE_PASSWORD).await);
-    let echo = a.echo.clone();
-    let dir = a.gw.stop();
-    let b = Auth {
-        gw: Gw::start_in(dir, &auth_toml(&echo, store, "")),
-        echo,
-        client_key: TestKey::rsa("unused"),
-    };
+    let b = a.restart(store, |t| t);
     let r = refresh(&b, &r1).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let t = b.exchange(&code, VERIFIER).await;

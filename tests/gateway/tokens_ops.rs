@@ -1,7 +1,7 @@
 //! The token service in operation: revocations across restarts, key rotation, lockout, the CLI's
 //! client blocks, rate limits.
 
-use crate::harness::{Gw, Resp};
+use crate::harness::Resp;
 use crate::tokens::*;
 use serde_json::Value;
 
@@ -20,20 +20,11 @@ async fn a_revocation_survives_a_restart_on_the_same_sqlite_file() {
         .status,
         200
     );
-    let echo = a.echo.clone();
-    let dir = a.gw.stop();
-    assert!(dir.path().join("data/gatehouse.db").exists());
-    let gw = Gw::start_in(
-        dir,
-        &auth_toml(
-            &echo,
-            "backend = \"sqlite\"\npath = \"data/gatehouse.db\"",
-            "",
-        ),
-    );
-    assert_eq!(gw.get("/api/x", Some(&t)).await.status, 401);
+    assert!(a.gw.path("data/gatehouse.db").exists());
+    let b = a.restart("backend = \"sqlite\"\npath = \"data/gatehouse.db\"", |t| t);
+    assert_eq!(b.gw.get("/api/x", Some(&t)).await.status, 401);
     // the signing key survived too: other tokens still pass
-    assert_eq!(gw.get("/api/x", Some(&keep)).await.status, 200);
+    assert_eq!(b.gw.get("/api/x", Some(&keep)).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,13 +69,13 @@ async fn jwks_metadata_and_key_rotation() {
             .any(|g| g == "client_credentials"));
     }
     // rotation: a new key first, the old one still listed
-    let echo = a.echo.clone();
-    let dir = a.gw.stop();
-    let toml = auth_toml(&echo, "backend = \"memory\"", "").replace(
-        "signing_keys = [\"keys/signing.pem\"]",
-        "signing_keys = [\"keys/signing-2.pem\", \"keys/signing.pem\"]",
-    );
-    let gw = Gw::start_in(dir, &toml);
+    let b = a.restart("backend = \"memory\"", |t| {
+        t.replace(
+            "signing_keys = [\"keys/signing.pem\"]",
+            "signing_keys = [\"keys/signing-2.pem\", \"keys/signing.pem\"]",
+        )
+    });
+    let gw = &b.gw;
     assert_eq!(
         gw.get("/api/x", Some(&old)).await.status,
         200,
