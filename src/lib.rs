@@ -131,10 +131,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         )?);
     }
     let signing = match &config.token_service {
-        Some(ts) => Some(token::keys::SigningKeys::load_or_create(
-            &ts.signing_keys,
-            ts.key_algorithm,
-        )?),
+        Some(ts) => Some(token::keys::SigningKeys::for_service(ts, &config.clients)?),
         None => None,
     };
     let verifier = Arc::new(Verifier::new(

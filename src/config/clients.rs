@@ -116,6 +116,7 @@ impl Compiler {
             }
             d
         };
+        let max_assertion_lifetime = ttl(self, "max_assertion_lifetime", &t.max_assertion_lifetime);
         TokenServiceSettings {
             issuer: issuer.trim_end_matches('/').to_string(),
             audience: t.audience,
@@ -124,6 +125,7 @@ impl Compiler {
             code_ttl: ttl(self, "code_ttl", &t.code_ttl),
             signing_keys: t.signing_keys.iter().map(|p| self.path(p)).collect(),
             key_algorithm,
+            max_assertion_lifetime,
         }
     }
 
@@ -196,6 +198,18 @@ impl Compiler {
                 "the jwt-bearer grant needs the client's keys (jwks_uri or public_keys)",
             );
         }
+        let id_token_alg = match c.id_token_signed_response_alg.as_deref() {
+            None | Some("RS256") => Algorithm::RS256,
+            Some("ES256") => Algorithm::ES256,
+            Some("EdDSA") => Algorithm::EdDSA,
+            Some(other) => {
+                self.err(
+                    k("id_token_signed_response_alg"),
+                    format!("{other:?} is not one of RS256, ES256, EdDSA"),
+                );
+                Algorithm::RS256
+            }
+        };
         let default_scopes = c.default_scopes.unwrap_or_else(|| c.scopes.clone());
         for s in &default_scopes {
             if !c.scopes.contains(s) {
@@ -214,6 +228,7 @@ impl Compiler {
             public: c.public,
             keys,
             jwt_bearer_subjects: c.jwt_bearer_subjects.unwrap_or_default(),
+            id_token_alg,
         })
     }
 }

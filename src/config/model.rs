@@ -35,6 +35,8 @@ pub struct TokenServiceSettings {
     pub code_ttl: Duration,
     pub signing_keys: Vec<PathBuf>,
     pub key_algorithm: Algorithm,
+    /// the longest a client assertion's `exp` may lie ahead
+    pub max_assertion_lifetime: Duration,
 }
 
 /// How a client secret is stored: never the secret itself.
@@ -133,6 +135,8 @@ pub struct Client {
     /// subjects a jwt-bearer assertion may name: exact values or `*` globs; empty means only the
     /// client's own id
     pub jwt_bearer_subjects: Vec<String>,
+    /// the algorithm of the client's ID tokens (`id_token_signed_response_alg`, default RS256)
+    pub id_token_alg: Algorithm,
 }
 
 /// A person who signs in; only a slow hash of the password is kept.

@@ -218,6 +218,7 @@ pub struct RawTokenService {
     pub code_ttl: String,
     pub signing_keys: Vec<String>,
     pub key_algorithm: String,
+    pub max_assertion_lifetime: String,
 }
 
 impl Default for RawTokenService {
@@ -231,6 +232,7 @@ impl Default for RawTokenService {
             code_ttl: "60s".into(),
             signing_keys: vec!["certs/signing-es256.pem".into()],
             key_algorithm: "ES256".into(),
+            max_assertion_lifetime: "1h".into(),
         }
     }
 }
@@ -250,6 +252,7 @@ pub struct RawClient {
     pub jwks_uri: Option<String>,
     pub public_keys: Vec<String>,
     pub jwt_bearer_subjects: Option<Vec<String>>,
+    pub id_token_signed_response_alg: Option<String>,
 }
 
 impl Default for RawClient {
@@ -267,6 +270,7 @@ impl Default for RawClient {
             jwks_uri: None,
             public_keys: vec![],
             jwt_bearer_subjects: None,
+            id_token_signed_response_alg: None,
         }
     }
 }

@@ -529,7 +529,10 @@ impl TokenService {
     /// An OpenID Connect ID token signed by the same keys (`typ: JWT`, so the proxy never takes it
     /// for an access token).
     fn id_token(&self, client: &Client, rec: &CodeRecord) -> Result<String, OAuthError> {
-        let key = self.keys.current().ok_or(super::no_signing_key())?;
+        let key = self
+            .keys
+            .for_alg(client.id_token_alg)
+            .ok_or(super::no_signing_key())?;
         let now = self.clock.now_secs();
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.kid = Some(key.kid.clone());

@@ -1,6 +1,7 @@
 //! Client authentication: Basic and form secrets, private_key_jwt assertions, public clients, lockout.
 
 use super::*;
+use crate::config::JWT_BEARER;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
@@ -17,6 +18,11 @@ pub(super) enum Credentials {
     },
     None {
         client_id: String,
+    },
+    /// no client authentication with a jwt-bearer grant: the assertion's `iss` names the client and
+    /// the grant's assertion check is its proof (RFC 7521 §4.1, RFC 7523 §3.1)
+    Grant {
+        iss: String,
     },
 }
 
@@ -67,6 +73,10 @@ impl TokenService {
                     "client_id differs from the authenticated client",
                 ));
             }
+            // A public client's `id:` with an empty password (requests-oauthlib's default) names it.
+            if secret.is_empty() {
+                return Ok(Credentials::None { client_id });
+            }
             return Ok(Credentials::Secret {
                 client_id,
                 secret,
@@ -94,10 +104,18 @@ impl TokenService {
                 assertion: a.clone(),
             });
         }
-        match form.get("client_id") {
-            Some(id) => Ok(Credentials::None {
+        if let Some(id) = form.get("client_id") {
+            return Ok(Credentials::None {
                 client_id: id.clone(),
-            }),
+            });
+        }
+        let grant_iss = (form.get("grant_type").map(String::as_str) == Some(JWT_BEARER))
+            .then(|| form.get("assertion"))
+            .flatten()
+            .and_then(|a| jwt::parse(a).ok())
+            .and_then(|p| p.iss().map(str::to_string));
+        match grant_iss {
+            Some(iss) => Ok(Credentials::Grant { iss }),
             None => Err(OAuthError {
                 basic: true,
                 ..oauth(401, "invalid_client", "client authentication is required")
@@ -134,6 +152,7 @@ impl TokenService {
                 }
             }
             Credentials::None { client_id } => (Some(client_id.clone()), false),
+            Credentials::Grant { iss } => (Some(iss.clone()), false),
         };
         let id = claimed.unwrap_or_default();
         if self.failures.exceeded(&format!("client:{id}")) {
@@ -171,6 +190,12 @@ impl TokenService {
                 Some(c) if c.public => Ok(c),
                 _ => Err(self.auth_failed(address, Some(&id), false)),
             },
+            // Only a client that may use the jwt-bearer grant is named this way; the grant then
+            // verifies the assertion with the client's keys, and a failure counts as here.
+            Credentials::Grant { .. } => match self.clients.get(&id) {
+                Some(c) if c.grant_types.contains(&GrantType::JwtBearer) => Ok(c),
+                _ => Err(self.auth_failed(address, Some(&id), false)),
+            },
         }
     }
 
@@ -179,19 +204,20 @@ impl TokenService {
         OAuthError {
             retry_after: Some(self.failures.retry_after()),
             ..oauth(
-                429,
-                "access_denied",
-                "too many failed authentications; try again later",
+                401,
+                "invalid_client",
+                "too many failed authentications for this client; try again later",
             )
         }
     }
 
-    /// Counts a failed client authentication against the address and the client, and says so.
+    /// Counts a failed client authentication against the client (not the address: clients behind one
+    /// NAT must not lock each other out), and says so.
     pub(super) fn auth_failed(&self, address: &str, who: Option<&str>, basic: bool) -> OAuthError {
-        self.failures.hit(address);
         if let Some(w) = who {
             self.failures.hit(&format!("client:{w}"));
         }
+        let _ = address;
         tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
         OAuthError {
             basic,
@@ -221,7 +247,8 @@ impl TokenService {
         if now > exp.saturating_add(self.leeway) {
             return Err(bad("the assertion has expired"));
         }
-        if exp > now.saturating_add(MAX_ASSERTION_LIFETIME + self.leeway) {
+        let longest = self.settings.max_assertion_lifetime.as_secs();
+        if exp > now.saturating_add(longest.saturating_add(self.leeway)) {
             return Err(bad("the assertion's exp is too far ahead"));
         }
         if num("nbf").is_some_and(|n| n > now.saturating_add(self.leeway)) {

@@ -106,6 +106,7 @@ mod tests {
             public: false,
             keys,
             jwt_bearer_subjects: vec![],
+            id_token_alg: jsonwebtoken::Algorithm::RS256,
         }
     }
 

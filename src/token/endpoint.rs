@@ -7,15 +7,29 @@ use bytes::Bytes;
 use pingora::proxy::Session;
 use std::net::IpAddr;
 
-/// Parses a form body; a repeated parameter is an error (RFC 6749 §3.2).
+/// Parses a form body; a repeated parameter is an error (RFC 6749 §3.2), and a parameter without a
+/// value counts as absent (§3.1: `client_secret=` or `scope=` are as if not sent).
 fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body) {
+    for (k, v) in url::form_urlencoded::parse(body).filter(|(_, v)| !v.is_empty()) {
         if out.insert(k.into_owned(), v.into_owned()).is_some() {
             return Err(invalid_request("a parameter was sent more than once"));
         }
     }
     Ok(out)
+}
+
+/// Over a request rate: 429 with `Retry-After` and an error code RFC 6749 §5.2 defines.
+fn too_many(retry_after: u64, whose: &str) -> OAuthError {
+    let description = if whose == "for this client" {
+        "too many requests for this client; slow down"
+    } else {
+        "too many requests from this address; slow down"
+    };
+    OAuthError {
+        retry_after: Some(retry_after),
+        ..oauth(429, "invalid_request", description)
+    }
 }
 
 /// The token service's endpoints, parsed once from the path.
@@ -190,27 +204,42 @@ impl TokenService {
         address: &str,
     ) -> Result<Value, OAuthError> {
         if !self.per_address.hit(address) {
-            return Err(OAuthError {
-                retry_after: Some(self.per_address.retry_after()),
-                ..oauth(429, "slow_down", "too many requests from this address")
-            });
-        }
-        if self.failures.exceeded(address) {
-            return Err(self.locked_out());
+            return Err(too_many(
+                self.per_address.retry_after(),
+                "from this address",
+            ));
         }
         let creds = Self::credentials(basic, form)?;
         let client = self.authenticate(&creds, address).await?;
-        let authenticated = !matches!(creds, Credentials::None { .. });
+        let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
         if !self.per_client.hit(&format!("client:{}", client.client_id)) {
-            return Err(OAuthError {
-                retry_after: Some(self.per_client.retry_after()),
-                ..oauth(429, "slow_down", "too many requests for this client")
-            });
+            return Err(too_many(self.per_client.retry_after(), "for this client"));
         }
-        match endpoint {
+        let answer = match endpoint {
             Endpoint::Introspect => self.introspect(client, authenticated, form).await,
             Endpoint::Revoke => self.revoke(client, form).await,
             _ => self.token(client, form, address).await,
+        };
+        if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
+            // The assertion was the client's only proof: a bad one is a failed authentication.
+            if e.code == "invalid_grant" {
+                self.auth_failed(address, Some(&client.client_id), false);
+            }
         }
+        answer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_refuse_repeats_and_drop_empty_values() {
+        assert!(parse_form(b"a=1&b=2").is_ok());
+        assert_eq!(parse_form(b"a=1&a=2").unwrap_err().code, "invalid_request");
+        let f = parse_form(b"scope=&client_secret=&grant_type=x").unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(f.get("grant_type").map(String::as_str), Some("x"));
     }
 }

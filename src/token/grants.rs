@@ -173,9 +173,9 @@ impl TokenService {
                 return Err(OAuthError {
                     retry_after: Some(self.failures.retry_after()),
                     ..oauth(
-                        429,
-                        "access_denied",
-                        "too many failed sign-ins; try again later",
+                        400,
+                        "invalid_grant",
+                        "too many failed sign-ins for this user or address; try again later",
                     )
                 })
             }

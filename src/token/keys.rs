@@ -191,9 +191,54 @@ impl SigningKeys {
         Ok(SigningKeys { keys, jwks })
     }
 
-    /// The key that signs: the first listed (loading refuses an empty list).
+    /// The key that signs access tokens: the first listed (loading refuses an empty list).
     pub fn current(&self) -> Option<&SigningKey> {
         self.keys.first()
+    }
+
+    /// The first key of `alg`: ID tokens are signed with the algorithm their client expects.
+    pub fn for_alg(&self, alg: Algorithm) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.alg == alg)
+    }
+
+    /// The service's keys: the configured ones, and one more for each ID-token algorithm a client
+    /// expects (RS256 at least: OpenID Connect clients default to it) that none of them has.
+    pub fn for_service(
+        ts: &crate::config::TokenServiceSettings,
+        clients: &[crate::config::Client],
+    ) -> Result<SigningKeys, String> {
+        let mut keys = SigningKeys::load_or_create(&ts.signing_keys, ts.key_algorithm)?;
+        let mut algs = vec![Algorithm::RS256];
+        for c in clients {
+            if !algs.contains(&c.id_token_alg) {
+                algs.push(c.id_token_alg);
+            }
+        }
+        let dir = ts
+            .signing_keys
+            .first()
+            .and_then(|p| p.parent())
+            .unwrap_or(Path::new("."));
+        keys.ensure_algorithms(&algs, dir)?;
+        Ok(keys)
+    }
+
+    /// Adds a key of each of `algs` that no loaded key has, from `{dir}/signing-{alg}.pem` next to
+    /// the first configured key (created when missing), so ID tokens can be signed as clients
+    /// expect. Every key is published in the JWKS.
+    pub fn ensure_algorithms(&mut self, algs: &[Algorithm], dir: &Path) -> Result<(), String> {
+        for alg in algs {
+            if self.for_alg(*alg).is_some() {
+                continue;
+            }
+            let path = dir.join(format!("signing-{}.pem", format!("{alg:?}").to_lowercase()));
+            let mut extra = SigningKeys::load_or_create(&[path], *alg)?;
+            self.keys.append(&mut extra.keys);
+        }
+        self.jwks =
+            serde_json::json!({ "keys": self.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
+                .to_string();
+        Ok(())
     }
 
     pub fn verify_keys(&self) -> Vec<Arc<VerifyKey>> {

@@ -28,7 +28,19 @@ pub(super) fn document(
             "response_types_supported": ["code"],
             "scopes_supported": config.clients.iter().flat_map(|c| c.scopes.iter().cloned()).collect::<std::collections::BTreeSet<_>>(),
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": keys.keys.iter().map(|k| format!("{:?}", k.alg)).collect::<Vec<_>>(),
+            "id_token_signing_alg_values_supported": id_token_algs(keys),
     })
     .to_string()
+}
+
+/// The ID-token algorithms the keys allow, RS256 first (OpenID Connect Discovery §3 requires it).
+fn id_token_algs(keys: &SigningKeys) -> Vec<String> {
+    let mut algs: Vec<String> = vec!["RS256".into()];
+    for k in &keys.keys {
+        let a = format!("{:?}", k.alg);
+        if !algs.contains(&a) {
+            algs.push(a);
+        }
+    }
+    algs
 }

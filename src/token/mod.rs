@@ -35,8 +35,6 @@ use std::sync::Arc;
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Largest form body the endpoints read.
 const MAX_FORM: usize = 16 * 1024;
-/// Longest lifetime a client assertion may claim.
-const MAX_ASSERTION_LIFETIME: u64 = 300;
 
 /// The outcome of checking a person's credentials.
 pub(crate) enum SignIn<'a> {
@@ -95,7 +93,8 @@ pub struct OAuthError {
 impl crate::error::AsAnswer for OAuthError {
     fn answer(&self) -> crate::error::ErrorAnswer {
         let mut headers = vec![("pragma", "no-cache".to_string())];
-        if self.basic {
+        // RFC 6749 §5.2: a client that failed to authenticate is told how it may, whatever it tried.
+        if self.basic || self.status == 401 {
             headers.push((
                 "www-authenticate",
                 format!("Basic realm=\"{}\"", crate::error::REALM),

@@ -72,7 +72,7 @@ roles = ["admin"]
     );
     let config = Config::from_toml(&text, Path::new("/nonexistent/gateway.toml")).unwrap();
     let ts = config.token_service.clone().unwrap();
-    let keys = SigningKeys::load_or_create(&ts.signing_keys, ts.key_algorithm).unwrap();
+    let keys = SigningKeys::for_service(&ts, &config.clients).unwrap();
     let clock = Arc::new(OffsetClock::default());
     let verifier = Arc::new(
         Verifier::new(
@@ -96,9 +96,11 @@ roles = ["admin"]
     }
 }
 
+/// The form as the endpoint's parser hands it over: empty values are absent.
 fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
+        .filter(|(_, v)| !v.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
@@ -219,10 +221,24 @@ async fn client_authentication_failures_look_alike_and_lock_out() {
     ];
     let e = f.token(None, &post).await.unwrap_err();
     assert_eq!((e.status, e.basic), (401, false));
-    // three failures from this address: it is locked out, even with the right secret
+    // a third failure for svc: it is locked out, even with the right secret, and told when to retry
+    f.token(Some(&basic("svc", "still wrong")), &cc)
+        .await
+        .unwrap_err();
     let e = f.token(Some(&basic("svc", SVC)), &cc).await.unwrap_err();
-    assert_eq!((e.status, e.code), (429, "access_denied"));
+    assert_eq!((e.status, e.code), (401, "invalid_client"));
     assert!(e.retry_after.is_some());
+    assert!(e.description.contains("too many failed authentications"));
+    // another client behind the same address is not locked out with it
+    let legacy = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", ALICE),
+    ];
+    assert!(f
+        .token(Some(&basic("legacy", LEGACY)), &legacy)
+        .await
+        .is_ok());
 }
 
 #[tokio::test]
@@ -240,6 +256,23 @@ async fn two_authentication_methods_or_none_are_refused() {
         .await
         .unwrap_err();
     assert_eq!((e.status, e.code), (401, "invalid_client"));
+    // a public client's Basic `id:` with an empty password names it, as `client_id` would
+    let verifier = "v".repeat(43);
+    let code = [
+        ("grant_type", "authorization_code"),
+        ("code", "x"),
+        ("code_verifier", verifier.as_str()),
+    ];
+    let e = f.token(Some(&basic("spa", "")), &code).await.unwrap_err();
+    assert_eq!(e.code, "invalid_grant", "{e:?}");
+    // empty parameters count as absent (the form parser drops them)
+    let empty = [
+        ("grant_type", "client_credentials"),
+        ("scope", ""),
+        ("client_secret", ""),
+    ];
+    let t = f.token(Some(&basic("svc", SVC)), &empty).await.unwrap();
+    assert_eq!(t["scope"], "read");
     // a public client names itself, and cannot use client_credentials
     let public = [("grant_type", "client_credentials"), ("client_id", "spa")];
     assert_eq!(

@@ -161,7 +161,12 @@ async fn forged_assertions_count_towards_the_lockout_and_fetch_keys_once() {
     assert_eq!(idp.state.other_fetches.load(Ordering::SeqCst), 1);
     // a third address is refused for the client: the lockout follows the client, not the address
     let r = assert_with(&a, [127, 0, 0, 3], &forged("f6")).await;
-    oauth_error(&r, 429, "access_denied");
+    oauth_error(&r, 401, "invalid_client");
+    assert!(
+        r.body.contains("too many failed authentications"),
+        "{}",
+        r.body
+    );
     assert!(r.header("retry-after").is_some());
     // other clients are not locked out
     let good = a.assertion("signer", &a.token_url(), 60, "ok-1");

@@ -320,7 +320,11 @@ async fn unknown_clients_and_wrong_secrets_get_the_same_answer() {
         )
         .await;
     oauth_error(&post, 401, "invalid_client");
-    assert_eq!(post.header("www-authenticate"), None);
+    // RFC 6749 §5.2: a 401 says how to authenticate, whichever method was tried
+    assert_eq!(
+        post.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"gatehouse\"")
+    );
     // a public client cannot use client_credentials
     let r = a
         .post(
@@ -475,10 +479,19 @@ async fn private_key_jwt_authenticates_once_per_assertion() {
         401,
         "invalid_client",
     );
-    oauth_error(
-        &send(form(&a.assertion("signer", &a.token_url(), 3600, "jti-4"))).await,
-        401,
-        "invalid_client",
+    // an hour ahead is what Authlib, Okta and Google use: accepted (max_assertion_lifetime);
+    // further is refused, saying why
+    let hour = send(form(&a.assertion("signer", &a.token_url(), 3600, "jti-4"))).await;
+    assert_eq!(hour.status, 200, "{}", hour.body);
+    let far = send(form(&a.assertion("signer", &a.token_url(), 7200, "jti-5"))).await;
+    oauth_error(&far, 401, "invalid_client");
+    assert_eq!(
+        far.json()["error_description"],
+        "the assertion's exp is too far ahead"
+    );
+    assert_eq!(
+        far.header("www-authenticate").as_deref(),
+        Some("Basic realm=\"gatehouse\"")
     );
     oauth_error(
         &send(form(&a.assertion("signer", &a.token_url(), 60, ""))).await,
