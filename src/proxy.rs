@@ -129,7 +129,7 @@ impl Gateway {
             // An already-normal path is logged from the request itself, without a copy here.
             ctx.log_path = Some(p.clone());
         }
-        match builtin(&path, s.tokens.is_some()) {
+        match builtin(&path, s.tokens.as_ref()) {
             Some(Target::Health) => {
                 return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await)
             }

@@ -3,6 +3,7 @@
 use crate::config::{HostPattern, Route};
 use crate::path::segment_base;
 use crate::token::endpoint::Endpoint;
+use crate::token::TokenService;
 use http::Method;
 use std::collections::HashMap;
 
@@ -52,14 +53,11 @@ pub enum Target {
 }
 
 /// The built-in endpoint a normalised path names; token endpoints only with the token service on.
-pub fn builtin(path: &str, token_service: bool) -> Option<Target> {
+pub fn builtin(path: &str, tokens: Option<&TokenService>) -> Option<Target> {
     if path == "/healthz" {
         return Some(Target::Health);
     }
-    if token_service {
-        return Endpoint::parse(path).map(Target::Token);
-    }
-    None
+    tokens.and_then(|t| t.endpoint(path)).map(Target::Token)
 }
 
 /// What the table says about a request.
@@ -138,17 +136,18 @@ mod tests {
 
     #[test]
     fn built_in_endpoints_are_found_on_the_normalised_path() {
-        assert_eq!(builtin("/healthz", false), Some(Target::Health));
+        assert_eq!(builtin("/healthz", None), Some(Target::Health));
         assert_eq!(
-            builtin("/oauth/token", true),
-            Some(Target::Token(Endpoint::Token))
+            builtin("/oauth/token", None),
+            None,
+            "no token service, no endpoint"
         );
-        assert_eq!(builtin("/oauth/token", false), None);
+        assert_eq!(Endpoint::parse("/oauth/token"), Some(Endpoint::Token));
         assert_eq!(
-            builtin("/.well-known/openid-configuration", true),
-            Some(Target::Token(Endpoint::Metadata))
+            Endpoint::parse("/.well-known/openid-configuration"),
+            Some(Endpoint::Metadata)
         );
-        assert_eq!(builtin("/oauth/tokens", true), None);
+        assert_eq!(Endpoint::parse("/oauth/tokens"), None);
     }
 
     #[test]

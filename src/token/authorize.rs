@@ -1,9 +1,10 @@
 //! The authorization-code flow: the authorize endpoint with its sign-in page, and the code exchange
 //! with mandatory PKCE (S256) and an OpenID Connect ID token.
 
+use super::auth_request::{redirect_matches, AuthRequest, AuthorizeError, Prompt};
 use super::{invalid_grant, invalid_request, oauth, random_token, sha256_hex, unavailable};
 use super::{put, split_scopes, OAuthError, SignIn, TokenService};
-use crate::config::{Client, GrantType};
+use crate::config::Client;
 use crate::error::send;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -48,27 +49,6 @@ fn cookie(session: &Session, name: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// A validated authorization request.
-struct AuthRequest<'a> {
-    client: &'a Client,
-    redirect_uri: String,
-    state: Option<String>,
-    scopes: Vec<String>,
-    challenge: String,
-    nonce: String,
-}
-
-/// Where an error goes: a page when the client or redirect URI cannot be trusted, else the client.
-enum AuthorizeError {
-    Page(&'static str),
-    Redirect {
-        uri: String,
-        state: Option<String>,
-        code: &'static str,
-        description: &'static str,
-    },
 }
 
 const PAGE_HEADERS: [(&str, &str); 3] = [
@@ -116,41 +96,41 @@ impl TokenService {
         };
         let req = match self.validate(&params) {
             Ok(r) => r,
-            Err(AuthorizeError::Page(msg)) => {
-                return self.page(session, 400, msg, None, None).await
-            }
-            Err(AuthorizeError::Redirect {
-                uri,
-                state,
-                code,
-                description,
-            }) => {
-                let mut target =
-                    url::Url::parse(&uri).map_err(|_| pingora::Error::new_str("bad redirect"))?;
-                target
-                    .query_pairs_mut()
-                    .append_pair("error", code)
-                    .append_pair("error_description", description)
-                    .append_pair("iss", &self.settings.issuer);
-                if let Some(s) = &state {
-                    target.query_pairs_mut().append_pair("state", s);
-                }
-                return self.redirect(session, target.as_str(), None).await;
-            }
+            Err(e) => return self.authorize_error(session, e).await,
         };
         let now = self.clock.now_secs();
-        if !post {
-            // A live session skips the form.
-            if let Some((username, auth_time)) =
-                cookie(session, SESSION_COOKIE).and_then(|sid| self.sessions.get(&sid))
-            {
-                if let Some(user) = self.users.get(&username) {
-                    return self
-                        .grant_code(session, &req, &user.subject.clone(), auth_time, None)
-                        .await;
+        // OIDC Core §3.1.2.1: the authorization request itself may come by POST; the sign-in form
+        // is the POST that carries a CSRF token.
+        if !(post && params.contains_key("csrf")) {
+            // A live, recent enough session skips the form, unless the client asks to sign in again.
+            let live = cookie(session, SESSION_COOKIE)
+                .and_then(|sid| self.sessions.get(&sid))
+                .filter(|(_, auth_time)| {
+                    req.max_age
+                        .is_none_or(|m| now.saturating_sub(*auth_time) < m)
+                })
+                .and_then(|(username, auth_time)| {
+                    self.users
+                        .get(&username)
+                        .map(|u| (u.subject.clone(), auth_time))
+                });
+            return match (req.prompt, live) {
+                (Prompt::Login, _) => self.page(session, 200, "", Some(&params), None).await,
+                (_, Some((subject, auth_time))) => {
+                    self.grant_code(session, &req, &subject, auth_time, None)
+                        .await
                 }
-            }
-            return self.page(session, 200, "", Some(&params), None).await;
+                (Prompt::None, None) => {
+                    let error = AuthorizeError::Redirect {
+                        uri: req.redirect_uri.clone(),
+                        state: req.state.clone(),
+                        code: "login_required",
+                        description: "the person must sign in, and prompt=none forbids asking",
+                    };
+                    self.authorize_error(session, error).await
+                }
+                (Prompt::Default, None) => self.page(session, 200, "", Some(&params), None).await,
+            };
         }
         // POST: the form's CSRF token must be one this gateway issued to this browser's pre-login
         // cookie, and it is used up here, whatever happens next; then the credentials.
@@ -197,77 +177,34 @@ impl TokenService {
         self.page(session, status, message, Some(&params), Some(&username))
             .await
     }
-    fn validate<'a>(
-        &'a self,
-        p: &HashMap<String, String>,
-    ) -> Result<AuthRequest<'a>, AuthorizeError> {
-        let client = p
-            .get("client_id")
-            .and_then(|id| self.clients.get(id))
-            .ok_or(AuthorizeError::Page(
-                "The application that sent you here is not known.",
-            ))?;
-        let redirect_uri = match p.get("redirect_uri") {
-            Some(u) if client.redirect_uris.contains(u) => u.clone(),
-            None if client.redirect_uris.len() == 1 => {
-                client.redirect_uris.first().cloned().unwrap_or_default()
+    /// An authorization error: a page when the client or redirect URI cannot be trusted, else back
+    /// to the client (RFC 6749 §4.1.2.1, with `iss` per RFC 9207).
+    async fn authorize_error(
+        &self,
+        session: &mut Session,
+        error: AuthorizeError,
+    ) -> pingora::Result<()> {
+        match error {
+            AuthorizeError::Page(msg) => self.page(session, 400, msg, None, None).await,
+            AuthorizeError::Redirect {
+                uri,
+                state,
+                code,
+                description,
+            } => {
+                let mut target =
+                    url::Url::parse(&uri).map_err(|_| pingora::Error::new_str("bad redirect"))?;
+                target
+                    .query_pairs_mut()
+                    .append_pair("error", code)
+                    .append_pair("error_description", description)
+                    .append_pair("iss", &self.settings.issuer);
+                if let Some(s) = &state {
+                    target.query_pairs_mut().append_pair("state", s);
+                }
+                self.redirect(session, target.as_str(), None).await
             }
-            _ => {
-                return Err(AuthorizeError::Page(
-                    "The application asked to return to an address it has not registered.",
-                ))
-            }
-        };
-        let state = p.get("state").cloned();
-        let fail = |code, description| AuthorizeError::Redirect {
-            uri: redirect_uri.clone(),
-            state: state.clone(),
-            code,
-            description,
-        };
-        if p.get("response_type").map(String::as_str) != Some("code") {
-            return Err(fail(
-                "unsupported_response_type",
-                "response_type must be code",
-            ));
         }
-        if !client.grant_types.contains(&GrantType::AuthorizationCode) {
-            return Err(fail(
-                "unauthorized_client",
-                "the client may not use the authorization code flow",
-            ));
-        }
-        let challenge = p.get("code_challenge").cloned().unwrap_or_default();
-        if challenge.len() != 43 || URL_SAFE_NO_PAD.decode(&challenge).is_err() {
-            return Err(fail(
-                "invalid_request",
-                "a PKCE code_challenge (S256) is required",
-            ));
-        }
-        if p.get("code_challenge_method").map(String::as_str) != Some("S256") {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method must be S256",
-            ));
-        }
-        let scopes: Vec<String> = match p.get("scope") {
-            Some(s) => split_scopes(s),
-            None => client.default_scopes.clone(),
-        };
-        if scopes.iter().any(|s| !client.scopes.contains(s)) {
-            return Err(fail(
-                "invalid_scope",
-                "a requested scope is not allowed for this client",
-            ));
-        }
-        Ok(AuthRequest {
-            client,
-            redirect_uri,
-            state,
-            scopes,
-            challenge,
-            nonce: p.get("nonce").cloned().unwrap_or_default(),
-        })
     }
 
     async fn grant_code(
@@ -284,7 +221,12 @@ impl TokenService {
         let rec = CodeRecord {
             hash: sha256_hex(&code),
             client_id: req.client.client_id.clone(),
-            redirect_uri: req.redirect_uri.clone(),
+            // Empty when the request left it out: the exchange need not name it then.
+            redirect_uri: if req.redirect_uri_sent {
+                req.redirect_uri.clone()
+            } else {
+                String::new()
+            },
             challenge: req.challenge.clone(),
             subject: subject.to_string(),
             scopes: req.scopes.join(" "),
@@ -493,7 +435,16 @@ impl TokenService {
         if rec.client_id != client.client_id {
             return Err(invalid_grant("the code was issued to another client"));
         }
-        if form.get("redirect_uri") != Some(&rec.redirect_uri) {
+        let redirect_ok = match form.get("redirect_uri") {
+            Some(sent) if rec.redirect_uri.is_empty() => client
+                .redirect_uris
+                .iter()
+                .any(|r| redirect_matches(r, sent)),
+            Some(sent) => *sent == rec.redirect_uri,
+            // RFC 6749 §4.1.3: required only when the authorization request sent one
+            None => rec.redirect_uri.is_empty(),
+        };
+        if !redirect_ok {
             return Err(invalid_grant(
                 "redirect_uri differs from the authorization request",
             ));

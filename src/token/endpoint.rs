@@ -76,6 +76,26 @@ impl Endpoint {
 }
 
 impl TokenService {
+    /// The endpoint a normalised path names. With an issuer that has a path (`https://host/auth`),
+    /// discovery is also served where clients look for it: `/auth/.well-known/openid-configuration`
+    /// (OIDC Discovery §4) and `/.well-known/oauth-authorization-server/auth` (RFC 8414 §3).
+    pub fn endpoint(&self, path: &str) -> Option<Endpoint> {
+        if let Some(e) = Endpoint::parse(path) {
+            return Some(e);
+        }
+        let ip = self.issuer_path.as_str();
+        if ip.is_empty() {
+            return None;
+        }
+        let oidc = path
+            .strip_prefix(ip)
+            .is_some_and(|rest| rest == "/.well-known/openid-configuration");
+        let rfc8414 = path
+            .strip_prefix("/.well-known/oauth-authorization-server")
+            .is_some_and(|rest| rest == ip);
+        (oidc || rfc8414).then_some(Endpoint::Metadata)
+    }
+
     /// Answers one of the service's endpoints.
     pub async fn handle(&self, session: &mut Session, endpoint: Endpoint) -> pingora::Result<()> {
         if !endpoint.allows(&session.req_header().method) {

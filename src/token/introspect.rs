@@ -137,17 +137,42 @@ impl TokenService {
     /// `sub` and the claims the token's scopes release: `profile` the user's claims, `email` the
     /// email. The token is judged by the proxy's verifier, so expiry, leeway and revocation are the
     /// same here as on every route.
-    pub(super) async fn userinfo(&self, session: &Session) -> Result<Value, Rejection> {
+    pub(super) async fn userinfo(&self, session: &mut Session) -> Result<Value, Rejection> {
         let header_only = TokenSources {
             header: true,
             ..Default::default()
         };
-        let req = session.req_header();
-        let token =
-            extract_token(req, &header_only, MAX_USERINFO_TOKEN)?.ok_or(Rejection::MissingToken)?;
-        self.verifier
+        let in_header = extract_token(session.req_header(), &header_only, MAX_USERINFO_TOKEN)?
+            .map(|t| t.into_owned());
+        // RFC 6750 §2.2: a POSTed form may carry the token as `access_token` (not both at once).
+        let in_body = if session.req_header().method == http::Method::POST {
+            self.read_form(session)
+                .await
+                .ok()
+                .and_then(|mut f| f.remove("access_token"))
+        } else {
+            None
+        };
+        let token = match (in_header, in_body) {
+            (Some(_), Some(_)) => {
+                return Err(Rejection::BadRequest(
+                    "the token was sent in more than one place",
+                ))
+            }
+            (Some(t), None) | (None, Some(t)) => t,
+            (None, None) => return Err(Rejection::MissingToken),
+        };
+        let principal = self
+            .verifier
             .verify(&token, std::slice::from_ref(&self.own_issuer))
             .await?;
+        // OIDC Core §5.3: userinfo answers for tokens granted the `openid` scope.
+        if !principal.has_scope("openid") {
+            return Err(Rejection::InsufficientScope(crate::policy::Denied {
+                reason: "scopes_all",
+                scope: Some("openid".into()),
+            }));
+        }
         let segment = token.split('.').nth(1).unwrap_or_default();
         let c = decode_claims(segment.as_bytes());
         let sub = c.get("sub").and_then(Value::as_str).unwrap_or("");

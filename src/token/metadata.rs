@@ -1,8 +1,9 @@
 //! The authorization server's metadata document (RFC 8414, OpenID Connect Discovery).
 
 use super::keys::SigningKeys;
-use crate::config::{Config, TokenServiceSettings, JWT_BEARER};
+use crate::config::{Config, TokenServiceSettings, CLIENT_KEY_ALGORITHMS, JWT_BEARER};
 use serde_json::json;
+use std::collections::BTreeSet;
 
 /// The metadata JSON, rendered once at start-up.
 pub(super) fn document(
@@ -11,24 +12,63 @@ pub(super) fn document(
     keys: &SigningKeys,
 ) -> String {
     let public_url = &config.server.public_url;
+    let signing_algs: Vec<String> = CLIENT_KEY_ALGORITHMS
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect();
+    let mut token_auth = vec![
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    if config.clients.iter().any(|c| c.public) {
+        token_auth.push("none");
+    }
+    let confidential_auth = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    let mut claims: BTreeSet<String> = [
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "preferred_username",
+    ]
+    .iter()
+    .map(|c| c.to_string())
+    .collect();
+    claims.extend(config.users.iter().flat_map(|u| u.claims.keys().cloned()));
     json!({
         "issuer": settings.issuer,
-            "token_endpoint": format!("{public_url}/oauth/token"),
-            "introspection_endpoint": format!("{public_url}/oauth/introspect"),
-            "revocation_endpoint": format!("{public_url}/oauth/revoke"),
-            "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
-            "grant_types_supported": ["authorization_code", "client_credentials", JWT_BEARER, "refresh_token", "password"],
-            "authorization_endpoint": format!("{public_url}/oauth/authorize"),
-            "code_challenge_methods_supported": ["S256"],
-            "userinfo_endpoint": format!("{public_url}/oauth/userinfo"),
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "ES384", "EdDSA"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
-            "response_types_supported": ["code"],
-            "scopes_supported": config.clients.iter().flat_map(|c| c.scopes.iter().cloned()).collect::<std::collections::BTreeSet<_>>(),
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": id_token_algs(keys),
+        "authorization_endpoint": format!("{public_url}/oauth/authorize"),
+        "token_endpoint": format!("{public_url}/oauth/token"),
+        "userinfo_endpoint": format!("{public_url}/oauth/userinfo"),
+        "introspection_endpoint": format!("{public_url}/oauth/introspect"),
+        "revocation_endpoint": format!("{public_url}/oauth/revoke"),
+        "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
+        "grant_types_supported": ["authorization_code", "client_credentials", JWT_BEARER, "refresh_token", "password"],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "prompt_values_supported": ["none", "login"],
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "authorization_response_iss_parameter_supported": true,
+        "token_endpoint_auth_methods_supported": token_auth,
+        "token_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "introspection_endpoint_auth_methods_supported": confidential_auth,
+        "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "revocation_endpoint_auth_methods_supported": token_auth,
+        "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
+        "scopes_supported": config.clients.iter().flat_map(|c| c.scopes.iter().cloned()).collect::<BTreeSet<_>>(),
+        "claims_supported": claims,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": id_token_algs(keys),
     })
     .to_string()
 }

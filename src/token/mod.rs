@@ -1,6 +1,7 @@
 //! The gateway's own OAuth 2.1 authorization server: token, introspection and revocation endpoints,
 //! client authentication, signing keys, JWKS and metadata.
 
+mod auth_request;
 pub mod authorize;
 mod client_auth;
 mod client_keys;
@@ -197,6 +198,8 @@ pub struct TokenService {
     failures: Window,
     client_jwks: client_keys::ClientJwks,
     metadata: String,
+    /// the path of the issuer URL without a trailing slash (`/auth`), or empty
+    issuer_path: String,
 }
 
 impl TokenService {
@@ -221,6 +224,9 @@ impl TokenService {
         let limits = config.rate_limit;
         let window = |r: crate::config::Rate| Window::new(r.count, r.window, clock.clone());
         let metadata = metadata::document(config, &settings, &keys);
+        let issuer_path = url::Url::parse(&settings.issuer)
+            .map(|u| u.path().trim_end_matches('/').to_string())
+            .unwrap_or_default();
         Ok(Some(TokenService {
             public_url,
             clients: config
@@ -263,6 +269,7 @@ impl TokenService {
             client_jwks: client_keys::ClientJwks::new(&config.clients, clock.clone())?,
             clock,
             metadata,
+            issuer_path,
             keys,
             settings,
         }))

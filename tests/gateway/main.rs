@@ -12,6 +12,7 @@ mod keys;
 mod paths;
 mod policy;
 mod servers;
+mod standards;
 mod tls;
 mod tokens;
 mod tokens_code;

@@ -29,6 +29,22 @@ pub fn authorize_query(extra: &[(&str, &str)]) -> String {
             q.append_pair(k, v);
         }
     }
+    // parameters beyond the usual ones (prompt, max_age, ...)
+    for (k, v) in extra {
+        let usual = [
+            "response_type",
+            "client_id",
+            "redirect_uri",
+            "scope",
+            "state",
+            "nonce",
+            "code_challenge",
+            "code_challenge_method",
+        ];
+        if !usual.contains(k) {
+            q.append_pair(k, v);
+        }
+    }
     q.finish()
 }
 
@@ -60,7 +76,7 @@ impl Auth {
     }
 
     /// Shows the page, then posts the form with the given password; returns the POST's answer.
-    async fn sign_in(&self, password: &str) -> Resp {
+    pub async fn sign_in(&self, password: &str) -> Resp {
         let page = self.get_authorize(&authorize_query(&[]), None).await;
         assert_eq!(page.status, 200, "{}", page.body);
         let csrf_cookie = set_cookie(&page, "__Host-gatehouse-csrf").unwrap();
@@ -108,7 +124,7 @@ impl Auth {
         .await
     }
 
-    async fn exchange(&self, code: &str, verifier: &str) -> Resp {
+    pub async fn exchange(&self, code: &str, verifier: &str) -> Resp {
         self.post(
             "/oauth/token",
             &[
@@ -124,7 +140,7 @@ impl Auth {
     }
 }
 
-fn code_of(r: &Resp) -> String {
+pub fn code_of(r: &Resp) -> String {
     assert_eq!(r.status, 303, "{}", r.body);
     let loc = url::Url::parse(&r.header("location").unwrap()).unwrap();
     assert!(loc.as_str().starts_with("https://app.example/cb?"));

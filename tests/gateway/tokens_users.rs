@@ -29,7 +29,7 @@ pub async fn refresh(a: &Auth, token: &str) -> Resp {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_password_grant_signs_a_user_in_and_userinfo_releases_claims_by_scope() {
     let a = Auth::start().await;
-    let r = password_grant(&a, ALICE_PASSWORD, "orders.read profile").await;
+    let r = password_grant(&a, ALICE_PASSWORD, "openid orders.read profile").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let access = r.json()["access_token"].as_str().unwrap().to_string();
     assert!(r.json()["refresh_token"].as_str().unwrap().len() >= 43);
