@@ -164,7 +164,17 @@ impl VerifyKey {
                         "this is a {family:?} key but none of the issuer's algorithms use it"
                     ));
                 }
-                return Self::new(None, &key, algorithms);
+                // An EC key serves only its curve's algorithm: a P-256 key is for ES256 even
+                // when ES384 is allowed too.
+                let fitting: Vec<Algorithm> = algorithms
+                    .iter()
+                    .copied()
+                    .filter(|a| Self::new(None, &key, vec![*a]).is_ok())
+                    .collect();
+                if fitting.is_empty() {
+                    return Self::new(None, &key, algorithms);
+                }
+                return Self::new(None, &key, fitting);
             }
         }
         Err("not a PEM public key (RSA, EC P-256/P-384 or Ed25519)".into())
@@ -269,5 +279,38 @@ impl RawJwk {
             return Err("the key fits none of the issuer's algorithms".into());
         }
         VerifyKey::new(self.kid.clone(), &key, algorithms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ec_key_serves_its_curves_algorithm_among_several() {
+        for (alg, curve) in [
+            (
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                Algorithm::ES256,
+            ),
+            (
+                &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+                Algorithm::ES384,
+            ),
+        ] {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            let pkcs8 = aws_lc_rs::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+            let pair = aws_lc_rs::signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref()).unwrap();
+            use aws_lc_rs::encoding::AsDer;
+            use aws_lc_rs::signature::KeyPair;
+            let der = pair.public_key().as_der().unwrap();
+            let pem = format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                base64::engine::general_purpose::STANDARD.encode(der.as_ref())
+            );
+            let key =
+                VerifyKey::from_pem(pem.as_bytes(), &[Algorithm::ES256, Algorithm::ES384]).unwrap();
+            assert_eq!(key.algorithms, vec![curve]);
+        }
     }
 }

@@ -45,6 +45,8 @@ pub enum KeysError {
 
 struct Slot {
     issuer: Arc<Issuer>,
+    /// the issuer's HTTP client (its own when it names a private CA)
+    http: reqwest::Client,
     /// number of fetch attempts, to let waiters see that someone fetched while they queued
     attempts: AtomicU64,
     last_attempt_ms: AtomicU64,
@@ -60,7 +62,6 @@ struct Slot {
 pub struct Jwks {
     slots: Vec<Slot>,
     cache: moka::future::Cache<usize, Arc<KeySet>>,
-    http: reqwest::Client,
     clock: SharedClock,
 }
 
@@ -91,7 +92,20 @@ pub fn max_age(cache_control: Option<&str>) -> Option<u64> {
     out
 }
 
-fn http_client() -> Result<reqwest::Client, String> {
+/// The HTTP client for one issuer's key fetches: the system's roots, plus its own CA when it has one.
+/// An error with its causes, so a log line names the TLS or connection failure itself.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         // Redirects are followed only within the same host, and only a few.
         let same_host = attempt
@@ -105,9 +119,22 @@ fn http_client() -> Result<reqwest::Client, String> {
             attempt.follow()
         }
     });
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .redirect(policy)
-        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = ca {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate in it", path.display()));
+        }
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client for key sets: {e}"))
 }
@@ -119,9 +146,15 @@ impl Jwks {
         own: Vec<Arc<VerifyKey>>,
         clock: SharedClock,
     ) -> Result<Self, String> {
-        let slots = issuers
-            .iter()
-            .map(|i| Slot {
+        let shared = http_client(None)?;
+        let mut slots = Vec::with_capacity(issuers.len());
+        for i in issuers {
+            let http = match &i.ca {
+                Some(ca) => http_client(Some(ca))?,
+                None => shared.clone(),
+            };
+            slots.push(Slot {
+                http,
                 issuer: i.clone(),
                 attempts: AtomicU64::new(0),
                 last_attempt_ms: AtomicU64::new(0),
@@ -134,12 +167,11 @@ impl Jwks {
                     KeySource::Own => Some(Arc::new(KeySet::fixed(own.clone()))),
                     _ => None,
                 },
-            })
-            .collect();
+            });
+        }
         Ok(Jwks {
             slots,
             cache: moka::future::Cache::builder().max_capacity(10_000).build(),
-            http: http_client()?,
             clock,
         })
     }
@@ -221,7 +253,7 @@ impl Jwks {
                 }
                 slot.last_attempt_ms.store(now.max(1), Ordering::SeqCst);
                 slot.attempts.fetch_add(1, Ordering::SeqCst);
-                match self.fetch(&slot.issuer).await {
+                match self.fetch(slot).await {
                     Ok((keys, age)) => {
                         slot.fetches_ok.fetch_add(1, Ordering::Relaxed);
                         let iss = &slot.issuer;
@@ -292,14 +324,17 @@ impl Jwks {
             .collect()
     }
 
-    async fn get_capped(&self, url: &str, max: usize) -> Result<(Vec<u8>, Option<String>), String> {
-        let mut resp = self
-            .http
+    async fn get_capped(
+        http: &reqwest::Client,
+        url: &str,
+        max: usize,
+    ) -> Result<(Vec<u8>, Option<String>), String> {
+        let mut resp = http
             .get(url)
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {}", e.without_url()))?;
+            .map_err(|e| format!("GET {url}: {}", error_chain(&e.without_url())))?;
         if !resp.status().is_success() {
             return Err(format!("GET {url}: status {}", resp.status()));
         }
@@ -325,15 +360,14 @@ impl Jwks {
         Ok((body, cc))
     }
 
-    async fn fetch(&self, issuer: &Issuer) -> Result<(Vec<Arc<VerifyKey>>, Option<u64>), String> {
+    async fn fetch(&self, slot: &Slot) -> Result<(Vec<Arc<VerifyKey>>, Option<u64>), String> {
+        let issuer = &slot.issuer;
         let work = async {
             let uri = match &issuer.source {
                 KeySource::Discovery => {
-                    let url = format!(
-                        "{}/.well-known/openid-configuration",
-                        issuer.issuer.trim_end_matches('/')
-                    );
-                    let (body, _) = self.get_capped(&url, issuer.jwks_max_bytes).await?;
+                    let url = issuer.discovery_url();
+                    let (body, _) =
+                        Self::get_capped(&slot.http, &url, issuer.jwks_max_bytes).await?;
                     let doc: Discovery = serde_json::from_slice(&body)
                         .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
                     if doc.issuer != issuer.issuer {
@@ -349,7 +383,7 @@ impl Jwks {
                     return Err("static keys are not fetched".into())
                 }
             };
-            let (body, cc) = self.get_capped(&uri, issuer.jwks_max_bytes).await?;
+            let (body, cc) = Self::get_capped(&slot.http, &uri, issuer.jwks_max_bytes).await?;
             let doc: JwkSetDoc = serde_json::from_slice(&body)
                 .map_err(|e| format!("{uri}: not a JWKS document: {e}"))?;
             let mut keys = Vec::new();

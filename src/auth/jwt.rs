@@ -217,8 +217,15 @@ impl Parsed<'_> {
                 return Err(TokenError::IssuedInFuture);
             }
         }
-        if self.iss() != Some(issuer.issuer.as_str()) {
+        let iss = self.iss().unwrap_or_default();
+        if !issuer.accepts_iss(iss) {
             return Err(TokenError::UntrustedIssuer);
+        }
+        // A tenant's token names its tenant in `tid` too (Microsoft's guidance for multi-tenant apps).
+        if let Some(tenant) = issuer.tenant_of(iss) {
+            if self.claims.get("tid").and_then(Value::as_str) != Some(tenant) {
+                return Err(TokenError::UntrustedIssuer);
+            }
         }
         let aud_ok = match self.claims.get("aud") {
             Some(Value::String(a)) => issuer.audiences.iter().any(|x| x == a),

@@ -161,7 +161,7 @@ impl Verifier {
         let iss = parsed.iss().ok_or(TokenError::UntrustedIssuer)?;
         let issuer = allowed
             .iter()
-            .find(|i| i.issuer == iss)
+            .find(|i| i.accepts_iss(iss))
             .ok_or(TokenError::UntrustedIssuer)?;
         if !issuer.algorithms.contains(&parsed.alg) {
             return Err(TokenError::Algorithm.into());

@@ -252,6 +252,8 @@ pub(crate) mod tests {
             jwks_stale_for: Default::default(),
             jwks_fetch_timeout: Default::default(),
             jwks_max_bytes: 0,
+            ca: None,
+            tenants: vec![],
         }
     }
 

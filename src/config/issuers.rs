@@ -178,7 +178,37 @@ impl Compiler {
         if r.jwks_max_bytes < 1024 {
             self.err(k("jwks_max_bytes"), "must be at least 1024");
         }
+        let ca = r.ca.as_deref().map(|p| self.path(p));
+        if let Some(ca) = &ca {
+            match std::fs::read(ca) {
+                Err(e) => self.err(k("ca"), format!("cannot read {}: {e}", ca.display())),
+                Ok(pem)
+                    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") =>
+                {
+                    self.err(
+                        k("ca"),
+                        format!("{} holds no PEM certificate", ca.display()),
+                    )
+                }
+                Ok(_) => {}
+            }
+        }
+        let template = r.issuer.contains(TENANT);
+        if template && r.tenants.is_empty() {
+            self.err(
+                k("tenants"),
+                "an issuer with {tenantid} needs the list of tenants it accepts",
+            );
+        }
+        if !template && !r.tenants.is_empty() {
+            self.err(
+                k("tenants"),
+                "only an issuer written with {tenantid} has tenants",
+            );
+        }
         Some(Issuer {
+            ca,
+            tenants: r.tenants,
             index: 0,
             require_typ: None,
             name: r.name,
@@ -225,6 +255,8 @@ pub(super) fn own_issuer(index: usize, ts: &TokenServiceSettings, clients: &[Cli
         jwks_stale_for: Duration::from_secs(86400),
         jwks_fetch_timeout: Duration::from_secs(5),
         jwks_max_bytes: 262144,
+        ca: None,
+        tenants: vec![],
     }
 }
 

@@ -231,6 +231,32 @@ pub struct ClaimPath {
     pub segments: Vec<String>,
 }
 
+/// Where a multi-tenant issuer puts the tenant.
+pub const TENANT: &str = "{tenantid}";
+
+impl Issuer {
+    /// The tenant an `iss` names, when this issuer is a `{tenantid}` template that accepts it.
+    pub fn tenant_of<'a>(&self, iss: &'a str) -> Option<&'a str> {
+        let (pre, post) = self.issuer.split_once(TENANT)?;
+        let tenant = iss.strip_prefix(pre)?.strip_suffix(post)?;
+        self.tenants.iter().any(|t| t == tenant).then_some(tenant)
+    }
+
+    /// True when a token's `iss` is this issuer's: equal, or an allowed tenant of its template.
+    pub fn accepts_iss(&self, iss: &str) -> bool {
+        self.issuer == iss || self.tenant_of(iss).is_some()
+    }
+
+    /// Where discovery is read: `{issuer}/.well-known/openid-configuration`, with a template's
+    /// `{tenantid}` read as `common` (Microsoft's multi-tenant endpoint).
+    pub fn discovery_url(&self) -> String {
+        format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.replace(TENANT, "common").trim_end_matches('/')
+        )
+    }
+}
+
 impl ClaimPath {
     pub fn new(s: &str) -> Self {
         ClaimPath {
@@ -282,6 +308,10 @@ pub struct Issuer {
     pub jwks_stale_for: Duration,
     pub jwks_fetch_timeout: Duration,
     pub jwks_max_bytes: usize,
+    /// a private CA for the issuer's discovery and key fetches (PEM), besides the system's roots
+    pub ca: Option<PathBuf>,
+    /// for an issuer written with `{tenantid}` (multi-tenant Microsoft Entra): the tenants accepted
+    pub tenants: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -103,6 +103,8 @@ pub struct RawIssuer {
     pub jwks_stale_for: String,
     pub jwks_fetch_timeout: String,
     pub jwks_max_bytes: usize,
+    pub ca: Option<String>,
+    pub tenants: Vec<String>,
 }
 
 impl Default for RawIssuer {
@@ -123,6 +125,8 @@ impl Default for RawIssuer {
             jwks_stale_for: "24h".into(),
             jwks_fetch_timeout: "5s".into(),
             jwks_max_bytes: 256 * 1024,
+            ca: None,
+            tenants: vec![],
         }
     }
 }

@@ -43,6 +43,8 @@ fn key_source(index: usize, client: &Client, uri: &str) -> Issuer {
         jwks_stale_for: KEEP,
         jwks_fetch_timeout: Duration::from_secs(5),
         jwks_max_bytes: MAX_BYTES,
+        ca: None,
+        tenants: vec![],
     }
 }
 

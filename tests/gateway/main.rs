@@ -7,6 +7,7 @@ mod hardening_proxy;
 mod hardening_tokens;
 mod harness;
 mod headers;
+mod issuers;
 mod jwks;
 mod keys;
 mod paths;

@@ -47,6 +47,10 @@ impl Idp {
             .route("/jwks", get(jwks))
             .route("/attacker-jwks", get(attacker))
             .route("/huge-jwks", get(huge))
+            .route(
+                "/common/v2.0/.well-known/openid-configuration",
+                get(multi_tenant),
+            )
             .route("/redirect-same", get(redirect_same))
             .route("/redirect-away", get(redirect_away))
             .with_state(state.clone());
@@ -101,6 +105,16 @@ async fn redirect_same() -> Response {
 async fn redirect_away(State(s): State<Arc<IdpState>>) -> Response {
     let url = s.url.lock().unwrap().replace("127.0.0.1", "localhost");
     (StatusCode::FOUND, [("location", format!("{url}/jwks"))]).into_response()
+}
+
+/// Microsoft Entra's multi-tenant discovery: the issuer is a template with `{tenantid}`.
+async fn multi_tenant(State(s): State<Arc<IdpState>>) -> Response {
+    s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+    let url = s.url.lock().unwrap().clone();
+    axum::Json(
+        json!({"issuer": format!("{url}/{{tenantid}}/v2.0"), "jwks_uri": format!("{url}/jwks")}),
+    )
+    .into_response()
 }
 
 /// Five megabytes of key set: a client's jwks_uri that must never be read whole.
