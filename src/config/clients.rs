@@ -210,6 +210,34 @@ impl Compiler {
                 Algorithm::RS256
             }
         };
+        // The origins of the redirect URIs unless listed: an SPA's origin is where it returns to.
+        let allowed_origins = match c.allowed_origins {
+            Some(list) => {
+                for (j, o) in list.iter().enumerate() {
+                    let ok = url::Url::parse(o)
+                        .map(|u| u.origin().ascii_serialization() == *o)
+                        .unwrap_or(false);
+                    if !ok {
+                        self.err(
+                            format!("clients[{i}].allowed_origins[{j}]"),
+                            format!("{o:?} is not an origin like \"https://app.example.com\""),
+                        );
+                    }
+                }
+                list
+            }
+            None => {
+                let mut v: Vec<String> = c
+                    .redirect_uris
+                    .iter()
+                    .filter_map(|u| url::Url::parse(u).ok())
+                    .map(|u| u.origin().ascii_serialization())
+                    .filter(|o| o != "null")
+                    .collect();
+                v.dedup();
+                v
+            }
+        };
         let default_scopes = c.default_scopes.unwrap_or_else(|| c.scopes.clone());
         for s in &default_scopes {
             if !c.scopes.contains(s) {
@@ -229,6 +257,7 @@ impl Compiler {
             keys,
             jwt_bearer_subjects: c.jwt_bearer_subjects.unwrap_or_default(),
             id_token_alg,
+            allowed_origins,
         })
     }
 }

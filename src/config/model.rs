@@ -137,6 +137,8 @@ pub struct Client {
     pub jwt_bearer_subjects: Vec<String>,
     /// the algorithm of the client's ID tokens (`id_token_signed_response_alg`, default RS256)
     pub id_token_alg: Algorithm,
+    /// browser origins that may call the token endpoints (CORS)
+    pub allowed_origins: Vec<String>,
 }
 
 /// A person who signs in; only a slow hash of the password is kept.

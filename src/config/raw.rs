@@ -257,6 +257,7 @@ pub struct RawClient {
     pub public_keys: Vec<String>,
     pub jwt_bearer_subjects: Option<Vec<String>>,
     pub id_token_signed_response_alg: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 impl Default for RawClient {
@@ -275,6 +276,7 @@ impl Default for RawClient {
             public_keys: vec![],
             jwt_bearer_subjects: None,
             id_token_signed_response_alg: None,
+            allowed_origins: None,
         }
     }
 }

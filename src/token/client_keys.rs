@@ -109,6 +109,7 @@ mod tests {
             keys,
             jwt_bearer_subjects: vec![],
             id_token_alg: jsonwebtoken::Algorithm::RS256,
+            allowed_origins: vec![],
         }
     }
 

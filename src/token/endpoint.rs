@@ -32,6 +32,15 @@ fn too_many(retry_after: u64, whose: &str) -> OAuthError {
     }
 }
 
+/// An error answer with the CORS headers of its request.
+fn with_headers(
+    mut answer: crate::error::ErrorAnswer,
+    extra: Vec<(&'static str, String)>,
+) -> crate::error::ErrorAnswer {
+    answer.headers.extend(extra);
+    answer
+}
+
 /// The token service's endpoints, parsed once from the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -98,28 +107,40 @@ impl TokenService {
 
     /// Answers one of the service's endpoints.
     pub async fn handle(&self, session: &mut Session, endpoint: Endpoint) -> pingora::Result<()> {
-        if !endpoint.allows(&session.req_header().method) {
+        let cors = self.cors_headers(session, endpoint);
+        let method = session.req_header().method.clone();
+        if method == http::Method::OPTIONS && endpoint != Endpoint::Authorize {
+            return self.preflight(session, endpoint, cors).await;
+        }
+        if !endpoint.allows(&method) {
             let e = OAuthError {
                 allow: Some(endpoint.allow()),
                 ..oauth(405, "invalid_request", "method not allowed")
             };
-            return e.answer().send(session).await;
+            return with_headers(e.answer(), cors).send(session).await;
         }
         match endpoint {
             Endpoint::Authorize => self.authorize(session).await,
             Endpoint::Userinfo => match self.userinfo(session).await {
-                Ok(v) => send_json(session, 200, &[], v.to_string()).await,
-                Err(rejection) => rejection.answer().send(session).await,
+                Ok(v) => send_json(session, 200, &cors, v.to_string()).await,
+                Err(rejection) => with_headers(rejection.answer(), cors).send(session).await,
             },
-            Endpoint::Jwks => {
-                let body = Bytes::from(self.keys.jwks.clone());
-                let cache = [("cache-control", "public, max-age=300".into())];
-                send(session, 200, "application/json", &cache, body).await
-            }
-            Endpoint::Metadata => {
-                let body = Bytes::from(self.metadata.clone());
-                let cache = [("cache-control", "public, max-age=3600".into())];
-                send(session, 200, "application/json", &cache, body).await
+            Endpoint::Jwks | Endpoint::Metadata => {
+                let (doc, age) = if endpoint == Endpoint::Jwks {
+                    (&self.keys.jwks, 300)
+                } else {
+                    (&self.metadata, 3600)
+                };
+                let mut headers = cors;
+                headers.push(("cache-control", format!("public, max-age={age}")));
+                send(
+                    session,
+                    200,
+                    "application/json",
+                    &headers,
+                    Bytes::from(doc.clone()),
+                )
+                .await
             }
             Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => {
                 let address = format!("ip:{}", Self::client_address(session));
@@ -138,13 +159,62 @@ impl TokenService {
                 };
                 match answer {
                     Ok(body) => {
-                        let pragma = [("pragma", "no-cache".to_string())];
-                        send_json(session, 200, &pragma, body.to_string()).await
+                        let mut headers = cors;
+                        headers.push(("pragma", "no-cache".to_string()));
+                        send_json(session, 200, &headers, body.to_string()).await
                     }
-                    Err(e) => e.answer().send(session).await,
+                    Err(e) => with_headers(e.answer(), cors).send(session).await,
                 }
             }
         }
+    }
+
+    /// CORS answers for browsers on other origins: the public documents to anyone, the others to
+    /// the origins some client allows (`allowed_origins`, by default its redirect URIs' origins).
+    fn cors_headers(&self, session: &Session, endpoint: Endpoint) -> Vec<(&'static str, String)> {
+        let origin = session
+            .req_header()
+            .headers
+            .get("origin")
+            .and_then(|v| v.to_str().ok());
+        let allowed = match endpoint {
+            Endpoint::Jwks | Endpoint::Metadata => Some("*".to_string()),
+            Endpoint::Authorize => None,
+            _ => origin
+                .filter(|o| self.cors_origins.iter().any(|a| a == o))
+                .map(str::to_string),
+        };
+        match allowed {
+            Some(a) => vec![
+                ("access-control-allow-origin", a),
+                ("vary", "Origin".to_string()),
+            ],
+            None => vec![],
+        }
+    }
+
+    /// The answer to a CORS preflight: 204 with what may follow, or 403 for an origin no client allows.
+    async fn preflight(
+        &self,
+        session: &mut Session,
+        endpoint: Endpoint,
+        mut cors: Vec<(&'static str, String)>,
+    ) -> pingora::Result<()> {
+        if cors.is_empty() {
+            let e = oauth(
+                403,
+                "invalid_request",
+                "this origin may not call this endpoint",
+            );
+            return e.answer().send(session).await;
+        }
+        cors.push(("access-control-allow-methods", endpoint.allow().to_string()));
+        cors.push((
+            "access-control-allow-headers",
+            "authorization, content-type".to_string(),
+        ));
+        cors.push(("access-control-max-age", "600".to_string()));
+        send(session, 204, "text/plain", &cors, Bytes::new()).await
     }
 
     pub(super) async fn read_form(

@@ -200,6 +200,8 @@ pub struct TokenService {
     metadata: String,
     /// the path of the issuer URL without a trailing slash (`/auth`), or empty
     issuer_path: String,
+    /// every origin some client allows to call the endpoints from a browser
+    cors_origins: Vec<String>,
 }
 
 impl TokenService {
@@ -270,6 +272,16 @@ impl TokenService {
             clock,
             metadata,
             issuer_path,
+            cors_origins: {
+                let mut o: Vec<String> = config
+                    .clients
+                    .iter()
+                    .flat_map(|c| c.allowed_origins.iter().cloned())
+                    .collect();
+                o.sort();
+                o.dedup();
+                o
+            },
             keys,
             settings,
         }))

@@ -298,3 +298,68 @@ async fn one_clients_failures_do_not_lock_out_another_behind_the_same_address() 
     let other = a.client_credentials("bcrypt", "bcrypt-secret").await;
     assert_eq!(other.status, 200, "{}", other.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_on_a_clients_origin_may_call_the_token_endpoints() {
+    let a = Auth::start().await;
+    let url = |p: &str| format!("https://localhost:{}{p}", a.gw.tls.port());
+    let preflight = |origin: &'static str| {
+        a.gw.https
+            .request(reqwest::Method::OPTIONS, url("/oauth/token"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    // the browser client's redirect URI is on https://app.example: its origin is allowed
+    let ok = Resp::from(preflight("https://app.example").await.unwrap()).await;
+    assert_eq!(ok.status, 204, "{}", ok.body);
+    assert_eq!(
+        ok.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        ok.header("access-control-allow-methods").as_deref(),
+        Some("POST")
+    );
+    let evil = Resp::from(preflight("https://evil.example").await.unwrap()).await;
+    assert_eq!(evil.status, 403);
+    assert_eq!(evil.header("access-control-allow-origin"), None);
+    // the answer itself carries the header too
+    let code = code_of(&a.sign_in(crate::tokens::ALICE_PASSWORD).await);
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", "browser"),
+        ("code", code.as_str()),
+        ("redirect_uri", "https://app.example/cb"),
+        ("code_verifier", VERIFIER),
+    ];
+    let r = Resp::from(
+        a.gw.https
+            .post(url("/oauth/token"))
+            .header("origin", "https://app.example")
+            .form(&form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-origin").as_deref(),
+        Some("https://app.example")
+    );
+    // the public documents, to anyone
+    let jwks = Resp::from(
+        a.gw.https
+            .get(url("/.well-known/jwks.json"))
+            .header("origin", "https://anyone.example")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        jwks.header("access-control-allow-origin").as_deref(),
+        Some("*")
+    );
+}
