@@ -9,11 +9,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps run build test check token fmt clippy doc ci bench bench-verify
+.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the browser test needs Chromium and
 # its driver (Debian's chromium and chromium-driver).
-test ci: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
+test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm
 deps:
 	@missing=""; \
 	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
@@ -23,7 +23,22 @@ deps:
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@python3 -m venv --help >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
+
+# The client libraries the interoperability tests drive: openid-client (npm) and Authlib (PyPI),
+# pinned in tests/clients, installed there once.
+CLIENTS := tests/clients
+clients: deps $(CLIENTS)/node_modules/.installed $(CLIENTS)/.venv/.installed
+
+$(CLIENTS)/node_modules/.installed: $(CLIENTS)/package.json $(CLIENTS)/package-lock.json
+	cd $(CLIENTS) && npm ci --no-audit --no-fund
+	touch $@
+
+$(CLIENTS)/.venv/.installed: $(CLIENTS)/requirements.txt
+	python3 -m venv $(CLIENTS)/.venv
+	$(CLIENTS)/.venv/bin/pip install -q -r $(CLIENTS)/requirements.txt
+	touch $@
 
 build: deps
 	$(CARGO) build $(LOCKED) --release --bin gatehouse
@@ -34,8 +49,8 @@ run: build
 check: deps
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
-test: deps
-	GATEHOUSE_REQUIRE_BROWSER=1 $(CARGO) test $(LOCKED) --all-targets
+test: deps clients
+	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 $(CARGO) test $(LOCKED) --all-targets
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 # Prints a demo token for the shipped gateway.toml (issuer "demo", roles reader, scope api), valid 1 hour.

@@ -3,6 +3,7 @@
 
 mod browser;
 mod cli;
+mod clients;
 mod hardening_proxy;
 mod hardening_tokens;
 mod harness;

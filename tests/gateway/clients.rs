@@ -1,0 +1,110 @@
+//! Real client libraries with their defaults against the real gateway: openid-client (npm) and
+//! Authlib (PyPI), each through every flow the token service offers. `make test` installs them in
+//! tests/clients; plain `cargo test` skips these tests, saying why, when they are not installed.
+
+use crate::tokens::{Auth, ALICE_PASSWORD, SVC_SECRET};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// False (after saying why) when the client libraries are missing and `make test` did not ask for them.
+fn installed(what: &Path) -> bool {
+    if what.exists() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("GATEHOUSE_REQUIRE_CLIENTS").is_none(),
+        "{} is missing: `make test` installs the client libraries",
+        what.display()
+    );
+    eprintln!(
+        "skipped: {} is missing (`make test` installs the client libraries)",
+        what.display()
+    );
+    false
+}
+
+/// A gateway whose issuer is its own URL, as discovery clients require.
+async fn gateway() -> Auth {
+    Auth::start_edited("backend = \"memory\"", "", |t| {
+        t.replace("issuer = \"https://auth.gatehouse.test\"\n", "")
+    })
+    .await
+}
+
+/// Runs a client script and checks each flow it reported.
+fn run(mut cmd: Command, a: &Auth, flows: &[&str]) {
+    let key = a.gw.path("keys/signer.pem");
+    std::fs::write(&key, &a.client_key.private_pem).unwrap();
+    let cert = a.gw.path("certs/gateway.crt");
+    let out = cmd
+        .env("GATEHOUSE_URL", a.gw.tls_url(""))
+        .env("SVC_SECRET", SVC_SECRET)
+        .env("SIGNER_KEY", &key)
+        .env("ALICE_PASSWORD", ALICE_PASSWORD)
+        .env("NODE_EXTRA_CA_CERTS", &cert)
+        .env("REQUESTS_CA_BUNDLE", &cert)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for flow in flows {
+        assert!(
+            stdout.lines().any(|l| l == format!("ok: {flow}")),
+            "{flow} not reported:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openid_client_runs_every_flow_with_its_defaults() {
+    let dir = clients_dir();
+    if !installed(&dir.join("node_modules/openid-client")) {
+        return;
+    }
+    let a = gateway().await;
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("openid_client.mjs"));
+    let flows = [
+        "discovery",
+        "client_credentials",
+        "private_key_jwt",
+        "jwt-bearer",
+        "authorization_code with PKCE and an RS256 ID token",
+        "userinfo",
+        "refresh",
+        "introspection and revocation",
+    ];
+    tokio::task::spawn_blocking(move || run(cmd, &a, &flows))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn authlib_runs_every_flow_with_its_defaults() {
+    let dir = clients_dir();
+    let python = dir.join(".venv/bin/python");
+    if !installed(&python) {
+        return;
+    }
+    let a = gateway().await;
+    let mut cmd = Command::new(python);
+    cmd.arg(dir.join("authlib_client.py"));
+    let flows = [
+        "metadata validation",
+        "client_credentials",
+        "private_key_jwt (Authlib's one-hour assertions)",
+        "jwt-bearer with only the assertion",
+        "authorization_code with PKCE and an RS256 ID token",
+        "userinfo",
+        "refresh",
+        "introspection and revocation",
+    ];
+    tokio::task::spawn_blocking(move || run(cmd, &a, &flows))
+        .await
+        .unwrap();
+}
