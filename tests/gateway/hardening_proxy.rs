@@ -214,17 +214,8 @@ issuer = "{RSA_ISS}"
 keys = ["ec.pub.pem"]
 audiences = ["{AUD}"]
 algorithms = ["ES256"]
-
-[[upstreams]]
-name = "echo"
-peers = ["{}"]
-
-[[routes]]
-path_prefix = "/"
-upstream = "echo"
-"#,
-        echo.addr
-    );
+"#
+    ) + &crate::harness::echo_everywhere(echo.addr);
     let gw = Gw::start_in(dir, &body);
     // 300 tokens of about 8 KB of roles each: about 5 MB of principals if nothing bounded them
     let roles: Vec<String> = (0..400).map(|i| format!("role-{i:014}")).collect();

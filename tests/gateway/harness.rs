@@ -69,6 +69,13 @@ leeway = "30s"
     )
 }
 
+/// An echo upstream and one route for every path to it, taking tokens of any configured issuer.
+pub fn echo_everywhere(echo: SocketAddr) -> String {
+    format!(
+        "\n[[upstreams]]\nname = \"echo\"\npeers = [\"{echo}\"]\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"echo\"\n"
+    )
+}
+
 pub fn wait_port(addr: SocketAddr) {
     for _ in 0..500 {
         if TcpStream::connect(addr).is_ok() {

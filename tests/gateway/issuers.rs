@@ -1,24 +1,15 @@
 //! External identity providers as they come: a private CA, Microsoft Entra's multi-tenant issuer,
 //! and EC keys among several allowed algorithms.
 
-use crate::harness::{free_port, Gw};
+use crate::harness::{echo_everywhere, free_port, Gw};
 use crate::keys::{claims, now, TestKey};
 use crate::servers::{Echo, Idp};
-use crate::tokens::{auth_toml, Auth};
+use crate::tokens::Auth;
 use serde_json::json;
 
 /// A gateway whose token service also stands in for an external issuer "loop", fetched over TLS
 /// from the gateway's own JWKS (a self-signed certificate: a private CA), with or without `ca`.
 async fn looped(with_ca: bool) -> Auth {
-    let echo = Echo::start("echo").await;
-    let client_key = TestKey::rsa("signer-1");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("keys")).unwrap();
-    std::fs::write(
-        dir.path().join("keys/signer.pub.pem"),
-        &client_key.public_pem,
-    )
-    .unwrap();
     let tls = free_port();
     let ca = if with_ca {
         "ca = \"certs/gateway.crt\""
@@ -41,12 +32,7 @@ upstream = "echo"
 issuers = ["loop"]
 "#
     );
-    let gw = Gw::start_on(dir, &auth_toml(&echo, "backend = \"memory\"", &extra), tls);
-    Auth {
-        gw,
-        echo,
-        client_key,
-    }
+    Auth::start_on(tls, "backend = \"memory\"", &extra, |t| t).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,18 +66,9 @@ discovery = true
 tenants = ["tenant-a", "tenant-b"]
 audiences = ["api"]
 algorithms = ["RS256"]
-
-[[upstreams]]
-name = "echo"
-peers = ["{echo}"]
-
-[[routes]]
-path_prefix = "/"
-upstream = "echo"
 "#,
         url = idp.url,
-        echo = echo.addr
-    );
+    ) + &echo_everywhere(echo.addr);
     let gw = Gw::start(&body);
     let token = |tenant: &str, tid: &str| {
         key.sign(&claims(
@@ -154,25 +131,16 @@ async fn ec_keys_of_both_curves_serve_an_issuer_allowing_es256_and_es384() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p256.pem"), &p256.public_pem).unwrap();
     let echo = Echo::start("echo").await;
-    let body = format!(
-        r#"
+    let body = r#"
 [[issuers]]
 name = "ec"
 issuer = "https://ec.test"
 keys = ["p256.pem"]
 audiences = ["api"]
 algorithms = ["ES256", "ES384"]
-
-[[upstreams]]
-name = "echo"
-peers = ["{}"]
-
-[[routes]]
-path_prefix = "/"
-upstream = "echo"
-"#,
-        echo.addr
-    );
+"#
+    .to_string()
+        + &echo_everywhere(echo.addr);
     let gw = Gw::start_in(dir, &body);
     let t = p256.sign(&json!({"iss": "https://ec.test", "aud": "api", "exp": now() + 60}));
     assert_eq!(gw.get("/x", Some(&t)).await.status, 200);

@@ -124,6 +124,16 @@ impl Auth {
         extra: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Auth {
+        Self::start_on(crate::harness::free_port(), store, extra, edit).await
+    }
+
+    /// Starts with a chosen TLS port, for configurations that must name the gateway's own URL.
+    pub async fn start_on(
+        tls: u16,
+        store: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Auth {
         let echo = Echo::start("echo").await;
         let client_key = TestKey::rsa("signer-1");
         let dir = tempfile::tempdir().unwrap();
@@ -133,7 +143,7 @@ impl Auth {
             &client_key.public_pem,
         )
         .unwrap();
-        let gw = Gw::start_in(dir, &edit(auth_toml(&echo, store, extra)));
+        let gw = Gw::start_on(dir, &edit(auth_toml(&echo, store, extra)), tls);
         Auth {
             gw,
             echo,
