@@ -11,9 +11,9 @@ export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
 .PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify
 
-# pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the browser test needs Chromium and
-# its driver (Debian's chromium and chromium-driver).
-test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm
+# pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
+# (the browser test), node and npm (openid-client) and redis-server (several gateways on one store).
+test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server
 deps:
 	@missing=""; \
 	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
@@ -50,7 +50,7 @@ check: deps
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 test: deps clients
-	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 $(CARGO) test $(LOCKED) --all-targets
+	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 $(CARGO) test $(LOCKED) --all-targets
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 # Prints a demo token for the shipped gateway.toml (issuer "demo", roles reader, scope api), valid 1 hour.

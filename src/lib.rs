@@ -149,11 +149,33 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         Some(keys) => {
             let store = store::open(&config.store)?;
             // Revocations survive restarts: the store is the truth, memory its mirror.
-            let revoked = store
-                .revoked(clock.now_secs())
-                .map_err(|e| format!("store: {e}"))?;
-            for (jti, exp) in revoked {
-                verifier.revocations.add(&jti, exp);
+            let shared_store = matches!(config.store, config::StoreBackend::Redis(_));
+            match store.revoked(clock.now_secs()) {
+                Ok(revoked) => {
+                    for (jti, exp) in revoked {
+                        verifier.revocations.add(&jti, exp);
+                    }
+                }
+                // A shared store may be down while this replica starts: the revocation feed loads
+                // the set as soon as it connects. A local file that cannot be read stops start-up.
+                Err(e) if shared_store => {
+                    tracing::warn!(error = %e, "the store is unavailable at start; revocations load when it connects")
+                }
+                Err(e) => return Err(format!("store: {e}")),
+            }
+            if let config::StoreBackend::Redis(url) = &config.store {
+                // Revocations made on other replicas reach this one's denylist at once.
+                let client =
+                    redis::Client::open(url.as_str()).map_err(|e| format!("store.url: {e}"))?;
+                server.add_service(background_service(
+                    "revocation feed",
+                    store::feed::RevocationFeed {
+                        client,
+                        store: store.clone(),
+                        revocations: verifier.revocations.clone(),
+                        clock: clock.clone(),
+                    },
+                ));
             }
             server.add_service(background_service(
                 "store maintenance",

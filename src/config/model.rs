@@ -157,6 +157,8 @@ pub struct User {
 pub enum StoreBackend {
     Sqlite(PathBuf),
     Memory,
+    /// `redis://…` or `rediss://…`: shared by every replica
+    Redis(String),
 }
 
 /// `count` events per `window`.

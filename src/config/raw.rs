@@ -286,6 +286,7 @@ impl Default for RawClient {
 pub struct RawStore {
     pub backend: String,
     pub path: String,
+    pub url: Option<String>,
 }
 
 impl Default for RawStore {
@@ -293,6 +294,7 @@ impl Default for RawStore {
         RawStore {
             backend: "sqlite".into(),
             path: "data/gatehouse.db".into(),
+            url: None,
         }
     }
 }

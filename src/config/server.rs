@@ -116,10 +116,22 @@ impl Compiler {
         match st.backend.as_str() {
             "sqlite" => StoreBackend::Sqlite(self.path(&st.path)),
             "memory" => StoreBackend::Memory,
+            "redis" => match st.url.as_deref() {
+                Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => {
+                    StoreBackend::Redis(u.to_string())
+                }
+                _ => {
+                    self.err(
+                        "store.url",
+                        "the redis backend needs url = \"redis://host:6379/0\" (or rediss:// for TLS)",
+                    );
+                    StoreBackend::Memory
+                }
+            },
             other => {
                 self.err(
                     "store.backend",
-                    format!("unknown backend {other:?} (known: sqlite, memory)"),
+                    format!("unknown backend {other:?} (known: sqlite, redis, memory)"),
                 );
                 StoreBackend::Memory
             }

@@ -1,10 +1,13 @@
 //! Durable state of the token service behind one trait: revoked token ids, used assertion ids and
 //! refresh-token families.
 
+pub mod feed;
 mod memory;
+pub mod redis;
 mod sqlite;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreBackend;
@@ -127,6 +130,7 @@ pub fn open(backend: &StoreBackend) -> Result<Arc<dyn Store>, String> {
     match backend {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::default())),
         StoreBackend::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+        StoreBackend::Redis(url) => Ok(Arc::new(RedisStore::open(url)?)),
     }
 }
 

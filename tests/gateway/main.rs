@@ -13,6 +13,7 @@ mod jwks;
 mod keys;
 mod paths;
 mod policy;
+mod redis;
 mod servers;
 mod standards;
 mod tls;

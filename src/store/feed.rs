@@ -1,0 +1,108 @@
+//! Revocations made on other replicas: a Redis subscription feeding the proxy's in-memory denylist,
+//! which reloads the whole set whenever it (re)subscribes, so nothing published meanwhile is missed.
+
+use super::redis::REVOCATIONS;
+use super::Store;
+use crate::auth::Revocations;
+use crate::clock::SharedClock;
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct RevocationFeed {
+    pub client: redis::Client,
+    pub store: Arc<dyn Store>,
+    pub revocations: Arc<Revocations>,
+    pub clock: SharedClock,
+}
+
+/// `"<jti> <exp>"`, as the store publishes it.
+pub fn parse(payload: &str) -> Option<(&str, u64)> {
+    let (jti, exp) = payload.split_once(' ')?;
+    Some((jti, exp.parse().ok()?)).filter(|(j, _)| !j.is_empty())
+}
+
+impl RevocationFeed {
+    /// Subscribes, catches up, then listens, until `stop`; a lost connection is made again.
+    fn run(&self, stop: &AtomicBool) {
+        let mut failing = false;
+        while !stop.load(Ordering::SeqCst) {
+            if let Err(e) = self.listen(stop) {
+                if !failing {
+                    tracing::warn!(error = %e, "revocations from other gateways cannot be received; retrying");
+                    failing = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            } else {
+                failing = false;
+            }
+        }
+    }
+
+    fn listen(&self, stop: &AtomicBool) -> Result<(), String> {
+        let mut conn = self
+            .client
+            .get_connection_with_timeout(Duration::from_secs(2))
+            .map_err(|e| e.to_string())?;
+        let mut ps = conn.as_pubsub();
+        ps.subscribe(REVOCATIONS).map_err(|e| e.to_string())?;
+        ps.set_read_timeout(Some(Duration::from_millis(500)))
+            .map_err(|e| e.to_string())?;
+        // Subscribed first, then the full set: a revocation is either in it or still to come.
+        let all = self
+            .store
+            .revoked(self.clock.now_secs())
+            .map_err(|e| e.to_string())?;
+        for (jti, exp) in all {
+            self.revocations.add(&jti, exp);
+        }
+        tracing::info!("receiving revocations from other gateways");
+        while !stop.load(Ordering::SeqCst) {
+            match ps.get_message() {
+                Ok(msg) => {
+                    let payload: String = msg.get_payload().unwrap_or_default();
+                    if let Some((jti, exp)) = parse(&payload) {
+                        self.revocations.add(jti, exp);
+                    }
+                }
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BackgroundService for RevocationFeed {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let me = RevocationFeed {
+            client: self.client.clone(),
+            store: self.store.clone(),
+            revocations: self.revocations.clone(),
+            clock: self.clock.clone(),
+        };
+        let flag = stop.clone();
+        let worker = tokio::task::spawn_blocking(move || me.run(&flag));
+        let _ = shutdown.changed().await;
+        stop.store(true, Ordering::SeqCst);
+        let _ = worker.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_a_jti_and_its_exp() {
+        assert_eq!(parse("abc 1700000000"), Some(("abc", 1_700_000_000)));
+        assert_eq!(parse("abc"), None);
+        assert_eq!(parse(" 12"), None);
+        assert_eq!(parse("abc soon"), None);
+    }
+}

@@ -1,0 +1,387 @@
+//! The Redis store, shared by every replica: each record with a TTL of its useful life, rotations and
+//! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
+
+use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
+use redis::{Commands, Connection, RedisResult, Script};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The pub/sub channel revocations are announced on: `"<jti> <exp>"` per message.
+pub const REVOCATIONS: &str = "gatehouse:revocations";
+/// Every key this store writes starts with this.
+const PREFIX: &str = "gatehouse:";
+/// How long one command may take before the store counts as unavailable.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Rotates a refresh token: KEYS[1] the presented token, KEYS[2] its successor; ARGV: client id,
+/// now, the successor's expiry, the key prefix. Returns {"rotated", fields...}, {"reused", family}
+/// or {"invalid"}.
+const ROTATE: &str = r#"
+local t = redis.call('HGETALL', KEYS[1])
+if #t == 0 then return {'invalid'} end
+local r = {}
+for i = 1, #t, 2 do r[t[i]] = t[i + 1] end
+if r.client_id ~= ARGV[1] then return {'invalid'} end
+local fam = ARGV[4] .. 'fam:' .. r.family
+if redis.call('HGET', fam, 'revoked') == '1' then return {'invalid'} end
+if r.rotated == '1' then
+  redis.call('HSET', fam, 'revoked', '1')
+  redis.call('EXPIREAT', fam, tonumber(r.family_expires_at) + 60)
+  return {'reused', r.family}
+end
+if tonumber(r.expires_at) < tonumber(ARGV[2]) then return {'invalid'} end
+redis.call('HSET', KEYS[1], 'rotated', '1')
+redis.call('HSET', KEYS[2], 'family', r.family, 'client_id', r.client_id, 'subject', r.subject,
+  'scopes', r.scopes, 'expires_at', ARGV[3], 'family_expires_at', r.family_expires_at, 'rotated', '0')
+redis.call('EXPIREAT', KEYS[2], tonumber(r.family_expires_at) + 60)
+return {'rotated', r.family, r.client_id, r.subject, r.scopes, r.expires_at, r.family_expires_at}
+"#;
+
+/// Uses a code once: KEYS[1] the code; ARGV[1] now. Returns {"fresh", fields...},
+/// {"reused", jti, exp, family} or {"invalid"}.
+const TAKE_CODE: &str = r#"
+local t = redis.call('HGETALL', KEYS[1])
+if #t == 0 then return {'invalid'} end
+local c = {}
+for i = 1, #t, 2 do c[t[i]] = t[i + 1] end
+if c.used == '1' then return {'reused', c.issued_jti, c.issued_exp, c.issued_family} end
+redis.call('HSET', KEYS[1], 'used', '1')
+if tonumber(c.expires_at) < tonumber(ARGV[1]) then return {'invalid'} end
+return {'fresh', c.client_id, c.redirect_uri, c.challenge, c.subject, c.scopes, c.nonce,
+  c.auth_time, c.expires_at}
+"#;
+
+/// Revokes a family and the access tokens issued from it: KEYS[1] the family, KEYS[2] its tokens,
+/// KEYS[3] the revocation set; ARGV[1] the channel. Returns the tokens as {jti, exp, ...}.
+const REVOKE_FAMILY: &str = r#"
+redis.call('HSET', KEYS[1], 'revoked', '1')
+local toks = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #toks, 2 do
+  redis.call('ZADD', KEYS[3], 'GT', toks[i + 1], toks[i])
+  redis.call('PUBLISH', ARGV[1], toks[i] .. ' ' .. toks[i + 1])
+end
+return toks
+"#;
+
+pub struct RedisStore {
+    client: redis::Client,
+    /// one connection, made again after an error; commands are quick and run off the workers
+    conn: Mutex<Option<Connection>>,
+    rotate: Script,
+    take_code: Script,
+    revoke_family: Script,
+}
+
+fn err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn key(kind: &str, id: &str) -> String {
+    format!("{PREFIX}{kind}:{id}")
+}
+
+fn num(map: &HashMap<String, String>, k: &str) -> u64 {
+    map.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn text(map: &HashMap<String, String>, k: &str) -> String {
+    map.get(k).cloned().unwrap_or_default()
+}
+
+impl RedisStore {
+    /// Checks the URL; the first connection is made when first needed, and again after a failure.
+    pub fn open(url: &str) -> Result<RedisStore, String> {
+        let client = redis::Client::open(url).map_err(|e| format!("store.url: {e}"))?;
+        Ok(RedisStore {
+            client,
+            conn: Mutex::new(None),
+            rotate: Script::new(ROTATE),
+            take_code: Script::new(TAKE_CODE),
+            revoke_family: Script::new(REVOKE_FAMILY),
+        })
+    }
+
+    /// The client, for the revocation feed's own subscription.
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// Runs `f` on the connection, connecting first when there is none; an error drops the
+    /// connection so the next call starts afresh.
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        let mut guard = self.conn.lock().map_err(|_| err("lock poisoned"))?;
+        if guard.is_none() {
+            let c = self
+                .client
+                .get_connection_with_timeout(TIMEOUT)
+                .map_err(err)?;
+            c.set_read_timeout(Some(TIMEOUT)).map_err(err)?;
+            c.set_write_timeout(Some(TIMEOUT)).map_err(err)?;
+            *guard = Some(c);
+        }
+        let Some(conn) = guard.as_mut() else {
+            return Err(err("no connection"));
+        };
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                *guard = None;
+                Err(err(e))
+            }
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .cmd("ZADD")
+                .arg(key("revoked", "all"))
+                .arg("GT")
+                .arg(exp)
+                .arg(jti)
+                .ignore()
+                .publish(REVOCATIONS, format!("{jti} {exp}"))
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn revoked(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|c| {
+            c.zrangebyscore_withscores::<_, _, _, Vec<(String, u64)>>(
+                key("revoked", "all"),
+                now,
+                "+inf",
+            )
+        })
+    }
+
+    fn use_assertion(
+        &self,
+        client_id: &str,
+        jti: &str,
+        exp: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let k = key("assertion", &format!("{client_id}:{jti}"));
+        // Remembered until the assertion's exp (at least a second), once: SET NX.
+        let ttl = exp.saturating_sub(now).max(1);
+        self.with(|c| {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&k)
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(ttl)
+                .query(c)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError> {
+        let k = key("refresh", &rec.hash);
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &k,
+                    &[
+                        ("family", rec.family.clone()),
+                        ("client_id", rec.client_id.clone()),
+                        ("subject", rec.subject.clone()),
+                        ("scopes", rec.scopes.clone()),
+                        ("expires_at", rec.expires_at.to_string()),
+                        ("family_expires_at", rec.family_expires_at.to_string()),
+                        ("rotated", "0".to_string()),
+                    ],
+                )
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&k)
+                .arg(rec.family_expires_at.saturating_add(60))
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        client_id: &str,
+        new_hash: &str,
+        new_expires_at: u64,
+        now: u64,
+    ) -> Result<Rotation, StoreError> {
+        let out: Vec<String> = self.with(|c| {
+            self.rotate
+                .key(key("refresh", old_hash))
+                .key(key("refresh", new_hash))
+                .arg(client_id)
+                .arg(now)
+                .arg(new_expires_at)
+                .arg(PREFIX)
+                .invoke(c)
+        })?;
+        let field = |i: usize| out.get(i).cloned().unwrap_or_default();
+        let number = |i: usize| field(i).parse::<u64>().unwrap_or(0);
+        Ok(match out.first().map(String::as_str) {
+            Some("rotated") => Rotation::Rotated(RefreshRecord {
+                hash: old_hash.to_string(),
+                family: field(1),
+                client_id: field(2),
+                subject: field(3),
+                scopes: field(4),
+                expires_at: number(5),
+                family_expires_at: number(6),
+            }),
+            Some("reused") => Rotation::Reused { family: field(1) },
+            _ => Rotation::Invalid,
+        })
+    }
+
+    fn active_refresh(&self, hash: &str, now: u64) -> Result<Option<RefreshRecord>, StoreError> {
+        let (rec, revoked): (HashMap<String, String>, Option<String>) = self.with(|c| {
+            let rec: HashMap<String, String> = c.hgetall(key("refresh", hash))?;
+            let family = rec.get("family").cloned().unwrap_or_default();
+            let revoked: Option<String> = c.hget(key("fam", &family), "revoked")?;
+            Ok((rec, revoked))
+        })?;
+        if rec.is_empty()
+            || text(&rec, "rotated") == "1"
+            || num(&rec, "expires_at") < now
+            || revoked.as_deref() == Some("1")
+        {
+            return Ok(None);
+        }
+        Ok(Some(RefreshRecord {
+            hash: hash.to_string(),
+            family: text(&rec, "family"),
+            client_id: text(&rec, "client_id"),
+            subject: text(&rec, "subject"),
+            scopes: text(&rec, "scopes"),
+            expires_at: num(&rec, "expires_at"),
+            family_expires_at: num(&rec, "family_expires_at"),
+        }))
+    }
+
+    fn family_token(&self, family: &str, jti: &str, exp: u64) -> Result<(), StoreError> {
+        let k = key("famtokens", family);
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .zadd(&k, jti, exp)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&k)
+                .arg(exp.saturating_add(60))
+                .arg("GT")
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&k)
+                .arg(exp.saturating_add(60))
+                .arg("NX")
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let toks: Vec<String> = self.with(|c| {
+            self.revoke_family
+                .key(key("fam", family))
+                .key(key("famtokens", family))
+                .key(key("revoked", "all"))
+                .arg(REVOCATIONS)
+                .invoke(c)
+        })?;
+        Ok(toks
+            .chunks(2)
+            .filter_map(|p| match p {
+                [jti, exp] => Some((jti.clone(), exp.parse().unwrap_or(0))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError> {
+        let k = key("code", &rec.hash);
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &k,
+                    &[
+                        ("client_id", rec.client_id.clone()),
+                        ("redirect_uri", rec.redirect_uri.clone()),
+                        ("challenge", rec.challenge.clone()),
+                        ("subject", rec.subject.clone()),
+                        ("scopes", rec.scopes.clone()),
+                        ("nonce", rec.nonce.clone()),
+                        ("auth_time", rec.auth_time.to_string()),
+                        ("expires_at", rec.expires_at.to_string()),
+                        ("used", "0".to_string()),
+                        ("issued_jti", String::new()),
+                        ("issued_exp", "0".to_string()),
+                        ("issued_family", String::new()),
+                    ],
+                )
+                .ignore()
+                // A used code is kept an hour past expiry, to recognise a late second use.
+                .cmd("EXPIREAT")
+                .arg(&k)
+                .arg(rec.expires_at.saturating_add(3600))
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn take_code(&self, hash: &str, now: u64) -> Result<CodeUse, StoreError> {
+        let out: Vec<String> =
+            self.with(|c| self.take_code.key(key("code", hash)).arg(now).invoke(c))?;
+        let field = |i: usize| out.get(i).cloned().unwrap_or_default();
+        let number = |i: usize| field(i).parse::<u64>().unwrap_or(0);
+        Ok(match out.first().map(String::as_str) {
+            Some("fresh") => CodeUse::Fresh(CodeRecord {
+                hash: hash.to_string(),
+                client_id: field(1),
+                redirect_uri: field(2),
+                challenge: field(3),
+                subject: field(4),
+                scopes: field(5),
+                nonce: field(6),
+                auth_time: number(7),
+                expires_at: number(8),
+            }),
+            Some("reused") => CodeUse::Reused {
+                jti: field(1),
+                exp: number(2),
+                family: field(3),
+            },
+            _ => CodeUse::Invalid,
+        })
+    }
+
+    fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.hset_multiple::<_, _, _, ()>(
+                key("code", hash),
+                &[
+                    ("issued_jti", jti.to_string()),
+                    ("issued_exp", exp.to_string()),
+                    ("issued_family", family.to_string()),
+                ],
+            )
+        })
+    }
+
+    fn purge(&self, now: u64) -> Result<(), StoreError> {
+        // Everything else expires by its TTL; the revocation set is one key, trimmed here.
+        self.with(|c| {
+            c.zrembyscore::<_, _, _, ()>(key("revoked", "all"), "-inf", now.saturating_sub(1))
+        })
+    }
+}

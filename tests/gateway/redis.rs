@@ -1,0 +1,235 @@
+//! Several gateways on one real redis-server: revocations, refresh families, codes and assertion ids
+//! shared by every replica, and Redis going away and coming back.
+
+use crate::harness::{free_port, wait_port, Gw};
+use crate::tokens::{auth_toml, oauth_error, Auth, ALICE_PASSWORD, ASSERTION_TYPE, SVC_SECRET};
+use crate::tokens_code::{code_of, VERIFIER};
+use crate::tokens_users::{password_grant, refresh};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A redis-server of the test's own, on an ephemeral port, writing its append-only file to a
+/// temporary folder so a restart keeps what was recorded.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// `None` (after saying why) when redis-server is not installed and `make test` did not ask for it.
+    pub fn start() -> Option<RedisServer> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("GATEHOUSE_REQUIRE_REDIS").is_none(),
+                "redis-server is missing: `make test` installs it"
+            );
+            eprintln!("skipped: redis-server is not installed (`make test` installs it)");
+            return None;
+        }
+        let mut r = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.run();
+        Some(r)
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_port(SocketAddr::from(([127, 0, 0, 1], self.port)));
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    pub fn store(&self) -> String {
+        format!(
+            "backend = \"redis\"\nurl = \"redis://127.0.0.1:{}/0\"",
+            self.port
+        )
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Gateway A with the token service on Redis, and B: another process's twin, with A's keys.
+async fn pair(redis: &RedisServer) -> (Auth, Gw) {
+    let a = Auth::start_with(&redis.store(), "").await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for f in std::fs::read_dir(a.gw.path("keys")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), keys.join(f.file_name())).unwrap();
+    }
+    let b = Gw::start_in(dir, &auth_toml(&a.echo, &redis.store(), ""));
+    (a, b)
+}
+
+/// Polls until `check` holds, for at most five seconds: propagation is asynchronous.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_revoked_on_one_gateway_is_refused_by_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = pair(&redis).await;
+    let t = a.svc_token(None).await;
+    assert_eq!(
+        b.get("/api/x", Some(&t)).await.status,
+        200,
+        "B accepts A's token"
+    );
+    let r = a
+        .post(
+            "/oauth/revoke",
+            &[("token", t.as_str())],
+            Some(("svc", SVC_SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        eventually(async || b.get("/api/x", Some(&t)).await.status == 401).await,
+        "B never learned of the revocation"
+    );
+    // a third gateway started later loads the revocation before it answers
+    let (_c_auth, c) = pair(&redis).await;
+    assert_eq!(c.get("/api/x", Some(&t)).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_families_codes_and_assertion_ids_are_shared() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = pair(&redis).await;
+    let b_auth = Auth {
+        gw: b,
+        echo: a.echo.clone(),
+        client_key: crate::keys::TestKey::rsa("unused"),
+    };
+    // a refresh rotated on A and replayed on B revokes the family, and its access tokens at the edge
+    let first = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
+    let r1 = first.json()["refresh_token"].as_str().unwrap().to_string();
+    let access = first.json()["access_token"].as_str().unwrap().to_string();
+    let second = refresh(&a, &r1).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    oauth_error(&refresh(&b_auth, &r1).await, 400, "invalid_grant");
+    let r2 = second.json()["refresh_token"].as_str().unwrap().to_string();
+    oauth_error(&refresh(&a, &r2).await, 400, "invalid_grant");
+    assert!(eventually(async || a.gw.get("/api/x", Some(&access)).await.status == 401).await);
+    // a code issued on A is redeemed once, whichever gateway sees it
+    let code = code_of(&a.sign_in(ALICE_PASSWORD).await);
+    assert_eq!(b_auth.exchange(&code, VERIFIER).await.status, 200);
+    oauth_error(&a.exchange(&code, VERIFIER).await, 400, "invalid_grant");
+    // an assertion id used on A is refused on B
+    let assertion = a.assertion("signer", &a.token_url(), 60, "shared-jti");
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", assertion.as_str()),
+    ];
+    assert_eq!(a.post("/oauth/token", &form, None).await.status, 200);
+    let b_url = format!("https://localhost:{}/oauth/token", b_auth.gw.tls.port());
+    let again = crate::harness::Resp::from(
+        b_auth
+            .gw
+            .https
+            .post(b_url)
+            .form(&form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(again.status, 401, "{}", again.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = pair(&redis).await;
+    let revoked = a.svc_token(None).await;
+    let kept = a.svc_token(None).await;
+    a.post(
+        "/oauth/revoke",
+        &[("token", revoked.as_str())],
+        Some(("svc", SVC_SECRET)),
+    )
+    .await;
+    assert!(eventually(async || b.get("/api/x", Some(&revoked)).await.status == 401).await);
+    redis.kill();
+    // validation goes on, with every revocation known before the outage
+    assert_eq!(b.get("/api/x", Some(&kept)).await.status, 200);
+    assert_eq!(b.get("/api/x", Some(&revoked)).await.status, 401);
+    // what must be recorded is refused, never answered as if it were
+    let r = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
+    oauth_error(&r, 503, "temporarily_unavailable");
+    let r = a
+        .post(
+            "/oauth/revoke",
+            &[("token", kept.as_str())],
+            Some(("svc", SVC_SECRET)),
+        )
+        .await;
+    oauth_error(&r, 503, "temporarily_unavailable");
+    // Redis returns: the gateways reconnect by themselves, and nothing recorded was lost
+    redis.restart();
+    assert!(
+        eventually(async || password_grant(&a, ALICE_PASSWORD, "orders.read")
+            .await
+            .status
+            == 200)
+        .await,
+        "the gateway did not reconnect"
+    );
+    let (_c_auth, c) = pair(&redis).await;
+    assert_eq!(c.get("/api/x", Some(&revoked)).await.status, 401);
+}
