@@ -74,6 +74,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
+
+    /// Adds `add` to the counter `key` in the fixed window of `window_ms` around `now_ms`, and
+    /// returns its value, when this store shares counters between gateways; `None` means each
+    /// gateway counts for itself.
+    fn count(
+        &self,
+        _key: &str,
+        _window_ms: u64,
+        _add: u32,
+        _now_ms: u64,
+    ) -> Result<Option<u32>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A stored refresh token: the SHA-256 of the token, never the token.

@@ -378,6 +378,30 @@ impl Store for RedisStore {
         })
     }
 
+    fn count(
+        &self,
+        key_: &str,
+        window_ms: u64,
+        add: u32,
+        now_ms: u64,
+    ) -> Result<Option<u32>, StoreError> {
+        let slot = now_ms / window_ms.max(1);
+        let k = key("count", &format!("{key_}:{slot}"));
+        self.with(|c| {
+            if add == 0 {
+                let v: Option<u32> = c.get(&k)?;
+                return Ok(Some(v.unwrap_or(0)));
+            }
+            let (v,): (u32,) = redis::pipe()
+                .atomic()
+                .incr(&k, add)
+                .pexpire(&k, (window_ms.saturating_mul(2)) as i64)
+                .ignore()
+                .query(c)?;
+            Ok(Some(v))
+        })
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         // Everything else expires by its TTL; the revocation set is one key, trimmed here.
         self.with(|c| {

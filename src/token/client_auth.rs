@@ -144,18 +144,18 @@ impl TokenService {
                     .and_then(|p| p.iss().map(str::to_string));
                 match (client_id, iss) {
                     (Some(a), Some(b)) if *a != b => {
-                        return Err(self.auth_failed(address, Some(a), false))
+                        return Err(self.auth_failed(address, Some(a), false).await)
                     }
                     (_, Some(b)) => (Some(b), false),
-                    (Some(a), None) => return Err(self.auth_failed(address, Some(a), false)),
-                    (None, None) => return Err(self.auth_failed(address, None, false)),
+                    (Some(a), None) => return Err(self.auth_failed(address, Some(a), false).await),
+                    (None, None) => return Err(self.auth_failed(address, None, false).await),
                 }
             }
             Credentials::None { client_id } => (Some(client_id.clone()), false),
             Credentials::Grant { iss } => (Some(iss.clone()), false),
         };
         let id = claimed.unwrap_or_default();
-        if self.failures.exceeded(&format!("client:{id}")) {
+        if self.failures.exceeded(&format!("client:{id}")).await {
             return Err(self.locked_out());
         }
         match creds {
@@ -169,18 +169,18 @@ impl TokenService {
                 let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
                 match client {
                     Some(c) if ok && real.is_some() => Ok(c),
-                    _ => Err(self.auth_failed(address, Some(&id), basic)),
+                    _ => Err(self.auth_failed(address, Some(&id), basic).await),
                 }
             }
             Credentials::Assertion { assertion, .. } => {
                 let Some(client) = self.clients.get(&id) else {
-                    return Err(self.auth_failed(address, Some(&id), false));
+                    return Err(self.auth_failed(address, Some(&id), false).await);
                 };
                 match self.check_assertion(client, assertion, true).await {
                     Ok(_) => Ok(client),
                     Err(e) if e.status == 503 => Err(e),
                     Err(e) => {
-                        let mut failed = self.auth_failed(address, Some(&id), false);
+                        let mut failed = self.auth_failed(address, Some(&id), false).await;
                         failed.description = e.description;
                         Err(failed)
                     }
@@ -188,13 +188,13 @@ impl TokenService {
             }
             Credentials::None { .. } => match self.clients.get(&id) {
                 Some(c) if c.public => Ok(c),
-                _ => Err(self.auth_failed(address, Some(&id), false)),
+                _ => Err(self.auth_failed(address, Some(&id), false).await),
             },
             // Only a client that may use the jwt-bearer grant is named this way; the grant then
             // verifies the assertion with the client's keys, and a failure counts as here.
             Credentials::Grant { .. } => match self.clients.get(&id) {
                 Some(c) if c.grant_types.contains(&GrantType::JwtBearer) => Ok(c),
-                _ => Err(self.auth_failed(address, Some(&id), false)),
+                _ => Err(self.auth_failed(address, Some(&id), false).await),
             },
         }
     }
@@ -213,9 +213,14 @@ impl TokenService {
 
     /// Counts a failed client authentication against the client (not the address: clients behind one
     /// NAT must not lock each other out), and says so.
-    pub(super) fn auth_failed(&self, address: &str, who: Option<&str>, basic: bool) -> OAuthError {
+    pub(super) async fn auth_failed(
+        &self,
+        address: &str,
+        who: Option<&str>,
+        basic: bool,
+    ) -> OAuthError {
         if let Some(w) = who {
-            self.failures.hit(&format!("client:{w}"));
+            self.failures.hit(&format!("client:{w}")).await;
         }
         let _ = address;
         tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");

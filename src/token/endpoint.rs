@@ -293,7 +293,7 @@ impl TokenService {
         form: &HashMap<String, String>,
         address: &str,
     ) -> Result<Value, OAuthError> {
-        if !self.per_address.hit(address) {
+        if !self.per_address.hit(address).await {
             return Err(too_many(
                 self.per_address.retry_after(),
                 "from this address",
@@ -302,7 +302,11 @@ impl TokenService {
         let creds = Self::credentials(basic, form)?;
         let client = self.authenticate(&creds, address).await?;
         let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
-        if !self.per_client.hit(&format!("client:{}", client.client_id)) {
+        if !self
+            .per_client
+            .hit(&format!("client:{}", client.client_id))
+            .await
+        {
             return Err(too_many(self.per_client.retry_after(), "for this client"));
         }
         let answer = match endpoint {
@@ -313,7 +317,8 @@ impl TokenService {
         if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
             // The assertion was the client's only proof: a bad one is a failed authentication.
             if e.code == "invalid_grant" {
-                self.auth_failed(address, Some(&client.client_id), false);
+                self.auth_failed(address, Some(&client.client_id), false)
+                    .await;
             }
         }
         answer

@@ -1,8 +1,11 @@
-//! Fixed-window counters for the token endpoint: request rates and failed-authentication lockouts.
+//! Fixed-window counters for the token endpoint: request rates and failed-authentication lockouts,
+//! shared by every gateway when the store shares them (Redis), else counted by each gateway.
 
 use crate::clock::SharedClock;
+use crate::store::{run_blocking, Store};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Counts events per key in fixed windows of the configured length, on the gateway's clock.
@@ -11,6 +14,10 @@ pub struct Window {
     window_ms: u64,
     clock: SharedClock,
     counts: Mutex<HashMap<String, (u64, u32)>>,
+    /// the store that shares counts between gateways, and this window's name in it
+    shared: Option<(Arc<dyn Store>, &'static str)>,
+    /// set while the shared counts cannot be had, so the fallback is logged once per outage
+    degraded: AtomicBool,
 }
 
 impl Window {
@@ -20,7 +27,38 @@ impl Window {
             window_ms: window.as_millis().max(1) as u64,
             clock,
             counts: Mutex::new(HashMap::new()),
+            shared: None,
+            degraded: AtomicBool::new(false),
         }
+    }
+
+    /// Counts in `store` when it shares counters, under `name`.
+    pub fn shared(mut self, store: Arc<dyn Store>, name: &'static str) -> Self {
+        self.shared = Some((store, name));
+        self
+    }
+
+    /// Adds `n` (0 reads) in the shared count when there is one; falls back to this gateway's own
+    /// count, and says so once, while the store cannot answer.
+    async fn count(&self, key: &str, n: u32) -> u32 {
+        if let Some((store, name)) = &self.shared {
+            let (k, window, now) = (format!("{name}:{key}"), self.window_ms, self.clock.now_ms());
+            match run_blocking(store, move |s| s.count(&k, window, n, now)).await {
+                Ok(Some(v)) => {
+                    if self.degraded.swap(false, Ordering::SeqCst) {
+                        tracing::info!("rate-limit and lockout counters are shared again");
+                    }
+                    return v;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    if !self.degraded.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(error = %e, "the store cannot count: rate limits and lockouts fall back to this gateway's own windows");
+                    }
+                }
+            }
+        }
+        self.add(key, n)
     }
 
     fn slot(&self) -> u64 {
@@ -35,13 +73,13 @@ impl Window {
     }
 
     /// Adds one event; true while the key stays within the limit.
-    pub fn hit(&self, key: &str) -> bool {
-        self.add(key, 1) <= self.limit
+    pub async fn hit(&self, key: &str) -> bool {
+        self.count(key, 1).await <= self.limit
     }
 
     /// True when the key has already reached the limit in this window.
-    pub fn exceeded(&self, key: &str) -> bool {
-        self.add(key, 0) >= self.limit
+    pub async fn exceeded(&self, key: &str) -> bool {
+        self.count(key, 0).await >= self.limit
     }
 
     fn add(&self, key: &str, n: u32) -> u32 {
@@ -75,17 +113,17 @@ mod tests {
     use crate::clock::OffsetClock;
     use std::sync::Arc;
 
-    #[test]
-    fn counts_per_window() {
+    #[tokio::test]
+    async fn counts_per_window() {
         let clock = Arc::new(OffsetClock::default());
         let w = Window::new(2, Duration::from_secs(60), clock.clone());
-        assert!(w.hit("a") && w.hit("a"));
-        assert!(w.exceeded("a"));
-        assert!(!w.hit("a"));
-        assert!(w.hit("b"));
+        assert!(w.hit("a").await && w.hit("a").await);
+        assert!(w.exceeded("a").await);
+        assert!(!w.hit("a").await);
+        assert!(w.hit("b").await);
         assert!(w.retry_after() <= 60);
         clock.advance(Duration::from_secs(61));
-        assert!(!w.exceeded("a"));
-        assert!(w.hit("a"));
+        assert!(!w.exceeded("a").await);
+        assert!(w.hit("a").await);
     }
 }

@@ -33,7 +33,7 @@ impl TokenService {
         address: &str,
     ) -> SignIn<'_> {
         let user_key = format!("user:{username}");
-        if self.failures.exceeded(&user_key) || self.failures.exceeded(address) {
+        if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await {
             return SignIn::LockedOut;
         }
         let user = self.users.get(username);
@@ -47,8 +47,8 @@ impl TokenService {
         match user.filter(|_| ok) {
             Some(u) => SignIn::User(u),
             None => {
-                self.failures.hit(&user_key);
-                self.failures.hit(address);
+                self.failures.hit(&user_key).await;
+                self.failures.hit(address).await;
                 SignIn::Wrong
             }
         }

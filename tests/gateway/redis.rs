@@ -233,3 +233,25 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
     let (_c_auth, c) = pair(&redis).await;
     assert_eq!(c.get("/api/x", Some(&revoked)).await.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lockout_counts_failures_on_every_gateway() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = pair(&redis).await;
+    let b_auth = Auth {
+        gw: b,
+        echo: a.echo.clone(),
+        client_key: crate::keys::TestKey::rsa("unused"),
+    };
+    // the shipped test limit is 5 failures in 5 minutes: three on A and two on B
+    for gw in [&a, &a, &a, &b_auth, &b_auth] {
+        assert_eq!(gw.client_credentials("svc", "wrong").await.status, 401);
+    }
+    for gw in [&a, &b_auth] {
+        let r = gw.client_credentials("svc", SVC_SECRET).await;
+        oauth_error(&r, 401, "invalid_client");
+        assert!(r.body.contains("too many failed"), "{}", r.body);
+    }
+}
