@@ -13,6 +13,8 @@ pub struct MemoryStore {
     codes: Mutex<HashMap<String, StoredCode>>,
     /// family -> access tokens (jti, exp) issued from it
     family_tokens: Mutex<HashMap<String, Vec<(String, u64)>>>,
+    /// session hash -> (username, auth_time, expires_at)
+    sessions: Mutex<HashMap<String, (String, u64, u64)>>,
 }
 
 /// A code, whether it was used, and what its exchange issued (jti, exp, family).
@@ -177,7 +179,35 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn put_session(
+        &self,
+        hash: &str,
+        username: &str,
+        auth_time: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.sessions.lock().map_err(poisoned)?.insert(
+            hash.to_string(),
+            (username.to_string(), auth_time, expires_at),
+        );
+        Ok(())
+    }
+
+    fn session(&self, hash: &str, now: u64) -> Result<Option<(String, u64)>, StoreError> {
+        Ok(self
+            .sessions
+            .lock()
+            .map_err(poisoned)?
+            .get(hash)
+            .filter(|(_, _, until)| *until >= now)
+            .map(|(u, t, _)| (u.clone(), *t)))
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
+        self.sessions
+            .lock()
+            .map_err(poisoned)?
+            .retain(|_, (_, _, until)| *until >= now);
         // A used code is kept a while after expiry, to recognise a late second use.
         self.codes
             .lock()

@@ -72,6 +72,18 @@ pub trait Store: Send + Sync + 'static {
     /// Records what a code's exchange issued: the access token's jti and exp, and the refresh family.
     fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError>;
 
+    /// Records a sign-in session (the SHA-256 of its id only) until `expires_at`.
+    fn put_session(
+        &self,
+        hash: &str,
+        username: &str,
+        auth_time: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError>;
+
+    /// A live sign-in session: the username and when they signed in.
+    fn session(&self, hash: &str, now: u64) -> Result<Option<(String, u64)>, StoreError>;
+
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 

@@ -402,6 +402,38 @@ impl Store for RedisStore {
         })
     }
 
+    fn put_session(
+        &self,
+        hash: &str,
+        username: &str,
+        auth_time: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        let k = key("session", hash);
+        self.with(|c| {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(
+                    &k,
+                    &[
+                        ("username", username.to_string()),
+                        ("auth_time", auth_time.to_string()),
+                    ],
+                )
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&k)
+                .arg(expires_at)
+                .ignore()
+                .query::<()>(c)
+        })
+    }
+
+    fn session(&self, hash: &str, _now: u64) -> Result<Option<(String, u64)>, StoreError> {
+        let rec: HashMap<String, String> = self.with(|c| c.hgetall(key("session", hash)))?;
+        Ok((!rec.is_empty()).then(|| (text(&rec, "username"), num(&rec, "auth_time"))))
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         // Everything else expires by its TTL; the revocation set is one key, trimmed here.
         self.with(|c| {

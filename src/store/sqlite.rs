@@ -26,6 +26,9 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE family_tokens (family TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
                                  PRIMARY KEY (family, jti));
      CREATE INDEX family_tokens_exp ON family_tokens (expires_at);",
+    "CREATE TABLE sessions (hash TEXT PRIMARY KEY, username TEXT NOT NULL, auth_time INTEGER NOT NULL,
+                            expires_at INTEGER NOT NULL);
+     CREATE INDEX sessions_exp ON sessions (expires_at);",
 ];
 
 const REFRESH_COLUMNS: &str =
@@ -346,6 +349,33 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn put_session(
+        &self,
+        hash: &str,
+        username: &str,
+        auth_time: u64,
+        expires_at: u64,
+    ) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "INSERT OR REPLACE INTO sessions (hash, username, auth_time, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![hash, username, auth_time as i64, expires_at as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn session(&self, hash: &str, now: u64) -> Result<Option<(String, u64)>, StoreError> {
+        self.conn()?
+            .query_row(
+                "SELECT username, auth_time FROM sessions WHERE hash = ?1 AND expires_at >= ?2",
+                params![hash, now as i64],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )
+            .optional()
+            .map_err(err)
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         for sql in [
@@ -356,6 +386,7 @@ impl Store for SqliteStore {
             "DELETE FROM revoked_tokens WHERE expires_at < ?1",
             "DELETE FROM used_assertions WHERE expires_at < ?1",
             "DELETE FROM family_tokens WHERE expires_at < ?1",
+            "DELETE FROM sessions WHERE expires_at < ?1",
         ] {
             conn.execute(sql, params![now as i64]).map_err(err)?;
         }

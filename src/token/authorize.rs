@@ -103,8 +103,9 @@ impl TokenService {
         // is the POST that carries a CSRF token.
         if !(post && params.contains_key("csrf")) {
             // A live, recent enough session skips the form, unless the client asks to sign in again.
-            let live = cookie(session, SESSION_COOKIE)
-                .and_then(|sid| self.sessions.get(&sid))
+            let live = self
+                .live_session(cookie(session, SESSION_COOKIE), now)
+                .await
                 .filter(|(_, auth_time)| {
                     req.max_age
                         .is_none_or(|m| now.saturating_sub(*auth_time) < m)
@@ -160,8 +161,28 @@ impl TokenService {
                 let Ok(sid) = random_token(32) else {
                     return self.no_randomness_page(session).await;
                 };
-                self.sessions
-                    .insert(sid.clone(), (user.username.clone(), now));
+                // Kept in the store, so a restart or another replica keeps the person signed in.
+                let (hash, name, until) = (
+                    sha256_hex(&sid),
+                    user.username.clone(),
+                    now + SESSION_SECONDS,
+                );
+                if run_blocking(&self.store, move |s| {
+                    s.put_session(&hash, &name, now, until)
+                })
+                .await
+                .is_err()
+                {
+                    return self
+                        .page(
+                            session,
+                            503,
+                            "Signing in is not possible right now. Please try again in a moment.",
+                            Some(&params),
+                            Some(&username),
+                        )
+                        .await;
+                }
                 let set = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
                 return self
                     .grant_code(session, &req, &user.subject.clone(), now, Some(set))
@@ -177,6 +198,15 @@ impl TokenService {
         self.page(session, status, message, Some(&params), Some(&username))
             .await
     }
+    /// The session a sign-in cookie names, if it is live; a store that cannot answer means none.
+    async fn live_session(&self, sid: Option<String>, now: u64) -> Option<(String, u64)> {
+        let hash = sha256_hex(&sid?);
+        run_blocking(&self.store, move |s| s.session(&hash, now))
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// An authorization error: a page when the client or redirect URI cannot be trusted, else back
     /// to the client (RFC 6749 §4.1.2.1, with `iss` per RFC 9207).
     async fn authorize_error(

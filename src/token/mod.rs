@@ -176,8 +176,6 @@ pub struct TokenService {
     public_url: String,
     clients: HashMap<String, Client>,
     users: HashMap<String, crate::config::User>,
-    /// sign-in sessions: session id -> (username, auth_time)
-    sessions: moka::sync::Cache<String, (String, u64)>,
     /// sign-in form CSRF tokens, each usable once: token -> the pre-login id (cookie) it is bound to
     csrf_tokens: moka::sync::Cache<String, String>,
     /// stand-in hashes for unknown users and clients, so timing does not tell them from real ones
@@ -244,10 +242,6 @@ impl TokenService {
             csrf_tokens: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(authorize::CSRF_SECONDS))
-                .build(),
-            sessions: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(authorize::SESSION_SECONDS))
                 .build(),
             user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect())
                 .map_err(|e| e.to_string())?,

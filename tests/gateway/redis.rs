@@ -164,9 +164,15 @@ async fn refresh_families_codes_and_assertion_ids_are_shared() {
     oauth_error(&refresh(&a, &r2).await, 400, "invalid_grant");
     assert!(eventually(async || a.gw.get("/api/x", Some(&access)).await.status == 401).await);
     // a code issued on A is redeemed once, whichever gateway sees it
-    let code = code_of(&a.sign_in(ALICE_PASSWORD).await);
+    let signed_in = a.sign_in(ALICE_PASSWORD).await;
+    let code = code_of(&signed_in);
     assert_eq!(b_auth.exchange(&code, VERIFIER).await.status, 200);
     oauth_error(&a.exchange(&code, VERIFIER).await, 400, "invalid_grant");
+    // the person signed in on A is signed in on B too
+    let session = crate::tokens_code::set_cookie(&signed_in, "__Host-gatehouse-session").unwrap();
+    let q = crate::tokens_code::authorize_query(&[]);
+    let r = b_auth.get_authorize(&q, Some(&session)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
     // an assertion id used on A is refused on B
     let assertion = a.assertion("signer", &a.token_url(), 60, "shared-jti");
     let form = [

@@ -409,3 +409,21 @@ async fn codes_expire_and_belong_to_their_client() {
     a.gw.clock.advance(std::time::Duration::from_secs(61));
     oauth_error(&a.exchange(&code, VERIFIER).await, 400, "invalid_grant");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_session_survives_a_restart_on_sqlite() {
+    let store = "backend = \"sqlite\"\npath = \"data/gatehouse.db\"";
+    let a = Auth::start_with(store, "").await;
+    let signed_in = a.sign_in(ALICE_PASSWORD).await;
+    let session = set_cookie(&signed_in, "__Host-gatehouse-session").unwrap();
+    let b = a.restart(store, |t| t);
+    // the person is still signed in: the authorization answers at once, without the form
+    let r = b.get_authorize(&authorize_query(&[]), Some(&session)).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let code = code_of(&r);
+    assert_eq!(b.exchange(&code, VERIFIER).await.status, 200);
+    // a made-up session id is no session
+    let forged = "__Host-gatehouse-session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let r = b.get_authorize(&authorize_query(&[]), Some(forged)).await;
+    assert_eq!(r.status, 200);
+}
