@@ -35,6 +35,14 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
             "/healthz" => respond(200, "application/json", r#"{"status":"ok"}"#.into()),
+            "/ready" => match self.not_ready().await {
+                None => respond(200, "application/json", r#"{"status":"ready"}"#.into()),
+                Some(reason) => respond(
+                    503,
+                    "application/json",
+                    serde_json::json!({"status": "not ready", "reason": reason}).to_string(),
+                ),
+            },
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",
@@ -44,6 +52,22 @@ impl ServeHttp for Admin {
                 let a = Rejection::NotFound.answer();
                 respond(a.status, "application/json", a.body())
             }
+        }
+    }
+}
+
+impl Admin {
+    /// Why this gateway should not take traffic now: its store cannot answer, or it does not know
+    /// every revocation yet. `/healthz` stays process liveness.
+    async fn not_ready(&self) -> Option<&'static str> {
+        if !self.shared.revocations_loaded.get() {
+            return Some("revocations are not loaded from the store yet");
+        }
+        let store = self.shared.store.clone()?;
+        let ping = crate::store::run_blocking(&store, |s| s.ping());
+        match tokio::time::timeout(std::time::Duration::from_secs(3), ping).await {
+            Ok(Ok(())) => None,
+            _ => Some("the store is unavailable"),
         }
     }
 }

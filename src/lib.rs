@@ -145,11 +145,16 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         config.validation.verified_cache_max_bytes,
         clock.clone(),
     )?);
+    let mut token_store: Option<Arc<dyn store::Store>> = None;
+    let revocations_loaded = Arc::new(store::RevocationsLoaded::new(true));
     let tokens = match signing {
         Some(keys) => {
             let store = store::open(&config.store)?;
+            token_store = Some(store.clone());
             // Revocations survive restarts: the store is the truth, memory its mirror.
             let shared_store = matches!(config.store, config::StoreBackend::Redis(_));
+            // With a shared store, readiness waits for the revocation feed's subscription.
+            revocations_loaded.set(!shared_store);
             match store.revoked(clock.now_secs()) {
                 Ok(revoked) => {
                     for (jti, exp) in revoked {
@@ -159,6 +164,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
                 // A shared store may be down while this replica starts: the revocation feed loads
                 // the set as soon as it connects. A local file that cannot be read stops start-up.
                 Err(e) if shared_store => {
+                    revocations_loaded.set(false);
                     tracing::warn!(error = %e, "the store is unavailable at start; revocations load when it connects")
                 }
                 Err(e) => return Err(format!("store: {e}")),
@@ -171,6 +177,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
                     "revocation feed",
                     store::feed::RevocationFeed {
                         client,
+                        loaded: revocations_loaded.clone(),
                         store: store.clone(),
                         revocations: verifier.revocations.clone(),
                         clock: clock.clone(),
@@ -206,6 +213,8 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         upstreams,
         claim_names,
         metrics: telemetry::Metrics::new(config.routes.iter().map(|r| r.name.clone()).collect()),
+        store: token_store,
+        revocations_loaded,
     });
 
     let gateway = Gateway {

@@ -34,6 +34,10 @@ pub struct Shared {
     /// every configured claim header name, removed from every request
     pub claim_names: Vec<HeaderName>,
     pub metrics: Metrics,
+    /// the store behind the token service, for `/ready`
+    pub store: Option<Arc<dyn crate::store::Store>>,
+    /// whether every revocation is known (a shared store's feed may be away)
+    pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
 }
 
 /// The proxy.

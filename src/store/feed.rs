@@ -14,6 +14,8 @@ use std::time::Duration;
 
 pub struct RevocationFeed {
     pub client: redis::Client,
+    /// false while the subscription is away, true once the whole set is loaded again
+    pub loaded: Arc<super::RevocationsLoaded>,
     pub store: Arc<dyn Store>,
     pub revocations: Arc<Revocations>,
     pub clock: SharedClock,
@@ -30,7 +32,9 @@ impl RevocationFeed {
     fn run(&self, stop: &AtomicBool) {
         let mut failing = false;
         while !stop.load(Ordering::SeqCst) {
-            if let Err(e) = self.listen(stop) {
+            let listened = self.listen(stop);
+            self.loaded.set(false);
+            if let Err(e) = listened {
                 if !failing {
                     tracing::warn!(error = %e, "revocations from other gateways cannot be received; retrying");
                     failing = true;
@@ -59,6 +63,7 @@ impl RevocationFeed {
         for (jti, exp) in all {
             self.revocations.add(&jti, exp);
         }
+        self.loaded.set(true);
         tracing::info!("receiving revocations from other gateways");
         while !stop.load(Ordering::SeqCst) {
             match ps.get_message() {
@@ -82,6 +87,7 @@ impl BackgroundService for RevocationFeed {
         let stop = Arc::new(AtomicBool::new(false));
         let me = RevocationFeed {
             client: self.client.clone(),
+            loaded: self.loaded.clone(),
             store: self.store.clone(),
             revocations: self.revocations.clone(),
             clock: self.clock.clone(),

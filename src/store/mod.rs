@@ -87,6 +87,11 @@ pub trait Store: Send + Sync + 'static {
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 
+    /// Answers when the store can be used right now (for `/ready`).
+    fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Adds `add` to the counter `key` in the fixed window of `window_ms` around `now_ms`, and
     /// returns its value, when this store shares counters between gateways; `None` means each
     /// gateway counts for itself.
@@ -148,6 +153,25 @@ pub enum CodeUse {
         family: String,
     },
     Invalid,
+}
+
+/// Whether this gateway knows every revocation: true once the store's set is loaded, false while a
+/// shared store's feed is away (it reloads the set when it is back).
+#[derive(Debug)]
+pub struct RevocationsLoaded(std::sync::atomic::AtomicBool);
+
+impl RevocationsLoaded {
+    pub fn new(loaded: bool) -> Self {
+        RevocationsLoaded(std::sync::atomic::AtomicBool::new(loaded))
+    }
+
+    pub fn set(&self, loaded: bool) {
+        self.0.store(loaded, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Opens the configured backend once, at start-up.

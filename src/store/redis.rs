@@ -434,6 +434,10 @@ impl Store for RedisStore {
         Ok((!rec.is_empty()).then(|| (text(&rec, "username"), num(&rec, "auth_time"))))
     }
 
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with(|c| redis::cmd("PING").query::<String>(c).map(|_| ()))
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         // Everything else expires by its TTL; the revocation set is one key, trimmed here.
         self.with(|c| {

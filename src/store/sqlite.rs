@@ -376,6 +376,12 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
+    fn ping(&self) -> Result<(), StoreError> {
+        self.conn()?
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(err)
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         let conn = self.conn()?;
         for sql in [

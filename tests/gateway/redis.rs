@@ -202,6 +202,7 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
         return;
     };
     let (a, b) = pair(&redis).await;
+    assert!(eventually(async || ready(&a.gw).await == 200).await);
     let revoked = a.svc_token(None).await;
     let kept = a.svc_token(None).await;
     a.post(
@@ -212,6 +213,10 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
     .await;
     assert!(eventually(async || b.get("/api/x", Some(&revoked)).await.status == 401).await);
     redis.kill();
+    assert!(
+        eventually(async || ready(&a.gw).await == 503).await,
+        "/ready ignores the store"
+    );
     // validation goes on, with every revocation known before the outage
     assert_eq!(b.get("/api/x", Some(&kept)).await.status, 200);
     assert_eq!(b.get("/api/x", Some(&revoked)).await.status, 401);
@@ -236,8 +241,19 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
         .await,
         "the gateway did not reconnect"
     );
+    assert!(eventually(async || ready(&b).await == 200).await);
     let (_c_auth, c) = pair(&redis).await;
     assert_eq!(c.get("/api/x", Some(&revoked)).await.status, 401);
+}
+
+/// The status of `/ready` on the admin listener.
+async fn ready(gw: &Gw) -> u16 {
+    gw.http
+        .get(format!("http://{}/ready", gw.admin))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
