@@ -2,7 +2,9 @@
 
 use crate::error::{AsAnswer, Rejection};
 use crate::proxy::Shared;
+use crate::reload::{Outcome, Reloader};
 use crate::upstream::UpstreamRuntime;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
@@ -10,7 +12,8 @@ use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
 
 pub struct Admin {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ArcSwap<Shared>>,
+    pub reloader: Arc<Reloader>,
 }
 
 fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
@@ -33,7 +36,35 @@ fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let shared = self.shared.load_full();
+        let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
+            // Reloads from this (loopback, operators') listener: what `gatehouse reload` calls.
+            "/reload" if post => match self.reloader.reload().await {
+                Outcome::Applied {
+                    generation,
+                    needs_restart,
+                } => respond(
+                    200,
+                    "application/json",
+                    serde_json::json!({"status": "reloaded", "generation": generation,
+                        "needs_restart": needs_restart})
+                    .to_string(),
+                ),
+                Outcome::Refused(problems) => respond(
+                    422,
+                    "application/json",
+                    serde_json::json!({"status": "refused", "problems": problems}).to_string(),
+                ),
+            },
+            "/config" => respond(
+                200,
+                "application/json",
+                serde_json::json!({"generation": self.reloader.generation(),
+                    "hash": self.reloader.hash(), "file": shared.config.file.display().to_string(),
+                    "reload_failures": self.reloader.failures()})
+                .to_string(),
+            ),
             "/healthz" => respond(200, "application/json", r#"{"status":"ok"}"#.into()),
             "/ready" => match self.not_ready().await {
                 None => respond(200, "application/json", r#"{"status":"ready"}"#.into()),
@@ -46,7 +77,7 @@ impl ServeHttp for Admin {
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",
-                self.shared.metrics.render(&gauges(&self.shared)),
+                shared.metrics.render(&gauges(&shared, &self.reloader)),
             ),
             _ => {
                 let a = Rejection::NotFound.answer();
@@ -60,10 +91,11 @@ impl Admin {
     /// Why this gateway should not take traffic now: its store cannot answer, or it does not know
     /// every revocation yet. `/healthz` stays process liveness.
     async fn not_ready(&self) -> Option<&'static str> {
-        if !self.shared.revocations_loaded.get() {
+        let shared = self.shared.load_full();
+        if !shared.revocations_loaded.get() {
             return Some("revocations are not loaded from the store yet");
         }
-        let store = self.shared.store.clone()?;
+        let store = shared.store.clone()?;
         let ping = crate::store::run_blocking(&store, |s| s.ping());
         match tokio::time::timeout(std::time::Duration::from_secs(3), ping).await {
             Ok(Ok(())) => None,
@@ -73,8 +105,16 @@ impl Admin {
 }
 
 /// Gauges read at scrape time: the verified-token cache, key fetches, upstream peer health.
-fn gauges(s: &Shared) -> Vec<(String, u64)> {
+fn gauges(s: &Shared, reloader: &Reloader) -> Vec<(String, u64)> {
     let mut g = vec![
+        (
+            "gatehouse_config_generation".to_string(),
+            reloader.generation(),
+        ),
+        (
+            "gatehouse_config_reload_failures_total".to_string(),
+            reloader.failures(),
+        ),
         (
             "gatehouse_verified_tokens_cached".to_string(),
             s.verifier.cached_tokens(),

@@ -18,17 +18,19 @@ pub mod keys;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod routes;
+pub mod runtime;
 pub mod secrets;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;
 pub mod tlsfiles;
 pub mod token;
 pub mod upstream;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use auth::jwks::Jwks;
-use auth::Verifier;
 use clock::SharedClock;
 use config::Config;
 use pingora::listeners::tls::TlsSettings;
@@ -38,19 +40,6 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use proxy::{Gateway, Shared};
 use std::sync::Arc;
-
-/// Keeps every issuer's keys warm for as long as the server runs.
-struct KeyMaintenance(Arc<Jwks>);
-
-#[async_trait]
-impl BackgroundService for KeyMaintenance {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        tokio::select! {
-            _ = self.0.clone().maintain() => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-}
 
 /// Drops expired revocations and used assertion ids now and then.
 struct StoreMaintenance(Arc<dyn store::Store>, SharedClock);
@@ -71,10 +60,30 @@ impl BackgroundService for StoreMaintenance {
     }
 }
 
-/// A gateway ready to run, and the state its requests share.
+/// A gateway ready to run, the state its requests share, and the way to reload it.
 pub struct Built {
     pub server: Server,
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ArcSwap<Shared>>,
+    pub reloader: Arc<reload::Reloader>,
+}
+
+/// Starts the first generation's background work once the server runs, and hands its stop switch
+/// to the reloader, which stops it when a reload replaces the generation.
+struct FirstGeneration {
+    tasks: std::sync::Mutex<Option<tasks::Tasks>>,
+    reloader: Arc<reload::Reloader>,
+}
+
+#[async_trait]
+impl BackgroundService for FirstGeneration {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let tasks = self.tasks.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = tasks {
+            self.reloader.started(t.start());
+        }
+        let _ = shutdown.changed().await;
+        self.reloader.stop_tasks();
+    }
 }
 
 /// Prepares the TLS files: creates a development certificate when asked, then checks the pair loads.
@@ -122,100 +131,69 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
 
-    let mut upstreams = Vec::new();
-    for u in &config.upstreams {
-        upstreams.push(upstream::UpstreamRuntime::build(
-            &u.name,
-            &u.kind,
-            &mut server,
-        )?);
-    }
-    let signing = match &config.token_service {
-        Some(ts) => Some(token::keys::SigningKeys::for_service(ts, &config.clients)?),
-        None => None,
-    };
-    let verifier = Arc::new(Verifier::new(
-        config.issuers.clone(),
-        signing
-            .as_ref()
-            .map(|k| k.verify_keys())
-            .unwrap_or_default(),
-        config.validation.leeway,
-        config.validation.verified_cache_capacity,
-        config.validation.verified_cache_max_bytes,
+    let revocations = Arc::new(auth::Revocations::new(
         clock.clone(),
-    )?);
-    let mut token_store: Option<Arc<dyn store::Store>> = None;
+        config.validation.leeway,
+    ));
     let revocations_loaded = Arc::new(store::RevocationsLoaded::new(true));
-    let tokens = match signing {
-        Some(keys) => {
-            let store = store::open(&config.store)?;
-            token_store = Some(store.clone());
-            // Revocations survive restarts: the store is the truth, memory its mirror.
-            let shared_store = matches!(config.store, config::StoreBackend::Redis(_));
-            // With a shared store, readiness waits for the revocation feed's subscription.
-            revocations_loaded.set(!shared_store);
-            match store.revoked(clock.now_secs()) {
-                Ok(revoked) => {
-                    for (jti, exp) in revoked {
-                        verifier.revocations.add(&jti, exp);
-                    }
-                }
-                // A shared store may be down while this replica starts: the revocation feed loads
-                // the set as soon as it connects. A local file that cannot be read stops start-up.
-                Err(e) if shared_store => {
-                    revocations_loaded.set(false);
-                    tracing::warn!(error = %e, "the store is unavailable at start; revocations load when it connects")
-                }
-                Err(e) => return Err(format!("store: {e}")),
-            }
-            if let config::StoreBackend::Redis(url) = &config.store {
-                // Revocations made on other replicas reach this one's denylist at once.
-                let client =
-                    redis::Client::open(url.as_str()).map_err(|e| format!("store.url: {e}"))?;
-                server.add_service(background_service(
-                    "revocation feed",
-                    store::feed::RevocationFeed {
-                        client,
-                        loaded: revocations_loaded.clone(),
-                        store: store.clone(),
-                        revocations: verifier.revocations.clone(),
-                        clock: clock.clone(),
-                    },
-                ));
-            }
-            server.add_service(background_service(
-                "store maintenance",
-                StoreMaintenance(store.clone(), clock.clone()),
-            ));
-            token::TokenService::new(&config, keys, store, verifier.clone(), clock)?
-        }
+    let store = match &config.token_service {
+        Some(_) => Some(store::open(&config.store)?),
         None => None,
     };
-    server.add_service(background_service(
-        "signing keys",
-        KeyMaintenance(verifier.jwks.clone()),
-    ));
-
-    let mut claim_names: Vec<http::HeaderName> = Vec::new();
-    for r in &config.routes {
-        for h in &r.claim_headers {
-            if !claim_names.contains(&h.name) {
-                claim_names.push(h.name.clone());
+    if let Some(store) = &store {
+        let shared_store = matches!(config.store, config::StoreBackend::Redis(_));
+        // With a shared store, readiness waits for the revocation feed's subscription.
+        revocations_loaded.set(!shared_store);
+        match store.revoked(clock.now_secs()) {
+            // Revocations survive restarts: the store is the truth, memory its mirror.
+            Ok(revoked) => {
+                for (jti, exp) in revoked {
+                    revocations.add(&jti, exp);
+                }
             }
+            // A shared store may be down while this replica starts: the revocation feed loads
+            // the set as soon as it connects. A local file that cannot be read stops start-up.
+            Err(e) if shared_store => {
+                tracing::warn!(error = %e, "the store is unavailable at start; revocations load when it connects")
+            }
+            Err(e) => return Err(format!("store: {e}")),
         }
+        if let config::StoreBackend::Redis(url) = &config.store {
+            // Revocations made on other replicas reach this one's denylist at once.
+            let client =
+                redis::Client::open(url.as_str()).map_err(|e| format!("store.url: {e}"))?;
+            server.add_service(background_service(
+                "revocation feed",
+                store::feed::RevocationFeed {
+                    client,
+                    loaded: revocations_loaded.clone(),
+                    store: store.clone(),
+                    revocations: revocations.clone(),
+                    clock: clock.clone(),
+                },
+            ));
+        }
+        server.add_service(background_service(
+            "store maintenance",
+            StoreMaintenance(store.clone(), clock.clone()),
+        ));
     }
-    let shared = Arc::new(Shared {
-        table: routes::RouteTable::new(&config.routes),
-        config: config.clone(),
-        verifier,
-        tokens,
-        upstreams,
-        claim_names,
-        metrics: telemetry::Metrics::new(config.routes.iter().map(|r| r.name.clone()).collect()),
-        store: token_store,
+    let lasting = runtime::Lasting {
+        clock,
+        store,
+        revocations,
         revocations_loaded,
-    });
+    };
+    let (first, first_tasks) = runtime::generation(config.clone(), &lasting)?;
+    let shared = Arc::new(ArcSwap::from_pointee(first));
+    let reloader = Arc::new(reload::Reloader::new(shared.clone(), lasting));
+    server.add_service(background_service(
+        "configuration generation",
+        FirstGeneration {
+            tasks: std::sync::Mutex::new(Some(first_tasks)),
+            reloader: reloader.clone(),
+        },
+    ));
 
     let gateway = Gateway {
         shared: shared.clone(),
@@ -242,10 +220,15 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
     if let Some(addr) = config.server.admin_listen {
         let admin = admin::Admin {
             shared: shared.clone(),
+            reloader: reloader.clone(),
         };
         let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
         svc.add_tcp(&addr.to_string());
         server.add_service(svc);
     }
-    Ok(Built { server, shared })
+    Ok(Built {
+        server,
+        shared,
+        reloader,
+    })
 }

@@ -35,6 +35,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Ask the running gateway (through its admin listener) to reload its configuration file.
+    Reload {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
     /// Validate a configuration and print every problem, without starting anything.
     Check {
         #[arg(short, long, default_value = "gateway.toml")]
@@ -99,8 +104,9 @@ enum ClientCommand {
     },
 }
 
-/// TERM drains, INT stops at once, QUIT hands the sockets to a new process; HUP is answered, not fatal.
-struct Signals;
+/// TERM drains, INT stops at once, QUIT hands the sockets to a new process; HUP reloads the
+/// configuration.
+struct Signals(Arc<gatehouse::reload::Reloader>);
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -120,7 +126,10 @@ impl ShutdownSignalWatch for Signals {
                 _ = term.recv() => return ShutdownSignal::GracefulTerminate,
                 _ = int.recv() => return ShutdownSignal::FastShutdown,
                 _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
-                _ = hup.recv() => tracing::warn!("SIGHUP: configuration reload is not supported; restart gatehouse to apply changes"),
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    self.0.reload().await;
+                }
             }
         }
     }
@@ -167,6 +176,7 @@ fn main() -> Result<(), Failure> {
             Ok(())
         }
         Command::Run { config, log_format } => run(&config, log_format),
+        Command::Reload { config } => reload(&config),
     }
 }
 
@@ -207,6 +217,37 @@ fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// POSTs /reload to the admin listener named in the configuration, and prints the answer.
+fn reload(config: &std::path::Path) -> Result<(), Failure> {
+    use std::io::{Read, Write};
+    let c = Config::load(config)?;
+    let admin = c.server.admin_listen.ok_or_else(|| {
+        Failure("server.admin_listen is off: send SIGHUP to the gateway instead".into())
+    })?;
+    let mut s = std::net::TcpStream::connect_timeout(&admin, std::time::Duration::from_secs(5))
+        .map_err(|e| {
+            Failure(format!(
+                "cannot reach the gateway's admin listener {admin}: {e}"
+            ))
+        })?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))?;
+    write!(
+        s,
+        "POST /reload HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .unwrap_or((answer.as_str(), ""));
+    println!("{}", body.trim());
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(Failure("the configuration was not reloaded".into()))
+    }
+}
+
 fn run(config: &std::path::Path, log_format: LogFormat) -> Result<(), Failure> {
     let _log_guard = gatehouse::telemetry::init_logging(log_format == LogFormat::Json);
     let c = Config::load(config)?;
@@ -215,16 +256,17 @@ fn run(config: &std::path::Path, log_format: LogFormat) -> Result<(), Failure> {
     }
     let built = gatehouse::build(c, Arc::new(SystemClock))
         .map_err(|e| Failure(format!("gatehouse cannot start: {e}")))?;
-    let s = &built.shared.config.server;
+    let config = built.shared.load_full().config.clone();
+    let s = &config.server;
     tracing::info!(
         tls = ?s.listen_tls,
         plain = ?s.listen_plain,
         admin = ?s.admin_listen,
-        routes = built.shared.config.routes.len(),
+        routes = config.routes.len(),
         "gatehouse listening"
     );
     built.server.run(RunArgs {
-        shutdown_signal: Box::new(Signals),
+        shutdown_signal: Box::new(Signals(built.reloader.clone())),
     });
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::policy::authorize;
 use crate::routes::{builtin, RouteMatch, RouteTable, Target};
 use crate::telemetry::Metrics;
 use crate::upstream::{whoami_body, UpstreamRuntime};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderName;
 use pingora::prelude::*;
@@ -40,12 +41,14 @@ pub struct Shared {
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
 }
 
-/// The proxy.
+/// The proxy. A reload swaps the generation; each request keeps the one it started with.
 pub struct Gateway {
-    pub shared: Arc<Shared>,
+    pub shared: Arc<ArcSwap<Shared>>,
 }
 
 pub struct Ctx {
+    /// the configuration generation this request runs on, from start to end
+    shared: Arc<Shared>,
     start: Instant,
     route: Option<usize>,
     /// who the request is, once its token is verified
@@ -98,8 +101,8 @@ fn upstream_failure(e: &Error) -> (u16, Option<ErrorAnswer>) {
 }
 
 impl Gateway {
-    fn route(&self, ctx: &Ctx) -> Option<&Route> {
-        ctx.route.and_then(|i| self.shared.config.routes.get(i))
+    fn route<'a>(&self, ctx: &'a Ctx) -> Option<&'a Route> {
+        ctx.route.and_then(|i| ctx.shared.config.routes.get(i))
     }
 
     fn forwarding<'a>(&'a self, ctx: &'a Ctx) -> Option<Forwarding<'a>> {
@@ -107,7 +110,7 @@ impl Gateway {
             route: self.route(ctx)?,
             path: ctx.upstream_path.as_deref(),
             identity: ctx.identity.as_ref(),
-            trusted_proxies: &self.shared.config.server.trusted_proxies,
+            trusted_proxies: &ctx.shared.config.server.trusted_proxies,
         })
     }
 
@@ -117,7 +120,7 @@ impl Gateway {
         session: &mut Session,
         ctx: &mut Ctx,
     ) -> std::result::Result<Decision, Rejection> {
-        let s = &self.shared;
+        let s = ctx.shared.clone();
         if let Some(problem) = framing_problem(session) {
             return Err(Rejection::BadRequest(problem));
         }
@@ -204,6 +207,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            shared: self.shared.load_full(),
             start: Instant::now(),
             route: None,
             identity: None,
@@ -215,7 +219,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let s = &self.shared;
+        let s = ctx.shared.clone();
         // The gateway owns identity headers: every client-sent copy goes first, on every route.
         strip_identity_headers(
             session.req_header_mut(),
@@ -235,7 +239,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let upstream = self.route(ctx).map(|r| r.upstream.index);
-        let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| self.shared.upstreams.get(u))
+        let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| ctx.shared.upstreams.get(u))
         else {
             return Error::e_explain(HTTPStatus(502), "route has no proxied upstream");
         };
@@ -255,7 +259,7 @@ impl ProxyHttp for Gateway {
     ) -> Box<Error> {
         let upstream = self.route(ctx).map(|r| r.upstream.index);
         if let Some(UpstreamRuntime::Pool(pool)) =
-            upstream.and_then(|u| self.shared.upstreams.get(u))
+            upstream.and_then(|u| ctx.shared.upstreams.get(u))
         {
             // A failed connect sent nothing upstream, so another peer may take the request.
             if ctx.tried.len() <= pool.cfg.retries && ctx.tried.len() < pool.cfg.peers.len() {
@@ -314,7 +318,7 @@ impl ProxyHttp for Gateway {
             denial: ctx.denial.unwrap_or("-"),
             error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
         });
-        self.shared
+        ctx.shared
             .metrics
             .observe(ctx.route, status, micros, ctx.denial);
     }

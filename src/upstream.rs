@@ -1,12 +1,12 @@
 //! Upstream pools: round robin over healthy peers with health checks, peer options, and the built-in whoami upstream.
 
 use crate::config::{HttpUpstream, UpstreamKind};
+use crate::tasks::Tasks;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
-use pingora::prelude::{background_service, HttpPeer, RequestHeader};
+use pingora::prelude::{HttpPeer, RequestHeader};
 use pingora::protocols::tls::CaType;
-use pingora::server::Server;
 use pingora::utils::tls::{parse_x509, WrappedX509};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,8 +65,8 @@ fn rustls_pemfile_certs(pem: &[u8]) -> Vec<Vec<u8>> {
 }
 
 impl Pool {
-    /// Builds the pool and registers its health-check service with the server.
-    pub fn build(name: &str, cfg: &HttpUpstream, server: &mut Server) -> Result<Pool, String> {
+    /// Builds the pool; its health checks join the generation's tasks.
+    pub fn build(name: &str, cfg: &HttpUpstream, tasks: &mut Tasks) -> Result<Pool, String> {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.peers.iter().copied())
             .map_err(|e| format!("upstream {name}: {e}"))?;
         let ca = cfg.ca.as_deref().map(load_ca).transpose()?;
@@ -105,9 +105,7 @@ impl Pool {
         }
         lb.health_check_frequency = Some(cfg.health_interval);
         lb.parallel_health_check = true;
-        let bg = background_service(&format!("health checks for {name}"), lb);
-        let lb = bg.task();
-        server.add_service(bg);
+        let lb = tasks.add(lb);
         let backends = lb
             .backends()
             .get_backend()
@@ -162,11 +160,11 @@ impl Pool {
 }
 
 impl UpstreamRuntime {
-    pub fn build(name: &str, kind: &UpstreamKind, server: &mut Server) -> Result<Self, String> {
+    pub fn build(name: &str, kind: &UpstreamKind, tasks: &mut Tasks) -> Result<Self, String> {
         Ok(match kind {
             UpstreamKind::Whoami => UpstreamRuntime::Whoami,
             UpstreamKind::Http(cfg) => {
-                UpstreamRuntime::Pool(Box::new(Pool::build(name, cfg, server)?))
+                UpstreamRuntime::Pool(Box::new(Pool::build(name, cfg, tasks)?))
             }
         })
     }

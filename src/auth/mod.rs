@@ -112,8 +112,29 @@ impl Verifier {
         max_bytes: u64,
         clock: SharedClock,
     ) -> Result<Self, String> {
-        let jwks = Arc::new(Jwks::new(&issuers, own_keys, clock.clone())?);
         let revocations = Arc::new(Revocations::new(clock.clone(), leeway));
+        Self::sharing(
+            issuers,
+            own_keys,
+            leeway,
+            capacity,
+            max_bytes,
+            clock,
+            revocations,
+        )
+    }
+
+    /// A verifier that keeps `revocations`, the denylist of the verifier it replaces on a reload.
+    pub fn sharing(
+        issuers: Vec<Arc<Issuer>>,
+        own_keys: Vec<Arc<crate::keys::VerifyKey>>,
+        leeway: u64,
+        capacity: u64,
+        max_bytes: u64,
+        clock: SharedClock,
+        revocations: Arc<Revocations>,
+    ) -> Result<Self, String> {
+        let jwks = Arc::new(Jwks::new(&issuers, own_keys, clock.clone())?);
         // Each entry weighs its bytes, but never less than its share of the byte bound at full
         // entry count, so the cache stays within both `capacity` entries and `max_bytes` bytes.
         let floor = (max_bytes / capacity.max(1)).min(u64::from(u32::MAX)) as u32;

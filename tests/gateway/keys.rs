@@ -136,3 +136,10 @@ pub fn raw_token(header: &Value, claims: &Value, sig: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(sig)
     )
 }
+
+/// The `kid` in a compact JWS's header.
+pub fn header_kid(token: &str) -> Option<String> {
+    let h = URL_SAFE_NO_PAD.decode(token.split('.').next()?).ok()?;
+    let v: Value = serde_json::from_slice(&h).ok()?;
+    v["kid"].as_str().map(str::to_string)
+}

@@ -14,6 +14,7 @@ mod keys;
 mod paths;
 mod policy;
 mod redis;
+mod reload;
 mod servers;
 mod standards;
 mod tls;

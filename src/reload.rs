@@ -1,0 +1,159 @@
+//! Live reload: the configuration file read and compiled again; a valid one replaces the serving
+//! generation atomically, a broken one changes nothing. Requests in flight finish on the generation
+//! they started with.
+
+use crate::config::Config;
+use crate::proxy::Shared;
+use crate::runtime::{generation, Lasting};
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+pub struct Reloader {
+    shared: Arc<ArcSwap<Shared>>,
+    lasting: Lasting,
+    /// stops the serving generation's background work
+    running: Mutex<Option<watch::Sender<bool>>>,
+    /// one reload at a time
+    busy: tokio::sync::Mutex<()>,
+    generation: AtomicU64,
+    failures: AtomicU64,
+    hash: Mutex<String>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// the new generation serves; the settings named here need a restart to take effect
+    Applied {
+        generation: u64,
+        needs_restart: Vec<&'static str>,
+    },
+    /// nothing changed; one line per problem
+    Refused(Vec<String>),
+}
+
+/// The SHA-256 of the configuration file, so operators can see which file each replica runs.
+fn file_hash(config: &Config) -> String {
+    std::fs::read(&config.file)
+        .map(|b| {
+            crate::secrets::sha256_hex(&String::from_utf8_lossy(&b))
+                .chars()
+                .take(16)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Settings a running gateway cannot change: they are reported, the rest still applies.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let (o, n) = (&old.server, &new.server);
+    let mut out = Vec::new();
+    if o.listen_tls != n.listen_tls || o.listen_plain != n.listen_plain {
+        out.push("server.listen_tls / server.listen_plain");
+    }
+    if o.admin_listen != n.admin_listen {
+        out.push("server.admin_listen");
+    }
+    if o.threads != n.threads {
+        out.push("server.threads");
+    }
+    if o.request_header_timeout != n.request_header_timeout {
+        out.push("server.request_header_timeout");
+    }
+    if old.tls.cert != new.tls.cert || old.tls.key != new.tls.key {
+        out.push("tls");
+    }
+    if old.store != new.store {
+        out.push("store");
+    }
+    if old.token_service.is_some() != new.token_service.is_some() {
+        out.push("token_service.enabled");
+    }
+    out
+}
+
+impl Reloader {
+    pub fn new(shared: Arc<ArcSwap<Shared>>, lasting: Lasting) -> Reloader {
+        let hash = file_hash(&shared.load().config);
+        Reloader {
+            shared,
+            lasting,
+            running: Mutex::new(None),
+            busy: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(1),
+            failures: AtomicU64::new(0),
+            hash: Mutex::new(hash),
+        }
+    }
+
+    /// Records the stop switch of the serving generation's background work.
+    pub fn started(&self, stop: watch::Sender<bool>) {
+        if let Ok(mut r) = self.running.lock() {
+            if let Some(old) = r.replace(stop) {
+                let _ = old.send(true);
+            }
+        }
+    }
+
+    /// Stops the serving generation's background work (at shutdown).
+    pub fn stop_tasks(&self) {
+        if let Ok(mut r) = self.running.lock() {
+            if let Some(old) = r.take() {
+                let _ = old.send(true);
+            }
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::SeqCst)
+    }
+
+    pub fn hash(&self) -> String {
+        self.hash.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Reads the file the serving configuration came from, and applies it when it is valid.
+    pub async fn reload(&self) -> Outcome {
+        let _one = self.busy.lock().await;
+        let current = self.shared.load_full();
+        let path = current.config.file.clone();
+        let refuse = |problems: Vec<String>| {
+            self.failures.fetch_add(1, Ordering::SeqCst);
+            for p in &problems {
+                tracing::error!(problem = %p, "the configuration was not reloaded");
+            }
+            Outcome::Refused(problems)
+        };
+        let config = match Config::load(&path) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return refuse(e.problems.iter().map(|p| p.to_string()).collect()),
+        };
+        let restart = needs_restart(&current.config, &config);
+        let (next, tasks) = match generation(config.clone(), &self.lasting) {
+            Ok(g) => g,
+            Err(e) => return refuse(vec![e]),
+        };
+        // The new generation's work starts before it serves; the old one's stops after.
+        let stop = tasks.start();
+        self.shared.store(Arc::new(next));
+        self.started(stop);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Ok(mut h) = self.hash.lock() {
+            *h = file_hash(&config);
+        }
+        for r in &restart {
+            tracing::warn!(setting = %r, "changed, but takes effect only after a restart");
+        }
+        tracing::info!(generation, "configuration reloaded");
+        Outcome::Applied {
+            generation,
+            needs_restart: restart,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Live reload: a valid file replaces the configuration between two requests, a broken one changes
+//! nothing, requests in flight are never dropped, and signing keys rotate without a restart.
+
+use crate::harness::{echo_everywhere, Gw, Resp};
+use crate::servers::Echo;
+use crate::tokens::Auth;
+use crate::{HS_ISS, HS_SECRET};
+use serde_json::{json, Value};
+
+async fn admin(gw: &Gw, method: reqwest::Method, path: &str) -> Resp {
+    Resp::from(
+        gw.http
+            .request(method, format!("http://{}{path}", gw.admin))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn reload(gw: &Gw) -> Resp {
+    admin(gw, reqwest::Method::POST, "/reload").await
+}
+
+/// Rewrites the running gateway's file.
+fn edit_file(gw: &Gw, edit: impl FnOnce(String) -> String) {
+    let path = gw.path("gateway.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(text)).unwrap();
+}
+
+async fn hs_gateway() -> (Gw, Echo) {
+    let echo = Echo::start("echo").await;
+    std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
+    let body = format!(
+        r#"
+[[issuers]]
+name = "hs"
+issuer = "{HS_ISS}"
+secret_env = "GH_TEST_HS_SECRET"
+audiences = ["api"]
+algorithms = ["HS256"]
+"#
+    ) + &echo_everywhere(echo.addr)
+        + "auth = \"public\"\n";
+    (Gw::start(&body), echo)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tightened_policy_applies_to_the_next_request() {
+    let (gw, _echo) = hs_gateway().await;
+    assert_eq!(gw.get("/x", None).await.status, 200);
+    let before = admin(&gw, reqwest::Method::GET, "/config").await.json();
+    assert_eq!(before["generation"], 1);
+    edit_file(&gw, |t| {
+        t.replace("auth = \"public\"", "auth = \"required\"")
+    });
+    let r = reload(&gw).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["generation"], 2);
+    assert_eq!(gw.get("/x", None).await.status, 401);
+    let token =
+        crate::keys::TestKey::hmac(HS_SECRET).sign(&crate::keys::claims(HS_ISS, "api", json!({})));
+    assert_eq!(gw.get("/x", Some(&token)).await.status, 200);
+    let after = admin(&gw, reqwest::Method::GET, "/config").await.json();
+    assert_eq!(after["generation"], 2);
+    assert_ne!(after["hash"], before["hash"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broken_file_changes_nothing_and_says_why() {
+    let (gw, _echo) = hs_gateway().await;
+    edit_file(&gw, |t| {
+        t.replace("upstream = \"echo\"", "upstream = \"ecko\"")
+    });
+    let r = reload(&gw).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    let problems = r.json()["problems"].clone();
+    assert!(
+        problems
+            .to_string()
+            .contains("no upstream named \\\"ecko\\\""),
+        "{problems}"
+    );
+    assert_eq!(
+        gw.get("/x", None).await.status,
+        200,
+        "the old configuration still serves"
+    );
+    let config: Value = admin(&gw, reqwest::Method::GET, "/config").await.json();
+    assert_eq!(
+        (
+            config["generation"].as_u64(),
+            config["reload_failures"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert!(gw
+        .metrics()
+        .await
+        .contains("gatehouse_config_reload_failures_total 1"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_under_load_fail_no_request() {
+    let (gw, _echo) = hs_gateway().await;
+    let url = gw.url("/x");
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url) = (gw.http.clone(), url.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..150 {
+                    statuses.push(client.get(&url).send().await.map(|r| r.status().as_u16()));
+                }
+                statuses
+            })
+        })
+        .collect();
+    for i in 0..5 {
+        // alternate a harmless change, so every reload makes a new generation
+        edit_file(&gw, |t| {
+            t.replace(&format!("# reload {i}\n"), "") + &format!("# reload {}\n", i + 1)
+        });
+        assert_eq!(reload(&gw).await.status, 200);
+    }
+    for task in load {
+        for s in task.await.unwrap() {
+            assert_eq!(s.ok(), Some(200));
+        }
+    }
+    assert_eq!(
+        admin(&gw, reqwest::Method::GET, "/config").await.json()["generation"],
+        6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_reloads_a_running_gateway() {
+    let (gw, _echo) = hs_gateway().await;
+    edit_file(&gw, |t| {
+        t.replace("auth = \"public\"", "auth = \"required\"")
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["reload", "--config"])
+        .arg(gw.path("gateway.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"reloaded\""), "{stdout}");
+    assert_eq!(gw.get("/x", None).await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signing_key_rotates_without_a_restart() {
+    let a = Auth::start().await;
+    let old = a.svc_token(None).await;
+    edit_file(&a.gw, |t| {
+        t.replace(
+            "signing_keys = [\"keys/signing.pem\"]",
+            "signing_keys = [\"keys/signing-2.pem\", \"keys/signing.pem\"]",
+        )
+    });
+    assert_eq!(reload(&a.gw).await.status, 200);
+    let new = a.svc_token(None).await;
+    let kid = |t: &str| crate::keys::header_kid(t);
+    assert_ne!(kid(&new), kid(&old), "the new key signs");
+    assert_eq!(
+        a.gw.get("/api/x", Some(&old)).await.status,
+        200,
+        "the old key still verifies"
+    );
+    assert_eq!(a.gw.get("/api/x", Some(&new)).await.status, 200);
+    let jwks = a.gw.get("/.well-known/jwks.json", None).await.json();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
+}
