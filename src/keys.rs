@@ -22,6 +22,8 @@ pub struct VerifyKey {
     pub kid: Option<String>,
     pub algorithms: Vec<Algorithm>,
     checkers: Vec<(Algorithm, Checker)>,
+    /// SHA-256 of the key material: tells whether a reloaded configuration has the same key
+    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -102,11 +104,23 @@ impl VerifyKey {
             };
             checkers.push((*alg, checker));
         }
+        let mut fingerprint = [0u8; 32];
+        fingerprint.copy_from_slice(
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref(),
+        );
         Ok(VerifyKey {
             kid,
             algorithms,
             checkers,
+            fingerprint,
         })
+    }
+
+    /// True when both are the same key for the same algorithms.
+    pub fn same_as(&self, other: &VerifyKey) -> bool {
+        self.fingerprint == other.fingerprint
+            && self.kid == other.kid
+            && self.algorithms == other.algorithms
     }
 
     /// Checks `sig` over `message` with algorithm `alg`; HMAC tags compare in constant time.

@@ -184,7 +184,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         revocations,
         revocations_loaded,
     };
-    let (first, first_tasks) = runtime::generation(config.clone(), &lasting)?;
+    let (first, first_tasks) = runtime::generation(config.clone(), &lasting, None)?;
     let shared = Arc::new(ArcSwap::from_pointee(first));
     let reloader = Arc::new(reload::Reloader::new(shared.clone(), lasting));
     server.add_service(background_service(

@@ -39,6 +39,8 @@ pub struct Shared {
     pub store: Option<Arc<dyn crate::store::Store>>,
     /// whether every revocation is known (a shared store's feed may be away)
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
+    /// the token service's public keys, to tell whether a reload changed them
+    pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
 }
 
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.

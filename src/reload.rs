@@ -135,7 +135,7 @@ impl Reloader {
             Err(e) => return refuse(e.problems.iter().map(|p| p.to_string()).collect()),
         };
         let restart = needs_restart(&current.config, &config);
-        let (next, tasks) = match generation(config.clone(), &self.lasting) {
+        let (next, tasks) = match generation(config.clone(), &self.lasting, Some(&current)) {
             Ok(g) => g,
             Err(e) => return refuse(vec![e]),
         };

@@ -3,7 +3,8 @@
 
 use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{Config, Issuer, KeySource};
+use crate::keys::VerifyKey;
 use crate::proxy::Shared;
 use crate::store::{RevocationsLoaded, Store};
 use crate::tasks::Tasks;
@@ -36,9 +37,37 @@ impl BackgroundService for KeyMaintenance {
     }
 }
 
+/// True when two issuer lists verify exactly alike: the same settings and the same keys.
+fn same_issuers(a: &[Arc<Issuer>], b: &[Arc<Issuer>]) -> bool {
+    let keys = |i: &Issuer| match &i.source {
+        KeySource::Static(k) => k.clone(),
+        _ => vec![],
+    };
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            // Debug covers every setting but key material; the keys compare by fingerprint.
+            format!("{x:?}") == format!("{y:?}")
+                && keys(x).len() == keys(y).len()
+                && keys(x)
+                    .iter()
+                    .zip(keys(y).iter())
+                    .all(|(p, q)| p.same_as(q))
+        })
+}
+
+fn same_keys(a: &[Arc<VerifyKey>], b: &[Arc<VerifyKey>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+}
+
 /// Builds a generation: upstream pools, signing keys (read again, so a rotation needs no restart),
-/// verifier, token service and route table; its background work is returned, not yet started.
-pub fn generation(config: Arc<Config>, lasting: &Lasting) -> Result<(Shared, Tasks), String> {
+/// verifier, token service and route table; its background work is returned, not yet started. The
+/// previous generation's verifier, with its key and verified-token caches, is kept when the issuers
+/// and signing keys did not change.
+pub fn generation(
+    config: Arc<Config>,
+    lasting: &Lasting,
+    previous: Option<&Shared>,
+) -> Result<(Shared, Tasks), String> {
     let mut tasks = Tasks::default();
     let mut upstreams = Vec::new();
     for u in &config.upstreams {
@@ -50,18 +79,31 @@ pub fn generation(config: Arc<Config>, lasting: &Lasting) -> Result<(Shared, Tas
         Some(ts) => Some(token::keys::SigningKeys::for_service(ts, &config.clients)?),
         None => None,
     };
-    let verifier = Arc::new(Verifier::sharing(
-        config.issuers.clone(),
-        signing
-            .as_ref()
-            .map(|k| k.verify_keys())
-            .unwrap_or_default(),
-        config.validation.leeway,
-        config.validation.verified_cache_capacity,
-        config.validation.verified_cache_max_bytes,
-        lasting.clock.clone(),
-        lasting.revocations.clone(),
-    )?);
+    let own_keys = signing
+        .as_ref()
+        .map(|k| k.verify_keys())
+        .unwrap_or_default();
+    let reusable = previous.filter(|p| {
+        same_issuers(&p.config.issuers, &config.issuers)
+            && same_keys(&p.own_keys, &own_keys)
+            && p.config.validation.leeway == config.validation.leeway
+            && p.config.validation.verified_cache_capacity
+                == config.validation.verified_cache_capacity
+            && p.config.validation.verified_cache_max_bytes
+                == config.validation.verified_cache_max_bytes
+    });
+    let verifier = match reusable {
+        Some(p) => p.verifier.clone(),
+        None => Arc::new(Verifier::sharing(
+            config.issuers.clone(),
+            own_keys.clone(),
+            config.validation.leeway,
+            config.validation.verified_cache_capacity,
+            config.validation.verified_cache_max_bytes,
+            lasting.clock.clone(),
+            lasting.revocations.clone(),
+        )?),
+    };
     tasks.add(KeyMaintenance(verifier.jwks.clone()));
     let tokens = match (signing, &lasting.store) {
         (Some(keys), Some(store)) => token::TokenService::new(
@@ -94,6 +136,7 @@ pub fn generation(config: Arc<Config>, lasting: &Lasting) -> Result<(Shared, Tas
         claim_names,
         store: lasting.store.clone(),
         revocations_loaded: lasting.revocations_loaded.clone(),
+        own_keys,
     };
     Ok((shared, tasks))
 }

@@ -179,3 +179,28 @@ async fn a_signing_key_rotates_without_a_restart() {
     let jwks = a.gw.get("/.well-known/jwks.json", None).await.json();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn key_caches_survive_a_reload_that_leaves_the_issuers_alone() {
+    let key = crate::keys::TestKey::rsa("r1");
+    let idp = crate::servers::Idp::start(vec![key.jwk.clone()]).await;
+    let echo = Echo::start("echo").await;
+    let body = format!(
+        "\n[[issuers]]\nname = \"idp\"\nissuer = \"https://idp.test\"\njwks_uri = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"RS256\"]\n",
+        idp.jwks_uri()
+    ) + &echo_everywhere(echo.addr);
+    let gw = Gw::start(&body);
+    let t = key.sign(&crate::keys::claims("https://idp.test", "api", json!({})));
+    assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
+    assert_eq!(idp.fetches(), 1);
+    edit_file(&gw, |t| t + "\n# a comment\n");
+    assert_eq!(reload(&gw).await.status, 200);
+    assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
+    assert_eq!(idp.fetches(), 1, "the same issuer keeps its keys");
+    edit_file(&gw, |t| {
+        t.replace("audiences = [\"api\"]", "audiences = [\"api\", \"other\"]")
+    });
+    assert_eq!(reload(&gw).await.status, 200);
+    assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
+    assert_eq!(idp.fetches(), 2, "a changed issuer starts afresh");
+}
