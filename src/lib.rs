@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod authn;
+pub mod cert_resolver;
 pub mod clock;
 pub mod config;
 pub mod error;
@@ -186,7 +187,17 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
     };
     let (first, first_tasks) = runtime::generation(config.clone(), &lasting, None)?;
     let shared = Arc::new(ArcSwap::from_pointee(first));
-    let reloader = Arc::new(reload::Reloader::new(shared.clone(), lasting));
+    let resolver = match config.server.listen_tls.is_empty() {
+        true => None,
+        false => Some(Arc::new(cert_resolver::CertResolver::new(
+            cert_resolver::load(&config.tls.cert, &config.tls.key)?,
+        ))),
+    };
+    let reloader = Arc::new(reload::Reloader::new(
+        shared.clone(),
+        lasting,
+        resolver.clone(),
+    ));
     server.add_service(background_service(
         "configuration generation",
         FirstGeneration {
@@ -209,11 +220,13 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         svc.add_tcp(&addr.to_string());
     }
     for addr in &config.server.listen_tls {
-        let cert = config.tls.cert.to_string_lossy();
-        let key = config.tls.key.to_string_lossy();
-        let mut tls = TlsSettings::intermediate(&cert, &key).map_err(|e| format!("tls: {e}"))?;
-        tls.enable_h2();
-        svc.add_tls_with_settings(&addr.to_string(), None, tls);
+        if let Some(resolver) = &resolver {
+            // The files are read into the resolver, which a reload refreshes.
+            let mut tls = TlsSettings::intermediate("", "").map_err(|e| format!("tls: {e}"))?;
+            tls.set_cert_resolver(resolver.clone());
+            tls.enable_h2();
+            svc.add_tls_with_settings(&addr.to_string(), None, tls);
+        }
     }
     server.add_service(svc);
 

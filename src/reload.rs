@@ -2,6 +2,7 @@
 //! generation atomically, a broken one changes nothing. Requests in flight finish on the generation
 //! they started with.
 
+use crate::cert_resolver::CertResolver;
 use crate::config::Config;
 use crate::proxy::Shared;
 use crate::runtime::{generation, Lasting};
@@ -20,6 +21,8 @@ pub struct Reloader {
     generation: AtomicU64,
     failures: AtomicU64,
     hash: Mutex<String>,
+    /// the listeners' certificate, read again on every reload
+    certificate: Option<Arc<CertResolver>>,
 }
 
 /// What a reload did.
@@ -62,9 +65,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.request_header_timeout != n.request_header_timeout {
         out.push("server.request_header_timeout");
     }
-    if old.tls.cert != new.tls.cert || old.tls.key != new.tls.key {
-        out.push("tls");
-    }
     if old.store != new.store {
         out.push("store");
     }
@@ -75,7 +75,11 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
 }
 
 impl Reloader {
-    pub fn new(shared: Arc<ArcSwap<Shared>>, lasting: Lasting) -> Reloader {
+    pub fn new(
+        shared: Arc<ArcSwap<Shared>>,
+        lasting: Lasting,
+        certificate: Option<Arc<CertResolver>>,
+    ) -> Reloader {
         let hash = file_hash(&shared.load().config);
         Reloader {
             shared,
@@ -85,6 +89,7 @@ impl Reloader {
             generation: AtomicU64::new(1),
             failures: AtomicU64::new(0),
             hash: Mutex::new(hash),
+            certificate,
         }
     }
 
@@ -135,6 +140,15 @@ impl Reloader {
             Err(e) => return refuse(e.problems.iter().map(|p| p.to_string()).collect()),
         };
         let restart = needs_restart(&current.config, &config);
+        // The certificate files (perhaps renewed, perhaps at new paths) must load before anything
+        // changes.
+        let certificate = match &self.certificate {
+            Some(_) => match crate::cert_resolver::load(&config.tls.cert, &config.tls.key) {
+                Ok(c) => Some(c),
+                Err(e) => return refuse(vec![e]),
+            },
+            None => None,
+        };
         let (next, tasks) = match generation(config.clone(), &self.lasting, Some(&current)) {
             Ok(g) => g,
             Err(e) => return refuse(vec![e]),
@@ -142,6 +156,9 @@ impl Reloader {
         // The new generation's work starts before it serves; the old one's stops after.
         let stop = tasks.start();
         self.shared.store(Arc::new(next));
+        if let (Some(resolver), Some(c)) = (&self.certificate, certificate) {
+            resolver.replace(c);
+        }
         self.started(stop);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if let Ok(mut h) = self.hash.lock() {

@@ -204,3 +204,33 @@ async fn key_caches_survive_a_reload_that_leaves_the_issuers_alone() {
     assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
     assert_eq!(idp.fetches(), 2, "a changed issuer starts afresh");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renewed_certificate_serves_the_next_handshake() {
+    let (gw, _echo) = hs_gateway().await;
+    let (cert, key) = (gw.path("certs/gateway.crt"), gw.path("certs/gateway.key"));
+    let trusting = |pem: &[u8]| {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap())
+            .build()
+            .unwrap()
+    };
+    let old = std::fs::read(&cert).unwrap();
+    gatehouse::tlsfiles::write_self_signed(&cert, &key).unwrap();
+    let new = std::fs::read(&cert).unwrap();
+    assert_ne!(old, new);
+    let url = gw.tls_url("/x");
+    assert!(
+        trusting(&new).get(&url).send().await.is_err(),
+        "not before the reload"
+    );
+    assert_eq!(trusting(&old).get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(reload(&gw).await.status, 200);
+    assert_eq!(trusting(&new).get(&url).send().await.unwrap().status(), 200);
+    // a broken pair is refused, and the renewed certificate keeps serving
+    std::fs::write(&key, "not a key").unwrap();
+    let r = reload(&gw).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("tls"), "{}", r.body);
+    assert_eq!(trusting(&new).get(&url).send().await.unwrap().status(), 200);
+}

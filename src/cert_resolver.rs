@@ -1,0 +1,46 @@
+//! The TLS certificate the listeners serve, swappable while they run: a reload reads the files again
+//! and the next handshake gets the new certificate.
+
+use arc_swap::ArcSwap;
+use pingora::tls::sign::CertifiedKey;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct CertResolver(ArcSwap<CertifiedKey>);
+
+/// Reads a certificate chain and its key into the form the TLS stack serves.
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
+    let (certs, key) = match pingora::tls::load_certs_and_key_files(&c, &k) {
+        Ok(Some(pair)) => pair,
+        Ok(None) => {
+            return Err(format!(
+                "tls: {c} and {k} hold no certificate or no private key"
+            ))
+        }
+        Err(e) => return Err(format!("tls: cannot load {c} / {k}: {e}")),
+    };
+    let provider = pingora::tls::CryptoProvider::get_default()
+        .ok_or("tls: no crypto provider is installed")?;
+    CertifiedKey::from_der(certs, key, provider)
+        .map(Arc::new)
+        .map_err(|e| format!("tls: {c} and {k} do not form a usable pair: {e}"))
+}
+
+impl CertResolver {
+    pub fn new(first: Arc<CertifiedKey>) -> Self {
+        CertResolver(ArcSwap::new(first))
+    }
+
+    /// Serves `next` from the next handshake on.
+    pub fn replace(&self, next: Arc<CertifiedKey>) {
+        self.0.store(next);
+    }
+}
+
+impl pingora::tls::ResolvesServerCert for CertResolver {
+    fn resolve(&self, _: pingora::tls::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
