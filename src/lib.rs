@@ -198,6 +198,12 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         lasting,
         resolver.clone(),
     ));
+    if config.server.watch_config {
+        server.add_service(background_service(
+            "configuration file watch",
+            reload::Watch(reloader.clone()),
+        ));
+    }
     server.add_service(background_service(
         "configuration generation",
         FirstGeneration {

@@ -65,6 +65,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.request_header_timeout != n.request_header_timeout {
         out.push("server.request_header_timeout");
     }
+    if o.watch_config != n.watch_config {
+        out.push("server.watch_config");
+    }
     if old.store != new.store {
         out.push("store");
     }
@@ -72,6 +75,31 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         out.push("token_service.enabled");
     }
     out
+}
+
+/// Watches the configuration file (`[server] watch_config`): a change of its content reloads.
+/// Polling every second needs no file-system notification support and sees replaced files too.
+pub struct Watch(pub Arc<Reloader>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Watch {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let path = self.0.shared.load().config.file.clone();
+        let read = |p: &std::path::Path| std::fs::read(p).ok();
+        let mut seen = read(&path);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = read(&path);
+            if now.is_some() && now != seen {
+                seen = now;
+                tracing::info!(file = %path.display(), "the configuration file changed; reloading");
+                self.0.reload().await;
+            }
+        }
+    }
 }
 
 impl Reloader {

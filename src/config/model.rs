@@ -210,6 +210,8 @@ pub struct ServerSettings {
     pub trusted_proxies: Vec<crate::forwarded::Cidr>,
     /// the longest an HTTP/1 request's header section may take to arrive, whole
     pub request_header_timeout: Duration,
+    /// reload when the file changes on disk
+    pub watch_config: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -30,6 +30,7 @@ pub struct RawServer {
     pub strip_override_headers: bool,
     pub trusted_proxies: Vec<String>,
     pub request_header_timeout: String,
+    pub watch_config: bool,
 }
 
 impl Default for RawServer {
@@ -43,6 +44,7 @@ impl Default for RawServer {
             strip_override_headers: true,
             trusted_proxies: vec![],
             request_header_timeout: "10s".into(),
+            watch_config: false,
         }
     }
 }

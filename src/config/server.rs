@@ -58,6 +58,7 @@ impl Compiler {
         }
         let server = ServerSettings {
             request_header_timeout,
+            watch_config: s.watch_config,
             listen_tls,
             listen_plain,
             admin_listen,

@@ -98,6 +98,16 @@ impl Gw {
 
     /// Starts with a chosen TLS port, for configurations that must name it.
     pub fn start_on(dir: tempfile::TempDir, body: &str, tls: u16) -> Gw {
+        Self::start_on_edited(dir, body, tls, |t| t)
+    }
+
+    /// Starts with the whole file, [server] included, passed through `edit` first.
+    pub fn start_on_edited(
+        dir: tempfile::TempDir,
+        body: &str,
+        tls: u16,
+        edit: impl FnOnce(String) -> String,
+    ) -> Gw {
         let [plain, admin] = loop {
             let ports = free_ports::<2>();
             if !ports.contains(&tls) {
@@ -109,7 +119,7 @@ impl Gw {
             gatehouse::tlsfiles::write_self_signed(&cert, &dir.path().join("certs/gateway.key"))
                 .unwrap();
         }
-        let text = format!("{}\n{}", server_toml(plain, tls, admin), body);
+        let text = edit(format!("{}\n{}", server_toml(plain, tls, admin), body));
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).unwrap();
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));

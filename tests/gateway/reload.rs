@@ -234,3 +234,29 @@ async fn a_renewed_certificate_serves_the_next_handshake() {
     assert!(r.body.contains("tls"), "{}", r.body);
     assert_eq!(trusting(&new).get(&url).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_watch_config_a_saved_file_reloads_by_itself() {
+    let echo = Echo::start("echo").await;
+    let body = echo_everywhere(echo.addr) + "auth = \"public\"\n";
+    let gw = Gw::start_on_edited(
+        tempfile::tempdir().unwrap(),
+        &body,
+        crate::harness::free_port(),
+        |t| t.replace("threads = 1\n", "threads = 1\nwatch_config = true\n"),
+    );
+    assert_eq!(gw.get("/x", None).await.status, 200);
+    edit_file(&gw, |t| {
+        t.replace("path_prefix = \"/\"", "path_prefix = \"/y\"")
+    });
+    let mut moved = false;
+    for _ in 0..100 {
+        if gw.get("/x", None).await.status == 404 {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(moved, "the saved file was not reloaded");
+    assert_eq!(gw.get("/y/x", None).await.status, 200);
+}
