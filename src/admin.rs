@@ -77,7 +77,13 @@ impl ServeHttp for Admin {
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",
-                shared.metrics.render(&gauges(&shared, &self.reloader)),
+                shared.metrics.render(
+                    &gauges(&shared, &self.reloader),
+                    &[(
+                        "gatehouse_revocation_propagation_seconds",
+                        &shared.propagation,
+                    )],
+                ),
             ),
             _ => {
                 let a = Rejection::NotFound.answer();
@@ -133,6 +139,11 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<(String, u64)> {
             format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"error\"}}"),
             failed,
         ));
+    }
+    if let Some(store) = &s.store {
+        let (errors, reconnects) = store.stats();
+        g.push(("gatehouse_store_errors_total".to_string(), errors));
+        g.push(("gatehouse_store_reconnects_total".to_string(), reconnects));
     }
     for u in &s.upstreams {
         if let UpstreamRuntime::Pool(p) = u {

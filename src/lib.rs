@@ -16,6 +16,7 @@ pub mod header_deadline;
 pub mod header_value;
 pub mod headers;
 pub mod keys;
+pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
@@ -137,6 +138,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         config.validation.leeway,
     ));
     let revocations_loaded = Arc::new(store::RevocationsLoaded::new(true));
+    let propagation = Arc::new(metrics::Histogram::new(&metrics::PROPAGATION_BUCKETS));
     let store = match &config.token_service {
         Some(_) => Some(store::open(&config.store)?),
         None => None,
@@ -171,6 +173,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
                     store: store.clone(),
                     revocations: revocations.clone(),
                     clock: clock.clone(),
+                    lag: propagation.clone(),
                 },
             ));
         }
@@ -184,6 +187,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
         store,
         revocations,
         revocations_loaded,
+        propagation,
     };
     let (first, first_tasks) = runtime::generation(config.clone(), &lasting, None)?;
     let shared = Arc::new(ArcSwap::from_pointee(first));

@@ -8,10 +8,10 @@ use crate::error::{send_json, ErrorAnswer, Rejection};
 use crate::forward::{prepare_upstream, upstream_path, Forwarding};
 use crate::framing::framing_problem;
 use crate::headers::strip_identity_headers;
+use crate::metrics::Metrics;
 use crate::path::{normalise_host, normalise_path};
 use crate::policy::authorize;
 use crate::routes::{builtin, RouteMatch, RouteTable, Target};
-use crate::telemetry::Metrics;
 use crate::upstream::{whoami_body, UpstreamRuntime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -41,6 +41,8 @@ pub struct Shared {
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
     /// the token service's public keys, to tell whether a reload changed them
     pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
+    /// how long revocations made elsewhere took to arrive (shared store)
+    pub propagation: Arc<crate::metrics::Histogram>,
 }
 
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.

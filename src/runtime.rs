@@ -8,7 +8,7 @@ use crate::keys::VerifyKey;
 use crate::proxy::Shared;
 use crate::store::{RevocationsLoaded, Store};
 use crate::tasks::Tasks;
-use crate::{routes, telemetry, token, upstream};
+use crate::{routes, token, upstream};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -22,6 +22,7 @@ pub struct Lasting {
     /// the proxy's denylist, fed by revocations and the store
     pub revocations: Arc<Revocations>,
     pub revocations_loaded: Arc<RevocationsLoaded>,
+    pub propagation: Arc<crate::metrics::Histogram>,
 }
 
 /// Keeps every issuer's keys warm for as long as the generation serves.
@@ -128,7 +129,9 @@ pub fn generation(
     }
     let shared = Shared {
         table: routes::RouteTable::new(&config.routes),
-        metrics: telemetry::Metrics::new(config.routes.iter().map(|r| r.name.clone()).collect()),
+        metrics: crate::metrics::Metrics::new(
+            config.routes.iter().map(|r| r.name.clone()).collect(),
+        ),
         config,
         verifier,
         tokens,
@@ -137,6 +140,7 @@ pub fn generation(
         store: lasting.store.clone(),
         revocations_loaded: lasting.revocations_loaded.clone(),
         own_keys,
+        propagation: lasting.propagation.clone(),
     };
     Ok((shared, tasks))
 }

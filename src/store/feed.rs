@@ -19,12 +19,25 @@ pub struct RevocationFeed {
     pub store: Arc<dyn Store>,
     pub revocations: Arc<Revocations>,
     pub clock: SharedClock,
+    /// how long published revocations took to arrive
+    pub lag: Arc<crate::metrics::Histogram>,
 }
 
-/// `"<jti> <exp>"`, as the store publishes it.
-pub fn parse(payload: &str) -> Option<(&str, u64)> {
-    let (jti, exp) = payload.split_once(' ')?;
-    Some((jti, exp.parse().ok()?)).filter(|(j, _)| !j.is_empty())
+/// `"<jti> <exp> <sent_ms>"`, as the store publishes it (`sent_ms` may be missing).
+pub fn parse(payload: &str) -> Option<(&str, u64, Option<u64>)> {
+    let mut parts = payload.split(' ');
+    let jti = parts.next().filter(|j| !j.is_empty())?;
+    let exp = parts.next()?.parse().ok()?;
+    let sent = parts.next().and_then(|s| s.parse().ok());
+    Some((jti, exp, sent))
+}
+
+/// Milliseconds since the epoch, by the wall clock every replica shares.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl RevocationFeed {
@@ -69,8 +82,12 @@ impl RevocationFeed {
             match ps.get_message() {
                 Ok(msg) => {
                     let payload: String = msg.get_payload().unwrap_or_default();
-                    if let Some((jti, exp)) = parse(&payload) {
+                    if let Some((jti, exp, sent)) = parse(&payload) {
                         self.revocations.add(jti, exp);
+                        if let Some(sent) = sent {
+                            self.lag
+                                .observe_us(wall_ms().saturating_sub(sent).saturating_mul(1000));
+                        }
                     }
                 }
                 Err(e) if e.is_timeout() => {}
@@ -91,6 +108,7 @@ impl BackgroundService for RevocationFeed {
             store: self.store.clone(),
             revocations: self.revocations.clone(),
             clock: self.clock.clone(),
+            lag: self.lag.clone(),
         };
         let flag = stop.clone();
         let worker = tokio::task::spawn_blocking(move || me.run(&flag));
@@ -106,7 +124,8 @@ mod tests {
 
     #[test]
     fn messages_name_a_jti_and_its_exp() {
-        assert_eq!(parse("abc 1700000000"), Some(("abc", 1_700_000_000)));
+        assert_eq!(parse("abc 1700000000"), Some(("abc", 1_700_000_000, None)));
+        assert_eq!(parse("abc 17 1800"), Some(("abc", 17, Some(1800))));
         assert_eq!(parse("abc"), None);
         assert_eq!(parse(" 12"), None);
         assert_eq!(parse("abc soon"), None);

@@ -87,6 +87,11 @@ pub trait Store: Send + Sync + 'static {
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 
+    /// Failed operations and reconnections so far, for metrics.
+    fn stats(&self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// Answers when the store can be used right now (for `/ready`).
     fn ping(&self) -> Result<(), StoreError> {
         Ok(())

@@ -59,13 +59,17 @@ redis.call('HSET', KEYS[1], 'revoked', '1')
 local toks = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
 for i = 1, #toks, 2 do
   redis.call('ZADD', KEYS[3], 'GT', toks[i + 1], toks[i])
-  redis.call('PUBLISH', ARGV[1], toks[i] .. ' ' .. toks[i + 1])
+  redis.call('PUBLISH', ARGV[1], toks[i] .. ' ' .. toks[i + 1] .. ' ' .. ARGV[2])
 end
 return toks
 "#;
 
 pub struct RedisStore {
     client: redis::Client,
+    /// failed operations, and connections made again after a failure, for metrics
+    errors: std::sync::atomic::AtomicU64,
+    reconnects: std::sync::atomic::AtomicU64,
+    connected_once: std::sync::atomic::AtomicBool,
     /// one connection, made again after an error; commands are quick and run off the workers
     conn: Mutex<Option<Connection>>,
     rotate: Script,
@@ -95,6 +99,9 @@ impl RedisStore {
         let client = redis::Client::open(url).map_err(|e| format!("store.url: {e}"))?;
         Ok(RedisStore {
             client,
+            errors: Default::default(),
+            reconnects: Default::default(),
+            connected_once: Default::default(),
             conn: Mutex::new(None),
             rotate: Script::new(ROTATE),
             take_code: Script::new(TAKE_CODE),
@@ -112,10 +119,18 @@ impl RedisStore {
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
         let mut guard = self.conn.lock().map_err(|_| err("lock poisoned"))?;
         if guard.is_none() {
-            let c = self
-                .client
-                .get_connection_with_timeout(TIMEOUT)
-                .map_err(err)?;
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = match self.client.get_connection_with_timeout(TIMEOUT) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.errors.fetch_add(1, Relaxed);
+                    return Err(err(e));
+                }
+            };
+            if self.connected_once.swap(true, Relaxed) {
+                self.reconnects.fetch_add(1, Relaxed);
+                tracing::info!("connected to the store again");
+            }
             c.set_read_timeout(Some(TIMEOUT)).map_err(err)?;
             c.set_write_timeout(Some(TIMEOUT)).map_err(err)?;
             *guard = Some(c);
@@ -127,6 +142,8 @@ impl RedisStore {
             Ok(v) => Ok(v),
             Err(e) => {
                 *guard = None;
+                self.errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Err(err(e))
             }
         }
@@ -144,7 +161,10 @@ impl Store for RedisStore {
                 .arg(exp)
                 .arg(jti)
                 .ignore()
-                .publish(REVOCATIONS, format!("{jti} {exp}"))
+                .publish(
+                    REVOCATIONS,
+                    format!("{jti} {exp} {}", super::feed::wall_ms()),
+                )
                 .ignore()
                 .query::<()>(c)
         })
@@ -296,6 +316,7 @@ impl Store for RedisStore {
                 .key(key("famtokens", family))
                 .key(key("revoked", "all"))
                 .arg(REVOCATIONS)
+                .arg(super::feed::wall_ms())
                 .invoke(c)
         })?;
         Ok(toks
@@ -432,6 +453,11 @@ impl Store for RedisStore {
     fn session(&self, hash: &str, _now: u64) -> Result<Option<(String, u64)>, StoreError> {
         let rec: HashMap<String, String> = self.with(|c| c.hgetall(key("session", hash)))?;
         Ok((!rec.is_empty()).then(|| (text(&rec, "username"), num(&rec, "auth_time"))))
+    }
+
+    fn stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.errors.load(Relaxed), self.reconnects.load(Relaxed))
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -137,6 +137,8 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_the_other() {
         eventually(async || b.get("/api/x", Some(&t)).await.status == 401).await,
         "B never learned of the revocation"
     );
+    // B measured how long the revocation took to arrive
+    assert!(metric(&b, "gatehouse_revocation_propagation_seconds_count").await >= 1);
     // a third gateway started later loads the revocation before it answers
     let (_c_auth, c) = pair(&redis).await;
     assert_eq!(c.get("/api/x", Some(&t)).await.status, 401);
@@ -242,8 +244,19 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
         "the gateway did not reconnect"
     );
     assert!(eventually(async || ready(&b).await == 200).await);
+    assert!(metric(&a.gw, "gatehouse_store_errors_total").await >= 1);
+    assert!(metric(&a.gw, "gatehouse_store_reconnects_total").await >= 1);
     let (_c_auth, c) = pair(&redis).await;
     assert_eq!(c.get("/api/x", Some(&revoked)).await.status, 401);
+}
+
+/// A metric's value as `/metrics` shows it (0 when absent).
+async fn metric(gw: &Gw, name: &str) -> u64 {
+    let text = gw.metrics().await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The status of `/ready` on the admin listener.
