@@ -121,17 +121,32 @@ fn probe_listeners(config: &Config) -> Result<(), String> {
 
 /// Builds the Pingora server for a validated configuration.
 pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
+    build_with(config, clock, false)
+}
+
+/// Builds the server; with `upgrade` it takes its listening sockets from the running process that
+/// receives SIGQUIT (Pingora's graceful binary upgrade) instead of binding them.
+pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<Built, String> {
     pingora::tls::install_default_crypto_provider();
     prepare_tls(&config)?;
-    probe_listeners(&config)?;
+    if !upgrade {
+        probe_listeners(&config)?;
+    }
     let config = Arc::new(config);
     let conf = ServerConf {
         threads: config.server.threads,
-        grace_period_seconds: Some(1),
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        // In-flight requests run until the grace period ends: Pingora then stops the runtimes,
+        // which cancels what is still running; blocking work gets a little longer.
+        grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(5),
         ..Default::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
 
     let revocations = Arc::new(auth::Revocations::new(
         clock.clone(),

@@ -34,6 +34,10 @@ enum Command {
         /// Log format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Take the listening sockets over from the running gatehouse, which then gets SIGQUIT
+        /// (graceful binary upgrade: no connection is refused).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Ask the running gateway (through its admin listener) to reload its configuration file.
     Reload {
@@ -175,7 +179,11 @@ fn main() -> Result<(), Failure> {
             );
             Ok(())
         }
-        Command::Run { config, log_format } => run(&config, log_format),
+        Command::Run {
+            config,
+            log_format,
+            upgrade,
+        } => run(&config, log_format, upgrade),
         Command::Reload { config } => reload(&config),
     }
 }
@@ -248,14 +256,16 @@ fn reload(config: &std::path::Path) -> Result<(), Failure> {
     }
 }
 
-fn run(config: &std::path::Path, log_format: LogFormat) -> Result<(), Failure> {
+fn run(config: &std::path::Path, log_format: LogFormat, upgrade: bool) -> Result<(), Failure> {
     let _log_guard = gatehouse::telemetry::init_logging(log_format == LogFormat::Json);
     let c = Config::load(config)?;
     for w in c.warnings() {
         tracing::warn!("{w}");
     }
-    let built = gatehouse::build(c, Arc::new(SystemClock))
+    let mut built = gatehouse::build_with(c, Arc::new(SystemClock), upgrade)
         .map_err(|e| Failure(format!("gatehouse cannot start: {e}")))?;
+    // With --upgrade this waits for the old process's listening sockets.
+    built.server.bootstrap();
     let config = built.shared.load_full().config.clone();
     let s = &config.server;
     tracing::info!(

@@ -68,6 +68,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.watch_config != n.watch_config {
         out.push("server.watch_config");
     }
+    if o.upgrade_sock != n.upgrade_sock || o.shutdown_grace != n.shutdown_grace {
+        out.push("server.upgrade_sock / server.shutdown_grace");
+    }
     if old.store != new.store {
         out.push("store");
     }

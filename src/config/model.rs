@@ -212,6 +212,10 @@ pub struct ServerSettings {
     pub request_header_timeout: Duration,
     /// reload when the file changes on disk
     pub watch_config: bool,
+    /// where an old process hands its listening sockets to a new one (`run --upgrade`)
+    pub upgrade_sock: String,
+    /// after SIGTERM (or SIGQUIT's hand-over), how long requests in flight may still finish
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone)]

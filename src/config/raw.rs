@@ -31,6 +31,8 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     pub request_header_timeout: String,
     pub watch_config: bool,
+    pub upgrade_sock: String,
+    pub shutdown_grace: String,
 }
 
 impl Default for RawServer {
@@ -45,6 +47,8 @@ impl Default for RawServer {
             trusted_proxies: vec![],
             request_header_timeout: "10s".into(),
             watch_config: false,
+            upgrade_sock: "/tmp/gatehouse-upgrade.sock".into(),
+            shutdown_grace: "10s".into(),
         }
     }
 }

@@ -56,9 +56,12 @@ impl Compiler {
         if request_header_timeout < Duration::from_secs(1) {
             self.err("server.request_header_timeout", "must be at least 1s");
         }
+        let shutdown_grace = self.duration("server.shutdown_grace", &s.shutdown_grace);
         let server = ServerSettings {
             request_header_timeout,
             watch_config: s.watch_config,
+            upgrade_sock: s.upgrade_sock.clone(),
+            shutdown_grace,
             listen_tls,
             listen_plain,
             admin_listen,

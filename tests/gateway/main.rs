@@ -22,6 +22,7 @@ mod tokens;
 mod tokens_code;
 mod tokens_ops;
 mod tokens_users;
+mod upgrade;
 mod upstreams;
 mod verify;
 
