@@ -141,9 +141,19 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<(String, u64)> {
         ));
     }
     if let Some(store) = &s.store {
-        let (errors, reconnects) = store.stats();
-        g.push(("gatehouse_store_errors_total".to_string(), errors));
-        g.push(("gatehouse_store_reconnects_total".to_string(), reconnects));
+        let st = store.stats();
+        g.push((
+            "gatehouse_store_operations_total".to_string(),
+            st.operations,
+        ));
+        g.push(("gatehouse_store_errors_total".to_string(), st.errors));
+        g.push((
+            "gatehouse_store_reconnects_total".to_string(),
+            st.reconnects,
+        ));
+    }
+    if let Some(t) = &s.tokens {
+        g.push(("gatehouse_sign_ins_total".to_string(), t.sign_ins()));
     }
     for u in &s.upstreams {
         if let UpstreamRuntime::Pool(p) = u {

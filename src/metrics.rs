@@ -113,6 +113,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "1 while the upstream peer passes its health check.",
     ),
     (
+        "gatehouse_store_operations_total",
+        "counter",
+        "Operations sent to a shared store (Redis).",
+    ),
+    (
+        "gatehouse_sign_ins_total",
+        "counter",
+        "People signed in on the sign-in page: sign-in sessions made.",
+    ),
+    (
         "gatehouse_store_errors_total",
         "counter",
         "Store operations that failed.",

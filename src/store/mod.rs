@@ -87,9 +87,9 @@ pub trait Store: Send + Sync + 'static {
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 
-    /// Failed operations and reconnections so far, for metrics.
-    fn stats(&self) -> (u64, u64) {
-        (0, 0)
+    /// Operations, failed operations and reconnections so far, for metrics.
+    fn stats(&self) -> StoreStats {
+        StoreStats::default()
     }
 
     /// Answers when the store can be used right now (for `/ready`).
@@ -158,6 +158,14 @@ pub enum CodeUse {
         family: String,
     },
     Invalid,
+}
+
+/// What a store counted, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub operations: u64,
+    pub errors: u64,
+    pub reconnects: u64,
 }
 
 /// Whether this gateway knows every revocation: true once the store's set is loaded, false while a

@@ -67,6 +67,7 @@ return toks
 pub struct RedisStore {
     client: redis::Client,
     /// failed operations, and connections made again after a failure, for metrics
+    operations: std::sync::atomic::AtomicU64,
     errors: std::sync::atomic::AtomicU64,
     reconnects: std::sync::atomic::AtomicU64,
     connected_once: std::sync::atomic::AtomicBool,
@@ -99,6 +100,7 @@ impl RedisStore {
         let client = redis::Client::open(url).map_err(|e| format!("store.url: {e}"))?;
         Ok(RedisStore {
             client,
+            operations: Default::default(),
             errors: Default::default(),
             reconnects: Default::default(),
             connected_once: Default::default(),
@@ -117,6 +119,8 @@ impl RedisStore {
     /// Runs `f` on the connection, connecting first when there is none; an error drops the
     /// connection so the next call starts afresh.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        self.operations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut guard = self.conn.lock().map_err(|_| err("lock poisoned"))?;
         if guard.is_none() {
             use std::sync::atomic::Ordering::Relaxed;
@@ -455,9 +459,13 @@ impl Store for RedisStore {
         Ok((!rec.is_empty()).then(|| (text(&rec, "username"), num(&rec, "auth_time"))))
     }
 
-    fn stats(&self) -> (u64, u64) {
+    fn stats(&self) -> super::StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.errors.load(Relaxed), self.reconnects.load(Relaxed))
+        super::StoreStats {
+            operations: self.operations.load(Relaxed),
+            errors: self.errors.load(Relaxed),
+            reconnects: self.reconnects.load(Relaxed),
+        }
     }
 
     fn ping(&self) -> Result<(), StoreError> {

@@ -161,6 +161,8 @@ impl TokenService {
                 let Ok(sid) = random_token(32) else {
                     return self.no_randomness_page(session).await;
                 };
+                self.sign_ins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Kept in the store, so a restart or another replica keeps the person signed in.
                 let (hash, name, until) = (
                     sha256_hex(&sid),

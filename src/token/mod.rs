@@ -69,6 +69,13 @@ pub(crate) fn put(v: &mut Value, key: impl Into<String>, x: Value) {
     }
 }
 
+impl TokenService {
+    /// Sign-in sessions made so far.
+    pub fn sign_ins(&self) -> u64 {
+        self.sign_ins.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Which refresh family an access token belongs to.
 #[derive(Clone, Copy)]
 enum Family<'a> {
@@ -200,6 +207,8 @@ pub struct TokenService {
     issuer_path: String,
     /// every origin some client allows to call the endpoints from a browser
     cors_origins: Vec<String>,
+    /// sign-in sessions made, for metrics
+    sign_ins: std::sync::atomic::AtomicU64,
 }
 
 impl TokenService {
@@ -266,6 +275,7 @@ impl TokenService {
             clock,
             metadata,
             issuer_path,
+            sign_ins: Default::default(),
             cors_origins: {
                 let mut o: Vec<String> = config
                     .clients

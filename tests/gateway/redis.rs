@@ -245,6 +245,7 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
     );
     assert!(eventually(async || ready(&b).await == 200).await);
     assert!(metric(&a.gw, "gatehouse_store_errors_total").await >= 1);
+    assert!(metric(&a.gw, "gatehouse_store_operations_total").await >= 10);
     assert!(metric(&a.gw, "gatehouse_store_reconnects_total").await >= 1);
     let (_c_auth, c) = pair(&redis).await;
     assert_eq!(c.get("/api/x", Some(&revoked)).await.status, 401);

@@ -416,6 +416,9 @@ async fn a_sign_in_session_survives_a_restart_on_sqlite() {
     let a = Auth::start_with(store, "").await;
     let signed_in = a.sign_in(ALICE_PASSWORD).await;
     let session = set_cookie(&signed_in, "__Host-gatehouse-session").unwrap();
+    let m = a.gw.metrics().await;
+    assert!(m.contains("gatehouse_sign_ins_total 1"), "{m}");
+    assert!(m.contains("# HELP gatehouse_sign_ins_total "), "{m}");
     let b = a.restart(store, |t| t);
     // the person is still signed in: the authorization answers at once, without the form
     let r = b.get_authorize(&authorize_query(&[]), Some(&session)).await;
