@@ -75,9 +75,11 @@ doc:
 
 ci: deps fmt clippy doc test
 
-# Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~10 minutes).
+# Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~10 minutes),
+# then the revocation propagation delay between two gateways on one Redis.
 bench: deps
 	python3 benches/bench.py
+	python3 benches/propagation.py
 
 # The verification micro-benchmark (criterion).
 bench-verify: deps

@@ -1,6 +1,7 @@
 //! The operators' listener: `/healthz` and `/metrics`, a small HTTP service of its own.
 
 use crate::error::{AsAnswer, Rejection};
+use crate::metrics::Sample;
 use crate::proxy::Shared;
 use crate::reload::{Outcome, Reloader};
 use crate::upstream::UpstreamRuntime;
@@ -77,13 +78,7 @@ impl ServeHttp for Admin {
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",
-                shared.metrics.render(
-                    &gauges(&shared, &self.reloader),
-                    &[(
-                        "gatehouse_revocation_propagation_seconds",
-                        &shared.propagation,
-                    )],
-                ),
+                shared.metrics.render(gauges(&shared, &self.reloader)),
             ),
             _ => {
                 let a = Rejection::NotFound.answer();
@@ -111,59 +106,53 @@ impl Admin {
 }
 
 /// Gauges read at scrape time: the verified-token cache, key fetches, upstream peer health.
-fn gauges(s: &Shared, reloader: &Reloader) -> Vec<(String, u64)> {
+fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
     let mut g = vec![
-        (
-            "gatehouse_config_generation".to_string(),
-            reloader.generation(),
-        ),
-        (
-            "gatehouse_config_reload_failures_total".to_string(),
+        Sample::new("gatehouse_config_generation", reloader.generation()),
+        Sample::new(
+            "gatehouse_config_reload_failures_total",
             reloader.failures(),
         ),
-        (
-            "gatehouse_verified_tokens_cached".to_string(),
+        Sample::new(
+            "gatehouse_verified_tokens_cached",
             s.verifier.cached_tokens(),
         ),
-        (
-            "gatehouse_verified_tokens_cached_bytes".to_string(),
+        Sample::new(
+            "gatehouse_verified_tokens_cached_bytes",
             s.verifier.cached_bytes(),
         ),
     ];
     for (issuer, ok, failed) in s.verifier.jwks.fetch_counts() {
-        g.push((
-            format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"ok\"}}"),
-            ok,
-        ));
-        g.push((
-            format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"error\"}}"),
-            failed,
-        ));
+        for (result, n) in [("ok", ok), ("error", failed)] {
+            g.push(Sample::labelled(
+                "gatehouse_jwks_fetches_total",
+                vec![("issuer", issuer.clone()), ("result", result.to_string())],
+                n,
+            ));
+        }
     }
     if let Some(store) = &s.store {
         let st = store.stats();
-        g.push((
-            "gatehouse_store_operations_total".to_string(),
+        g.push(Sample::new(
+            "gatehouse_store_operations_total",
             st.operations,
         ));
-        g.push(("gatehouse_store_errors_total".to_string(), st.errors));
-        g.push((
-            "gatehouse_store_reconnects_total".to_string(),
+        g.push(Sample::new("gatehouse_store_errors_total", st.errors));
+        g.push(Sample::new(
+            "gatehouse_store_reconnects_total",
             st.reconnects,
         ));
     }
     if let Some(t) = &s.tokens {
-        g.push(("gatehouse_sign_ins_total".to_string(), t.sign_ins()));
+        g.push(Sample::new("gatehouse_sign_ins_total", t.sign_ins()));
     }
     for u in &s.upstreams {
         if let UpstreamRuntime::Pool(p) = u {
             for b in p.lb.backends().get_backend().iter() {
                 let healthy = p.lb.backends().ready(b) as u64;
-                g.push((
-                    format!(
-                        "gatehouse_upstream_peer_healthy{{upstream=\"{}\",peer=\"{}\"}}",
-                        p.name, b.addr
-                    ),
+                g.push(Sample::labelled(
+                    "gatehouse_upstream_peer_healthy",
+                    vec![("upstream", p.name.clone()), ("peer", b.addr.to_string())],
                     healthy,
                 ));
             }

@@ -153,7 +153,7 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
         config.validation.leeway,
     ));
     let revocations_loaded = Arc::new(store::RevocationsLoaded::new(true));
-    let propagation = Arc::new(metrics::Histogram::new(&metrics::PROPAGATION_BUCKETS));
+    let propagation = metrics::propagation_histogram()?;
     let store = match &config.token_service {
         Some(_) => Some(store::open(&config.store)?),
         None => None,

@@ -1,8 +1,12 @@
-//! Prometheus metrics for the admin listener: request counters, duration histograms, and the gauges
-//! read at scrape time, each family with its HELP and TYPE. Counting costs no lock or allocation.
+//! Prometheus metrics for the admin listener, encoded by the `prometheus` crate: request counters,
+//! duration histograms, and the values read at scrape time, each family with its HELP and TYPE.
+//! Counting a request costs a few atomic additions, no lock and no allocation.
 
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -11,143 +15,103 @@ const REQUEST_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 /// Upper bounds, in seconds, of the revocation-propagation buckets.
-pub const PROPAGATION_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+const PROPAGATION_BUCKETS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
 
-/// A Prometheus histogram over fixed buckets, in microseconds inside.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds_us: Vec<u64>,
-    /// one counter per bucket (not cumulative), and one past the last bound
-    counts: Vec<AtomicU64>,
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds_seconds: &[f64]) -> Histogram {
-        Histogram {
-            bounds_us: bounds_seconds.iter().map(|b| (b * 1e6) as u64).collect(),
-            counts: (0..=bounds_seconds.len())
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe_us(&self, us: u64) {
-        let i = self
-            .bounds_us
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(self.bounds_us.len());
-        if let Some(c) = self.counts.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str) {
-        let mut cumulative = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c.load(Ordering::Relaxed);
-            match self.bounds_us.get(i) {
-                Some(b) => {
-                    let le = *b as f64 / 1e6;
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-                }
-            }
-        }
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {cumulative}");
-    }
-}
-
-/// HELP and TYPE of every family the gateway exposes.
-const FAMILIES: &[(&str, &str, &str)] = &[
+/// The HELP text of every family the gateway exposes; a name ending in `_total` is a counter.
+const HELP: &[(&str, &str)] = &[
     (
         "gatehouse_requests_total",
-        "counter",
         "Requests answered, by route and status class.",
     ),
     (
         "gatehouse_denials_total",
-        "counter",
         "Requests the gateway refused, by reason.",
     ),
     (
-        "gatehouse_request_duration_seconds",
-        "histogram",
-        "Time from request header to the last log line.",
-    ),
-    (
         "gatehouse_config_generation",
-        "gauge",
         "The configuration generation serving: 1 at start, one more per reload.",
     ),
     (
         "gatehouse_config_reload_failures_total",
-        "counter",
         "Reloads refused because the configuration had problems.",
     ),
     (
         "gatehouse_verified_tokens_cached",
-        "gauge",
         "Entries in the verified-token cache.",
     ),
     (
         "gatehouse_verified_tokens_cached_bytes",
-        "gauge",
         "Bytes the verified-token cache holds, as its weigher counts them.",
     ),
     (
         "gatehouse_jwks_fetches_total",
-        "counter",
         "Key-set fetches by issuer and result.",
     ),
     (
         "gatehouse_upstream_peer_healthy",
-        "gauge",
         "1 while the upstream peer passes its health check.",
     ),
     (
         "gatehouse_store_operations_total",
-        "counter",
         "Operations sent to a shared store (Redis).",
     ),
     (
-        "gatehouse_sign_ins_total",
-        "counter",
-        "People signed in on the sign-in page: sign-in sessions made.",
-    ),
-    (
         "gatehouse_store_errors_total",
-        "counter",
         "Store operations that failed.",
     ),
     (
         "gatehouse_store_reconnects_total",
-        "counter",
         "Connections made to the store again after one was lost.",
     ),
     (
-        "gatehouse_revocation_propagation_seconds",
-        "histogram",
-        "From a revocation on one gateway to this one learning it (shared store).",
+        "gatehouse_sign_ins_total",
+        "People signed in on the sign-in page: sign-in sessions made.",
     ),
 ];
 
-fn header(out: &mut String, family: &str) {
-    if let Some((name, kind, help)) = FAMILIES.iter().find(|(n, _, _)| *n == family) {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
+/// How long revocations made on other gateways took to arrive: one histogram for the process,
+/// shown by every configuration generation.
+pub fn propagation_histogram() -> Result<Histogram, String> {
+    let opts = HistogramOpts::new(
+        "gatehouse_revocation_propagation_seconds",
+        "From a revocation on one gateway to this one learning it (shared store).",
+    )
+    .buckets(PROPAGATION_BUCKETS.to_vec());
+    Histogram::with_opts(opts).map_err(|e| format!("metrics: {e}"))
+}
+
+/// One value read at scrape time: a family, its labels, the value.
+pub struct Sample {
+    pub family: &'static str,
+    pub labels: Vec<(&'static str, String)>,
+    pub value: u64,
+}
+
+impl Sample {
+    pub fn new(family: &'static str, value: u64) -> Sample {
+        Sample {
+            family,
+            labels: vec![],
+            value,
+        }
+    }
+
+    pub fn labelled(
+        family: &'static str,
+        labels: Vec<(&'static str, String)>,
+        value: u64,
+    ) -> Sample {
+        Sample {
+            family,
+            labels,
+            value,
+        }
     }
 }
 
-/// The request counters of one configuration generation.
+/// The request metrics of one configuration generation.
 pub struct Metrics {
+    registry: Registry,
     route_names: Vec<String>,
     /// requests per route (the last slot: no route matched) and status class (index status / 100)
     requests: Vec<[AtomicU64; 6]>,
@@ -156,21 +120,33 @@ pub struct Metrics {
     duration: Histogram,
 }
 
-fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 impl Metrics {
-    pub fn new(route_names: Vec<String>) -> Self {
+    /// `propagation` is the process's histogram, shown with this generation's metrics.
+    pub fn new(route_names: Vec<String>, propagation: &Histogram) -> Result<Self, String> {
         let requests = (0..=route_names.len())
             .map(|_| Default::default())
             .collect();
-        Metrics {
+        let registry = Registry::new();
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "gatehouse_request_duration_seconds",
+                "Time from the request header to the access-log line.",
+            )
+            .buckets(REQUEST_BUCKETS.to_vec()),
+        )
+        .map_err(|e| format!("metrics: {e}"))?;
+        for h in [&duration, propagation] {
+            registry
+                .register(Box::new(h.clone()))
+                .map_err(|e| format!("metrics: {e}"))?;
+        }
+        Ok(Metrics {
+            registry,
             route_names,
             requests,
             denials: Mutex::new(BTreeMap::new()),
-            duration: Histogram::new(&REQUEST_BUCKETS),
-        }
+            duration,
+        })
     }
 
     pub fn observe(
@@ -193,14 +169,12 @@ impl Metrics {
                 *m.entry(d).or_default() += 1;
             }
         }
-        self.duration.observe_us(micros);
+        self.duration.observe(micros as f64 / 1e6);
     }
 
-    /// Prometheus text exposition. `extra` are lines `family{labels} value` computed by the caller,
-    /// grouped by family; `histograms` more histograms by name.
-    pub fn render(&self, extra: &[(String, u64)], histograms: &[(&str, &Histogram)]) -> String {
-        let mut out = String::new();
-        header(&mut out, "gatehouse_requests_total");
+    /// The request counts that are not zero, as samples.
+    fn request_samples(&self) -> Vec<Sample> {
+        let mut out = Vec::new();
         for (i, counters) in self.requests.iter().enumerate() {
             let route = self.route_names.get(i).map(String::as_str).unwrap_or("-");
             for (class, n) in counters.iter().enumerate() {
@@ -211,37 +185,92 @@ impl Metrics {
                     } else {
                         format!("{class}xx")
                     };
-                    let _ = writeln!(
-                        out,
-                        "gatehouse_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                        escape(route)
-                    );
+                    out.push(Sample::labelled(
+                        "gatehouse_requests_total",
+                        vec![("route", route.to_string()), ("status", status)],
+                        n,
+                    ));
                 }
             }
         }
-        header(&mut out, "gatehouse_denials_total");
         if let Ok(m) = self.denials.lock() {
             for (reason, n) in m.iter() {
-                let _ = writeln!(out, "gatehouse_denials_total{{reason=\"{reason}\"}} {n}");
+                out.push(Sample::labelled(
+                    "gatehouse_denials_total",
+                    vec![("reason", reason.to_string())],
+                    *n,
+                ));
             }
-        }
-        header(&mut out, "gatehouse_request_duration_seconds");
-        self.duration
-            .render(&mut out, "gatehouse_request_duration_seconds");
-        let mut last_family = "";
-        for (line, v) in extra {
-            let family = line.split('{').next().unwrap_or(line);
-            if family != last_family {
-                header(&mut out, family);
-                last_family = family;
-            }
-            let _ = writeln!(out, "{line} {v}");
-        }
-        for (name, h) in histograms {
-            header(&mut out, name);
-            h.render(&mut out, name);
         }
         out
+    }
+
+    /// The Prometheus text exposition of this generation's metrics and of `samples`.
+    pub fn render(&self, samples: Vec<Sample>) -> String {
+        let scrape = Registry::new();
+        let mut all = self.request_samples();
+        all.extend(samples);
+        let mut families: BTreeMap<&'static str, Vec<Sample>> = BTreeMap::new();
+        for s in all {
+            families.entry(s.family).or_default().push(s);
+        }
+        for (family, samples) in families {
+            if let Err(e) = register_family(&scrape, family, &samples) {
+                tracing::warn!(family, error = %e, "a metric family could not be rendered");
+            }
+        }
+        let mut metric_families = self.registry.gather();
+        metric_families.extend(scrape.gather());
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&metric_families, &mut out) {
+            tracing::warn!(error = %e, "the metrics could not be encoded");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Registers one family's samples: counters for `_total` names, gauges for the others.
+fn register_family(
+    registry: &Registry,
+    family: &'static str,
+    samples: &[Sample],
+) -> prometheus::Result<()> {
+    let help = HELP
+        .iter()
+        .find(|(n, _)| *n == family)
+        .map_or(family, |(_, h)| h);
+    let counter = family.ends_with("_total");
+    let names: Vec<&str> = samples
+        .first()
+        .map(|s| s.labels.iter().map(|(k, _)| *k).collect())
+        .unwrap_or_default();
+    let opts = Opts::new(family, help);
+    if names.is_empty() {
+        let value = samples.iter().map(|s| s.value).sum::<u64>();
+        if counter {
+            let c = IntCounter::with_opts(opts)?;
+            c.inc_by(value);
+            registry.register(Box::new(c))
+        } else {
+            let g = IntGauge::with_opts(opts)?;
+            g.set(i64::try_from(value).unwrap_or(i64::MAX));
+            registry.register(Box::new(g))
+        }
+    } else if counter {
+        let v = IntCounterVec::new(opts, &names)?;
+        for s in samples {
+            let values: Vec<&str> = s.labels.iter().map(|(_, v)| v.as_str()).collect();
+            v.get_metric_with_label_values(&values)?.inc_by(s.value);
+        }
+        registry.register(Box::new(v))
+    } else {
+        let v = IntGaugeVec::new(opts, &names)?;
+        for s in samples {
+            let values: Vec<&str> = s.labels.iter().map(|(_, v)| v.as_str()).collect();
+            v.get_metric_with_label_values(&values)?
+                .set(i64::try_from(s.value).unwrap_or(i64::MAX));
+        }
+        registry.register(Box::new(v))
     }
 }
 
@@ -250,23 +279,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histograms_are_cumulative_with_help_and_type() {
-        let m = Metrics::new(vec!["api".into()]);
+    fn families_carry_help_type_and_histogram_buckets() {
+        let propagation = propagation_histogram().unwrap();
+        propagation.observe(0.002);
+        let m = Metrics::new(vec!["api".into()], &propagation).unwrap();
         m.observe(Some(0), 200, 300, None);
         m.observe(Some(0), 401, 20_000, Some("expired"));
         m.observe(None, 404, 20_000_000, Some("not_found"));
-        let text = m.render(&[("gatehouse_config_generation".into(), 2)], &[]);
-        assert!(text.contains("# TYPE gatehouse_request_duration_seconds histogram"));
+        let text = m.render(vec![
+            Sample::new("gatehouse_config_generation", 2),
+            Sample::labelled(
+                "gatehouse_upstream_peer_healthy",
+                vec![("upstream", "u".into()), ("peer", "127.0.0.1:9".into())],
+                0,
+            ),
+        ]);
+        assert!(
+            text.contains("# TYPE gatehouse_request_duration_seconds histogram"),
+            "{text}"
+        );
         assert!(text.contains("gatehouse_request_duration_seconds_bucket{le=\"0.0005\"} 1"));
         assert!(text.contains("gatehouse_request_duration_seconds_bucket{le=\"0.025\"} 2"));
         assert!(text.contains("gatehouse_request_duration_seconds_bucket{le=\"+Inf\"} 3"));
         assert!(text.contains("gatehouse_request_duration_seconds_count 3"));
         assert!(text.contains("gatehouse_requests_total{route=\"api\",status=\"4xx\"} 1"));
         assert!(text.contains("gatehouse_requests_total{route=\"-\",status=\"4xx\"} 1"));
+        assert!(text.contains("# TYPE gatehouse_requests_total counter"));
         assert!(text.contains("# HELP gatehouse_config_generation "));
         assert!(text.contains("gatehouse_config_generation 2"));
-        for family in ["gatehouse_requests_total", "gatehouse_denials_total"] {
-            assert!(text.contains(&format!("# HELP {family} ")), "{family}");
-        }
+        assert!(text.contains("gatehouse_revocation_propagation_seconds_count 1"));
+        assert!(text.contains("peer=\"127.0.0.1:9\""), "{text}");
+        assert!(text.contains("# HELP gatehouse_denials_total "));
     }
 }

@@ -41,8 +41,6 @@ pub struct Shared {
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
     /// the token service's public keys, to tell whether a reload changed them
     pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
-    /// how long revocations made elsewhere took to arrive (shared store)
-    pub propagation: Arc<crate::metrics::Histogram>,
 }
 
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.

@@ -22,7 +22,7 @@ pub struct Lasting {
     /// the proxy's denylist, fed by revocations and the store
     pub revocations: Arc<Revocations>,
     pub revocations_loaded: Arc<RevocationsLoaded>,
-    pub propagation: Arc<crate::metrics::Histogram>,
+    pub propagation: prometheus::Histogram,
 }
 
 /// Keeps every issuer's keys warm for as long as the generation serves.
@@ -131,7 +131,8 @@ pub fn generation(
         table: routes::RouteTable::new(&config.routes),
         metrics: crate::metrics::Metrics::new(
             config.routes.iter().map(|r| r.name.clone()).collect(),
-        ),
+            &lasting.propagation,
+        )?,
         config,
         verifier,
         tokens,
@@ -140,7 +141,6 @@ pub fn generation(
         store: lasting.store.clone(),
         revocations_loaded: lasting.revocations_loaded.clone(),
         own_keys,
-        propagation: lasting.propagation.clone(),
     };
     Ok((shared, tasks))
 }

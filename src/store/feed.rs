@@ -20,7 +20,7 @@ pub struct RevocationFeed {
     pub revocations: Arc<Revocations>,
     pub clock: SharedClock,
     /// how long published revocations took to arrive
-    pub lag: Arc<crate::metrics::Histogram>,
+    pub lag: prometheus::Histogram,
 }
 
 /// `"<jti> <exp> <sent_ms>"`, as the store publishes it (`sent_ms` may be missing).
@@ -86,7 +86,7 @@ impl RevocationFeed {
                         self.revocations.add(jti, exp);
                         if let Some(sent) = sent {
                             self.lag
-                                .observe_us(wall_ms().saturating_sub(sent).saturating_mul(1000));
+                                .observe(wall_ms().saturating_sub(sent) as f64 / 1000.0);
                         }
                     }
                 }

@@ -66,7 +66,7 @@ auth = "public"
     }
     assert_eq!(seen.len(), 2, "round robin should use both peers");
     b.state.healthy.store(false, Ordering::SeqCst);
-    let peer = format!("peer=\"{}\"}} 0", b.addr);
+    let peer = format!("peer=\"{}\",upstream=\"pool\"}} 0", b.addr);
     let mut gone = false;
     for _ in 0..100 {
         if gw.metrics().await.contains(&peer) {
