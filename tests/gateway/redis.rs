@@ -89,7 +89,7 @@ impl Drop for RedisServer {
 }
 
 /// Gateway A with the token service on Redis, and B: another process's twin, with A's keys.
-async fn pair(redis: &RedisServer) -> (Auth, Gw) {
+async fn pair(redis: &RedisServer) -> (Auth, Auth) {
     let a = Auth::start_with(&redis.store(), "").await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
@@ -98,7 +98,12 @@ async fn pair(redis: &RedisServer) -> (Auth, Gw) {
         let f = f.unwrap();
         std::fs::copy(f.path(), keys.join(f.file_name())).unwrap();
     }
-    let b = Gw::start_in(dir, &auth_toml(&a.echo, &redis.store(), ""));
+    let gw = Gw::start_in(dir, &auth_toml(&a.echo, &redis.store(), ""));
+    let b = Auth {
+        gw,
+        echo: a.echo.clone(),
+        client_key: crate::keys::TestKey::rsa("unused"),
+    };
     (a, b)
 }
 
@@ -121,7 +126,7 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_the_other() {
     let (a, b) = pair(&redis).await;
     let t = a.svc_token(None).await;
     assert_eq!(
-        b.get("/api/x", Some(&t)).await.status,
+        b.gw.get("/api/x", Some(&t)).await.status,
         200,
         "B accepts A's token"
     );
@@ -134,14 +139,14 @@ async fn a_token_revoked_on_one_gateway_is_refused_by_the_other() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(
-        eventually(async || b.get("/api/x", Some(&t)).await.status == 401).await,
+        eventually(async || b.gw.get("/api/x", Some(&t)).await.status == 401).await,
         "B never learned of the revocation"
     );
     // B measured how long the revocation took to arrive
-    assert!(metric(&b, "gatehouse_revocation_propagation_seconds_count").await >= 1);
+    assert!(metric(&b.gw, "gatehouse_revocation_propagation_seconds_count").await >= 1);
     // a third gateway started later loads the revocation before it answers
     let (_c_auth, c) = pair(&redis).await;
-    assert_eq!(c.get("/api/x", Some(&t)).await.status, 401);
+    assert_eq!(c.gw.get("/api/x", Some(&t)).await.status, 401);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -150,30 +155,25 @@ async fn refresh_families_codes_and_assertion_ids_are_shared() {
         return;
     };
     let (a, b) = pair(&redis).await;
-    let b_auth = Auth {
-        gw: b,
-        echo: a.echo.clone(),
-        client_key: crate::keys::TestKey::rsa("unused"),
-    };
     // a refresh rotated on A and replayed on B revokes the family, and its access tokens at the edge
     let first = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
     let r1 = first.json()["refresh_token"].as_str().unwrap().to_string();
     let access = first.json()["access_token"].as_str().unwrap().to_string();
     let second = refresh(&a, &r1).await;
     assert_eq!(second.status, 200, "{}", second.body);
-    oauth_error(&refresh(&b_auth, &r1).await, 400, "invalid_grant");
+    oauth_error(&refresh(&b, &r1).await, 400, "invalid_grant");
     let r2 = second.json()["refresh_token"].as_str().unwrap().to_string();
     oauth_error(&refresh(&a, &r2).await, 400, "invalid_grant");
     assert!(eventually(async || a.gw.get("/api/x", Some(&access)).await.status == 401).await);
     // a code issued on A is redeemed once, whichever gateway sees it
     let signed_in = a.sign_in(ALICE_PASSWORD).await;
     let code = code_of(&signed_in);
-    assert_eq!(b_auth.exchange(&code, VERIFIER).await.status, 200);
+    assert_eq!(b.exchange(&code, VERIFIER).await.status, 200);
     oauth_error(&a.exchange(&code, VERIFIER).await, 400, "invalid_grant");
     // the person signed in on A is signed in on B too
     let session = crate::tokens_code::set_cookie(&signed_in, "__Host-gatehouse-session").unwrap();
     let q = crate::tokens_code::authorize_query(&[]);
-    let r = b_auth.get_authorize(&q, Some(&session)).await;
+    let r = b.get_authorize(&q, Some(&session)).await;
     assert_eq!(r.status, 303, "{}", r.body);
     // an assertion id used on A is refused on B
     let assertion = a.assertion("signer", &a.token_url(), 60, "shared-jti");
@@ -183,18 +183,9 @@ async fn refresh_families_codes_and_assertion_ids_are_shared() {
         ("client_assertion", assertion.as_str()),
     ];
     assert_eq!(a.post("/oauth/token", &form, None).await.status, 200);
-    let b_url = format!("https://localhost:{}/oauth/token", b_auth.gw.tls.port());
-    let again = crate::harness::Resp::from(
-        b_auth
-            .gw
-            .https
-            .post(b_url)
-            .form(&form)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let b_url = format!("https://localhost:{}/oauth/token", b.gw.tls.port());
+    let again =
+        crate::harness::Resp::from(b.gw.https.post(b_url).form(&form).send().await.unwrap()).await;
     assert_eq!(again.status, 401, "{}", again.body);
 }
 
@@ -213,15 +204,15 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
         Some(("svc", SVC_SECRET)),
     )
     .await;
-    assert!(eventually(async || b.get("/api/x", Some(&revoked)).await.status == 401).await);
+    assert!(eventually(async || b.gw.get("/api/x", Some(&revoked)).await.status == 401).await);
     redis.kill();
     assert!(
         eventually(async || ready(&a.gw).await == 503).await,
         "/ready ignores the store"
     );
     // validation goes on, with every revocation known before the outage
-    assert_eq!(b.get("/api/x", Some(&kept)).await.status, 200);
-    assert_eq!(b.get("/api/x", Some(&revoked)).await.status, 401);
+    assert_eq!(b.gw.get("/api/x", Some(&kept)).await.status, 200);
+    assert_eq!(b.gw.get("/api/x", Some(&revoked)).await.status, 401);
     // what must be recorded is refused, never answered as if it were
     let r = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
     oauth_error(&r, 503, "temporarily_unavailable");
@@ -243,12 +234,12 @@ async fn without_redis_tokens_still_pass_writes_answer_503_and_it_recovers() {
         .await,
         "the gateway did not reconnect"
     );
-    assert!(eventually(async || ready(&b).await == 200).await);
+    assert!(eventually(async || ready(&b.gw).await == 200).await);
     assert!(metric(&a.gw, "gatehouse_store_errors_total").await >= 1);
     assert!(metric(&a.gw, "gatehouse_store_operations_total").await >= 10);
     assert!(metric(&a.gw, "gatehouse_store_reconnects_total").await >= 1);
     let (_c_auth, c) = pair(&redis).await;
-    assert_eq!(c.get("/api/x", Some(&revoked)).await.status, 401);
+    assert_eq!(c.gw.get("/api/x", Some(&revoked)).await.status, 401);
 }
 
 /// A metric's value as `/metrics` shows it (0 when absent).
@@ -276,16 +267,11 @@ async fn a_lockout_counts_failures_on_every_gateway() {
         return;
     };
     let (a, b) = pair(&redis).await;
-    let b_auth = Auth {
-        gw: b,
-        echo: a.echo.clone(),
-        client_key: crate::keys::TestKey::rsa("unused"),
-    };
     // the shipped test limit is 5 failures in 5 minutes: three on A and two on B
-    for gw in [&a, &a, &a, &b_auth, &b_auth] {
+    for gw in [&a, &a, &a, &b, &b] {
         assert_eq!(gw.client_credentials("svc", "wrong").await.status, 401);
     }
-    for gw in [&a, &b_auth] {
+    for gw in [&a, &b] {
         let r = gw.client_credentials("svc", SVC_SECRET).await;
         oauth_error(&r, 401, "invalid_client");
         assert!(r.body.contains("too many failed"), "{}", r.body);
