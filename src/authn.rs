@@ -46,9 +46,11 @@ pub async fn authenticate(
     let claims = route
         .needs_claims
         .then(|| decode_claims(segment.as_bytes()));
+    let token_key = route.identity_jwt.then(|| verifier.token_key(&token));
     Ok(Some(Identity {
         principal,
         payload,
         claims,
+        token_key,
     }))
 }

@@ -73,6 +73,8 @@ pub struct Forwarding<'a> {
     /// the rewritten path and query, when it differs from the client's
     pub path: Option<&'a str>,
     pub identity: Option<&'a Identity>,
+    /// `X-Auth-Jwt`, on routes with `identity_jwt`
+    pub identity_jwt: Option<&'a http::HeaderValue>,
     pub trusted_proxies: &'a [Cidr],
 }
 
@@ -93,6 +95,9 @@ pub fn prepare_upstream(
     }
     if let Some(id) = f.identity {
         set_claim_headers(up, &f.route.claim_headers, id)?;
+    }
+    if let Some(jwt) = f.identity_jwt {
+        up.insert_header("X-Auth-Jwt", jwt.clone())?;
     }
     let req = session.req_header();
     let hop = Hop {

@@ -15,6 +15,7 @@ pub mod framing;
 pub mod header_deadline;
 pub mod header_value;
 pub mod headers;
+pub mod identity_jwt;
 pub mod keys;
 pub mod metrics;
 pub mod path;

@@ -75,6 +75,7 @@ mod tests {
             principal: p.clone(),
             payload: http::HeaderValue::from_static("e30"),
             claims: claims.cloned(),
+            token_key: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Shared {
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
     /// the token service's public keys, to tell whether a reload changed them
     pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
+    /// signs `X-Auth-Jwt` for routes with `identity_jwt`, when the token service has keys
+    pub identity_signer: Option<crate::identity_jwt::IdentitySigner>,
 }
 
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.
@@ -55,6 +57,8 @@ pub struct Ctx {
     route: Option<usize>,
     /// who the request is, once its token is verified
     identity: Option<Identity>,
+    /// the identity JWT for the upstream, on routes that send one
+    identity_jwt: Option<http::HeaderValue>,
     upstream_path: Option<String>,
     tried: Vec<SocketAddr>,
     denial: Option<&'static str>,
@@ -112,6 +116,7 @@ impl Gateway {
             route: self.route(ctx)?,
             path: ctx.upstream_path.as_deref(),
             identity: ctx.identity.as_ref(),
+            identity_jwt: ctx.identity_jwt.as_ref(),
             trusted_proxies: &ctx.shared.config.server.trusted_proxies,
         })
     }
@@ -178,6 +183,10 @@ impl Gateway {
         .await?;
         if let Some(id) = &ctx.identity {
             authorize(id, &route.policy).map_err(Rejection::InsufficientScope)?;
+            if let (true, Some(signer)) = (route.identity_jwt, &s.identity_signer) {
+                let key = id.token_key.unwrap_or_default();
+                ctx.identity_jwt = signer.header(id, key, idx, &route.name);
+            }
         }
         if let Some(UpstreamRuntime::Whoami) = s.upstreams.get(route.upstream.index) {
             let mut up = session.req_header().clone();
@@ -213,6 +222,7 @@ impl ProxyHttp for Gateway {
             start: Instant::now(),
             route: None,
             identity: None,
+            identity_jwt: None,
             upstream_path: None,
             tried: Vec::new(),
             denial: None,

@@ -106,6 +106,12 @@ pub fn generation(
         )?),
     };
     tasks.add(KeyMaintenance(verifier.jwks.clone()));
+    let identity_signer = match (&signing, &config.token_service) {
+        (Some(keys), Some(ts)) => keys.current_shared().map(|k| {
+            crate::identity_jwt::IdentitySigner::new(k, ts.issuer.clone(), lasting.clock.clone())
+        }),
+        _ => None,
+    };
     let tokens = match (signing, &lasting.store) {
         (Some(keys), Some(store)) => token::TokenService::new(
             &config,
@@ -141,6 +147,7 @@ pub fn generation(
         store: lasting.store.clone(),
         revocations_loaded: lasting.revocations_loaded.clone(),
         own_keys,
+        identity_signer,
     };
     Ok((shared, tasks))
 }

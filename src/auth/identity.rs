@@ -14,4 +14,6 @@ pub struct Identity {
     pub payload: HeaderValue,
     /// the decoded claims, only when the route reads claims; decoded once per request
     pub claims: Option<Value>,
+    /// the token's keyed hash, when the route sends an identity JWT (which is reused per token)
+    pub token_key: Option<u128>,
 }

@@ -218,7 +218,8 @@ impl Verifier {
         }
     }
 
-    fn token_key(&self, token: &str) -> TokenKey {
+    /// The keyed hash a token is cached under.
+    pub fn token_key(&self, token: &str) -> TokenKey {
         use std::hash::Hasher;
         let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.hash_key.0, self.hash_key.1);
         h.write(token.as_bytes());

@@ -206,6 +206,14 @@ impl Compiler {
         let rate_limit = self.rate_limit(raw.rate_limit);
         let upstreams = self.upstreams(raw.upstreams);
         let routes = self.routes(raw.routes, &upstreams, &issuers);
+        if token_service.is_none() {
+            for r in routes.iter().filter(|r| r.identity_jwt) {
+                self.err(
+                    format!("routes[{}].identity_jwt", r.index),
+                    "needs [token_service]: its signing key signs the identity JWT",
+                );
+            }
+        }
         Config {
             file: file.to_path_buf(),
             server,

@@ -421,6 +421,8 @@ pub struct Route {
     pub needs_claims: bool,
     /// token audiences this route accepts; `None` means the issuer's `route_audiences`
     pub audiences: Option<Vec<String>>,
+    /// also send `X-Auth-Jwt`, the identity signed by the gateway's key for this route
+    pub identity_jwt: bool,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).

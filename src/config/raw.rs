@@ -191,6 +191,7 @@ pub struct RawRoute {
     pub strip_prefix: bool,
     pub claim_headers: BTreeMap<String, String>,
     pub audiences: Option<Vec<String>>,
+    pub identity_jwt: bool,
 }
 
 impl Default for RawRoute {
@@ -213,6 +214,7 @@ impl Default for RawRoute {
             strip_prefix: false,
             claim_headers: BTreeMap::new(),
             audiences: None,
+            identity_jwt: false,
         }
     }
 }

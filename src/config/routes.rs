@@ -239,6 +239,7 @@ impl Compiler {
         // An unknown upstream was reported above; the configuration is refused either way.
         let upstream = upstream?;
         Some(Route {
+            identity_jwt: r.identity_jwt,
             audiences: r.audiences,
             needs_claims,
             index: i,
@@ -358,6 +359,11 @@ mod tests {
             &route("upstream = \"u\"\nauth = \"public\"\naudiences = []"),
             "routes[1].audiences",
             "at least one audience",
+        );
+        refused(
+            &route("upstream = \"u\"\nauth = \"public\"\nidentity_jwt = true"),
+            "routes[1].identity_jwt",
+            "needs [token_service]",
         );
         refused(
             &route("upstream = \"u\"\nauth = \"public\"\nhost = \"a*.b\""),

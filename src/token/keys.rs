@@ -79,7 +79,7 @@ impl SigningKey {
 
 /// The first key signs; every key is published, so tokens of a key being retired still verify.
 pub struct SigningKeys {
-    pub keys: Vec<SigningKey>,
+    pub keys: Vec<Arc<SigningKey>>,
     pub jwks: String,
 }
 
@@ -180,7 +180,9 @@ impl SigningKeys {
             }
             let pem =
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            keys.push(load(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
+            keys.push(Arc::new(
+                load(&pem).map_err(|e| format!("{}: {e}", path.display()))?,
+            ));
         }
         if keys.is_empty() {
             return Err("token_service.signing_keys is empty".into());
@@ -193,12 +195,17 @@ impl SigningKeys {
 
     /// The key that signs access tokens: the first listed (loading refuses an empty list).
     pub fn current(&self) -> Option<&SigningKey> {
-        self.keys.first()
+        self.keys.first().map(|k| k.as_ref())
+    }
+
+    /// The access-token key, shared (the identity JWTs of routes are signed with it too).
+    pub fn current_shared(&self) -> Option<Arc<SigningKey>> {
+        self.keys.first().cloned()
     }
 
     /// The first key of `alg`: ID tokens are signed with the algorithm their client expects.
     pub fn for_alg(&self, alg: Algorithm) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| k.alg == alg)
+        self.keys.iter().find(|k| k.alg == alg).map(|k| k.as_ref())
     }
 
     /// The service's keys: the configured ones, and one more for each ID-token algorithm a client

@@ -259,3 +259,46 @@ async fn the_token_endpoint_is_rate_limited_per_client_and_address() {
     a.gw.clock.advance(std::time::Duration::from_secs(61));
     assert_eq!(a.client_credentials("svc", SVC_SECRET).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_can_send_the_identity_signed_by_the_gateway() {
+    let extra = "\n[[routes]]\nname = \"signed\"\npath_prefix = \"/signed\"\nupstream = \"echo\"\nissuers = [\"self\"]\nidentity_jwt = true\n";
+    let a = Auth::start_with("backend = \"memory\"", extra).await;
+    let t = a.svc_token(None).await;
+    let r = a.gw.get("/signed/x", Some(&t)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let jwt = r.echoed("x-auth-jwt").expect("an identity JWT");
+    // an upstream checks it with the gateway's published keys, for its own route
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(a.gw.get("/.well-known/jwks.json", None).await.json()).unwrap();
+    let header = jsonwebtoken::decode_header(&jwt).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&["signed"]);
+    v.set_issuer(&["https://auth.gatehouse.test"]);
+    let claims = jsonwebtoken::decode::<Value>(&jwt, &key, &v)
+        .unwrap()
+        .claims;
+    assert_eq!(
+        (claims["sub"].as_str(), claims["client_id"].as_str()),
+        (Some("svc"), Some("svc"))
+    );
+    assert_eq!(claims["scope"], "orders.read");
+    // the same token again gets the same JWT; a route without identity_jwt sends none, and a
+    // client's own X-Auth-Jwt never reaches an upstream
+    let again = a.gw.get("/signed/x", Some(&t)).await;
+    assert_eq!(again.echoed("x-auth-jwt"), Some(jwt));
+    let plain = Resp::from(
+        a.gw.http
+            .get(a.gw.url("/api/x"))
+            .bearer_auth(&t)
+            .header("X-Auth-Jwt", "forged")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.echoed("x-auth-jwt"), None);
+}
