@@ -125,11 +125,7 @@ impl TokenService {
 
     /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
     /// same kind of work; the lockout applies to every method, assertions included.
-    pub(super) async fn authenticate(
-        &self,
-        creds: &Credentials,
-        address: &str,
-    ) -> Result<&Client, OAuthError> {
+    pub(super) async fn authenticate(&self, creds: &Credentials) -> Result<&Client, OAuthError> {
         let (claimed, basic) = match creds {
             Credentials::Secret {
                 client_id, basic, ..
@@ -144,11 +140,11 @@ impl TokenService {
                     .and_then(|p| p.iss().map(str::to_string));
                 match (client_id, iss) {
                     (Some(a), Some(b)) if *a != b => {
-                        return Err(self.auth_failed(address, Some(a), false).await)
+                        return Err(self.auth_failed(Some(a), false).await)
                     }
                     (_, Some(b)) => (Some(b), false),
-                    (Some(a), None) => return Err(self.auth_failed(address, Some(a), false).await),
-                    (None, None) => return Err(self.auth_failed(address, None, false).await),
+                    (Some(a), None) => return Err(self.auth_failed(Some(a), false).await),
+                    (None, None) => return Err(self.auth_failed(None, false).await),
                 }
             }
             Credentials::None { client_id } => (Some(client_id.clone()), false),
@@ -169,18 +165,18 @@ impl TokenService {
                 let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
                 match client {
                     Some(c) if ok && real.is_some() => Ok(c),
-                    _ => Err(self.auth_failed(address, Some(&id), basic).await),
+                    _ => Err(self.auth_failed(Some(&id), basic).await),
                 }
             }
             Credentials::Assertion { assertion, .. } => {
                 let Some(client) = self.clients.get(&id) else {
-                    return Err(self.auth_failed(address, Some(&id), false).await);
+                    return Err(self.auth_failed(Some(&id), false).await);
                 };
                 match self.check_assertion(client, assertion, true).await {
                     Ok(_) => Ok(client),
                     Err(e) if e.status == 503 => Err(e),
                     Err(e) => {
-                        let mut failed = self.auth_failed(address, Some(&id), false).await;
+                        let mut failed = self.auth_failed(Some(&id), false).await;
                         failed.description = e.description;
                         Err(failed)
                     }
@@ -188,18 +184,18 @@ impl TokenService {
             }
             Credentials::None { .. } => match self.clients.get(&id) {
                 Some(c) if c.public => Ok(c),
-                _ => Err(self.auth_failed(address, Some(&id), false).await),
+                _ => Err(self.auth_failed(Some(&id), false).await),
             },
             // Only a client that may use the jwt-bearer grant is named this way; the grant then
             // verifies the assertion with the client's keys, and a failure counts as here.
             Credentials::Grant { .. } => match self.clients.get(&id) {
                 Some(c) if c.grant_types.contains(&GrantType::JwtBearer) => Ok(c),
-                _ => Err(self.auth_failed(address, Some(&id), false).await),
+                _ => Err(self.auth_failed(Some(&id), false).await),
             },
         }
     }
 
-    /// The answer while a client or address is locked out by `failed_auth_lockout`.
+    /// The answer while a client is locked out by `failed_auth_lockout`.
     pub(super) fn locked_out(&self) -> OAuthError {
         OAuthError {
             retry_after: Some(self.failures.retry_after()),
@@ -213,16 +209,10 @@ impl TokenService {
 
     /// Counts a failed client authentication against the client (not the address: clients behind one
     /// NAT must not lock each other out), and says so.
-    pub(super) async fn auth_failed(
-        &self,
-        address: &str,
-        who: Option<&str>,
-        basic: bool,
-    ) -> OAuthError {
+    pub(super) async fn auth_failed(&self, who: Option<&str>, basic: bool) -> OAuthError {
         if let Some(w) = who {
             self.failures.hit(&format!("client:{w}")).await;
         }
-        let _ = address;
         tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
         OAuthError {
             basic,

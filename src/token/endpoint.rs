@@ -20,12 +20,7 @@ fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
 }
 
 /// Over a request rate: 429 with `Retry-After` and an error code RFC 6749 §5.2 defines.
-fn too_many(retry_after: u64, whose: &str) -> OAuthError {
-    let description = if whose == "for this client" {
-        "too many requests for this client; slow down"
-    } else {
-        "too many requests from this address; slow down"
-    };
+fn too_many(retry_after: u64, description: &'static str) -> OAuthError {
     OAuthError {
         retry_after: Some(retry_after),
         ..oauth(429, "invalid_request", description)
@@ -296,18 +291,21 @@ impl TokenService {
         if !self.per_address.hit(address).await {
             return Err(too_many(
                 self.per_address.retry_after(),
-                "from this address",
+                "too many requests from this address; slow down",
             ));
         }
         let creds = Self::credentials(basic, form)?;
-        let client = self.authenticate(&creds, address).await?;
+        let client = self.authenticate(&creds).await?;
         let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
         if !self
             .per_client
             .hit(&format!("client:{}", client.client_id))
             .await
         {
-            return Err(too_many(self.per_client.retry_after(), "for this client"));
+            return Err(too_many(
+                self.per_client.retry_after(),
+                "too many requests for this client; slow down",
+            ));
         }
         let answer = match endpoint {
             Endpoint::Introspect => self.introspect(client, authenticated, form).await,
@@ -317,8 +315,7 @@ impl TokenService {
         if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
             // The assertion was the client's only proof: a bad one is a failed authentication.
             if e.code == "invalid_grant" {
-                self.auth_failed(address, Some(&client.client_id), false)
-                    .await;
+                self.auth_failed(Some(&client.client_id), false).await;
             }
         }
         answer
