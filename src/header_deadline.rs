@@ -158,8 +158,7 @@ impl AsyncRead for DeadlineStream {
         let res = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = res {
             let filled = buf.filled();
-            let new = filled.get(before..).unwrap_or_default().to_vec();
-            this.arrived(&new);
+            this.arrived(filled.get(before..).unwrap_or_default());
         }
         res
     }
