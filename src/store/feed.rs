@@ -4,7 +4,7 @@
 use super::redis::REVOCATIONS;
 use super::Store;
 use crate::auth::Revocations;
-use crate::clock::SharedClock;
+use crate::clock::{Clock, SharedClock, SystemClock};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -30,14 +30,6 @@ pub fn parse(payload: &str) -> Option<(&str, u64, Option<u64>)> {
     let exp = parts.next()?.parse().ok()?;
     let sent = parts.next().and_then(|s| s.parse().ok());
     Some((jti, exp, sent))
-}
-
-/// Milliseconds since the epoch, by the wall clock every replica shares.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl RevocationFeed {
@@ -85,8 +77,9 @@ impl RevocationFeed {
                     if let Some((jti, exp, sent)) = parse(&payload) {
                         self.revocations.add(jti, exp);
                         if let Some(sent) = sent {
+                            // the sender stamped its wall clock, so compare with ours, not the test clock
                             self.lag
-                                .observe(wall_ms().saturating_sub(sent) as f64 / 1000.0);
+                                .observe(SystemClock.now_ms().saturating_sub(sent) as f64 / 1000.0);
                         }
                     }
                 }

@@ -2,6 +2,7 @@
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
 use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
+use crate::clock::{Clock, SystemClock};
 use redis::{Commands, Connection, RedisResult, Script};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -165,10 +166,7 @@ impl Store for RedisStore {
                 .arg(exp)
                 .arg(jti)
                 .ignore()
-                .publish(
-                    REVOCATIONS,
-                    format!("{jti} {exp} {}", super::feed::wall_ms()),
-                )
+                .publish(REVOCATIONS, format!("{jti} {exp} {}", SystemClock.now_ms()))
                 .ignore()
                 .query::<()>(c)
         })
@@ -320,7 +318,7 @@ impl Store for RedisStore {
                 .key(key("famtokens", family))
                 .key(key("revoked", "all"))
                 .arg(REVOCATIONS)
-                .arg(super::feed::wall_ms())
+                .arg(SystemClock.now_ms())
                 .invoke(c)
         })?;
         Ok(toks
