@@ -62,7 +62,7 @@ impl ServeHttp for Admin {
                 200,
                 "application/json",
                 serde_json::json!({"generation": self.reloader.generation(),
-                    "hash": self.reloader.hash(), "file": shared.config.file.display().to_string(),
+                    "hash": shared.config.file_hash, "file": shared.config.file.display().to_string(),
                     "reload_failures": self.reloader.failures()})
                 .to_string(),
             ),

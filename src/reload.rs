@@ -20,7 +20,6 @@ pub struct Reloader {
     busy: tokio::sync::Mutex<()>,
     generation: AtomicU64,
     failures: AtomicU64,
-    hash: Mutex<String>,
     /// the listeners' certificate, read again on every reload
     certificate: Option<Arc<CertResolver>>,
 }
@@ -35,18 +34,6 @@ pub enum Outcome {
     },
     /// nothing changed; one line per problem
     Refused(Vec<String>),
-}
-
-/// The SHA-256 of the configuration file, so operators can see which file each replica runs.
-fn file_hash(config: &Config) -> String {
-    std::fs::read(&config.file)
-        .map(|b| {
-            crate::secrets::sha256_hex(&String::from_utf8_lossy(&b))
-                .chars()
-                .take(16)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Settings a running gateway cannot change: they are reported, the rest still applies.
@@ -111,7 +98,6 @@ impl Reloader {
         lasting: Lasting,
         certificate: Option<Arc<CertResolver>>,
     ) -> Reloader {
-        let hash = file_hash(&shared.load().config);
         Reloader {
             shared,
             lasting,
@@ -119,7 +105,6 @@ impl Reloader {
             busy: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(1),
             failures: AtomicU64::new(0),
-            hash: Mutex::new(hash),
             certificate,
         }
     }
@@ -148,10 +133,6 @@ impl Reloader {
 
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::SeqCst)
-    }
-
-    pub fn hash(&self) -> String {
-        self.hash.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Reads the file the serving configuration came from, and applies it when it is valid.
@@ -192,9 +173,6 @@ impl Reloader {
         }
         self.started(stop);
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        if let Ok(mut h) = self.hash.lock() {
-            *h = file_hash(&config);
-        }
         for r in &restart {
             tracing::warn!(setting = %r, "changed, but takes effect only after a restart");
         }

@@ -108,7 +108,7 @@ impl Config {
                 .collect(),
             base,
         };
-        let config = c.compile(raw, path);
+        let config = c.compile(raw, path, text);
         if c.problems.is_empty() {
             Ok(config)
         } else {
@@ -188,7 +188,7 @@ impl Compiler {
         }
     }
 
-    fn compile(&mut self, raw: RawConfig, file: &Path) -> Config {
+    fn compile(&mut self, raw: RawConfig, file: &Path, text: &str) -> Config {
         let server = self.server(raw.server);
         let tls = self.tls(raw.tls, &server);
         let validation = self.validation(raw.validation);
@@ -216,6 +216,7 @@ impl Compiler {
         }
         Config {
             file: file.to_path_buf(),
+            file_hash: crate::secrets::sha256_hex(text).chars().take(16).collect(),
             server,
             tls,
             validation,

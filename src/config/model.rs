@@ -12,6 +12,9 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct Config {
     pub file: PathBuf,
+    /// the first 16 hex digits of the SHA-256 of the text compiled, so operators can see which file
+    /// each replica runs
+    pub file_hash: String,
     pub server: ServerSettings,
     pub tls: TlsSettings,
     pub validation: ValidationSettings,
