@@ -11,19 +11,12 @@ pub struct CertResolver(ArcSwap<CertifiedKey>);
 
 /// Reads a certificate chain and its key into the form the TLS stack serves.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let (certs, key_der) =
+        crate::tlsfiles::read_pair(cert, key).map_err(|e| format!("tls: {e}"))?;
     let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
-    let (certs, key) = match pingora::tls::load_certs_and_key_files(&c, &k) {
-        Ok(Some(pair)) => pair,
-        Ok(None) => {
-            return Err(format!(
-                "tls: {c} and {k} hold no certificate or no private key"
-            ))
-        }
-        Err(e) => return Err(format!("tls: cannot load {c} / {k}: {e}")),
-    };
     let provider = pingora::tls::CryptoProvider::get_default()
         .ok_or("tls: no crypto provider is installed")?;
-    CertifiedKey::from_der(certs, key, provider)
+    CertifiedKey::from_der(certs, key_der, provider)
         .map(Arc::new)
         .map_err(|e| format!("tls: {c} and {k} do not form a usable pair: {e}"))
 }

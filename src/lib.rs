@@ -41,6 +41,7 @@ use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use pingora::tls::sign::CertifiedKey;
 use proxy::{Gateway, Shared};
 use std::sync::Arc;
 
@@ -89,10 +90,11 @@ impl BackgroundService for FirstGeneration {
     }
 }
 
-/// Prepares the TLS files: creates a development certificate when asked, then checks the pair loads.
-fn prepare_tls(config: &Config) -> Result<(), String> {
+/// Prepares the TLS files: creates a development certificate when asked, then loads the pair the
+/// listeners serve (none without TLS listeners).
+fn prepare_tls(config: &Config) -> Result<Option<Arc<CertifiedKey>>, String> {
     if config.server.listen_tls.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let t = &config.tls;
     if (!t.cert.exists() || !t.key.exists()) && t.self_signed_if_missing {
@@ -103,7 +105,7 @@ fn prepare_tls(config: &Config) -> Result<(), String> {
             "created a self-signed certificate for localhost and 127.0.0.1 (tls.self_signed_if_missing); use a real certificate in production"
         );
     }
-    tlsfiles::check_pair(&t.cert, &t.key).map_err(|e| format!("tls: {e}"))
+    cert_resolver::load(&t.cert, &t.key).map(Some)
 }
 
 /// Fails early on an address already in use: pingora would only panic inside the listener task.
@@ -129,7 +131,7 @@ pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
 /// receives SIGQUIT (Pingora's graceful binary upgrade) instead of binding them.
 pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<Built, String> {
     pingora::tls::install_default_crypto_provider();
-    prepare_tls(&config)?;
+    let certificate = prepare_tls(&config)?;
     if !upgrade {
         probe_listeners(&config)?;
     }
@@ -207,12 +209,7 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
     };
     let (first, first_tasks) = runtime::generation(config.clone(), &lasting, None)?;
     let shared = Arc::new(ArcSwap::from_pointee(first));
-    let resolver = match config.server.listen_tls.is_empty() {
-        true => None,
-        false => Some(Arc::new(cert_resolver::CertResolver::new(
-            cert_resolver::load(&config.tls.cert, &config.tls.key)?,
-        ))),
-    };
+    let resolver = certificate.map(|c| Arc::new(cert_resolver::CertResolver::new(c)));
     let reloader = Arc::new(reload::Reloader::new(
         shared.clone(),
         lasting,

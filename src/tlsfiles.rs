@@ -2,14 +2,25 @@
 
 use std::path::Path;
 
-/// Fails with a readable message when the files are not a usable PEM certificate chain and key.
-pub fn check_pair(cert: &Path, key: &Path) -> Result<(), String> {
+/// A PEM certificate chain and its private key, as DER.
+pub type Pair = (
+    Vec<pingora::tls::CertificateDer<'static>>,
+    pingora::tls::PrivateKeyDer<'static>,
+);
+
+/// Reads the pair, failing with a readable message when the files are not a PEM chain and key.
+pub fn read_pair(cert: &Path, key: &Path) -> Result<Pair, String> {
     let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
     match pingora::tls::load_certs_and_key_files(&c, &k) {
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(pair)) => Ok(pair),
         Ok(None) => Err(format!("{c} and {k} hold no certificate or no private key")),
         Err(e) => Err(format!("cannot load {c} / {k}: {e}")),
     }
+}
+
+/// Fails with a readable message when the files are not a usable PEM certificate chain and key.
+pub fn check_pair(cert: &Path, key: &Path) -> Result<(), String> {
+    read_pair(cert, key).map(|_| ())
 }
 
 /// Writes a self-signed certificate for localhost and 127.0.0.1 (the key readable by its owner only).
