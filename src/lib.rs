@@ -8,6 +8,7 @@ pub mod authn;
 pub mod cert_resolver;
 pub mod clock;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod forward;
 pub mod forwarded;
@@ -231,6 +232,7 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
 
     let gateway = Gateway {
         shared: shared.clone(),
+        draining: drain::watch(server.watch_execution_phase())?,
     };
     // The proxy, built as http_proxy_service_with_name builds it, wrapped in the header deadline.
     let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());

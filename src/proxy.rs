@@ -21,6 +21,7 @@ use pingora::proxy::FailToProxy;
 use pingora::ErrorSource;
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -48,6 +49,8 @@ pub struct Shared {
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.
 pub struct Gateway {
     pub shared: Arc<ArcSwap<Shared>>,
+    /// set once the sockets are being handed over or the process is stopping
+    pub draining: Arc<AtomicBool>,
 }
 
 pub struct Ctx {
@@ -232,6 +235,11 @@ impl ProxyHttp for Gateway {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let s = ctx.shared.clone();
+        if self.draining.load(Ordering::Relaxed) {
+            // answer with `Connection: close`, so the client's next request opens a connection the
+            // new (or no) process answers rather than one about to be closed
+            session.set_keepalive(None);
+        }
         // The gateway owns identity headers: every client-sent copy goes first, on every route.
         strip_identity_headers(
             session.req_header_mut(),

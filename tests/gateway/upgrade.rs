@@ -104,16 +104,21 @@ async fn a_binary_upgrade_refuses_no_request() {
     let load = tokio::spawn(async move {
         let client = reqwest::Client::new();
         let mut statuses = Vec::new();
+        let mut closes = 0;
         let end = Instant::now() + Duration::from_secs(9);
         while Instant::now() < end {
             let r = client
                 .get(format!("http://127.0.0.1:{plain}/x"))
                 .send()
                 .await;
+            if let Ok(r) = &r {
+                // the old process, once handing over, asks its clients to reconnect
+                closes += usize::from(r.headers().get("connection").is_some_and(|v| v == "close"));
+            }
             statuses.push(r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        statuses
+        (statuses, closes)
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut new = start(&path, true);
@@ -123,7 +128,8 @@ async fn a_binary_upgrade_refuses_no_request() {
         exited(&mut old, Duration::from_secs(20)),
         "the old process did not hand over"
     );
-    let statuses = load.await.unwrap();
+    let (statuses, closes) = load.await.unwrap();
+    assert!(closes > 0, "no response asked the client to reconnect");
     assert!(statuses.len() > 50, "{}", statuses.len());
     let failed: Vec<_> = statuses.iter().filter(|s| *s != &Ok(200)).collect();
     assert!(failed.is_empty(), "{failed:?}");
