@@ -1,4 +1,5 @@
-//! The operators' listener: `/healthz` and `/metrics`, a small HTTP service of its own.
+//! The operators' listener: health, readiness, metrics, reload and session revocation, a small
+//! HTTP service of its own.
 
 use crate::error::{AsAnswer, Rejection};
 use crate::metrics::Sample;
@@ -58,6 +59,7 @@ impl ServeHttp for Admin {
                     serde_json::json!({"status": "refused", "problems": problems}).to_string(),
                 ),
             },
+            "/sessions/revoke" if post => self.revoke_sessions(&shared, session).await,
             "/config" => respond(
                 200,
                 "application/json",
@@ -91,6 +93,46 @@ impl ServeHttp for Admin {
 impl Admin {
     /// Why this gateway should not take traffic now: its store cannot answer, or it does not know
     /// every revocation yet. `/healthz` stays process liveness.
+    /// Ends every browser session of `?subject=`, on every gateway sharing the store.
+    async fn revoke_sessions(&self, shared: &Shared, session: &ServerSession) -> Response<Vec<u8>> {
+        let subject = session
+            .req_header()
+            .uri
+            .query()
+            .and_then(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "subject")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .filter(|s| !s.is_empty());
+        let (Some(subject), Some(tokens)) = (subject, shared.tokens.as_ref()) else {
+            return respond(
+                400,
+                "application/json",
+                r#"{"error":"invalid_request","error_description":"name the subject: /sessions/revoke?subject=..., with the token service on"}"#.into(),
+            );
+        };
+        match tokens
+            .sessions
+            .end_all(crate::store::SessionsOf::Subject(&subject))
+            .await
+        {
+            Ok(n) => {
+                tracing::info!(target: "gatehouse::sessions", ended = n, "an operator ended a subject's sessions");
+                respond(
+                    200,
+                    "application/json",
+                    serde_json::json!({"ended": n}).to_string(),
+                )
+            }
+            Err(_) => respond(
+                503,
+                "application/json",
+                r#"{"error":"temporarily_unavailable","error_description":"the store cannot be reached"}"#.into(),
+            ),
+        }
+    }
+
     async fn not_ready(&self) -> Option<&'static str> {
         let shared = self.shared.load_full();
         if !shared.revocations_loaded.get() {

@@ -25,6 +25,7 @@ pub async fn authenticate(
     let Some(token) = extract_token(req, &route.token_from, max_token_bytes)? else {
         return match route.auth {
             AuthMode::Required => Err(Rejection::MissingToken),
+            // optional: no identity; session: the proxy looks for a session next
             _ => Ok(None),
         };
     };

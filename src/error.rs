@@ -16,7 +16,13 @@ pub enum Rejection {
     MissingToken,
     InvalidToken(TokenError),
     InsufficientScope(Denied),
-    KeysUnavailable { retry_after: u64 },
+    KeysUnavailable {
+        retry_after: u64,
+    },
+    /// a write authenticated by the session cookie came from another site
+    CrossSiteWrite,
+    /// the session store cannot answer, so no session can be checked
+    SessionsUnavailable,
 }
 
 impl Rejection {
@@ -27,7 +33,8 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => 405,
             Rejection::MissingToken | Rejection::InvalidToken(_) => 401,
             Rejection::InsufficientScope(_) => 403,
-            Rejection::KeysUnavailable { .. } => 503,
+            Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => 503,
+            Rejection::CrossSiteWrite => 403,
         }
     }
 
@@ -39,7 +46,10 @@ impl Rejection {
             Rejection::MissingToken => "unauthorized",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::InsufficientScope(_) => "insufficient_scope",
-            Rejection::KeysUnavailable { .. } => "temporarily_unavailable",
+            Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => {
+                "temporarily_unavailable"
+            }
+            Rejection::CrossSiteWrite => "cross_site_request",
         }
     }
 
@@ -52,6 +62,10 @@ impl Rejection {
             Rejection::InvalidToken(e) => e.description(),
             Rejection::InsufficientScope(_) => "the token does not grant access to this route",
             Rejection::KeysUnavailable { .. } => "the issuer's signing keys are not available yet",
+            Rejection::CrossSiteWrite => {
+                "a change made with the sign-in cookie must come from this site"
+            }
+            Rejection::SessionsUnavailable => "sign-in sessions cannot be checked right now",
         }
     }
 
@@ -117,6 +131,9 @@ impl AsAnswer for Rejection {
         }
         if let Rejection::KeysUnavailable { retry_after } = self {
             headers.push(("retry-after", retry_after.to_string()));
+        }
+        if let Rejection::SessionsUnavailable = self {
+            headers.push(("retry-after", "1".to_string()));
         }
         if let Rejection::MethodNotAllowed(ms) = self {
             let list: Vec<&str> = ms.iter().map(|m| m.as_str()).collect();

@@ -76,6 +76,18 @@ pub struct Forwarding<'a> {
     /// `X-Auth-Jwt`, on routes with `identity_jwt`
     pub identity_jwt: Option<&'a http::HeaderValue>,
     pub trusted_proxies: &'a [Cidr],
+    /// the gateway's own cookies (session, sign-in form), never sent upstream
+    pub gateway_cookies: &'a [String],
+}
+
+/// True when a cookie header may hold one of these cookies (a cheap test before rewriting it).
+fn mentions_cookie(req: &RequestHeader, names: &[String]) -> bool {
+    req.headers.get_all("cookie").iter().any(|h| {
+        let h = h.as_bytes();
+        names
+            .iter()
+            .any(|n| h.windows(n.len()).any(|w| w == n.as_bytes()))
+    })
 }
 
 /// Shapes the request a backend receives: path, token removal, identity headers, forwarding headers.
@@ -92,6 +104,9 @@ pub fn prepare_upstream(
         if !f.route.token_from.cookie.is_empty() {
             strip_token_cookies(up, &f.route.token_from.cookie)?;
         }
+    }
+    if mentions_cookie(up, f.gateway_cookies) {
+        strip_token_cookies(up, f.gateway_cookies)?;
     }
     if let Some(id) = f.identity {
         set_claim_headers(up, &f.route.claim_headers, id)?;

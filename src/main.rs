@@ -25,6 +25,19 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum SessionsCommand {
+    /// End every session of a subject, on every gateway sharing the store: their next request
+    /// signs them out.
+    Revoke {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The subject (`sub`) whose sessions end.
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Start the gateway.
     Run {
@@ -43,6 +56,11 @@ enum Command {
     Reload {
         #[arg(short, long, default_value = "gateway.toml")]
         config: PathBuf,
+    },
+    /// Browser sign-in sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
     },
     /// Validate a configuration and print every problem, without starting anything.
     Check {
@@ -185,6 +203,9 @@ fn main() -> Result<(), Failure> {
             upgrade,
         } => run(&config, log_format, upgrade),
         Command::Reload { config } => reload(&config),
+        Command::Sessions {
+            command: SessionsCommand::Revoke { config, subject },
+        } => revoke_sessions(&config, &subject),
     }
 }
 
@@ -226,6 +247,23 @@ fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
 }
 
 /// POSTs /reload to the admin listener named in the configuration, and prints the answer.
+/// Ends a subject's sessions in the configured store directly, so it works whether or not the
+/// gateway runs (the in-memory store lives inside the gateway: use its admin port).
+fn revoke_sessions(config: &std::path::Path, subject: &str) -> Result<(), Failure> {
+    let c = Config::load(config)?;
+    if c.store.is_memory() {
+        return Err(Failure(
+            "the memory store lives inside the running gateway: POST /sessions/revoke?subject=... on its admin port".into(),
+        ));
+    }
+    let store = gatehouse::store::open(&c.store).map_err(Failure)?;
+    let n = store
+        .end_sessions(&gatehouse::store::SessionsOf::Subject(subject))
+        .map_err(|e| Failure(e.to_string()))?;
+    println!("{n} session(s) of {subject} ended");
+    Ok(())
+}
+
 fn reload(config: &std::path::Path) -> Result<(), Failure> {
     use std::io::{Read, Write};
     let c = Config::load(config)?;

@@ -3,7 +3,7 @@
 use crate::auth::identity::Identity;
 use crate::auth::Verifier;
 use crate::authn::authenticate;
-use crate::config::{Config, Route};
+use crate::config::{AuthMode, Config, Route};
 use crate::error::{send_json, ErrorAnswer, Rejection};
 use crate::forward::{prepare_upstream, upstream_path, Forwarding};
 use crate::framing::framing_problem;
@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::path::{normalise_host, normalise_path};
 use crate::policy::authorize;
 use crate::routes::{builtin, RouteMatch, RouteTable, Target};
+use crate::session::browser::{here, is_navigation, same_origin_write};
 use crate::upstream::{whoami_body, UpstreamRuntime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -44,6 +45,8 @@ pub struct Shared {
     pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
     /// signs `X-Auth-Jwt` for routes with `identity_jwt`, when the token service has keys
     pub identity_signer: Option<crate::identity_jwt::IdentitySigner>,
+    /// the gateway's own cookies, removed from every request sent upstream
+    pub gateway_cookies: Vec<String>,
 }
 
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.
@@ -121,6 +124,7 @@ impl Gateway {
             identity: ctx.identity.as_ref(),
             identity_jwt: ctx.identity_jwt.as_ref(),
             trusted_proxies: &ctx.shared.config.server.trusted_proxies,
+            gateway_cookies: &ctx.shared.gateway_cookies,
         })
     }
 
@@ -149,6 +153,14 @@ impl Gateway {
         match builtin(&path, s.tokens.as_ref()) {
             Some(Target::Health) => {
                 return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await)
+            }
+            Some(Target::Login(endpoint)) => {
+                if let Some(tokens) = &s.tokens {
+                    if let Err(e) = crate::login::handle(session, endpoint, tokens).await {
+                        tracing::debug!(error = %e, "could not answer a sign-in request");
+                    }
+                }
+                return Ok(Decision::Answered);
             }
             Some(Target::Token(endpoint)) => {
                 if let Some(tokens) = &s.tokens {
@@ -184,6 +196,12 @@ impl Gateway {
             s.config.validation.max_token_bytes,
         )
         .await?;
+        if route.auth == AuthMode::Session && ctx.identity.is_none() {
+            match self.session_identity(session, route, &s).await? {
+                Some(id) => ctx.identity = Some(id),
+                None => return Ok(Decision::Answered),
+            }
+        }
         if let Some(id) = &ctx.identity {
             authorize(id, &route.policy).map_err(Rejection::InsufficientScope)?;
             if let (true, Some(signer)) = (route.identity_jwt, &s.identity_signer) {
@@ -205,6 +223,47 @@ impl Gateway {
                 .await);
         }
         Ok(Decision::Proxy)
+    }
+
+    /// The identity of a session route's request that brought no token: its live session, when one
+    /// of the route's sign-in ways opened it. Without one, a page navigation is sent to sign in
+    /// (`Ok(None)`: answered) and anything else gets a 401.
+    async fn session_identity(
+        &self,
+        session: &mut Session,
+        route: &Route,
+        s: &Shared,
+    ) -> std::result::Result<Option<Identity>, Rejection> {
+        let Some(sessions) = s.tokens.as_ref().map(|t| &t.sessions) else {
+            return Err(Rejection::MissingToken);
+        };
+        let req = session.req_header();
+        let found = sessions
+            .find(req)
+            .await
+            .map_err(|_| Rejection::SessionsUnavailable)?
+            .filter(|f| route.login.contains(&f.record.provider));
+        if let Some(found) = found {
+            if !same_origin_write(req) {
+                return Err(Rejection::CrossSiteWrite);
+            }
+            return Ok(Some(sessions.identity(
+                &found,
+                route.needs_claims,
+                route.identity_jwt,
+            )));
+        }
+        if !is_navigation(req) {
+            return Err(Rejection::MissingToken);
+        }
+        let to = crate::login::login_url(&here(req), &route.login);
+        let headers = [("location", to)];
+        if let Err(e) =
+            crate::error::send(session, 302, "text/plain", &headers, bytes::Bytes::new()).await
+        {
+            tracing::debug!(error = %e, "could not write a response");
+        }
+        Ok(None)
     }
 
     async fn answer(&self, session: &mut Session, status: u16, body: String) -> Decision {

@@ -1,6 +1,7 @@
 //! The compiled route table: host, then longest segment prefix, then method.
 
 use crate::config::{HostPattern, Route};
+use crate::login::LoginEndpoint;
 use crate::path::segment_base;
 use crate::token::endpoint::Endpoint;
 use crate::token::TokenService;
@@ -49,6 +50,8 @@ impl Node {
 pub enum Target {
     Health,
     Token(Endpoint),
+    /// browser sign-in, with the token service on
+    Login(LoginEndpoint),
     Route(usize),
 }
 
@@ -57,7 +60,11 @@ pub fn builtin(path: &str, tokens: Option<&TokenService>) -> Option<Target> {
     if path == "/healthz" {
         return Some(Target::Health);
     }
-    tokens.and_then(|t| t.endpoint(path)).map(Target::Token)
+    let tokens = tokens?;
+    if let Some(l) = LoginEndpoint::parse(path) {
+        return Some(Target::Login(l));
+    }
+    tokens.endpoint(path).map(Target::Token)
 }
 
 /// What the table says about a request.

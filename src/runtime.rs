@@ -133,7 +133,15 @@ pub fn generation(
             }
         }
     }
+    let gateway_cookies = match &tokens {
+        Some(t) => vec![
+            t.sessions.settings.cookie_name.clone(),
+            crate::token::authorize::CSRF_COOKIE.to_string(),
+        ],
+        None => vec![],
+    };
     let shared = Shared {
+        gateway_cookies,
         table: routes::RouteTable::new(&config.routes),
         metrics: crate::metrics::Metrics::new(
             config.routes.iter().map(|r| r.name.clone()).collect(),

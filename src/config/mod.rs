@@ -6,10 +6,12 @@ mod model;
 mod raw;
 mod routes;
 mod server;
+mod sessions;
 mod upstreams;
 mod warnings;
 
 pub use model::*;
+pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings, LOCAL_LOGIN};
 
 use raw::RawConfig;
 use std::fmt;
@@ -206,6 +208,14 @@ impl Compiler {
         let rate_limit = self.rate_limit(raw.rate_limit);
         let upstreams = self.upstreams(raw.upstreams);
         let routes = self.routes(raw.routes, &upstreams, &issuers);
+        let sessions = self.sessions(raw.sessions);
+        let login_providers = self.login_providers(raw.login_providers);
+        self.check_logins(
+            &routes,
+            &login_providers,
+            users.len(),
+            token_service.is_some(),
+        );
         if token_service.is_none() {
             for r in routes.iter().filter(|r| r.identity_jwt) {
                 self.err(
@@ -228,6 +238,8 @@ impl Compiler {
             users,
             store,
             rate_limit,
+            sessions,
+            login_providers,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
+use super::sessions::{LoginProvider, SessionSettings};
 use crate::keys::VerifyKey;
 use http::header::HeaderName;
 use jsonwebtoken::Algorithm;
@@ -27,6 +28,8 @@ pub struct Config {
     pub users: Vec<User>,
     pub store: StoreBackend,
     pub rate_limit: RateLimits,
+    pub sessions: SessionSettings,
+    pub login_providers: Vec<LoginProvider>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +165,12 @@ pub enum StoreBackend {
     Memory,
     /// `redis://…` or `rediss://…`: shared by every replica
     Redis(String),
+}
+
+impl StoreBackend {
+    pub fn is_memory(&self) -> bool {
+        matches!(self, StoreBackend::Memory)
+    }
 }
 
 /// `count` events per `window`.
@@ -360,6 +369,8 @@ pub enum AuthMode {
     Required,
     Optional,
     Public,
+    /// a browser sign-in session, or a bearer token as on `Required`
+    Session,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -426,6 +437,10 @@ pub struct Route {
     pub audiences: Option<Vec<String>>,
     /// also send `X-Auth-Jwt`, the identity signed by the gateway's key for this route
     pub identity_jwt: bool,
+    /// session routes: "local" or login provider names, in the order the choice page shows them
+    pub login: Vec<String>,
+    /// whether `login` was written (problems then name its entries)
+    pub login_written: bool,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).

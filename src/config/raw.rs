@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub users: Vec<RawUser>,
     pub store: RawStore,
     pub rate_limit: RawRateLimit,
+    pub sessions: RawSessions,
+    pub login_providers: Vec<RawLoginProvider>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +194,7 @@ pub struct RawRoute {
     pub claim_headers: BTreeMap<String, String>,
     pub audiences: Option<Vec<String>>,
     pub identity_jwt: bool,
+    pub login: Option<OneOrMany>,
 }
 
 impl Default for RawRoute {
@@ -215,6 +218,7 @@ impl Default for RawRoute {
             claim_headers: BTreeMap::new(),
             audiences: None,
             identity_jwt: false,
+            login: None,
         }
     }
 }
@@ -331,4 +335,75 @@ pub struct RawUser {
     pub subject: Option<String>,
     pub roles: Vec<String>,
     pub claims: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawSessions {
+    pub cookie_name: String,
+    pub idle_timeout: String,
+    pub absolute_timeout: String,
+    pub after_logout: String,
+    pub brand_name: Option<String>,
+    pub brand_logo: Option<String>,
+}
+
+impl Default for RawSessions {
+    fn default() -> Self {
+        RawSessions {
+            cookie_name: "__Host-gatehouse".into(),
+            idle_timeout: "30m".into(),
+            absolute_timeout: "12h".into(),
+            after_logout: "/".into(),
+            brand_name: None,
+            brand_logo: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawLoginProvider {
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_env: Option<String>,
+    pub scopes: Vec<String>,
+    pub roles_claim: Option<String>,
+    pub allowed_domains: Vec<String>,
+    pub allowed_groups: Vec<String>,
+    pub ca: Option<String>,
+}
+
+impl Default for RawLoginProvider {
+    fn default() -> Self {
+        RawLoginProvider {
+            name: String::new(),
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret_env: None,
+            scopes: vec!["openid".into(), "email".into(), "profile".into()],
+            roles_claim: None,
+            allowed_domains: vec![],
+            allowed_groups: vec![],
+            ca: None,
+        }
+    }
+}
+
+/// A key that takes one name or a list of names (route `login`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }

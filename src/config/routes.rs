@@ -117,10 +117,11 @@ impl Compiler {
             "required" => AuthMode::Required,
             "optional" => AuthMode::Optional,
             "public" => AuthMode::Public,
+            "session" => AuthMode::Session,
             other => {
                 self.err(
                     k("auth"),
-                    format!("{other:?} is not one of \"required\", \"optional\", \"public\""),
+                    format!("{other:?} is not one of \"required\", \"optional\", \"public\", \"session\""),
                 );
                 AuthMode::Required
             }
@@ -193,7 +194,7 @@ impl Compiler {
                 );
             }
         }
-        if r.token_from.is_empty() && auth != AuthMode::Public {
+        if r.token_from.is_empty() && !matches!(auth, AuthMode::Public | AuthMode::Session) {
             self.err(
                 k("token_from"),
                 "empty: the route could never receive a token",
@@ -238,7 +239,18 @@ impl Compiler {
         }
         // An unknown upstream was reported above; the configuration is refused either way.
         let upstream = upstream?;
+        let login_written = r.login.is_some();
+        let login = match r.login {
+            Some(l) => l.into_vec(),
+            None if auth == AuthMode::Session => vec![super::sessions::LOCAL_LOGIN.to_string()],
+            None => vec![],
+        };
+        if login_written && login.is_empty() {
+            self.err(k("login"), "name \"local\" or a [[login_providers]] name");
+        }
         Some(Route {
+            login,
+            login_written,
             identity_jwt: r.identity_jwt,
             audiences: r.audiences,
             needs_claims,

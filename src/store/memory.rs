@@ -1,6 +1,8 @@
 //! The in-memory store, for tests and demos: everything is lost on restart.
 
-use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
+use super::{
+    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+};
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -13,8 +15,8 @@ pub struct MemoryStore {
     codes: Mutex<HashMap<String, StoredCode>>,
     /// family -> access tokens (jti, exp) issued from it
     family_tokens: Mutex<HashMap<String, Vec<(String, u64)>>>,
-    /// session hash -> (username, auth_time, expires_at)
-    sessions: Mutex<HashMap<String, (String, u64, u64)>>,
+    /// session hash -> record
+    sessions: Mutex<HashMap<String, SessionRecord>>,
 }
 
 /// A code, whether it was used, and what its exchange issued (jti, exp, family).
@@ -179,35 +181,52 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn put_session(
-        &self,
-        hash: &str,
-        username: &str,
-        auth_time: u64,
-        expires_at: u64,
-    ) -> Result<(), StoreError> {
-        self.sessions.lock().map_err(poisoned)?.insert(
-            hash.to_string(),
-            (username.to_string(), auth_time, expires_at),
-        );
+    fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
+        self.sessions
+            .lock()
+            .map_err(poisoned)?
+            .insert(rec.hash.clone(), rec.clone());
         Ok(())
     }
 
-    fn session(&self, hash: &str, now: u64) -> Result<Option<(String, u64)>, StoreError> {
+    fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
         Ok(self
             .sessions
             .lock()
             .map_err(poisoned)?
             .get(hash)
-            .filter(|(_, _, until)| *until >= now)
-            .map(|(u, t, _)| (u.clone(), *t)))
+            .filter(|r| r.live(now))
+            .cloned())
+    }
+
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
+        if let Some(r) = self.sessions.lock().map_err(poisoned)?.get_mut(hash) {
+            r.idle_until = idle_until.min(r.expires_at);
+        }
+        Ok(())
+    }
+
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .sessions
+            .lock()
+            .map_err(poisoned)?
+            .remove(hash)
+            .is_some())
+    }
+
+    fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError> {
+        let mut m = self.sessions.lock().map_err(poisoned)?;
+        let before = m.len();
+        m.retain(|_, r| !of.matches(r));
+        Ok((before - m.len()) as u64)
     }
 
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         self.sessions
             .lock()
             .map_err(poisoned)?
-            .retain(|_, (_, _, until)| *until >= now);
+            .retain(|_, r| r.live(now));
         // A used code is kept a while after expiry, to recognise a late second use.
         self.codes
             .lock()

@@ -1,5 +1,5 @@
-//! Durable state of the token service behind one trait: revoked token ids, used assertion ids and
-//! refresh-token families.
+//! Durable state behind one trait: revoked token ids, used assertion ids, refresh-token families,
+//! authorization codes and browser sessions.
 
 pub mod feed;
 mod memory;
@@ -72,17 +72,20 @@ pub trait Store: Send + Sync + 'static {
     /// Records what a code's exchange issued: the access token's jti and exp, and the refresh family.
     fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError>;
 
-    /// Records a sign-in session (the SHA-256 of its id only) until `expires_at`.
-    fn put_session(
-        &self,
-        hash: &str,
-        username: &str,
-        auth_time: u64,
-        expires_at: u64,
-    ) -> Result<(), StoreError>;
+    /// Records a sign-in session (the SHA-256 of its id only).
+    fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError>;
 
-    /// A live sign-in session: the username and when they signed in.
-    fn session(&self, hash: &str, now: u64) -> Result<Option<(String, u64)>, StoreError>;
+    /// A live session: neither idle past `idle_until` nor past `expires_at`.
+    fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Moves a live session's idle deadline (never past its absolute one).
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError>;
+
+    /// Ends one session; false when there was none.
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError>;
+
+    /// Ends every session that `of` names; returns how many there were.
+    fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError>;
 
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
@@ -158,6 +161,72 @@ pub enum CodeUse {
         family: String,
     },
     Invalid,
+}
+
+/// A browser sign-in session as stored: the SHA-256 of its id, never the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub hash: String,
+    pub subject: String,
+    /// "local" or the login provider's name
+    pub provider: String,
+    /// the provider's session id (`sid`), for back-channel logout; empty when it sent none
+    pub provider_sid: String,
+    /// the identity as JSON (claims, roles, the provider's ID token for logout)
+    pub data: String,
+    pub auth_time: u64,
+    pub idle_until: u64,
+    pub expires_at: u64,
+}
+
+/// Which sessions to end at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionsOf<'a> {
+    /// every session of a subject, whoever signed it in (operators)
+    Subject(&'a str),
+    /// a provider's subject (back-channel logout with `sub`)
+    ProviderSubject(&'a str, &'a str),
+    /// a provider's session (back-channel logout with `sid`)
+    ProviderSid(&'a str, &'a str),
+}
+
+impl SessionsOf<'_> {
+    pub fn matches(&self, r: &SessionRecord) -> bool {
+        match *self {
+            SessionsOf::Subject(s) => r.subject == s,
+            SessionsOf::ProviderSubject(p, s) => r.provider == p && r.subject == s,
+            SessionsOf::ProviderSid(p, sid) => {
+                r.provider == p && !sid.is_empty() && r.provider_sid == sid
+            }
+        }
+    }
+
+    /// The name of the index that lists these sessions, for stores that keep one per key.
+    pub fn index(&self) -> String {
+        match *self {
+            SessionsOf::Subject(s) => format!("sub:{s}"),
+            SessionsOf::ProviderSubject(p, s) => format!("psub:{p}:{s}"),
+            SessionsOf::ProviderSid(p, sid) => format!("psid:{p}:{sid}"),
+        }
+    }
+}
+
+impl SessionRecord {
+    /// Every index this session is listed in.
+    pub fn indexes(&self) -> Vec<String> {
+        let mut v = vec![
+            SessionsOf::Subject(&self.subject).index(),
+            SessionsOf::ProviderSubject(&self.provider, &self.subject).index(),
+        ];
+        if !self.provider_sid.is_empty() {
+            v.push(SessionsOf::ProviderSid(&self.provider, &self.provider_sid).index());
+        }
+        v
+    }
+
+    pub fn live(&self, now: u64) -> bool {
+        now < self.idle_until && now < self.expires_at
+    }
 }
 
 /// What a store counted, for metrics.

@@ -1,7 +1,9 @@
 //! The Redis store, shared by every replica: each record with a TTL of its useful life, rotations and
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
-use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
+use super::{
+    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+};
 use crate::clock::{Clock, SystemClock};
 use redis::{Commands, Connection, RedisResult, Script};
 use std::collections::HashMap;
@@ -65,6 +67,40 @@ end
 return toks
 "#;
 
+/// Stores a session and lists it in its indexes: KEYS[1] the session, KEYS[2..] the indexes; ARGV:
+/// the record's fields as name/value pairs, then the key's expiry, then the indexes' expiry. An index
+/// lives as long as its longest-lived session.
+const PUT_SESSION: &str = r#"
+local n = #ARGV - 2
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 1, n))
+redis.call('EXPIREAT', KEYS[1], ARGV[n + 1])
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  local ttl = redis.call('TTL', KEYS[i])
+  local want = tonumber(ARGV[n + 2]) - tonumber(redis.call('TIME')[1])
+  if ttl < want then redis.call('EXPIREAT', KEYS[i], ARGV[n + 2]) end
+end
+"#;
+
+/// Moves a session's idle deadline: KEYS[1] the session; ARGV[1] the new deadline.
+const TOUCH_SESSION: &str = r#"
+local exp = redis.call('HGET', KEYS[1], 'expires_at')
+if not exp then return 0 end
+local until = math.min(tonumber(ARGV[1]), tonumber(exp))
+redis.call('HSET', KEYS[1], 'idle_until', until)
+redis.call('EXPIREAT', KEYS[1], until)
+return 1
+"#;
+
+/// Ends every session an index lists: KEYS[1] the index. Returns how many existed.
+const END_SESSIONS: &str = r#"
+local n = 0
+for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do n = n + redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+return n
+"#;
+
 pub struct RedisStore {
     client: redis::Client,
     /// failed operations, and connections made again after a failure, for metrics
@@ -77,6 +113,9 @@ pub struct RedisStore {
     rotate: Script,
     take_code: Script,
     revoke_family: Script,
+    put_session: Script,
+    touch_session: Script,
+    end_sessions: Script,
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -109,6 +148,9 @@ impl RedisStore {
             rotate: Script::new(ROTATE),
             take_code: Script::new(TAKE_CODE),
             revoke_family: Script::new(REVOKE_FAMILY),
+            put_session: Script::new(PUT_SESSION),
+            touch_session: Script::new(TOUCH_SESSION),
+            end_sessions: Script::new(END_SESSIONS),
         })
     }
 
@@ -425,36 +467,68 @@ impl Store for RedisStore {
         })
     }
 
-    fn put_session(
-        &self,
-        hash: &str,
-        username: &str,
-        auth_time: u64,
-        expires_at: u64,
-    ) -> Result<(), StoreError> {
+    fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
+        let mut inv = self.put_session.prepare_invoke();
+        inv.key(key("session", &rec.hash));
+        for i in rec.indexes() {
+            inv.key(key("sessions", &i));
+        }
+        for (k, v) in [
+            ("subject", rec.subject.clone()),
+            ("provider", rec.provider.clone()),
+            ("provider_sid", rec.provider_sid.clone()),
+            ("data", rec.data.clone()),
+            ("auth_time", rec.auth_time.to_string()),
+            ("idle_until", rec.idle_until.to_string()),
+            ("expires_at", rec.expires_at.to_string()),
+        ] {
+            inv.arg(k).arg(v);
+        }
+        inv.arg(rec.idle_until.min(rec.expires_at))
+            .arg(rec.expires_at);
+        self.with(|c| inv.invoke::<()>(c))
+    }
+
+    fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
+        let m: HashMap<String, String> = self.with(|c| c.hgetall(key("session", hash)))?;
+        if m.is_empty() {
+            return Ok(None);
+        }
+        let rec = SessionRecord {
+            hash: hash.to_string(),
+            subject: text(&m, "subject"),
+            provider: text(&m, "provider"),
+            provider_sid: text(&m, "provider_sid"),
+            data: text(&m, "data"),
+            auth_time: num(&m, "auth_time"),
+            idle_until: num(&m, "idle_until"),
+            expires_at: num(&m, "expires_at"),
+        };
+        Ok(rec.live(now).then_some(rec))
+    }
+
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
         let k = key("session", hash);
         self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(
-                    &k,
-                    &[
-                        ("username", username.to_string()),
-                        ("auth_time", auth_time.to_string()),
-                    ],
-                )
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&k)
-                .arg(expires_at)
-                .ignore()
-                .query::<()>(c)
+            self.touch_session
+                .key(&k)
+                .arg(idle_until)
+                .invoke::<i64>(c)
+                .map(|_| ())
         })
     }
 
-    fn session(&self, hash: &str, _now: u64) -> Result<Option<(String, u64)>, StoreError> {
-        let rec: HashMap<String, String> = self.with(|c| c.hgetall(key("session", hash)))?;
-        Ok((!rec.is_empty()).then(|| (text(&rec, "username"), num(&rec, "auth_time"))))
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        // Its index entries go when the index is used or expires.
+        self.with(|c| c.del::<_, i64>(key("session", hash)).map(|n| n > 0))
+    }
+
+    fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError> {
+        if let SessionsOf::ProviderSid(_, "") = of {
+            return Ok(0);
+        }
+        let k = key("sessions", &of.index());
+        self.with(|c| self.end_sessions.key(&k).invoke::<u64>(c))
     }
 
     fn stats(&self) -> super::StoreStats {

@@ -1,6 +1,8 @@
 //! The embedded SQLite store: one file, WAL, schema migrations by `user_version`.
 
-use super::{CodeRecord, CodeUse, RefreshRecord, Rotation, Store, StoreError};
+use super::{
+    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -29,7 +31,31 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE sessions (hash TEXT PRIMARY KEY, username TEXT NOT NULL, auth_time INTEGER NOT NULL,
                             expires_at INTEGER NOT NULL);
      CREATE INDEX sessions_exp ON sessions (expires_at);",
+    // Browser sessions carry the identity; earlier sign-in sessions are dropped (people sign in again).
+    "DROP TABLE sessions;
+     CREATE TABLE sessions (hash TEXT PRIMARY KEY, subject TEXT NOT NULL, provider TEXT NOT NULL,
+                            provider_sid TEXT NOT NULL, data TEXT NOT NULL, auth_time INTEGER NOT NULL,
+                            idle_until INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+     CREATE INDEX sessions_exp ON sessions (expires_at);
+     CREATE INDEX sessions_subject ON sessions (subject);
+     CREATE INDEX sessions_provider_sid ON sessions (provider, provider_sid);",
 ];
+
+const SESSION_COLUMNS: &str =
+    "hash, subject, provider, provider_sid, data, auth_time, idle_until, expires_at";
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
+    Ok(SessionRecord {
+        hash: r.get(0)?,
+        subject: r.get(1)?,
+        provider: r.get(2)?,
+        provider_sid: r.get(3)?,
+        data: r.get(4)?,
+        auth_time: r.get::<_, i64>(5)? as u64,
+        idle_until: r.get::<_, i64>(6)? as u64,
+        expires_at: r.get::<_, i64>(7)? as u64,
+    })
+}
 
 const REFRESH_COLUMNS: &str =
     "t.hash, t.family, t.client_id, t.subject, t.scopes, t.expires_at, f.expires_at";
@@ -349,31 +375,72 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn put_session(
-        &self,
-        hash: &str,
-        username: &str,
-        auth_time: u64,
-        expires_at: u64,
-    ) -> Result<(), StoreError> {
+    fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
         self.conn()?
             .execute(
-                "INSERT OR REPLACE INTO sessions (hash, username, auth_time, expires_at) VALUES (?1, ?2, ?3, ?4)",
-                params![hash, username, auth_time as i64, expires_at as i64],
+                &format!("INSERT OR REPLACE INTO sessions ({SESSION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+                params![
+                    rec.hash,
+                    rec.subject,
+                    rec.provider,
+                    rec.provider_sid,
+                    rec.data,
+                    rec.auth_time as i64,
+                    rec.idle_until as i64,
+                    rec.expires_at as i64
+                ],
             )
             .map_err(err)?;
         Ok(())
     }
 
-    fn session(&self, hash: &str, now: u64) -> Result<Option<(String, u64)>, StoreError> {
+    fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
         self.conn()?
             .query_row(
-                "SELECT username, auth_time FROM sessions WHERE hash = ?1 AND expires_at >= ?2",
+                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE hash = ?1 AND idle_until > ?2 AND expires_at > ?2"),
                 params![hash, now as i64],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+                session_row,
             )
             .optional()
             .map_err(err)
+    }
+
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
+        self.conn()?
+            .execute(
+                "UPDATE sessions SET idle_until = min(?2, expires_at) WHERE hash = ?1",
+                params![hash, idle_until as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
+            .execute("DELETE FROM sessions WHERE hash = ?1", params![hash])
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
+    fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n = match *of {
+            SessionsOf::Subject(s) => {
+                conn.execute("DELETE FROM sessions WHERE subject = ?1", params![s])
+            }
+            SessionsOf::ProviderSubject(p, s) => conn.execute(
+                "DELETE FROM sessions WHERE provider = ?1 AND subject = ?2",
+                params![p, s],
+            ),
+            SessionsOf::ProviderSid(_, "") => Ok(0),
+            SessionsOf::ProviderSid(p, sid) => conn.execute(
+                "DELETE FROM sessions WHERE provider = ?1 AND provider_sid = ?2",
+                params![p, sid],
+            ),
+        }
+        .map_err(err)?;
+        Ok(n as u64)
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -392,7 +459,7 @@ impl Store for SqliteStore {
             "DELETE FROM revoked_tokens WHERE expires_at < ?1",
             "DELETE FROM used_assertions WHERE expires_at < ?1",
             "DELETE FROM family_tokens WHERE expires_at < ?1",
-            "DELETE FROM sessions WHERE expires_at < ?1",
+            "DELETE FROM sessions WHERE expires_at <= ?1 OR idle_until <= ?1",
         ] {
             conn.execute(sql, params![now as i64]).map_err(err)?;
         }

@@ -14,48 +14,13 @@ use pingora::proxy::Session;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-pub const SESSION_COOKIE: &str = "__Host-gatehouse-session";
 pub const CSRF_COOKIE: &str = "__Host-gatehouse-csrf";
 /// How long a sign-in form stays usable.
 pub const CSRF_SECONDS: u64 = 1800;
-/// How long a sign-in lets later authorizations skip the form.
-pub const SESSION_SECONDS: u64 = 8 * 3600;
-
-/// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 fn cookie(session: &Session, name: &str) -> Option<String> {
-    for h in session.req_header().headers.get_all("cookie") {
-        let Ok(h) = h.to_str() else { continue };
-        for c in h.split(';') {
-            if let Some((n, v)) = c.trim().split_once('=') {
-                if n == name {
-                    return Some(v.to_string());
-                }
-            }
-        }
-    }
-    None
+    crate::session::cookie(session.req_header(), name).map(str::to_string)
 }
-
-const PAGE_HEADERS: [(&str, &str); 3] = [
-    ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
-    ("x-content-type-options", "nosniff"),
-];
 
 impl TokenService {
     /// GET shows the sign-in page (or, with a live session, answers at once); POST signs in.
@@ -103,18 +68,10 @@ impl TokenService {
         // is the POST that carries a CSRF token.
         if !(post && params.contains_key("csrf")) {
             // A live, recent enough session skips the form, unless the client asks to sign in again.
-            let live = self
-                .live_session(cookie(session, SESSION_COOKIE), now)
-                .await
-                .filter(|(_, auth_time)| {
-                    req.max_age
-                        .is_none_or(|m| now.saturating_sub(*auth_time) < m)
-                })
-                .and_then(|(username, auth_time)| {
-                    self.users
-                        .get(&username)
-                        .map(|u| (u.subject.clone(), auth_time))
-                });
+            let live = self.live_session(session).await.filter(|(_, auth_time)| {
+                req.max_age
+                    .is_none_or(|m| now.saturating_sub(*auth_time) < m)
+            });
             return match (req.prompt, live) {
                 (Prompt::Login, _) => self.page(session, 200, "", Some(&params), None).await,
                 (_, Some((subject, auth_time))) => {
@@ -135,14 +92,7 @@ impl TokenService {
         }
         // POST: the form's CSRF token must be one this gateway issued to this browser's pre-login
         // cookie, and it is used up here, whatever happens next; then the credentials.
-        let csrf_ok = match (cookie(session, CSRF_COOKIE), params.get("csrf")) {
-            (Some(c), Some(f)) => self.csrf_tokens.remove(f).is_some_and(|owner| {
-                aws_lc_rs::constant_time::verify_slices_are_equal(owner.as_bytes(), c.as_bytes())
-                    .is_ok()
-            }),
-            _ => false,
-        };
-        if !csrf_ok {
+        if !self.take_form_token(session, params.get("csrf")) {
             return self
                 .page(
                     session,
@@ -158,24 +108,15 @@ impl TokenService {
         let address = format!("ip:{}", Self::client_address(session));
         let (status, message) = match self.sign_in(&username, &password, &address).await {
             SignIn::User(user) => {
-                let Ok(sid) = random_token(32) else {
-                    return self.no_randomness_page(session).await;
-                };
                 self.sign_ins
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Kept in the store, so a restart or another replica keeps the person signed in.
-                let (hash, name, until) = (
-                    sha256_hex(&sid),
-                    user.username.clone(),
-                    now + SESSION_SECONDS,
-                );
-                if run_blocking(&self.store, move |s| {
-                    s.put_session(&hash, &name, now, until)
-                })
-                .await
-                .is_err()
-                {
-                    return self
+                let set = match self.sessions.open(self.local_session(user, now)).await {
+                    Ok(set) => set,
+                    Err(crate::session::OpenError::Randomness(_)) => {
+                        return self.no_randomness_page(session).await
+                    }
+                    Err(crate::session::OpenError::Store(_)) => return self
                         .page(
                             session,
                             503,
@@ -183,9 +124,8 @@ impl TokenService {
                             Some(&params),
                             Some(&username),
                         )
-                        .await;
-                }
-                let set = format!("{SESSION_COOKIE}={sid}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={SESSION_SECONDS}");
+                        .await,
+                };
                 return self
                     .grant_code(session, &req, &user.subject.clone(), now, Some(set))
                     .await;
@@ -200,13 +140,15 @@ impl TokenService {
         self.page(session, status, message, Some(&params), Some(&username))
             .await
     }
-    /// The session a sign-in cookie names, if it is live; a store that cannot answer means none.
-    async fn live_session(&self, sid: Option<String>, now: u64) -> Option<(String, u64)> {
-        let hash = sha256_hex(&sid?);
-        run_blocking(&self.store, move |s| s.session(&hash, now))
-            .await
-            .ok()
-            .flatten()
+    /// The local user and sign-in time of the request's live session, if any; a store that cannot
+    /// answer means none. Sessions of external providers do not sign in here.
+    async fn live_session(&self, session: &Session) -> Option<(String, u64)> {
+        let found = self.sessions.find(session.req_header()).await.ok()??;
+        if found.record.provider != crate::config::LOCAL_LOGIN {
+            return None;
+        }
+        self.user_by_subject(&found.record.subject)
+            .map(|u| (u.subject.clone(), found.record.auth_time))
     }
 
     /// An authorization error: a page when the client or redirect URI cannot be trusted, else back
@@ -321,22 +263,6 @@ impl TokenService {
         params: Option<&HashMap<String, String>>,
         username: Option<&str>,
     ) -> pingora::Result<()> {
-        // The pre-login id stays while the browser has it, so forms in several tabs all work.
-        let pre_login = cookie(session, CSRF_COOKIE)
-            .filter(|c| {
-                c.len() >= 32
-                    && c.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            })
-            .map(Ok)
-            .unwrap_or_else(|| random_token(32));
-        let (Ok(pre_login), Ok(csrf)) = (pre_login, random_token(32)) else {
-            return self.no_randomness_page(session).await;
-        };
-        let mut headers: Vec<(&str, String)> = PAGE_HEADERS
-            .iter()
-            .map(|(k, v)| (*k, v.to_string()))
-            .collect();
         // form-action also governs where the form's answer may redirect: the client's registered origin.
         let redirect_origin = params
             .and_then(|p| p.get("redirect_uri"))
@@ -345,68 +271,42 @@ impl TokenService {
             .filter(|o| o != "null")
             .map(|o| format!(" {o}"))
             .unwrap_or_default();
-        headers.push((
-            "content-security-policy",
-            format!(
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{redirect_origin}; frame-ancestors 'none'; base-uri 'none'"
-            ),
-        ));
-        let mut body = String::from(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
-             <title>Sign in</title><style>body{font-family:system-ui,sans-serif;max-width:22rem;margin:4rem auto;padding:0 1rem}\
-             label{display:block;margin-top:1rem}input{width:100%;padding:.5rem;box-sizing:border-box}\
-             button{margin-top:1.5rem;padding:.6rem 1.2rem}.error{color:#a00;border:1px solid #a00;padding:.6rem}</style></head><body>",
-        );
-        body.push_str("<h1>Sign in</h1>");
-        if !error.is_empty() {
-            body.push_str(&format!(
-                "<p class=\"error\" role=\"alert\">{}</p>",
-                esc(error)
-            ));
-        }
-        if let Some(p) = params {
-            self.csrf_tokens.insert(csrf.clone(), pre_login.clone());
-            headers.push((
-                "set-cookie",
-                format!(
-                    "{CSRF_COOKIE}={pre_login}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={CSRF_SECONDS}"
-                ),
-            ));
-            if let Some(c) = p.get("client_id") {
-                body.push_str(&format!(
-                    "<p>to continue to <strong>{}</strong></p>",
-                    esc(c)
-                ));
+        let mut headers = crate::pages::page_headers(&redirect_origin);
+        let brand = self.sessions.brand();
+        let body = match params {
+            Some(p) => {
+                let Ok((csrf, set_cookie)) = self.form_token(session) else {
+                    return self.no_randomness_page(session).await;
+                };
+                headers.push(("set-cookie", set_cookie));
+                let mut hidden: Vec<(&str, String)> = [
+                    "response_type",
+                    "client_id",
+                    "redirect_uri",
+                    "scope",
+                    "state",
+                    "nonce",
+                    "code_challenge",
+                    "code_challenge_method",
+                ]
+                .into_iter()
+                .filter_map(|k| p.get(k).map(|v| (k, v.clone())))
+                .collect();
+                hidden.push(("csrf", csrf));
+                crate::pages::sign_in(
+                    &brand,
+                    &crate::pages::SignInForm {
+                        action: "/oauth/authorize",
+                        hidden,
+                        username: username.unwrap_or(""),
+                        app: p.get("client_id").map(String::as_str),
+                        error,
+                        back: None,
+                    },
+                )
             }
-            body.push_str("<form method=\"post\" action=\"/oauth/authorize\">");
-            for k in [
-                "response_type",
-                "client_id",
-                "redirect_uri",
-                "scope",
-                "state",
-                "nonce",
-                "code_challenge",
-                "code_challenge_method",
-            ] {
-                if let Some(v) = p.get(k) {
-                    body.push_str(&format!(
-                        "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
-                        esc(v)
-                    ));
-                }
-            }
-            body.push_str(&format!(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">"
-            ));
-            body.push_str(&format!(
-                "<label for=\"username\">Email</label><input id=\"username\" name=\"username\" type=\"text\" autocomplete=\"username\" required value=\"{}\">\
-                 <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-                 <button type=\"submit\">Sign in</button></form>",
-                esc(username.unwrap_or(""))
-            ));
-        }
-        body.push_str("</body></html>");
+            None => crate::pages::message(&brand, "Sign in", error, None),
+        };
         send(
             session,
             status,
@@ -415,6 +315,39 @@ impl TokenService {
             Bytes::from(body),
         )
         .await
+    }
+
+    /// A one-use form token bound to the browser's pre-login cookie, and the `Set-Cookie` that keeps
+    /// that cookie; the pre-login id stays while the browser has it, so forms in several tabs all work.
+    pub(crate) fn form_token(
+        &self,
+        session: &Session,
+    ) -> Result<(String, String), crate::secrets::NoRandomness> {
+        let pre_login = match cookie(session, CSRF_COOKIE).filter(|c| {
+            c.len() >= 32
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        }) {
+            Some(c) => c,
+            None => random_token(32)?,
+        };
+        let csrf = random_token(32)?;
+        self.csrf_tokens.insert(csrf.clone(), pre_login.clone());
+        let set = format!(
+            "{CSRF_COOKIE}={pre_login}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={CSRF_SECONDS}"
+        );
+        Ok((csrf, set))
+    }
+
+    /// Uses up a form token: true when this gateway issued it to this browser's pre-login cookie.
+    pub(crate) fn take_form_token(&self, session: &Session, sent: Option<&String>) -> bool {
+        match (cookie(session, CSRF_COOKIE), sent) {
+            (Some(c), Some(f)) => self.csrf_tokens.remove(f).is_some_and(|owner| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(owner.as_bytes(), c.as_bytes())
+                    .is_ok()
+            }),
+            _ => false,
+        }
     }
 
     /// The code exchange: single use, bound to client, redirect URI and PKCE challenge. A second use

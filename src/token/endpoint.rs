@@ -212,7 +212,7 @@ impl TokenService {
         send(session, 204, "text/plain", &cors, Bytes::new()).await
     }
 
-    pub(super) async fn read_form(
+    pub(crate) async fn read_form(
         &self,
         session: &mut Session,
     ) -> Result<HashMap<String, String>, OAuthError> {
@@ -270,7 +270,7 @@ impl TokenService {
         parse_form(&body)
     }
 
-    pub(super) fn client_address(session: &Session) -> String {
+    pub(crate) fn client_address(session: &Session) -> String {
         session
             .client_addr()
             .and_then(|a| a.as_inet())

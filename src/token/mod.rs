@@ -38,7 +38,7 @@ const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-be
 const MAX_FORM: usize = 16 * 1024;
 
 /// The outcome of checking a person's credentials.
-pub(crate) enum SignIn<'a> {
+pub enum SignIn<'a> {
     User(&'a crate::config::User),
     LockedOut,
     Wrong,
@@ -73,6 +73,16 @@ impl TokenService {
     /// Sign-in sessions made so far.
     pub fn sign_ins(&self) -> u64 {
         self.sign_ins.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_sign_in(&self) {
+        self.sign_ins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether any people can sign in with a password here.
+    pub fn has_users(&self) -> bool {
+        !self.users.is_empty()
     }
 }
 
@@ -209,6 +219,8 @@ pub struct TokenService {
     cors_origins: Vec<String>,
     /// sign-in sessions made, for metrics
     sign_ins: std::sync::atomic::AtomicU64,
+    /// browser sessions, opened by a sign-in here or at `/oauth/login`
+    pub sessions: Arc<crate::session::Sessions>,
 }
 
 impl TokenService {
@@ -236,7 +248,14 @@ impl TokenService {
         let issuer_path = url::Url::parse(&settings.issuer)
             .map(|u| u.path().trim_end_matches('/').to_string())
             .unwrap_or_default();
+        let sessions = Arc::new(crate::session::Sessions::new(
+            config.sessions.clone(),
+            store.clone(),
+            clock.clone(),
+            own_issuer.clone(),
+        ));
         Ok(Some(TokenService {
+            sessions,
             public_url,
             clients: config
                 .clients

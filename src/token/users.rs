@@ -59,3 +59,26 @@ impl TokenService {
         self.users.values().find(|u| u.subject == subject)
     }
 }
+
+impl TokenService {
+    /// A session for a user who signed in here: their roles and claims, as their tokens carry them.
+    pub(crate) fn local_session(
+        &self,
+        user: &crate::config::User,
+        now: u64,
+    ) -> crate::session::NewSession {
+        let mut claims = user.claims.clone();
+        claims.insert("roles".into(), serde_json::json!(user.roles));
+        claims.insert("iss".into(), serde_json::json!(self.settings.issuer));
+        crate::session::NewSession {
+            subject: user.subject.clone(),
+            provider: crate::config::LOCAL_LOGIN.into(),
+            provider_sid: String::new(),
+            data: crate::session::SessionData {
+                claims,
+                id_token: None,
+            },
+            auth_time: now,
+        }
+    }
+}

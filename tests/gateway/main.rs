@@ -16,6 +16,7 @@ mod policy;
 mod redis;
 mod reload;
 mod servers;
+mod sessions;
 mod standards;
 mod tls;
 mod tokens;

@@ -171,7 +171,7 @@ async fn refresh_families_codes_and_assertion_ids_are_shared() {
     assert_eq!(b.exchange(&code, VERIFIER).await.status, 200);
     oauth_error(&a.exchange(&code, VERIFIER).await, 400, "invalid_grant");
     // the person signed in on A is signed in on B too
-    let session = crate::tokens_code::set_cookie(&signed_in, "__Host-gatehouse-session").unwrap();
+    let session = crate::tokens_code::set_cookie(&signed_in, "__Host-gatehouse").unwrap();
     let q = crate::tokens_code::authorize_query(&[]);
     let r = b.get_authorize(&q, Some(&session)).await;
     assert_eq!(r.status, 303, "{}", r.body);

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-const SESSION: &str = "__Host-gatehouse-session";
+const SESSION: &str = "__Host-gatehouse";
 
 fn header_of(jwt: &str) -> Value {
     let h = URL_SAFE_NO_PAD

@@ -53,7 +53,7 @@ pub fn set_cookie(r: &Resp, name: &str) -> Option<String> {
         .get_all("set-cookie")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(name))
+        .find(|v| v.starts_with(&format!("{name}=")))
         .map(|v| v.split(';').next().unwrap().to_string())
 }
 
@@ -169,13 +169,13 @@ async fn the_code_flow_signs_in_and_exchanges_with_pkce() {
     assert!(!page.body.contains("<script"));
 
     let r = a.sign_in(ALICE_PASSWORD).await;
-    let session = set_cookie(&r, "__Host-gatehouse-session").unwrap();
+    let session = set_cookie(&r, "__Host-gatehouse").unwrap();
     let cookie_line = r
         .headers
         .get_all("set-cookie")
         .iter()
         .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("__Host-gatehouse-session"))
+        .find(|v| v.starts_with("__Host-gatehouse="))
         .unwrap();
     assert!(
         cookie_line.contains("HttpOnly")
@@ -415,7 +415,7 @@ async fn a_sign_in_session_survives_a_restart_on_sqlite() {
     let store = "backend = \"sqlite\"\npath = \"data/gatehouse.db\"";
     let a = Auth::start_with(store, "").await;
     let signed_in = a.sign_in(ALICE_PASSWORD).await;
-    let session = set_cookie(&signed_in, "__Host-gatehouse-session").unwrap();
+    let session = set_cookie(&signed_in, "__Host-gatehouse").unwrap();
     let m = a.gw.metrics().await;
     assert!(m.contains("gatehouse_sign_ins_total 1"), "{m}");
     assert!(m.contains("# HELP gatehouse_sign_ins_total "), "{m}");
@@ -426,7 +426,7 @@ async fn a_sign_in_session_survives_a_restart_on_sqlite() {
     let code = code_of(&r);
     assert_eq!(b.exchange(&code, VERIFIER).await.status, 200);
     // a made-up session id is no session
-    let forged = "__Host-gatehouse-session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let forged = "__Host-gatehouse=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let r = b.get_authorize(&authorize_query(&[]), Some(forged)).await;
     assert_eq!(r.status, 200);
 }

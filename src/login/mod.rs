@@ -1,0 +1,185 @@
+//! The sign-in endpoints of browser sessions: `/oauth/login` (the gateway's users, or a choice of
+//! providers), `/oauth/logout`, and the relying-party endpoints of external OpenID providers.
+
+mod local;
+
+use crate::config::{after_logout_ok, LOCAL_LOGIN};
+use crate::error::send;
+use crate::pages::{message, page_headers};
+use crate::session::browser::{from_this_origin, safe_return};
+use crate::token::TokenService;
+use bytes::Bytes;
+use pingora::proxy::Session;
+use std::collections::HashMap;
+
+/// The endpoints, parsed once from the normalised path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginEndpoint {
+    Login,
+    Logout,
+}
+
+impl LoginEndpoint {
+    pub fn parse(path: &str) -> Option<LoginEndpoint> {
+        match path {
+            "/oauth/login" => Some(LoginEndpoint::Login),
+            "/oauth/logout" => Some(LoginEndpoint::Logout),
+            _ => None,
+        }
+    }
+}
+
+/// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
+/// allows, and the page to come back to.
+pub fn login_url(rd: &str, logins: &[String]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("rd", rd);
+    q.append_pair("login", &logins.join(","));
+    format!("/oauth/login?{}", q.finish())
+}
+
+/// The query parameters of a request; a repeated one keeps its first value.
+fn query(session: &Session) -> HashMap<String, String> {
+    let q = session.req_header().uri.query().unwrap_or("");
+    let mut m = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+        m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    m
+}
+
+/// The return address a sign-in was given, or `/`.
+fn return_to(params: &HashMap<String, String>) -> String {
+    params
+        .get("rd")
+        .and_then(|r| safe_return(r))
+        .unwrap_or("/")
+        .to_string()
+}
+
+/// A page with a message (an error, or a notice), and a way on.
+async fn message_page(
+    session: &mut Session,
+    tokens: &TokenService,
+    status: u16,
+    title: &str,
+    text: &str,
+    link: Option<(&str, &str)>,
+) -> pingora::Result<()> {
+    let body = message(&tokens.sessions.brand(), title, text, link);
+    send(
+        session,
+        status,
+        "text/html; charset=utf-8",
+        &page_headers(""),
+        Bytes::from(body),
+    )
+    .await
+}
+
+async fn redirect(
+    session: &mut Session,
+    to: &str,
+    set_cookie: Option<String>,
+) -> pingora::Result<()> {
+    let mut headers = vec![("location", to.to_string())];
+    if let Some(c) = set_cookie {
+        headers.push(("set-cookie", c));
+    }
+    send(session, 303, "text/plain", &headers, Bytes::new()).await
+}
+
+/// Answers one of the endpoints.
+pub async fn handle(
+    session: &mut Session,
+    endpoint: LoginEndpoint,
+    tokens: &TokenService,
+) -> pingora::Result<()> {
+    let method = session.req_header().method.clone();
+    match (endpoint, method) {
+        (LoginEndpoint::Login, http::Method::GET | http::Method::HEAD) => {
+            local::show(session, tokens).await
+        }
+        (LoginEndpoint::Login, http::Method::POST) => local::submit(session, tokens).await,
+        (LoginEndpoint::Logout, http::Method::GET | http::Method::HEAD | http::Method::POST) => {
+            logout(session, tokens).await
+        }
+        _ => {
+            let allow = match endpoint {
+                LoginEndpoint::Login | LoginEndpoint::Logout => "GET, HEAD, POST",
+            };
+            crate::error::send_json(
+                session,
+                405,
+                &[("allow", allow.to_string())],
+                r#"{"error":"method_not_allowed","error_description":"this endpoint does not accept this method"}"#.into(),
+            )
+            .await
+        }
+    }
+}
+
+/// Ends the session and lands on `after_logout`. A logout another site asks for is confirmed first,
+/// so a link elsewhere cannot sign people out.
+async fn logout(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
+    let req = session.req_header();
+    let post = req.method == http::Method::POST;
+    if !from_this_origin(req) {
+        if post {
+            return message_page(
+                session,
+                tokens,
+                403,
+                "Sign out",
+                "This sign-out did not come from this site. Use the button to sign out.",
+                Some(("/oauth/logout", "Sign out")),
+            )
+            .await;
+        }
+        let body = crate::pages::confirm(
+            &tokens.sessions.brand(),
+            "Sign out",
+            "Do you want to sign out?",
+            "/oauth/logout",
+            "Sign out",
+        );
+        return send(
+            session,
+            200,
+            "text/html; charset=utf-8",
+            &page_headers(""),
+            Bytes::from(body),
+        )
+        .await;
+    }
+    if tokens.sessions.end(session.req_header()).await.is_err() {
+        return message_page(
+            session,
+            tokens,
+            503,
+            "Sign out",
+            "Signing out is not possible right now. Please try again in a moment.",
+            Some(("/oauth/logout", "Try again")),
+        )
+        .await;
+    }
+    let target = &tokens.sessions.settings.after_logout;
+    let target = if after_logout_ok(target) {
+        target.as_str()
+    } else {
+        "/"
+    };
+    redirect(session, target, Some(tokens.sessions.clear_cookie())).await
+}
+
+/// The sign-in ways a request names (`login=local,corp`), keeping only those configured.
+fn logins(params: &HashMap<String, String>, tokens: &TokenService) -> Vec<String> {
+    let named: Vec<String> = params
+        .get("login")
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| vec![LOCAL_LOGIN.to_string()]);
+    named
+        .into_iter()
+        .filter(|n| n == LOCAL_LOGIN && tokens.has_users())
+        .collect()
+}

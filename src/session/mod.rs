@@ -1,0 +1,325 @@
+//! Browser sign-in sessions: the cookie, the server-side record, and the identity a live session
+//! gives a request, the same shape as a verified token's.
+
+pub mod browser;
+
+use crate::auth::identity::Identity;
+use crate::auth::principal::Principal;
+use crate::clock::SharedClock;
+use crate::config::{Issuer, SessionSettings};
+use crate::secrets::{random_token, sha256_hex, NoRandomness};
+use crate::store::{run_blocking, SessionRecord, SessionsOf, Store, StoreError};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use pingora::http::RequestHeader;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Length of a session id: 32 random bytes, base64url.
+const ID_LEN: usize = 43;
+/// An idle deadline is moved at most this often, so a busy page does not write on every request.
+const TOUCH_EVERY: u64 = 60;
+
+/// What a session stores about the person, besides its indexes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SessionData {
+    /// the identity's claims as the upstream sees them (`iss`, `sub`, `roles`, profile claims)
+    pub claims: Map<String, Value>,
+    /// the provider's ID token, for `id_token_hint` at its logout
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// A new session to open.
+pub struct NewSession {
+    pub subject: String,
+    /// "local" or the login provider's name
+    pub provider: String,
+    pub provider_sid: String,
+    pub data: SessionData,
+    pub auth_time: u64,
+}
+
+/// A session found for a request.
+pub struct Found {
+    pub record: SessionRecord,
+    pub data: SessionData,
+}
+
+pub struct Sessions {
+    pub settings: SessionSettings,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    /// issuer "self": roles are read from `roles` as in the gateway's own tokens
+    own_issuer: Arc<Issuer>,
+}
+
+/// The value of one cookie in a request.
+pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+impl Sessions {
+    pub fn new(
+        settings: SessionSettings,
+        store: Arc<dyn Store>,
+        clock: SharedClock,
+        own_issuer: Arc<Issuer>,
+    ) -> Self {
+        Sessions {
+            settings,
+            store,
+            clock,
+            own_issuer,
+        }
+    }
+
+    pub fn brand(&self) -> crate::pages::Brand {
+        crate::pages::Brand {
+            name: self.settings.brand_name.clone(),
+            logo: self.settings.brand_logo.clone(),
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now_secs()
+    }
+
+    /// The hash of the session id the request's cookie carries, when it has the right shape.
+    pub fn cookie_hash(&self, req: &RequestHeader) -> Option<String> {
+        cookie(req, &self.settings.cookie_name)
+            .filter(|v| {
+                v.len() == ID_LEN
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .map(sha256_hex)
+    }
+
+    /// The live session the request carries, its idle deadline moved on; `Ok(None)` when there is
+    /// none. A store that cannot answer is an error, for the caller to fail closed.
+    pub async fn find(&self, req: &RequestHeader) -> Result<Option<Found>, StoreError> {
+        let Some(hash) = self.cookie_hash(req) else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let idle = self.settings.idle_timeout.as_secs();
+        let found = run_blocking(&self.store, move |s| {
+            let Some(rec) = s.session(&hash, now)? else {
+                return Ok(None);
+            };
+            if rec.idle_until < rec.expires_at && rec.idle_until + TOUCH_EVERY < now + idle {
+                s.touch_session(&hash, now + idle)?;
+            }
+            Ok(Some(rec))
+        })
+        .await?;
+        Ok(found.map(|record| Found {
+            // A record this gateway cannot read gives no identity beyond its subject.
+            data: serde_json::from_str(&record.data).unwrap_or_default(),
+            record,
+        }))
+    }
+
+    /// Opens a session with a new random id (never one the browser brought) and returns the
+    /// `Set-Cookie` value that carries it.
+    pub async fn open(&self, new: NewSession) -> Result<String, OpenError> {
+        let id = random_token(32).map_err(OpenError::Randomness)?;
+        let now = self.now();
+        let rec = SessionRecord {
+            hash: sha256_hex(&id),
+            subject: new.subject,
+            provider: new.provider,
+            provider_sid: new.provider_sid,
+            data: serde_json::to_string(&new.data).unwrap_or_default(),
+            auth_time: new.auth_time,
+            idle_until: now + self.settings.idle_timeout.as_secs(),
+            expires_at: now + self.settings.absolute_timeout.as_secs(),
+        };
+        run_blocking(&self.store, move |s| s.put_session(&rec))
+            .await
+            .map_err(OpenError::Store)?;
+        Ok(format!(
+            "{}={id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+            self.settings.cookie_name,
+            self.settings.absolute_timeout.as_secs()
+        ))
+    }
+
+    /// The `Set-Cookie` value that removes the session cookie.
+    pub fn clear_cookie(&self) -> String {
+        format!(
+            "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+            self.settings.cookie_name
+        )
+    }
+
+    /// Ends the request's session, returning what it held (for the provider's logout).
+    pub async fn end(&self, req: &RequestHeader) -> Result<Option<Found>, StoreError> {
+        let Some(hash) = self.cookie_hash(req) else {
+            return Ok(None);
+        };
+        let found = self.find(req).await?;
+        run_blocking(&self.store, move |s| s.end_session(&hash)).await?;
+        Ok(found)
+    }
+
+    /// Ends every session `of` names, on every gateway sharing the store.
+    pub async fn end_all(&self, of: SessionsOf<'_>) -> Result<u64, StoreError> {
+        let of = match of {
+            SessionsOf::Subject(s) => Owned::Subject(s.to_string()),
+            SessionsOf::ProviderSubject(p, s) => Owned::ProviderSubject(p.into(), s.into()),
+            SessionsOf::ProviderSid(p, s) => Owned::ProviderSid(p.into(), s.into()),
+        };
+        run_blocking(&self.store, move |s| s.end_sessions(&of.borrow())).await
+    }
+
+    /// The identity a session gives a request: the same principal and headers a token would.
+    pub fn identity(&self, found: &Found, with_claims: bool, with_key: bool) -> Identity {
+        let mut claims = found.data.claims.clone();
+        claims.insert("sub".into(), Value::String(found.record.subject.clone()));
+        claims
+            .entry("iss")
+            .or_insert_with(|| Value::String(self.own_issuer.issuer.clone()));
+        claims.insert("auth_time".into(), Value::from(found.record.auth_time));
+        let claims = Value::Object(claims);
+        let principal = Principal::new(&self.own_issuer, &claims, found.record.expires_at);
+        let json = serde_json::to_vec(&claims).unwrap_or_default();
+        let payload = http::HeaderValue::from_str(&URL_SAFE_NO_PAD.encode(json))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        let token_key = with_key.then(|| {
+            // the identity JWT is reused per session, as it is per token
+            u128::from_str_radix(found.record.hash.get(..32).unwrap_or("0"), 16).unwrap_or(0)
+        });
+        Identity {
+            principal: Arc::new(principal),
+            payload,
+            claims: with_claims.then_some(claims),
+            token_key,
+        }
+    }
+}
+
+/// `SessionsOf` with owned text, to cross into the store's thread.
+enum Owned {
+    Subject(String),
+    ProviderSubject(String, String),
+    ProviderSid(String, String),
+}
+
+impl Owned {
+    fn borrow(&self) -> SessionsOf<'_> {
+        match self {
+            Owned::Subject(s) => SessionsOf::Subject(s),
+            Owned::ProviderSubject(p, s) => SessionsOf::ProviderSubject(p, s),
+            Owned::ProviderSid(p, s) => SessionsOf::ProviderSid(p, s),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum OpenError {
+    Randomness(NoRandomness),
+    Store(StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, OffsetClock};
+    use crate::config::Config;
+    use crate::store::MemoryStore;
+    use std::path::Path;
+
+    fn sessions() -> (Sessions, Arc<OffsetClock>) {
+        let text = format!(
+            "{}\n[token_service]\nenabled = true\nsigning_keys = [\"k.pem\"]\n",
+            crate::config::testing::BASE
+        );
+        let config = Config::from_toml(&text, Path::new("/nonexistent/g.toml")).unwrap();
+        let clock = Arc::new(OffsetClock::default());
+        let s = Sessions::new(
+            config.sessions.clone(),
+            Arc::new(MemoryStore::default()),
+            clock.clone(),
+            config.issuer_by_name("self").unwrap().clone(),
+        );
+        (s, clock)
+    }
+
+    fn with_cookie(set: &str) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        r.insert_header("cookie", set.split(';').next().unwrap())
+            .unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn a_session_lives_until_idle_or_absolute_timeout() {
+        let (s, clock) = sessions();
+        let mut claims = Map::new();
+        claims.insert("roles".into(), serde_json::json!(["admin"]));
+        let set = s
+            .open(NewSession {
+                subject: "ann".into(),
+                provider: "local".into(),
+                provider_sid: String::new(),
+                data: SessionData {
+                    claims,
+                    id_token: None,
+                },
+                auth_time: clock.now_secs(),
+            })
+            .await
+            .unwrap();
+        assert!(set.starts_with("__Host-gatehouse="));
+        assert!(set.contains("Secure; HttpOnly; SameSite=Lax"));
+        let req = with_cookie(&set);
+        let found = s.find(&req).await.unwrap().unwrap();
+        let id = s.identity(&found, true, false);
+        assert_eq!(id.principal.subject(), Some("ann"));
+        assert!(id.principal.has_role("admin"));
+        // used within the idle timeout, it lives on
+        for _ in 0..3 {
+            clock.advance(std::time::Duration::from_secs(20 * 60));
+            assert!(s.find(&req).await.unwrap().is_some());
+        }
+        // idle for longer than the timeout, it is gone
+        clock.advance(std::time::Duration::from_secs(31 * 60));
+        assert!(s.find(&req).await.unwrap().is_none());
+        // a forged or malformed cookie is no session
+        assert!(s
+            .find(&with_cookie("__Host-gatehouse=x"))
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn sessions_end_one_by_one_or_by_subject() {
+        let (s, clock) = sessions();
+        let open = || NewSession {
+            subject: "bob".into(),
+            provider: "local".into(),
+            provider_sid: String::new(),
+            data: SessionData::default(),
+            auth_time: clock.now_secs(),
+        };
+        let a = with_cookie(&s.open(open()).await.unwrap());
+        let b = with_cookie(&s.open(open()).await.unwrap());
+        let c = with_cookie(&s.open(open()).await.unwrap());
+        assert!(s.end(&a).await.unwrap().is_some());
+        assert!(s.find(&a).await.unwrap().is_none());
+        assert_eq!(s.end_all(SessionsOf::Subject("bob")).await.unwrap(), 2);
+        assert!(s.find(&b).await.unwrap().is_none());
+        assert!(s.find(&c).await.unwrap().is_none());
+    }
+}
