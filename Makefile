@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify
+.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
 # (the browser test), node and npm (openid-client) and redis-server (several gateways on one store).
@@ -52,6 +52,12 @@ check: deps
 test: deps clients
 	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 $(CARGO) test $(LOCKED) --all-targets
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
+
+# Photographs every state of the sign-in page in headless Chromium into docs/screenshots (the README shows them).
+screenshots: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
+screenshots: deps
+	mkdir -p docs/screenshots
+	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test $(LOCKED) --test gateway -- every_state_of_the_sign_in_page
 
 # Prints a demo token for the shipped gateway.toml (issuer "demo", roles reader, scope api), valid 1 hour.
 token:

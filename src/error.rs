@@ -238,8 +238,13 @@ pub async fn send(
     r.insert_header("content-type", content_type)?;
     r.insert_header("content-length", body.len().to_string())?;
     r.insert_header("cache-control", "no-store")?;
+    // `Set-Cookie` may come several times; any other header given replaces the default above
     for (k, v) in headers {
-        r.insert_header(k.to_string(), v.as_str())?;
+        if k.eq_ignore_ascii_case("set-cookie") {
+            r.append_header(k.to_string(), v.as_str())?;
+        } else {
+            r.insert_header(k.to_string(), v.as_str())?;
+        }
     }
     session.write_response_header(Box::new(r), false).await?;
     session.write_response_body(Some(body), true).await

@@ -49,7 +49,7 @@ h1{font-size:1.5rem;margin:.25rem 0 0}.app{color:var(--muted);margin:.25rem 0 0}
 label{display:block;font-weight:500;margin:1rem 0 .35rem}input{width:100%;padding:.65rem .75rem;border:1px solid var(--line);border-radius:8px;background:transparent;color:inherit;font:inherit}\
 input:focus,button:focus,a:focus{outline:3px solid var(--accent);outline-offset:2px}\
 button,.button{display:block;width:100%;margin-top:1.5rem;padding:.7rem;border:0;border-radius:8px;background:var(--accent);color:var(--accent-fg);font:inherit;font-weight:600;text-align:center;text-decoration:none;cursor:pointer}\
-.choices .button{margin-top:.75rem}.secondary{background:transparent;color:var(--accent);border:1px solid var(--line)}\
+.choices .button{margin-top:.75rem}\
 .error{background:var(--err-bg);color:var(--err);border-radius:8px;padding:.75rem;margin:0 0 1rem}p{margin:.5rem 0}";
 
 /// One choice on the provider page: its label and where it starts.
@@ -70,8 +70,6 @@ pub struct SignInForm<'a> {
     pub app: Option<&'a str>,
     /// a message for the person: wrong password, lockout, expired form
     pub error: &'a str,
-    /// a link back to the provider choice, when there is one
-    pub back: Option<String>,
 }
 
 fn card(brand: &Brand, title: &str, body: &str) -> String {
@@ -126,12 +124,6 @@ pub fn sign_in(brand: &Brand, f: &SignInForm<'_>) -> String {
          autocomplete=\"current-password\" required><button type=\"submit\">Sign in</button></form>",
         esc(f.username)
     ));
-    if let Some(back) = &f.back {
-        body.push_str(&format!(
-            "<a class=\"button secondary\" href=\"{}\">Other ways to sign in</a>",
-            esc(back)
-        ));
-    }
     card(brand, "Sign in", &body)
 }
 
@@ -201,7 +193,6 @@ mod tests {
                 username: "<b>",
                 app: Some("a&b"),
                 error: "wrong <password>",
-                back: None,
             },
         );
         assert!(page.contains("Acme &lt;Corp&gt;"));

@@ -45,6 +45,8 @@ pub struct Shared {
     pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
     /// signs `X-Auth-Jwt` for routes with `identity_jwt`, when the token service has keys
     pub identity_signer: Option<crate::identity_jwt::IdentitySigner>,
+    /// external OpenID providers people sign in with (with the token service on)
+    pub providers: Option<Arc<crate::login::Providers>>,
     /// the gateway's own cookies, removed from every request sent upstream
     pub gateway_cookies: Vec<String>,
 }
@@ -155,8 +157,9 @@ impl Gateway {
                 return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await)
             }
             Some(Target::Login(endpoint)) => {
-                if let Some(tokens) = &s.tokens {
-                    if let Err(e) = crate::login::handle(session, endpoint, tokens).await {
+                if let (Some(tokens), Some(providers)) = (&s.tokens, &s.providers) {
+                    if let Err(e) = crate::login::handle(session, endpoint, tokens, providers).await
+                    {
                         tracing::debug!(error = %e, "could not answer a sign-in request");
                     }
                 }
@@ -256,7 +259,7 @@ impl Gateway {
         if !is_navigation(req) {
             return Err(Rejection::MissingToken);
         }
-        let to = crate::login::login_url(&here(req), &route.login);
+        let to = crate::login::login_url(&here(req), &route.login, Some(&route.name));
         let headers = [("location", to)];
         if let Err(e) =
             crate::error::send(session, 302, "text/plain", &headers, bytes::Bytes::new()).await

@@ -140,7 +140,22 @@ pub fn generation(
         ],
         None => vec![],
     };
+    let providers = match &tokens {
+        Some(_) => Some(Arc::new(crate::login::Providers::new(
+            config.login_providers.clone(),
+            config
+                .routes
+                .iter()
+                .filter(|r| r.auth == crate::config::AuthMode::Session)
+                .map(|r| r.name.clone())
+                .collect(),
+            lasting.clock.clone(),
+            config.validation.leeway,
+        )?)),
+        None => None,
+    };
     let shared = Shared {
+        providers,
         gateway_cookies,
         table: routes::RouteTable::new(&config.routes),
         metrics: crate::metrics::Metrics::new(

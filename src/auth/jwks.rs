@@ -105,7 +105,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+pub(crate) fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         // Redirects are followed only within the same host, and only a few.
         let same_host = attempt

@@ -49,6 +49,44 @@ pub struct LoginProvider {
     /// at least one of these must be among the roles; empty means any
     pub allowed_groups: Vec<String>,
     pub ca: Option<PathBuf>,
+    /// how its ID tokens are checked: discovery, the JWKS cache, `aud` = the client id
+    pub verify: Arc<Issuer>,
+}
+
+/// The algorithms a provider's ID token may be signed with (never HMAC or `none`).
+const ID_TOKEN_ALGORITHMS: [jsonwebtoken::Algorithm; 9] = [
+    jsonwebtoken::Algorithm::RS256,
+    jsonwebtoken::Algorithm::RS384,
+    jsonwebtoken::Algorithm::RS512,
+    jsonwebtoken::Algorithm::PS256,
+    jsonwebtoken::Algorithm::PS384,
+    jsonwebtoken::Algorithm::PS512,
+    jsonwebtoken::Algorithm::ES256,
+    jsonwebtoken::Algorithm::ES384,
+    jsonwebtoken::Algorithm::EdDSA,
+];
+
+/// A provider as an issuer of ID tokens, for the same key cache and checks as access tokens.
+fn provider_issuer(index: usize, r: &RawLoginProvider, ca: Option<PathBuf>) -> Issuer {
+    Issuer {
+        index,
+        require_typ: None,
+        name: format!("login:{}", r.name),
+        issuer: r.issuer.clone(),
+        source: KeySource::Discovery,
+        audiences: vec![r.client_id.clone()],
+        route_audiences: None,
+        algorithms: ID_TOKEN_ALGORITHMS.to_vec(),
+        roles_claim: ClaimPath::new(r.roles_claim.as_deref().unwrap_or("roles")),
+        scopes_claim: None,
+        jwks_min_refresh: Duration::from_secs(30),
+        jwks_max_refresh: Duration::from_secs(3600),
+        jwks_stale_for: Duration::from_secs(86400),
+        jwks_fetch_timeout: Duration::from_secs(5),
+        jwks_max_bytes: 262144,
+        ca,
+        tenants: vec![],
+    }
 }
 
 /// True for a URL the gateway may call without TLS: only on this machine.
@@ -196,7 +234,9 @@ impl Compiler {
                 self.err(k("scopes"), "must include \"openid\"");
             }
             let ca = r.ca.as_deref().map(|p| self.path(p));
+            let verify = Arc::new(provider_issuer(out.len(), &r, ca.clone()));
             out.push(LoginProvider {
+                verify,
                 name: r.name,
                 issuer: r.issuer,
                 client_id: r.client_id,
@@ -303,6 +343,11 @@ mod tests {
         let ok = compile(&format!("{}{TS}{USER}", session_route(""))).unwrap();
         assert_eq!(ok.routes[1].auth, AuthMode::Session);
         assert_eq!(ok.routes[1].login, vec!["local".to_string()]);
+        // the test configuration has no TLS listener: the check says the cookie needs one
+        assert!(ok
+            .warnings()
+            .iter()
+            .any(|w| w.starts_with("routes[1].auth: session cookies are Secure")));
         refused(
             &format!("{BASE}\n[[routes]]\npath_prefix = \"/x\"\nupstream = \"u\"\nlogin = \"local\"\n{TS}{USER}"),
             "routes[1].login",

@@ -14,6 +14,18 @@ impl Config {
                 ));
             }
         }
+        if self.server.listen_tls.is_empty() {
+            if let Some(r) = self
+                .routes
+                .iter()
+                .find(|r| r.auth == super::AuthMode::Session)
+            {
+                out.push(format!(
+                    "routes[{}].auth: session cookies are Secure, so browsers keep them only over https: serve this route through a TLS listener or a TLS-terminating balancer",
+                    r.index
+                ));
+            }
+        }
         out
     }
 }

@@ -1,7 +1,7 @@
 //! Sign-in of the gateway's own users at `/oauth/login`: the form (with its one-use CSRF token,
 //! lockout and rate limits), or the choice between the ways a route allows.
 
-use super::{logins, message_page, query, redirect, return_to};
+use super::{logins, message_page, query, redirect, return_to, Providers};
 use crate::config::LOCAL_LOGIN;
 use crate::error::send;
 use crate::pages::{page_headers, sign_in, Choice, SignInForm};
@@ -12,10 +12,15 @@ use pingora::proxy::Session;
 use std::collections::HashMap;
 
 /// GET: the form, or the choice of providers.
-pub(super) async fn show(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
+pub(super) async fn show(
+    session: &mut Session,
+    tokens: &TokenService,
+    providers: &Providers,
+) -> pingora::Result<()> {
     let params = query(session);
-    let ways = logins(&params, tokens);
+    let ways = logins(&params, tokens, providers);
     let rd = return_to(&params);
+    let app = providers.app(params.get("app"));
     match ways.as_slice() {
         [] => {
             message_page(
@@ -28,7 +33,11 @@ pub(super) async fn show(session: &mut Session, tokens: &TokenService) -> pingor
             )
             .await
         }
-        [only] if only == LOCAL_LOGIN => form(session, tokens, 200, "", &rd, "", None).await,
+        [only] if only == LOCAL_LOGIN => form(session, tokens, 200, "", &rd, "", app).await,
+        [only] => match providers.find(only) {
+            Some(i) => super::oidc::start(session, tokens, providers, i, &rd).await,
+            None => form(session, tokens, 200, "", &rd, "", app).await,
+        },
         many => {
             let choices: Vec<Choice> = many
                 .iter()
@@ -36,6 +45,9 @@ pub(super) async fn show(session: &mut Session, tokens: &TokenService) -> pingor
                     let mut q = url::form_urlencoded::Serializer::new(String::new());
                     q.append_pair("rd", &rd);
                     q.append_pair("login", w);
+                    if let Some(app) = app {
+                        q.append_pair("app", app);
+                    }
                     Choice {
                         label: if w == LOCAL_LOGIN {
                             "email and password".into()
@@ -46,7 +58,7 @@ pub(super) async fn show(session: &mut Session, tokens: &TokenService) -> pingor
                     }
                 })
                 .collect();
-            let body = crate::pages::choose(&tokens.sessions.brand(), None, &choices);
+            let body = crate::pages::choose(&tokens.sessions.brand(), app, &choices);
             send(
                 session,
                 200,
@@ -67,7 +79,7 @@ async fn form(
     error: &str,
     rd: &str,
     username: &str,
-    back: Option<String>,
+    app: Option<&str>,
 ) -> pingora::Result<()> {
     let Ok((csrf, set_cookie)) = tokens.form_token(session) else {
         return no_randomness(session, tokens).await;
@@ -78,11 +90,16 @@ async fn form(
         &tokens.sessions.brand(),
         &SignInForm {
             action: "/oauth/login",
-            hidden: vec![("rd", rd.to_string()), ("csrf", csrf)],
+            hidden: {
+                let mut h = vec![("rd", rd.to_string()), ("csrf", csrf)];
+                if let Some(app) = app {
+                    h.push(("app", app.to_string()));
+                }
+                h
+            },
             username,
-            app: None,
+            app,
             error,
-            back,
         },
     );
     send(
@@ -108,7 +125,11 @@ async fn no_randomness(session: &mut Session, tokens: &TokenService) -> pingora:
 }
 
 /// POST: checks the form token and the credentials, opens a session, and goes back to `rd`.
-pub(super) async fn submit(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
+pub(super) async fn submit(
+    session: &mut Session,
+    tokens: &TokenService,
+    providers: &Providers,
+) -> pingora::Result<()> {
     let params: HashMap<String, String> = match tokens.read_form(session).await {
         Ok(p) => p,
         Err(_) => {
@@ -124,6 +145,7 @@ pub(super) async fn submit(session: &mut Session, tokens: &TokenService) -> ping
         }
     };
     let rd = return_to(&params);
+    let app = providers.app(params.get("app"));
     let username = params.get("username").cloned().unwrap_or_default();
     if !tokens.has_users() {
         return message_page(
@@ -138,7 +160,7 @@ pub(super) async fn submit(session: &mut Session, tokens: &TokenService) -> ping
     }
     if !tokens.take_form_token(session, params.get("csrf")) {
         let msg = "This sign-in form has expired. Please try again.";
-        return form(session, tokens, 403, msg, &rd, &username, None).await;
+        return form(session, tokens, 403, msg, &rd, &username, app).await;
     }
     let password = params.get("password").cloned().unwrap_or_default();
     let address = format!("ip:{}", TokenService::client_address(session));
@@ -153,7 +175,7 @@ pub(super) async fn submit(session: &mut Session, tokens: &TokenService) -> ping
                 Err(OpenError::Randomness(_)) => no_randomness(session, tokens).await,
                 Err(OpenError::Store(_)) => {
                     let msg = "Signing in is not possible right now. Please try again in a moment.";
-                    form(session, tokens, 503, msg, &rd, &username, None).await
+                    form(session, tokens, 503, msg, &rd, &username, app).await
                 }
             };
         }
@@ -164,5 +186,5 @@ pub(super) async fn submit(session: &mut Session, tokens: &TokenService) -> ping
         ),
         SignIn::Wrong => (401, "The email or password is wrong."),
     };
-    form(session, tokens, status, msg, &rd, &username, None).await
+    form(session, tokens, status, msg, &rd, &username, app).await
 }

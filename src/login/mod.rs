@@ -1,7 +1,12 @@
 //! The sign-in endpoints of browser sessions: `/oauth/login` (the gateway's users, or a choice of
 //! providers), `/oauth/logout`, and the relying-party endpoints of external OpenID providers.
 
+mod backchannel;
 mod local;
+pub mod oidc;
+pub mod providers;
+
+pub use providers::Providers;
 
 use crate::config::{after_logout_ok, LOCAL_LOGIN};
 use crate::error::send;
@@ -17,6 +22,10 @@ use std::collections::HashMap;
 pub enum LoginEndpoint {
     Login,
     Logout,
+    /// where external providers send the browser back
+    Callback,
+    /// where external providers post logout tokens
+    BackchannelLogout,
 }
 
 impl LoginEndpoint {
@@ -24,6 +33,8 @@ impl LoginEndpoint {
         match path {
             "/oauth/login" => Some(LoginEndpoint::Login),
             "/oauth/logout" => Some(LoginEndpoint::Logout),
+            "/oauth/callback" => Some(LoginEndpoint::Callback),
+            "/oauth/backchannel-logout" => Some(LoginEndpoint::BackchannelLogout),
             _ => None,
         }
     }
@@ -31,10 +42,13 @@ impl LoginEndpoint {
 
 /// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
 /// allows, and the page to come back to.
-pub fn login_url(rd: &str, logins: &[String]) -> String {
+pub fn login_url(rd: &str, logins: &[String], app: Option<&str>) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("rd", rd);
     q.append_pair("login", &logins.join(","));
+    if let Some(app) = app {
+        q.append_pair("app", app);
+    }
     format!("/oauth/login?{}", q.finish())
 }
 
@@ -94,19 +108,27 @@ pub async fn handle(
     session: &mut Session,
     endpoint: LoginEndpoint,
     tokens: &TokenService,
+    providers: &Providers,
 ) -> pingora::Result<()> {
+    use http::Method;
     let method = session.req_header().method.clone();
     match (endpoint, method) {
-        (LoginEndpoint::Login, http::Method::GET | http::Method::HEAD) => {
-            local::show(session, tokens).await
+        (LoginEndpoint::Login, Method::GET | Method::HEAD) => {
+            local::show(session, tokens, providers).await
         }
-        (LoginEndpoint::Login, http::Method::POST) => local::submit(session, tokens).await,
-        (LoginEndpoint::Logout, http::Method::GET | http::Method::HEAD | http::Method::POST) => {
-            logout(session, tokens).await
+        (LoginEndpoint::Login, Method::POST) => local::submit(session, tokens, providers).await,
+        (LoginEndpoint::Logout, Method::GET | Method::HEAD | Method::POST) => {
+            logout(session, tokens, providers).await
+        }
+        (LoginEndpoint::Callback, Method::GET) => oidc::callback(session, tokens, providers).await,
+        (LoginEndpoint::BackchannelLogout, Method::POST) => {
+            backchannel::handle(session, tokens, providers).await
         }
         _ => {
             let allow = match endpoint {
                 LoginEndpoint::Login | LoginEndpoint::Logout => "GET, HEAD, POST",
+                LoginEndpoint::Callback => "GET",
+                LoginEndpoint::BackchannelLogout => "POST",
             };
             crate::error::send_json(
                 session,
@@ -121,7 +143,11 @@ pub async fn handle(
 
 /// Ends the session and lands on `after_logout`. A logout another site asks for is confirmed first,
 /// so a link elsewhere cannot sign people out.
-async fn logout(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
+async fn logout(
+    session: &mut Session,
+    tokens: &TokenService,
+    providers: &Providers,
+) -> pingora::Result<()> {
     let req = session.req_header();
     let post = req.method == http::Method::POST;
     if !from_this_origin(req) {
@@ -152,34 +178,84 @@ async fn logout(session: &mut Session, tokens: &TokenService) -> pingora::Result
         )
         .await;
     }
-    if tokens.sessions.end(session.req_header()).await.is_err() {
-        return message_page(
-            session,
-            tokens,
-            503,
-            "Sign out",
-            "Signing out is not possible right now. Please try again in a moment.",
-            Some(("/oauth/logout", "Try again")),
-        )
-        .await;
-    }
+    let ended = match tokens.sessions.end(session.req_header()).await {
+        Ok(found) => found,
+        Err(_) => {
+            return message_page(
+                session,
+                tokens,
+                503,
+                "Sign out",
+                "Signing out is not possible right now. Please try again in a moment.",
+                Some(("/oauth/logout", "Try again")),
+            )
+            .await
+        }
+    };
     let target = &tokens.sessions.settings.after_logout;
     let target = if after_logout_ok(target) {
         target.as_str()
     } else {
         "/"
     };
-    redirect(session, target, Some(tokens.sessions.clear_cookie())).await
+    // A provider's session ends at the provider too, which then sends the browser to `after_logout`.
+    let at_provider = match ended {
+        Some(found) => provider_logout(session, providers, &found, target).await,
+        None => None,
+    };
+    let to = at_provider.unwrap_or_else(|| target.to_string());
+    redirect(session, &to, Some(tokens.sessions.clear_cookie())).await
+}
+
+/// The provider's `end_session_endpoint` with `id_token_hint`, for a session it opened.
+async fn provider_logout(
+    session: &Session,
+    providers: &Providers,
+    found: &crate::session::Found,
+    after: &str,
+) -> Option<String> {
+    let i = providers.find(&found.record.provider)?;
+    let p = providers.list.get(i)?;
+    let end = providers
+        .endpoints(i)
+        .await
+        .ok()?
+        .end_session_endpoint
+        .clone()?;
+    let mut url = url::Url::parse(&end).ok()?;
+    let after = if after.starts_with('/') {
+        // the provider needs an absolute address: this host's
+        let cb = oidc::callback_uri(session);
+        format!("{}{after}", cb.trim_end_matches("/oauth/callback"))
+    } else {
+        after.to_string()
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        if let Some(hint) = &found.data.id_token {
+            q.append_pair("id_token_hint", hint);
+        }
+        q.append_pair("client_id", &p.client_id);
+        q.append_pair("post_logout_redirect_uri", &after);
+    }
+    Some(url.into())
 }
 
 /// The sign-in ways a request names (`login=local,corp`), keeping only those configured.
-fn logins(params: &HashMap<String, String>, tokens: &TokenService) -> Vec<String> {
+fn logins(
+    params: &HashMap<String, String>,
+    tokens: &TokenService,
+    providers: &Providers,
+) -> Vec<String> {
     let named: Vec<String> = params
         .get("login")
         .map(|l| l.split(',').map(str::to_string).collect())
         .unwrap_or_else(|| vec![LOCAL_LOGIN.to_string()]);
     named
         .into_iter()
-        .filter(|n| n == LOCAL_LOGIN && tokens.has_users())
+        .filter(|n| {
+            (n == LOCAL_LOGIN && tokens.has_users())
+                || (n != LOCAL_LOGIN && providers.find(n).is_some())
+        })
         .collect()
 }

@@ -172,6 +172,14 @@ impl Sessions {
         Ok(found)
     }
 
+    /// Records a one-use token id (a logout token's `jti`) until `exp`; false when it was seen before.
+    pub async fn first_use(&self, kind: &str, jti: &str, exp: u64) -> Result<bool, StoreError> {
+        let (kind, jti, now) = (format!("logout:{kind}"), jti.to_string(), self.now());
+        // a token without exp is remembered for a day
+        let exp = if exp == 0 { now + 86400 } else { exp };
+        run_blocking(&self.store, move |s| s.use_assertion(&kind, &jti, exp, now)).await
+    }
+
     /// Ends every session `of` names, on every gateway sharing the store.
     pub async fn end_all(&self, of: SessionsOf<'_>) -> Result<u64, StoreError> {
         let of = match of {

@@ -301,7 +301,6 @@ impl TokenService {
                         username: username.unwrap_or(""),
                         app: p.get("client_id").map(String::as_str),
                         error,
-                        back: None,
                     },
                 )
             }

@@ -31,22 +31,93 @@ impl Drop for Driver {
     }
 }
 
+/// A headless Chromium driven by chromedriver, with its driver and profile kept alive; `None`
+/// (after saying why) when they are not installed and `make test` did not ask for them.
+pub struct Chromium {
+    pub browser: fantoccini::Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
+}
+
+impl Chromium {
+    pub async fn start(width: u32, height: u32, dark: bool) -> Option<Chromium> {
+        let chromedriver = "/usr/bin/chromedriver";
+        let present = std::path::Path::new(chromedriver).exists()
+            && std::path::Path::new("/usr/bin/chromium").exists();
+        // `make test` sets GATEHOUSE_REQUIRE_BROWSER, so there a missing browser fails the run.
+        if !present && std::env::var_os("GATEHOUSE_REQUIRE_BROWSER").is_none() {
+            eprintln!(
+                "skipped: chromium and chromium-driver are not installed (`make test` installs them)"
+            );
+            return None;
+        }
+        assert!(
+            present,
+            "chromium and chromium-driver are needed: `make test` installs them"
+        );
+        // the first TLS user in a process picks the crypto provider; the browser may come first
+        pingora::tls::install_default_crypto_provider();
+        let port = free_port();
+        let driver = Driver(
+            std::process::Command::new(chromedriver)
+                .arg(format!("--port={port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_port(format!("127.0.0.1:{port}").parse().unwrap());
+        let profile = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "--headless=new".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-dev-shm-usage".into(),
+            "--ignore-certificate-errors".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-quic".into(),
+            "--hide-scrollbars".into(),
+            format!("--window-size={width},{height}"),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        if dark {
+            args.push("--force-dark-mode".into());
+            args.push("--blink-settings=preferredColorScheme=0".into());
+        }
+        let mut options = json!({"binary": "/usr/bin/chromium", "args": args});
+        if width < 500 {
+            // a phone: Chromium's windows are never this narrow, so emulate the device
+            options["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1}});
+        }
+        let caps = json!({ "goog:chromeOptions": options });
+        let caps = match caps {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let browser = fantoccini::ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        Some(Chromium {
+            browser,
+            _driver: driver,
+            _profile: profile,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_browser_signs_in_and_the_code_is_exchanged() {
-    let chromedriver = "/usr/bin/chromedriver";
-    let present = std::path::Path::new(chromedriver).exists()
-        && std::path::Path::new("/usr/bin/chromium").exists();
-    // `make test` sets GATEHOUSE_REQUIRE_BROWSER, so there a missing browser fails the run.
-    if !present && std::env::var_os("GATEHOUSE_REQUIRE_BROWSER").is_none() {
-        eprintln!(
-            "skipped: chromium and chromium-driver are not installed (`make test` installs them)"
-        );
+    let Some(chromium) = Chromium::start(1024, 768, false).await else {
         return;
-    }
-    assert!(
-        present,
-        "chromium and chromium-driver are needed: `make test` installs them"
-    );
+    };
+    let browser = chromium.browser.clone();
     let captured: Captured = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let cb = format!(
@@ -63,34 +134,6 @@ async fn a_real_browser_signs_in_and_the_code_is_exchanged() {
         t.replace("http://127.0.0.1:9/other", &cb)
     })
     .await;
-
-    let port = free_port();
-    let _driver = Driver(
-        std::process::Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_port(format!("127.0.0.1:{port}").parse().unwrap());
-    let profile = tempfile::tempdir().unwrap();
-    let caps = json!({"goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": [
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--ignore-certificate-errors", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic",
-        format!("--user-data-dir={}", profile.path().display()),
-    ]}});
-    let caps = match caps {
-        serde_json::Value::Object(m) => m,
-        _ => unreachable!(),
-    };
-    let browser = fantoccini::ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .unwrap();
 
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("response_type", "code")

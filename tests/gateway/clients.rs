@@ -6,12 +6,12 @@ use crate::tokens::{Auth, ALICE_PASSWORD, SVC_SECRET};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn clients_dir() -> PathBuf {
+pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
 /// False (after saying why) when the client libraries are missing and `make test` did not ask for them.
-fn installed(what: &Path) -> bool {
+pub fn installed(what: &Path) -> bool {
     if what.exists() {
         return true;
     }

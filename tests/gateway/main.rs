@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod browser;
+mod browser_sessions;
 mod cli;
 mod clients;
 mod hardening_proxy;
@@ -11,6 +12,7 @@ mod headers;
 mod issuers;
 mod jwks;
 mod keys;
+mod login_providers;
 mod paths;
 mod policy;
 mod redis;

@@ -90,7 +90,12 @@ impl Drop for RedisServer {
 
 /// Gateway A with the token service on Redis, and B: another process's twin, with A's keys.
 async fn pair(redis: &RedisServer) -> (Auth, Auth) {
-    let a = Auth::start_with(&redis.store(), "").await;
+    pair_with(redis, "").await
+}
+
+/// `pair` with `extra` routes and sections on both.
+async fn pair_with(redis: &RedisServer, extra: &str) -> (Auth, Auth) {
+    let a = Auth::start_with(&redis.store(), extra).await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
@@ -98,7 +103,7 @@ async fn pair(redis: &RedisServer) -> (Auth, Auth) {
         let f = f.unwrap();
         std::fs::copy(f.path(), keys.join(f.file_name())).unwrap();
     }
-    let gw = Gw::start_in(dir, &auth_toml(&a.echo, &redis.store(), ""));
+    let gw = Gw::start_in(dir, &auth_toml(&a.echo, &redis.store(), extra));
     let b = Auth {
         gw,
         echo: a.echo.clone(),
@@ -276,4 +281,65 @@ async fn a_lockout_counts_failures_on_every_gateway() {
         oauth_error(&r, 401, "invalid_client");
         assert!(r.body.contains("too many failed"), "{}", r.body);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_browser_session_is_one_on_every_gateway_and_ends_on_every_gateway() {
+    use crate::sessions::{Browser, APP};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = pair_with(&redis, APP).await;
+    let mut on_a = Browser::new(&a);
+    let r = on_a
+        .sign_in_at("/oauth/login?rd=/app/", ALICE_PASSWORD)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let mut on_b = Browser::new(&b);
+    on_b.cookie = on_a.cookie.clone();
+    let r = on_b.navigate("/app/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.echoed("x-auth-subject").as_deref(), Some("user-alice"));
+
+    // an operator ends it through B; the next request on A is signed out
+    let r = reqwest::Client::new()
+        .post(format!(
+            "http://{}/sessions/revoke?subject=user-alice",
+            b.gw.admin
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["ended"], 1);
+    assert_eq!(on_a.navigate("/app/").await.status, 302);
+
+    // a logout on A ends the session B sees too
+    on_a.sign_in_at("/oauth/login?rd=/app/", ALICE_PASSWORD)
+        .await;
+    on_b.cookie = on_a.cookie.clone();
+    assert_eq!(on_b.navigate("/app/").await.status, 200);
+    let out = on_a
+        .send(
+            "POST",
+            "/oauth/logout",
+            &[("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(out.status, 303);
+    assert_eq!(on_b.navigate("/app/").await.status, 302);
+
+    // without Redis a session cannot be checked: a clear 503, never a pass
+    on_a.sign_in_at("/oauth/login?rd=/app/", ALICE_PASSWORD)
+        .await;
+    let mut redis = redis;
+    redis.kill();
+    let r = on_a.navigate("/app/").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
+    redis.restart();
+    assert!(
+        eventually(async || on_a.navigate("/app/").await.status == 200).await,
+        "the session is back with Redis (kept in its append-only file)"
+    );
 }

@@ -114,11 +114,17 @@ async fn a_page_load_signs_in_and_lands_on_the_page_it_asked_for() {
     let login = location(&r);
     assert_eq!(
         login,
-        "/oauth/login?rd=%2Fapp%2Forders%3Fpage%3D2&login=local"
+        "/oauth/login?rd=%2Fapp%2Forders%3Fpage%3D2&login=local&app=app"
     );
 
     let page = b.navigate(&login).await;
     assert_eq!(page.status, 200);
+    assert!(page.body.contains("to continue to <strong>app</strong>"));
+    // only a configured session route is named on the page
+    let other = b
+        .navigate("/oauth/login?rd=%2F&login=local&app=Your+Bank")
+        .await;
+    assert!(!other.body.contains("Your Bank"));
     assert!(page
         .header("content-type")
         .unwrap()
