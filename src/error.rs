@@ -223,6 +223,24 @@ pub async fn send_json(
     .await
 }
 
+/// Answers with a server-rendered page.
+pub async fn send_html(
+    session: &mut Session,
+    status: u16,
+    headers: &[(&str, String)],
+    body: String,
+) -> pingora::Result<()> {
+    let ct = "text/html; charset=utf-8";
+    send(session, status, ct, headers, Bytes::from(body)).await
+}
+
+/// Sends the browser on with `303 See Other`, setting these cookies.
+pub async fn see_other(session: &mut Session, to: &str, cookies: &[String]) -> pingora::Result<()> {
+    let mut headers = vec![("location", to.to_string())];
+    headers.extend(cookies.iter().map(|c| ("set-cookie", c.clone())));
+    send(session, 303, "text/plain", &headers, Bytes::new()).await
+}
+
 pub async fn send(
     session: &mut Session,
     status: u16,

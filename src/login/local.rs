@@ -1,13 +1,11 @@
 //! Sign-in of the gateway's own users at `/oauth/login`: the form (with its one-use CSRF token,
 //! lockout and rate limits), or the choice between the ways a route allows.
 
-use super::{logins, message_page, query, redirect, return_to, Providers};
+use super::{logins, message_page, query, return_to, Providers};
 use crate::config::LOCAL_LOGIN;
-use crate::error::send;
 use crate::pages::{page_headers, sign_in, Choice, SignInForm};
 use crate::session::OpenError;
 use crate::token::{SignIn, TokenService};
-use bytes::Bytes;
 use pingora::proxy::Session;
 use std::collections::HashMap;
 
@@ -59,14 +57,7 @@ pub(super) async fn show(
                 })
                 .collect();
             let body = crate::pages::choose(&tokens.sessions.brand(), app, &choices);
-            send(
-                session,
-                200,
-                "text/html; charset=utf-8",
-                &page_headers(""),
-                Bytes::from(body),
-            )
-            .await
+            crate::error::send_html(session, 200, &page_headers(""), body).await
         }
     }
 }
@@ -102,14 +93,7 @@ async fn form(
             error,
         },
     );
-    send(
-        session,
-        status,
-        "text/html; charset=utf-8",
-        &headers,
-        Bytes::from(body),
-    )
-    .await
+    crate::error::send_html(session, status, &headers, body).await
 }
 
 async fn no_randomness(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
@@ -170,7 +154,7 @@ pub(super) async fn submit(
             return match tokens.sessions.open(tokens.local_session(user, now)).await {
                 Ok(set) => {
                     tokens.count_sign_in();
-                    redirect(session, &rd, Some(set)).await
+                    crate::error::see_other(session, &rd, &[set]).await
                 }
                 Err(OpenError::Randomness(_)) => no_randomness(session, tokens).await,
                 Err(OpenError::Store(_)) => {

@@ -9,11 +9,9 @@ pub mod providers;
 pub use providers::Providers;
 
 use crate::config::{after_logout_ok, LOCAL_LOGIN};
-use crate::error::send;
 use crate::pages::{message, page_headers};
 use crate::session::browser::{from_this_origin, safe_return};
 use crate::token::TokenService;
-use bytes::Bytes;
 use pingora::proxy::Session;
 use std::collections::HashMap;
 
@@ -81,26 +79,7 @@ async fn message_page(
     link: Option<(&str, &str)>,
 ) -> pingora::Result<()> {
     let body = message(&tokens.sessions.brand(), title, text, link);
-    send(
-        session,
-        status,
-        "text/html; charset=utf-8",
-        &page_headers(""),
-        Bytes::from(body),
-    )
-    .await
-}
-
-async fn redirect(
-    session: &mut Session,
-    to: &str,
-    set_cookie: Option<String>,
-) -> pingora::Result<()> {
-    let mut headers = vec![("location", to.to_string())];
-    if let Some(c) = set_cookie {
-        headers.push(("set-cookie", c));
-    }
-    send(session, 303, "text/plain", &headers, Bytes::new()).await
+    crate::error::send_html(session, status, &page_headers(""), body).await
 }
 
 /// Answers one of the endpoints.
@@ -169,14 +148,7 @@ async fn logout(
             "/oauth/logout",
             "Sign out",
         );
-        return send(
-            session,
-            200,
-            "text/html; charset=utf-8",
-            &page_headers(""),
-            Bytes::from(body),
-        )
-        .await;
+        return crate::error::send_html(session, 200, &page_headers(""), body).await;
     }
     let ended = match tokens.sessions.end(session.req_header()).await {
         Ok(found) => found,
@@ -204,7 +176,7 @@ async fn logout(
         None => None,
     };
     let to = at_provider.unwrap_or_else(|| target.to_string());
-    redirect(session, &to, Some(tokens.sessions.clear_cookie())).await
+    crate::error::see_other(session, &to, &[tokens.sessions.clear_cookie()]).await
 }
 
 /// The provider's `end_session_endpoint` with `id_token_hint`, for a session it opened.

@@ -3,7 +3,7 @@
 //! verifies the ID token, maps its claims and opens a session.
 
 use super::providers::{Failed, Providers};
-use super::{login_url, message_page, query, redirect};
+use super::{login_url, message_page, query};
 use crate::config::LoginProvider;
 use crate::session::{cookie, NewSession, OpenError, SessionData};
 use crate::token::TokenService;
@@ -208,7 +208,7 @@ pub async fn start(
         PreLogin::cookie_name(&state),
         pre.encode()
     );
-    redirect(session, target.as_str(), Some(set)).await
+    crate::error::see_other(session, target.as_str(), &[set]).await
 }
 
 /// A sign-in that cannot go on: logged with its reason, and a page that says so and starts again.
@@ -341,12 +341,7 @@ pub async fn callback(
     match tokens.sessions.open(new).await {
         Ok(set) => {
             tokens.count_sign_in();
-            let headers = [
-                ("location", pre.rd.clone()),
-                ("set-cookie", set),
-                ("set-cookie", clear),
-            ];
-            crate::error::send(session, 303, "text/plain", &headers, bytes::Bytes::new()).await
+            crate::error::see_other(session, &pre.rd, &[set, clear]).await
         }
         Err(OpenError::Randomness(_)) => {
             failed(

@@ -5,11 +5,9 @@ use super::auth_request::{redirect_matches, AuthRequest, AuthorizeError, Prompt}
 use super::{invalid_grant, invalid_request, oauth, random_token, sha256_hex, unavailable};
 use super::{put, split_scopes, OAuthError, SignIn, TokenService};
 use crate::config::Client;
-use crate::error::send;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bytes::Bytes;
 use pingora::proxy::Session;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -240,11 +238,7 @@ impl TokenService {
         to: &str,
         set_cookie: Option<String>,
     ) -> pingora::Result<()> {
-        let mut headers = vec![("location", to.to_string())];
-        if let Some(c) = set_cookie {
-            headers.push(("set-cookie", c));
-        }
-        send(session, 303, "text/plain", &headers, Bytes::new()).await
+        crate::error::see_other(session, to, set_cookie.as_slice()).await
     }
 
     /// Without random values no form, session or code can be made safely: refuse.
@@ -306,14 +300,7 @@ impl TokenService {
             }
             None => crate::pages::message(&brand, "Sign in", error, None),
         };
-        send(
-            session,
-            status,
-            "text/html; charset=utf-8",
-            &headers,
-            Bytes::from(body),
-        )
-        .await
+        crate::error::send_html(session, status, &headers, body).await
     }
 
     /// A one-use form token bound to the browser's pre-login cookie, and the `Set-Cookie` that keeps
