@@ -3,7 +3,7 @@
 
 use crate::harness::Resp;
 use crate::tokens::{Auth, ALICE_PASSWORD};
-use crate::tokens_code::{hidden, set_cookie};
+use crate::tokens_code::{hidden, set_cookie, set_cookie_line};
 use serde_json::Value;
 
 pub const COOKIE: &str = "__Host-gatehouse";
@@ -139,13 +139,7 @@ async fn a_page_load_signs_in_and_lands_on_the_page_it_asked_for() {
     let r = b.sign_in_at(&login, ALICE_PASSWORD).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(location(&r), "/app/orders?page=2");
-    let line = r
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("__Host-gatehouse="))
-        .unwrap();
+    let line = set_cookie_line(&r, COOKIE);
     assert!(
         line.contains("; Path=/; Secure; HttpOnly; SameSite=Lax"),
         "{line}"
@@ -189,18 +183,7 @@ async fn a_page_load_signs_in_and_lands_on_the_page_it_asked_for() {
 
     // the identity JWT of a session is verifiable with the gateway's published keys
     let jwt = r.echoed("x-auth-jwt").expect("an identity JWT");
-    let jwks: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(a.gw.get("/.well-known/jwks.json", None).await.json()).unwrap();
-    let header = jsonwebtoken::decode_header(&jwt).unwrap();
-    let key =
-        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
-            .unwrap();
-    let mut v = jsonwebtoken::Validation::new(header.alg);
-    v.set_audience(&["app"]);
-    v.set_issuer(&["https://auth.gatehouse.test"]);
-    let verified = jsonwebtoken::decode::<Value>(&jwt, &key, &v)
-        .unwrap()
-        .claims;
+    let verified = crate::tokens_ops::identity_jwt_claims(&a, &jwt, "app").await;
     assert_eq!(verified["sub"], "user-alice");
 
     // a route whose policy the person does not meet answers 403 as for a token

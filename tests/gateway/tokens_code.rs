@@ -57,6 +57,16 @@ pub fn set_cookie(r: &Resp, name: &str) -> Option<String> {
         .map(|v| v.split(';').next().unwrap().to_string())
 }
 
+/// The whole `Set-Cookie` line of a cookie, attributes included.
+pub fn set_cookie_line(r: &Resp, name: &str) -> String {
+    r.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie set"))
+}
+
 pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = page.find(&marker).unwrap() + marker.len();
@@ -170,13 +180,7 @@ async fn the_code_flow_signs_in_and_exchanges_with_pkce() {
 
     let r = a.sign_in(ALICE_PASSWORD).await;
     let session = set_cookie(&r, "__Host-gatehouse").unwrap();
-    let cookie_line = r
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|v| v.starts_with("__Host-gatehouse="))
-        .unwrap();
+    let cookie_line = set_cookie_line(&r, "__Host-gatehouse");
     assert!(
         cookie_line.contains("HttpOnly")
             && cookie_line.contains("Secure")

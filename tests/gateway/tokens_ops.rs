@@ -260,6 +260,20 @@ async fn the_token_endpoint_is_rate_limited_per_client_and_address() {
     assert_eq!(a.client_credentials("svc", SVC_SECRET).await.status, 200);
 }
 
+/// The claims of an identity JWT, checked as an upstream would: the gateway's published keys, its
+/// issuer, and the route's name as the audience.
+pub async fn identity_jwt_claims(a: &Auth, jwt: &str, route: &str) -> Value {
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_value(a.gw.get("/.well-known/jwks.json", None).await.json()).unwrap();
+    let header = jsonwebtoken::decode_header(jwt).unwrap();
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_audience(&[route]);
+    v.set_issuer(&["https://auth.gatehouse.test"]);
+    jsonwebtoken::decode::<Value>(jwt, &key, &v).unwrap().claims
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_route_can_send_the_identity_signed_by_the_gateway() {
     let extra = "\n[[routes]]\nname = \"signed\"\npath_prefix = \"/signed\"\nupstream = \"echo\"\nissuers = [\"self\"]\nidentity_jwt = true\n";
@@ -269,17 +283,7 @@ async fn a_route_can_send_the_identity_signed_by_the_gateway() {
     assert_eq!(r.status, 200, "{}", r.body);
     let jwt = r.echoed("x-auth-jwt").expect("an identity JWT");
     // an upstream checks it with the gateway's published keys, for its own route
-    let jwks: jsonwebtoken::jwk::JwkSet =
-        serde_json::from_value(a.gw.get("/.well-known/jwks.json", None).await.json()).unwrap();
-    let header = jsonwebtoken::decode_header(&jwt).unwrap();
-    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap();
-    let mut v = jsonwebtoken::Validation::new(header.alg);
-    v.set_audience(&["signed"]);
-    v.set_issuer(&["https://auth.gatehouse.test"]);
-    let claims = jsonwebtoken::decode::<Value>(&jwt, &key, &v)
-        .unwrap()
-        .claims;
+    let claims = identity_jwt_claims(&a, &jwt, "signed").await;
     assert_eq!(
         (claims["sub"].as_str(), claims["client_id"].as_str()),
         (Some("svc"), Some("svc"))
