@@ -7,7 +7,13 @@ pub struct Brand {
     pub name: String,
     /// a `data:` URI
     pub logo: Option<String>,
+    /// the organisation's own page around the card: HTML with `{{title}}`, `{{organisation}}`,
+    /// `{{logo}}`, `{{style}}` and `{{content}}`
+    pub template: Option<std::sync::Arc<str>>,
 }
+
+/// The placeholder a page template must have.
+pub const CONTENT: &str = "{{content}}";
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -78,6 +84,15 @@ fn card(brand: &Brand, title: &str, body: &str) -> String {
         .as_deref()
         .map(|l| format!("<img src=\"{}\" alt=\"\">", esc(l)))
         .unwrap_or_default();
+    if let Some(t) = &brand.template {
+        // the card's own text is escaped; the template is the operator's, taken as written
+        return t
+            .replace("{{title}}", &esc(title))
+            .replace("{{organisation}}", &esc(&brand.name))
+            .replace("{{logo}}", &logo)
+            .replace("{{style}}", STYLE)
+            .replace(CONTENT, &format!("<h1>{}</h1>{body}", esc(title)));
+    }
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -180,7 +195,23 @@ mod tests {
         Brand {
             name: "Acme <Corp>".into(),
             logo: None,
+            template: None,
         }
+    }
+
+    #[test]
+    fn an_organisation_may_bring_its_own_page() {
+        let b = Brand {
+            template: Some(
+                "<html><head><style>{{style}}</style><title>{{title}}</title></head><body class=acme>{{logo}}<b>{{organisation}}</b><main>{{content}}</main></body></html>".into(),
+            ),
+            ..brand()
+        };
+        let page = message(&b, "Sign <out>", "bye", None);
+        assert!(page.starts_with("<html><head><style>:root{"));
+        assert!(page.contains("<title>Sign &lt;out&gt;</title>"));
+        assert!(page.contains("<b>Acme &lt;Corp&gt;</b>"));
+        assert!(page.contains("<main><h1>Sign &lt;out&gt;</h1><p role=\"status\">bye</p></main>"));
     }
 
     #[test]

@@ -346,6 +346,7 @@ pub struct RawSessions {
     pub after_logout: String,
     pub brand_name: Option<String>,
     pub brand_logo: Option<String>,
+    pub page_template: Option<String>,
 }
 
 impl Default for RawSessions {
@@ -357,6 +358,7 @@ impl Default for RawSessions {
             after_logout: "/".into(),
             brand_name: None,
             brand_logo: None,
+            page_template: None,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct SessionSettings {
     pub brand_name: String,
     /// the logo as a `data:` URI, inlined so the page loads nothing from elsewhere
     pub brand_logo: Option<String>,
+    /// the organisation's own HTML around the sign-in card
+    pub page_template: Option<Arc<str>>,
 }
 
 /// A value read from the environment that must never be printed.
@@ -150,7 +152,28 @@ impl Compiler {
                 }
             }
         });
+        let page_template = r.page_template.as_deref().and_then(|p| {
+            let path = self.path(p);
+            match std::fs::read_to_string(&path) {
+                Ok(t) if t.contains(crate::pages::CONTENT) => Some(Arc::from(t)),
+                Ok(_) => {
+                    self.err(
+                        k("page_template"),
+                        "the template has no {{content}} for the card",
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(
+                        k("page_template"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        });
         SessionSettings {
+            page_template,
             cookie_name: r.cookie_name,
             idle_timeout,
             absolute_timeout,

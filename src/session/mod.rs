@@ -86,6 +86,7 @@ impl Sessions {
         crate::pages::Brand {
             name: self.settings.brand_name.clone(),
             logo: self.settings.brand_logo.clone(),
+            template: self.settings.page_template.clone(),
         }
     }
 

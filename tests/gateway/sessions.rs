@@ -445,3 +445,33 @@ async fn a_restart_keeps_people_signed_in_and_the_cli_signs_them_out() {
     );
     assert_eq!(b.navigate("/app/").await.status, 302);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_organisation_brings_its_own_page_around_the_sign_in_card() {
+    let files = tempfile::tempdir().unwrap();
+    let template = files.path().join("page.html");
+    std::fs::write(
+        &template,
+        "<!doctype html><html><head><title>{{title}} | Acme</title><style>{{style}}</style></head>\
+         <body><div class=\"acme-shell\">{{organisation}}<main>{{content}}</main></div></body></html>",
+    )
+    .unwrap();
+    let extra = format!(
+        "{APP}\n[sessions]\nbrand_name = \"Acme Intranet\"\npage_template = \"{}\"\n",
+        template.display()
+    );
+    let a = Auth::start_with("backend = \"memory\"", &extra).await;
+    let b = Browser::new(&a);
+    let page = b
+        .navigate("/oauth/login?rd=%2Fapp%2F&login=local&app=app")
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("<title>Sign in | Acme</title>"));
+    assert!(page
+        .body
+        .contains("<div class=\"acme-shell\">Acme Intranet<main><h1>Sign in</h1>"));
+    assert!(page.body.contains("<input type=\"hidden\" name=\"csrf\""));
+    // the policy stays strict whatever the template says
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.starts_with("default-src 'none'"));
+}
