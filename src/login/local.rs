@@ -151,7 +151,11 @@ pub(super) async fn submit(
     let (status, msg) = match tokens.sign_in(&username, &password, &address).await {
         SignIn::User(user) => {
             let now = tokens.sessions.now();
-            return match tokens.sessions.open(tokens.local_session(user, now)).await {
+            return match tokens
+                .sessions
+                .open(session.req_header(), tokens.local_session(user, now))
+                .await
+            {
                 Ok(set) => {
                     tokens.count_sign_in();
                     crate::error::see_other(session, &rd, &[set]).await

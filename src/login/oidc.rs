@@ -338,7 +338,7 @@ pub async fn callback(
         Ok(n) => n,
         Err(f) => return failed(session, tokens, again, f).await,
     };
-    match tokens.sessions.open(new).await {
+    match tokens.sessions.open(session.req_header(), new).await {
         Ok(set) => {
             tokens.count_sign_in();
             crate::error::see_other(session, &pre.rd, &[set, clear]).await

@@ -131,8 +131,14 @@ impl Sessions {
     }
 
     /// Opens a session with a new random id (never one the browser brought) and returns the
-    /// `Set-Cookie` value that carries it.
-    pub async fn open(&self, new: NewSession) -> Result<String, OpenError> {
+    /// `Set-Cookie` value that carries it. A session the browser still had ends: one browser, one
+    /// session.
+    pub async fn open(&self, req: &RequestHeader, new: NewSession) -> Result<String, OpenError> {
+        if let Some(old) = self.cookie_hash(req) {
+            run_blocking(&self.store, move |s| s.end_session(&old))
+                .await
+                .map_err(OpenError::Store)?;
+        }
         let id = random_token(32).map_err(OpenError::Randomness)?;
         let now = self.now();
         let rec = SessionRecord {
@@ -277,16 +283,19 @@ mod tests {
         let mut claims = Map::new();
         claims.insert("roles".into(), serde_json::json!(["admin"]));
         let set = s
-            .open(NewSession {
-                subject: "ann".into(),
-                provider: "local".into(),
-                provider_sid: String::new(),
-                data: SessionData {
-                    claims,
-                    id_token: None,
+            .open(
+                &RequestHeader::build("GET", b"/", None).unwrap(),
+                NewSession {
+                    subject: "ann".into(),
+                    provider: "local".into(),
+                    provider_sid: String::new(),
+                    data: SessionData {
+                        claims,
+                        id_token: None,
+                    },
+                    auth_time: clock.now_secs(),
                 },
-                auth_time: clock.now_secs(),
-            })
+            )
             .await
             .unwrap();
         assert!(set.starts_with("__Host-gatehouse="));
@@ -322,9 +331,14 @@ mod tests {
             data: SessionData::default(),
             auth_time: clock.now_secs(),
         };
-        let a = with_cookie(&s.open(open()).await.unwrap());
-        let b = with_cookie(&s.open(open()).await.unwrap());
-        let c = with_cookie(&s.open(open()).await.unwrap());
+        let none = RequestHeader::build("GET", b"/", None).unwrap();
+        let a = with_cookie(&s.open(&none, open()).await.unwrap());
+        let b = with_cookie(&s.open(&none, open()).await.unwrap());
+        let c = with_cookie(&s.open(&none, open()).await.unwrap());
+        // signing in again in the same browser ends its earlier session
+        let c2 = with_cookie(&s.open(&c, open()).await.unwrap());
+        assert!(s.find(&c).await.unwrap().is_none());
+        assert!(s.find(&c2).await.unwrap().is_some());
         assert!(s.end(&a).await.unwrap().is_some());
         assert!(s.find(&a).await.unwrap().is_none());
         assert_eq!(s.end_all(SessionsOf::Subject("bob")).await.unwrap(), 2);

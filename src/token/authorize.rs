@@ -109,7 +109,11 @@ impl TokenService {
                 self.sign_ins
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Kept in the store, so a restart or another replica keeps the person signed in.
-                let set = match self.sessions.open(self.local_session(user, now)).await {
+                let set = match self
+                    .sessions
+                    .open(session.req_header(), self.local_session(user, now))
+                    .await
+                {
                     Ok(set) => set,
                     Err(crate::session::OpenError::Randomness(_)) => {
                         return self.no_randomness_page(session).await
