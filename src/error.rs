@@ -182,11 +182,42 @@ impl ErrorAnswer {
 
     /// Writes the answer; the connection is closed when an unread request body would follow.
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
+        if crate::grpc::is_grpc(session.req_header()) {
+            return self.send_grpc(session).await;
+        }
         send_json(session, self.status, &self.headers, self.body()).await
+    }
+
+    /// The answer as gRPC clients read it: HTTP 200 and a trailers-only response (one header block
+    /// that ends the stream) with `grpc-status` and `grpc-message`, the other headers
+    /// (`WWW-Authenticate`, `Retry-After`, `Allow`) kept.
+    pub fn grpc_header(&self) -> pingora::Result<ResponseHeader> {
+        let mut r = ResponseHeader::build(200, Some(3 + self.headers.len()))?;
+        r.insert_header("content-type", "application/grpc")?;
+        r.insert_header("grpc-status", crate::grpc::status(self.status).to_string())?;
+        r.insert_header("grpc-message", crate::grpc::message(self.description))?;
+        for (k, v) in &self.headers {
+            r.insert_header(k.to_string(), v.as_str())?;
+        }
+        Ok(r)
+    }
+
+    async fn send_grpc(&self, session: &mut Session) -> pingora::Result<()> {
+        if has_body(session) && !session.is_http2() {
+            session.set_keepalive(None);
+        }
+        let r = self.grpc_header()?;
+        session.write_response_header(Box::new(r), true).await
     }
 
     /// Writes the answer where a response may already have begun (Pingora's `fail_to_proxy`).
     pub async fn send_error(&self, session: &mut Session) {
+        if crate::grpc::is_grpc(session.req_header()) && session.response_written().is_none() {
+            if let Err(e) = self.send_grpc(session).await {
+                tracing::debug!(error = %e, "could not write a gRPC error");
+            }
+            return;
+        }
         let body = self.body();
         if let Ok(r) = self.response_header(body.len()) {
             let _ = session

@@ -31,16 +31,22 @@ use tokio::time::{Instant, Sleep};
 pub struct HeaderDeadline<A> {
     inner: Arc<A>,
     limit: Duration,
+    /// plain connections may be HTTP/2 with prior knowledge
+    h2c: bool,
 }
 
 impl<A> HeaderDeadline<A> {
-    pub fn new(inner: A, limit: Duration) -> Self {
+    pub fn new(inner: A, limit: Duration, h2c: bool) -> Self {
         HeaderDeadline {
+            h2c,
             inner: Arc::new(inner),
             limit,
         }
     }
 }
+
+/// What an HTTP/2 connection with prior knowledge starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 #[async_trait]
 impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
@@ -49,7 +55,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
         session: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        let session: Stream = if matches!(session.selected_alpn_proto(), Some(ALPN::H2)) {
+        let mut session = session;
+        let h2 = matches!(session.selected_alpn_proto(), Some(ALPN::H2))
+            || (self.h2c && session.get_ssl_digest().is_none() && {
+                // HTTP/2 with prior knowledge (h2c) on a plain listener: its frames have no header
+                // section to time; the first bytes must still come within the limit
+                let mut buf = [0u8; H2_PREFACE.len()];
+                match tokio::time::timeout(self.limit, session.try_peek(&mut buf)).await {
+                    Ok(Ok(_)) => buf == *H2_PREFACE,
+                    _ => return None,
+                }
+            });
+        let session: Stream = if h2 {
             session
         } else {
             Box::new(DeadlineStream::new(session, self.limit))

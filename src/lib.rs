@@ -13,6 +13,8 @@ pub mod error;
 pub mod forward;
 pub mod forwarded;
 pub mod framing;
+pub mod grpc;
+pub mod grpc_health;
 pub mod header_deadline;
 pub mod header_value;
 pub mod headers;
@@ -240,9 +242,18 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
     // The proxy, built as http_proxy_service_with_name builds it, wrapped in the header deadline.
     let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
     proxy.handle_init_modules();
+    // with `h2c`, plain listeners take HTTP/2 with prior knowledge (gRPC behind a TLS-terminating
+    // balancer) next to HTTP/1.1; TLS listeners negotiate by ALPN
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = config.server.h2c;
+    proxy.server_options = Some(options);
     let mut svc = pingora::services::listening::Service::new(
         "gatehouse".to_string(),
-        header_deadline::HeaderDeadline::new(proxy, config.server.request_header_timeout),
+        header_deadline::HeaderDeadline::new(
+            proxy,
+            config.server.request_header_timeout,
+            config.server.h2c,
+        ),
     );
     for addr in &config.server.listen_plain {
         svc.add_tcp(&addr.to_string());

@@ -319,7 +319,7 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let upstream = self.route(ctx).map(|r| r.upstream.index);
         let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| ctx.shared.upstreams.get(u))
         else {
@@ -329,7 +329,12 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(HTTPStatus(503), "no healthy peer");
         };
         ctx.tried.push(addr);
-        Ok(Box::new(pool.peer(addr)))
+        // a gRPC call waits as long as its deadline says; a route's stream idle timeout replaces
+        // the upstream's read timeout for everything else
+        let read = crate::grpc::timeout(session.req_header())
+            .map(|d| d.min(crate::grpc::MAX_DEADLINE))
+            .or_else(|| self.route(ctx).and_then(|r| r.stream_idle_timeout));
+        Ok(Box::new(pool.peer(addr, read)))
     }
 
     fn fail_to_connect(

@@ -49,6 +49,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.threads != n.threads {
         out.push("server.threads");
     }
+    if o.h2c != n.h2c {
+        out.push("server.h2c");
+    }
     if o.request_header_timeout != n.request_header_timeout {
         out.push("server.request_header_timeout");
     }

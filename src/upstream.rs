@@ -1,6 +1,7 @@
-//! Upstream pools: round robin over healthy peers with health checks, peer options, and the built-in whoami upstream.
+//! Upstream pools: round robin over healthy peers with health checks (HTTP, TCP or gRPC), the
+//! protocol each peer speaks, and the built-in whoami upstream.
 
-use crate::config::{HttpUpstream, UpstreamKind};
+use crate::config::{HttpUpstream, Protocol, UpstreamKind};
 use crate::tasks::Tasks;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
@@ -70,14 +71,25 @@ impl Pool {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(cfg.peers.iter().copied())
             .map_err(|e| format!("upstream {name}: {e}"))?;
         let ca = cfg.ca.as_deref().map(load_ca).transpose()?;
+        let host = if cfg.sni.is_empty() {
+            "localhost"
+        } else {
+            cfg.sni.as_str()
+        };
         match &cfg.health_check {
+            _ if cfg.grpc_health => {
+                let mut peer = HttpPeer::new("0.0.0.0:1", cfg.tls, cfg.sni.clone());
+                set_protocol(&mut peer, cfg.protocol);
+                peer.options.ca = ca.clone();
+                peer.options.connection_timeout = Some(cfg.connect_timeout);
+                peer.options.read_timeout =
+                    Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
+                let hc = crate::grpc_health::GrpcHealthCheck::new(peer, host);
+                lb.set_health_check(Box::new(hc));
+            }
             Some(path) => {
-                let host = if cfg.sni.is_empty() {
-                    "localhost"
-                } else {
-                    cfg.sni.as_str()
-                };
                 let mut hc = HttpHealthCheck::new(host, cfg.tls);
+                set_protocol(&mut hc.peer_template, cfg.protocol);
                 hc.req = RequestHeader::build("GET", path.as_bytes(), None)
                     .map_err(|e| e.to_string())?;
                 hc.req
@@ -150,12 +162,33 @@ impl Pool {
         }
     }
 
-    pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
+    /// The peer for one request; `read_timeout` is a gRPC deadline or the route's stream idle
+    /// timeout when there is one, else the upstream's.
+    pub fn peer(&self, addr: SocketAddr, read_timeout: Option<std::time::Duration>) -> HttpPeer {
         let mut peer = HttpPeer::new(addr, self.cfg.tls, self.cfg.sni.clone());
+        set_protocol(&mut peer, self.cfg.protocol);
         peer.options.connection_timeout = Some(self.cfg.connect_timeout);
-        peer.options.read_timeout = Some(self.cfg.read_timeout);
+        let read = read_timeout.unwrap_or(self.cfg.read_timeout);
+        peer.options.read_timeout = Some(read);
+        peer.options.write_timeout = Some(read);
         peer.options.ca = self.ca.clone();
         peer
+    }
+}
+
+/// How many requests share one HTTP/2 connection to an upstream.
+const H2_STREAMS: usize = 100;
+
+/// The HTTP versions a peer may speak: ALPN over TLS, prior knowledge for h2c.
+fn set_protocol(peer: &mut HttpPeer, protocol: Protocol) {
+    match protocol {
+        Protocol::Http1 => peer.options.set_http_version(1, 1),
+        Protocol::H2 | Protocol::H2c => peer.options.set_http_version(2, 2),
+        Protocol::Auto if peer.is_tls() => peer.options.set_http_version(2, 1),
+        Protocol::Auto => peer.options.set_http_version(1, 1),
+    }
+    if protocol != Protocol::Http1 {
+        peer.options.max_h2_streams = H2_STREAMS;
     }
 }
 

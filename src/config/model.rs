@@ -224,6 +224,8 @@ pub struct ServerSettings {
     pub request_header_timeout: Duration,
     /// reload when the file changes on disk
     pub watch_config: bool,
+    /// plain listeners also take HTTP/2 with prior knowledge
+    pub h2c: bool,
     /// where an old process hands its listening sockets to a new one (`run --upgrade`)
     pub upgrade_sock: String,
     /// after SIGTERM (or SIGQUIT's hand-over), how long requests in flight may still finish
@@ -354,6 +356,21 @@ pub struct HttpUpstream {
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
     pub retries: usize,
+    pub protocol: Protocol,
+    /// health checks speak the gRPC health checking protocol (`health_check = "grpc"`)
+    pub grpc_health: bool,
+}
+
+/// How the gateway speaks to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    /// HTTP/2 over TLS, negotiated by ALPN
+    H2,
+    /// HTTP/2 over plain TCP with prior knowledge
+    H2c,
+    /// HTTP/2 when TLS ALPN offers it, else HTTP/1.1
+    Auto,
 }
 
 #[derive(Debug, Clone)]
@@ -441,6 +458,8 @@ pub struct Route {
     pub login: Vec<String>,
     /// whether `login` was written (problems then name its entries)
     pub login_written: bool,
+    /// how long a stream (gRPC, WebSocket, a long download) may go without a byte either way
+    pub stream_idle_timeout: Option<Duration>,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).

@@ -33,6 +33,7 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     pub request_header_timeout: String,
     pub watch_config: bool,
+    pub h2c: bool,
     pub upgrade_sock: String,
     pub shutdown_grace: String,
 }
@@ -49,6 +50,7 @@ impl Default for RawServer {
             trusted_proxies: vec![],
             request_header_timeout: "10s".into(),
             watch_config: false,
+            h2c: false,
             upgrade_sock: "/tmp/gatehouse-upgrade.sock".into(),
             shutdown_grace: "10s".into(),
         }
@@ -153,6 +155,7 @@ pub struct RawUpstream {
     pub connect_timeout: String,
     pub read_timeout: String,
     pub retries: Option<usize>,
+    pub protocol: String,
 }
 
 impl Default for RawUpstream {
@@ -169,6 +172,7 @@ impl Default for RawUpstream {
             connect_timeout: "2s".into(),
             read_timeout: "30s".into(),
             retries: None,
+            protocol: "http1".into(),
         }
     }
 }
@@ -195,6 +199,7 @@ pub struct RawRoute {
     pub audiences: Option<Vec<String>>,
     pub identity_jwt: bool,
     pub login: Option<OneOrMany>,
+    pub stream_idle_timeout: Option<String>,
 }
 
 impl Default for RawRoute {
@@ -219,6 +224,7 @@ impl Default for RawRoute {
             audiences: None,
             identity_jwt: false,
             login: None,
+            stream_idle_timeout: None,
         }
     }
 }

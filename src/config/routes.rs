@@ -239,6 +239,13 @@ impl Compiler {
         }
         // An unknown upstream was reported above; the configuration is refused either way.
         let upstream = upstream?;
+        let stream_idle_timeout = r.stream_idle_timeout.as_deref().map(|t| {
+            let d = self.duration(&k("stream_idle_timeout"), t);
+            if d.is_zero() {
+                self.err(k("stream_idle_timeout"), "must be longer than zero");
+            }
+            d
+        });
         let login_written = r.login.is_some();
         let login = match r.login {
             Some(l) => l.into_vec(),
@@ -249,6 +256,7 @@ impl Compiler {
             self.err(k("login"), "name \"local\" or a [[login_providers]] name");
         }
         Some(Route {
+            stream_idle_timeout,
             login,
             login_written,
             identity_jwt: r.identity_jwt,

@@ -60,6 +60,7 @@ impl Compiler {
         let server = ServerSettings {
             request_header_timeout,
             watch_config: s.watch_config,
+            h2c: s.h2c,
             upgrade_sock: s.upgrade_sock.clone(),
             shutdown_grace,
             listen_tls,

@@ -57,10 +57,44 @@ impl Compiler {
                         ),
                     }
                 }
-                if let Some(h) = &r.health_check {
+                let grpc_health = r.health_check.as_deref() == Some("grpc");
+                if let Some(h) = r.health_check.as_ref().filter(|_| !grpc_health) {
                     if !h.starts_with('/') {
-                        self.err(k("health_check"), "must be a path starting with /");
+                        self.err(
+                            k("health_check"),
+                            "must be a path starting with /, or \"grpc\"",
+                        );
                     }
+                }
+                let protocol = match r.protocol.as_str() {
+                    "http1" => Protocol::Http1,
+                    "h2" if r.tls => Protocol::H2,
+                    "h2" => {
+                        self.err(k("protocol"), "h2 negotiates over TLS: set tls = true, or use \"h2c\" for plain HTTP/2");
+                        Protocol::H2
+                    }
+                    "h2c" if !r.tls => Protocol::H2c,
+                    "h2c" => {
+                        self.err(
+                            k("protocol"),
+                            "h2c is HTTP/2 without TLS: use \"h2\" with tls = true",
+                        );
+                        Protocol::H2c
+                    }
+                    "auto" => Protocol::Auto,
+                    other => {
+                        self.err(
+                            k("protocol"),
+                            format!("{other:?} is not one of \"http1\", \"h2\", \"h2c\", \"auto\""),
+                        );
+                        Protocol::Http1
+                    }
+                };
+                if grpc_health && matches!(protocol, Protocol::Http1 | Protocol::Auto) {
+                    self.err(
+                        k("health_check"),
+                        "gRPC health checks need protocol = \"h2\" or \"h2c\"",
+                    );
                 }
                 let ca = r.ca.as_deref().map(|p| self.path(p));
                 if let Some(ca) = &ca {
@@ -88,11 +122,13 @@ impl Compiler {
                     tls: r.tls,
                     sni,
                     ca,
-                    health_check: r.health_check.clone(),
+                    health_check: r.health_check.clone().filter(|_| !grpc_health),
                     health_interval,
                     connect_timeout: self.duration(&k("connect_timeout"), &r.connect_timeout),
                     read_timeout: self.duration(&k("read_timeout"), &r.read_timeout),
                     retries: r.retries.unwrap_or(1),
+                    protocol,
+                    grpc_health,
                 })
             }
             other => {
@@ -166,6 +202,37 @@ mod tests {
             "upstreams[1].ca",
             "cannot read",
         );
+        refused(
+            &upstream(&format!("{p}protocol = \"h2\"")),
+            "upstreams[1].protocol",
+            "set tls = true",
+        );
+        refused(
+            &upstream(&format!("{p}protocol = \"h2c\"\ntls = true")),
+            "upstreams[1].protocol",
+            "without TLS",
+        );
+        refused(
+            &upstream(&format!("{p}protocol = \"h3\"")),
+            "upstreams[1].protocol",
+            "not one of",
+        );
+        refused(
+            &upstream(&format!("{p}health_check = \"grpc\"")),
+            "upstreams[1].health_check",
+            "need protocol",
+        );
+        let g = compile(&upstream(&format!(
+            "{p}protocol = \"h2c\"\nhealth_check = \"grpc\""
+        )))
+        .unwrap();
+        match &g.upstreams[1].kind {
+            crate::config::UpstreamKind::Http(h) => {
+                assert!(h.grpc_health);
+                assert_eq!(h.protocol, crate::config::Protocol::H2c);
+            }
+            other => panic!("{other:?}"),
+        }
         let c = compile(&upstream(&format!("{p}tls = true\nretries = 3"))).unwrap();
         match &c.upstreams[1].kind {
             crate::config::UpstreamKind::Http(h) => {

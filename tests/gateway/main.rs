@@ -5,6 +5,8 @@ mod browser;
 mod browser_sessions;
 mod cli;
 mod clients;
+mod grpc;
+mod grpc_service;
 mod hardening_proxy;
 mod hardening_tokens;
 mod harness;

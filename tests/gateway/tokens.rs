@@ -127,7 +127,8 @@ impl Auth {
         Self::start_on(crate::harness::free_port(), store, extra, edit).await
     }
 
-    /// Starts with a chosen TLS port, for configurations that must name the gateway's own URL.
+    /// Starts with a chosen TLS port, for configurations that must name the gateway's own URL;
+    /// `edit` sees the whole file, `[server]` included.
     pub async fn start_on(
         tls: u16,
         store: &str,
@@ -143,7 +144,7 @@ impl Auth {
             &client_key.public_pem,
         )
         .unwrap();
-        let gw = Gw::start_on(dir, &edit(auth_toml(&echo, store, extra)), tls);
+        let gw = Gw::start_on_edited(dir, &auth_toml(&echo, store, extra), tls, edit);
         Auth {
             gw,
             echo,
