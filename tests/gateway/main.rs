@@ -30,6 +30,7 @@ mod tokens_users;
 mod upgrade;
 mod upstreams;
 mod verify;
+mod websocket;
 
 use harness::Gw;
 use keys::TestKey;
