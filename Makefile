@@ -86,6 +86,7 @@ ci: deps fmt clippy doc test
 bench: deps
 	python3 benches/bench.py
 	python3 benches/propagation.py
+	python3 benches/grpc_bench.py
 
 # The verification micro-benchmark (criterion).
 bench-verify: deps
