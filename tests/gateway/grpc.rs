@@ -22,6 +22,13 @@ roles_any = ["service"]
 stream_idle_timeout = "5s"
 
 [[routes]]
+name = "echo-strict"
+path_prefix = "/test.Echo/CountStrict"
+upstream = "{upstream}"
+issuers = ["self"]
+roles_any = ["service"]
+
+[[routes]]
 name = "echo-slow"
 path_prefix = "/test.Echo/Slow"
 upstream = "{upstream}"
@@ -203,6 +210,40 @@ async fn a_grpc_deadline_is_honoured_over_the_upstream_read_timeout() {
         .await
         .unwrap();
     assert_eq!(r.into_inner().text, "in time");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quiet_stream_lives_as_long_as_its_routes_stream_idle_timeout() {
+    let a = h2c_gateway().await;
+    let channel = tls_channel(&a).await;
+    let token = a.svc_token(None).await;
+    let mut c = Client::new(channel, Some(&token));
+    // 1.5 s between messages: longer than the upstream's read_timeout (1 s), shorter than the
+    // route's stream_idle_timeout (5 s)
+    let mut stream = c
+        .count_at("/test.Echo/Count", 3, false, 1500)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut n = 0;
+    while stream.message().await.unwrap().is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 3);
+    // the same stream on a route without one is cut after the read timeout
+    let outcome = async {
+        let mut s = c
+            .count_at("/test.Echo/CountStrict", 3, false, 1500)
+            .await?
+            .into_inner();
+        while s.message().await?.is_some() {}
+        Ok::<(), tonic::Status>(())
+    }
+    .await;
+    assert!(
+        outcome.is_err(),
+        "a stream quiet for longer than read_timeout is cut"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -25,6 +25,9 @@ pub struct CountReq {
     /// end with this error status after the messages, with metadata `x-reason` in the trailers
     #[prost(bool, tag = "2")]
     pub fail: bool,
+    /// wait this long before each message
+    #[prost(uint32, tag = "3")]
+    pub pause_ms: u32,
 }
 
 type MsgStream = Pin<Box<dyn Stream<Item = Result<Msg, Status>> + Send>>;
@@ -53,12 +56,17 @@ impl Echo {
     }
 
     async fn count(&self, req: Request<CountReq>) -> Result<Response<MsgStream>, Status> {
-        let CountReq { n, fail } = req.into_inner();
+        let CountReq { n, fail, pause_ms } = req.into_inner();
         let items = (0..n).map(|i| {
             Ok(Msg {
                 text: format!("message {i}"),
             })
         });
+        if pause_ms > 0 {
+            let pause = std::time::Duration::from_millis(pause_ms.into());
+            let paced = tokio_stream::iter(items.collect::<Vec<_>>()).throttle(pause);
+            return Ok(Response::new(Box::pin(paced) as MsgStream));
+        }
         let tail = fail.then(|| {
             let mut meta = tonic::metadata::MetadataMap::new();
             meta.insert("x-reason", "counted-enough".parse().unwrap());
@@ -273,12 +281,23 @@ impl Client {
     }
 
     pub async fn count(&mut self, n: u32, fail: bool) -> Result<Response<Streaming<Msg>>, Status> {
+        self.count_at("/test.Echo/Count", n, fail, 0).await
+    }
+
+    /// The server-streaming method at `path`, with a pause before each message.
+    pub async fn count_at(
+        &mut self,
+        path: &'static str,
+        n: u32,
+        fail: bool,
+        pause_ms: u32,
+    ) -> Result<Response<Streaming<Msg>>, Status> {
         self.grpc
             .ready()
             .await
             .map_err(|e| Status::unknown(e.to_string()))?;
-        let req = self.request(CountReq { n, fail });
-        let path = http::uri::PathAndQuery::from_static("/test.Echo/Count");
+        let req = self.request(CountReq { n, fail, pause_ms });
+        let path = http::uri::PathAndQuery::from_static(path);
         self.grpc
             .server_streaming(req, path, ProstCodec::default())
             .await
