@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots
+.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots fuzz
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
 # (the browser test), node and npm (openid-client) and redis-server (several gateways on one store).
@@ -52,6 +52,22 @@ check: deps
 test: deps clients
 	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 $(CARGO) test $(LOCKED) --all-targets
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
+
+# Fuzzes every parser that reads untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS each, with
+# nightly Rust and cargo-fuzz (installed when missing), starting from the committed seeds; inputs it
+# finds go to a scratch folder, crashes to fuzz/artifacts and fail the run. `make test` replays the
+# committed corpus (tests/gateway/fuzz_corpus.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = jwt path extract form client_auth config
+fuzz: deps
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	cargo +nightly fuzz build --sanitizer none
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-found/$$t && \
+	  cargo +nightly fuzz run --sanitizer none $$t target/fuzz-found/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
+	done
 
 # Photographs every state of the sign-in page in headless Chromium into docs/screenshots (the README shows them).
 screenshots: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver

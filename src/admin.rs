@@ -69,14 +69,26 @@ impl ServeHttp for Admin {
                 .to_string(),
             ),
             "/healthz" => respond(200, "application/json", r#"{"status":"ok"}"#.into()),
-            "/ready" => match self.not_ready().await {
-                None => respond(200, "application/json", r#"{"status":"ready"}"#.into()),
-                Some(reason) => respond(
-                    503,
-                    "application/json",
-                    serde_json::json!({"status": "not ready", "reason": reason}).to_string(),
-                ),
-            },
+            "/ready" => {
+                // issuers without keys do not make the gateway unready (its other routes work),
+                // but operators see which ones answer 503 for now
+                let without = shared.verifier.jwks.issuers_without_keys().await;
+                match self.not_ready().await {
+                    None => respond(
+                        200,
+                        "application/json",
+                        serde_json::json!({"status": "ready", "issuers_without_keys": without})
+                            .to_string(),
+                    ),
+                    Some(reason) => respond(
+                        503,
+                        "application/json",
+                        serde_json::json!({"status": "not ready", "reason": reason,
+                            "issuers_without_keys": without})
+                        .to_string(),
+                    ),
+                }
+            }
             "/metrics" => respond(
                 200,
                 "text/plain; version=0.0.4",
@@ -91,8 +103,6 @@ impl ServeHttp for Admin {
 }
 
 impl Admin {
-    /// Why this gateway should not take traffic now: its store cannot answer, or it does not know
-    /// every revocation yet. `/healthz` stays process liveness.
     /// Ends every browser session of `?subject=`, on every gateway sharing the store.
     async fn revoke_sessions(&self, shared: &Shared, session: &ServerSession) -> Response<Vec<u8>> {
         let subject = session
@@ -133,6 +143,8 @@ impl Admin {
         }
     }
 
+    /// Why this gateway should not take traffic now: its store cannot answer, or it does not know
+    /// every revocation yet. `/healthz` stays process liveness.
     async fn not_ready(&self) -> Option<&'static str> {
         let shared = self.shared.load_full();
         if !shared.revocations_loaded.get() {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod forward;
 pub mod forwarded;
 pub mod framing;
+pub mod fuzzing;
 pub mod grpc;
 pub mod grpc_health;
 pub mod header_deadline;

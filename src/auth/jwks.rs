@@ -53,6 +53,8 @@ struct Slot {
     refreshing: AtomicBool,
     /// set while fetches fail, so a failing provider is logged once per outage, not once per attempt
     failing: AtomicBool,
+    /// fetches failed in a row since the last success, for the retry backoff
+    failed_in_a_row: AtomicU64,
     fetches_ok: AtomicU64,
     fetches_failed: AtomicU64,
     statics: Option<Arc<KeySet>>,
@@ -74,6 +76,13 @@ struct Discovery {
 #[derive(Deserialize)]
 struct JwkSetDoc {
     keys: Vec<serde_json::Value>,
+}
+
+/// The wait before the next try after `failures` failed fetches in a row: 1 s, 2 s, 4 s, … never
+/// more than `cap_ms`.
+pub fn backoff_ms(failures: u64, cap_ms: u64) -> u64 {
+    let exp = failures.saturating_sub(1).min(20) as u32;
+    1000u64.saturating_mul(1 << exp).min(cap_ms)
 }
 
 /// `max-age` from a Cache-Control value; `no-cache`/`no-store` mean zero.
@@ -160,6 +169,7 @@ impl Jwks {
                 last_attempt_ms: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
                 failing: AtomicBool::new(false),
+                failed_in_a_row: AtomicU64::new(0),
                 fetches_ok: AtomicU64::new(0),
                 fetches_failed: AtomicU64::new(0),
                 statics: match &i.source {
@@ -177,7 +187,18 @@ impl Jwks {
     }
 
     fn retry_after(slot: &Slot) -> u64 {
-        slot.issuer.jwks_min_refresh.as_secs().max(1)
+        (Self::floor_ms(slot) / 1000).max(1)
+    }
+
+    /// The least time between two fetches: after a success `jwks_min_refresh` (unknown-kid refetches
+    /// included); after failures a backoff from one second, doubling, capped by `jwks_min_refresh`,
+    /// so a provider that comes back is used within seconds.
+    fn floor_ms(slot: &Slot) -> u64 {
+        let min_refresh = slot.issuer.jwks_min_refresh.as_millis() as u64;
+        match slot.failed_in_a_row.load(Ordering::SeqCst) {
+            0 => min_refresh,
+            n => backoff_ms(n, min_refresh),
+        }
     }
 
     /// Keys to check a token of this issuer; an unknown `kid` causes at most one floored refetch.
@@ -247,7 +268,7 @@ impl Jwks {
                 }
                 let now = self.clock.now_ms();
                 let last = slot.last_attempt_ms.load(Ordering::SeqCst);
-                let floor = slot.issuer.jwks_min_refresh.as_millis() as u64;
+                let floor = Self::floor_ms(slot);
                 if last != 0 && now.saturating_sub(last) < floor {
                     return Op::Nop;
                 }
@@ -261,6 +282,7 @@ impl Jwks {
                             .clamp(iss.jwks_min_refresh, iss.jwks_max_refresh)
                             .as_millis() as u64;
                         let ttl = ttl.max(1000);
+                        slot.failed_in_a_row.store(0, Ordering::SeqCst);
                         if slot.failing.swap(false, Ordering::SeqCst) {
                             tracing::info!(issuer = %iss.name, "signing keys can be fetched again");
                         }
@@ -276,6 +298,7 @@ impl Jwks {
                     }
                     Err(e) => {
                         slot.fetches_failed.fetch_add(1, Ordering::Relaxed);
+                        slot.failed_in_a_row.fetch_add(1, Ordering::SeqCst);
                         if slot.failing.swap(true, Ordering::SeqCst) {
                             tracing::debug!(issuer = %slot.issuer.name, error = %e, "signing keys still cannot be fetched");
                         } else {
@@ -307,6 +330,26 @@ impl Jwks {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+
+    /// The issuers that fetch their keys and have none usable now, for `/ready`.
+    pub async fn issuers_without_keys(&self) -> Vec<String> {
+        let now = self.clock.now_ms();
+        let mut out = Vec::new();
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.statics.is_some() {
+                continue;
+            }
+            let usable = self
+                .cache
+                .get(&i)
+                .await
+                .is_some_and(|ks| now < ks.stale_until_ms && !ks.keys.is_empty());
+            if !usable {
+                out.push(slot.issuer.name.clone());
+            }
+        }
+        out
     }
 
     /// (ok, failed) fetch counts per issuer name, for metrics.
@@ -415,7 +458,17 @@ impl Jwks {
 
 #[cfg(test)]
 mod tests {
-    use super::max_age;
+    use super::{backoff_ms, max_age};
+
+    #[test]
+    fn failed_fetches_back_off_from_one_second_up_to_the_floor() {
+        let cap = 30_000;
+        assert_eq!(
+            [1, 2, 3, 4, 5, 6, 60].map(|n| backoff_ms(n, cap)),
+            [1000, 2000, 4000, 8000, 16000, 30000, 30000]
+        );
+        assert_eq!(backoff_ms(1, 500), 500, "never longer than the floor");
+    }
 
     #[test]
     fn cache_control() {

@@ -43,7 +43,22 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
     Some((decode(id)?, decode(secret)?))
 }
 
+/// True for `Basic <something>` (the scheme in any case), without slicing inside a character.
+fn is_basic(header: &str) -> bool {
+    header.len() > 6
+        && header
+            .as_bytes()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"basic "))
+}
+
 impl TokenService {
+    /// The credentials parser alone, for its fuzz target: whether the input names a way to
+    /// authenticate.
+    pub fn fuzz_credentials(basic: Option<&str>, form: &HashMap<String, String>) -> bool {
+        Self::credentials(basic, form).is_ok()
+    }
+
     pub(super) fn credentials(
         basic: Option<&str>,
         form: &HashMap<String, String>,
@@ -51,7 +66,7 @@ impl TokenService {
         let body_secret = form.get("client_secret");
         let assertion = form.get("client_assertion");
         let methods = [
-            basic.is_some_and(|b| b.len() > 6 && b[..6].eq_ignore_ascii_case("basic ")),
+            basic.is_some_and(is_basic),
             body_secret.is_some(),
             assertion.is_some(),
         ]
@@ -63,7 +78,7 @@ impl TokenService {
                 "use exactly one client authentication method",
             ));
         }
-        if let Some(b) = basic.filter(|b| b.len() > 6 && b[..6].eq_ignore_ascii_case("basic ")) {
+        if let Some(b) = basic.filter(|b| is_basic(b)) {
             let (client_id, secret) = basic_credentials(b).ok_or(OAuthError {
                 basic: true,
                 ..oauth(401, "invalid_client", "client authentication failed")

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 /// Parses a form body; a repeated parameter is an error (RFC 6749 §3.2), and a parameter without a
 /// value counts as absent (§3.1: `client_secret=` or `scope=` are as if not sent).
-fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
+pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let mut out = HashMap::new();
     for (k, v) in url::form_urlencoded::parse(body).filter(|(_, v)| !v.is_empty()) {
         if out.insert(k.into_owned(), v.into_owned()).is_some() {

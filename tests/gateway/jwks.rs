@@ -147,7 +147,9 @@ async fn stale_keys_keep_working_while_the_provider_is_down() {
     let r = gw.get("/x", Some(&t)).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.json()["error"], "temporarily_unavailable");
-    assert_eq!(r.header("retry-after").as_deref(), Some("30"));
+    // the next try is the backoff's (from 1 s), never later than jwks_min_refresh
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
     // the provider returns: keys come back
     idp.set_fail(false);
     gw.clock.advance(Duration::from_secs(31));
@@ -164,10 +166,48 @@ async fn before_keys_arrive_routes_answer_503_and_start_up_is_not_blocked() {
         .get("/x", Some(&k1.sign(&claims(ISS, "api", json!({})))))
         .await;
     assert_eq!(r.status, 503);
-    assert_eq!(r.header("retry-after").as_deref(), Some("5"));
+    // failed fetches are retried after a second, then two, four…, not after jwks_min_refresh
+    assert_eq!(r.header("retry-after").as_deref(), Some("1"));
     assert_eq!(echo.hits(), 0);
     // a route needing no token is served meanwhile
     assert_eq!(gw.get("/healthz", None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_down_at_start_up_is_used_within_seconds_of_its_return() {
+    let k1 = TestKey::rsa("k1");
+    let idp = Idp::start(vec![k1.jwk.clone()]).await;
+    idp.set_fail(true);
+    let (gw, _echo) = gateway(&idp, r#"jwks_min_refresh = "30s""#).await;
+    let t = k1.sign(&claims(ISS, "api", json!({})));
+    assert_eq!(gw.get("/x", Some(&t)).await.status, 503);
+    let ready = |gw: &Gw| {
+        let url = format!("http://{}/ready", gw.admin);
+        async move {
+            reqwest::get(url)
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let r = ready(&gw).await;
+    assert_eq!(r["status"], "ready", "other routes still work");
+    assert_eq!(r["issuers_without_keys"], json!(["idp"]));
+    // the provider comes back; a few seconds later (not jwks_min_refresh's 30) its keys are used
+    idp.set_fail(false);
+    gw.clock.advance(Duration::from_secs(5));
+    let mut status = 0;
+    for _ in 0..40 {
+        status = gw.get("/x", Some(&t)).await.status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 200);
+    assert_eq!(ready(&gw).await["issuers_without_keys"], json!([]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
