@@ -7,6 +7,8 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
 pub const REALM: &str = "gatehouse";
+/// Why a body over the route's `max_body_bytes` is refused, before or while it is forwarded.
+pub const TOO_LARGE: &str = "the request body is larger than the route accepts";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -23,6 +25,8 @@ pub enum Rejection {
     CrossSiteWrite,
     /// the session store cannot answer, so no session can be checked
     SessionsUnavailable,
+    /// the request body is larger than the route's `max_body_bytes`
+    TooLarge,
 }
 
 impl Rejection {
@@ -35,6 +39,7 @@ impl Rejection {
             Rejection::InsufficientScope(_) => 403,
             Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => 503,
             Rejection::CrossSiteWrite => 403,
+            Rejection::TooLarge => 413,
         }
     }
 
@@ -50,6 +55,7 @@ impl Rejection {
                 "temporarily_unavailable"
             }
             Rejection::CrossSiteWrite => "cross_site_request",
+            Rejection::TooLarge => "request_too_large",
         }
     }
 
@@ -66,6 +72,7 @@ impl Rejection {
                 "a change made with the sign-in cookie must come from this site"
             }
             Rejection::SessionsUnavailable => "sign-in sessions cannot be checked right now",
+            Rejection::TooLarge => TOO_LARGE,
         }
     }
 

@@ -42,15 +42,15 @@ pub fn timeout(req: &RequestHeader) -> Option<Duration> {
 /// The gRPC status for an answer the gateway gives itself, by its HTTP status.
 pub fn status(http: u16) -> u8 {
     match http {
-        400 | 411 | 413 | 431 => 3, // INVALID_ARGUMENT
-        401 => 16,                  // UNAUTHENTICATED
-        403 => 7,                   // PERMISSION_DENIED
-        404 => 5,                   // NOT_FOUND
-        405 | 501 => 12,            // UNIMPLEMENTED
-        429 => 8,                   // RESOURCE_EXHAUSTED
-        502 | 503 => 14,            // UNAVAILABLE
-        504 => 4,                   // DEADLINE_EXCEEDED
-        _ => 13,                    // INTERNAL
+        400 | 411 | 431 => 3, // INVALID_ARGUMENT
+        401 => 16,            // UNAUTHENTICATED
+        403 => 7,             // PERMISSION_DENIED
+        404 => 5,             // NOT_FOUND
+        405 | 501 => 12,      // UNIMPLEMENTED
+        413 | 429 => 8,       // RESOURCE_EXHAUSTED
+        502 | 503 => 14,      // UNAVAILABLE
+        504 => 4,             // DEADLINE_EXCEEDED
+        _ => 13,              // INTERNAL
     }
 }
 

@@ -68,6 +68,8 @@ pub struct Ctx {
     /// the identity JWT for the upstream, on routes that send one
     identity_jwt: Option<http::HeaderValue>,
     upstream_path: Option<String>,
+    /// request body bytes forwarded so far, against the route's `max_body_bytes`
+    body_bytes: u64,
     tried: Vec<SocketAddr>,
     denial: Option<&'static str>,
     log_path: Option<String>,
@@ -102,6 +104,7 @@ fn upstream_failure(e: &Error) -> (u16, Option<ErrorAnswer>) {
             "no healthy upstream peer is available",
         ),
         504 => ("gateway_timeout", "the upstream did not answer in time"),
+        413 => ("request_too_large", crate::error::TOO_LARGE),
         400 => ("invalid_request", "the request could not be read"),
         _ => ("internal_error", "the gateway could not handle the request"),
     };
@@ -190,6 +193,18 @@ impl Gateway {
         };
         ctx.route = Some(idx);
         let route = s.config.routes.get(idx).ok_or(Rejection::NotFound)?;
+        // an announced body over the limit is refused before any other work; a chunked one is
+        // counted as it streams (request_body_filter)
+        if let Some(max) = route.max_body_bytes {
+            let announced = req
+                .headers
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if announced.is_some_and(|n| n > max) {
+                return Err(Rejection::TooLarge);
+            }
+        }
         ctx.upstream_path = upstream_path(raw_path, &path, query, route);
         ctx.identity = authenticate(
             req,
@@ -289,6 +304,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             identity_jwt: None,
             upstream_path: None,
+            body_bytes: 0,
             tried: Vec::new(),
             denial: None,
             log_path: None,
@@ -354,6 +370,24 @@ impl ProxyHttp for Gateway {
             }
         }
         e
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let max = self.route(ctx).and_then(|r| r.max_body_bytes);
+        if let (Some(max), Some(b)) = (max, body.as_ref()) {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > max {
+                ctx.denial = Some("request_too_large");
+                return Error::e_explain(HTTPStatus(413), crate::error::TOO_LARGE);
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_request_filter(

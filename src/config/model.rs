@@ -460,6 +460,8 @@ pub struct Route {
     pub login_written: bool,
     /// how long a stream (gRPC, WebSocket, a long download) may go without a byte either way
     pub stream_idle_timeout: Option<Duration>,
+    /// the largest request body the route forwards (413 beyond it)
+    pub max_body_bytes: Option<u64>,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).

@@ -200,6 +200,7 @@ pub struct RawRoute {
     pub identity_jwt: bool,
     pub login: Option<OneOrMany>,
     pub stream_idle_timeout: Option<String>,
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for RawRoute {
@@ -225,6 +226,7 @@ impl Default for RawRoute {
             identity_jwt: false,
             login: None,
             stream_idle_timeout: None,
+            max_body_bytes: None,
         }
     }
 }

@@ -255,7 +255,14 @@ impl Compiler {
         if login_written && login.is_empty() {
             self.err(k("login"), "name \"local\" or a [[login_providers]] name");
         }
+        if r.max_body_bytes == Some(0) {
+            self.err(
+                k("max_body_bytes"),
+                "must be at least 1 (omit it for no limit)",
+            );
+        }
         Some(Route {
+            max_body_bytes: r.max_body_bytes,
             stream_idle_timeout,
             login,
             login_written,

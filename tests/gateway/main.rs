@@ -5,6 +5,7 @@ mod browser;
 mod browser_sessions;
 mod cli;
 mod clients;
+mod faults;
 mod fuzz_corpus;
 mod grpc;
 mod grpc_service;
