@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots fuzz
+.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots fuzz soak
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
 # (the browser test), node and npm (openid-client) and redis-server (several gateways on one store).
@@ -68,6 +68,12 @@ fuzz: deps
 	  cargo +nightly fuzz run --sanitizer none $$t target/fuzz-found/$$t fuzz/corpus/$$t -- \
 	    -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 || exit 1; \
 	done
+
+# Ten minutes of mixed traffic at a steady rate against a release build (benches/soak.py): fails on
+# any unexpected answer or a revocation that did not apply; prints p99, RSS and file descriptors.
+SOAK_MINUTES ?= 10
+soak: deps
+	python3 benches/soak.py --minutes $(SOAK_MINUTES)
 
 # Photographs every state of the sign-in page in headless Chromium into docs/screenshots (the README shows them).
 screenshots: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver

@@ -64,8 +64,8 @@ pub fn jwt(data: &[u8]) {
     }
 }
 
-/// Path and host normalisation: a normal path starts with `/`, has no dot segments or empty
-/// segments, and normalising it again changes nothing; the same for hosts.
+/// Path and host normalisation: a normal path starts with `/`, has no dot segments, and
+/// normalising it again changes nothing; the same for hosts, and a valid host loses its port.
 pub fn path(data: &[u8]) {
     let s = text(data);
     if let Ok(n) = normalise_path(s) {
@@ -81,6 +81,12 @@ pub fn path(data: &[u8]) {
     }
     let h = normalise_host(s);
     assert_eq!(normalise_host(&h), h, "normalising host {s:?} twice");
+    if crate::path::host_is_valid(s) {
+        assert!(
+            !h.contains(':') || s.starts_with('['),
+            "{s:?} -> {h:?} kept a port"
+        );
+    }
 }
 
 /// Token extraction from a request built of the input: method line, then `Name: value` lines.

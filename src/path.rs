@@ -151,12 +151,54 @@ pub fn normalise_prefix(prefix: &str) -> Result<String, String> {
     }
 }
 
+/// True for a Host value RFC 9110 allows: a name or IPv4 address, or a bracketed IPv6 address,
+/// with an optional numeric port. Anything else (`a.example:1:2`, spaces, `@`) is a 400, so a
+/// malformed host can never miss a host-specific route and reach a broader one.
+pub fn host_is_valid(host: &str) -> bool {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((ip6, after)) => {
+                let ok = !ip6.is_empty()
+                    && ip6
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                if !ok {
+                    return false;
+                }
+                match after {
+                    "" => return true,
+                    a => ("x", a.strip_prefix(':')),
+                }
+            }
+            None => return false,
+        },
+        None => match host.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        },
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b));
+    let port_ok = match port {
+        None => true,
+        Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
+    };
+    name_ok && port_ok
+}
+
 /// Lower-cases a Host or :authority value and drops the port and a trailing dot.
 pub fn normalise_host(host: &str) -> Cow<'_, str> {
     let h = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+        // only a numeric port is a port: what is left of anything else stays, so normalising twice
+        // changes nothing
+        match host.rsplit_once(':') {
+            Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
     };
     let h = h.trim_end_matches('.');
     if h.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -169,6 +211,40 @@ pub fn normalise_host(host: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_are_checked_before_they_are_normalised() {
+        for ok in [
+            "a.example.com",
+            "a.example.com:8443",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:80",
+            "A-B.c",
+        ] {
+            assert!(host_is_valid(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a.example.com:1:2",
+            "a b",
+            "a@b",
+            "a:",
+            "a:x",
+            "[::1",
+            "[zz]",
+            "a:123456",
+            "ۿ",
+        ] {
+            assert!(!host_is_valid(bad), "{bad}");
+        }
+        assert_eq!(normalise_host("A.Example.COM.:443"), "a.example.com");
+        assert_eq!(normalise_host("[::1]:80"), "::1");
+        // the input the fuzzer found: not a valid host, and normalising it twice changes nothing
+        let odd = "1::::::ۿFFF00";
+        assert!(!host_is_valid(odd));
+        assert_eq!(normalise_host(&normalise_host(odd)), normalise_host(odd));
+    }
 
     #[test]
     fn normalises() {

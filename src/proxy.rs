@@ -9,7 +9,7 @@ use crate::forward::{prepare_upstream, upstream_path, Forwarding};
 use crate::framing::framing_problem;
 use crate::headers::strip_identity_headers;
 use crate::metrics::Metrics;
-use crate::path::{normalise_host, normalise_path};
+use crate::path::{host_is_valid, normalise_host, normalise_path};
 use crate::policy::authorize;
 use crate::routes::{builtin, RouteMatch, RouteTable, Target};
 use crate::session::browser::{here, is_navigation, same_origin_write};
@@ -178,11 +178,16 @@ impl Gateway {
             }
             _ => {}
         }
-        let host = req
-            .uri
-            .host()
-            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok()))
-            .map(normalise_host);
+        let header_host = req.headers.get_all("host");
+        if header_host.iter().nth(1).is_some() {
+            return Err(Rejection::BadRequest("more than one Host header"));
+        }
+        let header_host = match req.headers.get("host").map(|h| h.to_str()) {
+            Some(Ok(h)) if host_is_valid(h) => Some(h),
+            Some(_) => return Err(Rejection::BadRequest("the Host header is not a valid host")),
+            None => None,
+        };
+        let host = req.uri.host().or(header_host).map(normalise_host);
         let idx = match s
             .table
             .lookup(&s.config.routes, host.as_deref(), &path, &req.method)

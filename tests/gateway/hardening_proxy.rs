@@ -301,3 +301,35 @@ async fn a_header_trickled_slowly_is_cut_off_by_the_total_deadline() {
         assert!(a.starts_with("HTTP/1.1 200"), "{a}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_or_repeated_host_is_refused_rather_than_routed_elsewhere() {
+    // a host-specific route that needs a token, beside the world's public routes
+    let w = World::start_with(
+        "[[routes]]\nhost = \"admin.example.com\"\npath_prefix = \"/public\"\nupstream = \"echo\"\n",
+    )
+    .await;
+    let gw = &w.gw;
+    let (ok, _) = crate::harness::raw(
+        gw.plain,
+        b"GET /public/x HTTP/1.1\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(ok, 401, "the host-specific route needs a token");
+    // a host with two ports (what the fuzzer found normalising differently each time) and a
+    // repeated Host are 400, never the public catch-all
+    for request in [
+        &b"GET /public/x HTTP/1.1\r\nHost: admin.example.com:1:2\r\nConnection: close\r\n\r\n"[..],
+        b"GET /public/x HTTP/1.1\r\nHost: admin.example.com x\r\nConnection: close\r\n\r\n",
+        b"GET /public/x HTTP/1.1\r\nHost: other.example.com\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
+    ] {
+        let (status, text) = crate::harness::raw(gw.plain, request);
+        // the gateway's JSON 400, or Pingora's own when its parser refuses the header first
+        assert_eq!(status, 400, "{text}");
+    }
+    // the same host, well formed and with a port, still reaches its own route
+    let (status, _) = crate::harness::raw(
+        gw.plain,
+        b"GET /public/x HTTP/1.1\r\nHost: ADMIN.example.com:8080\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 401);
+}
