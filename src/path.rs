@@ -190,8 +190,12 @@ pub fn host_is_valid(host: &str) -> bool {
 
 /// Lower-cases a Host or :authority value and drops the port and a trailing dot.
 pub fn normalise_host(host: &str) -> Cow<'_, str> {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or(rest)
+    let h = if host.starts_with('[') {
+        // an IPv6 literal keeps its brackets and loses its port; without `]` it is left as it is
+        match host.find(']') {
+            Some(end) => host.get(..=end).unwrap_or(host),
+            None => host,
+        }
     } else {
         // only a numeric port is a port: what is left of anything else stays, so normalising twice
         // changes nothing
@@ -239,7 +243,8 @@ mod tests {
             assert!(!host_is_valid(bad), "{bad}");
         }
         assert_eq!(normalise_host("A.Example.COM.:443"), "a.example.com");
-        assert_eq!(normalise_host("[::1]:80"), "::1");
+        assert_eq!(normalise_host("[::1]:80"), "[::1]");
+        assert_eq!(normalise_host("[[\u{f}\u{16}"), "[[\u{f}\u{16}");
         // the input the fuzzer found: not a valid host, and normalising it twice changes nothing
         let odd = "1::::::ۿFFF00";
         assert!(!host_is_valid(odd));
@@ -293,7 +298,7 @@ mod tests {
     #[test]
     fn hosts() {
         assert_eq!(normalise_host("API.Example.com:8443"), "api.example.com");
-        assert_eq!(normalise_host("[::1]:8443"), "::1");
+        assert_eq!(normalise_host("[::1]:8443"), "[::1]");
         assert_eq!(normalise_host("example.com."), "example.com");
     }
 }
