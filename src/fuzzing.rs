@@ -65,7 +65,7 @@ pub fn jwt(data: &[u8]) {
 }
 
 /// Path and host normalisation: a normal path starts with `/`, has no dot segments, and
-/// normalising it again changes nothing; the same for hosts, and a valid host loses its port.
+/// normalising it again changes nothing; a valid host loses its port and is a fixed point too.
 pub fn path(data: &[u8]) {
     let s = text(data);
     if let Ok(n) = normalise_path(s) {
@@ -79,11 +79,12 @@ pub fn path(data: &[u8]) {
             Err(e) => panic!("{s:?} -> {n:?}, which is refused: {e:?}"),
         }
     }
-    let h = normalise_host(s);
-    assert_eq!(normalise_host(&h), h, "normalising host {s:?} twice");
+    // the gateway refuses a Host that is not valid before it normalises one
     if crate::path::host_is_valid(s) {
+        let h = normalise_host(s);
+        assert_eq!(normalise_host(&h), h, "normalising host {s:?} twice");
         assert!(
-            !h.contains(':') || s.starts_with('['),
+            !h.contains(':') || h.starts_with('['),
             "{s:?} -> {h:?} kept a port"
         );
     }
