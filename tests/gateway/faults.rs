@@ -114,3 +114,72 @@ async fn bodies_over_a_routes_limit_get_413_and_never_reach_the_upstream_whole()
     // the gateway goes on serving
     assert_eq!(post(b"small".to_vec()).await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_that_never_answers_costs_a_503_after_the_fetch_timeout_and_nothing_else() {
+    let idp = crate::servers::Idp::start(vec![]).await;
+    let echo = crate::servers::Echo::start("echo").await;
+    let gw = Gw::start(&format!(
+        "[[issuers]]\nname = \"slow\"\nissuer = \"https://slow\"\njwks_uri = \"{}/slow-jwks\"\n\
+         audiences = [\"a\"]\nalgorithms = [\"RS256\"]\njwks_fetch_timeout = \"500ms\"\n\n\
+         [[upstreams]]\nname = \"u\"\npeers = [\"{}\"]\n\n\
+         [[routes]]\npath_prefix = \"/api\"\nupstream = \"u\"\n\n\
+         [[routes]]\npath_prefix = \"/public\"\nupstream = \"u\"\nauth = \"public\"\n",
+        idp.url, echo.addr
+    ));
+    let key = crate::keys::TestKey::rsa("k");
+    let t = key.sign(&crate::keys::claims(
+        "https://slow",
+        "a",
+        serde_json::json!({}),
+    ));
+    let started = std::time::Instant::now();
+    let r = gw.get("/api/x", Some(&t)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.header("retry-after").is_some());
+    // the request waited for the fetch timeout, not for the provider
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    // other routes are served meanwhile
+    assert_eq!(gw.get("/public/x", None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_store_fails_writes_with_503_while_tokens_still_verify_and_nothing_is_lost() {
+    use crate::tokens::{Auth, SVC_SECRET};
+    let a = Auth::start_with("backend = \"sqlite\"\npath = \"data/g.db\"", "").await;
+    let creds = Some(("svc", SVC_SECRET));
+    let revoked = a.svc_token(None).await;
+    let r = a
+        .post("/oauth/revoke", &[("token", revoked.as_str())], creds)
+        .await;
+    assert_eq!(r.status, 200);
+    let live = a.svc_token(None).await;
+    // another process takes the database's write lock and keeps it
+    let db = a.gw.path("data/g.db");
+    let locker = rusqlite::Connection::open(&db).unwrap();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // verification needs no store: a live token passes, the revoked one stays refused
+    assert_eq!(a.gw.get("/api/x", Some(&live)).await.status, 200);
+    assert_eq!(a.gw.get("/api/x", Some(&revoked)).await.status, 401);
+    // a write waits for the lock (busy timeout), then answers 503, not a false success
+    let r = a
+        .post("/oauth/revoke", &[("token", live.as_str())], creds)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"], "temporarily_unavailable");
+    assert_eq!(
+        a.gw.get("/api/x", Some(&live)).await.status,
+        200,
+        "nothing was revoked"
+    );
+    // the lock goes: the same write succeeds, and what was recorded before is all there
+    locker.execute_batch("ROLLBACK").unwrap();
+    let r = a
+        .post("/oauth/revoke", &[("token", live.as_str())], creds)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(a.gw.get("/api/x", Some(&live)).await.status, 401);
+    let a = a.restart("backend = \"sqlite\"\npath = \"data/g.db\"", |t| t);
+    assert_eq!(a.gw.get("/api/x", Some(&revoked)).await.status, 401);
+    assert_eq!(a.gw.get("/api/x", Some(&live)).await.status, 401);
+}

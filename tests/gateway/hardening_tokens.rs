@@ -353,3 +353,28 @@ audience = ["other-api"]
     assert_eq!(a.gw.get("/other/x", Some(&svc)).await.status, 401);
     assert_eq!(a.gw.get("/api/x", Some(&svc)).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_key_set_that_was_down_is_used_within_seconds_of_its_return() {
+    let key = TestKey::rsa("remote-1");
+    let idp = Idp::start(vec![key.jwk.clone()]).await;
+    idp.set_fail(true);
+    let extra = format!(
+        "\n[[clients]]\nclient_id = \"remote\"\njwks_uri = \"{}\"\nscopes = [\"orders.read\"]\n",
+        idp.jwks_uri()
+    );
+    let a = Auth::start_with(MEMORY, &extra).await;
+    let assertion = |jti: &str| {
+        key.sign(
+            &json!({"iss": "remote", "sub": "remote", "aud": a.token_url(),
+            "exp": now() + 60, "jti": jti}),
+        )
+    };
+    let r = assert_with(&a, [127, 0, 0, 1], &assertion("down")).await;
+    oauth_error(&r, 401, "invalid_client");
+    // the key set is back: a second later (the first retry), not after the 30 s floor
+    idp.set_fail(false);
+    a.gw.clock.advance(std::time::Duration::from_secs(2));
+    let r = assert_with(&a, [127, 0, 0, 1], &assertion("back")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

@@ -52,6 +52,7 @@ impl Idp {
                 get(multi_tenant),
             )
             .route("/redirect-same", get(redirect_same))
+            .route("/slow-jwks", get(slow_jwks))
             .route("/redirect-away", get(redirect_away))
             .with_state(state.clone());
         let addr = serve(app).await;
@@ -95,6 +96,12 @@ async fn jwks(State(s): State<Arc<IdpState>>) -> Response {
             .insert("cache-control", cc.parse().unwrap());
     }
     resp
+}
+
+/// A provider that never answers in time.
+async fn slow_jwks() -> Response {
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    axum::Json(json!({"keys": []})).into_response()
 }
 
 async fn redirect_same() -> Response {
