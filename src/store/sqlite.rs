@@ -74,6 +74,17 @@ fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshRecord> {
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    path: std::path::PathBuf,
+    /// the (device, inode) of the file opened: SQLite goes on writing to a file that was deleted or
+    /// replaced, so every use checks that the path still names it
+    file: (u64, u64),
+}
+
+/// The (device, inode) a path names now.
+fn file_id(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
 }
 
 fn err(e: impl std::fmt::Display) -> StoreError {
@@ -103,12 +114,33 @@ impl SqliteStore {
             Ok(())
         };
         setup().map_err(|e| format!("cannot prepare {}: {e}", path.display()))?;
+        let file = file_id(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+            file,
         })
     }
 
+    /// The connection, once the database file is checked to still be where it was opened: a
+    /// removed directory or a replaced file makes the store unavailable (writes answer 503) rather
+    /// than a place where what is recorded silently vanishes.
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        match file_id(&self.path) {
+            Ok(id) if id == self.file => {}
+            Ok(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{} was replaced",
+                    self.path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{}: {e}",
+                    self.path.display()
+                )))
+            }
+        }
         self.conn
             .lock()
             .map_err(|_| StoreError::Unavailable("lock poisoned".into()))

@@ -183,3 +183,31 @@ async fn a_locked_store_fails_writes_with_503_while_tokens_still_verify_and_noth
     assert_eq!(a.gw.get("/api/x", Some(&revoked)).await.status, 401);
     assert_eq!(a.gw.get("/api/x", Some(&live)).await.status, 401);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_store_whose_directory_is_removed_is_unavailable_not_silently_lost() {
+    use crate::tokens::{Auth, SVC_SECRET};
+    let a = Auth::start_with("backend = \"sqlite\"\npath = \"data/g.db\"", "").await;
+    let creds = Some(("svc", SVC_SECRET));
+    let revoked = a.svc_token(None).await;
+    assert_eq!(
+        a.post("/oauth/revoke", &[("token", revoked.as_str())], creds)
+            .await
+            .status,
+        200
+    );
+    let live = a.svc_token(None).await;
+    // SQLite would go on writing to the deleted file; the gateway notices the path is gone
+    std::fs::remove_dir_all(a.gw.path("data")).unwrap();
+    let r = a
+        .post("/oauth/revoke", &[("token", live.as_str())], creds)
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    let ready = reqwest::get(format!("http://{}/ready", a.gw.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    // verification goes on, and what was revoked stays revoked
+    assert_eq!(a.gw.get("/api/x", Some(&live)).await.status, 200);
+    assert_eq!(a.gw.get("/api/x", Some(&revoked)).await.status, 401);
+}
