@@ -104,7 +104,9 @@ doc:
 ci: deps fmt clippy doc test
 
 # Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~10 minutes),
-# then the revocation propagation delay between two gateways on one Redis.
+# then the revocation propagation delay between two gateways on one Redis, then a gRPC unary call
+# direct and through gatehouse (h2load from nghttp2-client).
+bench: EXTRA_TOOLS = h2load:nghttp2-client redis-server:redis-server
 bench: deps
 	python3 benches/bench.py
 	python3 benches/propagation.py
