@@ -8,6 +8,7 @@ pub mod authn;
 pub mod cert_resolver;
 pub mod clock;
 pub mod config;
+pub mod digest;
 pub mod drain;
 pub mod error;
 pub mod forward;

@@ -35,11 +35,7 @@ pub fn is_slow(hash: &SecretHash) -> bool {
     !matches!(hash, SecretHash::Sha256(_))
 }
 
-/// Lowercase hex SHA-256: how refresh tokens and codes are stored.
-pub fn sha256_hex(s: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::digest::sha256_hex;
 
 /// `"sha256:" + hex` of a secret.
 pub fn sha256_hash(secret: &str) -> String {

@@ -226,7 +226,7 @@ impl Compiler {
         }
         Config {
             file: file.to_path_buf(),
-            file_hash: crate::secrets::sha256_hex(text).chars().take(16).collect(),
+            file_hash: crate::digest::sha256_hex(text).chars().take(16).collect(),
             server,
             tls,
             validation,

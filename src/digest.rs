@@ -1,0 +1,19 @@
+//! SHA-256 as lowercase hex: how stored secrets, codes and session ids are keyed, and how a
+//! configuration file is fingerprinted. No crate module below it, so anything may use it.
+
+/// Lowercase hex SHA-256 of a text.
+pub fn sha256_hex(s: &str) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            super::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
