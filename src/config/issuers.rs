@@ -240,23 +240,11 @@ pub(super) fn own_issuer(index: usize, ts: &TokenServiceSettings, clients: &[Cli
         }
     }
     Issuer {
-        index,
         require_typ: Some("at+jwt"),
-        name: "self".into(),
-        issuer: ts.issuer.clone(),
-        source: KeySource::Own,
         audiences,
         route_audiences: Some(ts.audience.clone()),
         algorithms: OWN_ALGORITHMS.to_vec(),
-        roles_claim: ClaimPath::new("roles"),
-        scopes_claim: None,
-        jwks_min_refresh: Duration::from_secs(30),
-        jwks_max_refresh: Duration::from_secs(3600),
-        jwks_stale_for: Duration::from_secs(86400),
-        jwks_fetch_timeout: Duration::from_secs(5),
-        jwks_max_bytes: 262144,
-        ca: None,
-        tenants: vec![],
+        ..Issuer::described(index, "self".into(), ts.issuer.clone(), KeySource::Own)
     }
 }
 

@@ -259,6 +259,30 @@ pub struct ClaimPath {
 pub const TENANT: &str = "{tenantid}";
 
 impl Issuer {
+    /// An issuer the gateway describes itself (its own, a login provider, a client's key set), with
+    /// the key-fetching defaults of an `[[issuers]]` entry; callers set what differs.
+    pub fn described(index: usize, name: String, issuer: String, source: KeySource) -> Issuer {
+        Issuer {
+            index,
+            require_typ: None,
+            name,
+            issuer,
+            source,
+            audiences: vec![],
+            route_audiences: None,
+            algorithms: vec![],
+            roles_claim: ClaimPath::new("roles"),
+            scopes_claim: None,
+            jwks_min_refresh: Duration::from_secs(30),
+            jwks_max_refresh: Duration::from_secs(3600),
+            jwks_stale_for: Duration::from_secs(86400),
+            jwks_fetch_timeout: Duration::from_secs(5),
+            jwks_max_bytes: 256 * 1024,
+            ca: None,
+            tenants: vec![],
+        }
+    }
+
     /// The tenant an `iss` names, when this issuer is a `{tenantid}` template that accepts it.
     pub fn tenant_of<'a>(&self, iss: &'a str) -> Option<&'a str> {
         let (pre, post) = self.issuer.split_once(TENANT)?;

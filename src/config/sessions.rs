@@ -71,23 +71,16 @@ const ID_TOKEN_ALGORITHMS: [jsonwebtoken::Algorithm; 9] = [
 /// A provider as an issuer of ID tokens, for the same key cache and checks as access tokens.
 fn provider_issuer(index: usize, r: &RawLoginProvider, ca: Option<PathBuf>) -> Issuer {
     Issuer {
-        index,
-        require_typ: None,
-        name: format!("login:{}", r.name),
-        issuer: r.issuer.clone(),
-        source: KeySource::Discovery,
         audiences: vec![r.client_id.clone()],
-        route_audiences: None,
         algorithms: ID_TOKEN_ALGORITHMS.to_vec(),
         roles_claim: ClaimPath::new(r.roles_claim.as_deref().unwrap_or("roles")),
-        scopes_claim: None,
-        jwks_min_refresh: Duration::from_secs(30),
-        jwks_max_refresh: Duration::from_secs(3600),
-        jwks_stale_for: Duration::from_secs(86400),
-        jwks_fetch_timeout: Duration::from_secs(5),
-        jwks_max_bytes: 262144,
         ca,
-        tenants: vec![],
+        ..Issuer::described(
+            index,
+            format!("login:{}", r.name),
+            r.issuer.clone(),
+            KeySource::Discovery,
+        )
     }
 }
 

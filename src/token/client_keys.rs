@@ -5,7 +5,7 @@
 use super::{oauth, OAuthError};
 use crate::auth::jwks::Jwks;
 use crate::clock::SharedClock;
-use crate::config::{ClaimPath, Client, ClientKeys, Issuer, KeySource, CLIENT_KEY_ALGORITHMS};
+use crate::config::{Client, ClientKeys, Issuer, KeySource, CLIENT_KEY_ALGORITHMS};
 use crate::keys::VerifyKey;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,23 +28,17 @@ pub struct ClientJwks {
 /// A client's key set described as the JWKS cache describes an issuer's.
 fn key_source(index: usize, client: &Client, uri: &str) -> Issuer {
     Issuer {
-        index,
-        require_typ: None,
-        name: format!("client {}", client.client_id),
-        issuer: client.client_id.clone(),
-        source: KeySource::JwksUri(uri.to_string()),
-        audiences: vec![],
-        route_audiences: None,
         algorithms: CLIENT_KEY_ALGORITHMS.to_vec(),
-        roles_claim: ClaimPath::new("roles"),
-        scopes_claim: None,
         jwks_min_refresh: FLOOR,
         jwks_max_refresh: KEEP,
         jwks_stale_for: KEEP,
-        jwks_fetch_timeout: Duration::from_secs(5),
         jwks_max_bytes: MAX_BYTES,
-        ca: None,
-        tenants: vec![],
+        ..Issuer::described(
+            index,
+            format!("client {}", client.client_id),
+            client.client_id.clone(),
+            KeySource::JwksUri(uri.to_string()),
+        )
     }
 }
 
