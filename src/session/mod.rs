@@ -47,6 +47,16 @@ pub struct Found {
     pub data: SessionData,
 }
 
+impl From<SessionRecord> for Found {
+    fn from(record: SessionRecord) -> Found {
+        Found {
+            // a record this gateway cannot read gives no identity beyond its subject
+            data: serde_json::from_str(&record.data).unwrap_or_default(),
+            record,
+        }
+    }
+}
+
 pub struct Sessions {
     pub settings: SessionSettings,
     store: Arc<dyn Store>,
@@ -123,11 +133,7 @@ impl Sessions {
             Ok(Some(rec))
         })
         .await?;
-        Ok(found.map(|record| Found {
-            // A record this gateway cannot read gives no identity beyond its subject.
-            data: serde_json::from_str(&record.data).unwrap_or_default(),
-            record,
-        }))
+        Ok(found.map(Found::from))
     }
 
     /// Opens a session with a new random id (never one the browser brought) and returns the
@@ -174,9 +180,14 @@ impl Sessions {
         let Some(hash) = self.cookie_hash(req) else {
             return Ok(None);
         };
-        let found = self.find(req).await?;
-        run_blocking(&self.store, move |s| s.end_session(&hash)).await?;
-        Ok(found)
+        let now = self.now();
+        let record = run_blocking(&self.store, move |s| {
+            let record = s.session(&hash, now)?;
+            s.end_session(&hash)?;
+            Ok(record)
+        })
+        .await?;
+        Ok(record.map(Found::from))
     }
 
     /// Records a one-use token id (a logout token's `jti`) until `exp`; false when it was seen before.

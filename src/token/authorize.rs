@@ -178,7 +178,7 @@ impl TokenService {
                 if let Some(s) = &state {
                     target.query_pairs_mut().append_pair("state", s);
                 }
-                self.redirect(session, target.as_str(), None).await
+                crate::error::see_other(session, target.as_str(), &[]).await
             }
         }
     }
@@ -233,16 +233,7 @@ impl TokenService {
         if let Some(s) = &req.state {
             target.query_pairs_mut().append_pair("state", s);
         }
-        self.redirect(session, target.as_str(), set_cookie).await
-    }
-
-    async fn redirect(
-        &self,
-        session: &mut Session,
-        to: &str,
-        set_cookie: Option<String>,
-    ) -> pingora::Result<()> {
-        crate::error::see_other(session, to, set_cookie.as_slice()).await
+        crate::error::see_other(session, target.as_str(), set_cookie.as_slice()).await
     }
 
     /// Without random values no form, session or code can be made safely: refuse.
