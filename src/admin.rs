@@ -176,6 +176,14 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
             s.verifier.cached_bytes(),
         ),
     ];
+    let (hits, misses) = s.verifier.lookups();
+    for (result, n) in [("hit", hits), ("miss", misses)] {
+        g.push(Sample::labelled(
+            "gatehouse_token_cache_lookups_total",
+            vec![("result", result.to_string())],
+            n,
+        ));
+    }
     for (issuer, ok, failed) in s.verifier.jwks.fetch_counts() {
         for (result, n) in [("ok", ok), ("error", failed)] {
             g.push(Sample::labelled(

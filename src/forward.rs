@@ -3,7 +3,7 @@
 use crate::auth::extract::is_token_param;
 use crate::auth::identity::Identity;
 use crate::config::Route;
-use crate::forwarded::{set_forwarding_headers, Cidr, Hop};
+use crate::forwarded::{is_forwarding_header, set_forwarding_headers, trusts, Cidr, Hop};
 use crate::headers::set_claim_headers;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -90,13 +90,67 @@ fn mentions_cookie(req: &RequestHeader, names: &[String]) -> bool {
     })
 }
 
-/// Shapes the request a backend receives: path, token removal, identity headers, forwarding headers.
+/// Headers the gateway may add to a request: the route's identity headers, `X-Auth-Jwt` and the
+/// four forwarding headers.
+fn headers_added(f: &Forwarding<'_>) -> usize {
+    f.route.claim_headers.len() + 1 + 4
+}
+
+/// A copy of the client's request with room for `extra` more headers, header case and order kept,
+/// without the headers `skip` names. Pingora's copy is sized exactly, so each header the gateway
+/// added grew and rehashed two maps (values and case); one copy sized once costs less.
+fn with_room(
+    req: &RequestHeader,
+    path: Option<&str>,
+    extra: usize,
+    skip: impl Fn(&str) -> bool,
+) -> Result<RequestHeader> {
+    let target = path.map(str::as_bytes).unwrap_or_else(|| req.raw_path());
+    let size = Some(req.headers.len() + extra);
+    let mut out = if req.has_case() {
+        RequestHeader::build(req.method.clone(), target, size)?
+    } else {
+        RequestHeader::build_no_case(req.method.clone(), target, size)?
+    };
+    out.set_version(req.version);
+    for (name, value) in req.case_header_iter() {
+        if !skip(std::str::from_utf8(name.as_slice()).unwrap_or_default()) {
+            out.append_header(name.clone(), value.clone())?;
+        }
+    }
+    Ok(out)
+}
+
+/// Shapes the request a backend receives: path, token removal, identity and forwarding headers.
 pub fn prepare_upstream(
     session: &Session,
     up: &mut RequestHeader,
     f: &Forwarding<'_>,
 ) -> Result<()> {
-    if let Some(p) = f.path {
+    let req = session.req_header();
+    let hop = Hop {
+        peer: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        host: req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok())),
+        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
+    };
+    let extra = headers_added(f);
+    // HTTP/1 only: an HTTP/2 request's target lives in its URI (scheme and authority included),
+    // which Pingora's copy keeps and a rebuilt header from the path would not.
+    if !session.is_http2() && up.headers.capacity() < up.headers.len() + extra {
+        let believed = trusts(&hop, f.trusted_proxies);
+        let drop_token = !f.route.forward_token;
+        *up = with_room(up, f.path, extra, |name| {
+            (drop_token && name.eq_ignore_ascii_case("authorization"))
+                || (!believed && is_forwarding_header(name))
+        })?;
+    } else if let Some(p) = f.path {
         up.set_raw_path(p.as_bytes())?;
     }
     if !f.route.forward_token {
@@ -114,19 +168,6 @@ pub fn prepare_upstream(
     if let Some(jwt) = f.identity_jwt {
         up.insert_header("X-Auth-Jwt", jwt.clone())?;
     }
-    let req = session.req_header();
-    let hop = Hop {
-        peer: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
-        host: req
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok())),
-        tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
-    };
     set_forwarding_headers(up, &hop, f.trusted_proxies)
 }
 

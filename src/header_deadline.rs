@@ -82,25 +82,30 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
 /// Finds the end of a header section in bytes that arrive in pieces.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderEnd {
+    /// non-zero once the current line has a byte other than `\r`
     line_len: usize,
     seen_line: bool,
 }
 
 impl HeaderEnd {
-    /// Feeds bytes; true once the empty line that ends the header has been read.
+    /// Feeds bytes; true once the empty line that ends the header has been read. A line counts
+    /// as empty when it holds nothing but `\r`. Jumps from `\n` to `\n` (a token's line is
+    /// hundreds of bytes) and looks back only until the line's last byte that is not `\r`.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        for &b in bytes {
-            match b {
-                b'\n' => {
-                    if self.line_len == 0 && self.seen_line {
-                        return true;
-                    }
-                    self.seen_line |= self.line_len > 0;
-                    self.line_len = 0;
-                }
-                b'\r' => {}
-                _ => self.line_len += 1,
+        let has_content = |seg: &[u8]| seg.iter().rev().any(|&b| b != b'\r');
+        let mut rest = bytes;
+        while let Some(i) = memchr::memchr(b'\n', rest) {
+            let (line, after) = rest.split_at(i);
+            let filled = self.line_len > 0 || has_content(line);
+            if !filled && self.seen_line {
+                return true;
             }
+            self.seen_line |= filled;
+            self.line_len = 0;
+            rest = after.get(1..).unwrap_or_default();
+        }
+        if has_content(rest) {
+            self.line_len = 1;
         }
         false
     }
@@ -307,5 +312,44 @@ mod tests {
         let mut lead = HeaderEnd::default();
         assert!(!lead.feed(b"\r\n\r\n\r\nGET / HTTP/1.1\r\n"));
         assert!(lead.feed(b"\r\n"));
+    }
+
+    /// The byte-at-a-time definition the fast scanner must agree with.
+    fn reference(pieces: &[&[u8]]) -> bool {
+        let (mut len, mut seen) = (0usize, false);
+        for &b in pieces.iter().flat_map(|p| p.iter()) {
+            match b {
+                b'\n' if len == 0 && seen => return true,
+                b'\n' => {
+                    seen |= len > 0;
+                    len = 0;
+                }
+                b'\r' => {}
+                _ => len += 1,
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn the_scanner_agrees_with_the_byte_loop_on_every_split() {
+        let inputs: [&[u8]; 6] = [
+            b"GET / HTTP/1.1\r\nA: b\r\n\r\n",
+            b"\r\r\n\r\nx\r\r\n\r\r\n",
+            b"x\n\r\r\r\n",
+            b"GET /\r\nA: \r\n b\r\n\rc\n\n",
+            b"\n\n\n",
+            b"a\rb\n\r\n",
+        ];
+        for input in inputs {
+            for i in 0..=input.len() {
+                for j in i..=input.len() {
+                    let pieces = [&input[..i], &input[i..j], &input[j..]];
+                    let mut e = HeaderEnd::default();
+                    let fast = pieces.iter().any(|p| e.feed(p));
+                    assert_eq!(fast, reference(&pieces), "{input:?} split at {i}, {j}");
+                }
+            }
+        }
     }
 }

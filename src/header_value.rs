@@ -1,17 +1,35 @@
 //! Header values and names as the gateway writes and compares them: safe encoding, list joining,
-//! `-`/`_` folding. No crate dependencies.
+//! `-`/`_` folding.
 
 use http::HeaderValue;
-use percent_encoding::{AsciiSet, CONTROLS};
 
-/// Bytes outside printable ASCII, and `%` itself, are percent-encoded (CONFIG.md).
-const UNSAFE: &AsciiSet = &CONTROLS.add(b'%');
+/// Bytes outside printable ASCII (controls, DEL, non-ASCII), and `%` itself, are percent-encoded
+/// (CONFIG.md).
+fn is_unsafe(b: u8) -> bool {
+    !(0x20..0x7f).contains(&b) || b == b'%'
+}
+
+/// Appends `s` percent-encoded as `encode_header_value` does, and `delimiter` too when given, so a
+/// list element can never read as two. Writes straight into `out`: no allocation per value.
+pub fn push_encoded(out: &mut Vec<u8>, s: &str, delimiter: Option<u8>) {
+    let hex = |n: u8| if n < 10 { b'0' + n } else { b'A' + n - 10 };
+    for &b in s.as_bytes() {
+        if is_unsafe(b) || Some(b) == delimiter {
+            out.extend_from_slice(&[b'%', hex(b >> 4), hex(b & 15)]);
+        } else {
+            out.push(b);
+        }
+    }
+}
 
 /// A claim value that can never split a header or smuggle bytes: always a valid `HeaderValue`.
+/// Bytes outside visible ASCII and space, and `%`, are percent-encoded.
 pub fn encode_header_value(s: &str) -> HeaderValue {
-    let encoded = percent_encoding::utf8_percent_encode(s, UNSAFE).to_string();
-    // CONTROLS covers 0x00-0x1F and 0x7F, utf8_percent_encode every byte >= 0x80: what is left is visible ASCII or space.
-    HeaderValue::from_str(&encoded).unwrap_or_else(|_| HeaderValue::from_static(""))
+    let mut out = Vec::with_capacity(s.len());
+    push_encoded(&mut out, s, None);
+    // What is left is visible ASCII or space.
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// True when two header names are the same once `_` is read as `-` (both are lower case already):
@@ -26,23 +44,47 @@ pub fn same_folded(a: &str, b: &str) -> bool {
 /// Header text for a list: each value percent-encoded (see `encode_header_value`) and the
 /// delimiter inside a value encoded too, so `["x,admin"]` can never read as two values.
 pub fn join_encoded<S: AsRef<str>>(values: &[S], delimiter: char) -> String {
-    let escaped = match delimiter {
-        ',' => "%2C",
-        _ => "%20",
-    };
-    values
-        .iter()
-        .map(|v| {
-            let e = encode_header_value(v.as_ref());
-            e.to_str().unwrap_or_default().replace(delimiter, escaped)
-        })
-        .collect::<Vec<_>>()
-        .join(&delimiter.to_string())
+    let delimiter = if delimiter == ',' { b',' } else { b' ' };
+    let mut out = Vec::new();
+    push_list(&mut out, values.iter().map(AsRef::as_ref), delimiter);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends a list as `join_encoded` writes it.
+pub fn push_list<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = &'a str>, delimiter: u8) {
+    for (i, v) in values.enumerate() {
+        if i > 0 {
+            out.push(delimiter);
+        }
+        push_encoded(out, v, Some(delimiter));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoding_matches_the_percent_encoding_crate() {
+        use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+        const SET: &AsciiSet = &CONTROLS.add(b'%');
+        for s in [
+            "plain",
+            "a%b",
+            "tab\there",
+            "é ü\u{7f}",
+            "\r\n",
+            "x,y z",
+            "",
+        ] {
+            let mut out = Vec::new();
+            push_encoded(&mut out, s, None);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                utf8_percent_encode(s, SET).to_string()
+            );
+        }
+    }
 
     #[test]
     fn unsafe_bytes_are_encoded() {

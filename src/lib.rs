@@ -23,6 +23,7 @@ pub mod headers;
 pub mod identity_jwt;
 pub mod keys;
 pub mod login;
+pub mod logwriter;
 pub mod metrics;
 pub mod pages;
 pub mod path;

@@ -295,7 +295,8 @@ fn reload(config: &std::path::Path) -> Result<(), Failure> {
 }
 
 fn run(config: &std::path::Path, log_format: LogFormat, upgrade: bool) -> Result<(), Failure> {
-    let _log_guard = gatehouse::telemetry::init_logging(log_format == LogFormat::Json);
+    let _log_guard = gatehouse::telemetry::init_logging(log_format == LogFormat::Json)
+        .map_err(|e| Failure(format!("cannot start the log writer: {e}")))?;
     let c = Config::load(config)?;
     for w in c.warnings() {
         tracing::warn!("{w}");

@@ -44,6 +44,10 @@ const HELP: &[(&str, &str)] = &[
         "Bytes the verified-token cache holds, as its weigher counts them.",
     ),
     (
+        "gatehouse_token_cache_lookups_total",
+        "Bearer tokens answered from the verified-token cache (hit) or verified by signature (miss), since the last reload.",
+    ),
+    (
         "gatehouse_jwks_fetches_total",
         "Key-set fetches by issuer and result.",
     ),

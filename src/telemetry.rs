@@ -1,14 +1,13 @@
 //! The access log: one line per request, batched, never with a token or a query string.
 
+use crate::logwriter::{FlushGuard, LogWriter};
 use std::fmt::Write;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
-use tracing_appender::non_blocking::NonBlocking;
 
 /// Where access-log lines go once `init_logging` ran: straight to the batched writer, formatted here.
 /// Without it (tests, embedding), access lines are ordinary `tracing` events.
-static ACCESS_WRITER: OnceLock<(NonBlocking, bool)> = OnceLock::new();
+static ACCESS_WRITER: OnceLock<(LogWriter, bool)> = OnceLock::new();
 
 /// One request, as the access log records it. Never a token, a query string or a secret.
 pub struct AccessRecord<'a> {
@@ -21,6 +20,18 @@ pub struct AccessRecord<'a> {
     pub subject: &'a str,
     pub denial: &'a str,
     pub error: &'a str,
+}
+
+/// Appends a decimal number without the formatting machinery.
+fn push_int(out: &mut String, n: u64) {
+    let mut divisor = 1u64;
+    while n / divisor >= 10 {
+        divisor *= 10;
+    }
+    while divisor > 0 {
+        out.push(char::from(b'0' + (n / divisor % 10) as u8));
+        divisor /= 10;
+    }
 }
 
 /// Appends `s` as a JSON string literal.
@@ -61,20 +72,33 @@ pub fn access_log(r: &AccessRecord<'_>) {
         );
         return;
     };
-    let now = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-    let upstream = r.upstream.map(|a| a.to_string());
-    let upstream = upstream.as_deref().unwrap_or("-");
+    let stamp = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
     let mut line = String::with_capacity(320);
+    let mut upstream = String::with_capacity(24);
+    match r.upstream {
+        Some(a) => {
+            upstream.push_str(&crate::forwarded::ip_text(a.ip()));
+            upstream.push(':');
+            push_int(&mut upstream, u64::from(a.port()));
+        }
+        None => upstream.push('-'),
+    }
     if *json {
-        let _ = write!(line, "{{\"timestamp\":\"{now}\",\"level\":\"INFO\",\"fields\":{{\"message\":\"request\",\"method\":");
+        line.push_str("{\"timestamp\":\"");
+        line.push_str(&stamp);
+        line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":");
         json_str(&mut line, r.method);
         line.push_str(",\"path\":");
         json_str(&mut line, r.path);
-        let _ = write!(line, ",\"status\":{},\"route\":", r.status);
+        line.push_str(",\"status\":");
+        push_int(&mut line, u64::from(r.status));
+        line.push_str(",\"route\":");
         json_str(&mut line, r.route);
         line.push_str(",\"upstream\":");
-        json_str(&mut line, upstream);
-        let _ = write!(line, ",\"latency_us\":{},\"subject\":", r.latency_us);
+        json_str(&mut line, &upstream);
+        line.push_str(",\"latency_us\":");
+        push_int(&mut line, r.latency_us);
+        line.push_str(",\"subject\":");
         json_str(&mut line, r.subject);
         line.push_str(",\"denial\":");
         json_str(&mut line, r.denial);
@@ -82,39 +106,39 @@ pub fn access_log(r: &AccessRecord<'_>) {
         json_str(&mut line, r.error);
         line.push_str("},\"target\":\"gatehouse::access\"}\n");
     } else {
-        let _ = write!(
-            line,
-            "{now}  INFO gatehouse::access: request method={} path=",
-            r.method
-        );
+        line.push_str(&stamp);
+        line.push_str("  INFO gatehouse::access: request method=");
+        line.push_str(r.method);
+        line.push_str(" path=");
         json_str(&mut line, r.path);
-        let _ = write!(line, " status={} route=", r.status);
+        line.push_str(" status=");
+        push_int(&mut line, u64::from(r.status));
+        line.push_str(" route=");
         json_str(&mut line, r.route);
-        let _ = write!(
-            line,
-            " upstream={upstream} latency_us={} subject=",
-            r.latency_us
-        );
+        line.push_str(" upstream=");
+        line.push_str(&upstream);
+        line.push_str(" latency_us=");
+        push_int(&mut line, r.latency_us);
+        line.push_str(" subject=");
         json_str(&mut line, r.subject);
-        let _ = writeln!(line, " denial={} error={}", r.denial, r.error);
+        line.push_str(" denial=");
+        line.push_str(r.denial);
+        line.push_str(" error=");
+        line.push_str(r.error);
+        line.push('\n');
     }
-    let _ = writer.clone().write_all(line.as_bytes());
+    writer.append(line.as_bytes());
 }
 
 /// Installs the log subscriber: JSON lines when `json`, else human-readable; `RUST_LOG` filters.
 /// Lines are formatted on the request's thread and written by a background thread in batches, so a
 /// request never waits for a write to stdout. Keep the guard until exit: dropping it flushes.
-pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init_logging(json: bool) -> std::io::Result<FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+    let (writer, guard) = crate::logwriter::spawn(std::io::stdout())?;
     let _ = ACCESS_WRITER.set((writer.clone(), json));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -126,5 +150,25 @@ pub fn init_logging(json: bool) -> tracing_appender::non_blocking::WorkerGuard {
     } else {
         builder.try_init()
     };
-    guard
+    Ok(guard)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_and_strings_are_written_as_json_reads_them() {
+        for n in [0u64, 7, 10, 401, 65535, u64::MAX] {
+            let mut out = String::new();
+            push_int(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        let mut out = String::new();
+        json_str(&mut out, "a\"b\\c\u{1}\u{7f}é");
+        assert_eq!(
+            serde_json::from_str::<String>(&out).unwrap(),
+            "a\"b\\c\u{1}\u{7f}é"
+        );
+    }
 }

@@ -12,6 +12,7 @@ use crate::config::Issuer;
 use jwks::{Jwks, KeysError};
 use jwt::TokenError;
 use principal::Principal;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -99,6 +100,9 @@ pub struct Verifier {
     cache: moka::sync::Cache<TokenKey, Arc<Principal>>,
     leeway: u64,
     clock: SharedClock,
+    /// tokens answered from the cache, and tokens whose signature was checked (since the last reload)
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Verifier {
@@ -156,6 +160,8 @@ impl Verifier {
             cache,
             leeway,
             clock,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         })
     }
 
@@ -174,6 +180,7 @@ impl Verifier {
                     return Err(TokenError::UntrustedIssuer.into());
                 }
                 self.check_revoked(&p)?;
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return Ok(p);
             }
             self.cache.invalidate(&key);
@@ -203,6 +210,7 @@ impl Verifier {
             .map_err(
                 |KeysError::Unavailable { retry_after }| AuthError::KeysUnavailable { retry_after },
             )?;
+        self.misses.fetch_add(1, Ordering::Relaxed);
         parsed.verify_signature(&keys.keys)?;
         let principal = Arc::new(Principal::new(issuer, &parsed.claims, exp));
         self.cache.insert(key, principal.clone());
@@ -224,6 +232,14 @@ impl Verifier {
         let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.hash_key.0, self.hash_key.1);
         h.write(token.as_bytes());
         siphasher::sip128::Hasher128::finish128(&h).as_u128()
+    }
+
+    /// Requests answered from the verified-token cache, and signature checks, since the last reload.
+    pub fn lookups(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     pub fn cached_tokens(&self) -> u64 {
