@@ -46,6 +46,19 @@ use async_trait::async_trait;
 use clock::SharedClock;
 use config::Config;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
+
+/// Read buffer per client connection. Pingora's default (64 KiB) is held by every idle keep-alive
+/// connection; a request header rarely passes a few KiB, and larger bodies are read in more calls.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings {
+        read: Some(CLIENT_READ_BUFFER),
+        write: None,
+    }
+}
 use pingora::prelude::*;
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
@@ -259,7 +272,7 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
         ),
     );
     for addr in &config.server.listen_plain {
-        svc.add_tcp(&addr.to_string());
+        svc.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
     for addr in &config.server.listen_tls {
         if let Some(resolver) = &resolver {
@@ -267,7 +280,11 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
             let mut tls = TlsSettings::intermediate("", "").map_err(|e| format!("tls: {e}"))?;
             tls.set_cert_resolver(resolver.clone());
             tls.enable_h2();
-            svc.add_tls_with_settings(&addr.to_string(), None, tls);
+            svc.add_listener(
+                ListenerConfig::tcp(addr.to_string())
+                    .tls(tls)
+                    .l4_buffer(client_buffers()),
+            );
         }
     }
     server.add_service(svc);

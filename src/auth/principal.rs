@@ -131,6 +131,8 @@ impl Principal {
         for (slot, e) in buf.chunks_exact_mut(4).zip(&ends) {
             slot.copy_from_slice(&e.to_le_bytes());
         }
+        // Principals live in the cache by the hundred thousand: keep no spare capacity.
+        buf.shrink_to_fit();
         let buf = Bytes::from(buf);
         // Make the buffer shared now, so slicing it for headers later only bumps a counter.
         drop(buf.clone());

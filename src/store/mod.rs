@@ -100,6 +100,12 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// True when `count` shares counters between gateways (else each gateway counts in memory,
+    /// without a trip to the store).
+    fn shares_counts(&self) -> bool {
+        false
+    }
+
     /// Adds `add` to the counter `key` in the fixed window of `window_ms` around `now_ms`, and
     /// returns its value, when this store shares counters between gateways; `None` means each
     /// gateway counts for itself.

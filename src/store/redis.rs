@@ -101,6 +101,9 @@ redis.call('DEL', KEYS[1])
 return n
 "#;
 
+/// Connections kept to Redis by one gateway process.
+const POOL: usize = 8;
+
 pub struct RedisStore {
     client: redis::Client,
     /// failed operations, and connections made again after a failure, for metrics
@@ -108,8 +111,10 @@ pub struct RedisStore {
     errors: std::sync::atomic::AtomicU64,
     reconnects: std::sync::atomic::AtomicU64,
     connected_once: std::sync::atomic::AtomicBool,
-    /// one connection, made again after an error; commands are quick and run off the workers
-    conn: Mutex<Option<Connection>>,
+    /// a few connections, each made when first needed and again after an error; a command takes
+    /// whichever is free, so concurrent requests do not queue behind one round trip
+    conns: Vec<Mutex<Option<Connection>>>,
+    next: std::sync::atomic::AtomicUsize,
     rotate: Script,
     take_code: Script,
     revoke_family: Script,
@@ -144,7 +149,8 @@ impl RedisStore {
             errors: Default::default(),
             reconnects: Default::default(),
             connected_once: Default::default(),
-            conn: Mutex::new(None),
+            conns: (0..POOL).map(|_| Mutex::new(None)).collect(),
+            next: Default::default(),
             rotate: Script::new(ROTATE),
             take_code: Script::new(TAKE_CODE),
             revoke_family: Script::new(REVOKE_FAMILY),
@@ -164,7 +170,19 @@ impl RedisStore {
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
         self.operations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut guard = self.conn.lock().map_err(|_| err("lock poisoned"))?;
+        // A free connection if there is one, else wait for the next in turn.
+        let free = self.conns.iter().find_map(|c| c.try_lock().ok());
+        let mut guard = match free {
+            Some(g) => g,
+            None => {
+                let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % POOL;
+                self.conns
+                    .get(i)
+                    .ok_or_else(|| err("no connection slot"))?
+                    .lock()
+                    .map_err(|_| err("lock poisoned"))?
+            }
+        };
         if guard.is_none() {
             use std::sync::atomic::Ordering::Relaxed;
             let c = match self.client.get_connection_with_timeout(TIMEOUT) {
@@ -441,6 +459,10 @@ impl Store for RedisStore {
                 ],
             )
         })
+    }
+
+    fn shares_counts(&self) -> bool {
+        true
     }
 
     fn count(

@@ -32,9 +32,11 @@ impl Window {
         }
     }
 
-    /// Counts in `store` when it shares counters, under `name`.
+    /// Counts in `store` when it shares counters, under `name`; else in this gateway's memory.
     pub fn shared(mut self, store: Arc<dyn Store>, name: &'static str) -> Self {
-        self.shared = Some((store, name));
+        if store.shares_counts() {
+            self.shared = Some((store, name));
+        }
         self
     }
 
