@@ -21,7 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402  (shared helpers: processes, ports, CPU accounting)
+import benchlib as bench  # noqa: E402  (shared helpers: processes, ports, CPU accounting)
 
 SECRET = "grpc-bench-secret-that-is-long-enough-0123456789"
 PATH = "/grpc.health.v1.Health/Check"

@@ -26,7 +26,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402  (processes, ports, CPU and memory accounting)
+import benchlib as bench  # noqa: E402  (processes, ports, CPU and memory accounting)
 
 SECRET = "soak-secret-that-is-long-enough-0123456789abcdef"
 CLIENT_SECRET = "soak-client-secret-0123456789abcdef0123"

@@ -1,0 +1,84 @@
+"""Token endpoint throughput with each shared store: client_credentials from wrk against a gateway with two
+workers, first on SQLite, then on Redis. Run by bench.py; `python3 benches/token_rate.py` alone too."""
+
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as lib  # noqa: E402
+import propagation  # noqa: E402
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = "grant_type=client_credentials"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Authorization"] = "Basic " .. os.getenv("BASIC")
+"""
+
+
+def store_section(kind, work, redis_port):
+    if kind == "redis":
+        return f'[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_port}/0"\n'
+    return f'[store]\nbackend = "sqlite"\npath = "{work}/gatehouse.db"\n'
+
+
+def run(work, duration=5):
+    """{store: tokens per second}; Redis is skipped (and said) when redis-server is missing."""
+    rates = {}
+    lua = os.path.join(work, "post.lua")
+    with open(lua, "w") as f:
+        f.write(POST_LUA)
+    basic = base64.b64encode(f"svc:{propagation.SECRET}".encode()).decode()
+    redis = None
+    try:
+        redis_port = lib.free_port()
+        if shutil.which("redis-server"):
+            redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                                      "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            lib.wait_port(redis_port)
+        for kind in ("sqlite", "redis"):
+            if kind == "redis" and redis is None:
+                lib.log("redis-server is missing: the Redis token rate is skipped")
+                continue
+            d = os.path.join(work, f"tokens-{kind}")
+            os.makedirs(d, exist_ok=True)
+            plain, admin = lib.free_port(), lib.free_port()
+            text = propagation.config(plain, admin, redis_port, os.path.join(d, "upgrade.sock"))
+            text = text.replace("threads = 1", "threads = 2")
+            start = text.index("[store]")
+            end = text.index("[rate_limit]")
+            text = text[:start] + store_section(kind, d, redis_port) + "\n" + text[end:]
+            conf = os.path.join(d, "gateway.toml")
+            with open(conf, "w") as f:
+                f.write(text)
+            proc = lib.Proc(f"gatehouse-tokens-{kind}", [os.path.join(lib.RELEASE, "gatehouse"), "run", "--config", conf],
+                            plain, "0,1")
+            try:
+                propagation.wait(f"http://127.0.0.1:{admin}/ready")
+                env = {"BASIC": basic}
+                lib.wrk(plain, "/oauth/token", 1, 32, script=lua, env=env, cpus="0,1", threads=2)
+                rps, _, errors, _ = lib.wrk(plain, "/oauth/token", duration, 32, script=lua, env=env, cpus="0,1",
+                                            threads=2)
+                if errors:
+                    lib.log(f"token endpoint on {kind}: {errors} errors")
+                rates[kind] = rps
+                lib.log(f"token endpoint, {kind} store: {rps:.0f} tokens/s")
+            finally:
+                proc.stop()
+    finally:
+        if redis is not None:
+            redis.kill()
+            redis.wait()
+    return rates
+
+
+if __name__ == "__main__":
+    lib.WORK = tempfile.mkdtemp(prefix="gatehouse-tokens-")
+    try:
+        print(run(lib.WORK))
+    finally:
+        shutil.rmtree(lib.WORK, ignore_errors=True)
