@@ -24,6 +24,7 @@ import benchlib as lib  # noqa: E402
 import chart  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
+import session_bench  # noqa: E402
 import token_rate  # noqa: E402
 from benchlib import (CLK_TCK, HS_SECRET, RELEASE, ROOT, TARGET, Proc, check,  # noqa: E402
                       free_port, gatehouse_conf, log, nginx_conf, rss_mb, sbin, wait_port, wrk, DISTINCT_LUA,
@@ -427,7 +428,10 @@ def main():
         log("token endpoint: SQLite and Redis stores")
         token_rates = token_rate.run(lib.WORK, args.duration)
 
-        results = {"summary": summary, "routes": routes, "memory": (rss_before, rss_after, cached),
+        log("session-cookie requests")
+        sessions = session_bench.run(lib.WORK, lib.UP, args.rounds, args.duration, args.connections)
+
+        results = {"sessions": sessions, "summary": summary, "routes": routes, "memory": (rss_before, rss_after, cached),
                    "two": (one, two), "tls": tls, "idle": idle, "token_rates": token_rates}
         text = report.render(results, args)
         print(text)

@@ -223,8 +223,9 @@ issuers = ["hs"]
     return [os.path.join(RELEASE, "gatehouse"), "run", "--config", path]
 
 
-def wrk(port, path, duration, conns, token=None, script=None, scheme="http", env=None, cpus="1", threads=1):
-    argv = ["taskset", "-c", cpus, "wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+def wrk(port, path, duration, conns, token=None, script=None, scheme="http", env=None, cpus="1", threads=1,
+        extra=()):
+    argv = ["taskset", "-c", cpus, "wrk", f"-t{threads}", *extra, f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if token:
         argv += ["-H", f"Authorization: Bearer {token}"]
     if script:

@@ -79,6 +79,11 @@ def render(results, args):
     for store, rate in results["token_rates"].items():
         rows.append((f"7. token endpoint, {store} store, 2 workers", f"{rate:.0f} tokens/s", "≥ 10,000/s",
                      rate >= 10000))
+    sessions = results.get("sessions") or {}
+    if "session cookie" in sessions and "bearer, cached" in sessions:
+        sc, bc = sessions["session cookie"], sessions["bearer, cached"]
+        rows.append(("7. session-cookie request over a bearer cache hit (SQLite store)",
+                     f"{sc['cpu_us'] - bc['cpu_us']:+.1f} µs ({sc['cpu_us']:.1f} vs {bc['cpu_us']:.1f})", "measured", None))
     r10, r10k = routes.get("gatehouse 10 routes, same token"), routes.get("gatehouse 10000 routes, same token")
     if r10 and r10k:
         growth = r10k["cpu_us"] - r10["cpu_us"]
