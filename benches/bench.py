@@ -71,8 +71,12 @@ def start_peers(node_dir, envoy):
         except Exception as e:  # a peer that cannot start is reported and skipped
             log(f"{name} did not start: {e}; see {lib.WORK}/{name}.log")
 
-    p = free_port()
-    start("pingora", [os.path.join(RELEASE, "examples", "passthrough"), f"127.0.0.1:{p}", f"127.0.0.1:{lib.UP}", "1"], p)
+    p, ptls = free_port(), free_port()
+    start("pingora", [os.path.join(RELEASE, "examples", "passthrough"), f"127.0.0.1:{p}", f"127.0.0.1:{lib.UP}", "1",
+                      f"127.0.0.1:{ptls}", f"{lib.WORK}/gateway.crt", f"{lib.WORK}/gateway.key"], p)
+    if "pingora" in peers:
+        peers["pingora"].tls_port = ptls
+        wait_port(ptls)
 
     p, ptls = free_port(), free_port()
     start("nginx", nginx_conf("nginx-proxy", f"""
@@ -356,6 +360,8 @@ def main():
 
         log("TLS handshakes")
         targets = {"gatehouse": (gh.p.pid, gh.tls_port, "/public/x")}
+        if "pingora" in peers:
+            targets["pingora (rustls)"] = (peers["pingora"].p.pid, peers["pingora"].tls_port, "/")
         if "nginx" in peers:
             targets["nginx"] = (peers["nginx"].p.pid, peers["nginx"].tls_port, "/")
         tls = scenarios.tls_handshakes(targets)

@@ -1,5 +1,6 @@
 //! A plain Pingora reverse proxy with no authentication: the floor any Pingora-based proxy can reach.
-//! Usage: passthrough LISTEN UPSTREAM [THREADS]
+//! Usage: passthrough LISTEN UPSTREAM [THREADS [TLS_LISTEN CERT KEY]]: with the TLS arguments it also
+//! terminates TLS (rustls, Pingora's own settings), to compare handshakes with the gateway's.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use async_trait::async_trait;
@@ -47,6 +48,10 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let mut svc = http_proxy_service(&server.configuration, Passthrough { upstream });
     svc.add_tcp(listen);
+    if let (Some(tls), Some(cert), Some(key)) = (args.get(4), args.get(5), args.get(6)) {
+        svc.add_tls(tls, cert, key)
+            .expect("CERT and KEY are a PEM certificate and key");
+    }
     server.add_service(svc);
     server.run_forever();
 }

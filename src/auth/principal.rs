@@ -131,10 +131,10 @@ impl Principal {
         for (slot, e) in buf.chunks_exact_mut(4).zip(&ends) {
             slot.copy_from_slice(&e.to_le_bytes());
         }
-        // Principals live in the cache by the hundred thousand: keep no spare capacity.
-        buf.shrink_to_fit();
-        let buf = Bytes::from(buf);
-        // Make the buffer shared now, so slicing it for headers later only bumps a counter.
+        // Principals live in the cache by the hundred thousand: an exact copy keeps no spare
+        // capacity (a shrinking realloc may keep the larger block). Shared from the start, so
+        // slicing it for headers later only bumps a counter.
+        let buf = Bytes::copy_from_slice(&buf);
         drop(buf.clone());
         Principal {
             issuer: issuer.index,
