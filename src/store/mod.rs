@@ -4,6 +4,7 @@
 pub mod feed;
 mod memory;
 pub mod redis;
+mod redis_counter;
 mod sqlite;
 
 pub use memory::MemoryStore;
@@ -100,24 +101,25 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
-    /// True when `count` shares counters between gateways (else each gateway counts in memory,
-    /// without a trip to the store).
-    fn shares_counts(&self) -> bool {
-        false
+    /// Counters shared between gateways (rate limits, lockouts), when this store shares them;
+    /// `None` means each gateway counts in its own memory.
+    fn counter(&self) -> Option<Arc<dyn Counter>> {
+        None
     }
+}
 
-    /// Adds `add` to the counter `key` in the fixed window of `window_ms` around `now_ms`, and
-    /// returns its value, when this store shares counters between gateways; `None` means each
-    /// gateway counts for itself.
-    fn count(
+/// Fixed-window counters shared by every gateway on one store.
+#[async_trait::async_trait]
+pub trait Counter: Send + Sync {
+    /// Adds `add` (0 reads) to the counter `key` in the fixed window of `window_ms` around `now_ms`
+    /// and returns its value.
+    async fn count(
         &self,
-        _key: &str,
-        _window_ms: u64,
-        _add: u32,
-        _now_ms: u64,
-    ) -> Result<Option<u32>, StoreError> {
-        Ok(None)
-    }
+        key: &str,
+        window_ms: u64,
+        add: u32,
+        now_ms: u64,
+    ) -> Result<u32, StoreError>;
 }
 
 /// A stored refresh token: the SHA-256 of the token, never the token.

@@ -115,6 +115,8 @@ pub struct RedisStore {
     /// whichever is free, so concurrent requests do not queue behind one round trip
     conns: Vec<Mutex<Option<Connection>>>,
     next: std::sync::atomic::AtomicUsize,
+    /// rate-limit and lockout counters, on their own async connection
+    counter: std::sync::Arc<super::redis_counter::RedisCounter>,
     rotate: Script,
     take_code: Script,
     revoke_family: Script,
@@ -144,13 +146,14 @@ impl RedisStore {
     pub fn open(url: &str) -> Result<RedisStore, String> {
         let client = redis::Client::open(url).map_err(|e| format!("store.url: {e}"))?;
         Ok(RedisStore {
-            client,
+            client: client.clone(),
             operations: Default::default(),
             errors: Default::default(),
             reconnects: Default::default(),
             connected_once: Default::default(),
             conns: (0..POOL).map(|_| Mutex::new(None)).collect(),
             next: Default::default(),
+            counter: std::sync::Arc::new(super::redis_counter::RedisCounter::new(client, PREFIX)),
             rotate: Script::new(ROTATE),
             take_code: Script::new(TAKE_CODE),
             revoke_family: Script::new(REVOKE_FAMILY),
@@ -461,32 +464,8 @@ impl Store for RedisStore {
         })
     }
 
-    fn shares_counts(&self) -> bool {
-        true
-    }
-
-    fn count(
-        &self,
-        key_: &str,
-        window_ms: u64,
-        add: u32,
-        now_ms: u64,
-    ) -> Result<Option<u32>, StoreError> {
-        let slot = now_ms / window_ms.max(1);
-        let k = key("count", &format!("{key_}:{slot}"));
-        self.with(|c| {
-            if add == 0 {
-                let v: Option<u32> = c.get(&k)?;
-                return Ok(Some(v.unwrap_or(0)));
-            }
-            let (v,): (u32,) = redis::pipe()
-                .atomic()
-                .incr(&k, add)
-                .pexpire(&k, (window_ms.saturating_mul(2)) as i64)
-                .ignore()
-                .query(c)?;
-            Ok(Some(v))
-        })
+    fn counter(&self) -> Option<std::sync::Arc<dyn super::Counter>> {
+        Some(self.counter.clone())
     }
 
     fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
@@ -556,8 +535,8 @@ impl Store for RedisStore {
     fn stats(&self) -> super::StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
         super::StoreStats {
-            operations: self.operations.load(Relaxed),
-            errors: self.errors.load(Relaxed),
+            operations: self.operations.load(Relaxed) + self.counter.operations.load(Relaxed),
+            errors: self.errors.load(Relaxed) + self.counter.errors.load(Relaxed),
             reconnects: self.reconnects.load(Relaxed),
         }
     }

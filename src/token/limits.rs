@@ -2,7 +2,7 @@
 //! shared by every gateway when the store shares them (Redis), else counted by each gateway.
 
 use crate::clock::SharedClock;
-use crate::store::{run_blocking, Store};
+use crate::store::{Counter, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,8 @@ pub struct Window {
     window_ms: u64,
     clock: SharedClock,
     counts: Mutex<HashMap<String, (u64, u32)>>,
-    /// the store that shares counts between gateways, and this window's name in it
-    shared: Option<(Arc<dyn Store>, &'static str)>,
+    /// the counters shared between gateways, and this window's name in them
+    shared: Option<(Arc<dyn Counter>, &'static str)>,
     /// set while the shared counts cannot be had, so the fallback is logged once per outage
     degraded: AtomicBool,
 }
@@ -34,25 +34,25 @@ impl Window {
 
     /// Counts in `store` when it shares counters, under `name`; else in this gateway's memory.
     pub fn shared(mut self, store: Arc<dyn Store>, name: &'static str) -> Self {
-        if store.shares_counts() {
-            self.shared = Some((store, name));
-        }
+        self.shared = store.counter().map(|c| (c, name));
         self
     }
 
     /// Adds `n` (0 reads) in the shared count when there is one; falls back to this gateway's own
     /// count, and says so once, while the store cannot answer.
     async fn count(&self, key: &str, n: u32) -> u32 {
-        if let Some((store, name)) = &self.shared {
-            let (k, window, now) = (format!("{name}:{key}"), self.window_ms, self.clock.now_ms());
-            match run_blocking(store, move |s| s.count(&k, window, n, now)).await {
-                Ok(Some(v)) => {
+        if let Some((counter, name)) = &self.shared {
+            let k = format!("{name}:{key}");
+            match counter
+                .count(&k, self.window_ms, n, self.clock.now_ms())
+                .await
+            {
+                Ok(v) => {
                     if self.degraded.swap(false, Ordering::SeqCst) {
                         tracing::info!("rate-limit and lockout counters are shared again");
                     }
                     return v;
                 }
-                Ok(None) => {}
                 Err(e) => {
                     if !self.degraded.swap(true, Ordering::SeqCst) {
                         tracing::warn!(error = %e, "the store cannot count: rate limits and lockouts fall back to this gateway's own windows");
