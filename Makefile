@@ -103,10 +103,12 @@ doc:
 
 ci: deps fmt clippy doc test
 
-# Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~10 minutes),
-# then the revocation propagation delay between two gateways on one Redis, then a gRPC unary call
-# direct and through gatehouse (h2load from nghttp2-client).
-bench: EXTRA_TOOLS = h2load:nghttp2-client redis-server:redis-server
+# Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~15 minutes):
+# CPU µs per request per scenario, TLS handshakes (openssl s_time), memory per idle connection, two
+# workers, token endpoint on SQLite and Redis, session cookies; redraws docs/benchmarks.svg. Then the
+# revocation propagation delay between two gateways on one Redis, then a gRPC unary call direct and
+# through gatehouse (h2load from nghttp2-client). Run it on a quiet machine.
+bench: EXTRA_TOOLS = h2load:nghttp2-client redis-server:redis-server openssl:openssl
 bench: deps
 	python3 benches/bench.py
 	python3 benches/propagation.py
