@@ -7,7 +7,9 @@
 //! the connection. The end of the header is seen in the bytes read (the first empty line after a
 //! non-empty one); the next request starts after the gateway writes a final (non-1xx) response.
 //! HTTP/2 connections (ALPN `h2`) are not wrapped: their frames are bounded by the h2 layer.
+//! Connections on the TLS listeners first complete their handshake here, within the same deadline.
 
+use crate::tls_accept::TlsTermination;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -33,14 +35,17 @@ pub struct HeaderDeadline<A> {
     limit: Duration,
     /// plain connections may be HTTP/2 with prior knowledge
     h2c: bool,
+    /// the handshake for connections on the TLS listeners
+    tls: Option<TlsTermination>,
 }
 
 impl<A> HeaderDeadline<A> {
-    pub fn new(inner: A, limit: Duration, h2c: bool) -> Self {
+    pub fn new(inner: A, limit: Duration, h2c: bool, tls: Option<TlsTermination>) -> Self {
         HeaderDeadline {
             h2c,
             inner: Arc::new(inner),
             limit,
+            tls,
         }
     }
 }
@@ -56,6 +61,14 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut session = session;
+        if let Some(tls) = self.tls.as_ref().filter(|t| t.applies_to(&session)) {
+            // A handshake that fails or takes longer than a request header may closes the connection.
+            let raw = DeadlineStream::transparent(session, self.limit);
+            match tokio::time::timeout(self.limit, tls.acceptor().tls_handshake(raw)).await {
+                Ok(Ok(encrypted)) => session = Box::new(encrypted),
+                _ => return None,
+            }
+        }
         let h2 = matches!(session.selected_alpn_proto(), Some(ALPN::H2))
             || (self.h2c && session.get_ssl_digest().is_none() && {
                 // HTTP/2 with prior knowledge (h2c) on a plain listener: its frames have no header
@@ -119,6 +132,8 @@ enum Phase {
     Done,
     /// a response was written: the next byte read starts a new request
     BetweenRequests,
+    /// the encrypted stream under TLS: never timed here
+    Transparent,
 }
 
 #[derive(Debug)]
@@ -141,8 +156,17 @@ impl DeadlineStream {
         }
     }
 
+    /// The stream under a TLS session: passed through untouched (the handshake has its own timeout,
+    /// and the HTTP inside is timed by the wrapper around the TLS stream).
+    fn transparent(inner: Stream, limit: Duration) -> Self {
+        DeadlineStream {
+            phase: Phase::Transparent,
+            ..Self::new(inner, limit)
+        }
+    }
+
     fn arrived(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.phase == Phase::Transparent {
             return;
         }
         if self.phase == Phase::BetweenRequests {
@@ -157,6 +181,9 @@ impl DeadlineStream {
 
     /// A final response header (not `HTTP/1.x 1xx`) means the request it answers is over.
     fn wrote(&mut self, bytes: &[u8]) {
+        if self.phase == Phase::Transparent {
+            return;
+        }
         if bytes.starts_with(b"HTTP/1.") && bytes.get(9) != Some(&b'1') {
             self.phase = Phase::BetweenRequests;
         }

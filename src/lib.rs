@@ -37,6 +37,7 @@ pub mod session;
 pub mod store;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls_accept;
 pub mod tlsfiles;
 pub mod token;
 pub mod upstream;
@@ -45,9 +46,9 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use clock::SharedClock;
 use config::Config;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
+use tls_accept::TlsTermination;
 
 /// Read buffer per client connection. Pingora's default (64 KiB) is held by every idle keep-alive
 /// connection; a request header rarely passes a few KiB, and larger bodies are read in more calls.
@@ -263,29 +264,31 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
     let mut options = pingora::apps::HttpServerOptions::default();
     options.h2c = config.server.h2c;
     proxy.server_options = Some(options);
+    // The TLS listeners accept TCP; the gateway runs the handshake (see tls_accept). The
+    // certificate files are read into the resolver, which a reload refreshes.
+    let tls = match &resolver {
+        Some(resolver) if !config.server.listen_tls.is_empty() => Some(TlsTermination::new(
+            tls_accept::server_config(resolver.clone())?,
+            config.server.listen_tls.clone(),
+        )),
+        _ => None,
+    };
     let mut svc = pingora::services::listening::Service::new(
         "gatehouse".to_string(),
         header_deadline::HeaderDeadline::new(
             proxy,
             config.server.request_header_timeout,
             config.server.h2c,
+            tls,
         ),
     );
-    for addr in &config.server.listen_plain {
+    for addr in config
+        .server
+        .listen_plain
+        .iter()
+        .chain(resolver.iter().flat_map(|_| &config.server.listen_tls))
+    {
         svc.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
-    }
-    for addr in &config.server.listen_tls {
-        if let Some(resolver) = &resolver {
-            // The files are read into the resolver, which a reload refreshes.
-            let mut tls = TlsSettings::intermediate("", "").map_err(|e| format!("tls: {e}"))?;
-            tls.set_cert_resolver(resolver.clone());
-            tls.enable_h2();
-            svc.add_listener(
-                ListenerConfig::tcp(addr.to_string())
-                    .tls(tls)
-                    .l4_buffer(client_buffers()),
-            );
-        }
     }
     server.add_service(svc);
 

@@ -112,3 +112,96 @@ auth = "public"
     assert_eq!(route("example.com").await, "echo");
     assert_eq!(route("other.test").await, "echo");
 }
+
+/// One TLS connection with `config`: sends a request, reads the whole answer (and with it any TLS 1.3
+/// ticket), and says whether the handshake was full or resumed and what the status line was.
+fn tls_request(
+    config: &std::sync::Arc<rustls::ClientConfig>,
+    addr: std::net::SocketAddr,
+    request: &[u8],
+) -> (Option<rustls::HandshakeKind>, String) {
+    use std::io::{Read, Write};
+    let mut conn =
+        rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    tls.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    let _ = tls.read_to_end(&mut answer);
+    let status = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    (conn.handshake_kind(), status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn returning_tls_clients_resume_their_sessions() {
+    let w = World::start().await;
+    let cert = std::fs::read(w.gw.path("certs/gateway.crt")).unwrap();
+    let addr = w.gw.tls;
+    tokio::task::spawn_blocking(move || {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile_certs(&cert) {
+            roots.add(c).unwrap();
+        }
+        let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        // TLS 1.3 resumes with the ticket the gateway sent; TLS 1.2 with its session cache or ticket.
+        for versions in [
+            &[&rustls::version::TLS13][..],
+            &[&rustls::version::TLS12][..],
+        ] {
+            let config = std::sync::Arc::new(
+                rustls::ClientConfig::builder_with_protocol_versions(versions)
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth(),
+            );
+            let first = tls_request(&config, addr, request);
+            let second = tls_request(&config, addr, request);
+            assert_eq!(
+                first,
+                (Some(rustls::HandshakeKind::Full), "HTTP/1.1 200 OK".into())
+            );
+            assert_eq!(
+                second,
+                (
+                    Some(rustls::HandshakeKind::Resumed),
+                    "HTTP/1.1 200 OK".into()
+                )
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_never_finishes_its_handshake_is_cut_off() {
+    use std::io::Read;
+    let w = World::start().await;
+    let addr = w.gw.tls;
+    tokio::task::spawn_blocking(move || {
+        // connect and say nothing: the gateway closes once request_header_timeout (3 s) has passed,
+        // long before this read would give up
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match sock.read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => panic!("the gateway sent {n} bytes to a client that never said hello"),
+            Err(e) => panic!("the connection was still open after 30 s: {e}"),
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// The certificates of a PEM file.
+fn rustls_pemfile_certs(pem: &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.unwrap())
+        .collect()
+}
