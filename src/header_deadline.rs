@@ -64,7 +64,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadline<A> {
         if let Some(tls) = self.tls.as_ref().filter(|t| t.applies_to(&session)) {
             // A handshake that fails or takes longer than a request header may closes the connection.
             let raw = DeadlineStream::transparent(session, self.limit);
-            match tokio::time::timeout(self.limit, tls.acceptor().tls_handshake(raw)).await {
+            // Boxed: the handshake's state is large and would otherwise stay in this future, and so
+            // in every idle connection's memory, long after the handshake.
+            let handshake = Box::pin(tls.acceptor().tls_handshake(raw));
+            match tokio::time::timeout(self.limit, handshake).await {
                 Ok(Ok(encrypted)) => session = Box::new(encrypted),
                 _ => return None,
             }
