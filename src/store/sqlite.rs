@@ -427,22 +427,18 @@ impl Store for SqliteStore {
     }
 
     fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
+        // Cached statements: a session route asks this on every request, and preparing the query
+        // cost more than running it.
         self.conn()?
-            .query_row(
-                &format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE hash = ?1 AND idle_until > ?2 AND expires_at > ?2"),
-                params![hash, now as i64],
-                session_row,
-            )
-            .optional()
+            .prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE hash = ?1 AND idle_until > ?2 AND expires_at > ?2"))
+            .and_then(|mut q| q.query_row(params![hash, now as i64], session_row).optional())
             .map_err(err)
     }
 
     fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
         self.conn()?
-            .execute(
-                "UPDATE sessions SET idle_until = min(?2, expires_at) WHERE hash = ?1",
-                params![hash, idle_until as i64],
-            )
+            .prepare_cached("UPDATE sessions SET idle_until = min(?2, expires_at) WHERE hash = ?1")
+            .and_then(|mut q| q.execute(params![hash, idle_until as i64]))
             .map_err(err)?;
         Ok(())
     }
