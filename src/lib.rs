@@ -47,7 +47,14 @@ use async_trait::async_trait;
 use clock::SharedClock;
 use config::Config;
 use pingora::listeners::ListenerConfig;
+use pingora::prelude::*;
 use pingora::protocols::l4::stream::L4BufferSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::tls::sign::CertifiedKey;
+use proxy::{Gateway, Shared};
+use std::sync::Arc;
 use tls_accept::TlsTermination;
 
 /// Read buffer per client connection. Pingora's default (64 KiB) is held by every idle keep-alive
@@ -60,13 +67,6 @@ fn client_buffers() -> L4BufferSettings {
         write: None,
     }
 }
-use pingora::prelude::*;
-use pingora::server::configuration::ServerConf;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
-use pingora::tls::sign::CertifiedKey;
-use proxy::{Gateway, Shared};
-use std::sync::Arc;
 
 /// Drops expired revocations and used assertion ids now and then.
 struct StoreMaintenance(Arc<dyn store::Store>, SharedClock);

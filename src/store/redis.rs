@@ -15,7 +15,7 @@ pub const REVOCATIONS: &str = "gatehouse:revocations";
 /// Every key this store writes starts with this.
 const PREFIX: &str = "gatehouse:";
 /// How long one command may take before the store counts as unavailable.
-const TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Rotates a refresh token: KEYS[1] the presented token, KEYS[2] its successor; ARGV: client id,
 /// now, the successor's expiry, the key prefix. Returns {"rotated", fields...}, {"reused", family}
@@ -125,11 +125,11 @@ pub struct RedisStore {
     end_sessions: Script,
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn key(kind: &str, id: &str) -> String {
+pub(super) fn key(kind: &str, id: &str) -> String {
     format!("{PREFIX}{kind}:{id}")
 }
 
@@ -153,7 +153,7 @@ impl RedisStore {
             connected_once: Default::default(),
             conns: (0..POOL).map(|_| Mutex::new(None)).collect(),
             next: Default::default(),
-            counter: std::sync::Arc::new(super::redis_counter::RedisCounter::new(client, PREFIX)),
+            counter: std::sync::Arc::new(super::redis_counter::RedisCounter::new(client)),
             rotate: Script::new(ROTATE),
             take_code: Script::new(TAKE_CODE),
             revoke_family: Script::new(REVOKE_FAMILY),

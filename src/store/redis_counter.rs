@@ -5,31 +5,23 @@
 //! pipeline their commands on one connection, awaited on the request's own task, and the
 //! connection manager reconnects by itself after a loss.
 
+use super::redis::{err, key, TIMEOUT};
 use super::{Counter, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 use tokio::sync::OnceCell;
-
-const TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct RedisCounter {
     client: redis::Client,
-    prefix: &'static str,
     conn: OnceCell<redis::aio::ConnectionManager>,
     /// counted into the store's operation and error metrics
     pub operations: AtomicU64,
     pub errors: AtomicU64,
 }
 
-fn err(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
-}
-
 impl RedisCounter {
-    pub fn new(client: redis::Client, prefix: &'static str) -> Self {
+    pub fn new(client: redis::Client) -> Self {
         RedisCounter {
             client,
-            prefix,
             conn: OnceCell::new(),
             operations: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -74,14 +66,15 @@ impl RedisCounter {
 impl Counter for RedisCounter {
     async fn count(
         &self,
-        key: &str,
+        name: &str,
         window_ms: u64,
         add: u32,
         now_ms: u64,
     ) -> Result<u32, StoreError> {
         self.operations.fetch_add(1, Relaxed);
         let slot = now_ms / window_ms.max(1);
-        let k = format!("{}count:{key}:{slot}", self.prefix);
+        // the same key the store's other commands would use: one naming scheme in redis.rs
+        let k = key("count", &format!("{name}:{slot}"));
         let answer = match tokio::time::timeout(TIMEOUT, self.run(k, window_ms, add)).await {
             Ok(answer) => answer,
             Err(_) => Err(err("the store did not answer in time")),
