@@ -61,15 +61,17 @@ def request(url, data=None, token=None, basic=None):
         return e.code, e.read()
 
 
-def config(plain, admin, redis_port, sock):
+def config(plain, admin, redis_port, sock, threads=1, store=None):
+    """A gateway with a token service, one client and a whoami route; `store` replaces the Redis one."""
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    store = store or f'[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_port}/0"\n'
     return f"""
 [server]
 listen_tls = []
 listen_plain = ["127.0.0.1:{plain}"]
 admin_listen = "127.0.0.1:{admin}"
 public_url = "http://127.0.0.1:{plain}"
-threads = 1
+threads = {threads}
 upgrade_sock = "{sock}"
 
 [token_service]
@@ -77,10 +79,7 @@ issuer = "https://bench.gatehouse.local"
 audience = ["api"]
 signing_keys = ["keys/signing.pem"]
 
-[store]
-backend = "redis"
-url = "redis://127.0.0.1:{redis_port}/0"
-
+{store}
 [rate_limit]
 token_endpoint = "100000/s"
 

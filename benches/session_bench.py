@@ -2,32 +2,21 @@
 read from its SQLite store each time) and a bearer route with one cached token. Run by bench.py."""
 
 import os
-import re
 import statistics
-import urllib.parse
 
 import benchlib as lib
 import soak
 
 
 def sign_in(port):
-    """Signs in on the sign-in page as soak's local user; returns the session cookie (name=value)."""
+    """Signs in as soak's local user; returns the session cookie (name=value) once it is seen to work."""
     cl = soak.Client(port)
-    s, h, page = cl.call("GET", "/oauth/login?rd=%2Fapp%2F&login=local", {"accept": "text/html"})
-    csrf = re.search(rb'name="csrf" value="([^"]+)"', page)
-    pre = [v.split(";")[0] for k, v in h if k.lower() == "set-cookie" and v.startswith("__Host-gatehouse-csrf")]
-    if s != 200 or not csrf or not pre:
-        raise RuntimeError(f"the sign-in page answered {s}")
-    form = urllib.parse.urlencode({"csrf": csrf.group(1).decode(), "rd": "/app/", "username": "soak@example.com",
-                                   "password": soak.PASSWORD}).encode()
-    s, h, _ = cl.call("POST", "/oauth/login", {"cookie": pre[0], "origin": f"http://127.0.0.1:{port}",
-                                               "content-type": "application/x-www-form-urlencoded"}, form)
-    session = [v.split(";")[0] for k, v in h if k.lower() == "set-cookie" and v.startswith("__Host-gatehouse=")]
-    if s != 303 or not session:
-        raise RuntimeError(f"signing in answered {s}")
-    if cl.call("GET", "/app/x", {"cookie": session[0]})[0] != 200 or cl.call("GET", "/app/x")[0] != 401:
+    session, what = soak.sign_in(cl)
+    if session is None:
+        raise RuntimeError(f"signing in failed: {what}")
+    if cl.call("GET", "/app/x", {"cookie": session})[0] != 200 or cl.call("GET", "/app/x")[0] != 401:
         raise RuntimeError("the session route does not tell a session from none")
-    return session[0]
+    return session
 
 
 def run(work, up_port, rounds, duration, conns):

@@ -158,6 +158,24 @@ class Client:
         return 0, [], b""
 
 
+def sign_in(cl):
+    """Signs in on the sign-in page as the local user: (the session cookie as name=value, or None; what
+    happened)."""
+    s, h, page = cl.call("GET", "/oauth/login?rd=%2Fapp%2F&login=local", {"accept": "text/html"})
+    csrf = re.search(rb'name="csrf" value="([^"]+)"', page)
+    pre = [v.split(";")[0] for k, v in h if k.lower() == "set-cookie" and v.startswith("__Host-gatehouse-csrf")]
+    if s != 200 or not csrf or not pre:
+        return None, f"page {s}"
+    form = urllib.parse.urlencode({"csrf": csrf.group(1).decode(), "rd": "/app/",
+                                   "username": "soak@example.com", "password": PASSWORD}).encode()
+    s, h, _ = cl.call("POST", "/oauth/login", {"cookie": pre[0], "origin": f"http://127.0.0.1:{cl.port}",
+                                               "content-type": "application/x-www-form-urlencoded"}, form)
+    session = [v.split(";")[0] for k, v in h if k.lower() == "set-cookie" and v.startswith("__Host-gatehouse=")]
+    if s != 303 or not session:
+        return None, f"sign-in {s}"
+    return session[0], "signed in"
+
+
 def basic():
     return "Basic " + base64.b64encode(f"svc:{CLIENT_SECRET}".encode()).decode()
 
@@ -198,22 +216,12 @@ def one(kind, cl, tally, cached):
                     with tally.lock:
                         tally.revocation_misses += 1
     elif kind == "sign-in":
-        s, h, page = cl.call("GET", "/oauth/login?rd=%2Fapp%2F&login=local", {"accept": "text/html"})
-        csrf = re.search(rb'name="csrf" value="([^"]+)"', page)
-        pre = [v.split(";")[0] for k, v in h if k.lower() == "set-cookie" and v.startswith("__Host-gatehouse-csrf")]
-        if s != 200 or not csrf or not pre:
-            ok, what = False, f"page {s}"
+        session, what = sign_in(cl)
+        if session is None:
+            ok = False
         else:
-            form = urllib.parse.urlencode({"csrf": csrf.group(1).decode(), "rd": "/app/",
-                                           "username": "soak@example.com", "password": PASSWORD}).encode()
-            s, h, _ = cl.call("POST", "/oauth/login", {"cookie": pre[0], "origin": f"http://127.0.0.1:{cl.port}",
-                              "content-type": "application/x-www-form-urlencoded"}, form)
-            sess = [v.split(";")[0] for k, v in h if k.lower() == "set-cookie" and v.startswith("__Host-gatehouse=")]
-            if s != 303 or not sess:
-                ok, what = False, f"sign-in {s}"
-            else:
-                s, _, _ = cl.call("GET", "/app/", {"cookie": sess[0]})
-                ok, what = s == 200, f"session {s}"
+            s, _, _ = cl.call("GET", "/app/", {"cookie": session})
+            ok, what = s == 200, f"session {s}"
     tally.add(kind, (time.monotonic() - t0) * 1000, ok, what)
 
 

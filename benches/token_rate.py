@@ -20,9 +20,10 @@ wrk.headers["Authorization"] = "Basic " .. os.getenv("BASIC")
 """
 
 
-def store_section(kind, work, redis_port):
+def store_section(kind, work):
+    """The [store] section for `kind`: None keeps propagation.config's Redis store."""
     if kind == "redis":
-        return f'[store]\nbackend = "redis"\nurl = "redis://127.0.0.1:{redis_port}/0"\n'
+        return None
     return f'[store]\nbackend = "sqlite"\npath = "{work}/gatehouse.db"\n'
 
 
@@ -48,11 +49,8 @@ def run(work, duration=5):
             d = os.path.join(work, f"tokens-{kind}")
             os.makedirs(d, exist_ok=True)
             plain, admin = lib.free_port(), lib.free_port()
-            text = propagation.config(plain, admin, redis_port, os.path.join(d, "upgrade.sock"))
-            text = text.replace("threads = 1", "threads = 2")
-            start = text.index("[store]")
-            end = text.index("[rate_limit]")
-            text = text[:start] + store_section(kind, d, redis_port) + "\n" + text[end:]
+            text = propagation.config(plain, admin, redis_port, os.path.join(d, "upgrade.sock"), threads=2,
+                                      store=store_section(kind, d))
             conf = os.path.join(d, "gateway.toml")
             with open(conf, "w") as f:
                 f.write(text)
