@@ -27,6 +27,10 @@ pub enum Rejection {
     SessionsUnavailable,
     /// the request body is larger than the route's `max_body_bytes`
     TooLarge,
+    /// the forward-auth endpoint was asked by an address outside `trusted_proxies`
+    UntrustedProxy,
+    /// the forward-auth endpoint was asked about a request no route takes
+    Unrouted,
 }
 
 impl Rejection {
@@ -40,6 +44,7 @@ impl Rejection {
             Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => 503,
             Rejection::CrossSiteWrite => 403,
             Rejection::TooLarge => 413,
+            Rejection::UntrustedProxy | Rejection::Unrouted => 403,
         }
     }
 
@@ -56,6 +61,8 @@ impl Rejection {
             }
             Rejection::CrossSiteWrite => "cross_site_request",
             Rejection::TooLarge => "request_too_large",
+            Rejection::UntrustedProxy => "untrusted_proxy",
+            Rejection::Unrouted => "access_denied",
         }
     }
 
@@ -73,6 +80,10 @@ impl Rejection {
             }
             Rejection::SessionsUnavailable => "sign-in sessions cannot be checked right now",
             Rejection::TooLarge => TOO_LARGE,
+            Rejection::UntrustedProxy => {
+                "the forward-auth endpoint answers only the proxies in [server] trusted_proxies"
+            }
+            Rejection::Unrouted => "no route takes the request the proxy asked about",
         }
     }
 

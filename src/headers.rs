@@ -43,7 +43,8 @@ pub fn strip_identity_headers(
     }
 }
 
-fn value_for(h: &ClaimHeader, id: &Identity) -> Option<HeaderValue> {
+/// The value of one identity header for this identity; `None` when its claim is absent.
+pub fn value_for(h: &ClaimHeader, id: &Identity) -> Option<HeaderValue> {
     let p = &id.principal;
     match &h.source {
         ClaimSource::Subject => p.subject_header(),

@@ -12,6 +12,7 @@ pub mod digest;
 pub mod drain;
 pub mod error;
 pub mod forward;
+pub mod forward_auth;
 pub mod forwarded;
 pub mod framing;
 pub mod fuzzing;

@@ -6,6 +6,7 @@ use crate::authn::authenticate;
 use crate::config::{AuthMode, Config, Route};
 use crate::error::{send_json, ErrorAnswer, Rejection};
 use crate::forward::{prepare_upstream, upstream_path, Forwarding};
+use crate::forward_auth::{is_preflight, Dialect};
 use crate::framing::framing_problem;
 use crate::headers::strip_identity_headers;
 use crate::metrics::Metrics;
@@ -73,6 +74,8 @@ pub struct Ctx {
     tried: Vec<SocketAddr>,
     denial: Option<&'static str>,
     log_path: Option<String>,
+    /// set when the request asks the forward-auth endpoint; the header is then the original request
+    forward_auth: Option<Dialect>,
 }
 
 enum Decision {
@@ -143,6 +146,10 @@ impl Gateway {
         if let Some(problem) = framing_problem(session) {
             return Err(Rejection::BadRequest(problem));
         }
+        if let Some(fa) = &s.config.forward_auth {
+            ctx.forward_auth =
+                crate::forward_auth::take(session, &fa.path, &s.config.server.trusted_proxies)?;
+        }
         let req = session.req_header();
         let raw = std::str::from_utf8(req.raw_path())
             .map_err(|_| Rejection::BadRequest("the path is not UTF-8"))?;
@@ -155,7 +162,13 @@ impl Gateway {
             // An already-normal path is logged from the request itself, without a copy here.
             ctx.log_path = Some(p.clone());
         }
-        match builtin(&path, s.tokens.as_ref()) {
+        // the gateway's own endpoints answer browsers themselves; a proxy asking about one of its
+        // paths is judged by the routes like any other request
+        let own = match ctx.forward_auth {
+            None => builtin(&path, s.tokens.as_ref()),
+            Some(_) => None,
+        };
+        match own {
             Some(Target::Health) => {
                 return Ok(self.answer(session, 200, r#"{"status":"ok"}"#.into()).await)
             }
@@ -193,14 +206,21 @@ impl Gateway {
             .lookup(&s.config.routes, host.as_deref(), &path, &req.method)
         {
             RouteMatch::Route(i) => i,
+            // a proxy asking about a request no route takes is told no: nginx turns a 404 into a 500
+            _ if ctx.forward_auth.is_some() => return Err(Rejection::Unrouted),
             RouteMatch::NotFound => return Err(Rejection::NotFound),
             RouteMatch::MethodNotAllowed(m) => return Err(Rejection::MethodNotAllowed(m)),
         };
         ctx.route = Some(idx);
         let route = s.config.routes.get(idx).ok_or(Rejection::NotFound)?;
+        if ctx.forward_auth.is_none() && route.upstream.is_none() {
+            // a forward-auth-only route exists for the proxy in front, not for direct requests
+            return Err(Rejection::NotFound);
+        }
         // an announced body over the limit is refused before any other work; a chunked one is
         // counted as it streams (request_body_filter)
-        if let Some(max) = route.max_body_bytes {
+        // (the proxy in front holds a forward-auth request's body, and enforces its own limits)
+        if let (Some(max), None) = (route.max_body_bytes, ctx.forward_auth) {
             let announced = req
                 .headers
                 .get("content-length")
@@ -211,6 +231,10 @@ impl Gateway {
             }
         }
         ctx.upstream_path = upstream_path(raw_path, &path, query, route);
+        if route.allow_cors_preflight && is_preflight(req) {
+            // a browser's preflight never carries credentials; the upstream answers it
+            return self.pass(session, ctx, route).await;
+        }
         ctx.identity = authenticate(
             req,
             route,
@@ -220,7 +244,10 @@ impl Gateway {
         )
         .await?;
         if route.auth == AuthMode::Session && ctx.identity.is_none() {
-            match self.session_identity(session, route, &s).await? {
+            match self
+                .session_identity(session, route, &s, ctx.forward_auth)
+                .await?
+            {
                 Some(id) => ctx.identity = Some(id),
                 None => return Ok(Decision::Answered),
             }
@@ -232,7 +259,25 @@ impl Gateway {
                 ctx.identity_jwt = signer.header(id, key, idx, &route.name);
             }
         }
-        if let Some(UpstreamRuntime::Whoami) = s.upstreams.get(route.upstream.index) {
+        self.pass(session, ctx, route).await
+    }
+
+    /// A request the gateway lets through: to the upstream, or the forward-auth yes.
+    async fn pass(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        route: &Route,
+    ) -> std::result::Result<Decision, Rejection> {
+        if ctx.forward_auth.is_some() {
+            let (id, jwt) = (ctx.identity.as_ref(), ctx.identity_jwt.as_ref());
+            if let Err(e) = crate::forward_auth::allow(session, route, id, jwt).await {
+                tracing::debug!(error = %e, "could not write a response");
+            }
+            return Ok(Decision::Answered);
+        }
+        let upstream = route.upstream.as_ref().map(|u| u.index);
+        if let Some(UpstreamRuntime::Whoami) = upstream.and_then(|u| ctx.shared.upstreams.get(u)) {
             let mut up = session.req_header().clone();
             let prepared = match self.forwarding(ctx) {
                 Some(f) => prepare_upstream(session, &mut up, &f),
@@ -256,6 +301,7 @@ impl Gateway {
         session: &mut Session,
         route: &Route,
         s: &Shared,
+        ctx_dialect: Option<Dialect>,
     ) -> std::result::Result<Option<Identity>, Rejection> {
         let Some(sessions) = s.tokens.as_ref().map(|t| &t.sessions) else {
             return Err(Rejection::MissingToken);
@@ -280,10 +326,15 @@ impl Gateway {
             return Err(Rejection::MissingToken);
         }
         let to = crate::login::login_url(&here(req), &route.login, Some(&route.name));
-        let headers = [("location", to)];
-        if let Err(e) =
-            crate::error::send(session, 302, "text/plain", &headers, bytes::Bytes::new()).await
-        {
+        let dialect = ctx_dialect;
+        let sent = match dialect {
+            Some(d) => crate::forward_auth::sign_in(session, d, to).await,
+            None => {
+                let headers = [("location", to)];
+                crate::error::send(session, 302, "text/plain", &headers, bytes::Bytes::new()).await
+            }
+        };
+        if let Err(e) = sent {
             tracing::debug!(error = %e, "could not write a response");
         }
         Ok(None)
@@ -313,6 +364,7 @@ impl ProxyHttp for Gateway {
             tried: Vec::new(),
             denial: None,
             log_path: None,
+            forward_auth: None,
         }
     }
 
@@ -334,14 +386,20 @@ impl ProxyHttp for Gateway {
             Ok(Decision::Answered) => Ok(true),
             Err(rej) => {
                 ctx.denial = Some(rej.reason());
-                rej.respond(session).await?;
+                match ctx.forward_auth {
+                    Some(_) => crate::forward_auth::refuse(session, &rej).await?,
+                    None => rej.respond(session).await?,
+                }
                 Ok(true)
             }
         }
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upstream = self.route(ctx).map(|r| r.upstream.index);
+        let upstream = self
+            .route(ctx)
+            .and_then(|r| r.upstream.as_ref())
+            .map(|u| u.index);
         let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| ctx.shared.upstreams.get(u))
         else {
             return Error::e_explain(HTTPStatus(502), "route has no proxied upstream");
@@ -365,7 +423,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let upstream = self.route(ctx).map(|r| r.upstream.index);
+        let upstream = self
+            .route(ctx)
+            .and_then(|r| r.upstream.as_ref())
+            .map(|u| u.index);
         if let Some(UpstreamRuntime::Pool(pool)) =
             upstream.and_then(|u| ctx.shared.upstreams.get(u))
         {

@@ -1,6 +1,7 @@
 //! Loads gateway.toml and compiles it into a validated `Config`, naming the key of every problem.
 
 mod clients;
+mod forward_auth;
 mod issuers;
 mod model;
 mod raw;
@@ -208,6 +209,8 @@ impl Compiler {
         let rate_limit = self.rate_limit(raw.rate_limit);
         let upstreams = self.upstreams(raw.upstreams);
         let routes = self.routes(raw.routes, &upstreams, &issuers);
+        let forward_auth =
+            self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);
         let login_providers = self.login_providers(raw.login_providers);
         self.check_logins(
@@ -240,6 +243,7 @@ impl Compiler {
             rate_limit,
             sessions,
             login_providers,
+            forward_auth,
         }
     }
 }

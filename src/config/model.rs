@@ -30,6 +30,14 @@ pub struct Config {
     pub rate_limit: RateLimits,
     pub sessions: SessionSettings,
     pub login_providers: Vec<LoginProvider>,
+    /// the endpoint other proxies ask about each request, when `[forward_auth]` is present
+    pub forward_auth: Option<ForwardAuthSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardAuthSettings {
+    /// normalised; the Envoy dialect appends the original path to it
+    pub path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -463,7 +471,10 @@ pub struct Route {
     pub host: Option<HostPattern>,
     pub path_prefix: String,
     pub methods: Option<Vec<http::Method>>,
-    pub upstream: Arc<Upstream>,
+    /// `None` on a forward-auth-only route, which the proxy itself never serves
+    pub upstream: Option<Arc<Upstream>>,
+    /// CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass without a token
+    pub allow_cors_preflight: bool,
     pub auth: AuthMode,
     /// the issuers whose tokens the route accepts
     pub issuers: Vec<Arc<Issuer>>,

@@ -19,6 +19,21 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     pub sessions: RawSessions,
     pub login_providers: Vec<RawLoginProvider>,
+    pub forward_auth: Option<RawForwardAuth>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawForwardAuth {
+    pub path: String,
+}
+
+impl Default for RawForwardAuth {
+    fn default() -> Self {
+        RawForwardAuth {
+            path: "/oauth/forward-auth".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +199,9 @@ pub struct RawRoute {
     pub host: Option<String>,
     pub path_prefix: String,
     pub methods: Option<Vec<String>>,
-    pub upstream: String,
+    pub upstream: Option<String>,
+    pub forward_auth_only: bool,
+    pub allow_cors_preflight: bool,
     pub auth: String,
     pub issuers: Option<Vec<String>>,
     pub roles_any: Vec<String>,
@@ -210,7 +227,9 @@ impl Default for RawRoute {
             host: None,
             path_prefix: "/".into(),
             methods: None,
-            upstream: String::new(),
+            upstream: None,
+            forward_auth_only: false,
+            allow_cors_preflight: false,
             auth: "required".into(),
             issuers: None,
             roles_any: vec![],

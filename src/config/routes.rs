@@ -94,24 +94,40 @@ impl Compiler {
                 "empty list: omit the key to allow every method",
             );
         }
-        let upstream = match upstreams.iter().find(|u| u.name == r.upstream) {
-            Some(u) => Some(u.clone()),
-            None => {
-                let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+        let upstream = match (&r.upstream, r.forward_auth_only) {
+            (Some(_), true) => {
                 self.err(
                     k("upstream"),
-                    format!(
-                        "no upstream named {:?} (known: {})",
-                        r.upstream,
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
+                    "a forward_auth_only route has no upstream: the proxy in front sends the request on",
                 );
                 None
             }
+            (None, true) => Some(None),
+            (None, false) => {
+                self.err(
+                    k("upstream"),
+                    "missing: name an upstream, or set forward_auth_only = true for a route only [forward_auth] answers",
+                );
+                None
+            }
+            (Some(name), false) => match upstreams.iter().find(|u| &u.name == name) {
+                Some(u) => Some(Some(u.clone())),
+                None => {
+                    let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                    self.err(
+                        k("upstream"),
+                        format!(
+                            "no upstream named {name:?} (known: {})",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                    None
+                }
+            },
         };
         let auth = match r.auth.as_str() {
             "required" => AuthMode::Required,
@@ -237,7 +253,7 @@ impl Compiler {
                 );
             }
         }
-        // An unknown upstream was reported above; the configuration is refused either way.
+        // A missing or unknown upstream was reported above; the configuration is refused either way.
         let upstream = upstream?;
         let stream_idle_timeout = r.stream_idle_timeout.as_deref().map(|t| {
             let d = self.duration(&k("stream_idle_timeout"), t);
@@ -275,6 +291,7 @@ impl Compiler {
             path_prefix,
             methods,
             upstream,
+            allow_cors_preflight: r.allow_cors_preflight,
             auth,
             issuers: route_issuers,
             policy: Policy {

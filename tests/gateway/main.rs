@@ -6,6 +6,7 @@ mod browser_sessions;
 mod cli;
 mod clients;
 mod faults;
+mod forward_auth;
 mod fuzz_corpus;
 mod grpc;
 mod grpc_service;

@@ -1,0 +1,275 @@
+//! The forward-auth endpoint: turns a proxy's question (nginx `auth_request`, Caddy `forward_auth`,
+//! Traefik ForwardAuth, Envoy `ext_authz`) back into the original request, and answers in the
+//! terms that proxy understands.
+
+use crate::auth::identity::Identity;
+use crate::config::Route;
+use crate::error::{send, send_json, AsAnswer, Rejection};
+use crate::forwarded::{trusts, Cidr, Hop};
+use crate::headers::value_for;
+use crate::path::normalise_path;
+use bytes::Bytes;
+use http::Method;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+/// The header of nginx's 401 that names the sign-in page, for the `error_page` recipe's redirect.
+pub const SIGN_IN_HEADER: &str = "x-gatehouse-sign-in";
+
+/// How the proxy described the original request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `X-Forwarded-Method` / `X-Forwarded-Uri` / `X-Forwarded-Host` (Traefik, Caddy)
+    ForwardedHeaders,
+    /// `X-Original-URI` / `X-Original-Method` / `Host` (nginx `auth_request`); nginx turns any
+    /// answer but 2xx, 401 and 403 into a 500, so sign-in is a 401 with `SIGN_IN_HEADER`
+    Nginx,
+    /// the original path appended to the endpoint's, method and headers as sent (Envoy `ext_authz`)
+    PathPrefix,
+}
+
+impl Dialect {
+    /// Whether a browser that must sign in is sent there with a 302 the proxy passes on.
+    pub fn redirects(self) -> bool {
+        self != Dialect::Nginx
+    }
+}
+
+fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The original request as the proxy described it.
+#[derive(Debug, PartialEq, Eq)]
+struct Original {
+    dialect: Dialect,
+    method: Option<String>,
+    target: String,
+    host: Option<String>,
+}
+
+/// What the proxy's headers (or the path under the endpoint) say the original request was.
+fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, Rejection> {
+    let forwarded_host = header(req, "x-forwarded-host").map(str::to_string);
+    if let Some(uri) = header(req, "x-forwarded-uri") {
+        return Ok(Original {
+            dialect: Dialect::ForwardedHeaders,
+            method: header(req, "x-forwarded-method").map(str::to_string),
+            target: uri.to_string(),
+            host: forwarded_host,
+        });
+    }
+    if let Some(uri) = header(req, "x-original-uri") {
+        return Ok(Original {
+            dialect: Dialect::Nginx,
+            method: header(req, "x-original-method").map(str::to_string),
+            target: uri.to_string(),
+            host: forwarded_host,
+        });
+    }
+    match raw.strip_prefix(endpoint) {
+        Some(rest) if rest.starts_with('/') => Ok(Original {
+            dialect: Dialect::PathPrefix,
+            method: None,
+            target: rest.to_string(),
+            host: None,
+        }),
+        _ => Err(Rejection::BadRequest(
+            "the original request is missing: send X-Forwarded-Uri (Traefik, Caddy) or X-Original-URI (nginx), or append its path to the endpoint (Envoy)",
+        )),
+    }
+}
+
+/// True when the normalised path is the endpoint, or under it (Envoy's path-prefix mode).
+fn asks(path: &str, endpoint: &str) -> bool {
+    path.strip_prefix(endpoint)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// When the request is for the forward-auth endpoint: refuses anyone but a trusted proxy, then
+/// rewrites the request into the original one (method, target, Host) so the proxy's own decision
+/// runs on it unchanged. `Ok(None)` for every other request, which is left alone.
+pub fn take(
+    session: &mut Session,
+    endpoint: &str,
+    trusted: &[Cidr],
+) -> Result<Option<Dialect>, Rejection> {
+    let req = session.req_header();
+    let Ok(raw) = std::str::from_utf8(req.raw_path()) else {
+        return Ok(None);
+    };
+    let raw_path = raw.split_once('?').map_or(raw, |(p, _)| p);
+    match normalise_path(raw_path) {
+        Ok(p) if asks(&p, endpoint) => {}
+        _ => return Ok(None),
+    }
+    let hop = Hop {
+        peer: session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        host: None,
+        tls: false,
+    };
+    if !trusts(&hop, trusted) {
+        return Err(Rejection::UntrustedProxy);
+    }
+    let o = original(req, raw, endpoint)?;
+    if !o.target.starts_with('/') {
+        return Err(Rejection::BadRequest(
+            "the original request's URI must be a path, as /page?query",
+        ));
+    }
+    let method = match &o.method {
+        Some(m) => Some(
+            Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+                .map_err(|_| Rejection::BadRequest("the original request's method is not valid"))?,
+        ),
+        None => None,
+    };
+    let req = session.req_header_mut();
+    req.set_raw_path(o.target.as_bytes())
+        .map_err(|_| Rejection::BadRequest("the original request's URI is not valid"))?;
+    if let Some(m) = method {
+        req.set_method(m);
+    }
+    if let Some(h) = o.host {
+        req.insert_header("host", h)
+            .map_err(|_| Rejection::BadRequest("the original request's host is not valid"))?;
+    }
+    Ok(Some(o.dialect))
+}
+
+/// True for a CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
+pub fn is_preflight(req: &RequestHeader) -> bool {
+    req.method == Method::OPTIONS
+        && req.headers.contains_key("origin")
+        && req.headers.contains_key("access-control-request-method")
+}
+
+/// The yes: 200 with the identity headers the proxy copies onto the request it sends on.
+pub async fn allow(
+    session: &mut Session,
+    route: &Route,
+    identity: Option<&Identity>,
+    identity_jwt: Option<&http::HeaderValue>,
+) -> pingora::Result<()> {
+    let mut r = pingora::http::ResponseHeader::build(200, Some(3 + route.claim_headers.len()))?;
+    r.insert_header("content-length", "0")?;
+    r.insert_header("cache-control", "no-store")?;
+    if let Some(id) = identity {
+        for h in &route.claim_headers {
+            if let Some(v) = value_for(h, id) {
+                r.insert_header(h.wire.clone(), v)?;
+            }
+        }
+    }
+    if let Some(jwt) = identity_jwt {
+        r.insert_header("x-auth-jwt", jwt.clone())?;
+    }
+    session.write_response_header(Box::new(r), true).await
+}
+
+/// The no, always as plain HTTP (never a gRPC trailers-only 200, which a proxy would read as a
+/// yes), with no route counting as a refusal: nginx turns a 404 into a 500.
+pub async fn refuse(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
+    let a = rejection.answer();
+    send_json(session, a.status, &a.headers, a.body()).await
+}
+
+/// A browser that must sign in: a 302 the proxy passes on, or nginx's 401 naming the page.
+pub async fn sign_in(session: &mut Session, dialect: Dialect, to: String) -> pingora::Result<()> {
+    if dialect.redirects() {
+        return send(
+            session,
+            302,
+            "text/plain",
+            &[("location", to)],
+            Bytes::new(),
+        )
+        .await;
+    }
+    let a = Rejection::MissingToken.answer();
+    let mut headers = a.headers.clone();
+    headers.push((SIGN_IN_HEADER, to));
+    send_json(session, a.status, &headers, a.body()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    const EP: &str = "/oauth/forward-auth";
+
+    #[test]
+    fn each_dialect_names_the_original_request() {
+        let t = req(
+            EP,
+            &[
+                ("x-forwarded-method", "POST"),
+                ("x-forwarded-uri", "/a?b=1"),
+                ("x-forwarded-host", "app.test"),
+                ("x-original-uri", "/ignored"),
+            ],
+        );
+        assert_eq!(
+            original(&t, EP, EP).unwrap(),
+            Original {
+                dialect: Dialect::ForwardedHeaders,
+                method: Some("POST".into()),
+                target: "/a?b=1".into(),
+                host: Some("app.test".into()),
+            }
+        );
+        let n = req(
+            EP,
+            &[("x-original-uri", "/p"), ("x-original-method", "DELETE")],
+        );
+        let o = original(&n, EP, EP).unwrap();
+        assert_eq!(o.dialect, Dialect::Nginx);
+        assert_eq!(
+            (o.method.as_deref(), o.target.as_str()),
+            (Some("DELETE"), "/p")
+        );
+        let e = original(&req("/x", &[]), "/oauth/forward-auth/api/v1?q=2", EP).unwrap();
+        assert_eq!(e.dialect, Dialect::PathPrefix);
+        assert_eq!(e.target, "/api/v1?q=2");
+        assert_eq!(e.method, None);
+        assert!(matches!(
+            original(&req(EP, &[]), EP, EP),
+            Err(Rejection::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn the_endpoint_and_paths_under_it_are_asked_about() {
+        assert!(asks(EP, EP));
+        assert!(asks("/oauth/forward-auth/x", EP));
+        assert!(!asks("/oauth/forward-authx", EP));
+        assert!(!asks("/oauth", EP));
+    }
+
+    #[test]
+    fn preflights_need_origin_and_a_requested_method() {
+        let mut p = req(
+            "/",
+            &[
+                ("origin", "https://a.test"),
+                ("access-control-request-method", "PUT"),
+            ],
+        );
+        assert!(!is_preflight(&p));
+        p.set_method(Method::OPTIONS);
+        assert!(is_preflight(&p));
+        p.remove_header("origin");
+        assert!(!is_preflight(&p));
+    }
+}
