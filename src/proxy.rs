@@ -146,10 +146,6 @@ impl Gateway {
         if let Some(problem) = framing_problem(session) {
             return Err(Rejection::BadRequest(problem));
         }
-        if let Some(fa) = &s.config.forward_auth {
-            ctx.forward_auth =
-                crate::forward_auth::take(session, &fa.path, &s.config.server.trusted_proxies)?;
-        }
         let req = session.req_header();
         let raw = std::str::from_utf8(req.raw_path())
             .map_err(|_| Rejection::BadRequest("the path is not UTF-8"))?;
@@ -271,7 +267,8 @@ impl Gateway {
     ) -> std::result::Result<Decision, Rejection> {
         if ctx.forward_auth.is_some() {
             let (id, jwt) = (ctx.identity.as_ref(), ctx.identity_jwt.as_ref());
-            if let Err(e) = crate::forward_auth::allow(session, route, id, jwt).await {
+            let every = &ctx.shared.claim_names;
+            if let Err(e) = crate::forward_auth::allow(session, route, id, jwt, every).await {
                 tracing::debug!(error = %e, "could not write a response");
             }
             return Ok(Decision::Answered);
@@ -375,13 +372,28 @@ impl ProxyHttp for Gateway {
             // new (or no) process answers rather than one about to be closed
             session.set_keepalive(None);
         }
+        // A forward-auth question becomes the original request first: ingress-nginx names it in
+        // X-Original-URL, one of the override headers removed next.
+        let asked = match &s.config.forward_auth {
+            Some(fa) => {
+                crate::forward_auth::take(session, &fa.path, &s.config.server.trusted_proxies)
+            }
+            None => Ok(None),
+        };
         // The gateway owns identity headers: every client-sent copy goes first, on every route.
         strip_identity_headers(
             session.req_header_mut(),
             &s.claim_names,
             s.config.server.strip_override_headers,
         );
-        match self.decide(session, ctx).await {
+        let decided = match asked {
+            Ok(dialect) => {
+                ctx.forward_auth = dialect;
+                self.decide(session, ctx).await
+            }
+            Err(rej) => Err(rej),
+        };
+        match decided {
             Ok(Decision::Proxy) => Ok(false),
             Ok(Decision::Answered) => Ok(true),
             Err(rej) => {

