@@ -9,7 +9,11 @@ use fantoccini::Locator;
 use std::time::Duration;
 
 /// Waits until the browser's address satisfies `done`; panics with the page when it never does.
-async fn wait_for(browser: &fantoccini::Client, what: &str, done: impl Fn(&str) -> bool) {
+pub(crate) async fn wait_for(
+    browser: &fantoccini::Client,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) {
     for _ in 0..100 {
         let url = browser.current_url().await.unwrap().to_string();
         if done(&url) {
@@ -23,7 +27,7 @@ async fn wait_for(browser: &fantoccini::Client, what: &str, done: impl Fn(&str) 
 }
 
 /// The text of the first element `css` finds, waiting for the page to show one.
-async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
+pub(crate) async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
     for _ in 0..100 {
         if let Ok(e) = browser.find(Locator::Css(css)).await {
             if let Ok(t) = e.text().await {
@@ -36,7 +40,7 @@ async fn text_of(browser: &fantoccini::Client, css: &str) -> String {
     panic!("no {css} on the page:\n{page}");
 }
 
-async fn click(browser: &fantoccini::Client, css: &str) {
+pub(crate) async fn click(browser: &fantoccini::Client, css: &str) {
     browser
         .find(Locator::Css(css))
         .await
@@ -46,7 +50,7 @@ async fn click(browser: &fantoccini::Client, css: &str) {
         .unwrap();
 }
 
-async fn type_into(browser: &fantoccini::Client, css: &str, text: &str) {
+pub(crate) async fn type_into(browser: &fantoccini::Client, css: &str, text: &str) {
     browser
         .find(Locator::Css(css))
         .await

@@ -372,3 +372,32 @@ async fn envoy_ext_authz_with_the_readme_recipe() {
     let Some(p) = envoy(&a) else { return };
     through(&a, p).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_real_browser_signs_in_through_nginx_and_sees_the_page() {
+    use crate::browser_sessions::{click, text_of, type_into, wait_for};
+    let a = start().await;
+    let Some(p) = nginx(&a) else { return };
+    let Some(chromium) = crate::browser::Chromium::start(1024, 768, false).await else {
+        return;
+    };
+    let b = &chromium.browser;
+    let page = format!("https://localhost:{}/app/page?id=7", p.port);
+    b.goto(&page).await.unwrap();
+    let login = format!("https://localhost:{}/oauth/login?", p.port);
+    wait_for(b, "the sign-in page on the app's host", |u| {
+        u.starts_with(&login)
+    })
+    .await;
+    type_into(b, "#username", "alice@example.com").await;
+    type_into(b, "#password", ALICE_PASSWORD).await;
+    click(b, "button[type=submit]").await;
+    wait_for(b, "the page asked for", |u| u == page).await;
+    let shown: serde_json::Value = serde_json::from_str(&text_of(b, "body").await).unwrap();
+    assert_eq!(shown["uri"], "/app/page?id=7");
+    assert_eq!(
+        shown["headers"]["x-auth-subject"],
+        serde_json::json!(["user-alice"])
+    );
+    chromium.browser.clone().close().await.unwrap();
+}
