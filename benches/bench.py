@@ -22,6 +22,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as lib  # noqa: E402
 import chart  # noqa: E402
+import forward_auth_bench  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
 import session_bench  # noqa: E402
@@ -437,7 +438,13 @@ def main():
         log("session-cookie requests")
         sessions = session_bench.run(lib.WORK, lib.UP, args.rounds, args.duration, args.connections)
 
-        results = {"sessions": sessions, "summary": summary, "routes": routes, "memory": (rss_before, rss_after, cached),
+        forward_auth = None
+        if "nginx" in peers:
+            log("forward auth behind nginx")
+            forward_auth = forward_auth_bench.run(peers["nginx"], token, args.rounds, args.duration, args.connections,
+                                                  {"BENCH_HS_SECRET": HS_SECRET})
+
+        results = {"forward_auth": forward_auth, "sessions": sessions, "summary": summary, "routes": routes, "memory": (rss_before, rss_after, cached),
                    "two": (one, two), "tls": tls, "idle": idle, "token_rates": token_rates}
         text = report.render(results, args)
         print(text)

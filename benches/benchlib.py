@@ -162,7 +162,7 @@ http {{
     return [sbin("nginx"), "-p", d, "-c", conf]
 
 
-def gatehouse_conf(name, ports, routes_extra="", cache=100000, extra_routes=0, threads=1):
+def gatehouse_conf(name, ports, routes_extra="", cache=100000, extra_routes=0, threads=1, server_extra=""):
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)
     plain, tls, admin = ports
@@ -173,7 +173,7 @@ listen_tls = ["127.0.0.1:{tls}"]
 listen_plain = ["127.0.0.1:{plain}"]
 admin_listen = "127.0.0.1:{admin}"
 threads = {threads}
-
+{server_extra}
 [tls]
 cert = "{WORK}/gateway.crt"
 key = "{WORK}/gateway.key"

@@ -112,6 +112,15 @@ def render(results, args):
     for (name, kind), (kb, n) in idle.items():
         lines.append(f"| {name} {kind} | {n} | {kb:.1f} KB |")
     lines.append("")
+    fa = results.get("forward_auth")
+    if fa:
+        lines.append("| behind nginx (`auth_request`), same RS256 token | req/s | nginx CPU µs/req | "
+                     "gatehouse CPU µs/req | together |")
+        lines.append("| --- | ---: | ---: | ---: | ---: |")
+        for name, row in fa.items():
+            lines.append(f"| {name} | {row['rps']:.0f} | {row['nginx_us']:.1f} | {row['gatehouse_us']:.1f} | "
+                         f"{row['nginx_us'] + row['gatehouse_us']:.1f} |")
+        lines.append("")
     if one and two:
         lines.append(f"Two workers: {two['rps']:.0f} req/s at {two['cpu_us']:.1f} µs CPU per request, against "
                      f"{one['rps']:.0f} req/s for one worker on one core (the gateway, wrk -t2 and the upstream share "

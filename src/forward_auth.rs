@@ -148,13 +148,17 @@ pub fn take(
         ),
         None => None,
     };
+    // an HTTP/2 question names its host in the URI, which the original target replaces
+    let host = o
+        .host
+        .or_else(|| req.uri.authority().map(|a| a.as_str().to_string()));
     let req = session.req_header_mut();
     req.set_raw_path(o.target.as_bytes())
         .map_err(|_| Rejection::BadRequest("the original request's URI is not valid"))?;
     if let Some(m) = method {
         req.set_method(m);
     }
-    if let Some(h) = o.host {
+    if let Some(h) = host {
         req.insert_header("host", h)
             .map_err(|_| Rejection::BadRequest("the original request's host is not valid"))?;
     }
