@@ -51,22 +51,23 @@ struct Original {
 
 /// What the proxy's headers (or the path under the endpoint) say the original request was.
 fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, Rejection> {
-    let forwarded_host = header(req, "x-forwarded-host").map(str::to_string);
-    if let Some(uri) = header(req, "x-forwarded-uri") {
-        return Ok(Original {
-            dialect: Dialect::ForwardedHeaders,
-            method: header(req, "x-forwarded-method").map(str::to_string),
-            target: uri.to_string(),
-            host: forwarded_host,
-        });
-    }
-    if let Some(uri) = header(req, "x-original-uri") {
-        return Ok(Original {
-            dialect: Dialect::Nginx,
-            method: header(req, "x-original-method").map(str::to_string),
-            target: uri.to_string(),
-            host: forwarded_host,
-        });
+    let asked = [
+        (
+            "x-forwarded-uri",
+            "x-forwarded-method",
+            Dialect::ForwardedHeaders,
+        ),
+        ("x-original-uri", "x-original-method", Dialect::Nginx),
+    ];
+    for (uri, method, dialect) in asked {
+        if let Some(target) = header(req, uri) {
+            return Ok(Original {
+                dialect,
+                method: header(req, method).map(str::to_string),
+                target: target.to_string(),
+                host: header(req, "x-forwarded-host").map(str::to_string),
+            });
+        }
     }
     if let Some(url) = header(req, "x-original-url") {
         // ingress-nginx: the whole original URL, host included

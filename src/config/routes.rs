@@ -113,17 +113,10 @@ impl Compiler {
             (Some(name), false) => match upstreams.iter().find(|u| &u.name == name) {
                 Some(u) => Some(Some(u.clone())),
                 None => {
-                    let known: Vec<_> = upstreams.iter().map(|u| u.name.as_str()).collect();
+                    let known = known(upstreams.iter().map(|u| u.name.as_str()));
                     self.err(
                         k("upstream"),
-                        format!(
-                            "no upstream named {name:?} (known: {})",
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
+                        format!("no upstream named {name:?} (known: {known})"),
                     );
                     None
                 }
@@ -150,17 +143,10 @@ impl Compiler {
                 .filter_map(|(j, n)| match issuers.iter().find(|x| &x.name == n) {
                     Some(p) => Some(p.clone()),
                     None => {
-                        let known: Vec<_> = issuers.iter().map(|x| x.name.as_str()).collect();
+                        let known = known(issuers.iter().map(|x| x.name.as_str()));
                         self.err(
                             format!("routes[{i}].issuers[{j}]"),
-                            format!(
-                                "no issuer named {n:?} (known: {})",
-                                if known.is_empty() {
-                                    "none".to_string()
-                                } else {
-                                    known.join(", ")
-                                }
-                            ),
+                            format!("no issuer named {n:?} (known: {known})"),
                         );
                         None
                     }
@@ -335,6 +321,16 @@ impl Compiler {
             }
             slot.push(r.index);
         }
+    }
+}
+
+/// The names a reference could have used, for its error: "a, b", or "none".
+fn known<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
     }
 }
 

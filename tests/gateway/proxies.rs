@@ -2,9 +2,9 @@
 //! the gateway's forward-auth endpoint: what a client and the app see through each of them.
 
 use crate::forward_auth::start;
-use crate::harness::{free_port, wait_port, Resp};
+use crate::harness::{free_port, wait_port};
+use crate::sessions::Browser;
 use crate::tokens::{Auth, ALICE_PASSWORD};
-use crate::tokens_code::{hidden, set_cookie};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -176,62 +176,30 @@ fn envoy(a: &Auth) -> Option<Proxy> {
     Some(spawn(cmd, s.port, dir))
 }
 
-/// A client of the proxy: the gateway's certificate trusted, redirects not followed.
-struct Client<'a> {
-    proxy: &'a Proxy,
-    http: reqwest::Client,
-}
-
-impl<'a> Client<'a> {
-    fn new(a: &'a Auth, proxy: &'a Proxy) -> Self {
-        let root = std::fs::read(a.gw.path("certs/gateway.crt")).unwrap();
-        let http = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        Client { proxy, http }
-    }
-
+impl Proxy {
     fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.proxy.port)
+        format!("https://localhost:{}{path}", self.port)
     }
 
-    async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
-        let mut rb = self.http.request(method.parse().unwrap(), self.url(path));
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        match rb.send().await {
-            Ok(r) => Resp::from(r).await,
-            Err(e) => panic!("{e}; the proxy said:\n{}", self.log()),
-        }
-    }
-
+    /// What the proxy logged, for a failure's message.
     fn log(&self) -> String {
-        let d = self.proxy.dir.path();
         ["stderr.log", "error.log"]
             .iter()
-            .filter_map(|f| std::fs::read_to_string(d.join(f)).ok())
+            .filter_map(|f| std::fs::read_to_string(self.dir.path().join(f)).ok())
             .collect::<Vec<_>>()
             .join("\n")
     }
 }
 
-const NAVIGATE: [(&str, &str); 3] = [
-    ("sec-fetch-mode", "navigate"),
-    ("sec-fetch-site", "none"),
-    ("accept", "text/html,application/xhtml+xml"),
-];
-
 /// Everything a proxy in front must show: refusals, the identity at the app, preflights, sign-in.
 async fn through(a: &Auth, proxy: Proxy) {
-    let c = Client::new(a, &proxy);
+    // the proxies serve the gateway's certificate, so its client is the browser's
+    let mut c = Browser::at(a, proxy.url(""));
     let token = a.svc_token(None).await;
     let bearer = format!("Bearer {token}");
 
     let none = c.send("GET", "/svc/orders", &[]).await;
-    assert_eq!(none.status, 401, "{}\n{}", none.body, c.log());
+    assert_eq!(none.status, 401, "{}\n{}", none.body, proxy.log());
     assert!(
         none.challenge().starts_with("Bearer realm=\"gatehouse\""),
         "{:?}",
@@ -253,7 +221,7 @@ async fn through(a: &Auth, proxy: Proxy) {
             ],
         )
         .await;
-    assert_eq!(ok.status, 200, "{}\n{}", ok.body, c.log());
+    assert_eq!(ok.status, 200, "{}\n{}", ok.body, proxy.log());
     assert_eq!(ok.json()["uri"], "/svc/orders?page=2");
     assert_eq!(ok.echoed("x-auth-subject").as_deref(), Some("svc"));
     assert_eq!(ok.echoed("x-auth-roles").as_deref(), Some("service"));
@@ -304,43 +272,20 @@ async fn through(a: &Auth, proxy: Proxy) {
 
     // a page load: to the sign-in page on the app's host, then back on the page, signed in
     let page = "/app/page?id=7";
-    let first = c.send("GET", page, &NAVIGATE).await;
-    assert_eq!(first.status, 302, "{}\n{}", first.body, c.log());
+    let first = c.navigate(page).await;
+    assert_eq!(first.status, 302, "{}\n{}", first.body, proxy.log());
     let login = first.header("location").unwrap();
     let login = login.strip_prefix(&c.url("")).unwrap_or(&login).to_string();
     assert_eq!(
         login,
         "/oauth/login?rd=%2Fapp%2Fpage%3Fid%3D7&login=local&app=app"
     );
-    let form_page = c.send("GET", &login, &NAVIGATE).await;
-    assert_eq!(form_page.status, 200, "{}", form_page.body);
-    assert!(form_page
-        .body
-        .contains("to continue to <strong>app</strong>"));
-    let pre_login = set_cookie(&form_page, "__Host-gatehouse-csrf").unwrap();
-    let form = [
-        ("csrf", hidden(&form_page.body, "csrf")),
-        ("rd", hidden(&form_page.body, "rd")),
-        ("username", "alice@example.com".to_string()),
-        ("password", ALICE_PASSWORD.to_string()),
-    ];
-    let signed = c
-        .http
-        .post(c.url("/oauth/login"))
-        .header("cookie", &pre_login)
-        .header("origin", c.url(""))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let signed = Resp::from(signed).await;
+    let signed = c.sign_in_at(&login, ALICE_PASSWORD).await;
     assert_eq!(signed.status, 303, "{}", signed.body);
     assert_eq!(signed.header("location").as_deref(), Some(page));
-    let cookie = set_cookie(&signed, "__Host-gatehouse").unwrap();
-    let mut with = NAVIGATE.to_vec();
-    with.push(("cookie", &cookie));
-    let shown = c.send("GET", page, &with).await;
-    assert_eq!(shown.status, 200, "{}\n{}", shown.body, c.log());
+    assert!(c.cookie.is_some());
+    let shown = c.navigate(page).await;
+    assert_eq!(shown.status, 200, "{}\n{}", shown.body, proxy.log());
     assert_eq!(shown.json()["uri"], page);
     assert_eq!(
         shown.echoed("x-auth-subject").as_deref(),

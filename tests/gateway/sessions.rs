@@ -31,15 +31,26 @@ roles_any = ["staff"]
 pub struct Browser<'a> {
     pub a: &'a Auth,
     pub cookie: Option<String>,
+    /// where it browses: the gateway itself, or a proxy in front of it with the gateway's certificate
+    pub base: String,
 }
 
 impl<'a> Browser<'a> {
     pub fn new(a: &'a Auth) -> Self {
-        Browser { a, cookie: None }
+        let base = format!("https://localhost:{}", a.gw.tls.port());
+        Browser::at(a, base)
+    }
+
+    pub fn at(a: &'a Auth, base: String) -> Self {
+        Browser {
+            a,
+            cookie: None,
+            base,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.a.gw.tls.port())
+        format!("{}{path}", self.base)
     }
 
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Resp {
