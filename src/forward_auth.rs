@@ -49,27 +49,39 @@ struct Original {
     host: Option<String>,
 }
 
-/// What the proxy's headers (or the path under the endpoint) say the original request was.
+/// What the proxy's headers (or the path under the endpoint) say the original request was. Each
+/// dialect reads only the headers its proxy sets (nginx passes a client's other headers on, so an
+/// `X-Forwarded-Host` there is the client's), and a question that names the original request in two
+/// ways is refused: one of them came from the client.
 fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, Rejection> {
-    let asked = [
-        (
-            "x-forwarded-uri",
-            "x-forwarded-method",
-            Dialect::ForwardedHeaders,
-        ),
-        ("x-original-uri", "x-original-method", Dialect::Nginx),
-    ];
-    for (uri, method, dialect) in asked {
-        if let Some(target) = header(req, uri) {
-            return Ok(Original {
-                dialect,
-                method: header(req, method).map(str::to_string),
-                target: target.to_string(),
-                host: header(req, "x-forwarded-host").map(str::to_string),
-            });
-        }
+    let forwarded = header(req, "x-forwarded-uri");
+    let nginx = header(req, "x-original-uri");
+    let ingress = header(req, "x-original-url");
+    let prefixed = raw.strip_prefix(endpoint).filter(|r| r.starts_with('/'));
+    let named = [forwarded, nginx, ingress, prefixed];
+    if named.iter().flatten().count() > 1 {
+        return Err(Rejection::BadRequest(
+            "the original request is named more than once (X-Forwarded-Uri, X-Original-URI, X-Original-URL, a path under the endpoint)",
+        ));
     }
-    if let Some(url) = header(req, "x-original-url") {
+    let method = |name| header(req, name).map(str::to_string);
+    if let Some(target) = forwarded {
+        return Ok(Original {
+            dialect: Dialect::ForwardedHeaders,
+            method: method("x-forwarded-method"),
+            target: target.to_string(),
+            host: header(req, "x-forwarded-host").map(str::to_string),
+        });
+    }
+    if let Some(target) = nginx {
+        return Ok(Original {
+            dialect: Dialect::Nginx,
+            method: method("x-original-method"),
+            target: target.to_string(),
+            host: None,
+        });
+    }
+    if let Some(url) = ingress {
         // ingress-nginx: the whole original URL, host included
         let u = url::Url::parse(url)
             .map_err(|_| Rejection::BadRequest("X-Original-URL is not an absolute URL"))?;
@@ -84,19 +96,19 @@ fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, 
         };
         return Ok(Original {
             dialect: Dialect::Nginx,
-            method: header(req, "x-original-method").map(str::to_string),
+            method: method("x-original-method"),
             target,
             host: Some(host),
         });
     }
-    match raw.strip_prefix(endpoint) {
-        Some(rest) if rest.starts_with('/') => Ok(Original {
+    match prefixed {
+        Some(rest) => Ok(Original {
             dialect: Dialect::PathPrefix,
             method: None,
             target: rest.to_string(),
             host: None,
         }),
-        _ => Err(Rejection::BadRequest(
+        None => Err(Rejection::BadRequest(
             "the original request is missing: send X-Forwarded-Uri (Traefik, Caddy) or X-Original-URI (nginx), or append its path to the endpoint (Envoy)",
         )),
     }
@@ -254,7 +266,6 @@ mod tests {
                 ("x-forwarded-method", "POST"),
                 ("x-forwarded-uri", "/a?b=1"),
                 ("x-forwarded-host", "app.test"),
-                ("x-original-uri", "/ignored"),
             ],
         );
         assert_eq!(
@@ -268,10 +279,18 @@ mod tests {
         );
         let n = req(
             EP,
-            &[("x-original-uri", "/p"), ("x-original-method", "DELETE")],
+            &[
+                ("x-original-uri", "/p"),
+                ("x-original-method", "DELETE"),
+                ("x-forwarded-host", "a client's"),
+            ],
         );
         let o = original(&n, EP, EP).unwrap();
         assert_eq!(o.dialect, Dialect::Nginx);
+        assert_eq!(
+            o.host, None,
+            "nginx names the host in Host; the rest is the client's"
+        );
         assert_eq!(
             (o.method.as_deref(), o.target.as_str()),
             (Some("DELETE"), "/p")
@@ -286,6 +305,20 @@ mod tests {
         assert_eq!(o.target, "/p/q?r=1");
         assert_eq!(o.host.as_deref(), Some("app.test:8443"));
         assert!(original(&req(EP, &[("x-original-url", "/p")]), EP, EP).is_err());
+        // a client's header beside the proxy's: refused, whichever way round
+        for (a, b) in [
+            ("x-forwarded-uri", "x-original-uri"),
+            ("x-original-uri", "x-original-url"),
+            ("x-forwarded-uri", "x-original-url"),
+        ] {
+            let twice = req(EP, &[(a, "/svc"), (b, "https://h/admin")]);
+            assert!(matches!(
+                original(&twice, EP, EP),
+                Err(Rejection::BadRequest(_))
+            ));
+        }
+        let prefixed_too = req("/x", &[("x-original-uri", "/svc")]);
+        assert!(original(&prefixed_too, "/oauth/forward-auth/admin", EP).is_err());
         assert!(matches!(
             original(&req(EP, &[]), EP, EP),
             Err(Rejection::BadRequest(_))

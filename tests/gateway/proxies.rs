@@ -240,6 +240,29 @@ async fn through(a: &Auth, proxy: Proxy) {
         .await;
     assert_eq!(unrouted.status, 403);
 
+    // a client naming another request in the headers some proxy uses never steers the decision
+    let before = a.echo.hits();
+    for (name, value) in [
+        ("x-forwarded-uri", "/svc/x"),
+        ("x-original-uri", "/svc/x"),
+        ("x-original-url", "https://localhost/svc/x"),
+    ] {
+        let steered = c
+            .send(
+                "GET",
+                "/admin/users",
+                &[
+                    ("authorization", &bearer),
+                    (name, value),
+                    ("x-forwarded-method", "GET"),
+                    ("x-original-method", "GET"),
+                ],
+            )
+            .await;
+        assert_ne!(steered.status, 200, "{name}: {}", steered.body);
+    }
+    assert_eq!(a.echo.hits(), before, "no steered request reached the app");
+
     // a browser's preflight reaches the app without a token where the route allows it
     let before = a.echo.hits();
     let preflight = c
