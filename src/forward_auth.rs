@@ -3,7 +3,7 @@
 //! terms that proxy understands.
 
 use crate::auth::identity::Identity;
-use crate::config::Route;
+use crate::config::{ForwardAuthSettings, Route};
 use crate::error::{send, send_json, AsAnswer, Rejection};
 use crate::forwarded::{trusts, Cidr, Hop};
 use crate::headers::value_for;
@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use std::net::SocketAddr;
 
 /// The header of nginx's 401 that names the sign-in page, for the `error_page` recipe's redirect.
 pub const SIGN_IN_HEADER: &str = "x-gatehouse-sign-in";
@@ -125,9 +126,16 @@ fn asks(path: &str, endpoint: &str) -> bool {
 /// runs on it unchanged. `Ok(None)` for every other request, which is left alone.
 pub fn take(
     session: &mut Session,
-    endpoint: &str,
+    settings: &ForwardAuthSettings,
     trusted: &[Cidr],
 ) -> Result<Option<Dialect>, Rejection> {
+    let endpoint = settings.path.as_str();
+    if !settings.listeners.is_empty() {
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        if !local.is_some_and(|l| on_listener(l, &settings.listeners)) {
+            return Ok(None);
+        }
+    }
     let req = session.req_header();
     let Ok(raw) = std::str::from_utf8(req.raw_path()) else {
         return Ok(None);
@@ -176,6 +184,14 @@ pub fn take(
             .map_err(|_| Rejection::BadRequest("the original request's host is not valid"))?;
     }
     Ok(Some(o.dialect))
+}
+
+/// True when a connection's local address is one of these listeners (a wildcard listener's
+/// connections arrive on a concrete address of the host).
+fn on_listener(local: SocketAddr, listeners: &[SocketAddr]) -> bool {
+    listeners
+        .iter()
+        .any(|l| l.port() == local.port() && (l.ip() == local.ip() || l.ip().is_unspecified()))
 }
 
 /// True for a CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method`.
@@ -323,6 +339,18 @@ mod tests {
             original(&req(EP, &[]), EP, EP),
             Err(Rejection::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn chosen_listeners_include_wildcard_ones() {
+        let l: Vec<SocketAddr> = vec![
+            "0.0.0.0:8080".parse().unwrap(),
+            "127.0.0.1:9000".parse().unwrap(),
+        ];
+        assert!(on_listener("10.0.0.5:8080".parse().unwrap(), &l));
+        assert!(on_listener("127.0.0.1:9000".parse().unwrap(), &l));
+        assert!(!on_listener("10.0.0.5:9000".parse().unwrap(), &l));
+        assert!(!on_listener("127.0.0.1:8443".parse().unwrap(), &l));
     }
 
     #[test]

@@ -375,9 +375,7 @@ impl ProxyHttp for Gateway {
         // A forward-auth question becomes the original request first: ingress-nginx names it in
         // X-Original-URL, one of the override headers removed next.
         let asked = match &s.config.forward_auth {
-            Some(fa) => {
-                crate::forward_auth::take(session, &fa.path, &s.config.server.trusted_proxies)
-            }
+            Some(fa) => crate::forward_auth::take(session, fa, &s.config.server.trusted_proxies),
             None => Ok(None),
         };
         // The gateway owns identity headers: every client-sent copy goes first, on every route.

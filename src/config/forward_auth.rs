@@ -53,7 +53,21 @@ impl Compiler {
                 "answers only [server] trusted_proxies, and none are listed: name the addresses of the proxies that ask",
             );
         }
-        Some(ForwardAuthSettings { path })
+        let mut listeners = Vec::new();
+        for (i, l) in raw.listeners.iter().enumerate() {
+            let key = format!("forward_auth.listeners[{i}]");
+            let Some(addr) = self.addr(&key, l) else {
+                continue;
+            };
+            if !server.listen_plain.contains(&addr) && !server.listen_tls.contains(&addr) {
+                self.err(
+                    key,
+                    format!("{l:?} is not one of [server] listen_plain or listen_tls"),
+                );
+            }
+            listeners.push(addr);
+        }
+        Some(ForwardAuthSettings { path, listeners })
     }
 }
 
@@ -98,6 +112,28 @@ mod tests {
             &format!("{BASE}\n[forward_auth]\n"),
             "forward_auth.path",
             "trusted_proxies",
+        );
+    }
+
+    #[test]
+    fn listeners_are_the_gateways_own() {
+        let c = compile(&with(
+            "\n[forward_auth]\nlisteners = [\"127.0.0.1:18080\"]\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.forward_auth.unwrap().listeners,
+            vec!["127.0.0.1:18080".parse().unwrap()]
+        );
+        refused(
+            &with("\n[forward_auth]\nlisteners = [\"127.0.0.1:9\"]\n"),
+            "forward_auth.listeners[0]",
+            "is not one of [server] listen_plain or listen_tls",
+        );
+        refused(
+            &with("\n[forward_auth]\nlisteners = [\"nine\"]\n"),
+            "forward_auth.listeners[0]",
+            "is not an address",
         );
     }
 

@@ -38,6 +38,8 @@ pub struct Config {
 pub struct ForwardAuthSettings {
     /// normalised; the Envoy dialect appends the original path to it
     pub path: String,
+    /// the listeners it answers on; empty: every listener
+    pub listeners: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -26,12 +26,14 @@ pub struct RawConfig {
 #[serde(default)]
 pub struct RawForwardAuth {
     pub path: String,
+    pub listeners: Vec<String>,
 }
 
 impl Default for RawForwardAuth {
     fn default() -> Self {
         RawForwardAuth {
             path: "/oauth/forward-auth".into(),
+            listeners: vec![],
         }
     }
 }

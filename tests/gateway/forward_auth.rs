@@ -367,3 +367,40 @@ async fn the_gateways_own_proxy_passes_preflights_to_the_upstream_too() {
     assert_eq!(not_one.status, 401);
     assert_eq!(a.echo.hits(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_endpoint_answers_only_on_the_listeners_chosen() {
+    let a = Auth::start_edited("backend = \"memory\"", FA_ROUTES, |t| {
+        let plain = t
+            .split("listen_plain = [")
+            .nth(1)
+            .and_then(|r| r.split(']').next())
+            .unwrap()
+            .to_string();
+        t.replacen(
+            "threads = 1",
+            "threads = 1\ntrusted_proxies = [\"127.0.0.1\"]",
+            1,
+        )
+        .replacen(
+            "[forward_auth]\n",
+            &format!("[forward_auth]\nlisteners = [{plain}]\n"),
+            1,
+        )
+    })
+    .await;
+    let bearer = format!("Bearer {}", a.svc_token(None).await);
+    let asked = |url: String| {
+        a.gw.https
+            .get(url)
+            .header("authorization", &bearer)
+            .header("x-original-uri", "/svc/x")
+            .send()
+    };
+    let plain = Resp::from(asked(a.gw.url(EP)).await.unwrap()).await;
+    assert_eq!(plain.status, 200, "{}", plain.body);
+    // on the TLS listener the path is nobody's endpoint: just a path no route takes
+    let tls = Resp::from(asked(a.gw.tls_url(EP)).await.unwrap()).await;
+    assert_eq!(tls.status, 404, "{}", tls.body);
+    assert_eq!(error_of(&tls), "not_found");
+}
