@@ -24,6 +24,10 @@ const HELP: &[(&str, &str)] = &[
         "Requests answered, by route and status class.",
     ),
     (
+        "gatehouse_forward_auth_answers_total",
+        "Questions the forward-auth endpoint answered, by status class (also counted in gatehouse_requests_total under the route asked about).",
+    ),
+    (
         "gatehouse_denials_total",
         "Requests the gateway refused, by reason.",
     ),
@@ -119,6 +123,8 @@ pub struct Metrics {
     route_names: Vec<String>,
     /// requests per route (the last slot: no route matched) and status class (index status / 100)
     requests: Vec<[AtomicU64; 6]>,
+    /// forward-auth answers by status class
+    forward_auth: [AtomicU64; 6],
     /// denials by reason; reasons are a small fixed set of static strings
     denials: Mutex<BTreeMap<&'static str, u64>>,
     duration: Histogram,
@@ -148,6 +154,7 @@ impl Metrics {
             registry,
             route_names,
             requests,
+            forward_auth: Default::default(),
             denials: Mutex::new(BTreeMap::new()),
             duration,
         })
@@ -176,26 +183,32 @@ impl Metrics {
         self.duration.observe(micros as f64 / 1e6);
     }
 
+    /// Counts one answer of the forward-auth endpoint.
+    pub fn observe_forward_auth(&self, status: u16) {
+        if let Some(c) = self.forward_auth.get(usize::from(status / 100).min(5)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// The request counts that are not zero, as samples.
     fn request_samples(&self) -> Vec<Sample> {
         let mut out = Vec::new();
         for (i, counters) in self.requests.iter().enumerate() {
             let route = self.route_names.get(i).map(String::as_str).unwrap_or("-");
-            for (class, n) in counters.iter().enumerate() {
-                let n = n.load(Ordering::Relaxed);
-                if n > 0 {
-                    let status = if class == 0 {
-                        "none".to_string()
-                    } else {
-                        format!("{class}xx")
-                    };
-                    out.push(Sample::labelled(
-                        "gatehouse_requests_total",
-                        vec![("route", route.to_string()), ("status", status)],
-                        n,
-                    ));
-                }
+            for (class, n) in by_class(counters) {
+                out.push(Sample::labelled(
+                    "gatehouse_requests_total",
+                    vec![("route", route.to_string()), ("status", class)],
+                    n,
+                ));
             }
+        }
+        for (class, n) in by_class(&self.forward_auth) {
+            out.push(Sample::labelled(
+                "gatehouse_forward_auth_answers_total",
+                vec![("status", class)],
+                n,
+            ));
         }
         if let Ok(m) = self.denials.lock() {
             for (reason, n) in m.iter() {
@@ -231,6 +244,18 @@ impl Metrics {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+/// The counts that are not zero, labelled by status class (`2xx`; `none` when nothing was written).
+fn by_class(counters: &[AtomicU64; 6]) -> impl Iterator<Item = (String, u64)> + '_ {
+    counters.iter().enumerate().filter_map(|(class, n)| {
+        let n = n.load(Ordering::Relaxed);
+        let label = match class {
+            0 => "none".to_string(),
+            c => format!("{c}xx"),
+        };
+        (n > 0).then_some((label, n))
+    })
 }
 
 /// Registers one family's samples: counters for `_total` names, gauges for the others.

@@ -515,8 +515,10 @@ impl ProxyHttp for Gateway {
             denial: ctx.denial.unwrap_or("-"),
             error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
         });
-        ctx.shared
-            .metrics
-            .observe(ctx.route, status, micros, ctx.denial);
+        let metrics = &ctx.shared.metrics;
+        metrics.observe(ctx.route, status, micros, ctx.denial);
+        if ctx.forward_auth.is_some() {
+            metrics.observe_forward_auth(status);
+        }
     }
 }

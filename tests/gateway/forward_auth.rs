@@ -162,6 +162,11 @@ async fn a_token_is_judged_as_the_proxy_would_and_the_identity_comes_back_as_hea
     // a forward-auth-only route is not served by the gateway's own proxy
     let direct = a.gw.get("/svc/orders", Some(&token)).await;
     assert_eq!(direct.status, 404);
+
+    let metrics = a.gw.metrics().await;
+    assert!(metrics.contains("gatehouse_forward_auth_answers_total{status=\"2xx\"} 1\n"));
+    assert!(metrics.contains("gatehouse_forward_auth_answers_total{status=\"4xx\"} 7\n"));
+    assert!(metrics.contains("gatehouse_requests_total{route=\"svc\",status=\"2xx\"} 1\n"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
