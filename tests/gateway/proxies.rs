@@ -231,6 +231,24 @@ async fn through(a: &Auth, proxy: Proxy) {
     assert_eq!(ok.echoed("x-auth-jwt").unwrap_or_default(), "");
     assert_eq!(ok.echoed("authorization"), None);
 
+    // a request with a body: the question goes without it, the app gets it
+    let posted = c
+        .a
+        .gw
+        .https
+        .post(c.url("/svc/orders"))
+        .header("authorization", &bearer)
+        .header("content-type", "application/json")
+        .body(r#"{"qty": 12}"#)
+        .send()
+        .await
+        .unwrap();
+    let posted = crate::harness::Resp::from(posted).await;
+    assert_eq!(posted.status, 200, "{}\n{}", posted.body, proxy.log());
+    assert_eq!(posted.json()["method"], "POST");
+    assert_eq!(posted.echoed("content-length").as_deref(), Some("11"));
+    assert_eq!(posted.echoed("x-auth-subject").as_deref(), Some("svc"));
+
     let wrong_role = c
         .send("GET", "/admin/users", &[("authorization", &bearer)])
         .await;
