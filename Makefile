@@ -14,7 +14,7 @@ export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
 # (the browser test), node and npm (openid-client), redis-server (several gateways on one store), and
 # nginx and Caddy (the forward-auth recipes; Envoy comes from PyPI with the Python clients).
-test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server /usr/sbin/nginx:nginx-light caddy:caddy
+test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server /usr/sbin/nginx:nginx caddy:caddy
 deps:
 	@missing=""; \
 	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
