@@ -237,17 +237,16 @@ async fn through(a: &Auth, proxy: Proxy) {
     assert_eq!(ok.echoed("authorization"), None);
 
     // a request with a body: the question goes without it, the app gets it
-    let posted = c
-        .a
-        .gw
-        .https
-        .post(c.url("/svc/orders"))
-        .header("authorization", &bearer)
-        .header("content-type", "application/json")
-        .body(r#"{"qty": 12}"#)
-        .send()
-        .await
-        .unwrap();
+    let posted =
+        c.a.gw
+            .https
+            .post(c.url("/svc/orders"))
+            .header("authorization", &bearer)
+            .header("content-type", "application/json")
+            .body(r#"{"qty": 12}"#)
+            .send()
+            .await
+            .unwrap();
     let posted = crate::harness::Resp::from(posted).await;
     assert_eq!(posted.status, 200, "{}\n{}", posted.body, proxy.log());
     assert_eq!(posted.json()["method"], "POST");
