@@ -9,7 +9,7 @@ use crate::tokens::{Auth, ALICE_PASSWORD};
 pub const EP: &str = "/oauth/forward-auth";
 
 /// Routes only the forward-auth endpoint answers: a service API that lets CORS preflights through,
-/// an admin API, and a browser app behind sign-in.
+/// an admin API, a browser app behind sign-in, and a public path of one host.
 pub const FA_ROUTES: &str = r#"
 [[routes]]
 name = "svc"
@@ -34,6 +34,13 @@ auth = "session"
 roles_any = ["admin"]
 [routes.claim_headers]
 "X-Auth-Email" = "email"
+
+[[routes]]
+name = "hosted"
+host = "localhost"
+path_prefix = "/hosted"
+forward_auth_only = true
+auth = "public"
 
 [forward_auth]
 "#;
@@ -408,4 +415,35 @@ async fn the_endpoint_answers_only_on_the_listeners_chosen() {
     let tls = Resp::from(asked(a.gw.tls_url(EP)).await.unwrap()).await;
     assert_eq!(tls.status, 404, "{}", tls.body);
     assert_eq!(error_of(&tls), "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn questions_over_http2_are_answered_alike() {
+    let a = start().await;
+    let bearer = format!("Bearer {}", a.svc_token(None).await);
+    let root = std::fs::read(a.gw.path("certs/gateway.crt")).unwrap();
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&root).unwrap())
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    for (path, want) in [
+        (format!("{EP}/svc/x"), 200),
+        (format!("{EP}/admin/x"), 403),
+        // the host of an HTTP/2 question is its URI's authority: a host's route still matches
+        (format!("{EP}/hosted/x"), 200),
+    ] {
+        let r = h2
+            .get(a.gw.tls_url(&path))
+            .header("authorization", &bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        let r = Resp::from(r).await;
+        assert_eq!(r.status, want, "{path}: {}", r.body);
+        if path.contains("/svc/") {
+            assert_eq!(r.header("x-auth-subject").as_deref(), Some("svc"));
+        }
+    }
 }
