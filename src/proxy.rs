@@ -384,6 +384,9 @@ impl ProxyHttp for Gateway {
             &s.claim_names,
             s.config.server.strip_override_headers,
         );
+        // Every refusal of a question to the endpoint is plain HTTP, those made before it was read
+        // included: a gRPC-style refusal is a 200 the proxy would take for a yes.
+        let asking = !matches!(asked, Ok(None));
         let decided = match asked {
             Ok(dialect) => {
                 ctx.forward_auth = dialect;
@@ -396,9 +399,10 @@ impl ProxyHttp for Gateway {
             Ok(Decision::Answered) => Ok(true),
             Err(rej) => {
                 ctx.denial = Some(rej.reason());
-                match ctx.forward_auth {
-                    Some(_) => crate::forward_auth::refuse(session, &rej).await?,
-                    None => rej.respond(session).await?,
+                if asking {
+                    crate::forward_auth::refuse(session, &rej).await?;
+                } else {
+                    rej.respond(session).await?;
                 }
                 Ok(true)
             }

@@ -447,3 +447,37 @@ async fn questions_over_http2_are_answered_alike() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_question_refused_before_it_is_read_is_never_a_grpc_yes() {
+    let a = start().await;
+    // a client's gRPC content type and X-Original-URI, passed on by Caddy beside its own headers
+    let twice = traefik(
+        &a,
+        "POST",
+        "/admin/x",
+        &[
+            ("content-type", "application/grpc"),
+            ("x-original-uri", "/svc/x"),
+        ],
+    )
+    .await;
+    assert_eq!(twice.status, 400, "{}", twice.body);
+    assert!(twice.header("grpc-status").is_none());
+    assert_eq!(error_of(&twice), "invalid_request");
+    // and from a stranger, a plain 403 too
+    let stranger = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let r = stranger
+        .post(a.gw.url(EP))
+        .header("content-type", "application/grpc")
+        .header("x-forwarded-uri", "/svc/x")
+        .send()
+        .await
+        .unwrap();
+    let r = Resp::from(r).await;
+    assert_eq!(r.status, 403);
+    assert!(r.header("grpc-status").is_none());
+}
