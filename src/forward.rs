@@ -3,7 +3,7 @@
 use crate::auth::extract::is_token_param;
 use crate::auth::identity::Identity;
 use crate::config::Route;
-use crate::forwarded::{is_forwarding_header, set_forwarding_headers, trusts, Cidr, Hop};
+use crate::forwarded::{is_forwarding_header, peer, set_forwarding_headers, trusts, Cidr, Hop};
 use crate::headers::set_claim_headers;
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -129,10 +129,7 @@ pub fn prepare_upstream(
 ) -> Result<()> {
     let req = session.req_header();
     let hop = Hop {
-        peer: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
+        peer: peer(session),
         host: req
             .uri
             .authority()
@@ -140,11 +137,11 @@ pub fn prepare_upstream(
             .or_else(|| req.headers.get("host").and_then(|h| h.to_str().ok())),
         tls: session.digest().is_some_and(|d| d.ssl_digest.is_some()),
     };
+    let believed = trusts(hop.peer, f.trusted_proxies);
     let extra = headers_added(f);
     // HTTP/1 only: an HTTP/2 request's target lives in its URI (scheme and authority included),
     // which Pingora's copy keeps and a rebuilt header from the path would not.
     if !session.is_http2() && up.headers.capacity() < up.headers.len() + extra {
-        let believed = trusts(&hop, f.trusted_proxies);
         let drop_token = !f.route.forward_token;
         *up = with_room(up, f.path, extra, |name| {
             (drop_token && name.eq_ignore_ascii_case("authorization"))
@@ -168,7 +165,7 @@ pub fn prepare_upstream(
     if let Some(jwt) = f.identity_jwt {
         up.insert_header("X-Auth-Jwt", jwt.clone())?;
     }
-    set_forwarding_headers(up, &hop, f.trusted_proxies)
+    set_forwarding_headers(up, &hop, believed)
 }
 
 #[cfg(test)]

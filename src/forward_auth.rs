@@ -5,7 +5,7 @@
 use crate::auth::identity::Identity;
 use crate::config::{ForwardAuthSettings, Route};
 use crate::error::{send, send_json, AsAnswer, Rejection};
-use crate::forwarded::{trusts, Cidr, Hop};
+use crate::forwarded::{peer, trusts, Cidr};
 use crate::headers::value_for;
 use crate::path::normalise_path;
 use bytes::Bytes;
@@ -145,15 +145,7 @@ pub fn take(
         Ok(p) if asks(&p, endpoint) => {}
         _ => return Ok(None),
     }
-    let hop = Hop {
-        peer: session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip()),
-        host: None,
-        tls: false,
-    };
-    if !trusts(&hop, trusted) {
+    if !trusts(peer(session), trusted) {
         return Err(Rejection::UntrustedProxy);
     }
     let o = original(req, raw, endpoint)?;

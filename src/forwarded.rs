@@ -2,6 +2,7 @@
 
 use crate::header_value::same_folded;
 use pingora::http::RequestHeader;
+use pingora::proxy::Session;
 use std::net::IpAddr;
 
 /// An address block from `[server] trusted_proxies`: `10.0.0.0/8`, `::1`, `192.0.2.7`.
@@ -83,9 +84,16 @@ pub fn ip_text(ip: IpAddr) -> String {
 }
 
 /// True when the connection comes from a trusted proxy, whose forwarding headers are believed.
-pub fn trusts(hop: &Hop<'_>, trusted: &[Cidr]) -> bool {
-    hop.peer
-        .is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
+pub fn trusts(peer: Option<IpAddr>, trusted: &[Cidr]) -> bool {
+    peer.is_some_and(|ip| trusted.iter().any(|c| c.contains(ip)))
+}
+
+/// The address of the connection's other end, when it is an IP socket.
+pub fn peer(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
 }
 
 /// What the gateway knows of the connection a request came on.
@@ -95,16 +103,16 @@ pub struct Hop<'a> {
     pub tls: bool,
 }
 
-/// Sets the forwarding headers of an upstream request. From a trusted proxy, what it sent is kept and
-/// the peer is appended to `X-Forwarded-For`; from anyone else, every client-sent forwarding header
-/// is replaced, so a backend never believes a spoofed client address, host or scheme.
+/// Sets the forwarding headers of an upstream request. From a trusted proxy (`believed`, from
+/// `trusts`), what it sent is kept and the peer is appended to `X-Forwarded-For`; from anyone else,
+/// every client-sent forwarding header is replaced, so a backend never believes a spoofed client
+/// address, host or scheme.
 pub fn set_forwarding_headers(
     up: &mut RequestHeader,
     hop: &Hop<'_>,
-    trusted: &[Cidr],
+    believed: bool,
 ) -> pingora::Result<()> {
     let proto = if hop.tls { "https" } else { "http" };
-    let believed = trusts(hop, trusted);
     if believed {
         if let Some(ip) = hop.peer {
             let ip = ip_text(ip);
@@ -213,7 +221,8 @@ mod tests {
             host: Some("api.example.com"),
             tls: true,
         };
-        set_forwarding_headers(&mut r, &hop, &[Cidr::parse("10.0.0.0/8").unwrap()]).unwrap();
+        let believed = trusts(hop.peer, &[Cidr::parse("10.0.0.0/8").unwrap()]);
+        set_forwarding_headers(&mut r, &hop, believed).unwrap();
         assert_eq!(get(&r, "x-forwarded-for").as_deref(), Some("192.0.2.9"));
         assert_eq!(get(&r, "x-real-ip").as_deref(), Some("192.0.2.9"));
         assert_eq!(
@@ -234,7 +243,8 @@ mod tests {
             host: Some("api.example.com"),
             tls: false,
         };
-        set_forwarding_headers(&mut r, &hop, &[Cidr::parse("10.0.0.0/8").unwrap()]).unwrap();
+        let believed = trusts(hop.peer, &[Cidr::parse("10.0.0.0/8").unwrap()]);
+        set_forwarding_headers(&mut r, &hop, believed).unwrap();
         assert_eq!(
             get(&r, "x-forwarded-for").as_deref(),
             Some("1.2.3.4, 10.0.0.5")

@@ -271,10 +271,7 @@ impl TokenService {
     }
 
     pub(crate) fn client_address(session: &Session) -> String {
-        session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
+        crate::forwarded::peer(session)
             .unwrap_or(IpAddr::from([0, 0, 0, 0]))
             .to_string()
     }
