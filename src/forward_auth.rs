@@ -214,13 +214,13 @@ pub async fn allow(
             }
         }
     }
+    if let Some(jwt) = identity_jwt {
+        r.insert_header(JWT, jwt.clone())?;
+    }
     for name in every.iter().chain(std::iter::once(&JWT)) {
         if !r.headers.contains_key(name) {
             r.insert_header(name.clone(), HeaderValue::from_static(""))?;
         }
-    }
-    if let Some(jwt) = identity_jwt {
-        r.insert_header(JWT, jwt.clone())?;
     }
     session.write_response_header(Box::new(r), true).await
 }
@@ -234,9 +234,14 @@ pub async fn refuse(session: &mut Session, rejection: &Rejection) -> pingora::Re
     send_json(session, a.status, &a.headers, a.body()).await
 }
 
-/// A browser that must sign in: a 302 the proxy passes on, or nginx's 401 naming the page.
-pub async fn sign_in(session: &mut Session, dialect: Dialect, to: String) -> pingora::Result<()> {
-    if dialect.redirects() {
+/// A browser that must sign in: a 302 (from the gateway's own proxy, or for a proxy that passes it
+/// on), or nginx's 401 naming the page.
+pub async fn sign_in(
+    session: &mut Session,
+    dialect: Option<Dialect>,
+    to: String,
+) -> pingora::Result<()> {
+    if dialect.is_none_or(Dialect::redirects) {
         return send(
             session,
             302,

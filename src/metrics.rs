@@ -171,9 +171,7 @@ impl Metrics {
             .unwrap_or(self.route_names.len())
             .min(self.route_names.len());
         if let Some(counters) = self.requests.get(slot) {
-            if let Some(c) = counters.get(usize::from(status / 100).min(5)) {
-                c.fetch_add(1, Ordering::Relaxed);
-            }
+            count(counters, status);
         }
         if let Some(d) = denial {
             if let Ok(mut m) = self.denials.lock() {
@@ -185,9 +183,7 @@ impl Metrics {
 
     /// Counts one answer of the forward-auth endpoint.
     pub fn observe_forward_auth(&self, status: u16) {
-        if let Some(c) = self.forward_auth.get(usize::from(status / 100).min(5)) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        count(&self.forward_auth, status);
     }
 
     /// The request counts that are not zero, as samples.
@@ -243,6 +239,13 @@ impl Metrics {
             tracing::warn!(error = %e, "the metrics could not be encoded");
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Adds one to the counter of the status's class (index status / 100; 0 when nothing was written).
+fn count(counters: &[AtomicU64; 6], status: u16) {
+    if let Some(c) = counters.get(usize::from(status / 100).min(5)) {
+        c.fetch_add(1, Ordering::Relaxed);
     }
 }
 

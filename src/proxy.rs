@@ -52,6 +52,15 @@ pub struct Shared {
     pub gateway_cookies: Vec<String>,
 }
 
+impl Shared {
+    /// The runtime of a route's upstream; none on a forward-auth-only route. (It borrows only the
+    /// generation, so a request's other state stays free to change.)
+    fn upstream(&self, route: Option<usize>) -> Option<&UpstreamRuntime> {
+        let index = self.config.routes.get(route?)?.upstream.as_ref()?.index;
+        self.upstreams.get(index)
+    }
+}
+
 /// The proxy. A reload swaps the generation; each request keeps the one it started with.
 pub struct Gateway {
     pub shared: Arc<ArcSwap<Shared>>,
@@ -273,8 +282,7 @@ impl Gateway {
             }
             return Ok(Decision::Answered);
         }
-        let upstream = route.upstream.as_ref().map(|u| u.index);
-        if let Some(UpstreamRuntime::Whoami) = upstream.and_then(|u| ctx.shared.upstreams.get(u)) {
+        if let Some(UpstreamRuntime::Whoami) = ctx.shared.upstream(ctx.route) {
             let mut up = session.req_header().clone();
             let prepared = match self.forwarding(ctx) {
                 Some(f) => prepare_upstream(session, &mut up, &f),
@@ -298,7 +306,7 @@ impl Gateway {
         session: &mut Session,
         route: &Route,
         s: &Shared,
-        ctx_dialect: Option<Dialect>,
+        dialect: Option<Dialect>,
     ) -> std::result::Result<Option<Identity>, Rejection> {
         let Some(sessions) = s.tokens.as_ref().map(|t| &t.sessions) else {
             return Err(Rejection::MissingToken);
@@ -323,15 +331,7 @@ impl Gateway {
             return Err(Rejection::MissingToken);
         }
         let to = crate::login::login_url(&here(req), &route.login, Some(&route.name));
-        let dialect = ctx_dialect;
-        let sent = match dialect {
-            Some(d) => crate::forward_auth::sign_in(session, d, to).await,
-            None => {
-                let headers = [("location", to)];
-                crate::error::send(session, 302, "text/plain", &headers, bytes::Bytes::new()).await
-            }
-        };
-        if let Err(e) = sent {
+        if let Err(e) = crate::forward_auth::sign_in(session, dialect, to).await {
             tracing::debug!(error = %e, "could not write a response");
         }
         Ok(None)
@@ -410,12 +410,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upstream = self
-            .route(ctx)
-            .and_then(|r| r.upstream.as_ref())
-            .map(|u| u.index);
-        let Some(UpstreamRuntime::Pool(pool)) = upstream.and_then(|u| ctx.shared.upstreams.get(u))
-        else {
+        let Some(UpstreamRuntime::Pool(pool)) = ctx.shared.upstream(ctx.route) else {
             return Error::e_explain(HTTPStatus(502), "route has no proxied upstream");
         };
         let Some(addr) = pool.select(&ctx.tried) else {
@@ -437,13 +432,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let upstream = self
-            .route(ctx)
-            .and_then(|r| r.upstream.as_ref())
-            .map(|u| u.index);
-        if let Some(UpstreamRuntime::Pool(pool)) =
-            upstream.and_then(|u| ctx.shared.upstreams.get(u))
-        {
+        if let Some(UpstreamRuntime::Pool(pool)) = ctx.shared.upstream(ctx.route) {
             // A failed connect sent nothing upstream, so another peer may take the request.
             if ctx.tried.len() <= pool.cfg.retries && ctx.tried.len() < pool.cfg.peers.len() {
                 e.set_retry(true);
