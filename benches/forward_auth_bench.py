@@ -2,8 +2,6 @@
 request against nginx alone, CPU microseconds per request on each process. Run by bench.py."""
 
 import statistics
-import urllib.error
-import urllib.request
 
 import benchlib as lib
 
@@ -42,16 +40,6 @@ def nginx_body(port, gh_port):
 """
 
 
-def status(port, token=None):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/auth/x")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        return urllib.request.urlopen(req).status
-    except urllib.error.HTTPError as e:
-        return e.code
-
-
 def run(nginx_alone, token, rounds, duration, conns, env):
     """{"nginx alone": {...}, "nginx + gatehouse forward-auth": {...}}: medians of req/s and CPU µs per
     request of nginx and of gatehouse. `nginx_alone` is the running passthrough nginx (a lib.Proc)."""
@@ -62,7 +50,8 @@ def run(nginx_alone, token, rounds, duration, conns, env):
     port = lib.free_port()
     ngx = lib.Proc("nginx-fa", lib.nginx_conf("nginx-fa", nginx_body(port, ports[0])), port, 0)
     try:
-        if status(port) != 401 or status(port, token) != 200:
+        url = f"http://127.0.0.1:{port}/auth/x"
+        if lib.http("GET", url) != 401 or lib.http("GET", url, token) != 200:
             raise RuntimeError("nginx with forward auth does not tell a token from none")
         cases = {"nginx alone": (nginx_alone, None), "nginx + gatehouse forward-auth": (ngx, gh)}
         got = {name: [] for name in cases}
