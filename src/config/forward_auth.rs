@@ -36,7 +36,7 @@ impl Compiler {
                 return None;
             }
         };
-        // the gateway's own endpoints are matched first and would shadow it
+        // it is looked for before the gateway's own endpoints, and would hide the one it named
         let own = path == "/healthz"
             || (token_service
                 && (crate::login::LoginEndpoint::parse(&path).is_some()
