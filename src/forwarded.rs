@@ -1,6 +1,6 @@
 //! Forwarding headers (X-Forwarded-*, X-Real-IP, Forwarded): set by the gateway, believed only from trusted proxies.
 
-use crate::header_value::same_folded;
+use crate::header_value::{push_int, same_folded};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::net::IpAddr;
@@ -69,13 +69,7 @@ pub fn ip_text(ip: IpAddr) -> String {
                 if i > 0 {
                     out.push('.');
                 }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
+                push_int(&mut out, u64::from(octet));
             }
             out
         }

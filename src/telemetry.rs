@@ -1,5 +1,6 @@
 //! The access log: one line per request, batched, never with a token or a query string.
 
+use crate::header_value::push_int;
 use crate::logwriter::{FlushGuard, LogWriter};
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -20,18 +21,6 @@ pub struct AccessRecord<'a> {
     pub subject: &'a str,
     pub denial: &'a str,
     pub error: &'a str,
-}
-
-/// Appends a decimal number without the formatting machinery.
-fn push_int(out: &mut String, n: u64) {
-    let mut divisor = 1u64;
-    while n / divisor >= 10 {
-        divisor *= 10;
-    }
-    while divisor > 0 {
-        out.push(char::from(b'0' + (n / divisor % 10) as u8));
-        divisor /= 10;
-    }
 }
 
 /// Appends `s` as a JSON string literal.
