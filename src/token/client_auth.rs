@@ -1,5 +1,6 @@
 //! Client authentication: Basic and form secrets, private_key_jwt assertions, public clients, lockout.
 
+use super::endpoint::Endpoint;
 use super::*;
 use crate::config::JWT_BEARER;
 use base64::engine::general_purpose::STANDARD;
@@ -41,6 +42,14 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
             .map(|(_, v)| v.into_owned())
     };
     Some((decode(id)?, decode(secret)?))
+}
+
+/// The answer to a request that did not authenticate its client.
+fn required() -> OAuthError {
+    OAuthError {
+        basic: true,
+        ..oauth(401, "invalid_client", "client authentication is required")
+    }
 }
 
 /// True for `Basic <something>` (the scheme in any case), without slicing inside a character.
@@ -119,22 +128,38 @@ impl TokenService {
                 assertion: a.clone(),
             });
         }
-        if let Some(id) = form.get("client_id") {
-            return Ok(Credentials::None {
-                client_id: id.clone(),
-            });
-        }
         let grant_iss = (form.get("grant_type").map(String::as_str) == Some(JWT_BEARER))
             .then(|| form.get("assertion"))
             .flatten()
             .and_then(|a| jwt::parse(a).ok())
             .and_then(|p| p.iss().map(str::to_string));
-        match grant_iss {
-            Some(iss) => Ok(Credentials::Grant { iss }),
-            None => Err(OAuthError {
+        match (form.get("client_id"), grant_iss) {
+            // RFC 6749 §3.2.1 and RFC 7523 §2.1 let a client name itself beside the assertion
+            // (Authlib's AssertionSession and openid-client's None() always do): it must be the
+            // assertion's issuer, which the grant then verifies
+            (Some(id), Some(iss)) if *id == iss => Ok(Credentials::Grant { iss }),
+            (Some(_), Some(_)) => Err(OAuthError {
                 basic: true,
-                ..oauth(401, "invalid_client", "client authentication is required")
+                ..oauth(
+                    401,
+                    "invalid_client",
+                    "client_id is not the assertion's issuer",
+                )
             }),
+            (Some(id), None) => Ok(Credentials::None {
+                client_id: id.clone(),
+            }),
+            (None, Some(iss)) => Ok(Credentials::Grant { iss }),
+            (None, None) => Err(required()),
+        }
+    }
+
+    /// A grant assertion is verified by the token grant alone, so it proves nothing to another
+    /// endpoint (RFC 7009 §2.1 and RFC 7662 §2.1 ask for client authentication).
+    pub(super) fn accepted_at(creds: &Credentials, endpoint: Endpoint) -> Result<(), OAuthError> {
+        match (creds, endpoint) {
+            (Credentials::Grant { .. }, e) if e != Endpoint::Token => Err(required()),
+            _ => Ok(()),
         }
     }
 

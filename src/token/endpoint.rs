@@ -292,6 +292,7 @@ impl TokenService {
             ));
         }
         let creds = Self::credentials(basic, form)?;
+        Self::accepted_at(&creds, endpoint)?;
         let client = self.authenticate(&creds).await?;
         let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
         if !self

@@ -61,6 +61,21 @@ jb = bearer.refresh_token()
 must(jb.get("access_token"), "jwt-bearer token")
 ok("jwt-bearer with only the assertion")
 
+named = AssertionSession(
+    token_endpoint=TOKEN,
+    issuer="signer",
+    subject="alice",
+    audience=TOKEN,
+    key=key,
+    header={"alg": "RS256"},
+    claims={"jti": str(uuid.uuid4())},
+    scope="orders.read",
+    client_id="signer",
+)
+nb = named.refresh_token()
+must(nb.get("access_token"), "jwt-bearer token with client_id")
+ok("jwt-bearer naming its client_id")
+
 spa = OAuth2Session(
     "browser",
     redirect_uri="https://app.example/cb",

@@ -66,6 +66,25 @@ const bearer = await client.genericGrantRequest(
 must(bearer.access_token, 'jwt-bearer token');
 ok('jwt-bearer');
 
+// None() sends client_id in the body beside the assertion (RFC 7523 §2.1 allows it)
+const named = await client.discovery(base, 'signer', undefined, client.None());
+const grant = await new jose.SignJWT({})
+  .setProtectedHeader({ alg: 'RS256' })
+  .setIssuer('signer')
+  .setSubject('alice')
+  .setAudience(named.serverMetadata().token_endpoint)
+  .setIssuedAt()
+  .setExpirationTime('1h')
+  .setJti(crypto.randomUUID())
+  .sign(key);
+const namedBearer = await client.genericGrantRequest(
+  named,
+  'urn:ietf:params:oauth:grant-type:jwt-bearer',
+  { assertion: grant, scope: 'orders.read' },
+);
+must(namedBearer.access_token, 'jwt-bearer token with client_id');
+ok('jwt-bearer with None() naming its client_id');
+
 const spa = await client.discovery(base, 'browser', undefined, client.None());
 const verifier = client.randomPKCECodeVerifier();
 const state = client.randomState();

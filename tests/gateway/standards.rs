@@ -140,6 +140,74 @@ async fn a_jwt_bearer_grant_needs_no_separate_client_authentication() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_jwt_bearer_grant_may_name_its_client_as_the_assertions_issuer() {
+    let a = Auth::start().await;
+    let grant = a.assertion("alice", &a.token_url(), 3600, "named-1");
+    let form = [
+        ("grant_type", JWT_BEARER),
+        ("assertion", grant.as_str()),
+        ("client_id", "signer"),
+    ];
+    let r = a.post("/oauth/token", &form, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // another client's name beside the assertion is refused, and costs the named client nothing
+    let grant = a.assertion("alice", &a.token_url(), 3600, "named-2");
+    for other in ["svc", "nobody"] {
+        let form = [
+            ("grant_type", JWT_BEARER),
+            ("assertion", grant.as_str()),
+            ("client_id", other),
+        ];
+        let r = a.post("/oauth/token", &form, None).await;
+        oauth_error(&r, 401, "invalid_client");
+        assert_eq!(
+            r.json()["error_description"],
+            "client_id is not the assertion's issuer"
+        );
+    }
+    let form = [("grant_type", JWT_BEARER), ("assertion", grant.as_str())];
+    assert_eq!(a.post("/oauth/token", &form, None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_assertion_authenticates_nobody_at_revocation_or_introspection() {
+    let a = Auth::start().await;
+    let grant = a.assertion("alice", &a.token_url(), 3600, "kept-1");
+    let issued = a
+        .post(
+            "/oauth/token",
+            &[("grant_type", JWT_BEARER), ("assertion", grant.as_str())],
+            None,
+        )
+        .await;
+    let t = issued.json()["access_token"].as_str().unwrap().to_string();
+    // JWT-shaped text naming the client, signed by nobody: what an attacker can always make
+    let forged = format!(
+        "{}.{}.AAAA",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#),
+        URL_SAFE_NO_PAD.encode(br#"{"iss":"signer","sub":"x"}"#)
+    );
+    for endpoint in ["/oauth/revoke", "/oauth/introspect"] {
+        let form = [
+            ("token", t.as_str()),
+            ("grant_type", JWT_BEARER),
+            ("assertion", forged.as_str()),
+        ];
+        let r = a.post(endpoint, &form, None).await;
+        oauth_error(&r, 401, "invalid_client");
+        assert_eq!(
+            r.header("www-authenticate").as_deref(),
+            Some("Basic realm=\"gatehouse\"")
+        );
+    }
+    assert_eq!(
+        a.gw.get("/api/x", Some(&t)).await.status,
+        200,
+        "still valid"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_public_client_with_an_empty_basic_password_is_a_public_client() {
     let a = Auth::start().await;
     let code = code_of(&a.sign_in(crate::tokens::ALICE_PASSWORD).await);
