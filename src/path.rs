@@ -98,6 +98,18 @@ pub fn segment_base(seg: &str) -> &str {
     seg.split_once(';').map_or(seg, |(base, _)| base)
 }
 
+/// True for a dot segment carrying parameters, the `;` plain or encoded (`..;x`, `..%3B`): servlet
+/// containers and Spring decode `%3B` before they strip parameters, then climb. `seg` is decoded,
+/// so a remaining escape is upper-case.
+fn dot_with_parameters(seg: &str) -> bool {
+    let base = match (seg.find(';'), seg.find("%3B")) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return false,
+    };
+    matches!(seg.get(..base), Some("." | ".."))
+}
+
 /// Normalises a request path: `//` collapsed, `.` and `..` resolved, unreserved escapes decoded.
 /// The trailing slash is kept, since backends may tell `/a` from `/a/`. A path that is already
 /// normal is returned as it is, without copying. A segment that is `.` or `..` once its `;params`
@@ -115,7 +127,7 @@ pub fn normalise_path(path: &str) -> Result<Cow<'_, str>, PathError> {
     for raw in path.split('/').skip(1) {
         let seg = decode_segment_bytes(raw)?;
         trailing = false;
-        if seg.contains(';') && matches!(segment_base(&seg), "." | "..") {
+        if dot_with_parameters(&seg) {
             return Err("the path has a dot segment with parameters (..;)");
         }
         match seg.as_str() {
@@ -280,6 +292,10 @@ mod tests {
             "/public/..;x=1/admin",
             "/public/.;/x",
             "/public/%2E;a",
+            "/public/..%3B/admin/x",
+            "/public/..%3b/admin/x",
+            "/public/%2e%2e%3Bx=1/admin",
+            "/public/.%3B/x",
         ] {
             assert_eq!(
                 normalise_path(p),
@@ -293,6 +309,8 @@ mod tests {
         );
         assert!(normalise_path("/a/..;b/").is_err());
         assert_eq!(normalise_path("/a/...;b").unwrap(), "/a/...;b");
+        assert_eq!(normalise_path("/a/b%3Bc/").unwrap(), "/a/b%3Bc/");
+        assert_eq!(normalise_path("/a/...%3Bb").unwrap(), "/a/...%3Bb");
     }
 
     #[test]

@@ -14,14 +14,32 @@ pub enum ExtractError {
     Malformed(TokenError),
 }
 
-/// True when a query parameter's name, percent-decoded, is one the route takes tokens from: a backend
-/// decodes `access%5Ftoken` to `access_token`, so the gateway must too.
+/// True when a query parameter's name is one the route takes tokens from, as any backend may read
+/// it: percent-decoded (`access%5Ftoken`), with `+` as a space, and folded as PHP folds names
+/// (`access.token`, `access token` and an unclosed `access[token` become `access_token`;
+/// `access_token[]` and `access_token[x]` fill the array `access_token`).
 pub fn is_token_param(raw_name: &str, names: &[String]) -> bool {
-    if !raw_name.contains('%') {
+    if !raw_name
+        .bytes()
+        .any(|b| matches!(b, b'%' | b'+' | b'.' | b'[' | b' '))
+    {
         return names.iter().any(|n| n == raw_name);
     }
-    let decoded = percent_encoding::percent_decode_str(raw_name).decode_utf8_lossy();
-    names.iter().any(|n| *n == decoded)
+    let spaced = raw_name.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy();
+    // PHP drops leading spaces, and an array's name ends at its first `[`
+    let decoded = decoded.trim_start_matches(' ');
+    let array = match decoded.split_once('[') {
+        Some((base, rest)) if rest.contains(']') => Some(base),
+        _ => None,
+    };
+    let folded: String = decoded
+        .chars()
+        .map(|c| if matches!(c, ' ' | '.' | '[') { '_' } else { c })
+        .collect();
+    names
+        .iter()
+        .any(|n| *n == decoded || *n == folded || array.is_some_and(|a| a == n))
 }
 
 /// Finds the bearer token where the route allows it; two places, or two headers, are a bad request.
@@ -187,6 +205,40 @@ mod tests {
         assert!(is_token_param(
             "access%5ftoken",
             &["access_token".to_string()]
+        ));
+    }
+
+    #[test]
+    fn names_a_backend_folds_into_the_token_parameter_count_as_it() {
+        let names = ["access_token".to_string()];
+        for n in [
+            "access_token",
+            "access.token",
+            "access+token",
+            "access%20token",
+            "access%2Etoken",
+            "access[token",
+            "access_token[]",
+            "access_token[x]",
+            "access%5Btoken",
+            "+access_token",
+        ] {
+            assert!(is_token_param(n, &names), "{n}");
+        }
+        for n in [
+            "access-token",
+            "accesstoken",
+            "access_token2",
+            "x[access_token]",
+        ] {
+            assert!(!is_token_param(n, &names), "{n}");
+        }
+        // beside a header token, a folded spelling is a second token
+        let s = sources(true, &["access_token"], &[]);
+        let both = req("/x?access.token=t", &[("authorization", "Bearer t")]);
+        assert!(matches!(
+            extract_token(&both, &s, 100),
+            Err(ExtractError::BadRequest(_))
         ));
     }
 }
