@@ -37,8 +37,51 @@ impl Dialect {
     }
 }
 
-fn header<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers.get(name).and_then(|v| v.to_str().ok())
+/// A header the proxy sets: absent, or its one value. One present twice, or unreadable, is refused
+/// rather than skipped: reading another dialect's headers instead would judge what the client wrote.
+fn header<'a>(req: &'a RequestHeader, name: &str) -> Result<Option<&'a [u8]>, Rejection> {
+    let mut all = req.headers.get_all(name).iter();
+    let Some(v) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(Rejection::BadRequest(
+            "a header naming the original request is repeated",
+        ));
+    }
+    Ok(Some(v.as_bytes()))
+}
+
+/// A method or host header's value: visible ASCII only.
+fn ascii(v: &[u8]) -> Result<String, Rejection> {
+    match std::str::from_utf8(v) {
+        Ok(t) if t.bytes().all(|b| b.is_ascii_graphic()) => Ok(t.to_string()),
+        _ => Err(Rejection::BadRequest(
+            "a header naming the original request is not visible ASCII",
+        )),
+    }
+}
+
+/// A URI as the proxy saw it, judged on its bytes: each byte above 0x7f percent-encoded (nginx
+/// passes a client's raw UTF-8 or Latin-1 on), control bytes refused.
+fn uri_text(v: &[u8]) -> Result<String, Rejection> {
+    let mut out = String::with_capacity(v.len());
+    for &b in v {
+        match b {
+            0x21..=0x7e => out.push(char::from(b)),
+            0x80..=0xff => {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+            }
+            _ => {
+                return Err(Rejection::BadRequest(
+                    "the original request's URI has a space or a control byte",
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The original request as the proxy described it.
@@ -53,38 +96,43 @@ struct Original {
 /// What the proxy's headers (or the path under the endpoint) say the original request was. Each
 /// dialect reads only the headers its proxy sets (nginx passes a client's other headers on, so an
 /// `X-Forwarded-Host` there is the client's), and a question that names the original request in two
-/// ways is refused: one of them came from the client.
+/// ways is refused: one of them came from the client. `raw` is the question's own target.
 fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, Rejection> {
-    let forwarded = header(req, "x-forwarded-uri");
-    let nginx = header(req, "x-original-uri");
-    let ingress = header(req, "x-original-url");
+    let forwarded = header(req, "x-forwarded-uri")?;
+    let nginx = header(req, "x-original-uri")?;
+    let ingress = header(req, "x-original-url")?;
     let prefixed = raw.strip_prefix(endpoint).filter(|r| r.starts_with('/'));
-    let named = [forwarded, nginx, ingress, prefixed];
-    if named.iter().flatten().count() > 1 {
+    let named = [
+        forwarded.is_some(),
+        nginx.is_some(),
+        ingress.is_some(),
+        prefixed.is_some(),
+    ];
+    if named.iter().filter(|n| **n).count() > 1 {
         return Err(Rejection::BadRequest(
             "the original request is named more than once (X-Forwarded-Uri, X-Original-URI, X-Original-URL, a path under the endpoint)",
         ));
     }
-    let method = |name| header(req, name).map(str::to_string);
+    let method = |name| header(req, name)?.map(ascii).transpose();
     if let Some(target) = forwarded {
         return Ok(Original {
             dialect: Dialect::ForwardedHeaders,
-            method: method("x-forwarded-method"),
-            target: target.to_string(),
-            host: header(req, "x-forwarded-host").map(str::to_string),
+            method: method("x-forwarded-method")?,
+            target: uri_text(target)?,
+            host: header(req, "x-forwarded-host")?.map(ascii).transpose()?,
         });
     }
     if let Some(target) = nginx {
         return Ok(Original {
             dialect: Dialect::Nginx,
-            method: method("x-original-method"),
-            target: target.to_string(),
+            method: method("x-original-method")?,
+            target: uri_text(target)?,
             host: None,
         });
     }
     if let Some(url) = ingress {
         // ingress-nginx: the whole original URL, host included
-        let u = url::Url::parse(url)
+        let u = url::Url::parse(&uri_text(url)?)
             .map_err(|_| Rejection::BadRequest("X-Original-URL is not an absolute URL"))?;
         let host = match (u.host_str(), u.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
@@ -97,7 +145,7 @@ fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, 
         };
         return Ok(Original {
             dialect: Dialect::Nginx,
-            method: method("x-original-method"),
+            method: method("x-original-method")?,
             target,
             host: Some(host),
         });
@@ -115,40 +163,62 @@ fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, 
     }
 }
 
-/// True when the normalised path is the endpoint, or under it (Envoy's path-prefix mode).
+/// True when the path is the endpoint, or under it (Envoy's path-prefix mode).
 fn asks(path: &str, endpoint: &str) -> bool {
     path.strip_prefix(endpoint)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// True when a request's path addresses the endpoint in any spelling: as written (Envoy appends
+/// the original path, `/oauth/forward-auth/public/../../admin`, which normalises elsewhere),
+/// normalised, or, when it cannot be normalised (`%2F`, `..;`, `%00`), with every escape decoded
+/// and `//` collapsed. Such a request is a question whatever it holds, so its refusal is plain HTTP.
+fn addressed(raw_path: &str, endpoint: &str) -> bool {
+    if asks(raw_path, endpoint) {
+        return true;
+    }
+    match normalise_path(raw_path) {
+        Ok(p) => asks(&p, endpoint),
+        Err(_) => {
+            let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
+            let mut loose = String::with_capacity(decoded.len());
+            for c in decoded.chars() {
+                if !(c == '/' && loose.ends_with('/')) {
+                    loose.push(c);
+                }
+            }
+            asks(&loose, endpoint)
+        }
+    }
+}
+
 /// When the request is for the forward-auth endpoint: refuses anyone but a trusted proxy, then
 /// rewrites the request into the original one (method, target, Host) so the proxy's own decision
-/// runs on it unchanged. `Ok(None)` for every other request, which is left alone.
+/// runs on it unchanged. `Ok(None)` for every other request, which is left alone; anything
+/// addressed to the endpoint is a question (`Ok(Some)` or a refusal), on every listener.
 pub fn take(
     session: &mut Session,
     settings: &ForwardAuthSettings,
     trusted: &[Cidr],
 ) -> Result<Option<Dialect>, Rejection> {
     let endpoint = settings.path.as_str();
+    let req = session.req_header();
+    let raw = uri_text(req.raw_path())?;
+    let raw_path = raw.split_once('?').map_or(raw.as_str(), |(p, _)| p);
+    if !addressed(raw_path, endpoint) {
+        return Ok(None);
+    }
     if !settings.listeners.is_empty() {
         let local = session.server_addr().and_then(|a| a.as_inet()).copied();
         if !local.is_some_and(|l| on_listener(l, &settings.listeners)) {
-            return Ok(None);
+            return Err(Rejection::NotFound);
         }
-    }
-    let req = session.req_header();
-    let Ok(raw) = std::str::from_utf8(req.raw_path()) else {
-        return Ok(None);
-    };
-    let raw_path = raw.split_once('?').map_or(raw, |(p, _)| p);
-    match normalise_path(raw_path) {
-        Ok(p) if asks(&p, endpoint) => {}
-        _ => return Ok(None),
     }
     if !trusts(peer(session), trusted) {
         return Err(Rejection::UntrustedProxy);
     }
-    let o = original(req, raw, endpoint)?;
+    normalise_path(raw_path).map_err(Rejection::BadRequest)?;
+    let o = original(req, &raw, endpoint)?;
     if !o.target.starts_with('/') {
         return Err(Rejection::BadRequest(
             "the original request's URI must be a path, as /page?query",
@@ -336,6 +406,66 @@ mod tests {
             original(&req(EP, &[]), EP, EP),
             Err(Rejection::BadRequest(_))
         ));
+    }
+
+    #[test]
+    fn unreadable_dialect_headers_are_refused_never_read_past() {
+        let mut r = req(EP, &[("x-forwarded-uri", "/public/x")]);
+        r.insert_header(
+            "x-original-uri",
+            HeaderValue::from_bytes(b"/admin/x?q=\xff").unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            original(&r, EP, EP),
+            Err(Rejection::BadRequest(_))
+        ));
+        let mut r = req(EP, &[]);
+        r.insert_header(
+            "x-original-uri",
+            HeaderValue::from_bytes(b"/caf\xc3\xa9?q=\xff").unwrap(),
+        )
+        .unwrap();
+        let o = original(&r, EP, EP).unwrap();
+        assert_eq!(o.target, "/caf%C3%A9?q=%FF", "judged on its bytes");
+        let mut r = req(EP, &[]);
+        r.insert_header(
+            "x-original-url",
+            HeaderValue::from_bytes(b"https://h/\xe9").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(original(&r, EP, EP).unwrap().target, "/%E9");
+        let mut r = req(EP, &[("x-forwarded-uri", "/a")]);
+        r.insert_header(
+            "x-forwarded-host",
+            HeaderValue::from_bytes(b"h\xe9.test").unwrap(),
+        )
+        .unwrap();
+        assert!(original(&r, EP, EP).is_err());
+        let mut twice = req(EP, &[("x-original-uri", "/a")]);
+        twice.append_header("x-original-uri", "/b").unwrap();
+        assert!(original(&twice, EP, EP).is_err());
+        assert!(uri_text(b"/a b").is_err());
+        assert!(uri_text(b"/a\tb").is_err());
+    }
+
+    #[test]
+    fn anything_addressed_to_the_endpoint_is_a_question() {
+        for p in [
+            EP,
+            "/oauth/forward-auth/admin%2Fx",
+            "/oauth/forward-auth/public/..;/admin/x",
+            "/oauth/forward-auth/public/../../admin",
+            "/oauth/forward-auth/a%00",
+            "//oauth/forward-auth",
+            "/oauth/%66orward-auth/x%2Fy",
+            "/x/../oauth/forward-auth",
+        ] {
+            assert!(addressed(p, EP), "{p}");
+        }
+        for p in ["/oauth/forward-authx", "/admin%2Fx", "/oauth/login"] {
+            assert!(!addressed(p, EP), "{p}");
+        }
     }
 
     #[test]
