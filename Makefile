@@ -13,12 +13,14 @@ export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
 # (the browser test), node and npm (openid-client), redis-server (several gateways on one store), and
-# nginx and Caddy (the forward-auth recipes; Envoy comes from PyPI with the Python clients).
-test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server /usr/sbin/nginx:nginx caddy:caddy
+# nginx with its headers-more module and Caddy (the forward-auth recipes; Envoy comes from PyPI with
+# the Python clients). A tool is a command or a file's path.
+NGINX_HEADERS_MORE := /usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so:libnginx-mod-http-headers-more-filter
+test ci clients: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver node:nodejs npm:npm redis-server:redis-server /usr/sbin/nginx:nginx $(NGINX_HEADERS_MORE) caddy:caddy
 deps:
 	@missing=""; \
 	for t in cmake:cmake cc:gcc c++:g++ make:make curl:curl python3:python3 $(EXTRA_TOOLS); do \
-	  command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
+	  { [ -e "$${t%%:*}" ] || command -v $${t%%:*}; } >/dev/null 2>&1 || missing="$$missing $${t##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \

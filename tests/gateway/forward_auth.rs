@@ -9,7 +9,7 @@ use crate::tokens::{Auth, ALICE_PASSWORD};
 pub const EP: &str = "/oauth/forward-auth";
 
 /// Routes only the forward-auth endpoint answers: a service API that lets CORS preflights through,
-/// an admin API, a browser app behind sign-in, and a public path of one host.
+/// an admin API, a browser app behind sign-in, a public path of one host, and a host open to all.
 pub const FA_ROUTES: &str = r#"
 [[routes]]
 name = "svc"
@@ -39,6 +39,13 @@ roles_any = ["admin"]
 name = "hosted"
 host = "localhost"
 path_prefix = "/hosted"
+forward_auth_only = true
+auth = "public"
+
+[[routes]]
+name = "public-host"
+host = "public.example"
+path_prefix = "/"
 forward_auth_only = true
 auth = "public"
 

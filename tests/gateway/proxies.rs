@@ -94,20 +94,27 @@ fn spawn(mut cmd: Command, port: u16, dir: tempfile::TempDir) -> Proxy {
     p
 }
 
+/// Debian's headers-more module, which the nginx recipe uses to clear client identity headers.
+const HEADERS_MORE: &str = "/usr/lib/nginx/modules/ngx_http_headers_more_filter_module.so";
+
 fn nginx(a: &Auth) -> Option<Proxy> {
     let bin = binary("nginx", Path::new("/usr/sbin/nginx"))?;
+    binary("nginx's headers-more module", Path::new(HEADERS_MORE))?;
     let s = Setting {
         a,
         port: free_port(),
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let server = s.fill(&recipe("nginx")).replace(
-        "listen 443 ssl;",
-        &format!("listen 127.0.0.1:{} ssl;", s.port),
-    );
+    let server = s
+        .fill(&recipe("nginx"))
+        .replace(
+            "listen 443 ssl",
+            &format!("listen 127.0.0.1:{} ssl", s.port),
+        )
+        .replace("server_name app.example.com", "server_name localhost");
     let conf = format!(
-        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
+        "load_module {HEADERS_MORE};\ndaemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\n\
          events {{ worker_connections 256; }}\nhttp {{\naccess_log off;\n\
          client_body_temp_path {d}/body;\nproxy_temp_path {d}/proxy;\nfastcgi_temp_path {d}/fastcgi;\n\
          uwsgi_temp_path {d}/uwsgi;\nscgi_temp_path {d}/scgi;\n{server}\n}}\n"
@@ -164,7 +171,11 @@ fn envoy(a: &Auth) -> Option<Proxy> {
         port: free_port(),
     };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("envoy.yaml"), s.fill(&recipe("envoy"))).unwrap();
+    let conf = s
+        .fill(&recipe("envoy"))
+        .replace("app.example.com:443", &format!("localhost:{}", s.port))
+        .replace("app.example.com", "localhost");
+    std::fs::write(dir.path().join("envoy.yaml"), conf).unwrap();
     let mut cmd = Command::new(bin);
     cmd.arg("-c").arg(dir.path().join("envoy.yaml")).args([
         "--use-dynamic-base-id",
@@ -198,6 +209,7 @@ async fn through(a: &Auth, proxy: Proxy) {
     let token = a.svc_token(None).await;
     let bearer = format!("Bearer {token}");
 
+    let before = a.echo.hits();
     let none = c.send("GET", "/svc/orders", &[]).await;
     assert_eq!(none.status, 401, "{}\n{}", none.body, proxy.log());
     assert!(
@@ -205,8 +217,11 @@ async fn through(a: &Auth, proxy: Proxy) {
         "{:?}",
         none.headers
     );
-    let hits = a.echo.hits();
-    assert_eq!(hits, 0, "a refused request never reaches the app");
+    assert_eq!(
+        a.echo.hits(),
+        before,
+        "a refused request never reaches the app"
+    );
 
     // the app sees the verified identity, never the client's own identity headers or the token
     let ok = c
@@ -221,10 +236,13 @@ async fn through(a: &Auth, proxy: Proxy) {
                 // frameworks that read headers through CGI-style names see these as X-Auth-*
                 ("X_Auth_Subject", "admin"),
                 ("x_auth_roles", "admin"),
+                // one no recipe copies: stripped by its prefix
+                ("x-auth-tenant", "acme"),
             ],
         )
         .await;
     assert_eq!(ok.status, 200, "{}\n{}", ok.body, proxy.log());
+    assert_eq!(ok.echoed("x-auth-tenant"), None);
     assert_eq!(ok.echoed("x_auth_subject"), None);
     assert_eq!(ok.echoed("x_auth_roles"), None);
     assert_eq!(ok.json()["uri"], "/svc/orders?page=2");
@@ -342,10 +360,101 @@ async fn through(a: &Auth, proxy: Proxy) {
     );
 }
 
+/// Sends one request through the proxy with curl, which writes what a hostile client writes: any
+/// request target (absolute, non-ASCII bytes, `%2F`), any Host. Returns the status.
+fn curl(proxy: &Proxy, target: &[u8], headers: &[&str], http2: bool) -> u16 {
+    use std::os::unix::ffi::OsStrExt;
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sk",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "10",
+    ])
+    .arg(if http2 { "--http2" } else { "--http1.1" })
+    .arg("--request-target")
+    .arg(std::ffi::OsStr::from_bytes(target));
+    for h in headers {
+        cmd.arg("-H").arg(h);
+    }
+    let out = cmd.arg(proxy.url("/")).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+/// What attackers tried through each recipe: a Host the proxy did not route on, a URI the gateway
+/// could not read, a path it cannot normalise with a gRPC content type. None reaches the app.
+async fn attacked(a: &Auth, proxy: &Proxy) {
+    let before = a.echo.hits();
+    let absolute = format!("https://localhost:{}/admin/users", proxy.port);
+    let attacks: [(&[u8], &[&str], bool); 9] = [
+        // the Host swapped for one whose routes let everything through
+        (b"/admin/users", &["Host: public.example"], false),
+        // the proxy routes on the request line's host, the Host header names another
+        (absolute.as_bytes(), &["Host: public.example"], false),
+        // a byte the dialect header cannot hold, and a client's header of another dialect
+        (
+            b"/admin/users?q=\xff",
+            &["X-Forwarded-Uri: /hosted/x"],
+            false,
+        ),
+        (
+            b"/admin/caf\xc3\xa9",
+            &["X-Forwarded-Uri: /hosted/x"],
+            false,
+        ),
+        // paths that cannot be normalised, asked with a gRPC content type
+        (
+            b"/admin%2Fusers",
+            &["Content-Type: application/grpc"],
+            false,
+        ),
+        (
+            b"/hosted/..;/admin/users",
+            &["Content-Type: application/grpc"],
+            false,
+        ),
+        (
+            b"/hosted/..%3B/admin/users",
+            &["Content-Type: application/grpc"],
+            false,
+        ),
+        (b"/admin%2Fusers", &["Content-Type: application/grpc"], true),
+        (
+            b"/hosted/%2e%2e;/admin/users",
+            &["Content-Type: application/grpc"],
+            true,
+        ),
+    ];
+    let mut reached = Vec::new();
+    for (target, headers, h2) in attacks {
+        let seen = a.echo.hits();
+        let status = curl(proxy, target, headers, h2);
+        let t = String::from_utf8_lossy(target);
+        assert_ne!(status, 0, "{t}: curl failed\n{}", proxy.log());
+        if a.echo.hits() != seen {
+            reached.push(format!("{t} {headers:?} h2={h2}: {status}"));
+        }
+    }
+    assert!(
+        reached.is_empty(),
+        "reached the app: {reached:#?}\n{}",
+        proxy.log()
+    );
+    assert_eq!(a.echo.hits(), before);
+    // the host's own public paths still pass through the same recipe
+    let public = curl(proxy, b"/hosted/x", &[], false);
+    assert_eq!(public, 200, "{}", proxy.log());
+    assert_eq!(a.echo.hits(), before + 1);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_auth_request_with_the_readme_recipe() {
     let a = start().await;
     let Some(p) = nginx(&a) else { return };
+    attacked(&a, &p).await;
     through(&a, p).await;
 }
 
@@ -353,6 +462,7 @@ async fn nginx_auth_request_with_the_readme_recipe() {
 async fn caddy_forward_auth_with_the_readme_recipe() {
     let a = start().await;
     let Some(p) = caddy(&a) else { return };
+    attacked(&a, &p).await;
     through(&a, p).await;
 }
 
@@ -360,6 +470,7 @@ async fn caddy_forward_auth_with_the_readme_recipe() {
 async fn envoy_ext_authz_with_the_readme_recipe() {
     let a = start().await;
     let Some(p) = envoy(&a) else { return };
+    attacked(&a, &p).await;
     through(&a, p).await;
 }
 
