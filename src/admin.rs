@@ -35,10 +35,68 @@ fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     r
 }
 
+/// Whether a request may reach the admin listener. The Host must be an IP address, `localhost`, or
+/// one of `[server] admin_hosts`: a page whose own name resolves here (DNS rebinding) cannot read
+/// `/metrics` or `/config`. A request that may change something comes from no browser, or from a
+/// page of this very listener (`Origin` its own, `Sec-Fetch-Site` never another site): a cross-site
+/// form cannot reload the gateway or end sessions.
+fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Response<Vec<u8>>> {
+    let host = req
+        .headers
+        .get(http::header::HOST)
+        .map(|h| h.to_str().unwrap_or("\u{0}"))
+        .or_else(|| req.uri.authority().map(|a| a.as_str()));
+    if let Some(host) = host {
+        let name = crate::path::normalise_host(host);
+        let name = name.trim_start_matches('[').trim_end_matches(']');
+        let known = name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || names.iter().any(|n| n == name);
+        if !known || !crate::path::host_is_valid(host) {
+            return Err(refusal(
+                421,
+                "misdirected_request",
+                "this listener answers only its IP addresses, localhost and [server] admin_hosts",
+            ));
+        }
+    }
+    if matches!(req.method, http::Method::GET | http::Method::HEAD) {
+        return Ok(());
+    }
+    let cross_site = req
+        .headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| !matches!(v.as_bytes(), b"same-origin" | b"none"));
+    let foreign_origin = match (req.headers.get(http::header::ORIGIN), host) {
+        (None, _) => false,
+        (Some(o), Some(h)) => o.as_bytes() != format!("http://{h}").as_bytes(),
+        (Some(_), None) => true,
+    };
+    if cross_site || foreign_origin {
+        return Err(refusal(
+            403,
+            "cross_site_request",
+            "the admin listener takes no writes from another site's pages",
+        ));
+    }
+    Ok(())
+}
+
+fn refusal(status: u16, code: &str, description: &str) -> Response<Vec<u8>> {
+    respond(
+        status,
+        "application/json",
+        serde_json::json!({"error": code, "error_description": description}).to_string(),
+    )
+}
+
 #[async_trait]
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let shared = self.shared.load_full();
+        if let Err(refused) = admitted(session.req_header(), &shared.config.server.admin_hosts) {
+            return refused;
+        }
         let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
             // Reloads from this (loopback, operators') listener: what `gatehouse reload` calls.
@@ -221,4 +279,81 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
         }
     }
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(method: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().method(method).uri("/reload");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    fn status(r: Result<(), Response<Vec<u8>>>) -> u16 {
+        r.err().map_or(200, |r| r.status().as_u16())
+    }
+
+    #[test]
+    fn only_its_own_names_are_answered() {
+        let names = ["admin.internal".to_string()];
+        for ok in [
+            "127.0.0.1:9901",
+            "[::1]:9901",
+            "localhost:9901",
+            "Admin.Internal:9901",
+            "10.1.2.3",
+        ] {
+            assert_eq!(
+                status(admitted(&req("GET", &[("host", ok)]), &names)),
+                200,
+                "{ok}"
+            );
+        }
+        for bad in [
+            "evil.example:9901",
+            "localhost.evil.example",
+            "a b",
+            "admin.internal:1:2",
+        ] {
+            assert_eq!(
+                status(admitted(&req("GET", &[("host", bad)]), &names)),
+                421,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            status(admitted(&req("GET", &[]), &names)),
+            200,
+            "HTTP/1.0 sends none"
+        );
+    }
+
+    #[test]
+    fn writes_come_from_no_browser_or_from_this_listener() {
+        let h = ("host", "127.0.0.1:9901");
+        let post = |more: &[(&str, &str)]| {
+            let mut all = vec![h];
+            all.extend_from_slice(more);
+            status(admitted(&req("POST", &all), &[]))
+        };
+        assert_eq!(post(&[]), 200, "curl, gatehouse reload");
+        assert_eq!(post(&[("origin", "http://127.0.0.1:9901")]), 200);
+        assert_eq!(post(&[("sec-fetch-site", "same-origin")]), 200);
+        assert_eq!(post(&[("origin", "https://evil.example")]), 403);
+        assert_eq!(
+            post(&[("origin", "http://127.0.0.1:3000")]),
+            403,
+            "another port"
+        );
+        assert_eq!(post(&[("origin", "null")]), 403);
+        assert_eq!(post(&[("sec-fetch-site", "cross-site")]), 403);
+        assert_eq!(post(&[("sec-fetch-site", "same-site")]), 403);
+        // reads are the Host check's: a cross-site read is the browser's to block
+        let get = req("GET", &[h, ("origin", "https://evil.example")]);
+        assert_eq!(status(admitted(&get, &[])), 200);
+    }
 }

@@ -225,6 +225,8 @@ pub struct ServerSettings {
     pub listen_tls: Vec<SocketAddr>,
     pub listen_plain: Vec<SocketAddr>,
     pub admin_listen: Option<SocketAddr>,
+    /// names the admin listener answers to besides IP addresses and `localhost` (lower case)
+    pub admin_hosts: Vec<String>,
     pub public_url: String,
     pub threads: usize,
     pub strip_override_headers: bool,

@@ -38,6 +38,14 @@ impl Compiler {
                 self.err("server", format!("address {a} is used by two listeners"));
             }
         }
+        for (i, h) in s.admin_hosts.iter().enumerate() {
+            if h.contains(':') || !crate::path::host_is_valid(h) {
+                self.err(
+                    format!("server.admin_hosts[{i}]"),
+                    format!("{h:?} is not a host name (no port)"),
+                );
+            }
+        }
         if s.threads == 0 {
             self.err("server.threads", "must be at least 1");
         }
@@ -66,6 +74,11 @@ impl Compiler {
             listen_tls,
             listen_plain,
             admin_listen,
+            admin_hosts: s
+                .admin_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             public_url: public_url.trim_end_matches('/').to_string(),
             threads: s.threads.max(1),
             strip_override_headers: s.strip_override_headers,

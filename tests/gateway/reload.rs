@@ -68,6 +68,57 @@ async fn a_tightened_policy_applies_to_the_next_request() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_refuses_other_sites_and_other_names() {
+    let (gw, _echo) = hs_gateway().await;
+    let send = |method: reqwest::Method, path: &str, headers: &[(&str, &str)]| {
+        let mut rb = gw
+            .http
+            .request(method, format!("http://{}{path}", gw.admin));
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        async move { Resp::from(rb.send().await.unwrap()).await }
+    };
+    // a page on another site posting a form: nothing reloads, nothing ends
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("sec-fetch-site", "cross-site")],
+        &[("origin", "http://127.0.0.1:1")],
+    ] {
+        let r = send(reqwest::Method::POST, "/reload", headers).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
+        assert_eq!(r.json()["error"], "cross_site_request");
+        let r = send(reqwest::Method::POST, "/sessions/revoke?subject=x", headers).await;
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
+    }
+    let config = admin(&gw, reqwest::Method::GET, "/config").await.json();
+    assert_eq!(config["generation"], 1, "no reload happened");
+    // a name that resolved here (DNS rebinding) reads nothing
+    for path in ["/metrics", "/config", "/ready"] {
+        let r = send(
+            reqwest::Method::GET,
+            path,
+            &[("host", "rebind.evil.example")],
+        )
+        .await;
+        assert_eq!(r.status, 421, "{path}: {}", r.body);
+        assert_eq!(r.json()["error"], "misdirected_request");
+    }
+    // the operator's own page, curl and `gatehouse reload` still work
+    let own = format!("http://{}", gw.admin);
+    let r = send(
+        reqwest::Method::POST,
+        "/reload",
+        &[("origin", own.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(reload(&gw).await.status, 200);
+    let r = send(reqwest::Method::GET, "/metrics", &[("host", "localhost")]).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_broken_file_changes_nothing_and_says_why() {
     let (gw, _echo) = hs_gateway().await;
     edit_file(&gw, |t| {
