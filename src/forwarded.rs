@@ -90,6 +90,55 @@ pub fn peer(session: &Session) -> Option<IpAddr> {
         .map(|a| a.ip())
 }
 
+/// The client a request comes from, for counters that lock or limit: the peer, or, when the peer is
+/// a trusted proxy, the nearest `X-Forwarded-For` address no trusted proxy holds (read from the
+/// right, as each proxy appends, so a client cannot choose it by writing the header itself).
+pub fn client_ip(session: &Session, trusted: &[Cidr]) -> Option<IpAddr> {
+    let peer = peer(session)?;
+    let chain = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    Some(nearest_untrusted(peer, chain, trusted))
+}
+
+/// The address `nearest_untrusted` reads: a bare IP, or one with a port or brackets.
+fn hop_address(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = e.strip_prefix('[') {
+        return rest.split_once(']')?.0.parse().ok();
+    }
+    e.rsplit_once(':')?.0.parse().ok()
+}
+
+fn nearest_untrusted<'a>(
+    peer: IpAddr,
+    headers: impl Iterator<Item = &'a str>,
+    trusted: &[Cidr],
+) -> IpAddr {
+    let mut nearest = peer;
+    if !trusts(Some(peer), trusted) {
+        return nearest;
+    }
+    let entries: Vec<&str> = headers.flat_map(|h| h.split(',')).collect();
+    for entry in entries.iter().rev() {
+        // what cannot be read is where belief stops: the last trusted hop answers for it
+        let Some(ip) = hop_address(entry) else {
+            return nearest;
+        };
+        nearest = ip;
+        if !trusts(Some(ip), trusted) {
+            return ip;
+        }
+    }
+    nearest
+}
+
 /// What the gateway knows of the connection a request came on.
 pub struct Hop<'a> {
     pub peer: Option<IpAddr>,
@@ -246,5 +295,31 @@ mod tests {
         assert_eq!(get(&r, "x-real-ip").as_deref(), Some("1.2.3.4"));
         assert_eq!(get(&r, "x-forwarded-host").as_deref(), Some("evil.example"));
         assert!(get(&r, "forwarded").is_some());
+    }
+
+    #[test]
+    fn the_client_is_the_nearest_address_no_trusted_proxy_holds() {
+        let t = vec![Cidr::parse("10.0.0.0/8").unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let near = |peer: &str, h: &[&str]| nearest_untrusted(ip(peer), h.iter().copied(), &t);
+        // an untrusted peer is the client, whatever it wrote
+        assert_eq!(near("192.0.2.9", &["1.2.3.4"]), ip("192.0.2.9"));
+        // behind trusted proxies: the rightmost address they did not add
+        assert_eq!(
+            near("10.0.0.1", &["6.6.6.6, 198.51.100.7"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            near("10.0.0.1", &["6.6.6.6", "198.51.100.7, 10.0.0.2"]),
+            ip("198.51.100.7")
+        );
+        assert_eq!(near("10.0.0.1", &["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(near("10.0.0.1", &["198.51.100.7:5000"]), ip("198.51.100.7"));
+        // garbage stops belief at the last trusted hop; an empty chain is the proxy itself
+        assert_eq!(
+            near("10.0.0.1", &["198.51.100.7, junk, 10.0.0.3"]),
+            ip("10.0.0.3")
+        );
+        assert_eq!(near("10.0.0.1", &[]), ip("10.0.0.1"));
     }
 }

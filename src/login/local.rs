@@ -147,7 +147,7 @@ pub(super) async fn submit(
         return form(session, tokens, 403, msg, &rd, &username, app).await;
     }
     let password = params.get("password").cloned().unwrap_or_default();
-    let address = format!("ip:{}", TokenService::client_address(session));
+    let address = tokens.client_address(session);
     let (status, msg) = match tokens.sign_in(&username, &password, &address).await {
         SignIn::User(user) => {
             let now = tokens.sessions.now();

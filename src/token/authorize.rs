@@ -103,7 +103,7 @@ impl TokenService {
         }
         let username = params.get("username").cloned().unwrap_or_default();
         let password = params.get("password").cloned().unwrap_or_default();
-        let address = format!("ip:{}", Self::client_address(session));
+        let address = self.client_address(session);
         let (status, message) = match self.sign_in(&username, &password, &address).await {
             SignIn::User(user) => {
                 self.sign_ins

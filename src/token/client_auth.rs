@@ -164,8 +164,13 @@ impl TokenService {
     }
 
     /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
-    /// same kind of work; the lockout applies to every method, assertions included.
-    pub(super) async fn authenticate(&self, creds: &Credentials) -> Result<&Client, OAuthError> {
+    /// same kind of work; the lockout applies to every method, assertions included, and is kept per
+    /// client and address: nobody elsewhere can lock a client out by naming it.
+    pub(super) async fn authenticate(
+        &self,
+        creds: &Credentials,
+        address: &str,
+    ) -> Result<&Client, OAuthError> {
         let (claimed, basic) = match creds {
             Credentials::Secret {
                 client_id, basic, ..
@@ -180,18 +185,22 @@ impl TokenService {
                     .and_then(|p| p.iss().map(str::to_string));
                 match (client_id, iss) {
                     (Some(a), Some(b)) if *a != b => {
-                        return Err(self.auth_failed(Some(a), false).await)
+                        return Err(self.auth_failed(Some(a), address, false).await)
                     }
                     (_, Some(b)) => (Some(b), false),
-                    (Some(a), None) => return Err(self.auth_failed(Some(a), false).await),
-                    (None, None) => return Err(self.auth_failed(None, false).await),
+                    (Some(a), None) => return Err(self.auth_failed(Some(a), address, false).await),
+                    (None, None) => return Err(self.auth_failed(None, address, false).await),
                 }
             }
             Credentials::None { client_id } => (Some(client_id.clone()), false),
             Credentials::Grant { iss } => (Some(iss.clone()), false),
         };
         let id = claimed.unwrap_or_default();
-        if self.failures.exceeded(&format!("client:{id}")).await {
+        if self
+            .failures
+            .exceeded(&format!("client:{id}@{address}"))
+            .await
+        {
             return Err(self.locked_out());
         }
         match creds {
@@ -205,18 +214,18 @@ impl TokenService {
                 let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
                 match client {
                     Some(c) if ok && real.is_some() => Ok(c),
-                    _ => Err(self.auth_failed(Some(&id), basic).await),
+                    _ => Err(self.auth_failed(Some(&id), address, basic).await),
                 }
             }
             Credentials::Assertion { assertion, .. } => {
                 let Some(client) = self.clients.get(&id) else {
-                    return Err(self.auth_failed(Some(&id), false).await);
+                    return Err(self.auth_failed(Some(&id), address, false).await);
                 };
                 match self.check_assertion(client, assertion, true).await {
                     Ok(_) => Ok(client),
                     Err(e) if e.status == 503 => Err(e),
                     Err(e) => {
-                        let mut failed = self.auth_failed(Some(&id), false).await;
+                        let mut failed = self.auth_failed(Some(&id), address, false).await;
                         failed.description = e.description;
                         Err(failed)
                     }
@@ -224,13 +233,13 @@ impl TokenService {
             }
             Credentials::None { .. } => match self.clients.get(&id) {
                 Some(c) if c.public => Ok(c),
-                _ => Err(self.auth_failed(Some(&id), false).await),
+                _ => Err(self.auth_failed(Some(&id), address, false).await),
             },
             // Only a client that may use the jwt-bearer grant is named this way; the grant then
             // verifies the assertion with the client's keys, and a failure counts as here.
             Credentials::Grant { .. } => match self.clients.get(&id) {
                 Some(c) if c.grant_types.contains(&GrantType::JwtBearer) => Ok(c),
-                _ => Err(self.auth_failed(Some(&id), false).await),
+                _ => Err(self.auth_failed(Some(&id), address, false).await),
             },
         }
     }
@@ -247,11 +256,17 @@ impl TokenService {
         }
     }
 
-    /// Counts a failed client authentication against the client (not the address: clients behind one
-    /// NAT must not lock each other out), and says so.
-    pub(super) async fn auth_failed(&self, who: Option<&str>, basic: bool) -> OAuthError {
+    /// Counts a failed client authentication against the client at this address (not the address
+    /// alone: clients behind one NAT must not lock each other out; not the client alone: anyone
+    /// could lock it out by naming it), and says so.
+    pub(super) async fn auth_failed(
+        &self,
+        who: Option<&str>,
+        address: &str,
+        basic: bool,
+    ) -> OAuthError {
         if let Some(w) = who {
-            self.failures.hit(&format!("client:{w}")).await;
+            self.failures.hit(&format!("client:{w}@{address}")).await;
         }
         tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
         OAuthError {

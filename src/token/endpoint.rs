@@ -138,7 +138,7 @@ impl TokenService {
                 .await
             }
             Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => {
-                let address = format!("ip:{}", Self::client_address(session));
+                let address = self.client_address(session);
                 let basic = session
                     .req_header()
                     .headers
@@ -270,10 +270,11 @@ impl TokenService {
         parse_form(&body)
     }
 
-    pub(crate) fn client_address(session: &Session) -> String {
-        crate::forwarded::peer(session)
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]))
-            .to_string()
+    /// The real client's address (after `[server] trusted_proxies`), as counters key it: `ip:…`.
+    pub(crate) fn client_address(&self, session: &Session) -> String {
+        let ip = crate::forwarded::client_ip(session, &self.trusted_proxies)
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        format!("ip:{ip}")
     }
 
     /// The POST endpoints after the form is read: rate limits, client authentication, then the
@@ -293,13 +294,14 @@ impl TokenService {
         }
         let creds = Self::credentials(basic, form)?;
         Self::accepted_at(&creds, endpoint)?;
-        let client = self.authenticate(&creds).await?;
+        let client = self.authenticate(&creds, address).await?;
         let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
-        if !self
-            .per_client
-            .hit(&format!("client:{}", client.client_id))
-            .await
-        {
+        // a request that proved nothing spends only its own address's share of the client's quota
+        let quota = match authenticated {
+            true => format!("client:{}", client.client_id),
+            false => format!("client:{}@{address}", client.client_id),
+        };
+        if !self.per_client.hit(&quota).await {
             return Err(too_many(
                 self.per_client.retry_after(),
                 "too many requests for this client; slow down",
@@ -313,7 +315,8 @@ impl TokenService {
         if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
             // The assertion was the client's only proof: a bad one is a failed authentication.
             if e.code == "invalid_grant" {
-                self.auth_failed(Some(&client.client_id), false).await;
+                self.auth_failed(Some(&client.client_id), address, false)
+                    .await;
             }
         }
         answer

@@ -221,6 +221,8 @@ pub struct TokenService {
     sign_ins: std::sync::atomic::AtomicU64,
     /// browser sessions, opened by a sign-in here or at `/oauth/login`
     pub sessions: Arc<crate::session::Sessions>,
+    /// proxies whose `X-Forwarded-For` names the client that counters are kept for
+    trusted_proxies: Vec<crate::forwarded::Cidr>,
 }
 
 impl TokenService {
@@ -307,6 +309,7 @@ impl TokenService {
             },
             keys,
             settings,
+            trusted_proxies: config.server.trusted_proxies.clone(),
         }))
     }
 }

@@ -24,6 +24,11 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_rated("1000/s")
+}
+
+/// The fixture with `[rate_limit] token_endpoint` at `rate`.
+fn fixture_rated(rate: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"{BASE}
@@ -36,7 +41,7 @@ signing_keys = ["{dir}/signing.pem"]
 backend = "memory"
 
 [rate_limit]
-token_endpoint = "1000/s"
+token_endpoint = "{rate}"
 failed_auth_lockout = "3/5m"
 
 [[clients]]
@@ -69,6 +74,7 @@ roles = ["admin"]
         svc = sha256_hash(SVC),
         legacy = sha256_hash(LEGACY),
         alice = bcrypt::hash(ALICE, 4).unwrap(),
+        rate = rate,
     );
     let config = Config::from_toml(&text, Path::new("/nonexistent/gateway.toml")).unwrap();
     let ts = config.token_service.clone().unwrap();
@@ -430,4 +436,36 @@ fn endpoints_parse_and_name_their_methods() {
     assert!(Endpoint::Jwks.allows(&http::Method::HEAD));
     assert!(!Endpoint::Token.allows(&http::Method::GET));
     assert_eq!(Endpoint::Userinfo.allow(), "GET, POST");
+}
+
+#[tokio::test]
+async fn requests_that_prove_nothing_spend_only_their_addresses_share_of_a_clients_quota() {
+    let f = fixture_rated("3/m");
+    let spa = form(&[("token", "x"), ("client_id", "spa")]);
+    let at = |addr: &'static str| f.svc.answer_post(Endpoint::Revoke, None, &spa, addr);
+    // per address, the public client's requests are limited; another address still has its own
+    for _ in 0..3 {
+        assert!(at("ip:198.51.100.1").await.is_ok());
+    }
+    assert_eq!(at("ip:198.51.100.1").await.unwrap_err().status, 429);
+    assert!(at("ip:198.51.100.2").await.is_ok());
+    // a confidential client's quota is its own, untouched by the strangers naming `spa`
+    let svc = basic("svc", SVC);
+    let cc = form(&[("grant_type", "client_credentials")]);
+    for addr in ["ip:198.51.100.3", "ip:198.51.100.4", "ip:198.51.100.5"] {
+        let r = f
+            .svc
+            .answer_post(Endpoint::Token, Some(&svc), &cc, addr)
+            .await;
+        assert!(r.is_ok(), "{addr}");
+    }
+    let r = f
+        .svc
+        .answer_post(Endpoint::Token, Some(&svc), &cc, "ip:198.51.100.6")
+        .await;
+    assert_eq!(
+        r.unwrap_err().status,
+        429,
+        "the client's own quota is spent"
+    );
 }

@@ -24,15 +24,17 @@ pub fn released_claims<S: AsRef<str>>(
 }
 
 impl TokenService {
-    /// Checks a person's credentials with the lockout per user and per address shared by the sign-in
-    /// page and the password grant. An unknown user costs the same hash check as a known one.
+    /// Checks a person's credentials with the lockout shared by the sign-in page and the password
+    /// grant, kept per account at the real client's address and per address (behind a proxy, one
+    /// person's wrong passwords must not lock out everyone else). An unknown user costs the same
+    /// hash check as a known one.
     pub(crate) async fn sign_in(
         &self,
         username: &str,
         password: &str,
         address: &str,
     ) -> SignIn<'_> {
-        let user_key = format!("user:{username}");
+        let user_key = format!("user:{username}@{address}");
         if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await {
             return SignIn::LockedOut;
         }

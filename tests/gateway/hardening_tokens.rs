@@ -136,13 +136,13 @@ async fn forged_assertions_count_towards_the_lockout_and_fetch_keys_once() {
                             "exp": now() + 60, "jti": jti}),
         )
     };
-    // five failures from two addresses: the key set is fetched once and refused by its size
+    // five failures from one address: the key set is fetched once and refused by its size
     for (i, from) in [
         [127, 0, 0, 1],
         [127, 0, 0, 1],
         [127, 0, 0, 1],
-        [127, 0, 0, 2],
-        [127, 0, 0, 2],
+        [127, 0, 0, 1],
+        [127, 0, 0, 1],
     ]
     .iter()
     .enumerate()
@@ -159,8 +159,9 @@ async fn forged_assertions_count_towards_the_lockout_and_fetch_keys_once() {
         );
     }
     assert_eq!(idp.state.other_fetches.load(Ordering::SeqCst), 1);
-    // a third address is refused for the client: the lockout follows the client, not the address
-    let r = assert_with(&a, [127, 0, 0, 3], &forged("f6")).await;
+    // that address is locked out for the client; another is not: the lockout follows the client
+    // at an address, so nobody can lock a client out everywhere by naming it
+    let r = assert_with(&a, [127, 0, 0, 1], &forged("f6")).await;
     oauth_error(&r, 401, "invalid_client");
     assert!(
         r.body.contains("too many failed authentications"),
@@ -168,6 +169,9 @@ async fn forged_assertions_count_towards_the_lockout_and_fetch_keys_once() {
         r.body
     );
     assert!(r.header("retry-after").is_some());
+    let r = assert_with(&a, [127, 0, 0, 3], &forged("f7")).await;
+    oauth_error(&r, 401, "invalid_client");
+    assert!(r.body.contains("jwks_uri"), "{}", r.body);
     // other clients are not locked out
     let good = a.assertion("signer", &a.token_url(), 60, "ok-1");
     assert_eq!(assert_with(&a, [127, 0, 0, 4], &good).await.status, 200);
@@ -377,4 +381,87 @@ async fn a_client_key_set_that_was_down_is_used_within_seconds_of_its_return() {
     a.gw.clock.advance(std::time::Duration::from_secs(2));
     let r = assert_with(&a, [127, 0, 0, 1], &assertion("back")).await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A gateway behind a trusted proxy at 127.0.0.1: the client is whoever `X-Forwarded-For` names.
+async fn behind_a_proxy() -> Auth {
+    Auth::start_edited(MEMORY, "", |t| {
+        t.replacen(
+            "threads = 1",
+            "threads = 1\ntrusted_proxies = [\"127.0.0.1\"]",
+            1,
+        )
+    })
+    .await
+}
+
+async fn token_from(a: &Auth, client: &str, form: &[(&str, &str)], basic: (&str, &str)) -> Resp {
+    let rb =
+        a.gw.https
+            .post(format!("https://localhost:{}/oauth/token", a.gw.tls.port()))
+            .header("x-forwarded-for", client)
+            .basic_auth(basic.0, Some(basic.1))
+            .form(form);
+    Resp::from(rb.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_behind_a_proxy_lock_out_only_the_address_they_came_from() {
+    let a = behind_a_proxy().await;
+    let cc = [("grant_type", "client_credentials")];
+    // someone naming the client with wrong secrets locks it out at their own address only
+    for _ in 0..6 {
+        let r = token_from(&a, "198.51.100.66", &cc, ("svc", "wrong")).await;
+        oauth_error(&r, 401, "invalid_client");
+    }
+    let there = token_from(&a, "198.51.100.66", &cc, ("svc", SVC_SECRET)).await;
+    oauth_error(&there, 401, "invalid_client");
+    assert!(there.header("retry-after").is_some());
+    let elsewhere = token_from(&a, "198.51.100.7", &cc, ("svc", SVC_SECRET)).await;
+    assert_eq!(elsewhere.status, 200, "{}", elsewhere.body);
+    // and a person's wrong passwords lock out that account from that address, not every user of
+    // the proxy: the address counted is the client's, never the proxy's
+    let grant = |password: &'static str| {
+        [
+            ("grant_type", "password"),
+            ("username", "alice@example.com"),
+            ("password", password),
+            ("scope", "orders.read"),
+        ]
+    };
+    for _ in 0..6 {
+        let r = token_from(
+            &a,
+            "203.0.113.5",
+            &grant("wrong"),
+            ("legacy", LEGACY_SECRET),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+    let r = token_from(
+        &a,
+        "203.0.113.5",
+        &grant(ALICE_PASSWORD),
+        ("legacy", LEGACY_SECRET),
+    )
+    .await;
+    assert_ne!(r.status, 200, "locked at the address that failed");
+    let r = token_from(
+        &a,
+        "203.0.113.9",
+        &grant(ALICE_PASSWORD),
+        ("legacy", LEGACY_SECRET),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // a client-written X-Forwarded-For before the proxy's hop changes nothing: the nearest counts
+    let r = token_from(
+        &a,
+        "203.0.113.9, 203.0.113.5",
+        &grant(ALICE_PASSWORD),
+        ("legacy", LEGACY_SECRET),
+    )
+    .await;
+    assert_ne!(r.status, 200, "the proxy's own entry names 203.0.113.5");
 }
