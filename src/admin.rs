@@ -40,7 +40,7 @@ fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
 /// `/metrics` or `/config`. A request that may change something comes from no browser, or from a
 /// page of this very listener (`Origin` its own, `Sec-Fetch-Site` never another site): a cross-site
 /// form cannot reload the gateway or end sessions.
-fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Response<Vec<u8>>> {
+fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Box<Response<Vec<u8>>>> {
     let host = req
         .headers
         .get(http::header::HOST)
@@ -53,11 +53,11 @@ fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Response
             || name == "localhost"
             || names.iter().any(|n| n == name);
         if !known || !crate::path::host_is_valid(host) {
-            return Err(refusal(
+            return Err(Box::new(refusal(
                 421,
                 "misdirected_request",
                 "this listener answers only its IP addresses, localhost and [server] admin_hosts",
-            ));
+            )));
         }
     }
     if matches!(req.method, http::Method::GET | http::Method::HEAD) {
@@ -73,11 +73,11 @@ fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Response
         (Some(_), None) => true,
     };
     if cross_site || foreign_origin {
-        return Err(refusal(
+        return Err(Box::new(refusal(
             403,
             "cross_site_request",
             "the admin listener takes no writes from another site's pages",
-        ));
+        )));
     }
     Ok(())
 }
@@ -95,7 +95,7 @@ impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let shared = self.shared.load_full();
         if let Err(refused) = admitted(session.req_header(), &shared.config.server.admin_hosts) {
-            return refused;
+            return *refused;
         }
         let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
@@ -293,7 +293,7 @@ mod tests {
         b.body(()).unwrap().into_parts().0
     }
 
-    fn status(r: Result<(), Response<Vec<u8>>>) -> u16 {
+    fn status(r: Result<(), Box<Response<Vec<u8>>>>) -> u16 {
         r.err().map_or(200, |r| r.status().as_u16())
     }
 

@@ -71,8 +71,8 @@ fn uri_text(v: &[u8]) -> Result<String, Rejection> {
             0x21..=0x7e => out.push(char::from(b)),
             0x80..=0xff => {
                 out.push('%');
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-                out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+                out.push(crate::path::hex_digit(b >> 4));
+                out.push(crate::path::hex_digit(b & 15));
             }
             _ => {
                 return Err(Rejection::BadRequest(

@@ -15,7 +15,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// The upper-case hex digit of a nibble.
-fn hex_digit(n: u8) -> char {
+pub(crate) fn hex_digit(n: u8) -> char {
     char::from(if n < 10 { b'0' + n } else { b'A' + n - 10 })
 }
 
