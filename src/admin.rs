@@ -118,6 +118,7 @@ impl ServeHttp for Admin {
                 ),
             },
             "/sessions/revoke" if post => self.revoke_sessions(&shared, session).await,
+            "/tokens/revoke" if post => revoke_tokens(&shared, session).await,
             "/config" => respond(
                 200,
                 "application/json",
@@ -160,25 +161,60 @@ impl ServeHttp for Admin {
     }
 }
 
+/// The `?subject=` an operator's revocation names.
+fn subject_of(session: &ServerSession) -> Option<String> {
+    session
+        .req_header()
+        .uri
+        .query()
+        .and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "subject")
+                .map(|(_, v)| v.into_owned())
+        })
+        .filter(|s| !s.is_empty())
+}
+
+fn subject_missing(path: &str) -> Response<Vec<u8>> {
+    refusal(
+        400,
+        "invalid_request",
+        &format!("name the subject: {path}?subject=..., with the token service on"),
+    )
+}
+
+fn store_unavailable() -> Response<Vec<u8>> {
+    refusal(
+        503,
+        "temporarily_unavailable",
+        "the store cannot be reached",
+    )
+}
+
+/// Ends every refresh-token family of `?subject=` and the access tokens issued from them, on every
+/// gateway sharing the store.
+async fn revoke_tokens(shared: &Shared, session: &ServerSession) -> Response<Vec<u8>> {
+    let (Some(subject), Some(tokens)) = (subject_of(session), shared.tokens.as_ref()) else {
+        return subject_missing("/tokens/revoke");
+    };
+    match tokens.revoke_subject(&subject).await {
+        Ok(n) => {
+            tracing::info!(target: "gatehouse::token", families = n, "an operator ended a subject's refresh tokens");
+            respond(
+                200,
+                "application/json",
+                serde_json::json!({"families": n}).to_string(),
+            )
+        }
+        Err(_) => store_unavailable(),
+    }
+}
+
 impl Admin {
     /// Ends every browser session of `?subject=`, on every gateway sharing the store.
     async fn revoke_sessions(&self, shared: &Shared, session: &ServerSession) -> Response<Vec<u8>> {
-        let subject = session
-            .req_header()
-            .uri
-            .query()
-            .and_then(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .find(|(k, _)| k == "subject")
-                    .map(|(_, v)| v.into_owned())
-            })
-            .filter(|s| !s.is_empty());
-        let (Some(subject), Some(tokens)) = (subject, shared.tokens.as_ref()) else {
-            return respond(
-                400,
-                "application/json",
-                r#"{"error":"invalid_request","error_description":"name the subject: /sessions/revoke?subject=..., with the token service on"}"#.into(),
-            );
+        let (Some(subject), Some(tokens)) = (subject_of(session), shared.tokens.as_ref()) else {
+            return subject_missing("/sessions/revoke");
         };
         match tokens
             .sessions
@@ -193,11 +229,7 @@ impl Admin {
                     serde_json::json!({"ended": n}).to_string(),
                 )
             }
-            Err(_) => respond(
-                503,
-                "application/json",
-                r#"{"error":"temporarily_unavailable","error_description":"the store cannot be reached"}"#.into(),
-            ),
+            Err(_) => store_unavailable(),
         }
     }
 

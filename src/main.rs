@@ -38,6 +38,19 @@ enum SessionsCommand {
 }
 
 #[derive(Subcommand)]
+enum TokensCommand {
+    /// End every refresh-token family of a subject and the access tokens issued from them, on every
+    /// gateway sharing the store.
+    Revoke {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The subject (`sub`) whose refresh tokens end.
+        #[arg(long)]
+        subject: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Start the gateway.
     Run {
@@ -61,6 +74,11 @@ enum Command {
     Sessions {
         #[command(subcommand)]
         command: SessionsCommand,
+    },
+    /// Tokens the token service issued.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
     },
     /// Validate a configuration and print every problem, without starting anything.
     Check {
@@ -206,6 +224,9 @@ fn main() -> Result<(), Failure> {
         Command::Sessions {
             command: SessionsCommand::Revoke { config, subject },
         } => revoke_sessions(&config, &subject),
+        Command::Tokens {
+            command: TokensCommand::Revoke { config, subject },
+        } => revoke_tokens(&config, &subject),
     }
 }
 
@@ -246,17 +267,10 @@ fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// POSTs /reload to the admin listener named in the configuration, and prints the answer.
 /// Ends a subject's sessions in the configured store directly, so it works whether or not the
 /// gateway runs (the in-memory store lives inside the gateway: use its admin port).
 fn revoke_sessions(config: &std::path::Path, subject: &str) -> Result<(), Failure> {
-    let c = Config::load(config)?;
-    if c.store.is_memory() {
-        return Err(Failure(
-            "the memory store lives inside the running gateway: POST /sessions/revoke?subject=... on its admin port".into(),
-        ));
-    }
-    let store = gatehouse::store::open(&c.store).map_err(Failure)?;
+    let store = shared_store(config, "/sessions/revoke")?;
     let n = store
         .end_sessions(&gatehouse::store::SessionsOf::Subject(subject))
         .map_err(|e| Failure(e.to_string()))?;
@@ -264,6 +278,42 @@ fn revoke_sessions(config: &std::path::Path, subject: &str) -> Result<(), Failur
     Ok(())
 }
 
+/// The configured shared store, which the command-line changes directly so it works whether or
+/// not the gateway runs (the in-memory store lives inside the gateway: `admin` names its endpoint).
+fn shared_store(
+    config: &std::path::Path,
+    admin: &str,
+) -> Result<Arc<dyn gatehouse::store::Store>, Failure> {
+    let c = Config::load(config)?;
+    if c.store.is_memory() {
+        return Err(Failure(format!(
+            "the memory store lives inside the running gateway: POST {admin}?subject=... on its admin port"
+        )));
+    }
+    gatehouse::store::open(&c.store).map_err(Failure)
+}
+
+/// Ends a subject's refresh-token families and the access tokens issued from them.
+fn revoke_tokens(config: &std::path::Path, subject: &str) -> Result<(), Failure> {
+    use gatehouse::clock::Clock;
+    let store = shared_store(config, "/tokens/revoke")?;
+    let failed = |e: gatehouse::store::StoreError| Failure(e.to_string());
+    let families = store
+        .families_of(subject, SystemClock.now_secs())
+        .map_err(failed)?;
+    let mut tokens = 0;
+    for f in &families {
+        tokens += store.revoke_family(f).map_err(failed)?.len();
+    }
+    println!(
+        "{} refresh famil{} of {subject} ended ({tokens} access token(s) revoked)",
+        families.len(),
+        if families.len() == 1 { "y" } else { "ies" }
+    );
+    Ok(())
+}
+
+/// POSTs /reload to the admin listener named in the configuration, and prints the answer.
 fn reload(config: &std::path::Path) -> Result<(), Failure> {
     use std::io::{Read, Write};
     let c = Config::load(config)?;

@@ -1,9 +1,10 @@
 //! The Pingora `ProxyHttp` implementation: phase wiring only; each step lives in its own module.
 
 use crate::auth::identity::Identity;
+use crate::auth::jwt::TokenError;
 use crate::auth::Verifier;
 use crate::authn::authenticate;
-use crate::config::{AuthMode, Config, Route};
+use crate::config::{AuthMode, Config, Route, LOCAL_LOGIN};
 use crate::error::{send_json, ErrorAnswer, Rejection};
 use crate::forward::{prepare_upstream, upstream_path, Forwarding};
 use crate::forward_auth::{is_preflight, Dialect};
@@ -248,6 +249,11 @@ impl Gateway {
             s.config.validation.max_token_bytes,
         )
         .await?;
+        if let (Some(id), Some(tokens)) = (&ctx.identity, &s.tokens) {
+            if tokens.issued_to_removed_client(&id.principal) {
+                return Err(Rejection::InvalidToken(TokenError::Revoked));
+            }
+        }
         if route.auth == AuthMode::Session && ctx.identity.is_none() {
             match self
                 .session_identity(session, route, &s, ctx.forward_auth)
@@ -308,15 +314,27 @@ impl Gateway {
         s: &Shared,
         dialect: Option<Dialect>,
     ) -> std::result::Result<Option<Identity>, Rejection> {
-        let Some(sessions) = s.tokens.as_ref().map(|t| &t.sessions) else {
+        let Some(tokens) = s.tokens.as_ref() else {
             return Err(Rejection::MissingToken);
         };
+        let sessions = &tokens.sessions;
         let req = session.req_header();
-        let found = sessions
-            .find(req)
-            .await
-            .map_err(|_| Rejection::SessionsUnavailable)?
-            .filter(|f| route.login.contains(&f.record.provider));
+        let found = match sessions.find(req).await {
+            Ok(Some(f)) if f.record.provider == LOCAL_LOGIN => match tokens.current_local(f) {
+                Some(current) => Some(current),
+                None => {
+                    // the user was removed or disabled: the session ends with them
+                    sessions
+                        .end(req)
+                        .await
+                        .map_err(|_| Rejection::SessionsUnavailable)?;
+                    None
+                }
+            },
+            Ok(found) => found,
+            Err(_) => return Err(Rejection::SessionsUnavailable),
+        }
+        .filter(|f| route.login.contains(&f.record.provider));
         if let Some(found) = found {
             if !same_origin_write(req) {
                 return Err(Rejection::CrossSiteWrite);

@@ -70,6 +70,37 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     out
 }
 
+/// The subjects of users the old configuration had and the new one has not (removed, or disabled).
+fn removed_subjects(old: &Config, new: &Config) -> Vec<String> {
+    old.users
+        .iter()
+        .filter(|u| !new.users.iter().any(|n| n.subject == u.subject))
+        .map(|u| u.subject.clone())
+        .collect()
+}
+
+/// Ends what removed users were granted: their browser sessions and refresh-token families, on
+/// every gateway sharing the store. Each request checks the user too, so a store that cannot be
+/// reached now only delays the clean-up.
+async fn end_removed_users(old: &Config, now: &Shared) {
+    let Some(tokens) = &now.tokens else { return };
+    for subject in removed_subjects(old, &now.config) {
+        let sessions = tokens
+            .sessions
+            .end_all(crate::store::SessionsOf::Subject(&subject))
+            .await;
+        let families = tokens.revoke_subject(&subject).await;
+        match (sessions, families) {
+            (Ok(s), Ok(f)) => {
+                tracing::info!(target: "gatehouse::sessions", sessions = s, families = f,
+                "a removed user's sessions and refresh tokens ended")
+            }
+            _ => tracing::warn!(target: "gatehouse::sessions",
+                "a removed user's sessions or refresh tokens could not be ended now; each is refused when used"),
+        }
+    }
+}
+
 /// Watches the configuration file (`[server] watch_config`): a change of its content reloads.
 /// Polling every second needs no file-system notification support and sees replaced files too.
 pub struct Watch(pub Arc<Reloader>);
@@ -175,6 +206,7 @@ impl Reloader {
             resolver.replace(c);
         }
         self.started(stop);
+        end_removed_users(&current.config, &self.shared.load_full()).await;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         for r in &restart {
             tracing::warn!(setting = %r, "changed, but takes effect only after a restart");

@@ -180,6 +180,11 @@ impl Principal {
         Some(self.text(SUBJECT)).filter(|s| !s.is_empty())
     }
 
+    /// The client the token was issued to (`client_id`, else `azp`), encoded as it is forwarded.
+    pub fn client_id(&self) -> &str {
+        self.text(CLIENT_ID)
+    }
+
     pub fn jti(&self) -> Option<&str> {
         Some(self.text(JTI)).filter(|s| !s.is_empty())
     }

@@ -37,6 +37,7 @@ impl Compiler {
 
     pub(super) fn users(&mut self, raw: Vec<RawUser>, token_service: bool) -> Vec<User> {
         let mut users: Vec<User> = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
         for (i, u) in raw.into_iter().enumerate() {
             let k = |f: &str| format!("users[{i}].{f}");
             if !token_service {
@@ -46,7 +47,7 @@ impl Compiler {
             if u.username.is_empty() {
                 self.err(k("username"), "required");
             }
-            if users.iter().any(|o| o.username == u.username) {
+            if !names.insert(u.username.clone()) {
                 self.err(k("username"), format!("duplicate user {:?}", u.username));
             }
             let password = match SecretHash::parse(&u.password_hash) {
@@ -64,6 +65,10 @@ impl Compiler {
                 Ok(serde_json::Value::Object(m)) => m,
                 _ => serde_json::Map::new(),
             };
+            if u.disabled {
+                // a disabled user is as good as removed: no sign-in, refresh or session
+                continue;
+            }
             users.push(User {
                 subject: u.subject.unwrap_or_else(|| u.username.clone()),
                 username: u.username,

@@ -204,6 +204,8 @@ impl Compiler {
         if let Some(ts) = &token_service {
             issuers.push(Arc::new(issuers::own_issuer(issuers.len(), ts, &clients)));
         }
+        // a route may sign in local users while every one of them is disabled for now
+        let declared_users = raw.users.len();
         let users = self.users(raw.users, token_service.is_some());
         let store = self.store(raw.store);
         let rate_limit = self.rate_limit(raw.rate_limit);
@@ -216,7 +218,7 @@ impl Compiler {
         self.check_logins(
             &routes,
             &login_providers,
-            users.len(),
+            declared_users,
             token_service.is_some(),
         );
         if token_service.is_none() {

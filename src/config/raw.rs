@@ -366,6 +366,7 @@ pub struct RawUser {
     pub subject: Option<String>,
     pub roles: Vec<String>,
     pub claims: BTreeMap<String, toml::Value>,
+    pub disabled: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -304,7 +304,7 @@ impl Compiler {
                 };
                 if name == LOCAL_LOGIN {
                     if users == 0 {
-                        self.err(key, "\"local\" signs in [[users]], and there are none");
+                        self.err(key, "\"local\" signs in [[users]], and none is declared");
                     }
                 } else if !providers.iter().any(|p| &p.name == name) {
                     let known: Vec<_> = providers.iter().map(|p| p.name.as_str()).collect();
@@ -350,7 +350,7 @@ mod tests {
             "routes[1].auth",
             "need [token_service]",
         );
-        refused(&session_route(TS), "routes[1].login", "there are none");
+        refused(&session_route(TS), "routes[1].login", "none is declared");
         refused(
             &format!("{}{TS}{USER}", session_route("login = [\"corp\"]")),
             "routes[1].login[0]",

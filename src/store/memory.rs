@@ -150,6 +150,19 @@ impl Store for MemoryStore {
         Ok(tokens)
     }
 
+    fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError> {
+        let r = self.refresh.lock().map_err(poisoned)?;
+        let mut out: Vec<String> = r
+            .tokens
+            .values()
+            .filter(|(t, _)| t.subject == subject && t.family_expires_at >= now)
+            .map(|(t, _)| t.family.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError> {
         self.codes
             .lock()

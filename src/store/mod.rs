@@ -64,6 +64,10 @@ pub trait Store: Send + Sync + 'static {
     /// access tokens (`jti`, `exp`) for the in-memory denylist. Revoking twice is harmless.
     fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError>;
 
+    /// The refresh families of a subject that may still be live (unexpired, perhaps revoked
+    /// already), for ending everything a removed user was granted.
+    fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError>;
+
     /// Stores a new authorization code (its hash only).
     fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError>;
 

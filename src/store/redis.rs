@@ -269,6 +269,7 @@ impl Store for RedisStore {
 
     fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError> {
         let k = key("refresh", &rec.hash);
+        let subject_key = key("subjectfamilies", &rec.subject);
         self.with(|c| {
             redis::pipe()
                 .atomic()
@@ -289,7 +290,31 @@ impl Store for RedisStore {
                 .arg(&k)
                 .arg(rec.family_expires_at.saturating_add(60))
                 .ignore()
+                // the subject's families, scored by their end, for ending a removed user's
+                .zadd(&subject_key, &rec.family, rec.family_expires_at)
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&subject_key)
+                .arg(rec.family_expires_at.saturating_add(60))
+                .arg("GT")
+                .ignore()
+                .cmd("EXPIREAT")
+                .arg(&subject_key)
+                .arg(rec.family_expires_at.saturating_add(60))
+                .arg("NX")
+                .ignore()
                 .query::<()>(c)
+        })
+    }
+
+    fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError> {
+        let k = key("subjectfamilies", subject);
+        self.with(|c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&k)
+                .arg(now)
+                .arg("+inf")
+                .query::<Vec<String>>(c)
         })
     }
 

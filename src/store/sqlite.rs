@@ -305,6 +305,21 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT t.family FROM refresh_tokens t
+                 JOIN refresh_families f ON f.family = t.family
+                 WHERE t.subject = ?1 AND f.expires_at >= ?2",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![subject, now as i64], |r| r.get::<_, String>(0))
+            .map_err(err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(err)
+    }
+
     fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let mut conn = self.conn()?;
         let tx = conn

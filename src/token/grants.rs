@@ -301,11 +301,16 @@ impl TokenService {
             }
             Some(Rotation::Invalid) => return Err(invalid_grant("the refresh token is not valid")),
         };
+        // Every family belongs to a user who signed in here; one removed or disabled since ends
+        // with it, and the roles are the user's today.
+        let Some(user) = self.user_by_subject(&rec.subject) else {
+            tracing::info!(target: "gatehouse::token", client = %client.client_id,
+                "a refresh for a user no longer configured; its family is revoked");
+            self.revoke_family(rec.family).await?;
+            return Err(invalid_grant("the refresh token's user no longer exists"));
+        };
         let scopes = asked.unwrap_or_else(|| split_scopes(&rec.scopes));
-        let roles = self
-            .user_by_subject(&rec.subject)
-            .map(|u| u.roles.clone())
-            .unwrap_or_default();
+        let roles = user.roles.clone();
         let (mut body, _) = self
             .issue_for_user(
                 client,

@@ -205,6 +205,20 @@ impl TokenService {
 
     /// Revokes a refresh family and every access token issued from it, in the store and in the
     /// proxy's denylist, so reuse detection takes effect at the edge at once.
+    /// Ends every refresh family of a subject and the access tokens issued from them, on every
+    /// gateway sharing the store; returns how many families there were.
+    pub(crate) async fn revoke_subject(&self, subject: &str) -> Result<usize, OAuthError> {
+        let (subject, now) = (subject.to_string(), self.clock.now_secs());
+        let families = run_blocking(&self.store, move |s| s.families_of(&subject, now))
+            .await
+            .map_err(|_| unavailable())?;
+        let n = families.len();
+        for f in families {
+            self.revoke_family(f).await?;
+        }
+        Ok(n)
+    }
+
     pub(super) async fn revoke_family(&self, family: String) -> Result<(), OAuthError> {
         let tokens = run_blocking(&self.store, move |s| s.revoke_family(&family))
             .await

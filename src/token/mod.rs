@@ -223,6 +223,8 @@ pub struct TokenService {
     pub sessions: Arc<crate::session::Sessions>,
     /// proxies whose `X-Forwarded-For` names the client that counters are kept for
     trusted_proxies: Vec<crate::forwarded::Cidr>,
+    /// every configured client id, encoded as a principal holds it
+    encoded_clients: std::collections::HashSet<String>,
 }
 
 impl TokenService {
@@ -310,6 +312,15 @@ impl TokenService {
             keys,
             settings,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            encoded_clients: config
+                .clients
+                .iter()
+                .map(|c| {
+                    let mut b = Vec::new();
+                    crate::header_value::push_encoded(&mut b, &c.client_id, None);
+                    String::from_utf8_lossy(&b).into_owned()
+                })
+                .collect(),
         }))
     }
 }

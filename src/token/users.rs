@@ -63,15 +63,39 @@ impl TokenService {
 }
 
 impl TokenService {
+    /// A local sign-in session as the user's entry says today: `None` when the user is removed or
+    /// disabled (the session must end), else the session with the user's current roles and claims,
+    /// so a role taken away is gone from the next request.
+    pub(crate) fn current_local(
+        &self,
+        mut found: crate::session::Found,
+    ) -> Option<crate::session::Found> {
+        let user = self.user_by_subject(&found.record.subject)?;
+        found.data.claims = self.local_claims(user);
+        Some(found)
+    }
+
+    /// The claims a local user's session carries: their claims, roles and this issuer.
+    fn local_claims(&self, user: &crate::config::User) -> serde_json::Map<String, Value> {
+        let mut claims = user.claims.clone();
+        claims.insert("roles".into(), serde_json::json!(user.roles));
+        claims.insert("iss".into(), serde_json::json!(self.settings.issuer));
+        claims
+    }
+
+    /// True when an access token of this service names a client no longer configured: a removed
+    /// client's tokens stop at the edge from the reload on.
+    pub(crate) fn issued_to_removed_client(&self, p: &crate::auth::principal::Principal) -> bool {
+        p.issuer == self.own_issuer.index && !self.encoded_clients.contains(p.client_id())
+    }
+
     /// A session for a user who signed in here: their roles and claims, as their tokens carry them.
     pub(crate) fn local_session(
         &self,
         user: &crate::config::User,
         now: u64,
     ) -> crate::session::NewSession {
-        let mut claims = user.claims.clone();
-        claims.insert("roles".into(), serde_json::json!(user.roles));
-        claims.insert("iss".into(), serde_json::json!(self.settings.issuer));
+        let claims = self.local_claims(user);
         crate::session::NewSession {
             subject: user.subject.clone(),
             provider: crate::config::LOCAL_LOGIN.into(),

@@ -23,6 +23,7 @@ mod policy;
 mod proxies;
 mod redis;
 mod reload;
+mod removals;
 mod servers;
 mod sessions;
 mod standards;

@@ -155,6 +155,16 @@ impl Auth {
     /// Stops the gateway and starts it again on the same files (keys, SQLite store), with the
     /// configuration for `store` passed through `edit`.
     pub fn restart(self, store: &str, edit: impl FnOnce(String) -> String) -> Auth {
+        self.restart_with(store, "", edit)
+    }
+
+    /// `restart` with `extra` after the base configuration, as `start_with` takes it.
+    pub fn restart_with(
+        self,
+        store: &str,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Auth {
         let Auth {
             gw,
             echo,
@@ -162,7 +172,7 @@ impl Auth {
         } = self;
         let dir = gw.stop();
         Auth {
-            gw: Gw::start_in(dir, &edit(auth_toml(&echo, store, ""))),
+            gw: Gw::start_in(dir, &edit(auth_toml(&echo, store, extra))),
             echo,
             client_key,
         }
