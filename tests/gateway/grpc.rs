@@ -51,8 +51,9 @@ auth = "public"
     )
 }
 
-/// A gateway in front of an h2c gRPC server, with h2c on its plain listener too.
-async fn h2c_gateway() -> Auth {
+/// A gateway in front of an h2c gRPC server, with h2c on its plain listener too; `/dead.Svc` goes
+/// to a port nobody listens on, and `/test.Echo/Small` takes request bodies of at most 64 bytes.
+pub async fn h2c_gateway() -> Auth {
     pingora::tls::install_default_crypto_provider();
     let grpc = serve(None).await;
     let not_serving = crate::grpc_service::serve_not_serving().await;
@@ -84,6 +85,13 @@ name = "dead"
 path_prefix = "/dead.Svc"
 upstream = "dead"
 auth = "public"
+
+[[routes]]
+name = "small"
+path_prefix = "/test.Echo/Small"
+upstream = "grpc"
+auth = "public"
+max_body_bytes = 64
 {}"#,
         routes("grpc")
     );

@@ -10,6 +10,7 @@ mod forward_auth;
 mod fuzz_corpus;
 mod grpc;
 mod grpc_service;
+mod grpc_wire;
 mod hardening_proxy;
 mod hardening_tokens;
 mod harness;
