@@ -151,6 +151,13 @@ async fn unary_calls_carry_the_identity_and_refusals_are_grpc_statuses() {
     let e = c.unary("/dead.Svc/Method", "hi").await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert_eq!(e.message(), "the upstream could not be reached");
+    // a message larger than the route takes, refused while it streams
+    let e = c
+        .unary("/test.Echo/Small", &"x".repeat(100))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_eq!(e.message(), gatehouse::error::TOO_LARGE);
 }
 
 #[tokio::test(flavor = "multi_thread")]
