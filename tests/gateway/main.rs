@@ -9,6 +9,7 @@ mod faults;
 mod forward_auth;
 mod fuzz_corpus;
 mod grpc;
+mod grpc_clients;
 mod grpc_service;
 mod grpc_wire;
 mod hardening_proxy;
