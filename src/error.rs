@@ -224,8 +224,7 @@ impl ErrorAnswer {
         if has_body(session) && !session.is_http2() {
             session.set_keepalive(None);
         }
-        let r = self.grpc_header()?;
-        session.write_response_header(Box::new(r), true).await
+        crate::grpc::write_trailers_only(session, self.grpc_header()?).await
     }
 
     /// Writes the answer where a response may already have begun (Pingora's `fail_to_proxy`).

@@ -1,7 +1,9 @@
-//! What gRPC asks of a gateway: telling its requests apart, its deadlines (`grpc-timeout`), and the
-//! status codes and messages a refusal carries instead of an HTTP status.
+//! What gRPC asks of a gateway: telling its requests apart, its deadlines (`grpc-timeout`), the
+//! status codes and messages a refusal carries instead of an HTTP status, and how a refusal is sent.
 
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::HttpTask;
+use pingora::proxy::Session;
 use std::time::Duration;
 
 /// The longest a gRPC deadline keeps the gateway waiting on an upstream.
@@ -52,6 +54,23 @@ pub fn status(http: u16) -> u8 {
         504 => 4,             // DEADLINE_EXCEEDED
         _ => 13,              // INTERNAL
     }
+}
+
+/// Writes a trailers-only response: a header block that ends the stream, which is all the C core
+/// (grpcio) and grpc-go accept for a call answered without messages. Pingora's
+/// `Session::write_response_header(.., true)` gives the end flag to its response modules but
+/// writes the header to an HTTP/2 stream as if more followed; the stream is then ended by an empty
+/// DATA frame, or reset with CANCEL when the answer came from `fail_to_proxy`. A task list carries
+/// the flag down to the stream. HTTP/1.1 keeps the plain header write.
+pub async fn write_trailers_only(
+    session: &mut Session,
+    header: ResponseHeader,
+) -> pingora::Result<()> {
+    if !session.is_http2() {
+        return session.write_response_header(Box::new(header), true).await;
+    }
+    let header = HttpTask::Header(Box::new(header), true);
+    session.write_response_tasks(vec![header]).await.map(|_| ())
 }
 
 /// `grpc-message` text: percent-encoded outside printable ASCII, and `%` itself.

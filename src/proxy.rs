@@ -471,7 +471,10 @@ impl ProxyHttp for Gateway {
             ctx.body_bytes += b.len() as u64;
             if ctx.body_bytes > max {
                 ctx.denial = Some("request_too_large");
-                return Error::e_explain(HTTPStatus(413), crate::error::TOO_LARGE);
+                // the client's fault, said so: towards an h2 upstream Pingora drops any other
+                // error from this filter, and the call would wait for its upstream to time out
+                let e = Error::explain(HTTPStatus(413), crate::error::TOO_LARGE);
+                return Err(e.into_down());
             }
         }
         Ok(())

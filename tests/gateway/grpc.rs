@@ -3,8 +3,8 @@
 //! passed whole, deadlines, h2c on the plain listener, and gRPC health checks.
 
 use crate::grpc_service::{serve, Client, Msg};
-use crate::harness::free_port;
 use crate::tokens::Auth;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
@@ -51,12 +51,25 @@ auth = "public"
     )
 }
 
-/// A gateway in front of an h2c gRPC server, with h2c on its plain listener too.
-async fn h2c_gateway() -> Auth {
+/// A loopback port that refuses every connection while the tests run: bound but never listening, so
+/// no other test's server can take it, as one could a port that was merely free a moment ago.
+fn refusing_port() -> u16 {
+    static BOUND: OnceLock<tokio::net::TcpSocket> = OnceLock::new();
+    let socket = BOUND.get_or_init(|| {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        s
+    });
+    socket.local_addr().unwrap().port()
+}
+
+/// A gateway in front of an h2c gRPC server, with h2c on its plain listener too; `/dead.Svc` goes
+/// to a port nobody listens on, and `/test.Echo/Small` takes request bodies of at most 64 bytes.
+pub async fn h2c_gateway() -> Auth {
     pingora::tls::install_default_crypto_provider();
     let grpc = serve(None).await;
     let not_serving = crate::grpc_service::serve_not_serving().await;
-    let dead = free_port();
+    let dead = refusing_port();
     let extra = format!(
         r#"
 [[upstreams]]
@@ -84,6 +97,13 @@ name = "dead"
 path_prefix = "/dead.Svc"
 upstream = "dead"
 auth = "public"
+
+[[routes]]
+name = "small"
+path_prefix = "/test.Echo/Small"
+upstream = "grpc"
+auth = "public"
+max_body_bytes = 64
 {}"#,
         routes("grpc")
     );
@@ -143,6 +163,13 @@ async fn unary_calls_carry_the_identity_and_refusals_are_grpc_statuses() {
     let e = c.unary("/dead.Svc/Method", "hi").await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable);
     assert_eq!(e.message(), "the upstream could not be reached");
+    // a message larger than the route takes, refused while it streams
+    let e = c
+        .unary("/test.Echo/Small", &"x".repeat(100))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert_eq!(e.message(), gatehouse::error::TOO_LARGE);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -159,7 +159,7 @@ impl tonic::codegen::Service<http::Request<Body>> for EchoServer {
         let e = self.0.clone();
         Box::pin(async move {
             let resp = match req.uri().path() {
-                "/test.Echo/Say" | "/test.Echo/Admin" => {
+                "/test.Echo/Say" | "/test.Echo/Admin" | "/test.Echo/Small" => {
                     tonic::server::Grpc::new(ProstCodec::default())
                         .unary(Say(e), req)
                         .await
