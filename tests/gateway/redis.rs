@@ -343,3 +343,54 @@ async fn a_browser_session_is_one_on_every_gateway_and_ends_on_every_gateway() {
         "the session is back with Redis (kept in its append-only file)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_on_redis_is_extended_in_redis_too() {
+    use crate::sessions::{Browser, APP};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Auth::start_with(&redis.store(), APP).await;
+    let mut on_a = Browser::new(&a);
+    on_a.sign_in_at("/oauth/login?rd=/app/", ALICE_PASSWORD)
+        .await;
+    // Redis expires the record itself: a session used later must move that deadline on too
+    let mut db = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("gatehouse:session:*")
+        .query(&mut db)
+        .unwrap();
+    let [key] = keys.as_slice() else {
+        panic!("one session record expected: {keys:?}")
+    };
+    let ttl =
+        |db: &mut ::redis::Connection| -> i64 { ::redis::cmd("TTL").arg(key).query(db).unwrap() };
+    let idle = 30 * 60;
+    assert!(ttl(&mut db) <= idle, "{}", ttl(&mut db));
+    a.gw.clock.advance(Duration::from_secs(2 * 60));
+    let r = on_a.navigate("/app/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        ttl(&mut db) > idle + 60,
+        "the record still expires {}s from now",
+        ttl(&mut db)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_compiles_every_script_of_the_store() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut db = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for (name, body) in gatehouse::store::redis_scripts::ALL {
+        let loaded: Result<String, _> = ::redis::cmd("SCRIPT").arg("LOAD").arg(body).query(&mut db);
+        assert!(loaded.is_ok(), "{name}: {loaded:?}");
+    }
+}
