@@ -345,6 +345,14 @@ async fn a_browser_session_is_one_on_every_gateway_and_ends_on_every_gateway() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_busy_session_on_redis_outlives_its_idle_timeout() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    crate::sessions::a_busy_session_outlives_a_one_minute_idle_timeout(&redis.store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_session_on_redis_is_extended_in_redis_too() {
     use crate::sessions::{Browser, APP};
     let Some(redis) = RedisServer::start() else {
