@@ -8,7 +8,8 @@ use super::{
     CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
-use redis::{Commands, Connection, RedisResult, Script};
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::{Commands, Connection, IntoConnectionInfo, RedisResult, Script};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -19,6 +20,27 @@ pub const REVOCATIONS: &str = "gatehouse:revocations";
 const PREFIX: &str = "gatehouse:";
 /// How long one command may take before the store counts as unavailable.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle connection is probed after this long, then every `KEEPALIVE_EVERY`, and given up after
+/// `KEEPALIVE_PROBES` unanswered probes: a vanished peer is noticed in about half a minute, and a
+/// NAT or load balancer sees traffic on flows it would otherwise forget.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// A client for `url` whose every connection (store commands, counters, the revocation feed) has
+/// TCP keepalive on.
+pub fn client(url: &str) -> Result<redis::Client, String> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| format!("store.url: {e}"))?;
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_AFTER)
+        .with_interval(KEEPALIVE_EVERY)
+        .with_retries(KEEPALIVE_PROBES);
+    let tcp = TcpSettings::default().set_keepalive(keepalive);
+    redis::Client::open(info.set_tcp_settings(tcp)).map_err(|e| format!("store.url: {e}"))
+}
+
 /// Connections kept to Redis by one gateway process.
 const POOL: usize = 8;
 
@@ -62,7 +84,7 @@ fn text(map: &HashMap<String, String>, k: &str) -> String {
 impl RedisStore {
     /// Checks the URL; the first connection is made when first needed, and again after a failure.
     pub fn open(url: &str) -> Result<RedisStore, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("store.url: {e}"))?;
+        let client = client(url)?;
         Ok(RedisStore {
             client: client.clone(),
             operations: Default::default(),
@@ -79,11 +101,6 @@ impl RedisStore {
             touch_session: Script::new(TOUCH_SESSION),
             end_sessions: Script::new(END_SESSIONS),
         })
-    }
-
-    /// The client, for the revocation feed's own subscription.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     /// Runs `f` on the connection, connecting first when there is none; an error drops the

@@ -402,3 +402,28 @@ async fn redis_compiles_every_script_of_the_store() {
         assert!(loaded.is_ok(), "{name}: {loaded:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_connection_a_gateway_makes_to_redis_has_tcp_keepalive() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Auth::start_with(&redis.store(), "").await;
+    // the feed subscribes, store commands and the shared counters open theirs
+    assert!(eventually(async || ready(&a.gw).await == 200).await);
+    a.svc_token(None).await;
+    // Linux lists every socket in /proc/net/tcp; its timer column says 02 while keepalive runs
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return;
+    };
+    let redis_end = format!(":{:04X}", redis.port);
+    let timers: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 5 && f[2].ends_with(&redis_end) && f[3] == "01")
+        .map(|f| f[5].to_string())
+        .collect();
+    assert!(timers.len() >= 3, "{timers:?}");
+    assert!(timers.iter().all(|t| t.starts_with("02:")), "{timers:?}");
+}
