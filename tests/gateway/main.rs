@@ -22,6 +22,7 @@ mod paths;
 mod policy;
 mod proxies;
 mod redis;
+mod relay;
 mod reload;
 mod servers;
 mod sessions;
