@@ -205,8 +205,7 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
         }
         if let config::StoreBackend::Redis(url) = &config.store {
             // Revocations made on other replicas reach this one's denylist at once.
-            let client =
-                redis::Client::open(url.as_str()).map_err(|e| format!("store.url: {e}"))?;
+            let client = store::redis::client(url)?;
             server.add_service(background_service(
                 "revocation feed",
                 store::feed::RevocationFeed {

@@ -18,8 +18,15 @@ use std::sync::Arc;
 
 /// Length of a session id: 32 random bytes, base64url.
 const ID_LEN: usize = 43;
-/// An idle deadline is moved at most this often, so a busy page does not write on every request.
+/// An idle deadline is moved at most this often, so a busy page does not write on every request;
+/// with a short idle timeout, every quarter of it (`touch_every`).
 const TOUCH_EVERY: u64 = 60;
+
+/// How long after its last move an idle deadline is moved again. Never as long as the idle timeout
+/// itself, or a session in use would run out before its first move.
+fn touch_every(idle: u64) -> u64 {
+    TOUCH_EVERY.min(idle / 4)
+}
 
 /// What a session stores about the person, besides its indexes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -127,7 +134,9 @@ impl Sessions {
             let Some(rec) = s.session(&hash, now)? else {
                 return Ok(None);
             };
-            if rec.idle_until < rec.expires_at && rec.idle_until + TOUCH_EVERY < now + idle {
+            // moved when its last move is `touch_every` old: the deadline then lies that much
+            // short of a full idle timeout from now
+            if rec.idle_until < rec.expires_at && rec.idle_until + touch_every(idle) < now + idle {
                 s.touch_session(&hash, now + idle)?;
             }
             Ok(Some(rec))
@@ -330,6 +339,27 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+    }
+
+    #[tokio::test]
+    async fn a_session_in_use_outlives_the_shortest_idle_timeout() {
+        let (mut s, clock) = sessions();
+        s.settings.idle_timeout = std::time::Duration::from_secs(60);
+        let new = NewSession {
+            subject: "cy".into(),
+            provider: "local".into(),
+            provider_sid: String::new(),
+            data: SessionData::default(),
+            auth_time: clock.now_secs(),
+        };
+        let none = RequestHeader::build("GET", b"/", None).unwrap();
+        let req = with_cookie(&s.open(&none, new).await.unwrap());
+        for _ in 0..5 {
+            clock.advance(std::time::Duration::from_secs(40));
+            assert!(s.find(&req).await.unwrap().is_some(), "used, so not idle");
+        }
+        clock.advance(std::time::Duration::from_secs(61));
+        assert!(s.find(&req).await.unwrap().is_none(), "idle past a minute");
     }
 
     #[tokio::test]

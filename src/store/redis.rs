@@ -1,11 +1,15 @@
 //! The Redis store, shared by every replica: each record with a TTL of its useful life, rotations and
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
+use super::redis_scripts::{
+    END_SESSIONS, PUT_SESSION, REVOKE_FAMILY, ROTATE, TAKE_CODE, TOUCH_SESSION,
+};
 use super::{
     CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
-use redis::{Commands, Connection, RedisResult, Script};
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::{Commands, Connection, IntoConnectionInfo, RedisResult, Script};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,90 +20,26 @@ pub const REVOCATIONS: &str = "gatehouse:revocations";
 const PREFIX: &str = "gatehouse:";
 /// How long one command may take before the store counts as unavailable.
 pub(super) const TIMEOUT: Duration = Duration::from_secs(2);
+/// An idle connection is probed after this long, then every `KEEPALIVE_EVERY`, and given up after
+/// `KEEPALIVE_PROBES` unanswered probes: a vanished peer is noticed in about half a minute, and a
+/// NAT or load balancer sees traffic on flows it would otherwise forget.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
 
-/// Rotates a refresh token: KEYS[1] the presented token, KEYS[2] its successor; ARGV: client id,
-/// now, the successor's expiry, the key prefix. Returns {"rotated", fields...}, {"reused", family}
-/// or {"invalid"}.
-const ROTATE: &str = r#"
-local t = redis.call('HGETALL', KEYS[1])
-if #t == 0 then return {'invalid'} end
-local r = {}
-for i = 1, #t, 2 do r[t[i]] = t[i + 1] end
-if r.client_id ~= ARGV[1] then return {'invalid'} end
-local fam = ARGV[4] .. 'fam:' .. r.family
-if redis.call('HGET', fam, 'revoked') == '1' then return {'invalid'} end
-if r.rotated == '1' then
-  redis.call('HSET', fam, 'revoked', '1')
-  redis.call('EXPIREAT', fam, tonumber(r.family_expires_at) + 60)
-  return {'reused', r.family}
-end
-if tonumber(r.expires_at) < tonumber(ARGV[2]) then return {'invalid'} end
-redis.call('HSET', KEYS[1], 'rotated', '1')
-redis.call('HSET', KEYS[2], 'family', r.family, 'client_id', r.client_id, 'subject', r.subject,
-  'scopes', r.scopes, 'expires_at', ARGV[3], 'family_expires_at', r.family_expires_at, 'rotated', '0')
-redis.call('EXPIREAT', KEYS[2], tonumber(r.family_expires_at) + 60)
-return {'rotated', r.family, r.client_id, r.subject, r.scopes, r.expires_at, r.family_expires_at}
-"#;
-
-/// Uses a code once: KEYS[1] the code; ARGV[1] now. Returns {"fresh", fields...},
-/// {"reused", jti, exp, family} or {"invalid"}.
-const TAKE_CODE: &str = r#"
-local t = redis.call('HGETALL', KEYS[1])
-if #t == 0 then return {'invalid'} end
-local c = {}
-for i = 1, #t, 2 do c[t[i]] = t[i + 1] end
-if c.used == '1' then return {'reused', c.issued_jti, c.issued_exp, c.issued_family} end
-redis.call('HSET', KEYS[1], 'used', '1')
-if tonumber(c.expires_at) < tonumber(ARGV[1]) then return {'invalid'} end
-return {'fresh', c.client_id, c.redirect_uri, c.challenge, c.subject, c.scopes, c.nonce,
-  c.auth_time, c.expires_at}
-"#;
-
-/// Revokes a family and the access tokens issued from it: KEYS[1] the family, KEYS[2] its tokens,
-/// KEYS[3] the revocation set; ARGV[1] the channel. Returns the tokens as {jti, exp, ...}.
-const REVOKE_FAMILY: &str = r#"
-redis.call('HSET', KEYS[1], 'revoked', '1')
-local toks = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
-for i = 1, #toks, 2 do
-  redis.call('ZADD', KEYS[3], 'GT', toks[i + 1], toks[i])
-  redis.call('PUBLISH', ARGV[1], toks[i] .. ' ' .. toks[i + 1] .. ' ' .. ARGV[2])
-end
-return toks
-"#;
-
-/// Stores a session and lists it in its indexes: KEYS[1] the session, KEYS[2..] the indexes; ARGV:
-/// the record's fields as name/value pairs, then the key's expiry, then the indexes' expiry. An index
-/// lives as long as its longest-lived session.
-const PUT_SESSION: &str = r#"
-local n = #ARGV - 2
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 1, n))
-redis.call('EXPIREAT', KEYS[1], ARGV[n + 1])
-for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  local ttl = redis.call('TTL', KEYS[i])
-  local want = tonumber(ARGV[n + 2]) - tonumber(redis.call('TIME')[1])
-  if ttl < want then redis.call('EXPIREAT', KEYS[i], ARGV[n + 2]) end
-end
-"#;
-
-/// Moves a session's idle deadline: KEYS[1] the session; ARGV[1] the new deadline.
-const TOUCH_SESSION: &str = r#"
-local exp = redis.call('HGET', KEYS[1], 'expires_at')
-if not exp then return 0 end
-local until = math.min(tonumber(ARGV[1]), tonumber(exp))
-redis.call('HSET', KEYS[1], 'idle_until', until)
-redis.call('EXPIREAT', KEYS[1], until)
-return 1
-"#;
-
-/// Ends every session an index lists: KEYS[1] the index. Returns how many existed.
-const END_SESSIONS: &str = r#"
-local n = 0
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do n = n + redis.call('DEL', k) end
-redis.call('DEL', KEYS[1])
-return n
-"#;
+/// A client for `url` whose every connection (store commands, counters, the revocation feed) has
+/// TCP keepalive on.
+pub fn client(url: &str) -> Result<redis::Client, String> {
+    let info = url
+        .into_connection_info()
+        .map_err(|e| format!("store.url: {e}"))?;
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_AFTER)
+        .with_interval(KEEPALIVE_EVERY)
+        .with_retries(KEEPALIVE_PROBES);
+    let tcp = TcpSettings::default().set_keepalive(keepalive);
+    redis::Client::open(info.set_tcp_settings(tcp)).map_err(|e| format!("store.url: {e}"))
+}
 
 /// Connections kept to Redis by one gateway process.
 const POOL: usize = 8;
@@ -144,7 +84,7 @@ fn text(map: &HashMap<String, String>, k: &str) -> String {
 impl RedisStore {
     /// Checks the URL; the first connection is made when first needed, and again after a failure.
     pub fn open(url: &str) -> Result<RedisStore, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("store.url: {e}"))?;
+        let client = client(url)?;
         Ok(RedisStore {
             client: client.clone(),
             operations: Default::default(),
@@ -161,11 +101,6 @@ impl RedisStore {
             touch_session: Script::new(TOUCH_SESSION),
             end_sessions: Script::new(END_SESSIONS),
         })
-    }
-
-    /// The client, for the revocation feed's own subscription.
-    pub fn client(&self) -> &redis::Client {
-        &self.client
     }
 
     /// Runs `f` on the connection, connecting first when there is none; an error drops the

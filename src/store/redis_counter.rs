@@ -34,8 +34,8 @@ impl RedisCounter {
             .conn
             .get_or_try_init(|| async {
                 let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(TIMEOUT)
-                    .set_response_timeout(TIMEOUT)
+                    .set_connection_timeout(Some(TIMEOUT))
+                    .set_response_timeout(Some(TIMEOUT))
                     .set_number_of_retries(1);
                 redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await
             })

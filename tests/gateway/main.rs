@@ -24,6 +24,7 @@ mod paths;
 mod policy;
 mod proxies;
 mod redis;
+mod relay;
 mod reload;
 mod removals;
 mod servers;

@@ -95,7 +95,12 @@ async fn pair(redis: &RedisServer) -> (Auth, Auth) {
 
 /// `pair` with `extra` routes and sections on both.
 async fn pair_with(redis: &RedisServer, extra: &str) -> (Auth, Auth) {
-    let a = Auth::start_with(&redis.store(), extra).await;
+    pair_on(&redis.store(), &redis.store(), extra).await
+}
+
+/// `pair_with`, A on the store `a_store` and B on `b_store` (the same Redis by another path).
+async fn pair_on(a_store: &str, b_store: &str, extra: &str) -> (Auth, Auth) {
+    let a = Auth::start_with(a_store, extra).await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
     std::fs::create_dir_all(&keys).unwrap();
@@ -103,7 +108,7 @@ async fn pair_with(redis: &RedisServer, extra: &str) -> (Auth, Auth) {
         let f = f.unwrap();
         std::fs::copy(f.path(), keys.join(f.file_name())).unwrap();
     }
-    let gw = Gw::start_in(dir, &auth_toml(&a.echo, &redis.store(), extra));
+    let gw = Gw::start_in(dir, &auth_toml(&a.echo, b_store, extra));
     let b = Auth {
         gw,
         echo: a.echo.clone(),
@@ -113,8 +118,14 @@ async fn pair_with(redis: &RedisServer, extra: &str) -> (Auth, Auth) {
 }
 
 /// Polls until `check` holds, for at most five seconds: propagation is asynchronous.
-async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
-    for _ in 0..100 {
+async fn eventually(check: impl AsyncFnMut() -> bool) -> bool {
+    within(Duration::from_secs(5), check).await
+}
+
+/// Polls until `check` holds, for at most `limit`.
+async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         if check().await {
             return true;
         }
@@ -258,12 +269,7 @@ async fn metric(gw: &Gw, name: &str) -> u64 {
 
 /// The status of `/ready` on the admin listener.
 async fn ready(gw: &Gw) -> u16 {
-    gw.http
-        .get(format!("http://{}/ready", gw.admin))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
+    readiness(gw).await.0
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -342,4 +348,159 @@ async fn a_browser_session_is_one_on_every_gateway_and_ends_on_every_gateway() {
         eventually(async || on_a.navigate("/app/").await.status == 200).await,
         "the session is back with Redis (kept in its append-only file)"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_session_on_redis_outlives_its_idle_timeout() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    crate::sessions::a_busy_session_outlives_a_one_minute_idle_timeout(&redis.store()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_on_redis_is_extended_in_redis_too() {
+    use crate::sessions::{Browser, APP};
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Auth::start_with(&redis.store(), APP).await;
+    let mut on_a = Browser::new(&a);
+    on_a.sign_in_at("/oauth/login?rd=/app/", ALICE_PASSWORD)
+        .await;
+    // Redis expires the record itself: a session used later must move that deadline on too
+    let mut db = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("gatehouse:session:*")
+        .query(&mut db)
+        .unwrap();
+    let [key] = keys.as_slice() else {
+        panic!("one session record expected: {keys:?}")
+    };
+    let ttl =
+        |db: &mut ::redis::Connection| -> i64 { ::redis::cmd("TTL").arg(key).query(db).unwrap() };
+    let idle = 30 * 60;
+    assert!(ttl(&mut db) <= idle, "{}", ttl(&mut db));
+    a.gw.clock.advance(Duration::from_secs(2 * 60));
+    let r = on_a.navigate("/app/").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        ttl(&mut db) > idle + 60,
+        "the record still expires {}s from now",
+        ttl(&mut db)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_compiles_every_script_of_the_store() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let mut db = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for (name, body) in gatehouse::store::redis_scripts::ALL {
+        let loaded: Result<String, _> = ::redis::cmd("SCRIPT").arg("LOAD").arg(body).query(&mut db);
+        assert!(loaded.is_ok(), "{name}: {loaded:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_connection_a_gateway_makes_to_redis_has_tcp_keepalive() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Auth::start_with(&redis.store(), "").await;
+    // the feed subscribes, store commands and the shared counters open theirs
+    assert!(eventually(async || ready(&a.gw).await == 200).await);
+    a.svc_token(None).await;
+    // Linux lists every socket in /proc/net/tcp; its timer column says 02 while keepalive runs
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return;
+    };
+    let redis_end = format!(":{:04X}", redis.port);
+    let timers: Vec<String> = table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 5 && f[2].ends_with(&redis_end) && f[3] == "01")
+        .map(|f| f[5].to_string())
+        .collect();
+    assert!(timers.len() >= 3, "{timers:?}");
+    assert!(timers.iter().all(|t| t.starts_with("02:")), "{timers:?}");
+}
+
+/// The status of `/ready` and the reason it gives when not ready.
+async fn readiness(gw: &Gw) -> (u16, String) {
+    let Ok(r) = gw
+        .http
+        .get(format!("http://{}/ready", gw.admin))
+        .send()
+        .await
+    else {
+        return (0, String::new());
+    };
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    (status, body["reason"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silently_lost_subscription_is_noticed_and_made_again() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    // B reaches Redis through a relay that can go silent; A and the store stay reachable
+    let relay = crate::relay::Relay::start(redis.port);
+    let (a, b) = pair_on(&redis.store(), &relay.store(), "").await;
+    assert!(eventually(async || ready(&b.gw).await == 200).await);
+    let t = a.svc_token(None).await;
+    assert_eq!(b.gw.get("/api/x", Some(&t)).await.status, 200);
+
+    // the flow goes silent without a reset; meanwhile A revokes a token B has accepted
+    relay.freeze();
+    let r = a
+        .post(
+            "/oauth/revoke",
+            &[("token", t.as_str())],
+            Some(("svc", SVC_SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // B notices that its subscription hears nothing and says it may be missing revocations
+    let lost = "revocations are not loaded from the store yet";
+    assert!(
+        within(Duration::from_secs(20), async || readiness(&b.gw).await
+            == (503, lost.to_string()))
+        .await,
+        "B never noticed that its subscription went silent: {:?}",
+        readiness(&b.gw).await
+    );
+
+    // the path works again for new connections: B subscribes again and catches up before it is ready
+    relay.thaw();
+    assert!(
+        within(Duration::from_secs(20), async || ready(&b.gw).await == 200).await,
+        "B did not come back: {:?}",
+        readiness(&b.gw).await
+    );
+    assert_eq!(
+        b.gw.get("/api/x", Some(&t)).await.status,
+        401,
+        "ready, yet the revocation made while it was cut off is unknown"
+    );
+    // and the new subscription delivers what is revoked from now on
+    let t2 = a.svc_token(None).await;
+    assert_eq!(b.gw.get("/api/x", Some(&t2)).await.status, 200);
+    a.post(
+        "/oauth/revoke",
+        &[("token", t2.as_str())],
+        Some(("svc", SVC_SECRET)),
+    )
+    .await;
+    assert!(eventually(async || b.gw.get("/api/x", Some(&t2)).await.status == 401).await);
 }

@@ -486,3 +486,34 @@ async fn an_organisation_brings_its_own_page_around_the_sign_in_card() {
     let csp = page.header("content-security-policy").unwrap();
     assert!(csp.starts_with("default-src 'none'"));
 }
+
+/// Keeps a session on `store` busy for minutes with the shortest idle timeout there is, then
+/// leaves it idle for longer than that: busy it lives, idle it ends.
+pub async fn a_busy_session_outlives_a_one_minute_idle_timeout(store: &str) {
+    let a = Auth::start_with(
+        store,
+        &format!("{APP}\n[sessions]\nidle_timeout = \"1m\"\nabsolute_timeout = \"1h\"\n"),
+    )
+    .await;
+    let mut b = Browser::new(&a);
+    b.sign_in_at("/oauth/login?rd=/app/", ALICE_PASSWORD).await;
+    for i in 1..=6 {
+        a.gw.clock.advance(std::time::Duration::from_secs(40));
+        let r = b.navigate("/app/").await;
+        assert_eq!(r.status, 200, "used {}s after sign-in: {}", 40 * i, r.body);
+    }
+    a.gw.clock.advance(std::time::Duration::from_secs(61));
+    let r = b.navigate("/app/").await;
+    assert_eq!(r.status, 302, "idle for longer than idle_timeout");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_session_outlives_a_one_minute_idle_timeout_in_memory() {
+    a_busy_session_outlives_a_one_minute_idle_timeout("backend = \"memory\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_session_outlives_a_one_minute_idle_timeout_on_sqlite() {
+    a_busy_session_outlives_a_one_minute_idle_timeout("backend = \"sqlite\"\npath = \"data/g.db\"")
+        .await;
+}
