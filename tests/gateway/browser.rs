@@ -8,6 +8,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,11 +22,17 @@ async fn callback(
     "signed in"
 }
 
-/// chromedriver for the length of a test.
+/// chromedriver and every browser process it starts, for the length of a test: the driver leads a
+/// process group of its own, which Chromium's processes join, and the whole group ends with the
+/// test, passed or panicked (killing the driver alone leaves Chromium running).
 struct Driver(std::process::Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -60,6 +67,7 @@ impl Chromium {
         let port = free_port();
         let driver = Driver(
             std::process::Command::new(chromedriver)
+                .process_group(0)
                 .arg(format!("--port={port}"))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
@@ -77,6 +85,9 @@ impl Chromium {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
+            // no crash handler: it would start a session of its own, outside the driver's group
+            "--disable-breakpad".into(),
+            "--disable-crash-reporter".into(),
             "--no-first-run".into(),
             "--disable-quic".into(),
             "--hide-scrollbars".into(),

@@ -35,9 +35,33 @@ issuers = ["loop"]
     Auth::start_on(tls, "backend = \"memory\"", &extra, |t| t).await
 }
 
+/// Waits (at most 20 s) until the gateway's first fetch of the issuer's keys has `result` ("ok" or
+/// "error") in its metrics: a request sent earlier races the fetch.
+async fn fetched(a: &Auth, issuer: &str, result: &str) {
+    let line = format!("gatehouse_jwks_fetches_total{{issuer=\"{issuer}\",result=\"{result}\"}} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let m = a.gw.metrics().await;
+        let n: u64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if n > 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {result} fetch of {issuer}'s keys:\n{m}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_issuer_behind_a_private_ca_is_fetched_with_its_ca() {
     let without = looped(false).await;
+    fetched(&without, "loop", "error").await;
     let t = without.svc_token(None).await;
     let r = without.gw.get("/looped/x", Some(&t)).await;
     assert_eq!(
@@ -46,6 +70,7 @@ async fn an_issuer_behind_a_private_ca_is_fetched_with_its_ca() {
         r.body
     );
     let with = looped(true).await;
+    fetched(&with, "loop", "ok").await;
     let t = with.svc_token(None).await;
     let r = with.gw.get("/looped/x", Some(&t)).await;
     assert_eq!(r.status, 200, "{}", r.body);
