@@ -47,32 +47,26 @@ pkj = signer.fetch_token(TOKEN, grant_type="client_credentials")
 must(pkj.get("access_token"), "private_key_jwt token")
 ok("private_key_jwt (Authlib's one-hour assertions)")
 
-bearer = AssertionSession(
-    token_endpoint=TOKEN,
-    issuer="signer",
-    subject="alice",
-    audience=TOKEN,
-    key=key,
-    header={"alg": "RS256"},
-    claims={"jti": str(uuid.uuid4())},
-    scope="orders.read",
-)
-jb = bearer.refresh_token()
+def assertion_session(**more):
+    """The jwt-bearer grant for alice, signed by the client "signer"."""
+    return AssertionSession(
+        token_endpoint=TOKEN,
+        issuer="signer",
+        subject="alice",
+        audience=TOKEN,
+        key=key,
+        header={"alg": "RS256"},
+        claims={"jti": str(uuid.uuid4())},
+        scope="orders.read",
+        **more,
+    )
+
+
+jb = assertion_session().refresh_token()
 must(jb.get("access_token"), "jwt-bearer token")
 ok("jwt-bearer with only the assertion")
 
-named = AssertionSession(
-    token_endpoint=TOKEN,
-    issuer="signer",
-    subject="alice",
-    audience=TOKEN,
-    key=key,
-    header={"alg": "RS256"},
-    claims={"jti": str(uuid.uuid4())},
-    scope="orders.read",
-    client_id="signer",
-)
-nb = named.refresh_token()
+nb = assertion_session(client_id="signer").refresh_token()
 must(nb.get("access_token"), "jwt-bearer token with client_id")
 ok("jwt-bearer naming its client_id")
 

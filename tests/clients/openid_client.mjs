@@ -49,15 +49,18 @@ const pkj = await client.clientCredentialsGrant(signer, { scope: 'orders.read' }
 must(pkj.access_token, 'private_key_jwt token');
 ok('private_key_jwt');
 
-const assertion = await new jose.SignJWT({})
-  .setProtectedHeader({ alg: 'RS256' })
-  .setIssuer('signer')
-  .setSubject('alice')
-  .setAudience(signer.serverMetadata().token_endpoint)
-  .setIssuedAt()
-  .setExpirationTime('1h')
-  .setJti(crypto.randomUUID())
-  .sign(key);
+// a jwt-bearer grant for alice, signed by the client "signer"
+const grantFor = (audience) =>
+  new jose.SignJWT({})
+    .setProtectedHeader({ alg: 'RS256' })
+    .setIssuer('signer')
+    .setSubject('alice')
+    .setAudience(audience)
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .setJti(crypto.randomUUID())
+    .sign(key);
+const assertion = await grantFor(signer.serverMetadata().token_endpoint);
 const bearer = await client.genericGrantRequest(
   signer,
   'urn:ietf:params:oauth:grant-type:jwt-bearer',
@@ -68,15 +71,7 @@ ok('jwt-bearer');
 
 // None() sends client_id in the body beside the assertion (RFC 7523 §2.1 allows it)
 const named = await client.discovery(base, 'signer', undefined, client.None());
-const grant = await new jose.SignJWT({})
-  .setProtectedHeader({ alg: 'RS256' })
-  .setIssuer('signer')
-  .setSubject('alice')
-  .setAudience(named.serverMetadata().token_endpoint)
-  .setIssuedAt()
-  .setExpirationTime('1h')
-  .setJti(crypto.randomUUID())
-  .sign(key);
+const grant = await grantFor(named.serverMetadata().token_endpoint);
 const namedBearer = await client.genericGrantRequest(
   named,
   'urn:ietf:params:oauth:grant-type:jwt-bearer',

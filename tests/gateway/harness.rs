@@ -299,3 +299,20 @@ pub fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// Runs the gatehouse binary with `args` and `--config config`, asserts it succeeded, and returns
+/// what it printed.
+pub fn cli(args: &[&str], config: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

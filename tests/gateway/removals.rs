@@ -170,18 +170,9 @@ async fn the_cli_ends_a_subjects_refresh_tokens_in_the_store() {
     let a = Auth::start_with("backend = \"sqlite\"\npath = \"data/g.db\"", "").await;
     let first = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
     let rt = first.json()["refresh_token"].as_str().unwrap().to_string();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["tokens", "revoke", "--subject", "user-alice", "--config"])
-        .arg(a.gw.path("gateway.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["tokens", "revoke", "--subject", "user-alice"];
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        crate::harness::cli(&args, &a.gw.path("gateway.toml")),
         "1 refresh family of user-alice ended (1 access token(s) revoked)"
     );
     oauth_error(&refresh(&a, &rt).await, 400, "invalid_grant");

@@ -440,18 +440,9 @@ async fn a_restart_keeps_people_signed_in_and_the_cli_signs_them_out() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.echoed("x-auth-subject").as_deref(), Some("user-alice"));
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
-        .args(["sessions", "revoke", "--subject", "user-alice", "--config"])
-        .arg(a.gw.path("gateway.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args = ["sessions", "revoke", "--subject", "user-alice"];
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        crate::harness::cli(&args, &a.gw.path("gateway.toml")),
         "1 session(s) of user-alice ended"
     );
     assert_eq!(b.navigate("/app/").await.status, 302);
