@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Development secret for the demo issuer in gateway.toml; never use it anywhere real.
 export GATEHOUSE_DEMO_SECRET ?= gatehouse-demo-secret-for-local-use-only
 
-.PHONY: deps clients run build test check token fmt clippy doc ci bench bench-verify screenshots fuzz soak
+.PHONY: deps clients run build test check token fmt clippy doc machete ci bench bench-verify screenshots fuzz soak
 
 # pingora needs cmake and a C compiler (libz-ng, ring, aws-lc); the tests need Chromium and its driver
 # (the browser test), node and npm (openid-client), redis-server (several gateways on one store), and
@@ -59,7 +59,7 @@ test: deps clients
 # Fuzzes every parser that reads untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS each, with
 # nightly Rust and cargo-fuzz (installed when missing), starting from the committed seeds; inputs it
 # finds go to a scratch folder, crashes to fuzz/artifacts and fail the run. `make test` replays the
-# committed corpus (tests/gateway/fuzz_corpus.rs).
+# committed corpus (a unit test in src/fuzzing.rs).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS = jwt path extract form client_auth config
 fuzz: deps
@@ -104,7 +104,12 @@ clippy:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc $(LOCKED) --no-deps
 
-ci: deps fmt clippy doc test
+# Dependencies named in Cargo.toml that no code uses (cargo-machete, installed when missing).
+machete:
+	command -v cargo-machete >/dev/null || $(CARGO) install cargo-machete --locked
+	cargo machete
+
+ci: deps fmt clippy doc machete test
 
 # Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~15 minutes):
 # CPU µs per request per scenario, TLS handshakes (openssl s_time), memory per idle connection, two

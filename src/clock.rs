@@ -23,6 +23,7 @@ pub type SharedClock = Arc<dyn Clock>;
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // the one place the wall clock is read
     fn now(&self) -> Duration {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)

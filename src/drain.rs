@@ -68,6 +68,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // another thread sets the flag: polling it is the test
     fn the_flag_turns_on_when_the_phase_arrives() {
         let (tx, rx) = tokio::sync::broadcast::channel(4);
         let draining = watch(rx).unwrap();

@@ -1,6 +1,6 @@
 //! One entry point per fuzz target: the parsers that read untrusted input, each fed arbitrary bytes
-//! and checked for the properties the gateway relies on. `cargo fuzz` drives them (fuzz/), and the
-//! integration tests replay every corpus file through them on stable Rust.
+//! and checked for the properties the gateway relies on. `cargo fuzz` drives them (fuzz/, built
+//! with `--cfg fuzzing`), and the unit tests replay every corpus file through them on stable Rust.
 #![allow(clippy::panic)] // a broken property must stop the fuzzer with the input that broke it
 
 use crate::auth::extract::extract_token;
@@ -151,5 +151,29 @@ pub fn config(data: &[u8]) {
             let _ = c.warnings();
         }
         Err(e) => assert!(!e.problems.is_empty(), "a refusal names its problems"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file of the fuzz corpora (fuzz/corpus/<target>/), seeds and anything a fuzzing run
+    /// found, through its target: a crash once found stays fixed.
+    #[test]
+    fn every_corpus_file_passes_its_target() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        for (name, target) in super::TARGETS {
+            let dir = root.join(name);
+            let files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .map(|f| f.unwrap().path())
+                .collect();
+            assert!(!files.is_empty(), "{name} has no seeds");
+            for f in files {
+                let data = std::fs::read(&f).unwrap();
+                if std::panic::catch_unwind(|| target(&data)).is_err() {
+                    panic!("{} fails its target", f.display());
+                }
+            }
+        }
     }
 }

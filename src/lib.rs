@@ -15,6 +15,7 @@ pub mod forward;
 pub mod forward_auth;
 pub mod forwarded;
 pub mod framing;
+#[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 pub mod grpc;
 pub mod grpc_health;

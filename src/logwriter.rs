@@ -122,11 +122,18 @@ fn run<W: Write>(shared: &Shared, mut out: W) {
         if s.buf.is_empty() {
             return; // closing, and everything is written
         }
-        if !s.closing {
-            // Let the batch fill; appenders only ever hold the lock for a copy.
-            drop(s);
-            std::thread::sleep(BATCH_WINDOW);
-            s = shared.lock();
+        // Let the batch fill; appenders only ever hold the lock for a copy, and wake this wait
+        // only when the buffer was empty or the writer is closing, which cuts it short.
+        let until = std::time::Instant::now() + BATCH_WINDOW;
+        while !s.closing {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            s = match shared.filled.wait_timeout(s, left) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
         }
         std::mem::swap(&mut s.buf, &mut spare);
         drop(s);
@@ -192,6 +199,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // the writer thread writes: polling the sink is the test
     fn a_line_is_written_without_more_traffic_and_the_guard_flushes() {
         let sink = Sink::default();
         let (mut w, guard) = spawn(sink.clone()).unwrap();

@@ -61,7 +61,10 @@ pub fn access_log(r: &AccessRecord<'_>) {
         );
         return;
     };
-    let stamp = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let stamp = humantime::format_rfc3339_micros(
+        std::time::UNIX_EPOCH + crate::clock::Clock::now(&crate::clock::SystemClock),
+    )
+    .to_string();
     let mut line = String::with_capacity(320);
     let mut upstream = String::with_capacity(24);
     match r.upstream {

@@ -64,6 +64,7 @@ fn is_basic(header: &str) -> bool {
 impl TokenService {
     /// The credentials parser alone, for its fuzz target: whether the input names a way to
     /// authenticate.
+    #[cfg(any(test, fuzzing))]
     pub fn fuzz_credentials(basic: Option<&str>, form: &HashMap<String, String>) -> bool {
         Self::credentials(basic, form).is_ok()
     }

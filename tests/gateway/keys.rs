@@ -106,10 +106,7 @@ impl TestKey {
 
 /// Seconds since the epoch.
 pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    gatehouse::clock::Clock::now_secs(&gatehouse::clock::SystemClock)
 }
 
 /// Standard claims for `iss`/`aud`, valid for an hour, merged with `extra`.
