@@ -28,6 +28,7 @@ mod relay;
 mod reload;
 mod removals;
 mod servers;
+mod session_cookies;
 mod sessions;
 mod standards;
 mod tls;
