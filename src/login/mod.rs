@@ -5,6 +5,7 @@ mod backchannel;
 mod local;
 pub mod oidc;
 pub mod providers;
+pub mod state;
 
 pub use providers::Providers;
 

@@ -11,6 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 pub const OP_SECRET: &str = "op-client-secret-0123456789abcdef";
+/// What the test gateways seal their pre-login cookies with.
+pub const STATE_SECRET: &str = "state-secret-0123456789abcdef-0123456789";
 
 /// The provider's process for the length of a test.
 pub struct Op {
@@ -122,6 +124,7 @@ auth = "public"
 [sessions]
 after_logout = "/signed-out"
 brand_name = "Acme"
+state_secret_env = "GATEHOUSE_TEST_STATE_SECRET"
 
 [[login_providers]]
 name = "corp"
@@ -149,6 +152,7 @@ pub async fn pair() -> Option<(Auth, Op)> {
         return None;
     }
     std::env::set_var("GATEHOUSE_TEST_OP_SECRET", OP_SECRET);
+    std::env::set_var("GATEHOUSE_TEST_STATE_SECRET", STATE_SECRET);
     let mut last = String::new();
     // the provider's port is picked before the gateway names it, so another test may take it
     for _ in 0..5 {
@@ -174,7 +178,7 @@ pub fn browser(a: &Auth) -> reqwest::Client {
         .unwrap()
 }
 
-async fn get(c: &reqwest::Client, url: &str) -> Resp {
+pub async fn get(c: &reqwest::Client, url: &str) -> Resp {
     Resp::from(
         c.get(url)
             .header("sec-fetch-mode", "navigate")
@@ -207,8 +211,33 @@ fn form_action(page: &str) -> String {
 /// Follows redirects from `url`, signing in as `user` on the provider's form when it shows it, up to
 /// the first answer that is not a redirect.
 pub async fn walk(c: &reqwest::Client, url: &str, user: &str) -> Resp {
+    match follow(c, url, user, None).await {
+        Ok(r) => r,
+        Err(at) => panic!("stopped at {at}"),
+    }
+}
+
+/// Follows redirects from `url` as `walk` does, up to the first address starting with `stop` (the
+/// gateway's callback, say), which it returns without visiting it.
+pub async fn walk_to(c: &reqwest::Client, url: &str, user: &str, stop: &str) -> String {
+    match follow(c, url, user, Some(stop)).await {
+        Ok(r) => panic!("never reached {stop}: {} {}", r.status, r.body),
+        Err(at) => at,
+    }
+}
+
+/// `walk`, stopping (with `Err` and the address) before any address that starts with `stop`.
+async fn follow(
+    c: &reqwest::Client,
+    url: &str,
+    user: &str,
+    stop: Option<&str>,
+) -> Result<Resp, String> {
     let mut url = url.to_string();
     for _ in 0..20 {
+        if stop.is_some_and(|s| url.starts_with(s)) {
+            return Err(url);
+        }
         let r = get(c, &url).await;
         if r.status == 200 && r.body.contains("name=\"prompt\" value=\"login\"") {
             let action = absolute(&url, &form_action(&r.body));
@@ -224,7 +253,7 @@ pub async fn walk(c: &reqwest::Client, url: &str, user: &str) -> Resp {
             continue;
         }
         if !(300..400).contains(&r.status) {
-            return r;
+            return Ok(r);
         }
         url = absolute(&url, &location(&r));
     }

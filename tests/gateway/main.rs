@@ -20,6 +20,7 @@ mod issuers;
 mod jwks;
 mod keys;
 mod login_providers;
+mod login_state;
 mod paths;
 mod policy;
 mod proxies;
