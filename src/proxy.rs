@@ -492,6 +492,16 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // an upstream never sets the gateway's own cookies (a session of its choosing, say)
+        crate::forward::drop_gateway_set_cookies(resp, &ctx.shared.gateway_cookies)
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let (code, answer) = upstream_failure(e);
         if let Some(a) = answer {
