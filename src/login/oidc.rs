@@ -1,6 +1,6 @@
 //! Sign-in through an external OpenID provider: the authorization request with PKCE, `state` and
 //! `nonce` kept in a short-lived sealed pre-login cookie per attempt, and the callback that checks
-//! them, verifies the ID token, maps its claims and opens a session.
+//! them and the answering issuer, verifies the ID token, maps its claims and opens a session.
 
 use super::providers::{Failed, Providers};
 use super::state::{PreLogin, Sealer};
@@ -233,16 +233,44 @@ fn attempt<'a>(
     Ok((pre, i, p))
 }
 
-/// The code of an answer that may be used: the attempt is recent, and the answer is no error.
+/// RFC 9207: an answer's `iss` must name the provider the attempt started at, and a provider whose
+/// metadata says it sends `iss` must send it, so no provider can pass another's code off at the
+/// shared callback (a mix-up) and have it sent to the wrong token endpoint.
+async fn from_its_issuer(
+    providers: &Providers,
+    i: usize,
+    p: &LoginProvider,
+    iss: Option<&String>,
+) -> Result<(), Failed> {
+    match iss {
+        Some(iss) if *iss == p.issuer => Ok(()),
+        Some(_) => Err(Failed(
+            "the answer came from another provider than the one this sign-in started at",
+        )),
+        None if providers
+            .endpoints(i)
+            .await?
+            .authorization_response_iss_parameter_supported =>
+        {
+            Err(Failed("the provider's answer does not name its issuer"))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The code of an answer that may be used: the attempt is recent, the answer comes from its
+/// provider, and it is no error.
 async fn answered_code<'q>(
     tokens: &TokenService,
-    p: &LoginProvider,
+    providers: &Providers,
+    (i, p): (usize, &LoginProvider),
     pre: &PreLogin,
     params: &'q HashMap<String, String>,
 ) -> Result<&'q str, Failed> {
     if pre.exp <= tokens.sessions.now() {
         return Err(Failed("the sign-in took too long"));
     }
+    from_its_issuer(providers, i, p, params.get("iss")).await?;
     if let Some(e) = params.get("error") {
         let e: String = e
             .chars()
@@ -256,6 +284,17 @@ async fn answered_code<'q>(
         .get("code")
         .map(String::as_str)
         .ok_or(Failed("the provider sent no sign-in code"))
+}
+
+/// OpenID Connect Core §3.1.3.7: an ID token with several audiences must name this gateway in
+/// `azp`, and an `azp` that is there must be this gateway's client id.
+fn issued_to_us(claims: &Value, client_id: &str) -> Result<(), Failed> {
+    let azp = claims.get("azp");
+    let several = claims.get("aud").is_some_and(Value::is_array);
+    if (azp.is_some() || several) && azp.and_then(Value::as_str) != Some(client_id) {
+        return Err(Failed("the ID token was issued to another client"));
+    }
+    Ok(())
 }
 
 /// Exchanges the code and makes the verified ID token a new session.
@@ -273,12 +312,7 @@ async fn signed_in(
     if claims.get("nonce").and_then(Value::as_str) != Some(pre.nonce.as_str()) {
         return Err(Failed("the ID token is not for this sign-in"));
     }
-    // several audiences: the ID token must have been issued to this gateway (OIDC Core §3.1.3.7)
-    if claims.get("aud").is_some_and(Value::is_array)
-        && claims.get("azp").and_then(Value::as_str) != Some(p.client_id.as_str())
-    {
-        return Err(Failed("the ID token was issued to another client"));
-    }
+    issued_to_us(&claims, &p.client_id)?;
     let (subject, sid, kept) = session_claims(p, &claims)?;
     let auth_time = claims
         .get("auth_time")
@@ -313,7 +347,7 @@ pub async fn callback(
     // redirect to another site
     let rd = safe_return(&pre.rd).unwrap_or("/");
     let again = Some((p, rd));
-    let new = match answered_code(tokens, p, &pre, &params).await {
+    let new = match answered_code(tokens, providers, (i, p), &pre, &params).await {
         Ok(code) => signed_in(tokens, providers, (i, p), &pre, code).await,
         Err(f) => Err(f),
     };
@@ -391,5 +425,15 @@ mod tests {
             challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+    }
+
+    #[test]
+    fn an_id_token_names_this_gateway_in_azp_when_it_names_anyone() {
+        assert!(issued_to_us(&json!({"aud": "gw"}), "gw").is_ok());
+        assert!(issued_to_us(&json!({"aud": "gw", "azp": "gw"}), "gw").is_ok());
+        assert!(issued_to_us(&json!({"aud": ["gw", "x"], "azp": "gw"}), "gw").is_ok());
+        assert!(issued_to_us(&json!({"aud": "gw", "azp": "other"}), "gw").is_err());
+        assert!(issued_to_us(&json!({"aud": "gw", "azp": 7}), "gw").is_err());
+        assert!(issued_to_us(&json!({"aud": ["gw", "x"]}), "gw").is_err());
     }
 }

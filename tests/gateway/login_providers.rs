@@ -13,6 +13,8 @@ use std::process::{Child, Command, Stdio};
 pub const OP_SECRET: &str = "op-client-secret-0123456789abcdef";
 /// What the test gateways seal their pre-login cookies with.
 pub const STATE_SECRET: &str = "state-secret-0123456789abcdef-0123456789";
+/// Another provider the gateway knows, which never answers.
+pub const ELSEWHERE: &str = "https://elsewhere.example";
 
 /// The provider's process for the length of a test.
 pub struct Op {
@@ -62,6 +64,8 @@ impl Op {
             "users": {
                 "ann": {"email": "ann@example.com", "email_verified": true, "name": "Ann", "groups": ["staff"]},
                 "eve": {"email": "eve@evil.example", "email_verified": true, "name": "Eve", "groups": ["staff"]},
+                // a provider that issues ID tokens authorised for another party
+                "mal": {"email": "mal@example.com", "email_verified": true, "name": "Mal", "groups": ["staff"], "azp": "someone-else"},
             },
         });
         let mut child = Command::new("node")
@@ -141,6 +145,11 @@ issuer = "http://127.0.0.1:{op}"
 client_id = "gatehouse-keyed"
 scopes = ["openid", "email", "groups"]
 roles_claim = "groups"
+
+[[login_providers]]
+name = "elsewhere"
+issuer = "{ELSEWHERE}"
+client_id = "gatehouse"
 "#
     )
 }
@@ -325,7 +334,7 @@ async fn the_gateway_authenticates_to_the_provider_with_its_own_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_callbacks_explain_and_offer_to_start_again() {
-    let Some((a, _op)) = pair().await else { return };
+    let Some((a, op)) = pair().await else { return };
     // an account outside the allowed email domains
     let c = browser(&a);
     let r = walk(&c, &a.gw.tls_url("/wiki/"), "eve").await;
@@ -348,7 +357,7 @@ async fn failed_callbacks_explain_and_offer_to_start_again() {
     .await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("not started in this browser"));
-    // the provider's own refusal
+    // the provider's own refusal, naming itself as every answer of this provider does
     let start = get(&c, &a.gw.tls_url("/oauth/login?rd=%2Fwiki%2F&login=corp")).await;
     let auth = url::Url::parse(&location(&start)).unwrap();
     let state = auth
@@ -360,7 +369,8 @@ async fn failed_callbacks_explain_and_offer_to_start_again() {
     let r = get(
         &c,
         &a.gw.tls_url(&format!(
-            "/oauth/callback?error=access_denied&state={state}"
+            "/oauth/callback?error=access_denied&state={state}&iss={}",
+            url::form_urlencoded::byte_serialize(op.issuer().as_bytes()).collect::<String>()
         )),
     )
     .await;

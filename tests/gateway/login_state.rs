@@ -1,13 +1,15 @@
 //! What a provider's callback trusts: a pre-login cookie the gateway sealed (a forged or changed one
-//! is refused), and even then a return address only on this host.
+//! is refused, and its return address is checked again), an answer from the provider the attempt
+//! started at (RFC 9207 `iss`), and an ID token issued to this gateway (`azp`).
 
-use crate::login_providers::{browser, pair, walk_to, STATE_SECRET};
+use crate::login_providers::{browser, get, pair, walk, walk_to, ELSEWHERE, STATE_SECRET};
 use crate::sessions::location;
 use crate::tokens::Auth;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use gatehouse::config::SecretText;
 use gatehouse::login::state::{PreLogin, Sealer};
+use std::collections::HashMap;
 
 /// A sign-in attempt made up outside the gateway: its state, nonce and PKCE verifier, and where the
 /// cookie says to land.
@@ -127,4 +129,72 @@ async fn a_sealed_return_address_is_checked_again_at_the_callback() {
         assert_eq!(r.status, 303, "{rd}: {}", r.body);
         assert_eq!(location(&r), "/", "{rd}");
     }
+}
+
+/// The callback address the provider sent the browser to, with its query as a map.
+fn parts(back: &str) -> (url::Url, HashMap<String, String>) {
+    let u = url::Url::parse(back).unwrap();
+    let q = u.query_pairs().into_owned().collect();
+    (u, q)
+}
+
+fn with_query(u: &url::Url, q: &[(&str, &str)]) -> String {
+    let mut u = u.clone();
+    u.query_pairs_mut().clear().extend_pairs(q);
+    u.into()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_must_name_the_provider_the_sign_in_started_at() {
+    let Some((a, op)) = pair().await else { return };
+    let c = browser(&a);
+    let start = get(&c, &a.gw.tls_url("/oauth/login?rd=%2Fwiki%2F&login=corp")).await;
+    let back = walk_to(
+        &c,
+        &location(&start),
+        "ann",
+        &a.gw.tls_url("/oauth/callback"),
+    )
+    .await;
+    let (u, q) = parts(&back);
+    // the provider says who it is (RFC 9207), and says in its metadata that it always does
+    assert_eq!(q["iss"], op.issuer());
+    let (code, state) = (q["code"].as_str(), q["state"].as_str());
+    // another provider's answer (a mix-up), or one without the issuer its provider promised
+    for (query, why) in [
+        (
+            vec![("code", code), ("state", state), ("iss", ELSEWHERE)],
+            "another provider than the one this sign-in started at",
+        ),
+        (
+            vec![("code", code), ("state", state)],
+            "the provider&#39;s answer does not name its issuer",
+        ),
+        (
+            vec![
+                ("error", "access_denied"),
+                ("state", state),
+                ("iss", ELSEWHERE),
+            ],
+            "another provider than the one this sign-in started at",
+        ),
+    ] {
+        let r = get(&c, &with_query(&u, &query)).await;
+        assert_eq!(r.status, 400, "{query:?}: {}", r.body);
+        assert!(r.body.contains(why), "{query:?}: {}", r.body);
+    }
+    // its own answer, untouched, still signs in
+    let r = walk(&c, &back, "ann").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.echoed("x-auth-subject").as_deref(), Some("ann"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_token_authorised_for_another_party_is_refused() {
+    let Some((a, _op)) = pair().await else { return };
+    let c = browser(&a);
+    let r = walk(&c, &a.gw.tls_url("/wiki/"), "mal").await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("the ID token was issued to another client"));
+    assert_eq!(get(&c, &a.gw.tls_url("/wiki/")).await.status, 302);
 }
