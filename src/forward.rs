@@ -5,7 +5,8 @@ use crate::auth::identity::Identity;
 use crate::config::Route;
 use crate::forwarded::{is_forwarding_header, peer, set_forwarding_headers, trusts, Cidr, Hop};
 use crate::headers::set_claim_headers;
-use pingora::http::RequestHeader;
+use crate::login::state::PRE_LOGIN;
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::Result;
 
@@ -50,12 +51,25 @@ pub fn upstream_path(
 
 /// Drops the cookies that carried the token, keeping the others.
 pub fn strip_token_cookies(req: &mut RequestHeader, names: &[String]) -> Result<()> {
+    strip_cookies(req, |name| names.iter().any(|n| n == name))
+}
+
+/// True for a cookie of the gateway's own: one `names` lists (the session, the sign-in form), or
+/// a pre-login cookie, named per sign-in attempt and so known by its prefix, whenever the gateway
+/// keeps cookies at all.
+pub fn is_gateway_cookie(name: &[u8], names: &[String]) -> bool {
+    !names.is_empty()
+        && (name.starts_with(PRE_LOGIN.as_bytes()) || names.iter().any(|n| n.as_bytes() == name))
+}
+
+/// Drops the cookies whose (trimmed) name `drop` picks, keeping the others.
+fn strip_cookies(req: &mut RequestHeader, drop: impl Fn(&str) -> bool) -> Result<()> {
     let mut kept = Vec::new();
     for h in req.headers.get_all("cookie") {
         let Ok(h) = h.to_str() else { continue };
         for c in h.split(';').map(str::trim).filter(|c| !c.is_empty()) {
             let name = c.split_once('=').map(|(n, _)| n).unwrap_or(c);
-            if !names.iter().any(|n| n == name) {
+            if !drop(name.trim()) {
                 kept.push(c.to_string());
             }
         }
@@ -76,18 +90,52 @@ pub struct Forwarding<'a> {
     /// `X-Auth-Jwt`, on routes with `identity_jwt`
     pub identity_jwt: Option<&'a http::HeaderValue>,
     pub trusted_proxies: &'a [Cidr],
-    /// the gateway's own cookies (session, sign-in form), never sent upstream
+    /// the gateway's own cookies (session, sign-in form), never sent upstream; pre-login cookies
+    /// go with them (`is_gateway_cookie`)
     pub gateway_cookies: &'a [String],
 }
 
-/// True when a cookie header may hold one of these cookies (a cheap test before rewriting it).
+/// True when a cookie header may hold one of the gateway's cookies (a cheap test before rewriting
+/// it).
 fn mentions_cookie(req: &RequestHeader, names: &[String]) -> bool {
-    req.headers.get_all("cookie").iter().any(|h| {
-        let h = h.as_bytes();
-        names
-            .iter()
-            .any(|n| h.windows(n.len()).any(|w| w == n.as_bytes()))
-    })
+    let has = |h: &[u8], n: &[u8]| h.windows(n.len()).any(|w| w == n);
+    !names.is_empty()
+        && req.headers.get_all("cookie").iter().any(|h| {
+            let h = h.as_bytes();
+            has(h, PRE_LOGIN.as_bytes()) || names.iter().any(|n| has(h, n.as_bytes()))
+        })
+}
+
+/// The name of the cookie a `Set-Cookie` value sets, as a browser reads it: up to the first `=` of
+/// the part before any `;`, without surrounding blanks.
+fn set_cookie_name(v: &[u8]) -> &[u8] {
+    let pair = v.split(|b| *b == b';').next().unwrap_or_default();
+    let name = match pair.iter().position(|b| *b == b'=') {
+        Some(i) => pair.get(..i).unwrap_or_default(),
+        None => pair,
+    };
+    name.trim_ascii()
+}
+
+/// Removes every `Set-Cookie` of an upstream's response that would set one of the gateway's own
+/// cookies (a session of the upstream's choosing, a pre-login state), keeping the others in order.
+pub fn drop_gateway_set_cookies(resp: &mut ResponseHeader, names: &[String]) -> Result<()> {
+    let ours = |v: &http::HeaderValue| is_gateway_cookie(set_cookie_name(v.as_bytes()), names);
+    if !resp.headers.get_all("set-cookie").iter().any(ours) {
+        return Ok(());
+    }
+    let kept: Vec<http::HeaderValue> = resp
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter(|v| !ours(v))
+        .cloned()
+        .collect();
+    while resp.remove_header("set-cookie").is_some() {}
+    for v in kept {
+        resp.append_header("set-cookie", v)?;
+    }
+    Ok(())
 }
 
 /// Headers the gateway may add to a request: the route's identity headers, `X-Auth-Jwt` and the
@@ -157,7 +205,7 @@ pub fn prepare_upstream(
         }
     }
     if mentions_cookie(up, f.gateway_cookies) {
-        strip_token_cookies(up, f.gateway_cookies)?;
+        strip_cookies(up, |n| is_gateway_cookie(n.as_bytes(), f.gateway_cookies))?;
     }
     if let Some(id) = f.identity {
         set_claim_headers(up, &f.route.claim_headers, id)?;
@@ -228,5 +276,57 @@ mod tests {
         only.append_header("cookie", "session=tok").unwrap();
         strip_token_cookies(&mut only, &["session".to_string()]).unwrap();
         assert!(only.headers.get("cookie").is_none());
+    }
+
+    fn gateway_names() -> Vec<String> {
+        vec![
+            "__Host-gatehouse".to_string(),
+            "__Host-gatehouse-csrf".to_string(),
+        ]
+    }
+
+    #[test]
+    fn the_gateway_cookies_pre_login_ones_included_are_known_by_name() {
+        let names = gateway_names();
+        for ours in [
+            "__Host-gatehouse",
+            "__Host-gatehouse-csrf",
+            "__Host-gatehouse-login-abcdefghijkl",
+            "__Host-gatehouse-login-",
+        ] {
+            assert!(is_gateway_cookie(ours.as_bytes(), &names), "{ours}");
+        }
+        for theirs in ["__Host-gatehouse2", "app", "__host-gatehouse-login-x", ""] {
+            assert!(!is_gateway_cookie(theirs.as_bytes(), &names), "{theirs}");
+        }
+        // a gateway that keeps no cookies claims none
+        assert!(!is_gateway_cookie(b"__Host-gatehouse-login-x", &[]));
+    }
+
+    #[test]
+    fn upstream_set_cookies_of_the_gateway_names_are_dropped() {
+        let mut resp = ResponseHeader::build(200, None).unwrap();
+        for v in [
+            "app=1; Path=/",
+            "__Host-gatehouse=planted; Path=/; Secure",
+            " __Host-gatehouse-login-abc =x; Path=/",
+            "__Host-gatehouse-csrf",
+            "other=2",
+        ] {
+            resp.append_header("set-cookie", v).unwrap();
+        }
+        drop_gateway_set_cookies(&mut resp, &gateway_names()).unwrap();
+        let left: Vec<_> = resp
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(left, vec!["app=1; Path=/", "other=2"]);
+        // nothing of the gateway's: the response is left as it was
+        let mut plain = ResponseHeader::build(200, None).unwrap();
+        plain.append_header("set-cookie", "a=1").unwrap();
+        drop_gateway_set_cookies(&mut plain, &gateway_names()).unwrap();
+        assert_eq!(plain.headers.get("set-cookie").unwrap(), "a=1");
     }
 }

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 use crate::path::{host_is_valid, normalise_host, normalise_path};
 use crate::policy::authorize;
 use crate::routes::{builtin, RouteMatch, RouteTable, Target};
-use crate::session::browser::{here, is_navigation, same_origin_write};
+use crate::session::browser::{here, is_navigation, over_tls, same_origin_write};
 use crate::upstream::{whoami_body, UpstreamRuntime};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -336,7 +336,7 @@ impl Gateway {
         }
         .filter(|f| route.login.contains(&f.record.provider));
         if let Some(found) = found {
-            if !same_origin_write(req) {
+            if !same_origin_write(req, over_tls(session)) {
                 return Err(Rejection::CrossSiteWrite);
             }
             return Ok(Some(sessions.identity(
@@ -490,6 +490,16 @@ impl ProxyHttp for Gateway {
             Some(f) => prepare_upstream(session, up, &f),
             None => Ok(()),
         }
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // an upstream never sets the gateway's own cookies (a session of its choosing, say)
+        crate::forward::drop_gateway_set_cookies(resp, &ctx.shared.gateway_cookies)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {

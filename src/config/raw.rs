@@ -379,6 +379,7 @@ pub struct RawSessions {
     pub brand_name: Option<String>,
     pub brand_logo: Option<String>,
     pub page_template: Option<String>,
+    pub state_secret_env: Option<String>,
 }
 
 impl Default for RawSessions {
@@ -391,6 +392,7 @@ impl Default for RawSessions {
             brand_name: None,
             brand_logo: None,
             page_template: None,
+            state_secret_env: None,
         }
     }
 }

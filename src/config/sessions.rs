@@ -9,6 +9,8 @@ use std::fmt;
 pub const LOCAL_LOGIN: &str = "local";
 /// The largest logo the sign-in page inlines.
 const MAX_LOGO_BYTES: u64 = 256 * 1024;
+/// The shortest secret that seals sign-in state: as many bytes as the AES-256 key derived from it.
+const MIN_STATE_SECRET: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -22,6 +24,9 @@ pub struct SessionSettings {
     pub brand_logo: Option<String>,
     /// the organisation's own HTML around the sign-in card
     pub page_template: Option<Arc<str>>,
+    /// what the pre-login cookie is sealed with, from `state_secret_env`; without it each process
+    /// seals with a random key of its own
+    pub state_secret: Option<SecretText>,
 }
 
 /// A value read from the environment that must never be printed.
@@ -165,7 +170,12 @@ impl Compiler {
                 }
             }
         });
+        let state_secret = r
+            .state_secret_env
+            .as_deref()
+            .and_then(|var| self.state_secret(&k("state_secret_env"), var));
         SessionSettings {
+            state_secret,
             page_template,
             cookie_name: r.cookie_name,
             idle_timeout,
@@ -173,6 +183,26 @@ impl Compiler {
             after_logout: r.after_logout,
             brand_name: r.brand_name.unwrap_or_else(|| "gatehouse".into()),
             brand_logo,
+        }
+    }
+
+    /// The secret named by `state_secret_env`, when it is set and long enough.
+    fn state_secret(&mut self, key: &str, var: &str) -> Option<SecretText> {
+        match std::env::var(var) {
+            Ok(v) if v.len() >= MIN_STATE_SECRET => Some(SecretText(v)),
+            Ok(v) if !v.is_empty() => {
+                self.err(
+                    key,
+                    format!(
+                        "environment variable {var} must hold at least {MIN_STATE_SECRET} bytes"
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.err(key, format!("environment variable {var} is not set"));
+                None
+            }
         }
     }
 
@@ -425,6 +455,22 @@ mod tests {
             "sessions.after_logout",
             "same host",
         );
+        refused(
+            &s("state_secret_env = \"GATEHOUSE_TEST_UNSET_VARIABLE\""),
+            "sessions.state_secret_env",
+            "is not set",
+        );
+        std::env::set_var("GATEHOUSE_TEST_SHORT_STATE_SECRET", "short");
+        refused(
+            &s("state_secret_env = \"GATEHOUSE_TEST_SHORT_STATE_SECRET\""),
+            "sessions.state_secret_env",
+            "at least 32 bytes",
+        );
+        std::env::set_var("GATEHOUSE_TEST_STATE_SECRET", "x".repeat(32));
+        let c = compile(&s("state_secret_env = \"GATEHOUSE_TEST_STATE_SECRET\"")).unwrap();
+        assert_eq!(c.sessions.state_secret, Some(SecretText("x".repeat(32))));
+        assert!(!format!("{:?}", c.sessions).contains("xxxx"));
+        assert_eq!(compile(BASE).unwrap().sessions.state_secret, None);
         refused(
             &s("brand_logo = \"logo.gif\""),
             "sessions.brand_logo",

@@ -26,6 +26,11 @@ impl Config {
                 ));
             }
         }
+        let shared_store = matches!(self.store, super::StoreBackend::Redis(_));
+        if shared_store && !self.login_providers.is_empty() && self.sessions.state_secret.is_none()
+        {
+            out.push("sessions.state_secret_env: not set, so each gateway seals sign-in state with a key of its own and a sign-in through a provider must come back to the gateway it started on: give every replica the same secret".into());
+        }
         out
     }
 }

@@ -5,12 +5,13 @@ mod backchannel;
 mod local;
 pub mod oidc;
 pub mod providers;
+pub mod state;
 
 pub use providers::Providers;
 
 use crate::config::{after_logout_ok, LOCAL_LOGIN};
 use crate::pages::{message, page_headers};
-use crate::session::browser::{from_this_origin, safe_return};
+use crate::session::browser::{from_this_origin, over_tls, safe_return};
 use crate::token::TokenService;
 use pingora::proxy::Session;
 use std::collections::HashMap;
@@ -129,7 +130,7 @@ async fn logout(
 ) -> pingora::Result<()> {
     let req = session.req_header();
     let post = req.method == http::Method::POST;
-    if !from_this_origin(req) {
+    if !from_this_origin(req, over_tls(session)) {
         if post {
             return message_page(
                 session,

@@ -1,22 +1,20 @@
 //! Sign-in through an external OpenID provider: the authorization request with PKCE, `state` and
-//! `nonce` kept in a short-lived pre-login cookie per attempt, and the callback that checks them,
-//! verifies the ID token, maps its claims and opens a session.
+//! `nonce` kept in a short-lived sealed pre-login cookie per attempt, and the callback that checks
+//! them and the answering issuer, verifies the ID token, maps its claims and opens a session.
 
 use super::providers::{Failed, Providers};
+use super::state::{PreLogin, Sealer};
 use super::{login_url, message_page, query};
 use crate::config::LoginProvider;
+use crate::session::browser::{over_tls, public_scheme, safe_return, split_authority};
 use crate::session::{cookie, NewSession, OpenError, SessionData};
 use crate::token::TokenService;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use pingora::proxy::Session;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
-/// Pre-login cookies are named after the first characters of their `state`, so sign-ins started in
-/// several tabs each keep their own.
-const PRE_LOGIN: &str = "__Host-gatehouse-login-";
-const STATE_PREFIX: usize = 12;
 /// How long a person has to sign in at the provider.
 const PRE_LOGIN_SECONDS: u64 = 600;
 /// The claims a session keeps from an ID token, besides `sub` and the roles.
@@ -29,37 +27,8 @@ const KEPT_CLAIMS: [&str; 7] = [
     "family_name",
     "sid",
 ];
-
-/// What the pre-login cookie holds: everything the callback must check or send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreLogin {
-    /// provider name
-    pub p: String,
-    pub state: String,
-    pub nonce: String,
-    /// PKCE code verifier
-    pub v: String,
-    /// where to land afterwards
-    pub rd: String,
-    /// the redirect URI sent, to send again at the exchange
-    pub u: String,
-    /// expiry, seconds since the epoch
-    pub exp: u64,
-}
-
-impl PreLogin {
-    pub fn cookie_name(state: &str) -> String {
-        format!("{PRE_LOGIN}{}", state.get(..STATE_PREFIX).unwrap_or(state))
-    }
-
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
-    }
-
-    pub fn decode(v: &str) -> Option<PreLogin> {
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(v).ok()?).ok()
-    }
-}
+/// Shown when the pre-login cookie can be neither sealed nor opened (no key could be had).
+const NO_SEAL: Failed = Failed("the sign-in cannot be secured right now");
 
 /// The S256 PKCE challenge of a verifier.
 fn challenge(verifier: &str) -> String {
@@ -142,10 +111,8 @@ pub(super) fn callback_uri(session: &Session) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "localhost".into());
-    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-    let name = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
-    let local = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
-    let scheme = if !tls && local { "http" } else { "https" };
+    let name = split_authority(&host).map(|(h, _)| h).unwrap_or_default();
+    let scheme = public_scheme(name, over_tls(session));
     format!("{scheme}://{host}/oauth/callback")
 }
 
@@ -202,11 +169,14 @@ pub async fn start(
         .append_pair("nonce", &nonce)
         .append_pair("code_challenge", &challenge(&pre.v))
         .append_pair("code_challenge_method", "S256");
+    let name = PreLogin::cookie_name(&state);
+    let sealed = Sealer::for_sessions(&tokens.sessions.settings).and_then(|s| s.seal(&pre, &name));
+    let Ok(sealed) = sealed else {
+        return failed(session, tokens, None, NO_SEAL).await;
+    };
     // Lax: the provider sends the browser back with a top-level GET, which carries it
     let set = format!(
-        "{}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={PRE_LOGIN_SECONDS}",
-        PreLogin::cookie_name(&state),
-        pre.encode()
+        "{name}={sealed}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={PRE_LOGIN_SECONDS}"
     );
     crate::error::see_other(session, target.as_str(), &[set]).await
 }
@@ -234,18 +204,18 @@ async fn failed(
     .await
 }
 
-/// The provider sent the browser back: check the attempt, exchange the code, open a session.
-pub async fn callback(
-    session: &mut Session,
+/// The attempt a callback answers: the sealed pre-login cookie named after `state`, holding that
+/// same `state`, for a provider still configured.
+fn attempt<'a>(
+    session: &Session,
     tokens: &TokenService,
-    providers: &Providers,
-) -> pingora::Result<()> {
-    let params = query(session);
-    let state = params.get("state").cloned().unwrap_or_default();
-    let name = PreLogin::cookie_name(&state);
-    let clear = format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0");
+    providers: &'a Providers,
+    state: &str,
+) -> Result<(PreLogin, usize, &'a LoginProvider), Failed> {
+    let sealer = Sealer::for_sessions(&tokens.sessions.settings).map_err(|_| NO_SEAL)?;
+    let name = PreLogin::cookie_name(state);
     let pre = cookie(session.req_header(), &name)
-        .and_then(PreLogin::decode)
+        .and_then(|v| sealer.open(v, &name))
         .filter(|p| {
             !state.is_empty()
                 && aws_lc_rs::constant_time::verify_slices_are_equal(
@@ -253,32 +223,54 @@ pub async fn callback(
                     state.as_bytes(),
                 )
                 .is_ok()
-        });
-    let Some(pre) = pre else {
-        return failed(
-            session,
-            tokens,
-            None,
-            Failed("this sign-in was not started in this browser, or took too long"),
-        )
-        .await;
-    };
-    let found = providers
-        .find(&pre.p)
-        .and_then(|i| providers.list.get(i).map(|p| (i, p)));
-    let Some((i, p)) = found else {
-        return failed(
-            session,
-            tokens,
-            None,
-            Failed("the sign-in provider is no longer configured"),
-        )
-        .await;
-    };
-    let again = Some((p, pre.rd.as_str()));
-    if pre.exp <= tokens.sessions.now() {
-        return failed(session, tokens, again, Failed("the sign-in took too long")).await;
+        })
+        .ok_or(Failed(
+            "this sign-in was not started in this browser, or took too long",
+        ))?;
+    let gone = Failed("the sign-in provider is no longer configured");
+    let i = providers.find(&pre.p).ok_or(gone.clone())?;
+    let p = providers.list.get(i).ok_or(gone)?;
+    Ok((pre, i, p))
+}
+
+/// RFC 9207: an answer's `iss` must name the provider the attempt started at, and a provider whose
+/// metadata says it sends `iss` must send it, so no provider can pass another's code off at the
+/// shared callback (a mix-up) and have it sent to the wrong token endpoint.
+async fn from_its_issuer(
+    providers: &Providers,
+    i: usize,
+    p: &LoginProvider,
+    iss: Option<&String>,
+) -> Result<(), Failed> {
+    match iss {
+        Some(iss) if *iss == p.issuer => Ok(()),
+        Some(_) => Err(Failed(
+            "the answer came from another provider than the one this sign-in started at",
+        )),
+        None if providers
+            .endpoints(i)
+            .await?
+            .authorization_response_iss_parameter_supported =>
+        {
+            Err(Failed("the provider's answer does not name its issuer"))
+        }
+        None => Ok(()),
     }
+}
+
+/// The code of an answer that may be used: the attempt is recent, the answer comes from its
+/// provider, and it is no error.
+async fn answered_code<'q>(
+    tokens: &TokenService,
+    providers: &Providers,
+    (i, p): (usize, &LoginProvider),
+    pre: &PreLogin,
+    params: &'q HashMap<String, String>,
+) -> Result<&'q str, Failed> {
+    if pre.exp <= tokens.sessions.now() {
+        return Err(Failed("the sign-in took too long"));
+    }
+    from_its_issuer(providers, i, p, params.get("iss")).await?;
     if let Some(e) = params.get("error") {
         let e: String = e
             .chars()
@@ -286,62 +278,91 @@ pub async fn callback(
             .take(64)
             .collect();
         tracing::info!(target: "gatehouse::login", provider = %p.name, error = %e, "the provider answered the sign-in with an error");
-        return failed(
-            session,
-            tokens,
-            again,
-            Failed("the provider did not sign you in"),
-        )
-        .await;
+        return Err(Failed("the provider did not sign you in"));
     }
-    let Some(code) = params.get("code") else {
-        return failed(
-            session,
-            tokens,
-            again,
-            Failed("the provider sent no sign-in code"),
-        )
-        .await;
+    params
+        .get("code")
+        .map(String::as_str)
+        .ok_or(Failed("the provider sent no sign-in code"))
+}
+
+/// OpenID Connect Core §3.1.3.7: an ID token with several audiences must name this gateway in
+/// `azp`, and an `azp` that is there must be this gateway's client id.
+fn issued_to_us(claims: &Value, client_id: &str) -> Result<(), Failed> {
+    let azp = claims.get("azp");
+    let several = claims.get("aud").is_some_and(Value::is_array);
+    if (azp.is_some() || several) && azp.and_then(Value::as_str) != Some(client_id) {
+        return Err(Failed("the ID token was issued to another client"));
+    }
+    Ok(())
+}
+
+/// Exchanges the code and makes the verified ID token a new session.
+async fn signed_in(
+    tokens: &TokenService,
+    providers: &Providers,
+    (i, p): (usize, &LoginProvider),
+    pre: &PreLogin,
+    code: &str,
+) -> Result<NewSession, Failed> {
+    let id_token = providers
+        .exchange(i, code, &pre.u, &pre.v, &tokens.keys)
+        .await?;
+    let claims = providers.verify(i, &id_token).await?;
+    if claims.get("nonce").and_then(Value::as_str) != Some(pre.nonce.as_str()) {
+        return Err(Failed("the ID token is not for this sign-in"));
+    }
+    issued_to_us(&claims, &p.client_id)?;
+    let (subject, sid, kept) = session_claims(p, &claims)?;
+    let auth_time = claims
+        .get("auth_time")
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| tokens.sessions.now());
+    Ok(NewSession {
+        subject,
+        provider: p.name.clone(),
+        provider_sid: sid,
+        data: SessionData {
+            claims: kept,
+            id_token: Some(id_token),
+        },
+        auth_time,
+    })
+}
+
+/// The provider sent the browser back: check the attempt and the answer, exchange the code, open a
+/// session.
+pub async fn callback(
+    session: &mut Session,
+    tokens: &TokenService,
+    providers: &Providers,
+) -> pingora::Result<()> {
+    let params = query(session);
+    let state = params.get("state").cloned().unwrap_or_default();
+    let (pre, i, p) = match attempt(session, tokens, providers, &state) {
+        Ok(a) => a,
+        Err(f) => return failed(session, tokens, None, f).await,
     };
-    let outcome = async {
-        let id_token = providers
-            .exchange(i, code, &pre.u, &pre.v, &tokens.keys)
-            .await?;
-        let claims = providers.verify(i, &id_token).await?;
-        if claims.get("nonce").and_then(Value::as_str) != Some(pre.nonce.as_str()) {
-            return Err(Failed("the ID token is not for this sign-in"));
-        }
-        // several audiences: the ID token must have been issued to this gateway (OIDC Core §3.1.3.7)
-        if claims.get("aud").is_some_and(Value::is_array)
-            && claims.get("azp").and_then(Value::as_str) != Some(p.client_id.as_str())
-        {
-            return Err(Failed("the ID token was issued to another client"));
-        }
-        let (subject, sid, kept) = session_claims(p, &claims)?;
-        let auth_time = claims
-            .get("auth_time")
-            .and_then(Value::as_u64)
-            .unwrap_or_else(|| tokens.sessions.now());
-        Ok(NewSession {
-            subject,
-            provider: p.name.clone(),
-            provider_sid: sid,
-            data: SessionData {
-                claims: kept,
-                id_token: Some(id_token),
-            },
-            auth_time,
-        })
-    }
-    .await;
-    let new = match outcome {
+    // checked when the attempt started; checked again so that even a leaked sealing key opens no
+    // redirect to another site
+    let rd = safe_return(&pre.rd).unwrap_or("/");
+    let again = Some((p, rd));
+    let new = match answered_code(tokens, providers, (i, p), &pre, &params).await {
+        Ok(code) => signed_in(tokens, providers, (i, p), &pre, code).await,
+        Err(f) => Err(f),
+    };
+    let new = match new {
         Ok(n) => n,
         Err(f) => return failed(session, tokens, again, f).await,
     };
+    let clear = format!(
+        "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
+        PreLogin::cookie_name(&state)
+    );
     match tokens.sessions.open(session.req_header(), new).await {
         Ok(set) => {
             tokens.count_sign_in();
-            crate::error::see_other(session, &pre.rd, &[set, clear]).await
+            crate::error::see_other(session, rd, &[set, clear]).await
         }
         Err(OpenError::Randomness(_)) => {
             failed(
@@ -399,25 +420,20 @@ mod tests {
     }
 
     #[test]
-    fn the_pre_login_cookie_round_trips_and_is_named_per_attempt() {
-        let p = PreLogin {
-            p: "corp".into(),
-            state: "abcdefghijklmnopqrstuvwxyz".into(),
-            nonce: "n".into(),
-            v: "v".into(),
-            rd: "/app".into(),
-            u: "https://h/oauth/callback".into(),
-            exp: 5,
-        };
-        assert_eq!(PreLogin::decode(&p.encode()), Some(p.clone()));
-        assert_eq!(
-            PreLogin::cookie_name(&p.state),
-            "__Host-gatehouse-login-abcdefghijkl"
-        );
-        assert_eq!(PreLogin::decode("not base64!"), None);
+    fn the_pkce_challenge_is_s256() {
         assert_eq!(
             challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
+    }
+
+    #[test]
+    fn an_id_token_names_this_gateway_in_azp_when_it_names_anyone() {
+        assert!(issued_to_us(&json!({"aud": "gw"}), "gw").is_ok());
+        assert!(issued_to_us(&json!({"aud": "gw", "azp": "gw"}), "gw").is_ok());
+        assert!(issued_to_us(&json!({"aud": ["gw", "x"], "azp": "gw"}), "gw").is_ok());
+        assert!(issued_to_us(&json!({"aud": "gw", "azp": "other"}), "gw").is_err());
+        assert!(issued_to_us(&json!({"aud": "gw", "azp": 7}), "gw").is_err());
+        assert!(issued_to_us(&json!({"aud": ["gw", "x"]}), "gw").is_err());
     }
 }

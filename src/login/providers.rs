@@ -26,6 +26,10 @@ pub struct Endpoints {
     pub token_endpoint: String,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    /// RFC 9207: the provider names itself in `iss` on every authorization answer, so an answer
+    /// without it is refused
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// Why a sign-in through a provider failed: shown to the person (never a secret), and logged.

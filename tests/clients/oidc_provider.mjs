@@ -22,7 +22,8 @@ const configuration = {
   claims: {
     openid: ['sub'],
     email: ['email', 'email_verified'],
-    profile: ['name'],
+    // azp only for the users given one: an ID token authorised for another party
+    profile: ['name', 'azp'],
     groups: ['groups'],
   },
   scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],

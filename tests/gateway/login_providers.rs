@@ -11,6 +11,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 pub const OP_SECRET: &str = "op-client-secret-0123456789abcdef";
+/// What the test gateways seal their pre-login cookies with.
+pub const STATE_SECRET: &str = "state-secret-0123456789abcdef-0123456789";
+/// Another provider the gateway knows, which never answers.
+pub const ELSEWHERE: &str = "https://elsewhere.example";
 
 /// The provider's process for the length of a test.
 pub struct Op {
@@ -60,6 +64,8 @@ impl Op {
             "users": {
                 "ann": {"email": "ann@example.com", "email_verified": true, "name": "Ann", "groups": ["staff"]},
                 "eve": {"email": "eve@evil.example", "email_verified": true, "name": "Eve", "groups": ["staff"]},
+                // a provider that issues ID tokens authorised for another party
+                "mal": {"email": "mal@example.com", "email_verified": true, "name": "Mal", "groups": ["staff"], "azp": "someone-else"},
             },
         });
         let mut child = Command::new("node")
@@ -122,6 +128,7 @@ auth = "public"
 [sessions]
 after_logout = "/signed-out"
 brand_name = "Acme"
+state_secret_env = "GATEHOUSE_TEST_STATE_SECRET"
 
 [[login_providers]]
 name = "corp"
@@ -138,6 +145,11 @@ issuer = "http://127.0.0.1:{op}"
 client_id = "gatehouse-keyed"
 scopes = ["openid", "email", "groups"]
 roles_claim = "groups"
+
+[[login_providers]]
+name = "elsewhere"
+issuer = "{ELSEWHERE}"
+client_id = "gatehouse"
 "#
     )
 }
@@ -149,6 +161,7 @@ pub async fn pair() -> Option<(Auth, Op)> {
         return None;
     }
     std::env::set_var("GATEHOUSE_TEST_OP_SECRET", OP_SECRET);
+    std::env::set_var("GATEHOUSE_TEST_STATE_SECRET", STATE_SECRET);
     let mut last = String::new();
     // the provider's port is picked before the gateway names it, so another test may take it
     for _ in 0..5 {
@@ -174,7 +187,7 @@ pub fn browser(a: &Auth) -> reqwest::Client {
         .unwrap()
 }
 
-async fn get(c: &reqwest::Client, url: &str) -> Resp {
+pub async fn get(c: &reqwest::Client, url: &str) -> Resp {
     Resp::from(
         c.get(url)
             .header("sec-fetch-mode", "navigate")
@@ -207,8 +220,33 @@ fn form_action(page: &str) -> String {
 /// Follows redirects from `url`, signing in as `user` on the provider's form when it shows it, up to
 /// the first answer that is not a redirect.
 pub async fn walk(c: &reqwest::Client, url: &str, user: &str) -> Resp {
+    match follow(c, url, user, None).await {
+        Ok(r) => r,
+        Err(at) => panic!("stopped at {at}"),
+    }
+}
+
+/// Follows redirects from `url` as `walk` does, up to the first address starting with `stop` (the
+/// gateway's callback, say), which it returns without visiting it.
+pub async fn walk_to(c: &reqwest::Client, url: &str, user: &str, stop: &str) -> String {
+    match follow(c, url, user, Some(stop)).await {
+        Ok(r) => panic!("never reached {stop}: {} {}", r.status, r.body),
+        Err(at) => at,
+    }
+}
+
+/// `walk`, stopping (with `Err` and the address) before any address that starts with `stop`.
+async fn follow(
+    c: &reqwest::Client,
+    url: &str,
+    user: &str,
+    stop: Option<&str>,
+) -> Result<Resp, String> {
     let mut url = url.to_string();
     for _ in 0..20 {
+        if stop.is_some_and(|s| url.starts_with(s)) {
+            return Err(url);
+        }
         let r = get(c, &url).await;
         if r.status == 200 && r.body.contains("name=\"prompt\" value=\"login\"") {
             let action = absolute(&url, &form_action(&r.body));
@@ -224,7 +262,7 @@ pub async fn walk(c: &reqwest::Client, url: &str, user: &str) -> Resp {
             continue;
         }
         if !(300..400).contains(&r.status) {
-            return r;
+            return Ok(r);
         }
         url = absolute(&url, &location(&r));
     }
@@ -296,7 +334,7 @@ async fn the_gateway_authenticates_to_the_provider_with_its_own_key() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_callbacks_explain_and_offer_to_start_again() {
-    let Some((a, _op)) = pair().await else { return };
+    let Some((a, op)) = pair().await else { return };
     // an account outside the allowed email domains
     let c = browser(&a);
     let r = walk(&c, &a.gw.tls_url("/wiki/"), "eve").await;
@@ -319,7 +357,7 @@ async fn failed_callbacks_explain_and_offer_to_start_again() {
     .await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("not started in this browser"));
-    // the provider's own refusal
+    // the provider's own refusal, naming itself as every answer of this provider does
     let start = get(&c, &a.gw.tls_url("/oauth/login?rd=%2Fwiki%2F&login=corp")).await;
     let auth = url::Url::parse(&location(&start)).unwrap();
     let state = auth
@@ -331,7 +369,8 @@ async fn failed_callbacks_explain_and_offer_to_start_again() {
     let r = get(
         &c,
         &a.gw.tls_url(&format!(
-            "/oauth/callback?error=access_denied&state={state}"
+            "/oauth/callback?error=access_denied&state={state}&iss={}",
+            url::form_urlencoded::byte_serialize(op.issuer().as_bytes()).collect::<String>()
         )),
     )
     .await;
