@@ -437,6 +437,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::disallowed_methods)] // variables of its own, which no other test reads
     fn session_settings_are_checked() {
         let s = |body: &str| format!("{BASE}\n[sessions]\n{body}\n");
         refused(&s("cookie_name = \"a b\""), "sessions.cookie_name", "valid");
