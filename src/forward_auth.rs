@@ -4,10 +4,10 @@
 
 use crate::auth::identity::Identity;
 use crate::config::{ForwardAuthSettings, Route};
-use crate::error::{send, send_json, AsAnswer, Rejection};
-use crate::forwarded::{peer, trusts, Cidr};
-use crate::headers::value_for;
-use crate::path::normalise_path;
+use crate::proxy::forwarded::{peer, trusts, Cidr};
+use crate::proxy::identity_headers::value_for;
+use crate::respond::{send, send_json, AsAnswer, Rejection};
+use crate::wire::path::normalise_path;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
@@ -71,8 +71,8 @@ fn uri_text(v: &[u8]) -> Result<String, Rejection> {
             0x21..=0x7e => out.push(char::from(b)),
             0x80..=0xff => {
                 out.push('%');
-                out.push(crate::path::hex_digit(b >> 4));
-                out.push(crate::path::hex_digit(b & 15));
+                out.push(crate::wire::path::hex_digit(b >> 4));
+                out.push(crate::wire::path::hex_digit(b & 15));
             }
             _ => {
                 return Err(Rejection::BadRequest(

@@ -7,7 +7,7 @@ use crate::auth::extract::extract_token;
 use crate::auth::jwt;
 use crate::auth::principal::{decode_claims, Principal};
 use crate::config::{Config, Issuer, TokenSources};
-use crate::path::{normalise_host, normalise_path, segment_base};
+use crate::wire::path::{normalise_host, normalise_path, segment_base};
 use pingora::http::RequestHeader;
 use std::sync::OnceLock;
 
@@ -80,7 +80,7 @@ pub fn path(data: &[u8]) {
         }
     }
     // the gateway refuses a Host that is not valid before it normalises one
-    if crate::path::host_is_valid(s) {
+    if crate::wire::path::host_is_valid(s) {
         let h = normalise_host(s);
         assert_eq!(normalise_host(&h), h, "normalising host {s:?} twice");
         assert!(
@@ -146,7 +146,7 @@ pub fn config(data: &[u8]) {
     let s = text(data);
     match Config::from_toml(s, std::path::Path::new("/nonexistent/fuzz.toml")) {
         Ok(c) => {
-            let table = crate::routes::RouteTable::new(&c.routes);
+            let table = crate::proxy::routes::RouteTable::new(&c.routes);
             let _ = table.lookup(&c.routes, Some("example.com"), "/a/b", &http::Method::GET);
             let _ = c.warnings();
         }

@@ -146,7 +146,7 @@ enum ClientCommand {
 
 /// TERM drains, INT stops at once, QUIT hands the sockets to a new process; HUP reloads the
 /// configuration.
-struct Signals(Arc<gatehouse::reload::Reloader>);
+struct Signals(Arc<gatehouse::server::reload::Reloader>);
 
 #[async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -240,16 +240,16 @@ fn hash_secret(argon2: bool) -> Result<(), Failure> {
         return Err(Failure("the secret is empty".into()));
     }
     let hash = if argon2 {
-        gatehouse::secrets::argon2_hash(secret).map_err(|e| Failure(format!("cannot hash: {e}")))?
+        gatehouse::crypto::argon2_hash(secret).map_err(|e| Failure(format!("cannot hash: {e}")))?
     } else {
-        gatehouse::secrets::sha256_hash(secret)
+        gatehouse::crypto::sha256_hash(secret)
     };
     println!("{hash}");
     Ok(())
 }
 
 fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
-    let secret = gatehouse::secrets::random_token(32)
+    let secret = gatehouse::crypto::random_token(32)
         .map_err(|e| Failure(format!("cannot make a secret: {e}")))?;
     let scopes: Vec<String> = scopes.iter().map(|s| format!("{s:?}")).collect();
     println!(
@@ -260,7 +260,7 @@ fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
     println!("client_id = {client_id:?}");
     println!(
         "secret_hash = \"{}\"",
-        gatehouse::secrets::sha256_hash(&secret)
+        gatehouse::crypto::sha256_hash(&secret)
     );
     println!("grant_types = [\"client_credentials\"]");
     println!("scopes = [{}]", scopes.join(", "));
@@ -345,13 +345,13 @@ fn reload(config: &std::path::Path) -> Result<(), Failure> {
 }
 
 fn run(config: &std::path::Path, log_format: LogFormat, upgrade: bool) -> Result<(), Failure> {
-    let _log_guard = gatehouse::telemetry::init_logging(log_format == LogFormat::Json)
+    let _log_guard = gatehouse::observe::access_log::init_logging(log_format == LogFormat::Json)
         .map_err(|e| Failure(format!("cannot start the log writer: {e}")))?;
     let c = Config::load(config)?;
     for w in c.warnings() {
         tracing::warn!("{w}");
     }
-    let mut built = gatehouse::build_with(c, Arc::new(SystemClock), upgrade)
+    let mut built = gatehouse::server::build_with(c, Arc::new(SystemClock), upgrade)
         .map_err(|e| Failure(format!("gatehouse cannot start: {e}")))?;
     // With --upgrade this waits for the old process's listening sockets.
     built.server.bootstrap();

@@ -1,7 +1,7 @@
 //! The verified identity of a request: roles, scopes and header values derived once per token.
 
 use crate::config::Issuer;
-use crate::header_value::{encode_header_value, join_encoded, push_encoded, push_list};
+use crate::wire::header_value::{encode_header_value, join_encoded, push_encoded, push_list};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;

@@ -2,7 +2,8 @@
 
 use super::raw::{RawClient, RawTokenService, RawUser};
 use super::*;
-use crate::keys::VerifyKey;
+use crate::auth::keys::VerifyKey;
+use crate::crypto::SecretHash;
 use jsonwebtoken::Algorithm;
 
 impl Compiler {

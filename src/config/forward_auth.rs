@@ -2,7 +2,7 @@
 
 use super::raw::RawForwardAuth;
 use super::*;
-use crate::path::normalise_path;
+use crate::wire::path::normalise_path;
 
 impl Compiler {
     pub(super) fn forward_auth(

@@ -231,7 +231,7 @@ impl Compiler {
         }
         Config {
             file: file.to_path_buf(),
-            file_hash: crate::digest::sha256_hex(text).chars().take(16).collect(),
+            file_hash: crate::crypto::sha256_hex(text).chars().take(16).collect(),
             server,
             tls,
             validation,

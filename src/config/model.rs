@@ -1,7 +1,8 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
 use super::sessions::{LoginProvider, SessionSettings};
-use crate::keys::VerifyKey;
+use crate::auth::keys::VerifyKey;
+use crate::crypto::SecretHash;
 use http::header::HeaderName;
 use jsonwebtoken::Algorithm;
 use std::net::SocketAddr;
@@ -53,44 +54,6 @@ pub struct TokenServiceSettings {
     pub key_algorithm: Algorithm,
     /// the longest a client assertion's `exp` may lie ahead
     pub max_assertion_lifetime: Duration,
-}
-
-/// How a client secret is stored: never the secret itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretHash {
-    /// SHA-256 of a generated high-entropy secret
-    Sha256([u8; 32]),
-    /// a PHC string: `$argon2id$...`
-    Argon2(String),
-    /// `$2b$...`
-    Bcrypt(String),
-}
-
-impl SecretHash {
-    pub fn parse(s: &str) -> Result<SecretHash, String> {
-        if let Some(hex) = s.strip_prefix("sha256:") {
-            let bytes = (0..hex.len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>();
-            return match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
-                Some(b) if hex.len() == 64 && hex.bytes().all(|c| !c.is_ascii_uppercase()) => {
-                    Ok(SecretHash::Sha256(b))
-                }
-                _ => Err("sha256: must be followed by 64 lowercase hex digits".into()),
-            };
-        }
-        if s.starts_with("$argon2id$") {
-            return Ok(SecretHash::Argon2(s.to_string()));
-        }
-        if s.starts_with("$2b$") || s.starts_with("$2a$") || s.starts_with("$2y$") {
-            return Ok(SecretHash::Bcrypt(s.to_string()));
-        }
-        Err("not a recognised hash: use \"sha256:<hex>\", \"$argon2id$...\" or bcrypt \"$2b$...\" (gatehouse hash-secret makes one)".into())
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +194,7 @@ pub struct ServerSettings {
     pub threads: usize,
     pub strip_override_headers: bool,
     /// peers whose X-Forwarded-* and Forwarded headers are believed
-    pub trusted_proxies: Vec<crate::forwarded::Cidr>,
+    pub trusted_proxies: Vec<crate::proxy::forwarded::Cidr>,
     /// the longest an HTTP/1 request's header section may take to arrive, whole
     pub request_header_timeout: Duration,
     /// reload when the file changes on disk

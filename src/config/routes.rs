@@ -2,7 +2,7 @@
 
 use super::raw::RawRoute;
 use super::*;
-use crate::path::normalise_prefix;
+use crate::wire::path::normalise_prefix;
 use http::header::HeaderName;
 use std::collections::HashMap;
 

@@ -39,7 +39,7 @@ impl Compiler {
             }
         }
         for (i, h) in s.admin_hosts.iter().enumerate() {
-            if h.contains(':') || !crate::path::host_is_valid(h) {
+            if h.contains(':') || !crate::wire::path::host_is_valid(h) {
                 self.err(
                     format!("server.admin_hosts[{i}]"),
                     format!("{h:?} is not a host name (no port)"),
@@ -86,7 +86,7 @@ impl Compiler {
                 .trusted_proxies
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| match crate::forwarded::Cidr::parse(t) {
+                .filter_map(|(i, t)| match crate::proxy::forwarded::Cidr::parse(t) {
                     Ok(c) => Some(c),
                     Err(m) => {
                         self.err(format!("server.trusted_proxies[{i}]"), m);
@@ -193,7 +193,7 @@ impl Compiler {
             }
             return;
         }
-        if let Err(e) = crate::tlsfiles::check_pair(&tls.cert, &tls.key) {
+        if let Err(e) = crate::listener::tlsfiles::check_pair(&tls.cert, &tls.key) {
             self.err("tls", e);
         }
     }

@@ -2,7 +2,7 @@
 //! names (by `sid`, else by `sub`) end on every gateway sharing the store.
 
 use super::providers::Providers;
-use crate::error::send_json;
+use crate::respond::send_json;
 use crate::store::SessionsOf;
 use crate::token::TokenService;
 use pingora::proxy::Session;
@@ -97,7 +97,7 @@ pub async fn handle(
     match tokens.sessions.end_all(of).await {
         Ok(n) => {
             tracing::info!(target: "gatehouse::login", provider = %p.name, ended = n, "back-channel logout");
-            crate::error::send(session, 200, "text/plain", &[], bytes::Bytes::new()).await
+            crate::respond::send(session, 200, "text/plain", &[], bytes::Bytes::new()).await
         }
         Err(_) => refuse(session, 503, "sessions cannot be changed right now").await,
     }

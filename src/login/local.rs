@@ -57,7 +57,7 @@ pub(super) async fn show(
                 })
                 .collect();
             let body = crate::pages::choose(&tokens.sessions.brand(), app, &choices);
-            crate::error::send_html(session, 200, &page_headers(""), body).await
+            crate::respond::send_html(session, 200, &page_headers(""), body).await
         }
     }
 }
@@ -93,7 +93,7 @@ async fn form(
             error,
         },
     );
-    crate::error::send_html(session, status, &headers, body).await
+    crate::respond::send_html(session, status, &headers, body).await
 }
 
 async fn no_randomness(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
@@ -158,7 +158,7 @@ pub(super) async fn submit(
             {
                 Ok(set) => {
                     tokens.count_sign_in();
-                    crate::error::see_other(session, &rd, &[set]).await
+                    crate::respond::see_other(session, &rd, &[set]).await
                 }
                 Err(OpenError::Randomness(_)) => no_randomness(session, tokens).await,
                 Err(OpenError::Store(_)) => {

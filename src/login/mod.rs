@@ -80,7 +80,7 @@ async fn message_page(
     link: Option<(&str, &str)>,
 ) -> pingora::Result<()> {
     let body = message(&tokens.sessions.brand(), title, text, link);
-    crate::error::send_html(session, status, &page_headers(""), body).await
+    crate::respond::send_html(session, status, &page_headers(""), body).await
 }
 
 /// Answers one of the endpoints.
@@ -110,7 +110,7 @@ pub async fn handle(
                 LoginEndpoint::Callback => "GET",
                 LoginEndpoint::BackchannelLogout => "POST",
             };
-            crate::error::send_json(
+            crate::respond::send_json(
                 session,
                 405,
                 &[("allow", allow.to_string())],
@@ -149,7 +149,7 @@ async fn logout(
             "/oauth/logout",
             "Sign out",
         );
-        return crate::error::send_html(session, 200, &page_headers(""), body).await;
+        return crate::respond::send_html(session, 200, &page_headers(""), body).await;
     }
     let ended = match tokens.sessions.end(session.req_header()).await {
         Ok(found) => found,
@@ -177,7 +177,7 @@ async fn logout(
         None => None,
     };
     let to = at_provider.unwrap_or_else(|| target.to_string());
-    crate::error::see_other(session, &to, &[tokens.sessions.clear_cookie()]).await
+    crate::respond::see_other(session, &to, &[tokens.sessions.clear_cookie()]).await
 }
 
 /// The provider's `end_session_endpoint` with `id_token_hint`, for a session it opened.

@@ -131,7 +131,7 @@ pub async fn start(
         Ok(ep) => ep,
         Err(f) => return failed(session, tokens, Some((p, rd)), f).await,
     };
-    let random = || crate::secrets::random_token(32);
+    let random = || crate::crypto::random_token(32);
     let (Ok(state), Ok(nonce), Ok(v)) = (random(), random(), random()) else {
         return failed(
             session,
@@ -178,7 +178,7 @@ pub async fn start(
     let set = format!(
         "{name}={sealed}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={PRE_LOGIN_SECONDS}"
     );
-    crate::error::see_other(session, target.as_str(), &[set]).await
+    crate::respond::see_other(session, target.as_str(), &[set]).await
 }
 
 /// A sign-in that cannot go on: logged with its reason, and a page that says so and starts again.
@@ -362,7 +362,7 @@ pub async fn callback(
     match tokens.sessions.open(session.req_header(), new).await {
         Ok(set) => {
             tokens.count_sign_in();
-            crate::error::see_other(session, rd, &[set, clear]).await
+            crate::respond::see_other(session, rd, &[set, clear]).await
         }
         Err(OpenError::Randomness(_)) => {
             failed(

@@ -202,8 +202,8 @@ impl Providers {
         let key = keys
             .current()
             .ok_or(Failed("the gateway has no key to authenticate with"))?;
-        let jti = crate::secrets::random_token(16)
-            .map_err(|_| Failed("no random values could be had"))?;
+        let jti =
+            crate::crypto::random_token(16).map_err(|_| Failed("no random values could be had"))?;
         let now = self.clock.now_secs();
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.kid = Some(key.kid.clone());

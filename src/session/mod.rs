@@ -7,7 +7,7 @@ use crate::auth::identity::Identity;
 use crate::auth::principal::Principal;
 use crate::clock::SharedClock;
 use crate::config::{Issuer, SessionSettings};
-use crate::secrets::{random_token, sha256_hex, NoRandomness};
+use crate::crypto::{random_token, sha256_hex, NoRandomness};
 use crate::store::{run_blocking, SessionRecord, SessionsOf, Store, StoreError};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

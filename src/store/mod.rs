@@ -4,8 +4,6 @@
 pub mod feed;
 mod memory;
 pub mod redis;
-mod redis_counter;
-pub mod redis_scripts;
 mod sqlite;
 
 pub use memory::MemoryStore;

@@ -178,7 +178,7 @@ impl TokenService {
                 if let Some(s) = &state {
                     target.query_pairs_mut().append_pair("state", s);
                 }
-                crate::error::see_other(session, target.as_str(), &[]).await
+                crate::respond::see_other(session, target.as_str(), &[]).await
             }
         }
     }
@@ -233,13 +233,13 @@ impl TokenService {
         if let Some(s) = &req.state {
             target.query_pairs_mut().append_pair("state", s);
         }
-        crate::error::see_other(session, target.as_str(), set_cookie.as_slice()).await
+        crate::respond::see_other(session, target.as_str(), set_cookie.as_slice()).await
     }
 
     /// Without random values no form, session or code can be made safely: refuse.
     async fn no_randomness_page(&self, session: &mut Session) -> pingora::Result<()> {
-        use crate::error::AsAnswer;
-        let refusal = super::no_randomness(crate::secrets::NoRandomness);
+        use crate::respond::AsAnswer;
+        let refusal = super::no_randomness(crate::crypto::NoRandomness);
         refusal.answer().send(session).await
     }
 
@@ -295,7 +295,7 @@ impl TokenService {
             }
             None => crate::pages::message(&brand, "Sign in", error, None),
         };
-        crate::error::send_html(session, status, &headers, body).await
+        crate::respond::send_html(session, status, &headers, body).await
     }
 
     /// A one-use form token bound to the browser's pre-login cookie, and the `Set-Cookie` that keeps
@@ -303,7 +303,7 @@ impl TokenService {
     pub(crate) fn form_token(
         &self,
         session: &Session,
-    ) -> Result<(String, String), crate::secrets::NoRandomness> {
+    ) -> Result<(String, String), crate::crypto::NoRandomness> {
         let pre_login = match cookie(session, CSRF_COOKIE).filter(|c| {
             c.len() >= 32
                 && c.bytes()

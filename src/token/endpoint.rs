@@ -2,7 +2,7 @@
 
 use super::client_auth::Credentials;
 use super::*;
-use crate::error::{send, send_json, AsAnswer};
+use crate::respond::{send, send_json, AsAnswer};
 use bytes::Bytes;
 use pingora::proxy::Session;
 use std::net::IpAddr;
@@ -29,9 +29,9 @@ fn too_many(retry_after: u64, description: &'static str) -> OAuthError {
 
 /// An error answer with the CORS headers of its request.
 fn with_headers(
-    mut answer: crate::error::ErrorAnswer,
+    mut answer: crate::respond::ErrorAnswer,
     extra: Vec<(&'static str, String)>,
-) -> crate::error::ErrorAnswer {
+) -> crate::respond::ErrorAnswer {
     answer.headers.extend(extra);
     answer
 }
@@ -272,7 +272,7 @@ impl TokenService {
 
     /// The real client's address (after `[server] trusted_proxies`), as counters key it: `ip:…`.
     pub(crate) fn client_address(&self, session: &Session) -> String {
-        let ip = crate::forwarded::client_ip(session, &self.trusted_proxies)
+        let ip = crate::proxy::forwarded::client_ip(session, &self.trusted_proxies)
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         format!("ip:{ip}")
     }

@@ -6,7 +6,7 @@ use crate::auth::extract::extract_token;
 use crate::auth::principal::decode_claims;
 use crate::config::Client;
 use crate::config::TokenSources;
-use crate::error::Rejection;
+use crate::respond::Rejection;
 use crate::store::run_blocking;
 use pingora::proxy::Session;
 

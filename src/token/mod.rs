@@ -19,13 +19,13 @@ mod tests;
 
 pub use users::released_claims;
 
-pub use crate::secrets::{argon2_hash, random_token, secret_matches, sha256_hash, sha256_hex};
+pub use crate::crypto::{argon2_hash, random_token, secret_matches, sha256_hash, sha256_hex};
 
 use crate::auth::jwt;
 use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
 use crate::config::{Client, Config, GrantType, TokenServiceSettings};
-use crate::secrets::{Decoys, HashPool};
+use crate::crypto::{Decoys, HashPool};
 use crate::store::{run_blocking, Store};
 use keys::SigningKeys;
 use limits::Window;
@@ -108,14 +108,14 @@ pub struct OAuthError {
     pub allow: Option<&'static str>,
 }
 
-impl crate::error::AsAnswer for OAuthError {
-    fn answer(&self) -> crate::error::ErrorAnswer {
+impl crate::respond::AsAnswer for OAuthError {
+    fn answer(&self) -> crate::respond::ErrorAnswer {
         let mut headers = vec![("pragma", "no-cache".to_string())];
         // RFC 6749 §5.2: a client that failed to authenticate is told how it may, whatever it tried.
         if self.basic || self.status == 401 {
             headers.push((
                 "www-authenticate",
-                format!("Basic realm=\"{}\"", crate::error::REALM),
+                format!("Basic realm=\"{}\"", crate::respond::REALM),
             ));
         }
         if let Some(r) = self.retry_after {
@@ -124,7 +124,7 @@ impl crate::error::AsAnswer for OAuthError {
         if let Some(a) = self.allow {
             headers.push(("allow", a.to_string()));
         }
-        crate::error::ErrorAnswer {
+        crate::respond::ErrorAnswer {
             status: self.status,
             code: self.code,
             description: self.description,
@@ -170,7 +170,7 @@ fn no_signing_key() -> OAuthError {
 }
 
 /// The random generator failed: refuse rather than hand out a predictable value.
-fn no_randomness(_: crate::secrets::NoRandomness) -> OAuthError {
+fn no_randomness(_: crate::crypto::NoRandomness) -> OAuthError {
     oauth(
         503,
         "temporarily_unavailable",
@@ -222,7 +222,7 @@ pub struct TokenService {
     /// browser sessions, opened by a sign-in here or at `/oauth/login`
     pub sessions: Arc<crate::session::Sessions>,
     /// proxies whose `X-Forwarded-For` names the client that counters are kept for
-    trusted_proxies: Vec<crate::forwarded::Cidr>,
+    trusted_proxies: Vec<crate::proxy::forwarded::Cidr>,
     /// every configured client id, encoded as a principal holds it
     encoded_clients: std::collections::HashSet<String>,
 }
@@ -317,7 +317,7 @@ impl TokenService {
                 .iter()
                 .map(|c| {
                     let mut b = Vec::new();
-                    crate::header_value::push_encoded(&mut b, &c.client_id, None);
+                    crate::wire::header_value::push_encoded(&mut b, &c.client_id, None);
                     String::from_utf8_lossy(&b).into_owned()
                 })
                 .collect(),

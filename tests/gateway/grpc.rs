@@ -169,7 +169,7 @@ async fn unary_calls_carry_the_identity_and_refusals_are_grpc_statuses() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
-    assert_eq!(e.message(), gatehouse::error::TOO_LARGE);
+    assert_eq!(e.message(), gatehouse::respond::TOO_LARGE);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -316,7 +316,7 @@ async fn a_tls_upstream_is_spoken_to_in_h2_by_alpn() {
     pingora::tls::install_default_crypto_provider();
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = (certs.path().join("up.crt"), certs.path().join("up.key"));
-    gatehouse::tlsfiles::write_self_signed(&cert, &key).unwrap();
+    gatehouse::listener::tlsfiles::write_self_signed(&cert, &key).unwrap();
     let grpc = serve(Some((
         std::fs::read(&cert).unwrap(),
         std::fs::read(&key).unwrap(),

@@ -116,15 +116,18 @@ impl Gw {
         };
         let cert = dir.path().join("certs/gateway.crt");
         if !cert.exists() {
-            gatehouse::tlsfiles::write_self_signed(&cert, &dir.path().join("certs/gateway.key"))
-                .unwrap();
+            gatehouse::listener::tlsfiles::write_self_signed(
+                &cert,
+                &dir.path().join("certs/gateway.key"),
+            )
+            .unwrap();
         }
         let text = edit(format!("{}\n{}", server_toml(plain, tls, admin), body));
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, &text).unwrap();
         let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
         let clock = Arc::new(OffsetClock::default());
-        let built = gatehouse::build(config, clock.clone()).unwrap();
+        let built = gatehouse::server::build(config, clock.clone()).unwrap();
         let stop = Arc::new(Notify::new());
         let signal = TestSignal(stop.clone());
         let join = std::thread::spawn(move || {

@@ -403,7 +403,7 @@ async fn redis_compiles_every_script_of_the_store() {
         .unwrap()
         .get_connection()
         .unwrap();
-    for (name, body) in gatehouse::store::redis_scripts::ALL {
+    for (name, body) in gatehouse::store::redis::scripts::ALL {
         let loaded: Result<String, _> = ::redis::cmd("SCRIPT").arg("LOAD").arg(body).query(&mut db);
         assert!(loaded.is_ok(), "{name}: {loaded:?}");
     }

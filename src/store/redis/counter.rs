@@ -5,8 +5,8 @@
 //! pipeline their commands on one connection, awaited on the request's own task, and the
 //! connection manager reconnects by itself after a loss.
 
-use super::redis::{err, key, TIMEOUT};
-use super::{Counter, StoreError};
+use super::{err, key, TIMEOUT};
+use crate::store::{Counter, StoreError};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::sync::OnceCell;
 

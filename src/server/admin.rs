@@ -1,10 +1,10 @@
 //! The operators' listener: health, readiness, metrics, reload and session revocation, a small
 //! HTTP service of its own.
 
-use crate::error::{AsAnswer, Rejection};
-use crate::metrics::Sample;
+use crate::observe::metrics::Sample;
 use crate::proxy::Shared;
-use crate::reload::{Outcome, Reloader};
+use crate::respond::{AsAnswer, Rejection};
+use crate::server::reload::{Outcome, Reloader};
 use crate::upstream::UpstreamRuntime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -47,12 +47,12 @@ fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Box<Resp
         .map(|h| h.to_str().unwrap_or("\u{0}"))
         .or_else(|| req.uri.authority().map(|a| a.as_str()));
     if let Some(host) = host {
-        let name = crate::path::normalise_host(host);
+        let name = crate::wire::path::normalise_host(host);
         let name = name.trim_start_matches('[').trim_end_matches(']');
         let known = name.parse::<std::net::IpAddr>().is_ok()
             || name == "localhost"
             || names.iter().any(|n| n == name);
-        if !known || !crate::path::host_is_valid(host) {
+        if !known || !crate::wire::path::host_is_valid(host) {
             return Err(Box::new(refusal(
                 421,
                 "misdirected_request",

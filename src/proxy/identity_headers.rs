@@ -3,7 +3,7 @@
 use crate::auth::identity::Identity;
 use crate::auth::principal::claim_header_text;
 use crate::config::{ClaimHeader, ClaimSource};
-use crate::header_value::same_folded;
+use crate::wire::header_value::same_folded;
 use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 

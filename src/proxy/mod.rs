@@ -1,21 +1,29 @@
 //! The Pingora `ProxyHttp` implementation: phase wiring only; each step lives in its own module.
 
+pub mod forwarded;
+pub mod framing;
+pub mod grpc;
+pub mod identity_headers;
+pub mod identity_jwt;
+pub mod routes;
+pub mod upstream_request;
+
+use crate::auth::authenticate::authenticate;
 use crate::auth::identity::Identity;
 use crate::auth::jwt::TokenError;
 use crate::auth::Verifier;
-use crate::authn::authenticate;
 use crate::config::{AuthMode, Config, Route, LOCAL_LOGIN};
-use crate::error::{send_json, ErrorAnswer, Rejection};
-use crate::forward::{prepare_upstream, upstream_path, Forwarding};
 use crate::forward_auth::{is_preflight, Dialect};
-use crate::framing::framing_problem;
-use crate::headers::strip_identity_headers;
-use crate::metrics::Metrics;
-use crate::path::{host_is_valid, normalise_host, normalise_path};
+use crate::observe::metrics::Metrics;
 use crate::policy::authorize;
-use crate::routes::{builtin, RouteMatch, RouteTable, Target};
+use crate::proxy::framing::framing_problem;
+use crate::proxy::identity_headers::strip_identity_headers;
+use crate::proxy::routes::{builtin, RouteMatch, RouteTable, Target};
+use crate::proxy::upstream_request::{prepare_upstream, upstream_path, Forwarding};
+use crate::respond::{send_json, ErrorAnswer, Rejection};
 use crate::session::browser::{here, is_navigation, over_tls, same_origin_write};
 use crate::upstream::{whoami_body, UpstreamRuntime};
+use crate::wire::path::{host_is_valid, normalise_host, normalise_path};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::HeaderName;
@@ -44,9 +52,9 @@ pub struct Shared {
     /// whether every revocation is known (a shared store's feed may be away)
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
     /// the token service's public keys, to tell whether a reload changed them
-    pub own_keys: Vec<Arc<crate::keys::VerifyKey>>,
+    pub own_keys: Vec<Arc<crate::auth::keys::VerifyKey>>,
     /// signs `X-Auth-Jwt` for routes with `identity_jwt`, when the token service has keys
-    pub identity_signer: Option<crate::identity_jwt::IdentitySigner>,
+    pub identity_signer: Option<crate::proxy::identity_jwt::IdentitySigner>,
     /// external OpenID providers people sign in with (with the token service on)
     pub providers: Option<Arc<crate::login::Providers>>,
     /// the gateway's own cookies, removed from every request sent upstream
@@ -117,7 +125,7 @@ fn upstream_failure(e: &Error) -> (u16, Option<ErrorAnswer>) {
             "no healthy upstream peer is available",
         ),
         504 => ("gateway_timeout", "the upstream did not answer in time"),
-        413 => ("request_too_large", crate::error::TOO_LARGE),
+        413 => ("request_too_large", crate::respond::TOO_LARGE),
         400 => ("invalid_request", "the request could not be read"),
         _ => ("internal_error", "the gateway could not handle the request"),
     };
@@ -437,8 +445,8 @@ impl ProxyHttp for Gateway {
         ctx.tried.push(addr);
         // a gRPC call waits as long as its deadline says; a route's stream idle timeout replaces
         // the upstream's read timeout for everything else
-        let read = crate::grpc::timeout(session.req_header())
-            .map(|d| d.min(crate::grpc::MAX_DEADLINE))
+        let read = crate::proxy::grpc::timeout(session.req_header())
+            .map(|d| d.min(crate::proxy::grpc::MAX_DEADLINE))
             .or_else(|| self.route(ctx).and_then(|r| r.stream_idle_timeout));
         Ok(Box::new(pool.peer(addr, read)))
     }
@@ -473,7 +481,7 @@ impl ProxyHttp for Gateway {
                 ctx.denial = Some("request_too_large");
                 // the client's fault, said so: towards an h2 upstream Pingora drops any other
                 // error from this filter, and the call would wait for its upstream to time out
-                let e = Error::explain(HTTPStatus(413), crate::error::TOO_LARGE);
+                let e = Error::explain(HTTPStatus(413), crate::respond::TOO_LARGE);
                 return Err(e.into_down());
             }
         }
@@ -499,7 +507,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         // an upstream never sets the gateway's own cookies (a session of its choosing, say)
-        crate::forward::drop_gateway_set_cookies(resp, &ctx.shared.gateway_cookies)
+        crate::proxy::upstream_request::drop_gateway_set_cookies(resp, &ctx.shared.gateway_cookies)
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
@@ -525,7 +533,7 @@ impl ProxyHttp for Gateway {
             .as_ref()
             .and_then(|id| id.principal.subject())
             .unwrap_or("-");
-        crate::telemetry::access_log(&crate::telemetry::AccessRecord {
+        crate::observe::access_log::access_log(&crate::observe::access_log::AccessRecord {
             method: session.req_header().method.as_str(),
             path: ctx
                 .log_path

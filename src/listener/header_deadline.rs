@@ -9,7 +9,7 @@
 //! HTTP/2 connections (ALPN `h2`) are not wrapped: their frames are bounded by the h2 layer.
 //! Connections on the TLS listeners first complete their handshake here, within the same deadline.
 
-use crate::tls_accept::TlsTermination;
+use crate::listener::tls_accept::TlsTermination;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;

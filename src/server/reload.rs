@@ -2,10 +2,10 @@
 //! generation atomically, a broken one changes nothing. Requests in flight finish on the generation
 //! they started with.
 
-use crate::cert_resolver::CertResolver;
 use crate::config::Config;
+use crate::listener::cert_resolver::CertResolver;
 use crate::proxy::Shared;
-use crate::runtime::{generation, Lasting};
+use crate::server::generation::{generation, Lasting};
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -189,10 +189,12 @@ impl Reloader {
         // The certificate files (perhaps renewed, perhaps at new paths) must load before anything
         // changes.
         let certificate = match &self.certificate {
-            Some(_) => match crate::cert_resolver::load(&config.tls.cert, &config.tls.key) {
-                Ok(c) => Some(c),
-                Err(e) => return refuse(vec![e]),
-            },
+            Some(_) => {
+                match crate::listener::cert_resolver::load(&config.tls.cert, &config.tls.key) {
+                    Ok(c) => Some(c),
+                    Err(e) => return refuse(vec![e]),
+                }
+            }
             None => None,
         };
         let (next, tasks) = match generation(config.clone(), &self.lasting, Some(&current)) {

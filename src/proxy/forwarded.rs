@@ -1,6 +1,6 @@
 //! Forwarding headers (X-Forwarded-*, X-Real-IP, Forwarded): set by the gateway, believed only from trusted proxies.
 
-use crate::header_value::{push_int, same_folded};
+use crate::wire::header_value::{push_int, same_folded};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::net::IpAddr;

@@ -7,7 +7,7 @@ use crate::auth::jwt::TokenError;
 use crate::auth::principal::decode_claims;
 use crate::auth::Verifier;
 use crate::config::{AuthMode, Issuer, Route};
-use crate::error::Rejection;
+use crate::respond::Rejection;
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 

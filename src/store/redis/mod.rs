@@ -1,15 +1,16 @@
 //! The Redis store, shared by every replica: each record with a TTL of its useful life, rotations and
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
-use super::redis_scripts::{
-    END_SESSIONS, PUT_SESSION, REVOKE_FAMILY, ROTATE, TAKE_CODE, TOUCH_SESSION,
-};
+mod counter;
+pub mod scripts;
+
 use super::{
     CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{Commands, Connection, IntoConnectionInfo, RedisResult, Script};
+use scripts::{END_SESSIONS, PUT_SESSION, REVOKE_FAMILY, ROTATE, TAKE_CODE, TOUCH_SESSION};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -56,7 +57,7 @@ pub struct RedisStore {
     conns: Vec<Mutex<Option<Connection>>>,
     next: std::sync::atomic::AtomicUsize,
     /// rate-limit and lockout counters, on their own async connection
-    counter: std::sync::Arc<super::redis_counter::RedisCounter>,
+    counter: std::sync::Arc<counter::RedisCounter>,
     rotate: Script,
     take_code: Script,
     revoke_family: Script,
@@ -93,7 +94,7 @@ impl RedisStore {
             connected_once: Default::default(),
             conns: (0..POOL).map(|_| Mutex::new(None)).collect(),
             next: Default::default(),
-            counter: std::sync::Arc::new(super::redis_counter::RedisCounter::new(client)),
+            counter: std::sync::Arc::new(counter::RedisCounter::new(client)),
             rotate: Script::new(ROTATE),
             take_code: Script::new(TAKE_CODE),
             revoke_family: Script::new(REVOKE_FAMILY),

@@ -1,8 +1,10 @@
 //! Upstream pools: round robin over healthy peers with health checks (HTTP, TCP or gRPC), the
 //! protocol each peer speaks, and the built-in whoami upstream.
 
+pub mod grpc_health;
+
 use crate::config::{HttpUpstream, Protocol, UpstreamKind};
-use crate::tasks::Tasks;
+use crate::server::tasks::Tasks;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
@@ -84,7 +86,7 @@ impl Pool {
                 peer.options.connection_timeout = Some(cfg.connect_timeout);
                 peer.options.read_timeout =
                     Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
-                let hc = crate::grpc_health::GrpcHealthCheck::new(peer, host);
+                let hc = crate::upstream::grpc_health::GrpcHealthCheck::new(peer, host);
                 lb.set_health_check(Box::new(hc));
             }
             Some(path) => {

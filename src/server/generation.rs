@@ -1,14 +1,15 @@
 //! One configuration generation: everything requests share, built from a `Config` at start-up and
 //! again on each reload, around the parts that outlive generations (the store, the denylist).
 
+use crate::auth::keys::VerifyKey;
 use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
 use crate::config::{Config, Issuer, KeySource};
-use crate::keys::VerifyKey;
+use crate::proxy::routes;
 use crate::proxy::Shared;
+use crate::server::tasks::Tasks;
 use crate::store::{RevocationsLoaded, Store};
-use crate::tasks::Tasks;
-use crate::{routes, token, upstream};
+use crate::{token, upstream};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -108,7 +109,11 @@ pub fn generation(
     tasks.add(KeyMaintenance(verifier.jwks.clone()));
     let identity_signer = match (&signing, &config.token_service) {
         (Some(keys), Some(ts)) => keys.current_shared().map(|k| {
-            crate::identity_jwt::IdentitySigner::new(k, ts.issuer.clone(), lasting.clock.clone())
+            crate::proxy::identity_jwt::IdentitySigner::new(
+                k,
+                ts.issuer.clone(),
+                lasting.clock.clone(),
+            )
         }),
         _ => None,
     };
@@ -158,7 +163,7 @@ pub fn generation(
         providers,
         gateway_cookies,
         table: routes::RouteTable::new(&config.routes),
-        metrics: crate::metrics::Metrics::new(
+        metrics: crate::observe::metrics::Metrics::new(
             config.routes.iter().map(|r| r.name.clone()).collect(),
             &lasting.propagation,
         )?,

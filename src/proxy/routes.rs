@@ -2,9 +2,9 @@
 
 use crate::config::{HostPattern, Route};
 use crate::login::LoginEndpoint;
-use crate::path::segment_base;
 use crate::token::endpoint::Endpoint;
 use crate::token::TokenService;
+use crate::wire::path::segment_base;
 use http::Method;
 use std::collections::HashMap;
 

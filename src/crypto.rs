@@ -1,10 +1,64 @@
-//! Secret and password hashes: formats, constant-time checks, a bounded pool for slow hashes, and random values.
+//! Secret and password hashes: formats, constant-time checks, a bounded pool for slow hashes, random
+//! values, and SHA-256 as hex. A leaf: it imports no other module of the crate.
 
-use crate::config::SecretHash;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+
+/// How a client secret is stored: never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretHash {
+    /// SHA-256 of a generated high-entropy secret
+    Sha256([u8; 32]),
+    /// a PHC string: `$argon2id$...`
+    Argon2(String),
+    /// `$2b$...`
+    Bcrypt(String),
+}
+
+impl SecretHash {
+    pub fn parse(s: &str) -> Result<SecretHash, String> {
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>();
+            return match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(b) if hex.len() == 64 && hex.bytes().all(|c| !c.is_ascii_uppercase()) => {
+                    Ok(SecretHash::Sha256(b))
+                }
+                _ => Err("sha256: must be followed by 64 lowercase hex digits".into()),
+            };
+        }
+        if s.starts_with("$argon2id$") {
+            return Ok(SecretHash::Argon2(s.to_string()));
+        }
+        if s.starts_with("$2b$") || s.starts_with("$2a$") || s.starts_with("$2y$") {
+            return Ok(SecretHash::Bcrypt(s.to_string()));
+        }
+        Err("not a recognised hash: use \"sha256:<hex>\", \"$argon2id$...\" or bcrypt \"$2b$...\" (gatehouse hash-secret makes one)".into())
+    }
+}
+
+/// Lowercase hex SHA-256 of a text.
+pub fn sha256_hex(s: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    // By hand: a `format!` per byte cost more than the hash (it runs on every session request).
+    let mut out = String::with_capacity(64);
+    for &b in d.as_ref() {
+        for nibble in [b >> 4, b & 15] {
+            out.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
+}
 
 /// SHA-256 of the secret, compared in constant time.
 pub fn sha256_matches(secret: &str, want: &[u8; 32]) -> bool {
@@ -34,8 +88,6 @@ pub fn secret_matches(secret: &str, hash: &SecretHash) -> bool {
 pub fn is_slow(hash: &SecretHash) -> bool {
     !matches!(hash, SecretHash::Sha256(_))
 }
-
-pub use crate::digest::sha256_hex;
 
 /// `"sha256:" + hex` of a secret.
 pub fn sha256_hash(secret: &str) -> String {
@@ -210,5 +262,13 @@ mod tests {
         // fast hashes never wait for the pool
         let sha = SecretHash::parse(&sha256_hash("x")).unwrap();
         assert_eq!(pool.matches("x", &sha).await, Ok(true));
+    }
+
+    #[test]
+    fn known_digest() {
+        assert_eq!(
+            super::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! The access log: one line per request, batched, never with a token or a query string.
 
-use crate::header_value::push_int;
-use crate::logwriter::{FlushGuard, LogWriter};
+use crate::observe::logwriter::{FlushGuard, LogWriter};
+use crate::wire::header_value::push_int;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -69,7 +69,7 @@ pub fn access_log(r: &AccessRecord<'_>) {
     let mut upstream = String::with_capacity(24);
     match r.upstream {
         Some(a) => {
-            upstream.push_str(&crate::forwarded::ip_text(a.ip()));
+            upstream.push_str(&crate::proxy::forwarded::ip_text(a.ip()));
             upstream.push(':');
             push_int(&mut upstream, u64::from(a.port()));
         }
@@ -130,7 +130,7 @@ pub fn init_logging(json: bool) -> std::io::Result<FlushGuard> {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only for a terminal: log files and collectors get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let (writer, guard) = crate::logwriter::spawn(std::io::stdout())?;
+    let (writer, guard) = crate::observe::logwriter::spawn(std::io::stdout())?;
     let _ = ACCESS_WRITER.set((writer.clone(), json));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -1,0 +1,274 @@
+//! The running gateway: its assembly, configuration generations, reload, the admin listener,
+//! draining and background tasks.
+
+pub mod admin;
+pub mod drain;
+pub mod generation;
+pub mod reload;
+pub mod tasks;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::listener::tls_accept::TlsTermination;
+use crate::proxy::{Gateway, Shared};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::listeners::ListenerConfig;
+use pingora::prelude::*;
+use pingora::protocols::l4::stream::L4BufferSettings;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::tls::sign::CertifiedKey;
+use std::sync::Arc;
+
+/// Read buffer per client connection. Pingora's default (64 KiB) is held by every idle keep-alive
+/// connection; a request header rarely passes a few KiB, and larger bodies are read in more calls.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
+
+fn client_buffers() -> L4BufferSettings {
+    L4BufferSettings {
+        read: Some(CLIENT_READ_BUFFER),
+        write: None,
+    }
+}
+
+/// Drops expired revocations and used assertion ids now and then.
+struct StoreMaintenance(Arc<dyn crate::store::Store>, SharedClock);
+
+#[async_trait]
+impl BackgroundService for StoreMaintenance {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let now = self.1.now_secs();
+            if let Err(e) = crate::store::run_blocking(&self.0, move |s| s.purge(now)).await {
+                tracing::warn!(error = %e, "cannot purge expired store entries");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(600)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// A gateway ready to run, the state its requests share, and the way to reload it.
+pub struct Built {
+    pub server: Server,
+    pub shared: Arc<ArcSwap<Shared>>,
+    pub reloader: Arc<reload::Reloader>,
+}
+
+/// Starts the first generation's background work once the server runs, and hands its stop switch
+/// to the reloader, which stops it when a reload replaces the generation.
+struct FirstGeneration {
+    tasks: std::sync::Mutex<Option<tasks::Tasks>>,
+    reloader: Arc<reload::Reloader>,
+}
+
+#[async_trait]
+impl BackgroundService for FirstGeneration {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let tasks = self.tasks.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = tasks {
+            self.reloader.started(t.start());
+        }
+        let _ = shutdown.changed().await;
+        self.reloader.stop_tasks();
+    }
+}
+
+/// Prepares the TLS files: creates a development certificate when asked, then loads the pair the
+/// listeners serve (none without TLS listeners).
+fn prepare_tls(config: &Config) -> Result<Option<Arc<CertifiedKey>>, String> {
+    if config.server.listen_tls.is_empty() {
+        return Ok(None);
+    }
+    let t = &config.tls;
+    if (!t.cert.exists() || !t.key.exists()) && t.self_signed_if_missing {
+        crate::listener::tlsfiles::write_self_signed(&t.cert, &t.key)?;
+        tracing::warn!(
+            cert = %t.cert.display(),
+            key = %t.key.display(),
+            "created a self-signed certificate for localhost and 127.0.0.1 (tls.self_signed_if_missing); use a real certificate in production"
+        );
+    }
+    crate::listener::cert_resolver::load(&t.cert, &t.key).map(Some)
+}
+
+/// Fails early on an address already in use: pingora would only panic inside the listener task.
+fn probe_listeners(config: &Config) -> Result<(), String> {
+    let s = &config.server;
+    for addr in s
+        .listen_tls
+        .iter()
+        .chain(&s.listen_plain)
+        .chain(s.admin_listen.iter())
+    {
+        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Builds the Pingora server for a validated configuration.
+pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
+    build_with(config, clock, false)
+}
+
+/// Builds the server; with `upgrade` it takes its listening sockets from the running process that
+/// receives SIGQUIT (Pingora's graceful binary upgrade) instead of binding them.
+pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<Built, String> {
+    pingora::tls::install_default_crypto_provider();
+    let certificate = prepare_tls(&config)?;
+    if !upgrade {
+        probe_listeners(&config)?;
+    }
+    let config = Arc::new(config);
+    let conf = ServerConf {
+        threads: config.server.threads,
+        upgrade_sock: config.server.upgrade_sock.clone(),
+        // In-flight requests run until the grace period ends: Pingora then stops the runtimes,
+        // which cancels what is still running; blocking work gets a little longer.
+        grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(5),
+        ..Default::default()
+    };
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+
+    let revocations = Arc::new(crate::auth::Revocations::new(
+        clock.clone(),
+        config.validation.leeway,
+    ));
+    let revocations_loaded = Arc::new(crate::store::RevocationsLoaded::new(true));
+    let propagation = crate::observe::metrics::propagation_histogram()?;
+    let store = match &config.token_service {
+        Some(_) => Some(crate::store::open(&config.store)?),
+        None => None,
+    };
+    if let Some(store) = &store {
+        let shared_store = matches!(config.store, crate::config::StoreBackend::Redis(_));
+        // With a shared store, readiness waits for the revocation feed's subscription.
+        revocations_loaded.set(!shared_store);
+        match store.revoked(clock.now_secs()) {
+            // Revocations survive restarts: the store is the truth, memory its mirror.
+            Ok(revoked) => {
+                for (jti, exp) in revoked {
+                    revocations.add(&jti, exp);
+                }
+            }
+            // A shared store may be down while this replica starts: the revocation feed loads
+            // the set as soon as it connects. A local file that cannot be read stops start-up.
+            Err(e) if shared_store => {
+                tracing::warn!(error = %e, "the store is unavailable at start; revocations load when it connects")
+            }
+            Err(e) => return Err(format!("store: {e}")),
+        }
+        if let crate::config::StoreBackend::Redis(url) = &config.store {
+            // Revocations made on other replicas reach this one's denylist at once.
+            let client = crate::store::redis::client(url)?;
+            server.add_service(background_service(
+                "revocation feed",
+                crate::store::feed::RevocationFeed {
+                    client,
+                    loaded: revocations_loaded.clone(),
+                    store: store.clone(),
+                    revocations: revocations.clone(),
+                    clock: clock.clone(),
+                    lag: propagation.clone(),
+                },
+            ));
+        }
+        server.add_service(background_service(
+            "store maintenance",
+            StoreMaintenance(store.clone(), clock.clone()),
+        ));
+    }
+    let lasting = generation::Lasting {
+        clock,
+        store,
+        revocations,
+        revocations_loaded,
+        propagation,
+    };
+    let (first, first_tasks) = generation::generation(config.clone(), &lasting, None)?;
+    let shared = Arc::new(ArcSwap::from_pointee(first));
+    let resolver =
+        certificate.map(|c| Arc::new(crate::listener::cert_resolver::CertResolver::new(c)));
+    let reloader = Arc::new(reload::Reloader::new(
+        shared.clone(),
+        lasting,
+        resolver.clone(),
+    ));
+    if config.server.watch_config {
+        server.add_service(background_service(
+            "configuration file watch",
+            reload::Watch(reloader.clone()),
+        ));
+    }
+    server.add_service(background_service(
+        "configuration generation",
+        FirstGeneration {
+            tasks: std::sync::Mutex::new(Some(first_tasks)),
+            reloader: reloader.clone(),
+        },
+    ));
+
+    let gateway = Gateway {
+        shared: shared.clone(),
+        draining: drain::watch(server.watch_execution_phase())?,
+    };
+    // The proxy, built as http_proxy_service_with_name builds it, wrapped in the header deadline.
+    let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
+    proxy.handle_init_modules();
+    // with `h2c`, plain listeners take HTTP/2 with prior knowledge (gRPC behind a TLS-terminating
+    // balancer) next to HTTP/1.1; TLS listeners negotiate by ALPN
+    let mut options = pingora::apps::HttpServerOptions::default();
+    options.h2c = config.server.h2c;
+    proxy.server_options = Some(options);
+    // The TLS listeners accept TCP; the gateway runs the handshake (see tls_accept). The
+    // certificate files are read into the resolver, which a reload refreshes.
+    let tls = match &resolver {
+        Some(resolver) if !config.server.listen_tls.is_empty() => Some(TlsTermination::new(
+            crate::listener::tls_accept::server_config(resolver.clone())?,
+            config.server.listen_tls.clone(),
+        )),
+        _ => None,
+    };
+    let mut svc = pingora::services::listening::Service::new(
+        "gatehouse".to_string(),
+        crate::listener::header_deadline::HeaderDeadline::new(
+            proxy,
+            config.server.request_header_timeout,
+            config.server.h2c,
+            tls,
+        ),
+    );
+    for addr in config
+        .server
+        .listen_plain
+        .iter()
+        .chain(resolver.iter().flat_map(|_| &config.server.listen_tls))
+    {
+        svc.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
+    }
+    server.add_service(svc);
+
+    if let Some(addr) = config.server.admin_listen {
+        let admin = admin::Admin {
+            shared: shared.clone(),
+            reloader: reloader.clone(),
+        };
+        let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    Ok(Built {
+        server,
+        shared,
+        reloader,
+    })
+}

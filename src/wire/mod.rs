@@ -1,0 +1,4 @@
+//! Reading and writing HTTP text: paths and hosts, header values.
+
+pub mod header_value;
+pub mod path;
