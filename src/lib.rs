@@ -6,7 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
-pub mod forward_auth;
+pub mod endpoints;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;
 pub mod listener;

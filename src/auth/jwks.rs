@@ -1,8 +1,8 @@
 //! JWKS fetching and caching per issuer: Cache-Control aware, single-flight, rate-floored, stale-if-error.
 
-use crate::auth::keys::{RawJwk, VerifyKey};
 use crate::clock::SharedClock;
 use crate::config::{Issuer, KeySource};
+use crate::crypto::verify_keys::{RawJwk, VerifyKey};
 use moka::ops::compute::Op;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

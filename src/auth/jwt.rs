@@ -1,7 +1,7 @@
 //! JWT parsing and checking: the header and claims are read here, the signature checked with a pinned key.
 
-use crate::auth::keys::{kid_is_sane, VerifyKey};
 use crate::config::Issuer;
+use crate::crypto::verify_keys::{kid_is_sane, VerifyKey};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;

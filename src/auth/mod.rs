@@ -1,8 +1,5 @@
 //! Bearer-token verification: verified-token cache, then keys from the JWKS cache, then signature and claims.
 
-pub mod authenticate;
-pub mod keys;
-
 pub mod extract;
 pub mod identity;
 pub mod jwks;
@@ -113,7 +110,7 @@ impl Verifier {
     /// HTTP client can be had: start-up stops rather than running with a predictable cache key.
     pub fn new(
         issuers: Vec<Arc<Issuer>>,
-        own_keys: Vec<Arc<crate::auth::keys::VerifyKey>>,
+        own_keys: Vec<Arc<crate::crypto::verify_keys::VerifyKey>>,
         leeway: u64,
         capacity: u64,
         max_bytes: u64,
@@ -134,7 +131,7 @@ impl Verifier {
     /// A verifier that keeps `revocations`, the denylist of the verifier it replaces on a reload.
     pub fn sharing(
         issuers: Vec<Arc<Issuer>>,
-        own_keys: Vec<Arc<crate::auth::keys::VerifyKey>>,
+        own_keys: Vec<Arc<crate::crypto::verify_keys::VerifyKey>>,
         leeway: u64,
         capacity: u64,
         max_bytes: u64,

@@ -2,7 +2,7 @@
 
 use super::raw::{RawClient, RawTokenService, RawUser};
 use super::*;
-use crate::auth::keys::VerifyKey;
+use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
 use jsonwebtoken::Algorithm;
 

@@ -39,8 +39,8 @@ impl Compiler {
         // it is looked for before the gateway's own endpoints, and would hide the one it named
         let own = path == "/healthz"
             || (token_service
-                && (crate::login::LoginEndpoint::parse(&path).is_some()
-                    || crate::token::endpoint::Endpoint::parse(&path).is_some()));
+                && (crate::endpoints::LoginEndpoint::parse(&path).is_some()
+                    || crate::endpoints::Endpoint::parse(&path).is_some()));
         if own {
             self.err(
                 "forward_auth.path",

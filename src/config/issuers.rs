@@ -2,7 +2,7 @@
 
 use super::raw::RawIssuer;
 use super::*;
-use crate::auth::keys::{parse_algorithm, VerifyKey};
+use crate::crypto::verify_keys::{parse_algorithm, VerifyKey};
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 /// The algorithms the gateway's own keys may sign with.

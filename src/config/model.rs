@@ -1,7 +1,7 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
 use super::sessions::{LoginProvider, SessionSettings};
-use crate::auth::keys::VerifyKey;
+use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
 use http::header::HeaderName;
 use jsonwebtoken::Algorithm;
@@ -194,7 +194,7 @@ pub struct ServerSettings {
     pub threads: usize,
     pub strip_override_headers: bool,
     /// peers whose X-Forwarded-* and Forwarded headers are believed
-    pub trusted_proxies: Vec<crate::proxy::forwarded::Cidr>,
+    pub trusted_proxies: Vec<crate::wire::forwarded::Cidr>,
     /// the longest an HTTP/1 request's header section may take to arrive, whole
     pub request_header_timeout: Duration,
     /// reload when the file changes on disk

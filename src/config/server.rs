@@ -86,7 +86,7 @@ impl Compiler {
                 .trusted_proxies
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| match crate::proxy::forwarded::Cidr::parse(t) {
+                .filter_map(|(i, t)| match crate::wire::forwarded::Cidr::parse(t) {
                     Ok(c) => Some(c),
                     Err(m) => {
                         self.err(format!("server.trusted_proxies[{i}]"), m);
@@ -193,7 +193,7 @@ impl Compiler {
             }
             return;
         }
-        if let Err(e) = crate::listener::tlsfiles::check_pair(&tls.cert, &tls.key) {
+        if let Err(e) = crate::crypto::files::check_pair(&tls.cert, &tls.key) {
             self.err("tls", e);
         }
     }

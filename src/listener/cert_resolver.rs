@@ -12,7 +12,7 @@ pub struct CertResolver(ArcSwap<CertifiedKey>);
 /// Reads a certificate chain and its key into the form the TLS stack serves.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     let (certs, key_der) =
-        crate::listener::tlsfiles::read_pair(cert, key).map_err(|e| format!("tls: {e}"))?;
+        crate::crypto::files::read_pair(cert, key).map_err(|e| format!("tls: {e}"))?;
     let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
     let provider = pingora::tls::CryptoProvider::get_default()
         .ok_or("tls: no crypto provider is installed")?;

@@ -3,4 +3,3 @@
 pub mod cert_resolver;
 pub mod header_deadline;
 pub mod tls_accept;
-pub mod tlsfiles;

@@ -10,34 +10,12 @@ pub mod state;
 pub use providers::Providers;
 
 use crate::config::{after_logout_ok, LOCAL_LOGIN};
+use crate::endpoints::LoginEndpoint;
 use crate::pages::{message, page_headers};
 use crate::session::browser::{from_this_origin, over_tls, safe_return};
 use crate::token::TokenService;
 use pingora::proxy::Session;
 use std::collections::HashMap;
-
-/// The endpoints, parsed once from the normalised path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginEndpoint {
-    Login,
-    Logout,
-    /// where external providers send the browser back
-    Callback,
-    /// where external providers post logout tokens
-    BackchannelLogout,
-}
-
-impl LoginEndpoint {
-    pub fn parse(path: &str) -> Option<LoginEndpoint> {
-        match path {
-            "/oauth/login" => Some(LoginEndpoint::Login),
-            "/oauth/logout" => Some(LoginEndpoint::Logout),
-            "/oauth/callback" => Some(LoginEndpoint::Callback),
-            "/oauth/backchannel-logout" => Some(LoginEndpoint::BackchannelLogout),
-            _ => None,
-        }
-    }
-}
 
 /// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
 /// allows, and the page to come back to.

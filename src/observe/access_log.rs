@@ -69,7 +69,7 @@ pub fn access_log(r: &AccessRecord<'_>) {
     let mut upstream = String::with_capacity(24);
     match r.upstream {
         Some(a) => {
-            upstream.push_str(&crate::proxy::forwarded::ip_text(a.ip()));
+            upstream.push_str(&crate::wire::forwarded::ip_text(a.ip()));
             upstream.push(':');
             push_int(&mut upstream, u64::from(a.port()));
         }

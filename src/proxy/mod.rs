@@ -1,21 +1,21 @@
 //! The Pingora `ProxyHttp` implementation: phase wiring only; each step lives in its own module.
 
-pub mod forwarded;
 pub mod framing;
-pub mod grpc;
 pub mod identity_headers;
 pub mod identity_jwt;
 pub mod routes;
 pub mod upstream_request;
 
-use crate::auth::authenticate::authenticate;
+pub mod authenticate;
+pub mod forward_auth;
 use crate::auth::identity::Identity;
 use crate::auth::jwt::TokenError;
 use crate::auth::Verifier;
 use crate::config::{AuthMode, Config, Route, LOCAL_LOGIN};
-use crate::forward_auth::{is_preflight, Dialect};
 use crate::observe::metrics::Metrics;
 use crate::policy::authorize;
+use crate::proxy::authenticate::authenticate;
+use crate::proxy::forward_auth::{is_preflight, Dialect};
 use crate::proxy::framing::framing_problem;
 use crate::proxy::identity_headers::strip_identity_headers;
 use crate::proxy::routes::{builtin, RouteMatch, RouteTable, Target};
@@ -52,7 +52,7 @@ pub struct Shared {
     /// whether every revocation is known (a shared store's feed may be away)
     pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
     /// the token service's public keys, to tell whether a reload changed them
-    pub own_keys: Vec<Arc<crate::auth::keys::VerifyKey>>,
+    pub own_keys: Vec<Arc<crate::crypto::verify_keys::VerifyKey>>,
     /// signs `X-Auth-Jwt` for routes with `identity_jwt`, when the token service has keys
     pub identity_signer: Option<crate::proxy::identity_jwt::IdentitySigner>,
     /// external OpenID providers people sign in with (with the token service on)
@@ -291,7 +291,8 @@ impl Gateway {
         if ctx.forward_auth.is_some() {
             let (id, jwt) = (ctx.identity.as_ref(), ctx.identity_jwt.as_ref());
             let every = &ctx.shared.claim_names;
-            if let Err(e) = crate::forward_auth::allow(session, route, id, jwt, every).await {
+            if let Err(e) = crate::proxy::forward_auth::allow(session, route, id, jwt, every).await
+            {
                 tracing::debug!(error = %e, "could not write a response");
             }
             return Ok(Decision::Answered);
@@ -357,7 +358,7 @@ impl Gateway {
             return Err(Rejection::MissingToken);
         }
         let to = crate::login::login_url(&here(req), &route.login, Some(&route.name));
-        if let Err(e) = crate::forward_auth::sign_in(session, dialect, to).await {
+        if let Err(e) = crate::proxy::forward_auth::sign_in(session, dialect, to).await {
             tracing::debug!(error = %e, "could not write a response");
         }
         Ok(None)
@@ -401,7 +402,9 @@ impl ProxyHttp for Gateway {
         // A forward-auth question becomes the original request first: ingress-nginx names it in
         // X-Original-URL, one of the override headers removed next.
         let asked = match &s.config.forward_auth {
-            Some(fa) => crate::forward_auth::take(session, fa, &s.config.server.trusted_proxies),
+            Some(fa) => {
+                crate::proxy::forward_auth::take(session, fa, &s.config.server.trusted_proxies)
+            }
             None => Ok(None),
         };
         // The gateway owns identity headers: every client-sent copy goes first, on every route.
@@ -426,7 +429,7 @@ impl ProxyHttp for Gateway {
             Err(rej) => {
                 ctx.denial = Some(rej.reason());
                 if asking {
-                    crate::forward_auth::refuse(session, &rej).await?;
+                    crate::proxy::forward_auth::refuse(session, &rej).await?;
                 } else {
                     rej.respond(session).await?;
                 }
@@ -445,8 +448,8 @@ impl ProxyHttp for Gateway {
         ctx.tried.push(addr);
         // a gRPC call waits as long as its deadline says; a route's stream idle timeout replaces
         // the upstream's read timeout for everything else
-        let read = crate::proxy::grpc::timeout(session.req_header())
-            .map(|d| d.min(crate::proxy::grpc::MAX_DEADLINE))
+        let read = crate::wire::grpc::timeout(session.req_header())
+            .map(|d| d.min(crate::wire::grpc::MAX_DEADLINE))
             .or_else(|| self.route(ctx).and_then(|r| r.stream_idle_timeout));
         Ok(Box::new(pool.peer(addr, read)))
     }

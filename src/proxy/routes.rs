@@ -1,8 +1,8 @@
 //! The compiled route table: host, then longest segment prefix, then method.
 
 use crate::config::{HostPattern, Route};
-use crate::login::LoginEndpoint;
-use crate::token::endpoint::Endpoint;
+use crate::endpoints::Endpoint;
+use crate::endpoints::LoginEndpoint;
 use crate::token::TokenService;
 use crate::wire::path::segment_base;
 use http::Method;

@@ -4,10 +4,10 @@ use crate::auth::extract::is_token_param;
 use crate::auth::identity::Identity;
 use crate::config::Route;
 use crate::login::state::PRE_LOGIN;
-use crate::proxy::forwarded::{
+use crate::proxy::identity_headers::set_claim_headers;
+use crate::wire::forwarded::{
     is_forwarding_header, peer, set_forwarding_headers, trusts, Cidr, Hop,
 };
-use crate::proxy::identity_headers::set_claim_headers;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 use pingora::Result;

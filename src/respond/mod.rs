@@ -200,7 +200,7 @@ impl ErrorAnswer {
 
     /// Writes the answer; the connection is closed when an unread request body would follow.
     pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
-        if crate::proxy::grpc::is_grpc(session.req_header()) {
+        if crate::wire::grpc::is_grpc(session.req_header()) {
             return self.send_grpc(session).await;
         }
         send_json(session, self.status, &self.headers, self.body()).await
@@ -214,12 +214,9 @@ impl ErrorAnswer {
         r.insert_header("content-type", "application/grpc")?;
         r.insert_header(
             "grpc-status",
-            crate::proxy::grpc::status(self.status).to_string(),
+            crate::wire::grpc::status(self.status).to_string(),
         )?;
-        r.insert_header(
-            "grpc-message",
-            crate::proxy::grpc::message(self.description),
-        )?;
+        r.insert_header("grpc-message", crate::wire::grpc::message(self.description))?;
         for (k, v) in &self.headers {
             r.insert_header(k.to_string(), v.as_str())?;
         }
@@ -230,12 +227,12 @@ impl ErrorAnswer {
         if has_body(session) && !session.is_http2() {
             session.set_keepalive(None);
         }
-        crate::proxy::grpc::write_trailers_only(session, self.grpc_header()?).await
+        crate::wire::grpc::write_trailers_only(session, self.grpc_header()?).await
     }
 
     /// Writes the answer where a response may already have begun (Pingora's `fail_to_proxy`).
     pub async fn send_error(&self, session: &mut Session) {
-        if crate::proxy::grpc::is_grpc(session.req_header()) && session.response_written().is_none()
+        if crate::wire::grpc::is_grpc(session.req_header()) && session.response_written().is_none()
         {
             if let Err(e) = self.send_grpc(session).await {
                 tracing::debug!(error = %e, "could not write a gRPC error");

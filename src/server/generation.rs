@@ -1,14 +1,14 @@
 //! One configuration generation: everything requests share, built from a `Config` at start-up and
 //! again on each reload, around the parts that outlive generations (the store, the denylist).
 
-use crate::auth::keys::VerifyKey;
 use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
 use crate::config::{Config, Issuer, KeySource};
+use crate::crypto::verify_keys::VerifyKey;
 use crate::proxy::routes;
 use crate::proxy::Shared;
-use crate::server::tasks::Tasks;
 use crate::store::{RevocationsLoaded, Store};
+use crate::upstream::tasks::Tasks;
 use crate::{token, upstream};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;

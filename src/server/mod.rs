@@ -5,7 +5,6 @@ pub mod admin;
 pub mod drain;
 pub mod generation;
 pub mod reload;
-pub mod tasks;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -62,7 +61,7 @@ pub struct Built {
 /// Starts the first generation's background work once the server runs, and hands its stop switch
 /// to the reloader, which stops it when a reload replaces the generation.
 struct FirstGeneration {
-    tasks: std::sync::Mutex<Option<tasks::Tasks>>,
+    tasks: std::sync::Mutex<Option<crate::upstream::tasks::Tasks>>,
     reloader: Arc<reload::Reloader>,
 }
 
@@ -86,7 +85,7 @@ fn prepare_tls(config: &Config) -> Result<Option<Arc<CertifiedKey>>, String> {
     }
     let t = &config.tls;
     if (!t.cert.exists() || !t.key.exists()) && t.self_signed_if_missing {
-        crate::listener::tlsfiles::write_self_signed(&t.cert, &t.key)?;
+        crate::crypto::files::write_self_signed(&t.cert, &t.key)?;
         tracing::warn!(
             cert = %t.cert.display(),
             key = %t.key.display(),

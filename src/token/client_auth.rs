@@ -1,8 +1,8 @@
 //! Client authentication: Basic and form secrets, private_key_jwt assertions, public clients, lockout.
 
-use super::endpoint::Endpoint;
 use super::*;
 use crate::config::JWT_BEARER;
+use crate::endpoints::Endpoint;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 

@@ -4,9 +4,9 @@
 
 use super::{oauth, OAuthError};
 use crate::auth::jwks::Jwks;
-use crate::auth::keys::VerifyKey;
 use crate::clock::SharedClock;
 use crate::config::{Client, ClientKeys, Issuer, KeySource, CLIENT_KEY_ALGORITHMS};
+use crate::crypto::verify_keys::VerifyKey;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

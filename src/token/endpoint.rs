@@ -2,6 +2,7 @@
 
 use super::client_auth::Credentials;
 use super::*;
+use crate::endpoints::Endpoint;
 use crate::respond::{send, send_json, AsAnswer};
 use bytes::Bytes;
 use pingora::proxy::Session;
@@ -34,49 +35,6 @@ fn with_headers(
 ) -> crate::respond::ErrorAnswer {
     answer.headers.extend(extra);
     answer
-}
-
-/// The token service's endpoints, parsed once from the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Token,
-    Authorize,
-    Userinfo,
-    Introspect,
-    Revoke,
-    Jwks,
-    Metadata,
-}
-
-impl Endpoint {
-    /// The endpoint a path names, if any.
-    pub fn parse(path: &str) -> Option<Endpoint> {
-        Some(match path {
-            "/oauth/token" => Endpoint::Token,
-            "/oauth/authorize" => Endpoint::Authorize,
-            "/oauth/userinfo" => Endpoint::Userinfo,
-            "/oauth/introspect" => Endpoint::Introspect,
-            "/oauth/revoke" => Endpoint::Revoke,
-            "/.well-known/jwks.json" => Endpoint::Jwks,
-            "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration" => {
-                Endpoint::Metadata
-            }
-            _ => return None,
-        })
-    }
-
-    /// The methods it answers, as an `Allow` header lists them.
-    pub fn allow(self) -> &'static str {
-        match self {
-            Endpoint::Jwks | Endpoint::Metadata => "GET, HEAD",
-            Endpoint::Authorize | Endpoint::Userinfo => "GET, POST",
-            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => "POST",
-        }
-    }
-
-    pub fn allows(self, method: &http::Method) -> bool {
-        self.allow().split(", ").any(|m| m == method.as_str())
-    }
 }
 
 impl TokenService {
@@ -272,7 +230,7 @@ impl TokenService {
 
     /// The real client's address (after `[server] trusted_proxies`), as counters key it: `ip:…`.
     pub(crate) fn client_address(&self, session: &Session) -> String {
-        let ip = crate::proxy::forwarded::client_ip(session, &self.trusted_proxies)
+        let ip = crate::wire::forwarded::client_ip(session, &self.trusted_proxies)
             .unwrap_or(IpAddr::from([0, 0, 0, 0]));
         format!("ip:{ip}")
     }

@@ -1,6 +1,6 @@
 //! The token service's signing keys: PEM files (created when missing), their RFC 7638 kids and the JWKS.
 
-use crate::auth::keys::{RawJwk, VerifyKey};
+use crate::crypto::verify_keys::{RawJwk, VerifyKey};
 use aws_lc_rs::encoding::AsDer;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
@@ -175,7 +175,7 @@ impl SigningKeys {
                     std::fs::create_dir_all(dir)
                         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 }
-                crate::listener::tlsfiles::write_private(path, generate(new_alg)?.as_bytes())?;
+                crate::crypto::files::write_private(path, generate(new_alg)?.as_bytes())?;
                 tracing::warn!(path = %path.display(), alg = ?new_alg, "created a new signing key");
             }
             let pem =
@@ -258,7 +258,7 @@ pub fn keygen(alg: Algorithm, out: &Path) -> Result<String, String> {
     if out.exists() {
         return Err(format!("{} exists; not overwriting a key", out.display()));
     }
-    crate::listener::tlsfiles::write_private(out, generate(alg)?.as_bytes())?;
+    crate::crypto::files::write_private(out, generate(alg)?.as_bytes())?;
     let pem = std::fs::read(out).map_err(|e| e.to_string())?;
     Ok(load(&pem)?.kid)
 }

@@ -222,7 +222,7 @@ pub struct TokenService {
     /// browser sessions, opened by a sign-in here or at `/oauth/login`
     pub sessions: Arc<crate::session::Sessions>,
     /// proxies whose `X-Forwarded-For` names the client that counters are kept for
-    trusted_proxies: Vec<crate::proxy::forwarded::Cidr>,
+    trusted_proxies: Vec<crate::wire::forwarded::Cidr>,
     /// every configured client id, encoded as a principal holds it
     encoded_clients: std::collections::HashSet<String>,
 }

@@ -1,12 +1,12 @@
 //! The token service's logic without a socket: client authentication, grants, rotation and
 //! introspection through `answer_post`, on a memory store and a clock the tests move.
 
-use super::endpoint::Endpoint;
 use super::keys::SigningKeys;
 use super::*;
 use crate::auth::Verifier;
 use crate::clock::OffsetClock;
 use crate::config::testing::BASE;
+use crate::endpoints::Endpoint;
 use crate::store::MemoryStore;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

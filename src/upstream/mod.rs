@@ -3,8 +3,9 @@
 
 pub mod grpc_health;
 
+pub mod tasks;
 use crate::config::{HttpUpstream, Protocol, UpstreamKind};
-use crate::server::tasks::Tasks;
+use crate::upstream::tasks::Tasks;
 use pingora::lb::health_check::{HttpHealthCheck, TcpHealthCheck};
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};

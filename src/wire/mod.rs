@@ -2,3 +2,6 @@
 
 pub mod header_value;
 pub mod path;
+
+pub mod forwarded;
+pub mod grpc;

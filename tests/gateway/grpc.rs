@@ -316,7 +316,7 @@ async fn a_tls_upstream_is_spoken_to_in_h2_by_alpn() {
     pingora::tls::install_default_crypto_provider();
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = (certs.path().join("up.crt"), certs.path().join("up.key"));
-    gatehouse::listener::tlsfiles::write_self_signed(&cert, &key).unwrap();
+    gatehouse::crypto::files::write_self_signed(&cert, &key).unwrap();
     let grpc = serve(Some((
         std::fs::read(&cert).unwrap(),
         std::fs::read(&key).unwrap(),

@@ -116,7 +116,7 @@ impl Gw {
         };
         let cert = dir.path().join("certs/gateway.crt");
         if !cert.exists() {
-            gatehouse::listener::tlsfiles::write_self_signed(
+            gatehouse::crypto::files::write_self_signed(
                 &cert,
                 &dir.path().join("certs/gateway.key"),
             )

@@ -22,6 +22,7 @@ mod hardening_proxy;
 mod hardening_tokens;
 mod harness;
 mod headers;
+mod imports;
 mod issuers;
 mod jwks;
 mod keys;

@@ -267,7 +267,7 @@ async fn a_renewed_certificate_serves_the_next_handshake() {
             .unwrap()
     };
     let old = std::fs::read(&cert).unwrap();
-    gatehouse::listener::tlsfiles::write_self_signed(&cert, &key).unwrap();
+    gatehouse::crypto::files::write_self_signed(&cert, &key).unwrap();
     let new = std::fs::read(&cert).unwrap();
     assert_ne!(old, new);
     let url = gw.tls_url("/x");

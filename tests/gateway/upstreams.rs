@@ -117,7 +117,7 @@ auth = "public"
 async fn tls_upstream_with_a_private_ca_and_sni() {
     // The gateway proxies to its own TLS listener, trusting its certificate as a private CA.
     let dir = tempfile::tempdir().unwrap();
-    gatehouse::listener::tlsfiles::write_self_signed(
+    gatehouse::crypto::files::write_self_signed(
         &dir.path().join("certs/gateway.crt"),
         &dir.path().join("certs/gateway.key"),
     )

@@ -4,9 +4,9 @@
 
 use crate::auth::identity::Identity;
 use crate::config::{ForwardAuthSettings, Route};
-use crate::proxy::forwarded::{peer, trusts, Cidr};
 use crate::proxy::identity_headers::value_for;
 use crate::respond::{send, send_json, AsAnswer, Rejection};
+use crate::wire::forwarded::{peer, trusts, Cidr};
 use crate::wire::path::normalise_path;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};

@@ -1,6 +1,8 @@
 //! Secret and password hashes: formats, constant-time checks, a bounded pool for slow hashes, random
 //! values, and SHA-256 as hex. A leaf: it imports no other module of the crate.
 
+pub mod files;
+pub mod verify_keys;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use std::sync::Arc;
