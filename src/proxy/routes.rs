@@ -52,7 +52,6 @@ pub enum Target {
     Token(Endpoint),
     /// browser sign-in, with the token service on
     Login(LoginEndpoint),
-    Route(usize),
 }
 
 /// The built-in endpoint a normalised path names; token endpoints only with the token service on.
