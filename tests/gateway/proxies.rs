@@ -2,8 +2,8 @@
 //! the gateway's forward-auth endpoint: what a client and the app see through each of them.
 
 use crate::forward_auth::start;
-use crate::harness::{free_port, wait_port};
 use crate::sessions::Browser;
+use crate::support::harness::{free_port, wait_port};
 use crate::tokens::{Auth, ALICE_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -265,7 +265,7 @@ async fn through(a: &Auth, proxy: Proxy) {
             .send()
             .await
             .unwrap();
-    let posted = crate::harness::Resp::from(posted).await;
+    let posted = crate::support::harness::Resp::from(posted).await;
     assert_eq!(posted.status, 200, "{}\n{}", posted.body, proxy.log());
     assert_eq!(posted.json()["method"], "POST");
     assert_eq!(posted.echoed("content-length").as_deref(), Some("11"));
