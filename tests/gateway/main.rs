@@ -32,6 +32,7 @@ mod reload;
 mod removals;
 mod session_cookies;
 mod sessions;
+mod source_map;
 mod standards;
 mod support;
 mod tls;
