@@ -78,7 +78,7 @@ SOAK_MINUTES ?= 10
 soak: deps
 	python3 benches/soak.py --minutes $(SOAK_MINUTES)
 
-# Photographs every state of the sign-in page in headless Chromium into docs/screenshots (the README shows them).
+# Photographs every state of the sign-in page in headless Chromium into docs/screenshots (docs/browser-sessions.md shows them).
 screenshots: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
 screenshots: deps
 	mkdir -p docs/screenshots

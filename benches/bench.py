@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark of gatehouse against its peers (see BENCHMARKS in the README).
+"""Side-by-side benchmark of gatehouse against its peers (results in docs/benchmarks.md).
 
 Each proxy gets one worker pinned to CPU 0; wrk and the upstream share CPU 1. Every authenticating peer is
 checked for correctness (good token 200, missing or forged 401) before its figures count. Scenarios run in

@@ -138,6 +138,7 @@ def sbin(name):
 
 def build():
     log("building release binaries")
+    # passthrough and bench_tokens are Cargo examples whose sources are in benches/tools/
     subprocess.run(["cargo", "build", "--release", "--bin", "gatehouse", "--example", "passthrough",
                     "--example", "bench_tokens"], cwd=ROOT, check=True)
 

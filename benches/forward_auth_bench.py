@@ -9,7 +9,7 @@ KEEP = 'proxy_http_version 1.1; proxy_set_header Connection "";'
 
 
 def nginx_body(port, gh_port):
-    """nginx in front of the upstream, asking gatehouse about every request as the README's recipe does."""
+    """nginx in front of the upstream, asking gatehouse about every request as the recipe in docs/forward-auth.md does."""
     return f"""
   upstream up {{ server 127.0.0.1:{lib.UP}; keepalive 64; }}
   upstream gh {{ server 127.0.0.1:{gh_port}; keepalive 64; }}

@@ -7,7 +7,7 @@
     clippy::disallowed_methods
 )]
 
-#[path = "../tests/gateway/keys.rs"]
+#[path = "../tests/gateway/support/keys.rs"]
 mod keys;
 
 use criterion::{criterion_group, criterion_main, Criterion};

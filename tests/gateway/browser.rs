@@ -1,7 +1,7 @@
 //! End to end in a real browser: headless Chromium, driven by chromedriver, signs in on the sign-in page
 //! and lands on a local redirect endpoint with the code, which is then exchanged for tokens.
 
-use crate::harness::{free_port, wait_port};
+use crate::support::harness::{free_port, wait_port};
 use crate::tokens::{Auth, ALICE_PASSWORD};
 use axum::extract::{Query, State};
 use axum::routing::get;

@@ -1,6 +1,6 @@
 //! The command line: `gatehouse check` messages, the shipped configuration, start-up failures, the access log.
 
-use crate::harness::{free_port, wait_port};
+use crate::support::harness::{free_port, wait_port};
 use std::io::Read;
 use std::process::{Command, Stdio};
 
@@ -167,7 +167,7 @@ fn run_refuses_a_bad_certificate_and_a_bad_config_with_a_message() {
 #[test]
 fn the_access_log_has_one_line_per_request_and_never_a_token() {
     let dir = tempfile::tempdir().unwrap();
-    let [port, admin] = crate::harness::free_ports::<2>();
+    let [port, admin] = crate::support::harness::free_ports::<2>();
     let path = dir.path().join("gateway.toml");
     std::fs::write(
         &path,
@@ -209,12 +209,12 @@ token_from = ["query:access_token", "header"]
         .spawn()
         .unwrap();
     wait_port(format!("127.0.0.1:{port}").parse().unwrap());
-    let claims = crate::keys::claims(
+    let claims = crate::support::keys::claims(
         "https://hs.test",
         "api",
         serde_json::json!({"sub": "log-subject"}),
     );
-    let token = crate::keys::TestKey::hmac(secret).sign(&claims);
+    let token = crate::support::keys::TestKey::hmac(secret).sign(&claims);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,7 +1,7 @@
 //! Faults of what surrounds the gateway, and input too large: upstreams that reset or half-close,
 //! request bodies over a route's `max_body_bytes`; each answered clearly while the gateway stays up.
 
-use crate::harness::Gw;
+use crate::support::harness::Gw;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 
@@ -117,8 +117,8 @@ async fn bodies_over_a_routes_limit_get_413_and_never_reach_the_upstream_whole()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_that_never_answers_costs_a_503_after_the_fetch_timeout_and_nothing_else() {
-    let idp = crate::servers::Idp::start(vec![]).await;
-    let echo = crate::servers::Echo::start("echo").await;
+    let idp = crate::support::servers::Idp::start(vec![]).await;
+    let echo = crate::support::servers::Echo::start("echo").await;
     let gw = Gw::start(&format!(
         "[[issuers]]\nname = \"slow\"\nissuer = \"https://slow\"\njwks_uri = \"{}/slow-jwks\"\n\
          audiences = [\"a\"]\nalgorithms = [\"RS256\"]\njwks_fetch_timeout = \"500ms\"\n\n\
@@ -127,8 +127,8 @@ async fn a_provider_that_never_answers_costs_a_503_after_the_fetch_timeout_and_n
          [[routes]]\npath_prefix = \"/public\"\nupstream = \"u\"\nauth = \"public\"\n",
         idp.url, echo.addr
     ));
-    let key = crate::keys::TestKey::rsa("k");
-    let t = key.sign(&crate::keys::claims(
+    let key = crate::support::keys::TestKey::rsa("k");
+    let t = key.sign(&crate::support::keys::claims(
         "https://slow",
         "a",
         serde_json::json!({}),

@@ -2,8 +2,8 @@
 //! proxy (tokens, roles, sessions, normalisation), the answers each proxy understands, and 403 for
 //! anyone outside `trusted_proxies`.
 
-use crate::harness::Resp;
 use crate::sessions::{location, Browser};
+use crate::support::harness::Resp;
 use crate::tokens::{Auth, ALICE_PASSWORD};
 
 pub const EP: &str = "/oauth/forward-auth";

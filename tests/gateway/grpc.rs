@@ -2,7 +2,7 @@
 //! tonic clients in front: identity as metadata, refusals as gRPC statuses, streams and trailers
 //! passed whole, deadlines, h2c on the plain listener, and gRPC health checks.
 
-use crate::grpc_service::{serve, Client, Msg};
+use crate::support::grpc_service::{serve, Client, Msg};
 use crate::tokens::Auth;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -68,7 +68,7 @@ fn refusing_port() -> u16 {
 pub async fn h2c_gateway() -> Auth {
     pingora::tls::install_default_crypto_provider();
     let grpc = serve(None).await;
-    let not_serving = crate::grpc_service::serve_not_serving().await;
+    let not_serving = crate::support::grpc_service::serve_not_serving().await;
     let dead = refusing_port();
     let extra = format!(
         r#"

@@ -1,8 +1,8 @@
 //! Attacks on the proxy that once got through, each refused: underscore identity headers, `..;` path
 //! parameters, spoofed forwarding headers, encoded query names, delimiters in claims, repeated members.
 
-use crate::harness::{raw, Gw, Resp};
-use crate::keys::{claims, TestKey};
+use crate::support::harness::{raw, Gw, Resp};
+use crate::support::keys::{claims, TestKey};
 use crate::{World, AUD, HS_ISS, RSA_ISS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -202,7 +202,7 @@ fn hs_token_over(payload: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_with_repeated_members_are_refused() {
     let w = World::start().await;
-    let exp = crate::keys::now() + 600;
+    let exp = crate::support::keys::now() + 600;
     let good = format!(r#"{{"iss":"{HS_ISS}","aud":"{AUD}","sub":"u","exp":{exp}}}"#);
     assert_eq!(
         w.gw.get("/api/x", Some(&hs_token_over(&good))).await.status,
@@ -226,7 +226,7 @@ async fn the_verified_token_cache_is_bounded_by_bytes() {
     let key = TestKey::ec("big-1");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ec.pub.pem"), &key.public_pem).unwrap();
-    let echo = crate::servers::Echo::start("echo").await;
+    let echo = crate::support::servers::Echo::start("echo").await;
     // the first lines land in [validation], which the harness opens last
     let body = format!(
         r#"max_token_bytes = 16384
@@ -239,7 +239,7 @@ keys = ["ec.pub.pem"]
 audiences = ["{AUD}"]
 algorithms = ["ES256"]
 "#
-    ) + &crate::harness::echo_everywhere(echo.addr);
+    ) + &crate::support::harness::echo_everywhere(echo.addr);
     let gw = Gw::start_in(dir, &body);
     // 300 tokens of about 8 KB of roles each: about 5 MB of principals if nothing bounded them
     let roles: Vec<String> = (0..400).map(|i| format!("role-{i:014}")).collect();
@@ -334,7 +334,7 @@ async fn a_malformed_or_repeated_host_is_refused_rather_than_routed_elsewhere() 
     )
     .await;
     let gw = &w.gw;
-    let (ok, _) = crate::harness::raw(
+    let (ok, _) = crate::support::harness::raw(
         gw.plain,
         b"GET /public/x HTTP/1.1\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
     );
@@ -346,12 +346,12 @@ async fn a_malformed_or_repeated_host_is_refused_rather_than_routed_elsewhere() 
         b"GET /public/x HTTP/1.1\r\nHost: admin.example.com x\r\nConnection: close\r\n\r\n",
         b"GET /public/x HTTP/1.1\r\nHost: other.example.com\r\nHost: admin.example.com\r\nConnection: close\r\n\r\n",
     ] {
-        let (status, text) = crate::harness::raw(gw.plain, request);
+        let (status, text) = crate::support::harness::raw(gw.plain, request);
         // the gateway's JSON 400, or Pingora's own when its parser refuses the header first
         assert_eq!(status, 400, "{text}");
     }
     // the same host, well formed and with a port, still reaches its own route
-    let (status, _) = crate::harness::raw(
+    let (status, _) = crate::support::harness::raw(
         gw.plain,
         b"GET /public/x HTTP/1.1\r\nHost: ADMIN.example.com:8080\r\nConnection: close\r\n\r\n",
     );

@@ -2,9 +2,9 @@
 //! hash floods, assertion lockout bypass, scope-burned refreshes, overflowing `exp`, any-subject
 //! jwt-bearer, reusable CSRF tokens, and revoked families whose access tokens lived on.
 
-use crate::harness::Resp;
-use crate::keys::{now, TestKey};
-use crate::servers::Idp;
+use crate::support::harness::Resp;
+use crate::support::keys::{now, TestKey};
+use crate::support::servers::Idp;
 use crate::tokens::{
     oauth_error, Auth, ALICE_PASSWORD, ASSERTION_TYPE, JWT_BEARER, LEGACY_SECRET, SVC_SECRET,
 };
@@ -251,7 +251,7 @@ fn check_warns_about_a_client_that_may_act_for_anyone() {
         TestKey::rsa("w").public_pem,
     )
     .unwrap();
-    let echo = crate::servers::Echo {
+    let echo = crate::support::servers::Echo {
         addr: "127.0.0.1:9".parse().unwrap(),
         state: Default::default(),
     };

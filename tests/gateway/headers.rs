@@ -1,6 +1,6 @@
 //! Identity headers: spoofed copies removed on every route, safe encoding, token forwarding and placement.
 
-use crate::harness::Resp;
+use crate::support::harness::Resp;
 use crate::World;
 use serde_json::json;
 

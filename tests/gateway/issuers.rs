@@ -1,9 +1,9 @@
 //! External identity providers as they come: a private CA, Microsoft Entra's multi-tenant issuer,
 //! and EC keys among several allowed algorithms.
 
-use crate::harness::{echo_everywhere, free_port, Gw};
-use crate::keys::{claims, now, TestKey};
-use crate::servers::{Echo, Idp};
+use crate::support::harness::{echo_everywhere, free_port, Gw};
+use crate::support::keys::{claims, now, TestKey};
+use crate::support::servers::{Echo, Idp};
 use crate::tokens::Auth;
 use serde_json::json;
 

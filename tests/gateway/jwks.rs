@@ -1,8 +1,8 @@
 //! The JWKS cache: unknown-kid refetch with a floor and single flight, Cache-Control, stale keys, and 503 before keys.
 
-use crate::harness::Gw;
-use crate::keys::{claims, TestKey};
-use crate::servers::{Echo, Idp};
+use crate::support::harness::Gw;
+use crate::support::keys::{claims, TestKey};
+use crate::support::servers::{Echo, Idp};
 use serde_json::json;
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ async fn stale_keys_keep_working_while_the_provider_is_down() {
     let before = idp.fetches();
     // two hours on: the keys expired an hour ago and every refresh fails, but they are within jwks_stale_for
     gw.clock.advance(Duration::from_secs(2 * 3600));
-    let exp = crate::keys::now() + 30 * 3600;
+    let exp = crate::support::keys::now() + 30 * 3600;
     let t = k1.sign(&claims(ISS, "api", json!({"exp": exp})));
     assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
     for _ in 0..40 {

@@ -3,8 +3,8 @@
 //! client authentications, allowlists, failed callbacks, two tabs, logout and back-channel logout.
 
 use crate::clients::{clients_dir, installed};
-use crate::harness::{free_port, Resp};
 use crate::sessions::location;
+use crate::support::harness::{free_port, Resp};
 use crate::tokens::Auth;
 use serde_json::json;
 use std::io::{BufRead, BufReader};

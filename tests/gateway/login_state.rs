@@ -51,7 +51,7 @@ async fn code_for(a: &Auth, op_issuer: &str, pre: &PreLogin) -> String {
 }
 
 /// The callback, from a client that sends exactly this `Cookie`.
-async fn callback_with(a: &Auth, url: &str, cookie: &str) -> crate::harness::Resp {
+async fn callback_with(a: &Auth, url: &str, cookie: &str) -> crate::support::harness::Resp {
     let r =
         a.gw.https
             .get(url)
@@ -61,7 +61,7 @@ async fn callback_with(a: &Auth, url: &str, cookie: &str) -> crate::harness::Res
             .send()
             .await
             .unwrap();
-    crate::harness::Resp::from(r).await
+    crate::support::harness::Resp::from(r).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,7 +84,7 @@ async fn a_forged_or_changed_pre_login_cookie_is_refused() {
             .send()
             .await
             .unwrap();
-    let started = crate::harness::Resp::from(started).await;
+    let started = crate::support::harness::Resp::from(started).await;
     assert_eq!(started.status, 303);
     let cookie = started
         .headers

@@ -16,29 +16,26 @@ mod faults;
 mod forward_auth;
 mod grpc;
 mod grpc_clients;
-mod grpc_service;
 mod grpc_wire;
 mod hardening_proxy;
 mod hardening_tokens;
-mod harness;
 mod headers;
 mod imports;
 mod issuers;
 mod jwks;
-mod keys;
 mod login_providers;
 mod login_state;
 mod paths;
 mod policy;
 mod proxies;
 mod redis;
-mod relay;
 mod reload;
 mod removals;
-mod servers;
 mod session_cookies;
 mod sessions;
+mod source_map;
 mod standards;
+mod support;
 mod tls;
 mod tokens;
 mod tokens_code;
@@ -49,9 +46,9 @@ mod upstreams;
 mod verify;
 mod websocket;
 
-use harness::Gw;
-use keys::TestKey;
-use servers::{Echo, Idp};
+use support::harness::Gw;
+use support::keys::TestKey;
+use support::servers::{Echo, Idp};
 
 pub const HS_SECRET: &str = "a-test-secret-that-is-long-enough-for-hs256";
 pub const AUD: &str = "api";
@@ -218,10 +215,11 @@ auth = "public"
     }
 
     pub fn rsa_token(&self, extra: serde_json::Value) -> String {
-        self.rsa.sign(&keys::claims(RSA_ISS, AUD, extra))
+        self.rsa.sign(&support::keys::claims(RSA_ISS, AUD, extra))
     }
 
     pub fn ec_token(&self, extra: serde_json::Value) -> String {
-        self.ec.sign(&keys::claims(&self.idp.url, AUD, extra))
+        self.ec
+            .sign(&support::keys::claims(&self.idp.url, AUD, extra))
     }
 }

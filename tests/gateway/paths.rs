@@ -1,6 +1,6 @@
 //! Path normalisation before routing, refused encodings, and request smuggling, over raw TCP.
 
-use crate::harness::raw;
+use crate::support::harness::raw;
 use crate::World;
 
 fn get(path: &str) -> Vec<u8> {

@@ -1,19 +1,22 @@
-//! Real nginx, Caddy and Envoy in front of an app, each configured with the README's recipe, asking
-//! the gateway's forward-auth endpoint: what a client and the app see through each of them.
+//! Real nginx, Caddy and Envoy in front of an app, each configured with the recipe in docs/forward-auth.md,
+//! asking the gateway's forward-auth endpoint: what a client and the app see through each of them.
 
 use crate::forward_auth::start;
-use crate::harness::{free_port, wait_port};
 use crate::sessions::Browser;
+use crate::support::harness::{free_port, wait_port};
 use crate::tokens::{Auth, ALICE_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-/// The recipe the README gives for `name`: the fenced block after `<!-- recipe: name -->`.
+/// The recipe docs/forward-auth.md gives for `name`: the fenced block after `<!-- recipe: name -->`.
 fn recipe(name: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/forward-auth.md"))
+        .unwrap();
     let marker = format!("<!-- recipe: {name} -->");
-    let after = &readme[readme.find(&marker).expect("the README has the recipe") + marker.len()..];
+    let after = &doc[doc
+        .find(&marker)
+        .expect("docs/forward-auth.md has the recipe")
+        + marker.len()..];
     let body = &after[after.find('\n').unwrap() + 1..];
     let body = &body[body.find('\n').unwrap() + 1..];
     body[..body.find("\n```").unwrap()].to_string()
@@ -265,7 +268,7 @@ async fn through(a: &Auth, proxy: Proxy) {
             .send()
             .await
             .unwrap();
-    let posted = crate::harness::Resp::from(posted).await;
+    let posted = crate::support::harness::Resp::from(posted).await;
     assert_eq!(posted.status, 200, "{}\n{}", posted.body, proxy.log());
     assert_eq!(posted.json()["method"], "POST");
     assert_eq!(posted.echoed("content-length").as_deref(), Some("11"));
@@ -451,7 +454,7 @@ async fn attacked(a: &Auth, proxy: &Proxy) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn nginx_auth_request_with_the_readme_recipe() {
+async fn nginx_auth_request_with_the_documented_recipe() {
     let a = start().await;
     let Some(p) = nginx(&a) else { return };
     attacked(&a, &p).await;
@@ -459,7 +462,7 @@ async fn nginx_auth_request_with_the_readme_recipe() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn caddy_forward_auth_with_the_readme_recipe() {
+async fn caddy_forward_auth_with_the_documented_recipe() {
     let a = start().await;
     let Some(p) = caddy(&a) else { return };
     attacked(&a, &p).await;
@@ -467,7 +470,7 @@ async fn caddy_forward_auth_with_the_readme_recipe() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn envoy_ext_authz_with_the_readme_recipe() {
+async fn envoy_ext_authz_with_the_documented_recipe() {
     let a = start().await;
     let Some(p) = envoy(&a) else { return };
     attacked(&a, &p).await;

@@ -1,7 +1,7 @@
 //! Several gateways on one real redis-server: revocations, refresh families, codes and assertion ids
 //! shared by every replica, and Redis going away and coming back.
 
-use crate::harness::{free_port, wait_port, Gw};
+use crate::support::harness::{free_port, wait_port, Gw};
 use crate::tokens::{auth_toml, oauth_error, Auth, ALICE_PASSWORD, ASSERTION_TYPE, SVC_SECRET};
 use crate::tokens_code::{code_of, VERIFIER};
 use crate::tokens_users::{password_grant, refresh};
@@ -112,7 +112,7 @@ async fn pair_on(a_store: &str, b_store: &str, extra: &str) -> (Auth, Auth) {
     let b = Auth {
         gw,
         echo: a.echo.clone(),
-        client_key: crate::keys::TestKey::rsa("unused"),
+        client_key: crate::support::keys::TestKey::rsa("unused"),
     };
     (a, b)
 }
@@ -200,8 +200,10 @@ async fn refresh_families_codes_and_assertion_ids_are_shared() {
     ];
     assert_eq!(a.post("/oauth/token", &form, None).await.status, 200);
     let b_url = format!("https://localhost:{}/oauth/token", b.gw.tls.port());
-    let again =
-        crate::harness::Resp::from(b.gw.https.post(b_url).form(&form).send().await.unwrap()).await;
+    let again = crate::support::harness::Resp::from(
+        b.gw.https.post(b_url).form(&form).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(again.status, 401, "{}", again.body);
 }
 
@@ -455,7 +457,7 @@ async fn a_silently_lost_subscription_is_noticed_and_made_again() {
         return;
     };
     // B reaches Redis through a relay that can go silent; A and the store stay reachable
-    let relay = crate::relay::Relay::start(redis.port);
+    let relay = crate::support::relay::Relay::start(redis.port);
     let (a, b) = pair_on(&redis.store(), &relay.store(), "").await;
     assert!(eventually(async || ready(&b.gw).await == 200).await);
     let t = a.svc_token(None).await;

@@ -1,8 +1,8 @@
 //! Live reload: a valid file replaces the configuration between two requests, a broken one changes
 //! nothing, requests in flight are never dropped, and signing keys rotate without a restart.
 
-use crate::harness::{echo_everywhere, Gw, Resp};
-use crate::servers::Echo;
+use crate::support::harness::{echo_everywhere, Gw, Resp};
+use crate::support::servers::Echo;
 use crate::tokens::Auth;
 use crate::{HS_ISS, HS_SECRET};
 use serde_json::{json, Value};
@@ -59,8 +59,11 @@ async fn a_tightened_policy_applies_to_the_next_request() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["generation"], 2);
     assert_eq!(gw.get("/x", None).await.status, 401);
-    let token =
-        crate::keys::TestKey::hmac(HS_SECRET).sign(&crate::keys::claims(HS_ISS, "api", json!({})));
+    let token = crate::support::keys::TestKey::hmac(HS_SECRET).sign(&crate::support::keys::claims(
+        HS_ISS,
+        "api",
+        json!({}),
+    ));
     assert_eq!(gw.get("/x", Some(&token)).await.status, 200);
     let after = admin(&gw, reqwest::Method::GET, "/config").await.json();
     assert_eq!(after["generation"], 2);
@@ -219,7 +222,7 @@ async fn a_signing_key_rotates_without_a_restart() {
     });
     assert_eq!(reload(&a.gw).await.status, 200);
     let new = a.svc_token(None).await;
-    let kid = |t: &str| crate::keys::header_kid(t);
+    let kid = |t: &str| crate::support::keys::header_kid(t);
     assert_ne!(kid(&new), kid(&old), "the new key signs");
     assert_eq!(
         a.gw.get("/api/x", Some(&old)).await.status,
@@ -233,15 +236,19 @@ async fn a_signing_key_rotates_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_caches_survive_a_reload_that_leaves_the_issuers_alone() {
-    let key = crate::keys::TestKey::rsa("r1");
-    let idp = crate::servers::Idp::start(vec![key.jwk.clone()]).await;
+    let key = crate::support::keys::TestKey::rsa("r1");
+    let idp = crate::support::servers::Idp::start(vec![key.jwk.clone()]).await;
     let echo = Echo::start("echo").await;
     let body = format!(
         "\n[[issuers]]\nname = \"idp\"\nissuer = \"https://idp.test\"\njwks_uri = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"RS256\"]\n",
         idp.jwks_uri()
     ) + &echo_everywhere(echo.addr);
     let gw = Gw::start(&body);
-    let t = key.sign(&crate::keys::claims("https://idp.test", "api", json!({})));
+    let t = key.sign(&crate::support::keys::claims(
+        "https://idp.test",
+        "api",
+        json!({}),
+    ));
     assert_eq!(gw.get("/x", Some(&t)).await.status, 200);
     assert_eq!(idp.fetches(), 1);
     edit_file(&gw, |t| t + "\n# a comment\n");
@@ -293,7 +300,7 @@ async fn with_watch_config_a_saved_file_reloads_by_itself() {
     let gw = Gw::start_on_edited(
         tempfile::tempdir().unwrap(),
         &body,
-        crate::harness::free_port(),
+        crate::support::harness::free_port(),
         |t| t.replace("threads = 1\n", "threads = 1\nwatch_config = true\n"),
     );
     assert_eq!(gw.get("/x", None).await.status, 200);

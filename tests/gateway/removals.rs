@@ -1,8 +1,8 @@
 //! What removing a user, a role or a client from the file ends: refresh families, sessions and, at
 //! the edge, a removed client's access tokens; and an operator ending a subject's refresh tokens.
 
-use crate::harness::Resp;
 use crate::sessions::{location, Browser, APP};
+use crate::support::harness::Resp;
 use crate::tokens::{oauth_error, Auth, ALICE_PASSWORD};
 use crate::tokens_users::{password_grant, refresh};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -172,7 +172,7 @@ async fn the_cli_ends_a_subjects_refresh_tokens_in_the_store() {
     let rt = first.json()["refresh_token"].as_str().unwrap().to_string();
     let args = ["tokens", "revoke", "--subject", "user-alice"];
     assert_eq!(
-        crate::harness::cli(&args, &a.gw.path("gateway.toml")),
+        crate::support::harness::cli(&args, &a.gw.path("gateway.toml")),
         "1 refresh family of user-alice ended (1 access token(s) revoked)"
     );
     oauth_error(&refresh(&a, &rt).await, 400, "invalid_grant");

@@ -2,8 +2,8 @@
 //! route of the host, never set by one; and a WebSocket upgrade carrying the session cookie passes
 //! only from this origin (scheme, host and port).
 
-use crate::harness::Resp;
 use crate::sessions::{Browser, APP, COOKIE};
+use crate::support::harness::Resp;
 use crate::tokens::{Auth, ALICE_PASSWORD};
 use axum::extract::ws::{Message, WebSocketUpgrade};
 use axum::http::{HeaderMap, HeaderValue};

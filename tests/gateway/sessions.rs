@@ -1,7 +1,7 @@
 //! Browser sign-in sessions on `auth = "session"` routes: redirects for page loads, 401 for scripts,
 //! sign-in through the gateway's users, CSRF for cookie writes, expiry, logout and revocation.
 
-use crate::harness::Resp;
+use crate::support::harness::Resp;
 use crate::tokens::{Auth, ALICE_PASSWORD};
 use crate::tokens_code::{hidden, set_cookie, set_cookie_line};
 use serde_json::Value;
@@ -442,7 +442,7 @@ async fn a_restart_keeps_people_signed_in_and_the_cli_signs_them_out() {
 
     let args = ["sessions", "revoke", "--subject", "user-alice"];
     assert_eq!(
-        crate::harness::cli(&args, &a.gw.path("gateway.toml")),
+        crate::support::harness::cli(&args, &a.gw.path("gateway.toml")),
         "1 session(s) of user-alice ended"
     );
     assert_eq!(b.navigate("/app/").await.status, 302);

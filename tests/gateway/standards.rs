@@ -2,8 +2,8 @@
 //! assertion lifetimes, jwt-bearer without client authentication, loopback redirects, `prompt` and
 //! `max_age`, issuers with a path, metadata, userinfo.
 
-use crate::harness::Resp;
-use crate::keys::now;
+use crate::support::harness::Resp;
+use crate::support::keys::now;
 use crate::tokens::{oauth_error, Auth, JWT_BEARER};
 use crate::tokens_code::{authorize_query, code_of, set_cookie, VERIFIER};
 use crate::tokens_users::password_grant;
@@ -129,7 +129,7 @@ async fn a_jwt_bearer_grant_needs_no_separate_client_authentication() {
         400,
         "invalid_grant",
     );
-    let forged = crate::keys::TestKey::rsa("forged").sign(&json!({"iss": "signer",
+    let forged = crate::support::keys::TestKey::rsa("forged").sign(&json!({"iss": "signer",
         "sub": "alice", "aud": a.token_url(), "exp": now() + 60, "jti": "forged-1"}));
     let form = [("grant_type", JWT_BEARER), ("assertion", forged.as_str())];
     oauth_error(

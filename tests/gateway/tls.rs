@@ -58,8 +58,10 @@ async fn unmatched_paths_get_404_and_wrong_methods_405() {
     assert_eq!(r.json()["error"], "not_found");
     let r = w.gw.get("/publicity", None).await; // segment-aware: not under /public
     assert_eq!(r.status, 404);
-    let r = crate::harness::Resp::from(w.gw.http.post(w.gw.url("/methods")).send().await.unwrap())
-        .await;
+    let r = crate::support::harness::Resp::from(
+        w.gw.http.post(w.gw.url("/methods")).send().await.unwrap(),
+    )
+    .await;
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow").as_deref(), Some("GET"));
     assert_eq!(w.gw.get("/methods/x", None).await.status, 200);
@@ -89,7 +91,7 @@ auth = "public"
     let route = |host: &'static str| {
         let w = &w;
         async move {
-            let r = crate::harness::Resp::from(
+            let r = crate::support::harness::Resp::from(
                 w.gw.http
                     .get(w.gw.url("/public/x"))
                     .header("host", host)

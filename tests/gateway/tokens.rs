@@ -1,9 +1,9 @@
 //! The built-in authorization server: client authentication, grants, scopes, introspection,
 //! revocation enforced by the proxy (also after a restart), key rotation, lockout and the CLI.
 
-use crate::harness::{Gw, Resp};
-use crate::keys::{now, TestKey};
-use crate::servers::Echo;
+use crate::support::harness::{Gw, Resp};
+use crate::support::keys::{now, TestKey};
+use crate::support::servers::Echo;
 use serde_json::{json, Value};
 
 pub const SVC_SECRET: &str = "svc-secret-0123456789abcdef0123456789abcdef";
@@ -124,7 +124,7 @@ impl Auth {
         extra: &str,
         edit: impl FnOnce(String) -> String,
     ) -> Auth {
-        Self::start_on(crate::harness::free_port(), store, extra, edit).await
+        Self::start_on(crate::support::harness::free_port(), store, extra, edit).await
     }
 
     /// Starts with a chosen TLS port, for configurations that must name the gateway's own URL;

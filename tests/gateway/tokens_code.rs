@@ -1,6 +1,6 @@
 //! The authorization-code flow: the sign-in page, PKCE, code binding, reuse and expiry.
 
-use crate::harness::Resp;
+use crate::support::harness::Resp;
 use crate::tokens::*;
 use crate::tokens_users::{password_grant, refresh};
 use serde_json::Value;

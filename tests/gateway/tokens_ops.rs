@@ -1,7 +1,7 @@
 //! The token service in operation: revocations across restarts, key rotation, lockout, the CLI's
 //! client blocks, rate limits.
 
-use crate::harness::Resp;
+use crate::support::harness::Resp;
 use crate::tokens::*;
 use serde_json::Value;
 

@@ -1,6 +1,6 @@
 //! People through the token service: the password grant, userinfo, refresh rotation and lockout.
 
-use crate::harness::Resp;
+use crate::support::harness::Resp;
 use crate::tokens::*;
 
 pub async fn password_grant(a: &Auth, password: &str, scope: &str) -> Resp {

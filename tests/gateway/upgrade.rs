@@ -2,8 +2,8 @@
 //! (`run --upgrade`, then SIGQUIT to the old process) hands the listening sockets over without
 //! refusing a request.
 
-use crate::harness::{free_ports, wait_port};
-use crate::servers::Echo;
+use crate::support::harness::{free_ports, wait_port};
+use crate::support::servers::Echo;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

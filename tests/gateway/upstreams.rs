@@ -1,7 +1,7 @@
 //! Upstream pools: failures as JSON, dead peers leaving rotation, retries, and TLS to the upstream.
 
-use crate::harness::{free_port, Gw};
-use crate::servers::Echo;
+use crate::support::harness::{free_port, Gw};
+use crate::support::servers::Echo;
 use crate::World;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;

@@ -1,6 +1,6 @@
 //! Token verification: every algorithm family, every claim check, and the classic JWT attacks.
 
-use crate::keys::{claims, now, raw_token, TestKey};
+use crate::support::keys::{claims, now, raw_token, TestKey};
 use crate::{World, AUD, ED_ISS, HS_ISS, RSA_ISS};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -303,7 +303,7 @@ async fn malformed_tokens_and_authorization_headers() {
         refused(&w, t, why).await;
     }
     // a non-Bearer scheme
-    let r = crate::harness::Resp::from(
+    let r = crate::support::harness::Resp::from(
         w.gw.http
             .get(w.gw.url("/api/x"))
             .header("authorization", "Basic dXNlcjpwYXNz")
@@ -316,7 +316,7 @@ async fn malformed_tokens_and_authorization_headers() {
     assert!(r.challenge().contains("invalid_token"));
     // two Authorization headers
     let t = w.rsa_token(json!({}));
-    let r = crate::harness::Resp::from(
+    let r = crate::support::harness::Resp::from(
         w.gw.http
             .get(w.gw.url("/api/x"))
             .header("authorization", format!("Bearer {t}"))
@@ -334,7 +334,7 @@ async fn malformed_tokens_and_authorization_headers() {
 async fn a_60_kb_token_is_answered_not_dropped() {
     let w = World::start().await;
     let big = "a".repeat(60 * 1024);
-    let (status, text) = crate::harness::raw(
+    let (status, text) = crate::support::harness::raw(
         w.gw.plain,
         format!("GET /api/x HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {big}\r\n\r\n")
             .as_bytes(),

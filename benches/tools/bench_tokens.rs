@@ -3,7 +3,7 @@
 //! Usage: bench_tokens DIR DISTINCT_RS256 DISTINCT_HS256 HS_SECRET
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../tests/gateway/keys.rs"]
+#[path = "../../tests/gateway/support/keys.rs"]
 mod keys;
 
 use serde_json::json;
