@@ -66,3 +66,15 @@ impl LoginEndpoint {
         }
     }
 }
+
+/// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
+/// allows, and the page to come back to.
+pub fn login_url(rd: &str, logins: &[String], app: Option<&str>) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("rd", rd);
+    q.append_pair("login", &logins.join(","));
+    if let Some(app) = app {
+        q.append_pair("app", app);
+    }
+    format!("/oauth/login?{}", q.finish())
+}

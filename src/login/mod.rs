@@ -10,24 +10,12 @@ pub mod state;
 pub use providers::Providers;
 
 use crate::config::{after_logout_ok, LOCAL_LOGIN};
-use crate::endpoints::LoginEndpoint;
+use crate::endpoints::{login_url, LoginEndpoint};
 use crate::pages::{message, page_headers};
 use crate::session::browser::{from_this_origin, over_tls, safe_return};
 use crate::token::TokenService;
 use pingora::proxy::Session;
 use std::collections::HashMap;
-
-/// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
-/// allows, and the page to come back to.
-pub fn login_url(rd: &str, logins: &[String], app: Option<&str>) -> String {
-    let mut q = url::form_urlencoded::Serializer::new(String::new());
-    q.append_pair("rd", rd);
-    q.append_pair("login", &logins.join(","));
-    if let Some(app) = app {
-        q.append_pair("app", app);
-    }
-    format!("/oauth/login?{}", q.finish())
-}
 
 /// The query parameters of a request; a repeated one keeps its first value.
 fn query(session: &Session) -> HashMap<String, String> {

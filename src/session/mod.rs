@@ -1,6 +1,7 @@
 //! Browser sign-in sessions: the cookie, the server-side record, and the identity a live session
 //! gives a request, the same shape as a verified token's.
 
+pub mod authenticate;
 pub mod browser;
 
 use crate::auth::identity::Identity;

@@ -72,7 +72,10 @@ fn paths_in(code: &str, me: &[String]) -> Vec<Vec<String>> {
         };
         let mut j = start;
         if b.get(j) == Some(&b'{') {
-            let end = b[j..].iter().position(|c| *c == b'}').map_or(b.len(), |e| j + e);
+            let end = b[j..]
+                .iter()
+                .position(|c| *c == b'}')
+                .map_or(b.len(), |e| j + e);
             for item in code[j + 1..end].split(',') {
                 let segs: Vec<String> = item
                     .trim()

@@ -1,0 +1,68 @@
+//! What the proxy path holds: the configuration generation a request runs on (`Shared`) and what
+//! one request carries from phase to phase (`Ctx`).
+
+use crate::auth::identity::Identity;
+use crate::auth::Verifier;
+use crate::config::Config;
+use crate::observe::metrics::Metrics;
+use crate::proxy::forward_auth::Dialect;
+use crate::proxy::routes::RouteTable;
+use crate::upstream::UpstreamRuntime;
+use http::HeaderName;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a request needs, built once at start-up.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub table: RouteTable,
+    pub verifier: Arc<Verifier>,
+    /// the authorization server, when configured
+    pub tokens: Option<crate::token::TokenService>,
+    pub upstreams: Vec<UpstreamRuntime>,
+    /// every configured claim header name, removed from every request
+    pub claim_names: Vec<HeaderName>,
+    pub metrics: Metrics,
+    /// the store behind the token service, for `/ready`
+    pub store: Option<Arc<dyn crate::store::Store>>,
+    /// whether every revocation is known (a shared store's feed may be away)
+    pub revocations_loaded: Arc<crate::store::RevocationsLoaded>,
+    /// the token service's public keys, to tell whether a reload changed them
+    pub own_keys: Vec<Arc<crate::crypto::verify_keys::VerifyKey>>,
+    /// signs `X-Auth-Jwt` for routes with `identity_jwt`, when the token service has keys
+    pub identity_signer: Option<crate::proxy::identity_jwt::IdentitySigner>,
+    /// external OpenID providers people sign in with (with the token service on)
+    pub providers: Option<Arc<crate::login::Providers>>,
+    /// the gateway's own cookies, removed from every request sent upstream
+    pub gateway_cookies: Vec<String>,
+}
+
+impl Shared {
+    /// The runtime of a route's upstream; none on a forward-auth-only route. (It borrows only the
+    /// generation, so a request's other state stays free to change.)
+    pub(crate) fn upstream(&self, route: Option<usize>) -> Option<&UpstreamRuntime> {
+        let index = self.config.routes.get(route?)?.upstream.as_ref()?.index;
+        self.upstreams.get(index)
+    }
+}
+
+/// What one request carries through the phases.
+pub struct Ctx {
+    /// the configuration generation this request runs on, from start to end
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) start: Instant,
+    pub(crate) route: Option<usize>,
+    /// who the request is, once its token is verified
+    pub(crate) identity: Option<Identity>,
+    /// the identity JWT for the upstream, on routes that send one
+    pub(crate) identity_jwt: Option<http::HeaderValue>,
+    pub(crate) upstream_path: Option<String>,
+    /// request body bytes forwarded so far, against the route's `max_body_bytes`
+    pub(crate) body_bytes: u64,
+    pub(crate) tried: Vec<SocketAddr>,
+    pub(crate) denial: Option<&'static str>,
+    pub(crate) log_path: Option<String>,
+    /// set when the request asks the forward-auth endpoint; the header is then the original request
+    pub(crate) forward_auth: Option<Dialect>,
+}

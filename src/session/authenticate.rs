@@ -1,0 +1,57 @@
+//! A session route's request without a token: its live session gives the identity; without one, a
+//! page load is sent to sign in and anything else gets a 401. Decides, writes no answer.
+
+use super::browser::{here, is_navigation, same_origin_write};
+use super::{Found, Sessions};
+use crate::auth::identity::Identity;
+use crate::config::{Route, LOCAL_LOGIN};
+use crate::respond::Rejection;
+use pingora::http::RequestHeader;
+
+/// What a session says about a request.
+pub enum Outcome {
+    Identity(Identity),
+    /// a page load with no session: sign in there first
+    SignIn(String),
+}
+
+/// The identity of the request's live session, when one of the route's sign-in ways opened it. A
+/// local session is taken as its user's entry says today (`current_local`): none when the user was
+/// removed or disabled, and the session then ends. A cookie-authenticated write (or WebSocket
+/// upgrade) must come from this origin (`tls`: the request came over TLS).
+pub async fn authenticate(
+    sessions: &Sessions,
+    req: &RequestHeader,
+    route: &Route,
+    tls: bool,
+    current_local: impl FnOnce(Found) -> Option<Found>,
+) -> Result<Outcome, Rejection> {
+    let found = match sessions.find(req).await {
+        Ok(Some(f)) if f.record.provider == LOCAL_LOGIN => match current_local(f) {
+            Some(current) => Some(current),
+            None => {
+                // the user was removed or disabled: the session ends with them
+                sessions
+                    .end(req)
+                    .await
+                    .map_err(|_| Rejection::SessionsUnavailable)?;
+                None
+            }
+        },
+        Ok(found) => found,
+        Err(_) => return Err(Rejection::SessionsUnavailable),
+    }
+    .filter(|f| route.login.contains(&f.record.provider));
+    if let Some(found) = found {
+        if !same_origin_write(req, tls) {
+            return Err(Rejection::CrossSiteWrite);
+        }
+        let id = sessions.identity(&found, route.needs_claims, route.identity_jwt);
+        return Ok(Outcome::Identity(id));
+    }
+    if !is_navigation(req) {
+        return Err(Rejection::MissingToken);
+    }
+    let to = crate::endpoints::login_url(&here(req), &route.login, Some(&route.name));
+    Ok(Outcome::SignIn(to))
+}
