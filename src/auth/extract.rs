@@ -100,14 +100,9 @@ pub fn extract_token<'a>(
         }
     }
     if !from.cookie.is_empty() {
-        for h in req.headers.get_all("cookie") {
-            let Ok(h) = h.to_str() else { continue };
-            for c in h.split(';') {
-                if let Some((name, value)) = c.trim().split_once('=') {
-                    if from.cookie.iter().any(|n| n == name) {
-                        found(Cow::Borrowed(value.trim_matches('"')))?;
-                    }
-                }
+        for c in crate::wire::cookies::all(req) {
+            if let (Some(value), true) = (c.value, from.cookie.iter().any(|n| n == c.name)) {
+                found(Cow::Borrowed(value.trim_matches('"')))?;
             }
         }
     }

@@ -66,16 +66,10 @@ pub fn is_gateway_cookie(name: &[u8], names: &[String]) -> bool {
 
 /// Drops the cookies whose (trimmed) name `drop` picks, keeping the others.
 fn strip_cookies(req: &mut RequestHeader, drop: impl Fn(&str) -> bool) -> Result<()> {
-    let mut kept = Vec::new();
-    for h in req.headers.get_all("cookie") {
-        let Ok(h) = h.to_str() else { continue };
-        for c in h.split(';').map(str::trim).filter(|c| !c.is_empty()) {
-            let name = c.split_once('=').map(|(n, _)| n).unwrap_or(c);
-            if !drop(name.trim()) {
-                kept.push(c.to_string());
-            }
-        }
-    }
+    let kept: Vec<String> = crate::wire::cookies::all(req)
+        .filter(|c| !drop(c.name))
+        .map(|c| c.raw.to_string())
+        .collect();
     while req.remove_header("cookie").is_some() {}
     if !kept.is_empty() {
         req.insert_header("cookie", kept.join("; "))?;

@@ -75,14 +75,7 @@ pub struct Sessions {
 
 /// The value of one cookie in a request.
 pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
-    req.headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+    crate::wire::cookies::value(req, name)
 }
 
 impl Sessions {
