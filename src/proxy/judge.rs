@@ -12,6 +12,7 @@ use crate::config::{AuthMode, Route};
 use crate::policy::authorize;
 use crate::respond::Rejection;
 use crate::session::authenticate::Outcome;
+use crate::wire::header_value::content_length;
 use crate::wire::path::{host_is_valid, normalise_host, normalise_path};
 use pingora::http::RequestHeader;
 use std::borrow::Cow;
@@ -159,12 +160,7 @@ fn admit(req: &RequestHeader, route: &Route, front: Option<Dialect>) -> Result<(
         return Err(Rejection::NotFound);
     }
     if let (Some(max), None) = (route.max_body_bytes, front) {
-        let announced = req
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if announced.is_some_and(|n| n > max) {
+        if content_length(req).is_some_and(|n| n > max) {
             return Err(Rejection::TooLarge);
         }
     }

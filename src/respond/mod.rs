@@ -251,11 +251,9 @@ impl ErrorAnswer {
 
 /// True when the request announces a body the gateway has not read.
 fn has_body(session: &Session) -> bool {
-    let h = &session.req_header().headers;
-    h.get("transfer-encoding").is_some()
-        || h.get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0")
+    let req = session.req_header();
+    req.headers.get("transfer-encoding").is_some()
+        || crate::wire::header_value::content_length(req).is_some_and(|n| n > 0)
 }
 
 /// Answers with a JSON body and an exact Content-Length.

@@ -186,13 +186,7 @@ impl TokenService {
                 "the body must be application/x-www-form-urlencoded",
             ));
         }
-        if req
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-            .is_some_and(|n| n > MAX_FORM)
-        {
+        if crate::wire::header_value::content_length(req).is_some_and(|n| n > MAX_FORM as u64) {
             session.set_keepalive(None);
             return Err(oauth(
                 413,

@@ -73,6 +73,15 @@ pub fn push_list<'a>(out: &mut Vec<u8>, values: impl Iterator<Item = &'a str>, d
     }
 }
 
+/// The length a request's `Content-Length` announces, when it holds one number (the framing check
+/// has refused repeated or malformed ones before anything asks).
+pub fn content_length(req: &pingora::http::RequestHeader) -> Option<u64> {
+    req.headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
