@@ -184,3 +184,45 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_synchronous_call_from_async_code_waits_instead_of_panicking() {
+        // start-up and the tests call the store from async code, where a runtime's block_on panics
+        let w = Worker::start().unwrap();
+        assert_eq!(w.wait(async { Ok(7) }).unwrap(), 7);
+        // and a store may be dropped there too
+        drop(w);
+    }
+
+    #[test]
+    fn a_stopped_worker_answers_unavailable() {
+        let mut w = Worker::start().unwrap();
+        if let Some(rt) = w.0.take() {
+            rt.shutdown_background();
+        }
+        assert!(w.wait(async { Ok(1) }).is_err());
+    }
+
+    #[test]
+    fn an_unreachable_store_fails_is_counted_and_is_no_reconnection() {
+        let w = Worker::start().unwrap();
+        let pool = Arc::new(Pool::new(
+            super::super::client("redis://127.0.0.1:1/0").unwrap(),
+        ));
+        for _ in 0..3 {
+            let p = pool.clone();
+            let answer = w.wait(async move {
+                p.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+                    .await
+            });
+            assert!(answer.is_err());
+        }
+        assert_eq!(pool.operations.load(Relaxed), 3);
+        assert_eq!(pool.errors.load(Relaxed), 3);
+        assert_eq!(pool.reconnects.load(Relaxed), 0);
+    }
+}
