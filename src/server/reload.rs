@@ -1,11 +1,13 @@
 //! Live reload: the configuration file read and compiled again; a valid one replaces the serving
 //! generation atomically, a broken one changes nothing. Requests in flight finish on the generation
-//! they started with.
+//! they started with. Reading, compiling (which resolves upstream hostnames) and building run on
+//! the blocking pool, never on the async workers serving requests.
 
 use crate::config::Config;
 use crate::listener::cert_resolver::CertResolver;
 use crate::proxy::Shared;
 use crate::server::generation::{generation, Lasting};
+use crate::upstream::tasks::Tasks;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,8 @@ use tokio::sync::watch;
 
 pub struct Reloader {
     shared: Arc<ArcSwap<Shared>>,
-    lasting: Lasting,
+    /// shared with the blocking thread that builds the next generation
+    lasting: Arc<Lasting>,
     /// stops the serving generation's background work
     running: Mutex<Option<watch::Sender<bool>>>,
     /// one reload at a time
@@ -101,6 +104,43 @@ async fn end_removed_users(old: &Config, now: &Shared) {
     }
 }
 
+/// What a valid configuration builds, before anything changes.
+struct Prepared {
+    restart: Vec<&'static str>,
+    certificate: Option<Arc<rustls::sign::CertifiedKey>>,
+    next: Shared,
+    tasks: Tasks,
+}
+
+/// Reads and compiles the file `current` came from, loads the certificate when the listeners
+/// have one, and builds the next generation: file reads and DNS lookups, so it runs on a blocking
+/// thread. One line per problem when the configuration cannot serve.
+fn prepare(
+    current: &Shared,
+    lasting: &Lasting,
+    with_certificate: bool,
+) -> Result<Prepared, Vec<String>> {
+    let config = Config::load(&current.config.file)
+        .map(Arc::new)
+        .map_err(|e| e.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>())?;
+    let restart = needs_restart(&current.config, &config);
+    // The certificate files (perhaps renewed, perhaps at new paths) must load before anything
+    // changes.
+    let certificate = if with_certificate {
+        let c = crate::listener::cert_resolver::load(&config.tls.cert, &config.tls.key);
+        Some(c.map_err(|e| vec![e])?)
+    } else {
+        None
+    };
+    let (next, tasks) = generation(config, lasting, Some(current)).map_err(|e| vec![e])?;
+    Ok(Prepared {
+        restart,
+        certificate,
+        next,
+        tasks,
+    })
+}
+
 /// Watches the configuration file (`[server] watch_config`): a change of its content reloads.
 /// Polling every second needs no file-system notification support and sees replaced files too.
 pub struct Watch(pub Arc<Reloader>);
@@ -109,14 +149,23 @@ pub struct Watch(pub Arc<Reloader>);
 impl pingora::services::background::BackgroundService for Watch {
     async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
         let path = self.0.shared.load().config.file.clone();
-        let read = |p: &std::path::Path| std::fs::read(p).ok();
-        let mut seen = read(&path);
+        // a file read may block (a slow or network file system): not on an async worker
+        let read = |p: &std::path::PathBuf| {
+            let p = p.clone();
+            async move {
+                tokio::task::spawn_blocking(move || std::fs::read(p).ok())
+                    .await
+                    .ok()
+                    .flatten()
+            }
+        };
+        let mut seen = read(&path).await;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                 _ = shutdown.changed() => return,
             }
-            let now = read(&path);
+            let now = read(&path).await;
             if now.is_some() && now != seen {
                 seen = now;
                 tracing::info!(file = %path.display(), "the configuration file changed; reloading");
@@ -134,7 +183,7 @@ impl Reloader {
     ) -> Reloader {
         Reloader {
             shared,
-            lasting,
+            lasting: Arc::new(lasting),
             running: Mutex::new(None),
             busy: tokio::sync::Mutex::new(()),
             generation: AtomicU64::new(1),
@@ -173,7 +222,6 @@ impl Reloader {
     pub async fn reload(&self) -> Outcome {
         let _one = self.busy.lock().await;
         let current = self.shared.load_full();
-        let path = current.config.file.clone();
         let refuse = |problems: Vec<String>| {
             self.failures.fetch_add(1, Ordering::SeqCst);
             for p in &problems {
@@ -181,25 +229,19 @@ impl Reloader {
             }
             Outcome::Refused(problems)
         };
-        let config = match Config::load(&path) {
-            Ok(c) => Arc::new(c),
-            Err(e) => return refuse(e.problems.iter().map(|p| p.to_string()).collect()),
-        };
-        let restart = needs_restart(&current.config, &config);
-        // The certificate files (perhaps renewed, perhaps at new paths) must load before anything
-        // changes.
-        let certificate = match &self.certificate {
-            Some(_) => {
-                match crate::listener::cert_resolver::load(&config.tls.cert, &config.tls.key) {
-                    Ok(c) => Some(c),
-                    Err(e) => return refuse(vec![e]),
-                }
-            }
-            None => None,
-        };
-        let (next, tasks) = match generation(config.clone(), &self.lasting, Some(&current)) {
-            Ok(g) => g,
-            Err(e) => return refuse(vec![e]),
+        let (from, lasting) = (current.clone(), self.lasting.clone());
+        let with_certificate = self.certificate.is_some();
+        let prepared =
+            tokio::task::spawn_blocking(move || prepare(&from, &lasting, with_certificate)).await;
+        let Prepared {
+            restart,
+            certificate,
+            next,
+            tasks,
+        } = match prepared {
+            Ok(Ok(p)) => p,
+            Ok(Err(problems)) => return refuse(problems),
+            Err(e) => return refuse(vec![format!("the reload stopped: {e}")]),
         };
         // The new generation's work starts before it serves; the old one's stops after.
         let stop = tasks.start();

@@ -1,5 +1,6 @@
 //! Fixed-window counters for the token endpoint: request rates and failed-authentication lockouts,
-//! shared by every gateway when the store shares them (Redis), else counted by each gateway.
+//! shared by every gateway when the store shares them (Redis), else counted by each gateway. A
+//! window that cannot count refuses: a broken limiter must not become no limit.
 
 use crate::clock::SharedClock;
 use crate::store::{Counter, Store};
@@ -18,6 +19,8 @@ pub struct Window {
     shared: Option<(Arc<dyn Counter>, &'static str)>,
     /// set while the shared counts cannot be had, so the fallback is logged once per outage
     degraded: AtomicBool,
+    /// set once the local counts cannot be had, so the refusals are logged once
+    broken: AtomicBool,
 }
 
 impl Window {
@@ -29,6 +32,7 @@ impl Window {
             counts: Mutex::new(HashMap::new()),
             shared: None,
             degraded: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
         }
     }
 
@@ -84,10 +88,16 @@ impl Window {
         self.count(key, 0).await >= self.limit
     }
 
+    /// Counts in this gateway's memory. A poisoned lock (a thread panicked while counting) reads
+    /// as the limit exceeded, for every key: refusing is recoverable by a restart, letting
+    /// everything through is not noticed at all.
     fn add(&self, key: &str, n: u32) -> u32 {
         let slot = self.slot();
         let Ok(mut m) = self.counts.lock() else {
-            return 0;
+            if !self.broken.swap(true, Ordering::SeqCst) {
+                tracing::error!("a rate-limit or lockout window cannot count; it refuses until the gateway restarts");
+            }
+            return u32::MAX;
         };
         if m.len() > 100_000 {
             // Old windows are worthless; drop them rather than grow without bound.
@@ -127,5 +137,50 @@ mod tests {
         clock.advance(Duration::from_secs(61));
         assert!(!w.exceeded("a").await);
         assert!(w.hit("a").await);
+    }
+
+    /// A counter that cannot answer, as a shared store in an outage.
+    struct Down;
+
+    #[async_trait::async_trait]
+    impl Counter for Down {
+        async fn count(
+            &self,
+            _: &str,
+            _: u64,
+            _: u32,
+            _: u64,
+        ) -> Result<u32, crate::store::StoreError> {
+            Err(crate::store::StoreError::Unavailable("down".into()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_window_that_cannot_count_refuses() {
+        let clock = Arc::new(OffsetClock::default());
+        let mut w = Window::new(1000, Duration::from_secs(60), clock.clone());
+        w.shared = Some((Arc::new(Down), "test"));
+        // the shared count is away: this gateway's own window still limits
+        assert!(w.hit("a").await);
+        assert!(!w.exceeded("a").await);
+        // a thread panics while it counts: the lock is poisoned
+        let poisoned = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _held = w.counts.lock().unwrap();
+                panic!("counting failed");
+            })
+            .join()
+        });
+        assert!(poisoned.is_err() && w.counts.is_poisoned());
+        // every key is refused from then on, never let through
+        for key in ["a", "b"] {
+            assert!(!w.hit(key).await, "{key} passed a broken window");
+            assert!(
+                w.exceeded(key).await,
+                "{key} is not locked out by a broken window"
+            );
+        }
+        clock.advance(Duration::from_secs(61));
+        assert!(!w.hit("a").await, "a new window does not mend the lock");
     }
 }

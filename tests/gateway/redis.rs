@@ -506,3 +506,48 @@ async fn a_silently_lost_subscription_is_noticed_and_made_again() {
     .await;
     assert!(eventually(async || b.gw.get("/api/x", Some(&t2)).await.status == 401).await);
 }
+
+/// The gateway's established connections to a Redis on `port`, from Linux's socket table (`None`
+/// where there is none to read).
+fn connections_to(port: u16) -> Option<usize> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let redis_end = format!(":{port:04X}");
+    Some(
+        table
+            .lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.len() > 3 && f[2].ends_with(&redis_end) && f[3] == "01")
+            .count(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_store_commands_and_counters_share_a_few_connections() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = Auth::start_with(&redis.store(), crate::sessions::APP).await;
+    assert!(eventually(async || ready(&a.gw).await == 200).await);
+    // a grant writes a refresh family; then token requests (counters) and readiness checks (store
+    // pings), many at once
+    let first = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let burst = (0..24).map(|i| {
+        let a = &a;
+        async move {
+            if i % 2 == 0 {
+                a.client_credentials("svc", SVC_SECRET).await.status
+            } else {
+                ready(&a.gw).await
+            }
+        }
+    });
+    let statuses = futures_util::future::join_all(burst).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let Some(n) = connections_to(redis.port) else {
+        return;
+    };
+    // the revocation feed's subscription, and the store's few multiplexed connections
+    assert!((2..=3).contains(&n), "{n} connections to Redis");
+}

@@ -1,53 +1,31 @@
-//! Shared counters (rate limits, lockouts) in Redis over one multiplexed async connection.
+//! Shared counters (rate limits, lockouts) in Redis, on the store's own connections.
 //!
-//! The token endpoint asks for up to three counters per request. Through the store's blocking
-//! pool each cost a thread hand-over and a pooled connection's round trip; here concurrent requests
-//! pipeline their commands on one connection, awaited on the request's own task, and the
-//! connection manager reconnects by itself after a loss.
+//! The token endpoint asks for up to three counters per request. Each is awaited on the request's
+//! own task (no blocking-pool hand-over) while the command runs on the store's connection thread,
+//! pipelined with whatever else is in flight, so there is one connection model for all of Redis
+//! but the revocation feed's subscription.
 
-use super::{err, key, TIMEOUT};
+use super::pool::{Pool, Worker};
+use super::{err, key};
 use crate::store::{Counter, StoreError};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use tokio::sync::OnceCell;
+use std::sync::Arc;
 
 pub struct RedisCounter {
-    client: redis::Client,
-    conn: OnceCell<redis::aio::ConnectionManager>,
-    /// counted into the store's operation and error metrics
-    pub operations: AtomicU64,
-    pub errors: AtomicU64,
+    worker: Arc<Worker>,
+    pool: Arc<Pool>,
 }
 
 impl RedisCounter {
-    pub fn new(client: redis::Client) -> Self {
-        RedisCounter {
-            client,
-            conn: OnceCell::new(),
-            operations: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-        }
+    pub(super) fn new(worker: Arc<Worker>, pool: Arc<Pool>) -> Self {
+        RedisCounter { worker, pool }
     }
+}
 
-    /// The connection, made when first needed; a failed first attempt is tried again next time.
-    async fn conn(&self) -> Result<redis::aio::ConnectionManager, StoreError> {
-        let c = self
-            .conn
-            .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(TIMEOUT))
-                    .set_response_timeout(Some(TIMEOUT))
-                    .set_number_of_retries(1);
-                redis::aio::ConnectionManager::new_with_config(self.client.clone(), config).await
-            })
-            .await
-            .map_err(err)?;
-        Ok(c.clone())
-    }
-
-    async fn run(&self, k: String, window_ms: u64, add: u32) -> Result<u32, StoreError> {
-        let mut c = self.conn().await?;
+/// Adds `add` to the counter `k` (0 reads it); the key outlives its window by one more.
+async fn count_on(pool: &Pool, k: String, window_ms: u64, add: u32) -> Result<u32, StoreError> {
+    pool.run(move |mut c| async move {
         if add == 0 {
-            let v: Option<u32> = redis::AsyncCommands::get(&mut c, &k).await.map_err(err)?;
+            let v: Option<u32> = redis::Cmd::get(&k).query_async(&mut c).await?;
             return Ok(v.unwrap_or(0));
         }
         let (v,): (u32,) = redis::pipe()
@@ -56,10 +34,10 @@ impl RedisCounter {
             .pexpire(&k, window_ms.saturating_mul(2).min(i64::MAX as u64) as i64)
             .ignore()
             .query_async(&mut c)
-            .await
-            .map_err(err)?;
+            .await?;
         Ok(v)
-    }
+    })
+    .await
 }
 
 #[async_trait::async_trait]
@@ -71,17 +49,14 @@ impl Counter for RedisCounter {
         add: u32,
         now_ms: u64,
     ) -> Result<u32, StoreError> {
-        self.operations.fetch_add(1, Relaxed);
         let slot = now_ms / window_ms.max(1);
         // the same key the store's other commands would use: one naming scheme in redis.rs
         let k = key("count", &format!("{name}:{slot}"));
-        let answer = match tokio::time::timeout(TIMEOUT, self.run(k, window_ms, add)).await {
-            Ok(answer) => answer,
-            Err(_) => Err(err("the store did not answer in time")),
-        };
-        if answer.is_err() {
-            self.errors.fetch_add(1, Relaxed);
-        }
-        answer
+        let pool = self.pool.clone();
+        // the pool bounds the command by TIMEOUT and counts it in the store's metrics
+        self.worker
+            .spawn(async move { count_on(&pool, k, window_ms, add).await })?
+            .await
+            .map_err(err)?
     }
 }

@@ -2,17 +2,22 @@
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
 mod counter;
+mod pool;
 pub mod scripts;
 
 use super::{
     CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
+use redis::aio::ConnectionManager;
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
-use redis::{Commands, Connection, IntoConnectionInfo, RedisResult, Script};
+use redis::{
+    Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult, Script, ScriptInvocation,
+};
 use scripts::{END_SESSIONS, PUT_SESSION, REVOKE_FAMILY, ROTATE, TAKE_CODE, TOUCH_SESSION};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 /// The pub/sub channel revocations are announced on: `"<jti> <exp>"` per message.
@@ -42,28 +47,21 @@ pub fn client(url: &str) -> Result<redis::Client, String> {
     redis::Client::open(info.set_tcp_settings(tcp)).map_err(|e| format!("store.url: {e}"))
 }
 
-/// Connections kept to Redis by one gateway process.
-const POOL: usize = 8;
+/// The Lua scripts, compiled into their SHA-1 once per process.
+static ROTATE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ROTATE));
+static TAKE_CODE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TAKE_CODE));
+static REVOKE_FAMILY_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REVOKE_FAMILY));
+static PUT_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_SESSION));
+static TOUCH_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_SESSION));
+static END_SESSIONS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_SESSIONS));
 
 pub struct RedisStore {
-    client: redis::Client,
-    /// failed operations, and connections made again after a failure, for metrics
-    operations: std::sync::atomic::AtomicU64,
-    errors: std::sync::atomic::AtomicU64,
-    reconnects: std::sync::atomic::AtomicU64,
-    connected_once: std::sync::atomic::AtomicBool,
-    /// a few connections, each made when first needed and again after an error; a command takes
-    /// whichever is free, so concurrent requests do not queue behind one round trip
-    conns: Vec<Mutex<Option<Connection>>>,
-    next: std::sync::atomic::AtomicUsize,
-    /// rate-limit and lockout counters, on their own async connection
-    counter: std::sync::Arc<counter::RedisCounter>,
-    rotate: Script,
-    take_code: Script,
-    revoke_family: Script,
-    put_session: Script,
-    touch_session: Script,
-    end_sessions: Script,
+    /// the thread the connections live on; the counters hold it too
+    worker: Arc<pool::Worker>,
+    /// every command of the store and of the counters goes through these connections
+    pool: Arc<pool::Pool>,
+    /// rate-limit and lockout counters, on the same connections
+    counter: Arc<counter::RedisCounter>,
 }
 
 pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
@@ -83,102 +81,66 @@ fn text(map: &HashMap<String, String>, k: &str) -> String {
 }
 
 impl RedisStore {
-    /// Checks the URL; the first connection is made when first needed, and again after a failure.
+    /// Checks the URL and starts the connection thread; the first connection is made when first
+    /// needed, and again after a failure.
     pub fn open(url: &str) -> Result<RedisStore, String> {
-        let client = client(url)?;
+        let pool = Arc::new(pool::Pool::new(client(url)?));
+        let worker = Arc::new(pool::Worker::start()?);
         Ok(RedisStore {
-            client: client.clone(),
-            operations: Default::default(),
-            errors: Default::default(),
-            reconnects: Default::default(),
-            connected_once: Default::default(),
-            conns: (0..POOL).map(|_| Mutex::new(None)).collect(),
-            next: Default::default(),
-            counter: std::sync::Arc::new(counter::RedisCounter::new(client)),
-            rotate: Script::new(ROTATE),
-            take_code: Script::new(TAKE_CODE),
-            revoke_family: Script::new(REVOKE_FAMILY),
-            put_session: Script::new(PUT_SESSION),
-            touch_session: Script::new(TOUCH_SESSION),
-            end_sessions: Script::new(END_SESSIONS),
+            counter: Arc::new(counter::RedisCounter::new(worker.clone(), pool.clone())),
+            worker,
+            pool,
         })
     }
 
-    /// Runs `f` on the connection, connecting first when there is none; an error drops the
-    /// connection so the next call starts afresh.
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
-        self.operations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // A free connection if there is one, else wait for the next in turn.
-        let free = self.conns.iter().find_map(|c| c.try_lock().ok());
-        let mut guard = match free {
-            Some(g) => g,
-            None => {
-                let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % POOL;
-                self.conns
-                    .get(i)
-                    .ok_or_else(|| err("no connection slot"))?
-                    .lock()
-                    .map_err(|_| err("lock poisoned"))?
-            }
-        };
-        if guard.is_none() {
-            use std::sync::atomic::Ordering::Relaxed;
-            let c = match self.client.get_connection_with_timeout(TIMEOUT) {
-                Ok(c) => c,
-                Err(e) => {
-                    self.errors.fetch_add(1, Relaxed);
-                    return Err(err(e));
-                }
-            };
-            if self.connected_once.swap(true, Relaxed) {
-                self.reconnects.fetch_add(1, Relaxed);
-                tracing::info!("connected to the store again");
-            }
-            c.set_read_timeout(Some(TIMEOUT)).map_err(err)?;
-            c.set_write_timeout(Some(TIMEOUT)).map_err(err)?;
-            *guard = Some(c);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(err("no connection"));
-        };
-        match f(conn) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                *guard = None;
-                self.errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(err(e))
-            }
-        }
+    /// Runs `f` on a connection of the pool, from this (blocking) thread.
+    fn with<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(ConnectionManager) -> Fut + Send + 'static,
+        Fut: Future<Output = RedisResult<T>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.worker.wait(async move { pool.run(f).await })
+    }
+
+    fn query<T: FromRedisValue + Send + 'static>(&self, cmd: Cmd) -> Result<T, StoreError> {
+        self.with(move |mut c| async move { cmd.query_async(&mut c).await })
+    }
+
+    fn pipe<T: FromRedisValue + Send + 'static>(&self, p: Pipeline) -> Result<T, StoreError> {
+        self.with(move |mut c| async move { p.query_async(&mut c).await })
+    }
+
+    fn script<T: FromRedisValue + Send + 'static>(
+        &self,
+        inv: ScriptInvocation<'static>,
+    ) -> Result<T, StoreError> {
+        self.with(move |mut c| async move { inv.invoke_async(&mut c).await })
     }
 }
 
 impl Store for RedisStore {
     fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .cmd("ZADD")
-                .arg(key("revoked", "all"))
-                .arg("GT")
-                .arg(exp)
-                .arg(jti)
-                .ignore()
-                .publish(REVOCATIONS, format!("{jti} {exp} {}", SystemClock.now_ms()))
-                .ignore()
-                .query::<()>(c)
-        })
+        let mut p = redis::pipe();
+        p.atomic()
+            .cmd("ZADD")
+            .arg(key("revoked", "all"))
+            .arg("GT")
+            .arg(exp)
+            .arg(jti)
+            .ignore()
+            .publish(REVOCATIONS, format!("{jti} {exp} {}", SystemClock.now_ms()))
+            .ignore();
+        self.pipe(p)
     }
 
     fn revoked(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
-        self.with(|c| {
-            c.zrangebyscore_withscores::<_, _, _, Vec<(String, u64)>>(
-                key("revoked", "all"),
-                now,
-                "+inf",
-            )
-        })
+        self.query(Cmd::zrangebyscore_withscores(
+            key("revoked", "all"),
+            now,
+            "+inf",
+        ))
     }
 
     fn use_assertion(
@@ -191,67 +153,54 @@ impl Store for RedisStore {
         let k = key("assertion", &format!("{client_id}:{jti}"));
         // Remembered until the assertion's exp (at least a second), once: SET NX.
         let ttl = exp.saturating_sub(now).max(1);
-        self.with(|c| {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&k)
-                .arg(1)
-                .arg("NX")
-                .arg("EX")
-                .arg(ttl)
-                .query(c)?;
-            Ok(set.is_some())
-        })
+        let mut set = redis::cmd("SET");
+        set.arg(&k).arg(1).arg("NX").arg("EX").arg(ttl);
+        Ok(self.query::<Option<String>>(set)?.is_some())
     }
 
     fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError> {
         let k = key("refresh", &rec.hash);
         let subject_key = key("subjectfamilies", &rec.subject);
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(
-                    &k,
-                    &[
-                        ("family", rec.family.clone()),
-                        ("client_id", rec.client_id.clone()),
-                        ("subject", rec.subject.clone()),
-                        ("scopes", rec.scopes.clone()),
-                        ("expires_at", rec.expires_at.to_string()),
-                        ("family_expires_at", rec.family_expires_at.to_string()),
-                        ("rotated", "0".to_string()),
-                    ],
-                )
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&k)
-                .arg(rec.family_expires_at.saturating_add(60))
-                .ignore()
-                // the subject's families, scored by their end, for ending a removed user's
-                .zadd(&subject_key, &rec.family, rec.family_expires_at)
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&subject_key)
-                .arg(rec.family_expires_at.saturating_add(60))
-                .arg("GT")
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&subject_key)
-                .arg(rec.family_expires_at.saturating_add(60))
-                .arg("NX")
-                .ignore()
-                .query::<()>(c)
-        })
+        let mut p = redis::pipe();
+        p.atomic()
+            .hset_multiple(
+                &k,
+                &[
+                    ("family", rec.family.clone()),
+                    ("client_id", rec.client_id.clone()),
+                    ("subject", rec.subject.clone()),
+                    ("scopes", rec.scopes.clone()),
+                    ("expires_at", rec.expires_at.to_string()),
+                    ("family_expires_at", rec.family_expires_at.to_string()),
+                    ("rotated", "0".to_string()),
+                ],
+            )
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&k)
+            .arg(rec.family_expires_at.saturating_add(60))
+            .ignore()
+            // the subject's families, scored by their end, for ending a removed user's
+            .zadd(&subject_key, &rec.family, rec.family_expires_at)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&subject_key)
+            .arg(rec.family_expires_at.saturating_add(60))
+            .arg("GT")
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&subject_key)
+            .arg(rec.family_expires_at.saturating_add(60))
+            .arg("NX")
+            .ignore();
+        self.pipe(p)
     }
 
     fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError> {
         let k = key("subjectfamilies", subject);
-        self.with(|c| {
-            redis::cmd("ZRANGEBYSCORE")
-                .arg(&k)
-                .arg(now)
-                .arg("+inf")
-                .query::<Vec<String>>(c)
-        })
+        let mut range = redis::cmd("ZRANGEBYSCORE");
+        range.arg(&k).arg(now).arg("+inf");
+        self.query(range)
     }
 
     fn rotate_refresh(
@@ -262,16 +211,14 @@ impl Store for RedisStore {
         new_expires_at: u64,
         now: u64,
     ) -> Result<Rotation, StoreError> {
-        let out: Vec<String> = self.with(|c| {
-            self.rotate
-                .key(key("refresh", old_hash))
-                .key(key("refresh", new_hash))
-                .arg(client_id)
-                .arg(now)
-                .arg(new_expires_at)
-                .arg(PREFIX)
-                .invoke(c)
-        })?;
+        let mut inv = ROTATE_SCRIPT.prepare_invoke();
+        inv.key(key("refresh", old_hash))
+            .key(key("refresh", new_hash))
+            .arg(client_id)
+            .arg(now)
+            .arg(new_expires_at)
+            .arg(PREFIX);
+        let out: Vec<String> = self.script(inv)?;
         let field = |i: usize| out.get(i).cloned().unwrap_or_default();
         let number = |i: usize| field(i).parse::<u64>().unwrap_or(0);
         Ok(match out.first().map(String::as_str) {
@@ -290,12 +237,16 @@ impl Store for RedisStore {
     }
 
     fn active_refresh(&self, hash: &str, now: u64) -> Result<Option<RefreshRecord>, StoreError> {
-        let (rec, revoked): (HashMap<String, String>, Option<String>) = self.with(|c| {
-            let rec: HashMap<String, String> = c.hgetall(key("refresh", hash))?;
-            let family = rec.get("family").cloned().unwrap_or_default();
-            let revoked: Option<String> = c.hget(key("fam", &family), "revoked")?;
-            Ok((rec, revoked))
-        })?;
+        let k = key("refresh", hash);
+        let (rec, revoked): (HashMap<String, String>, Option<String>) =
+            self.with(move |mut c| async move {
+                let rec: HashMap<String, String> = Cmd::hgetall(k).query_async(&mut c).await?;
+                let family = rec.get("family").cloned().unwrap_or_default();
+                let revoked: Option<String> = Cmd::hget(key("fam", &family), "revoked")
+                    .query_async(&mut c)
+                    .await?;
+                Ok((rec, revoked))
+            })?;
         if rec.is_empty()
             || text(&rec, "rotated") == "1"
             || num(&rec, "expires_at") < now
@@ -316,35 +267,31 @@ impl Store for RedisStore {
 
     fn family_token(&self, family: &str, jti: &str, exp: u64) -> Result<(), StoreError> {
         let k = key("famtokens", family);
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .zadd(&k, jti, exp)
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&k)
-                .arg(exp.saturating_add(60))
-                .arg("GT")
-                .ignore()
-                .cmd("EXPIREAT")
-                .arg(&k)
-                .arg(exp.saturating_add(60))
-                .arg("NX")
-                .ignore()
-                .query::<()>(c)
-        })
+        let mut p = redis::pipe();
+        p.atomic()
+            .zadd(&k, jti, exp)
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&k)
+            .arg(exp.saturating_add(60))
+            .arg("GT")
+            .ignore()
+            .cmd("EXPIREAT")
+            .arg(&k)
+            .arg(exp.saturating_add(60))
+            .arg("NX")
+            .ignore();
+        self.pipe(p)
     }
 
     fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {
-        let toks: Vec<String> = self.with(|c| {
-            self.revoke_family
-                .key(key("fam", family))
-                .key(key("famtokens", family))
-                .key(key("revoked", "all"))
-                .arg(REVOCATIONS)
-                .arg(SystemClock.now_ms())
-                .invoke(c)
-        })?;
+        let mut inv = REVOKE_FAMILY_SCRIPT.prepare_invoke();
+        inv.key(key("fam", family))
+            .key(key("famtokens", family))
+            .key(key("revoked", "all"))
+            .arg(REVOCATIONS)
+            .arg(SystemClock.now_ms());
+        let toks: Vec<String> = self.script(inv)?;
         Ok(toks
             .chunks(2)
             .filter_map(|p| match p {
@@ -356,39 +303,38 @@ impl Store for RedisStore {
 
     fn put_code(&self, rec: &CodeRecord) -> Result<(), StoreError> {
         let k = key("code", &rec.hash);
-        self.with(|c| {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(
-                    &k,
-                    &[
-                        ("client_id", rec.client_id.clone()),
-                        ("redirect_uri", rec.redirect_uri.clone()),
-                        ("challenge", rec.challenge.clone()),
-                        ("subject", rec.subject.clone()),
-                        ("scopes", rec.scopes.clone()),
-                        ("nonce", rec.nonce.clone()),
-                        ("auth_time", rec.auth_time.to_string()),
-                        ("expires_at", rec.expires_at.to_string()),
-                        ("used", "0".to_string()),
-                        ("issued_jti", String::new()),
-                        ("issued_exp", "0".to_string()),
-                        ("issued_family", String::new()),
-                    ],
-                )
-                .ignore()
-                // A used code is kept an hour past expiry, to recognise a late second use.
-                .cmd("EXPIREAT")
-                .arg(&k)
-                .arg(rec.expires_at.saturating_add(3600))
-                .ignore()
-                .query::<()>(c)
-        })
+        let mut p = redis::pipe();
+        p.atomic()
+            .hset_multiple(
+                &k,
+                &[
+                    ("client_id", rec.client_id.clone()),
+                    ("redirect_uri", rec.redirect_uri.clone()),
+                    ("challenge", rec.challenge.clone()),
+                    ("subject", rec.subject.clone()),
+                    ("scopes", rec.scopes.clone()),
+                    ("nonce", rec.nonce.clone()),
+                    ("auth_time", rec.auth_time.to_string()),
+                    ("expires_at", rec.expires_at.to_string()),
+                    ("used", "0".to_string()),
+                    ("issued_jti", String::new()),
+                    ("issued_exp", "0".to_string()),
+                    ("issued_family", String::new()),
+                ],
+            )
+            .ignore()
+            // A used code is kept an hour past expiry, to recognise a late second use.
+            .cmd("EXPIREAT")
+            .arg(&k)
+            .arg(rec.expires_at.saturating_add(3600))
+            .ignore();
+        self.pipe(p)
     }
 
     fn take_code(&self, hash: &str, now: u64) -> Result<CodeUse, StoreError> {
-        let out: Vec<String> =
-            self.with(|c| self.take_code.key(key("code", hash)).arg(now).invoke(c))?;
+        let mut inv = TAKE_CODE_SCRIPT.prepare_invoke();
+        inv.key(key("code", hash)).arg(now);
+        let out: Vec<String> = self.script(inv)?;
         let field = |i: usize| out.get(i).cloned().unwrap_or_default();
         let number = |i: usize| field(i).parse::<u64>().unwrap_or(0);
         Ok(match out.first().map(String::as_str) {
@@ -413,24 +359,22 @@ impl Store for RedisStore {
     }
 
     fn code_issued(&self, hash: &str, jti: &str, exp: u64, family: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.hset_multiple::<_, _, _, ()>(
-                key("code", hash),
-                &[
-                    ("issued_jti", jti.to_string()),
-                    ("issued_exp", exp.to_string()),
-                    ("issued_family", family.to_string()),
-                ],
-            )
-        })
+        self.query(Cmd::hset_multiple(
+            key("code", hash),
+            &[
+                ("issued_jti", jti.to_string()),
+                ("issued_exp", exp.to_string()),
+                ("issued_family", family.to_string()),
+            ],
+        ))
     }
 
-    fn counter(&self) -> Option<std::sync::Arc<dyn super::Counter>> {
+    fn counter(&self) -> Option<Arc<dyn super::Counter>> {
         Some(self.counter.clone())
     }
 
     fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
-        let mut inv = self.put_session.prepare_invoke();
+        let mut inv = PUT_SESSION_SCRIPT.prepare_invoke();
         inv.key(key("session", &rec.hash));
         for i in rec.indexes() {
             inv.key(key("sessions", &i));
@@ -448,11 +392,11 @@ impl Store for RedisStore {
         }
         inv.arg(rec.idle_until.min(rec.expires_at))
             .arg(rec.expires_at);
-        self.with(|c| inv.invoke::<()>(c))
+        self.script(inv)
     }
 
     fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
-        let m: HashMap<String, String> = self.with(|c| c.hgetall(key("session", hash)))?;
+        let m: HashMap<String, String> = self.query(Cmd::hgetall(key("session", hash)))?;
         if m.is_empty() {
             return Ok(None);
         }
@@ -471,18 +415,15 @@ impl Store for RedisStore {
 
     fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
         let k = key("session", hash);
-        self.with(|c| {
-            self.touch_session
-                .key(&k)
-                .arg(idle_until)
-                .invoke::<i64>(c)
-                .map(|_| ())
-        })
+        let mut inv = TOUCH_SESSION_SCRIPT.prepare_invoke();
+        inv.key(&k).arg(idle_until);
+        self.script::<i64>(inv).map(|_| ())
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         // Its index entries go when the index is used or expires.
-        self.with(|c| c.del::<_, i64>(key("session", hash)).map(|n| n > 0))
+        self.query::<i64>(Cmd::del(key("session", hash)))
+            .map(|n| n > 0)
     }
 
     fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError> {
@@ -490,26 +431,28 @@ impl Store for RedisStore {
             return Ok(0);
         }
         let k = key("sessions", &of.index());
-        self.with(|c| self.end_sessions.key(&k).invoke::<u64>(c))
+        self.script(END_SESSIONS_SCRIPT.key(&k))
     }
 
     fn stats(&self) -> super::StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
         super::StoreStats {
-            operations: self.operations.load(Relaxed) + self.counter.operations.load(Relaxed),
-            errors: self.errors.load(Relaxed) + self.counter.errors.load(Relaxed),
-            reconnects: self.reconnects.load(Relaxed),
+            operations: self.pool.operations.load(Relaxed),
+            errors: self.pool.errors.load(Relaxed),
+            reconnects: self.pool.reconnects.load(Relaxed),
         }
     }
 
     fn ping(&self) -> Result<(), StoreError> {
-        self.with(|c| redis::cmd("PING").query::<String>(c).map(|_| ()))
+        self.query::<String>(redis::cmd("PING")).map(|_| ())
     }
 
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         // Everything else expires by its TTL; the revocation set is one key, trimmed here.
-        self.with(|c| {
-            c.zrembyscore::<_, _, _, ()>(key("revoked", "all"), "-inf", now.saturating_sub(1))
-        })
+        self.query(Cmd::zrembyscore(
+            key("revoked", "all"),
+            "-inf",
+            now.saturating_sub(1),
+        ))
     }
 }

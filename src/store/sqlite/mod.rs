@@ -1,79 +1,31 @@
-//! The embedded SQLite store: one file, WAL, schema migrations by `user_version`.
+//! The embedded SQLite store: one file, WAL, schema migrations by `user_version`; one writer
+//! connection and a few read-only ones, so lookups on every request never queue behind a write.
 
 use super::{
     CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
-/// Schema steps; `user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
-     CREATE INDEX revoked_tokens_exp ON revoked_tokens (expires_at);
-     CREATE TABLE used_assertions (client_id TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
-                                   PRIMARY KEY (client_id, jti));
-     CREATE INDEX used_assertions_exp ON used_assertions (expires_at);",
-    "CREATE TABLE refresh_families (family TEXT PRIMARY KEY, revoked INTEGER NOT NULL DEFAULT 0,
-                                    expires_at INTEGER NOT NULL);
-     CREATE TABLE refresh_tokens (hash TEXT PRIMARY KEY, family TEXT NOT NULL REFERENCES refresh_families (family),
-                                  client_id TEXT NOT NULL, subject TEXT NOT NULL, scopes TEXT NOT NULL,
-                                  expires_at INTEGER NOT NULL, rotated INTEGER NOT NULL DEFAULT 0);
-     CREATE INDEX refresh_tokens_family ON refresh_tokens (family);",
-    "CREATE TABLE auth_codes (hash TEXT PRIMARY KEY, client_id TEXT NOT NULL, redirect_uri TEXT NOT NULL,
-                              challenge TEXT NOT NULL, subject TEXT NOT NULL, scopes TEXT NOT NULL,
-                              nonce TEXT NOT NULL, auth_time INTEGER NOT NULL, expires_at INTEGER NOT NULL,
-                              used INTEGER NOT NULL DEFAULT 0, issued_jti TEXT NOT NULL DEFAULT '',
-                              issued_exp INTEGER NOT NULL DEFAULT 0, issued_family TEXT NOT NULL DEFAULT '');",
-    "CREATE TABLE family_tokens (family TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL,
-                                 PRIMARY KEY (family, jti));
-     CREATE INDEX family_tokens_exp ON family_tokens (expires_at);",
-    "CREATE TABLE sessions (hash TEXT PRIMARY KEY, username TEXT NOT NULL, auth_time INTEGER NOT NULL,
-                            expires_at INTEGER NOT NULL);
-     CREATE INDEX sessions_exp ON sessions (expires_at);",
-    // Browser sessions carry the identity; earlier sign-in sessions are dropped (people sign in again).
-    "DROP TABLE sessions;
-     CREATE TABLE sessions (hash TEXT PRIMARY KEY, subject TEXT NOT NULL, provider TEXT NOT NULL,
-                            provider_sid TEXT NOT NULL, data TEXT NOT NULL, auth_time INTEGER NOT NULL,
-                            idle_until INTEGER NOT NULL, expires_at INTEGER NOT NULL);
-     CREATE INDEX sessions_exp ON sessions (expires_at);
-     CREATE INDEX sessions_subject ON sessions (subject);
-     CREATE INDEX sessions_provider_sid ON sessions (provider, provider_sid);",
-];
+mod schema;
 
-const SESSION_COLUMNS: &str =
-    "hash, subject, provider, provider_sid, data, auth_time, idle_until, expires_at";
+use schema::{refresh_row, session_row, MIGRATIONS, REFRESH_COLUMNS, SESSION_COLUMNS};
 
-fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRecord> {
-    Ok(SessionRecord {
-        hash: r.get(0)?,
-        subject: r.get(1)?,
-        provider: r.get(2)?,
-        provider_sid: r.get(3)?,
-        data: r.get(4)?,
-        auth_time: r.get::<_, i64>(5)? as u64,
-        idle_until: r.get::<_, i64>(6)? as u64,
-        expires_at: r.get::<_, i64>(7)? as u64,
-    })
-}
-
-const REFRESH_COLUMNS: &str =
-    "t.hash, t.family, t.client_id, t.subject, t.scopes, t.expires_at, f.expires_at";
-
-fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshRecord> {
-    Ok(RefreshRecord {
-        hash: r.get(0)?,
-        family: r.get(1)?,
-        client_id: r.get(2)?,
-        subject: r.get(3)?,
-        scopes: r.get(4)?,
-        expires_at: r.get::<_, i64>(5)? as u64,
-        family_expires_at: r.get::<_, i64>(6)? as u64,
-    })
-}
+/// Read-only connections: a session route's lookup takes a free one while the writer commits.
+const READERS: usize = 4;
+/// How long a statement waits for a lock SQLite holds (a checkpoint, another process's write).
+const BUSY: Duration = Duration::from_secs(5);
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// WAL lets these read the last commit while the writer holds a transaction; declared first
+    /// so they close first, and the writer, closing last, checkpoints the log into the file
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+    /// every change, one at a time: SQLite allows one writer, and rotations rely on it
+    writer: Mutex<Connection>,
     path: std::path::PathBuf,
     /// the (device, inode) of the file opened: SQLite goes on writing to a file that was deleted or
     /// replaced, so every use checks that the path still names it
@@ -103,7 +55,7 @@ impl SqliteStore {
         let setup = || -> rusqlite::Result<()> {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.busy_timeout(BUSY)?;
             let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
                 conn.execute_batch(&format!(
@@ -115,17 +67,42 @@ impl SqliteStore {
         };
         setup().map_err(|e| format!("cannot prepare {}: {e}", path.display()))?;
         let file = file_id(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let readers = (0..READERS)
+            .map(|_| open_reader(path).map(Mutex::new))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| format!("cannot open {} to read: {e}", path.display()))?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            readers,
+            next: AtomicUsize::new(0),
             path: path.to_path_buf(),
             file,
         })
     }
 
-    /// The connection, once the database file is checked to still be where it was opened: a
-    /// removed directory or a replaced file makes the store unavailable (writes answer 503) rather
-    /// than a place where what is recorded silently vanishes.
-    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+    /// The writer, once the database file is checked to still be where it was opened.
+    fn conn(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.check_file()?;
+        self.writer.lock().map_err(|_| err("lock poisoned"))
+    }
+
+    /// A read-only connection (a free one if any, else the next in turn), once the file is checked.
+    fn reader(&self) -> Result<MutexGuard<'_, Connection>, StoreError> {
+        self.check_file()?;
+        if let Some(free) = self.readers.iter().find_map(|r| r.try_lock().ok()) {
+            return Ok(free);
+        }
+        let i = self.next.fetch_add(1, Relaxed) % self.readers.len().max(1);
+        self.readers
+            .get(i)
+            .ok_or_else(|| err("no reader"))?
+            .lock()
+            .map_err(|_| err("lock poisoned"))
+    }
+
+    /// A removed directory or a replaced file makes the store unavailable (writes answer 503)
+    /// rather than a place where what is recorded silently vanishes.
+    fn check_file(&self) -> Result<(), StoreError> {
         match file_id(&self.path) {
             Ok(id) if id == self.file => {}
             Ok(_) => {
@@ -141,10 +118,18 @@ impl SqliteStore {
                 )))
             }
         }
-        self.conn
-            .lock()
-            .map_err(|_| StoreError::Unavailable("lock poisoned".into()))
+        Ok(())
     }
+}
+
+/// A read-only connection to the (already prepared, WAL) database.
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY)?;
+    Ok(conn)
 }
 
 impl Store for SqliteStore {
@@ -160,7 +145,7 @@ impl Store for SqliteStore {
     }
 
     fn revoked(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT jti, expires_at FROM revoked_tokens WHERE expires_at >= ?1")
             .map_err(err)?;
@@ -282,16 +267,12 @@ impl Store for SqliteStore {
     }
 
     fn active_refresh(&self, hash: &str, now: u64) -> Result<Option<RefreshRecord>, StoreError> {
-        self.conn()?
-            .query_row(
-                &format!(
-                    "SELECT {REFRESH_COLUMNS} FROM refresh_tokens t JOIN refresh_families f ON f.family = t.family
-                     WHERE t.hash = ?1 AND t.rotated = 0 AND f.revoked = 0 AND t.expires_at >= ?2"
-                ),
-                params![hash, now as i64],
-                refresh_row,
-            )
-            .optional()
+        self.reader()?
+            .prepare_cached(&format!(
+                "SELECT {REFRESH_COLUMNS} FROM refresh_tokens t JOIN refresh_families f ON f.family = t.family
+                 WHERE t.hash = ?1 AND t.rotated = 0 AND f.revoked = 0 AND t.expires_at >= ?2"
+            ))
+            .and_then(|mut q| q.query_row(params![hash, now as i64], refresh_row).optional())
             .map_err(err)
     }
 
@@ -306,7 +287,7 @@ impl Store for SqliteStore {
     }
 
     fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare(
                 "SELECT DISTINCT t.family FROM refresh_tokens t
@@ -443,8 +424,8 @@ impl Store for SqliteStore {
 
     fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError> {
         // Cached statements: a session route asks this on every request, and preparing the query
-        // cost more than running it.
-        self.conn()?
+        // cost more than running it. A reader: the lookup does not wait for a write to commit.
+        self.reader()?
             .prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE hash = ?1 AND idle_until > ?2 AND expires_at > ?2"))
             .and_then(|mut q| q.query_row(params![hash, now as i64], session_row).optional())
             .map_err(err)
@@ -511,64 +492,4 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn survives_reopening_and_refuses_replays() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sub/gatehouse.db");
-        {
-            let s = SqliteStore::open(&path).unwrap();
-            s.revoke("a", 100).unwrap();
-            s.revoke("old", 5).unwrap();
-            assert!(s.use_assertion("c", "j", 100, 10).unwrap());
-            assert!(!s.use_assertion("c", "j", 100, 10).unwrap());
-            assert!(s.use_assertion("other", "j", 100, 10).unwrap());
-        }
-        let s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.revoked(10).unwrap(), vec![("a".to_string(), 100)]);
-        assert!(!s.use_assertion("c", "j", 100, 50).unwrap());
-        s.purge(200).unwrap();
-        assert!(s.revoked(0).unwrap().is_empty());
-        assert!(s.use_assertion("c", "j", 300, 200).unwrap());
-    }
-
-    #[test]
-    fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SqliteStore::open(&dir.path().join("g.db")).unwrap();
-        let rec = RefreshRecord {
-            hash: "h1".into(),
-            family: "f".into(),
-            client_id: "c".into(),
-            subject: "alice".into(),
-            scopes: "openid".into(),
-            expires_at: 100,
-            family_expires_at: 1000,
-        };
-        s.put_refresh(&rec).unwrap();
-        assert_eq!(
-            s.rotate_refresh("h1", "other", "h2", 200, 10).unwrap(),
-            Rotation::Invalid
-        );
-        assert_eq!(
-            s.rotate_refresh("h1", "c", "h2", 200, 10).unwrap(),
-            Rotation::Rotated(rec.clone())
-        );
-        assert!(s.active_refresh("h2", 10).unwrap().is_some());
-        assert!(s.active_refresh("h1", 10).unwrap().is_none());
-        assert_eq!(
-            s.rotate_refresh("h1", "c", "h3", 200, 10).unwrap(),
-            Rotation::Reused { family: "f".into() }
-        );
-        assert!(
-            s.active_refresh("h2", 10).unwrap().is_none(),
-            "the family is revoked"
-        );
-        assert_eq!(
-            s.rotate_refresh("h2", "c", "h4", 200, 10).unwrap(),
-            Rotation::Invalid
-        );
-    }
-}
+mod tests;
