@@ -16,7 +16,7 @@ use crate::proxy::identity_headers::strip_identity_headers;
 use crate::proxy::judge::{judge, Verdict};
 use crate::proxy::routes::Target;
 use crate::proxy::upstream_request::{prepare_upstream, Forwarding};
-use crate::respond::{send_json, ErrorAnswer, Rejection};
+use crate::respond::{send_json, Rejection};
 use crate::session::browser::over_tls;
 use crate::upstream::{whoami_body, UpstreamRuntime};
 use arc_swap::ArcSwap;
@@ -24,7 +24,6 @@ use async_trait::async_trait;
 pub use ctx::{Ctx, Shared};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
-use pingora::ErrorSource;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,43 +33,6 @@ pub struct Gateway {
     pub shared: Arc<ArcSwap<Shared>>,
     /// set once the sockets are being handed over or the process is stopping
     pub draining: Arc<AtomicBool>,
-}
-
-/// An upstream failure as the client sees it; 0 when nothing can be written any more.
-fn upstream_failure(e: &Error) -> (u16, Option<ErrorAnswer>) {
-    let code = match e.etype() {
-        HTTPStatus(c) => *c,
-        ConnectTimedout | ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure
-        | TLSHandshakeTimedout | InvalidCert | HandshakeError => 502,
-        ReadTimedout | WriteTimedout => 504,
-        _ => match e.esource() {
-            ErrorSource::Upstream => 502,
-            ErrorSource::Downstream => match e.etype() {
-                ReadError | WriteError | ConnectionClosed => 0,
-                _ => 400,
-            },
-            _ => 500,
-        },
-    };
-    let (err, desc) = match code {
-        0 => return (0, None),
-        502 => ("bad_gateway", "the upstream could not be reached"),
-        503 => (
-            "no_healthy_upstream",
-            "no healthy upstream peer is available",
-        ),
-        504 => ("gateway_timeout", "the upstream did not answer in time"),
-        413 => ("request_too_large", crate::respond::TOO_LARGE),
-        400 => ("invalid_request", "the request could not be read"),
-        _ => ("internal_error", "the gateway could not handle the request"),
-    };
-    let answer = ErrorAnswer {
-        status: code,
-        code: err,
-        description: desc,
-        headers: vec![],
-    };
-    (code, Some(answer))
 }
 
 impl Gateway {
@@ -293,7 +255,7 @@ impl ProxyHttp for Gateway {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
-        let (code, answer) = upstream_failure(e);
+        let (code, answer) = crate::respond::upstream::failure(e);
         if let Some(a) = answer {
             a.send_error(session).await;
         }

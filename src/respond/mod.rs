@@ -1,5 +1,7 @@
 //! Rejections: one enum for every answer the gateway gives itself, turned into a response in one place.
 
+pub mod upstream;
+
 use crate::auth::jwt::TokenError;
 use crate::policy::Denied;
 use bytes::Bytes;
