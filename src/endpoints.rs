@@ -78,3 +78,53 @@ pub fn login_url(rd: &str, logins: &[String], app: Option<&str>) -> String {
     }
     format!("/oauth/login?{}", q.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_endpoints_are_named_by_their_paths_and_methods() {
+        assert_eq!(Endpoint::parse("/oauth/token"), Some(Endpoint::Token));
+        assert_eq!(
+            Endpoint::parse("/.well-known/openid-configuration"),
+            Some(Endpoint::Metadata)
+        );
+        assert_eq!(
+            Endpoint::parse("/.well-known/oauth-authorization-server"),
+            Some(Endpoint::Metadata)
+        );
+        assert_eq!(Endpoint::parse("/oauth/token/"), None, "exact paths only");
+        assert_eq!(Endpoint::parse("/oauth/login"), None);
+        assert!(Endpoint::Token.allows(&http::Method::POST));
+        assert!(!Endpoint::Token.allows(&http::Method::GET));
+        assert!(Endpoint::Jwks.allows(&http::Method::HEAD));
+        assert_eq!(Endpoint::Authorize.allow(), "GET, POST");
+    }
+
+    #[test]
+    fn sign_in_endpoints_are_named_by_their_paths() {
+        assert_eq!(
+            LoginEndpoint::parse("/oauth/login"),
+            Some(LoginEndpoint::Login)
+        );
+        assert_eq!(
+            LoginEndpoint::parse("/oauth/backchannel-logout"),
+            Some(LoginEndpoint::BackchannelLogout)
+        );
+        assert_eq!(LoginEndpoint::parse("/oauth/token"), None);
+    }
+
+    #[test]
+    fn the_sign_in_address_carries_the_return_path_the_ways_and_the_app() {
+        let ways = ["local".to_string(), "corp".to_string()];
+        assert_eq!(
+            login_url("/app/x?a=1&b=2", &ways, Some("wiki")),
+            "/oauth/login?rd=%2Fapp%2Fx%3Fa%3D1%26b%3D2&login=local%2Ccorp&app=wiki"
+        );
+        assert_eq!(
+            login_url("/", &ways[..1], None),
+            "/oauth/login?rd=%2F&login=local"
+        );
+    }
+}

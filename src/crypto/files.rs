@@ -57,3 +57,31 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
     f.write_all(data)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_development_certificate_is_a_usable_pair_with_a_private_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c/cert.pem"), dir.path().join("k/key.pem"));
+        write_self_signed(&cert, &key).unwrap();
+        assert!(check_pair(&cert, &key).is_ok());
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the key is its owner's alone");
+    }
+
+    #[test]
+    fn files_that_are_not_a_pair_are_refused_with_their_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        write_private(&key, b"not a key").unwrap();
+        let e = check_pair(&cert, &key).unwrap_err();
+        assert!(e.contains("cert.pem"), "{e}");
+        let missing = check_pair(&dir.path().join("none.pem"), &key).unwrap_err();
+        assert!(missing.contains("none.pem"), "{missing}");
+    }
+}

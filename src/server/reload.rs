@@ -262,3 +262,62 @@ impl Reloader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::testing::{compile, BASE};
+
+    const TOKENS: &str = r#"
+[token_service]
+issuer = "https://auth.test"
+audience = ["api"]
+signing_keys = ["/nonexistent/signing.pem"]
+
+[store]
+backend = "memory"
+"#;
+
+    fn user(name: &str, subject: &str, more: &str) -> String {
+        // bcrypt of "x", cost 4: compiles, never checked here
+        format!(
+            "[[users]]\nusername = \"{name}\"\nsubject = \"{subject}\"\n\
+             password_hash = \"$2b$04$O2BS3M8z8bsIiSYgXwoHP.XrixdAp8c3tq8hBrBs0yfOQM5wqbQ8G\"\n{more}\n"
+        )
+    }
+
+    #[test]
+    fn users_removed_or_disabled_are_named_by_subject() {
+        let old = compile(&format!(
+            "{BASE}{TOKENS}{}{}",
+            user("a", "sa", ""),
+            user("b", "sb", "")
+        ))
+        .unwrap();
+        let gone = compile(&format!("{BASE}{TOKENS}{}", user("b", "sb", ""))).unwrap();
+        assert_eq!(removed_subjects(&old, &gone), ["sa"]);
+        let disabled = compile(&format!(
+            "{BASE}{TOKENS}{}{}",
+            user("a", "sa", "disabled = true"),
+            user("b", "sb", "")
+        ))
+        .unwrap();
+        assert_eq!(removed_subjects(&old, &disabled), ["sa"]);
+        assert!(removed_subjects(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn settings_a_running_gateway_cannot_change_are_named() {
+        let old = compile(BASE).unwrap();
+        assert!(needs_restart(&old, &old).is_empty());
+        let other = compile(&BASE.replace("127.0.0.1:18080", "127.0.0.1:18081")).unwrap();
+        assert_eq!(
+            needs_restart(&old, &other),
+            ["server.listen_tls / server.listen_plain"]
+        );
+        let threads =
+            compile(&BASE.replace("admin_listen = \"\"", "admin_listen = \"\"\nthreads = 7"))
+                .unwrap();
+        assert_eq!(needs_restart(&old, &threads), ["server.threads"]);
+    }
+}

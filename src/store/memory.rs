@@ -264,3 +264,94 @@ impl Store for MemoryStore {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RefreshRecord, Rotation, SessionsOf};
+
+    fn refresh(hash: &str, family: &str, subject: &str, end: u64) -> RefreshRecord {
+        RefreshRecord {
+            hash: hash.into(),
+            family: family.into(),
+            client_id: "c".into(),
+            subject: subject.into(),
+            scopes: "read".into(),
+            expires_at: end,
+            family_expires_at: end,
+        }
+    }
+
+    #[test]
+    fn a_refresh_token_rotates_once_and_its_reuse_revokes_the_family() {
+        let s = MemoryStore::default();
+        s.put_refresh(&refresh("h1", "f", "alice", 100)).unwrap();
+        s.family_token("f", "jti-1", 90).unwrap();
+        assert!(matches!(
+            s.rotate_refresh("h1", "c", "h2", 100, 10).unwrap(),
+            Rotation::Rotated(_)
+        ));
+        assert_eq!(
+            s.rotate_refresh("h1", "other", "h3", 100, 10).unwrap(),
+            Rotation::Invalid,
+            "bound to its client"
+        );
+        assert_eq!(
+            s.rotate_refresh("h1", "c", "h3", 100, 10).unwrap(),
+            Rotation::Reused { family: "f".into() }
+        );
+        assert_eq!(
+            s.active_refresh("h2", 10).unwrap(),
+            None,
+            "the family is revoked"
+        );
+        assert_eq!(
+            s.revoke_family("f").unwrap(),
+            vec![("jti-1".to_string(), 90)]
+        );
+        assert!(s.revoked(10).unwrap().iter().any(|(j, _)| j == "jti-1"));
+    }
+
+    #[test]
+    fn a_subjects_live_families_are_found_once_each() {
+        let s = MemoryStore::default();
+        s.put_refresh(&refresh("a1", "fa", "alice", 100)).unwrap();
+        s.put_refresh(&refresh("a2", "fb", "alice", 100)).unwrap();
+        s.put_refresh(&refresh("a3", "fc", "alice", 5)).unwrap();
+        s.put_refresh(&refresh("b1", "fd", "bob", 100)).unwrap();
+        let _ = s.rotate_refresh("a1", "c", "a1b", 100, 1).unwrap();
+        assert_eq!(s.families_of("alice", 10).unwrap(), ["fa", "fb"]);
+        assert!(s.families_of("nobody", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn sessions_end_by_subject_and_by_provider_session() {
+        let s = MemoryStore::default();
+        let rec = |hash: &str, subject: &str, sid: &str| SessionRecord {
+            hash: hash.into(),
+            subject: subject.into(),
+            provider: "corp".into(),
+            provider_sid: sid.into(),
+            data: "{}".into(),
+            auth_time: 1,
+            idle_until: 100,
+            expires_at: 100,
+        };
+        for r in [
+            rec("s1", "alice", "x"),
+            rec("s2", "alice", "y"),
+            rec("s3", "bob", "x"),
+        ] {
+            s.put_session(&r).unwrap();
+        }
+        assert_eq!(
+            s.end_sessions(&SessionsOf::ProviderSid("corp", "x"))
+                .unwrap(),
+            2
+        );
+        assert!(s.session("s2", 10).unwrap().is_some());
+        assert_eq!(s.end_sessions(&SessionsOf::Subject("alice")).unwrap(), 1);
+        assert_eq!(s.session("s2", 10).unwrap(), None);
+        assert_eq!(s.session("s1", 10).unwrap(), None);
+    }
+}
