@@ -99,6 +99,23 @@ pub enum ClientKeys {
     Static(Vec<Arc<VerifyKey>>),
 }
 
+/// Static keys compare by their material (`VerifyKey::same_as`), so a reload can tell whether an
+/// issuer verifies exactly as before.
+impl PartialEq for KeySource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KeySource::Own, KeySource::Own) | (KeySource::Discovery, KeySource::Discovery) => true,
+            (KeySource::JwksUri(a), KeySource::JwksUri(b)) => a == b,
+            (KeySource::Static(a), KeySource::Static(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeySource {}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
@@ -309,7 +326,8 @@ pub enum KeySource {
     Static(Vec<Arc<VerifyKey>>),
 }
 
-#[derive(Debug)]
+/// Equal issuers verify exactly alike: every setting and the same keys.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Issuer {
     pub index: usize,
     /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)

@@ -3,7 +3,7 @@
 
 use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
-use crate::config::{Config, Issuer, KeySource};
+use crate::config::Config;
 use crate::crypto::verify_keys::VerifyKey;
 use crate::proxy::routes;
 use crate::proxy::Shared;
@@ -39,24 +39,6 @@ impl BackgroundService for KeyMaintenance {
     }
 }
 
-/// True when two issuer lists verify exactly alike: the same settings and the same keys.
-fn same_issuers(a: &[Arc<Issuer>], b: &[Arc<Issuer>]) -> bool {
-    let keys = |i: &Issuer| match &i.source {
-        KeySource::Static(k) => k.clone(),
-        _ => vec![],
-    };
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            // Debug covers every setting but key material; the keys compare by fingerprint.
-            format!("{x:?}") == format!("{y:?}")
-                && keys(x).len() == keys(y).len()
-                && keys(x)
-                    .iter()
-                    .zip(keys(y).iter())
-                    .all(|(p, q)| p.same_as(q))
-        })
-}
-
 fn same_keys(a: &[Arc<VerifyKey>], b: &[Arc<VerifyKey>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
 }
@@ -86,7 +68,7 @@ pub fn generation(
         .map(|k| k.verify_keys())
         .unwrap_or_default();
     let reusable = previous.filter(|p| {
-        same_issuers(&p.config.issuers, &config.issuers)
+        p.config.issuers == config.issuers
             && same_keys(&p.own_keys, &own_keys)
             && p.config.validation.leeway == config.validation.leeway
             && p.config.validation.verified_cache_capacity
@@ -178,4 +160,40 @@ pub fn generation(
         identity_signer,
     };
     Ok((shared, tasks))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::crypto::verify_keys::VerifyKey;
+    use crate::auth::principal::tests::issuer;
+    use crate::config::{Issuer, KeySource};
+    use jsonwebtoken::Algorithm;
+    use std::sync::Arc;
+
+    fn with_key(secret: &[u8]) -> Issuer {
+        let key = VerifyKey::hmac(secret, vec![Algorithm::HS256]).unwrap();
+        Issuer {
+            source: KeySource::Static(vec![Arc::new(key)]),
+            ..issuer()
+        }
+    }
+
+    #[test]
+    fn issuers_are_equal_when_they_verify_alike() {
+        assert_eq!(with_key(b"one"), with_key(b"one"));
+        // the key material differs where Debug shows nothing of it
+        assert_ne!(with_key(b"one"), with_key(b"two"));
+        assert_eq!(
+            format!("{:?}", with_key(b"one")),
+            format!("{:?}", with_key(b"two"))
+        );
+        let later = Issuer {
+            jwks_max_bytes: 1,
+            ..with_key(b"one")
+        };
+        assert_ne!(with_key(b"one"), later);
+        let listed = |i: Issuer| vec![Arc::new(i)];
+        assert!(listed(issuer()) == listed(issuer()));
+        assert!(listed(issuer()) != listed(with_key(b"one")));
+    }
 }
