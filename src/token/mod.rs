@@ -6,6 +6,7 @@ pub mod authorize;
 mod client_auth;
 mod client_keys;
 pub mod endpoint;
+mod error;
 mod grants;
 mod introspect;
 pub mod keys;
@@ -17,6 +18,7 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+pub use error::OAuthErrorCode;
 pub use users::released_claims;
 
 pub use crate::crypto::{argon2_hash, random_token, secret_matches, sha256_hash, sha256_hex};
@@ -99,7 +101,7 @@ enum Family<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
     pub status: u16,
-    pub code: &'static str,
+    pub code: OAuthErrorCode,
     pub description: &'static str,
     /// Basic was used: answer 401 with a Basic challenge
     pub basic: bool,
@@ -126,14 +128,14 @@ impl crate::respond::AsAnswer for OAuthError {
         }
         crate::respond::ErrorAnswer {
             status: self.status,
-            code: self.code,
+            code: self.code.as_str(),
             description: self.description,
             headers,
         }
     }
 }
 
-fn oauth(status: u16, code: &'static str, description: &'static str) -> OAuthError {
+fn oauth(status: u16, code: OAuthErrorCode, description: &'static str) -> OAuthError {
     OAuthError {
         status,
         code,
@@ -145,11 +147,11 @@ fn oauth(status: u16, code: &'static str, description: &'static str) -> OAuthErr
 }
 
 fn invalid_request(description: &'static str) -> OAuthError {
-    oauth(400, "invalid_request", description)
+    oauth(400, OAuthErrorCode::InvalidRequest, description)
 }
 
 fn invalid_grant(description: &'static str) -> OAuthError {
-    oauth(400, "invalid_grant", description)
+    oauth(400, OAuthErrorCode::InvalidGrant, description)
 }
 
 /// The hashing pool is full: refused at once rather than queued.
@@ -158,7 +160,7 @@ fn busy() -> OAuthError {
         retry_after: Some(1),
         ..oauth(
             503,
-            "temporarily_unavailable",
+            OAuthErrorCode::TemporarilyUnavailable,
             "too many credential checks in progress; try again",
         )
     }
@@ -166,14 +168,14 @@ fn busy() -> OAuthError {
 
 /// The service has no key to sign with (never after a successful start).
 fn no_signing_key() -> OAuthError {
-    oauth(500, "server_error", "no signing key is loaded")
+    oauth(500, OAuthErrorCode::ServerError, "no signing key is loaded")
 }
 
 /// The random generator failed: refuse rather than hand out a predictable value.
 fn no_randomness(_: crate::crypto::NoRandomness) -> OAuthError {
     oauth(
         503,
-        "temporarily_unavailable",
+        OAuthErrorCode::TemporarilyUnavailable,
         "no secure random values are available; try again",
     )
 }
@@ -181,7 +183,7 @@ fn no_randomness(_: crate::crypto::NoRandomness) -> OAuthError {
 fn unavailable() -> OAuthError {
     oauth(
         503,
-        "temporarily_unavailable",
+        OAuthErrorCode::TemporarilyUnavailable,
         "the token store is unavailable; try again",
     )
 }
