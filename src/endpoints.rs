@@ -69,10 +69,14 @@ impl LoginEndpoint {
 
 /// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
 /// allows, and the page to come back to.
-pub fn login_url(rd: &str, logins: &[String], app: Option<&str>) -> String {
+pub fn login_url<'a>(
+    rd: &str,
+    logins: impl IntoIterator<Item = &'a str>,
+    app: Option<&str>,
+) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("rd", rd);
-    q.append_pair("login", &logins.join(","));
+    q.append_pair("login", &logins.into_iter().collect::<Vec<_>>().join(","));
     if let Some(app) = app {
         q.append_pair("app", app);
     }

@@ -474,8 +474,8 @@ pub struct Route {
     pub audiences: Option<Vec<String>>,
     /// also send `X-Auth-Jwt`, the identity signed by the gateway's key for this route
     pub identity_jwt: bool,
-    /// session routes: "local" or login provider names, in the order the choice page shows them
-    pub login: Vec<String>,
+    /// session routes: the ways to sign in, in the order the choice page shows them
+    pub login: Vec<super::LoginWay>,
     /// whether `login` was written (problems then name its entries)
     pub login_written: bool,
     /// how long a stream (gRPC, WebSocket, a long download) may go without a byte either way

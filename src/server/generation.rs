@@ -164,9 +164,9 @@ pub fn generation(
 
 #[cfg(test)]
 mod tests {
-    use crate::crypto::verify_keys::VerifyKey;
     use crate::auth::principal::tests::issuer;
     use crate::config::{Issuer, KeySource};
+    use crate::crypto::verify_keys::VerifyKey;
     use jsonwebtoken::Algorithm;
     use std::sync::Arc;
 

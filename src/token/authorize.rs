@@ -146,7 +146,7 @@ impl TokenService {
     /// answer means none. Sessions of external providers do not sign in here.
     async fn live_session(&self, session: &Session) -> Option<(String, u64)> {
         let found = self.sessions.find(session.req_header()).await.ok()??;
-        if found.record.provider != crate::config::LOCAL_LOGIN {
+        if crate::config::LoginWay::Local != found.record.provider {
             return None;
         }
         self.user_by_subject(&found.record.subject)
