@@ -161,6 +161,16 @@ impl StoreBackend {
     pub fn is_memory(&self) -> bool {
         matches!(self, StoreBackend::Memory)
     }
+
+    /// The backend's name as `[store] backend` writes it; never the Redis URL, which may hold a
+    /// password.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreBackend::Sqlite(_) => "sqlite",
+            StoreBackend::Memory => "memory",
+            StoreBackend::Redis(_) => "redis",
+        }
+    }
 }
 
 /// `count` events per `window`.

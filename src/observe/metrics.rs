@@ -79,13 +79,13 @@ const HELP: &[(&str, &str)] = &[
 
 /// How long revocations made on other gateways took to arrive: one histogram for the process,
 /// shown by every configuration generation.
-pub fn propagation_histogram() -> Result<Histogram, String> {
+pub fn propagation_histogram() -> prometheus::Result<Histogram> {
     let opts = HistogramOpts::new(
         "gatehouse_revocation_propagation_seconds",
         "From a revocation on one gateway to this one learning it (shared store).",
     )
     .buckets(PROPAGATION_BUCKETS.to_vec());
-    Histogram::with_opts(opts).map_err(|e| format!("metrics: {e}"))
+    Histogram::with_opts(opts)
 }
 
 /// One value read at scrape time: a family, its labels, the value.
@@ -132,7 +132,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// `propagation` is the process's histogram, shown with this generation's metrics.
-    pub fn new(route_names: Vec<String>, propagation: &Histogram) -> Result<Self, String> {
+    pub fn new(route_names: Vec<String>, propagation: &Histogram) -> prometheus::Result<Self> {
         let requests = (0..=route_names.len())
             .map(|_| Default::default())
             .collect();
@@ -143,12 +143,9 @@ impl Metrics {
                 "Time from the request header to the access-log line.",
             )
             .buckets(REQUEST_BUCKETS.to_vec()),
-        )
-        .map_err(|e| format!("metrics: {e}"))?;
+        )?;
         for h in [&duration, propagation] {
-            registry
-                .register(Box::new(h.clone()))
-                .map_err(|e| format!("metrics: {e}"))?;
+            registry.register(Box::new(h.clone()))?;
         }
         Ok(Metrics {
             registry,

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::crypto::verify_keys::VerifyKey;
 use crate::proxy::routes;
 use crate::proxy::Shared;
+use crate::startup_error::StartupError;
 use crate::store::{RevocationsLoaded, Store};
 use crate::upstream::tasks::Tasks;
 use crate::{token, upstream};
@@ -51,13 +52,14 @@ pub fn generation(
     config: Arc<Config>,
     lasting: &Lasting,
     previous: Option<&Shared>,
-) -> Result<(Shared, Tasks), String> {
+) -> Result<(Shared, Tasks), StartupError> {
     let mut tasks = Tasks::default();
     let mut upstreams = Vec::new();
     for u in &config.upstreams {
-        upstreams.push(upstream::UpstreamRuntime::build(
-            &u.name, &u.kind, &mut tasks,
-        )?);
+        upstreams.push(
+            upstream::UpstreamRuntime::build(&u.name, &u.kind, &mut tasks)
+                .map_err(StartupError::part("upstreams"))?,
+        );
     }
     let signing = match &config.token_service {
         Some(ts) => Some(token::keys::SigningKeys::for_service(ts, &config.clients)?),
@@ -78,15 +80,18 @@ pub fn generation(
     });
     let verifier = match reusable {
         Some(p) => p.verifier.clone(),
-        None => Arc::new(Verifier::sharing(
-            config.issuers.clone(),
-            own_keys.clone(),
-            config.validation.leeway,
-            config.validation.verified_cache_capacity,
-            config.validation.verified_cache_max_bytes,
-            lasting.clock.clone(),
-            lasting.revocations.clone(),
-        )?),
+        None => Arc::new(
+            Verifier::sharing(
+                config.issuers.clone(),
+                own_keys.clone(),
+                config.validation.leeway,
+                config.validation.verified_cache_capacity,
+                config.validation.verified_cache_max_bytes,
+                lasting.clock.clone(),
+                lasting.revocations.clone(),
+            )
+            .map_err(StartupError::part("issuers"))?,
+        ),
     };
     tasks.add(KeyMaintenance(verifier.jwks.clone()));
     let identity_signer = match (&signing, &config.token_service) {
@@ -108,7 +113,10 @@ pub fn generation(
             lasting.clock.clone(),
         )?,
         (Some(_), None) => {
-            return Err("[token_service] was added: adding a token service needs a restart".into())
+            return Err(StartupError::Setting {
+                key: "token_service",
+                problem: "was added: adding a token service needs a restart".into(),
+            })
         }
         _ => None,
     };
@@ -128,17 +136,20 @@ pub fn generation(
         None => vec![],
     };
     let providers = match &tokens {
-        Some(_) => Some(Arc::new(crate::login::Providers::new(
-            config.login_providers.clone(),
-            config
-                .routes
-                .iter()
-                .filter(|r| r.auth == crate::config::AuthMode::Session)
-                .map(|r| r.name.clone())
-                .collect(),
-            lasting.clock.clone(),
-            config.validation.leeway,
-        )?)),
+        Some(_) => Some(Arc::new(
+            crate::login::Providers::new(
+                config.login_providers.clone(),
+                config
+                    .routes
+                    .iter()
+                    .filter(|r| r.auth == crate::config::AuthMode::Session)
+                    .map(|r| r.name.clone())
+                    .collect(),
+                lasting.clock.clone(),
+                config.validation.leeway,
+            )
+            .map_err(StartupError::part("login_providers"))?,
+        )),
         None => None,
     };
     let shared = Shared {

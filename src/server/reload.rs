@@ -192,14 +192,14 @@ impl Reloader {
             Some(_) => {
                 match crate::listener::cert_resolver::load(&config.tls.cert, &config.tls.key) {
                     Ok(c) => Some(c),
-                    Err(e) => return refuse(vec![e]),
+                    Err(e) => return refuse(vec![e.to_string()]),
                 }
             }
             None => None,
         };
         let (next, tasks) = match generation(config.clone(), &self.lasting, Some(&current)) {
             Ok(g) => g,
-            Err(e) => return refuse(vec![e]),
+            Err(e) => return refuse(vec![e.to_string()]),
         };
         // The new generation's work starts before it serves; the old one's stops after.
         let stop = tasks.start();

@@ -28,6 +28,7 @@ use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
 use crate::config::{Client, Config, GrantType, TokenServiceSettings};
 use crate::crypto::{Decoys, HashPool};
+use crate::startup_error::StartupError;
 use crate::store::{run_blocking, Store};
 use keys::SigningKeys;
 use limits::Window;
@@ -238,13 +239,16 @@ impl TokenService {
         store: Arc<dyn Store>,
         verifier: Arc<Verifier>,
         clock: SharedClock,
-    ) -> Result<Option<TokenService>, String> {
+    ) -> Result<Option<TokenService>, StartupError> {
         let Some(settings) = config.token_service.clone() else {
             return Ok(None);
         };
         let own_issuer = config
             .issuer_by_name("self")
-            .ok_or("the token service has no issuer \"self\"")?
+            .ok_or(StartupError::Setting {
+                key: "issuers",
+                problem: "the token service has no issuer \"self\"".into(),
+            })?
             .clone();
         let revocations = verifier.revocations.clone();
         let public_url = config.server.public_url.clone();
@@ -278,7 +282,7 @@ impl TokenService {
                 .time_to_live(std::time::Duration::from_secs(authorize::CSRF_SECONDS))
                 .build(),
             user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect())
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| StartupError::part("token_service")(e.to_string()))?,
             client_decoys: Decoys::new(
                 config
                     .clients
@@ -286,7 +290,7 @@ impl TokenService {
                     .filter_map(|c| c.secret.clone())
                     .collect(),
             )
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| StartupError::part("token_service")(e.to_string()))?,
             pool: HashPool::for_machine(),
             store: store.clone(),
             revocations,
@@ -296,7 +300,8 @@ impl TokenService {
             per_client: window(limits.token_endpoint).shared(store.clone(), "rate"),
             per_address: window(limits.token_endpoint).shared(store.clone(), "rate"),
             failures: window(limits.failed_auth_lockout).shared(store.clone(), "failures"),
-            client_jwks: client_keys::ClientJwks::new(&config.clients, clock.clone())?,
+            client_jwks: client_keys::ClientJwks::new(&config.clients, clock.clone())
+                .map_err(StartupError::part("clients"))?,
             clock,
             metadata,
             issuer_path,
