@@ -2,7 +2,7 @@
 
 use crate::auth::identity::Identity;
 use crate::config::Policy;
-use crate::respond::DenyReason;
+use crate::observe::DenyReason;
 use serde_json::Value;
 
 /// The policy was not met; `scope` names the scopes a client should ask for, when scopes were required.

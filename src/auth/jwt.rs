@@ -2,7 +2,7 @@
 
 use crate::config::Issuer;
 use crate::crypto::verify_keys::{kid_is_sane, VerifyKey};
-use crate::respond::DenyReason;
+use crate::observe::DenyReason;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;

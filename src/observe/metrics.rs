@@ -2,7 +2,7 @@
 //! duration histograms, and the values read at scrape time, each family with its HELP and TYPE.
 //! Counting a request costs a few atomic additions, no lock and no allocation.
 
-use crate::respond::DenyReason;
+use super::DenyReason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,

@@ -1,10 +1,7 @@
 //! Rejections: one enum for every answer the gateway gives itself, turned into a response in one place.
 
-mod deny_reason;
-
-pub use deny_reason::DenyReason;
-
 use crate::auth::jwt::TokenError;
+use crate::observe::DenyReason;
 use crate::policy::Denied;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;

@@ -169,7 +169,7 @@ impl TokenService {
         // OIDC Core §5.3: userinfo answers for tokens granted the `openid` scope.
         if !principal.has_scope("openid") {
             return Err(Rejection::InsufficientScope(crate::policy::Denied {
-                reason: crate::respond::DenyReason::ScopesAll,
+                reason: crate::observe::DenyReason::ScopesAll,
                 scope: Some("openid".into()),
             }));
         }
