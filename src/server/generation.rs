@@ -61,38 +61,14 @@ pub fn generation(
                 .map_err(StartupError::part("upstreams"))?,
         );
     }
-    let signing = match &config.token_service {
-        Some(ts) => Some(token::keys::SigningKeys::for_service(ts, &config.clients)?),
-        None => None,
-    };
+    let signing = (config.token_service.as_ref())
+        .map(|ts| token::keys::SigningKeys::for_service(ts, &config.clients))
+        .transpose()?;
     let own_keys = signing
         .as_ref()
         .map(|k| k.verify_keys())
         .unwrap_or_default();
-    let reusable = previous.filter(|p| {
-        p.config.issuers == config.issuers
-            && same_keys(&p.own_keys, &own_keys)
-            && p.config.validation.leeway == config.validation.leeway
-            && p.config.validation.verified_cache_capacity
-                == config.validation.verified_cache_capacity
-            && p.config.validation.verified_cache_max_bytes
-                == config.validation.verified_cache_max_bytes
-    });
-    let verifier = match reusable {
-        Some(p) => p.verifier.clone(),
-        None => Arc::new(
-            Verifier::sharing(
-                config.issuers.clone(),
-                own_keys.clone(),
-                config.validation.leeway,
-                config.validation.verified_cache_capacity,
-                config.validation.verified_cache_max_bytes,
-                lasting.clock.clone(),
-                lasting.revocations.clone(),
-            )
-            .map_err(StartupError::part("issuers"))?,
-        ),
-    };
+    let verifier = verifier(&config, lasting, previous, &own_keys)?;
     tasks.add(KeyMaintenance(verifier.jwks.clone()));
     let identity_signer = match (&signing, &config.token_service) {
         (Some(keys), Some(ts)) => keys.current_shared().map(|k| {
@@ -120,14 +96,6 @@ pub fn generation(
         }
         _ => None,
     };
-    let mut claim_names: Vec<http::HeaderName> = Vec::new();
-    for r in &config.routes {
-        for h in &r.claim_headers {
-            if !claim_names.contains(&h.name) {
-                claim_names.push(h.name.clone());
-            }
-        }
-    }
     let gateway_cookies = match &tokens {
         Some(t) => vec![
             t.sessions.settings.cookie_name.clone(),
@@ -136,22 +104,10 @@ pub fn generation(
         None => vec![],
     };
     let providers = match &tokens {
-        Some(_) => Some(Arc::new(
-            crate::login::Providers::new(
-                config.login_providers.clone(),
-                config
-                    .routes
-                    .iter()
-                    .filter(|r| r.auth == crate::config::AuthMode::Session)
-                    .map(|r| r.name.clone())
-                    .collect(),
-                lasting.clock.clone(),
-                config.validation.leeway,
-            )
-            .map_err(StartupError::part("login_providers"))?,
-        )),
+        Some(_) => Some(Arc::new(providers(&config, lasting)?)),
         None => None,
     };
+    let claim_names = claim_names(&config);
     let shared = Shared {
         providers,
         gateway_cookies,
@@ -171,6 +127,66 @@ pub fn generation(
         identity_signer,
     };
     Ok((shared, tasks))
+}
+
+/// The previous generation's verifier, with its key and verified-token caches, when the issuers,
+/// own keys and validation settings did not change; else a new one sharing the denylist.
+fn verifier(
+    config: &Config,
+    lasting: &Lasting,
+    previous: Option<&Shared>,
+    own_keys: &[Arc<VerifyKey>],
+) -> Result<Arc<Verifier>, StartupError> {
+    let v = &config.validation;
+    let reusable = previous.filter(|p| {
+        p.config.issuers == config.issuers
+            && same_keys(&p.own_keys, own_keys)
+            && p.config.validation.leeway == v.leeway
+            && p.config.validation.verified_cache_capacity == v.verified_cache_capacity
+            && p.config.validation.verified_cache_max_bytes == v.verified_cache_max_bytes
+    });
+    if let Some(p) = reusable {
+        return Ok(p.verifier.clone());
+    }
+    let verifier = Verifier::sharing(
+        config.issuers.clone(),
+        own_keys.to_vec(),
+        v.leeway,
+        v.verified_cache_capacity,
+        v.verified_cache_max_bytes,
+        lasting.clock.clone(),
+        lasting.revocations.clone(),
+    )
+    .map_err(StartupError::part("issuers"))?;
+    Ok(Arc::new(verifier))
+}
+
+/// The external OpenID providers people sign in with on the session routes.
+fn providers(config: &Config, lasting: &Lasting) -> Result<crate::login::Providers, StartupError> {
+    let session_routes = config
+        .routes
+        .iter()
+        .filter(|r| r.auth == crate::config::AuthMode::Session)
+        .map(|r| r.name.clone())
+        .collect();
+    crate::login::Providers::new(
+        config.login_providers.clone(),
+        session_routes,
+        lasting.clock.clone(),
+        config.validation.leeway,
+    )
+    .map_err(StartupError::part("login_providers"))
+}
+
+/// The names of the claim headers the routes set, each once.
+fn claim_names(config: &Config) -> Vec<http::HeaderName> {
+    let mut names: Vec<http::HeaderName> = Vec::new();
+    for h in config.routes.iter().flat_map(|r| &r.claim_headers) {
+        if !names.contains(&h.name) {
+            names.push(h.name.clone());
+        }
+    }
+    names
 }
 
 #[cfg(test)]
