@@ -69,10 +69,14 @@ impl LoginEndpoint {
 
 /// Where a session route sends a browser that is not signed in: the sign-in with the ways the route
 /// allows, and the page to come back to.
-pub fn login_url(rd: &str, logins: &[String], app: Option<&str>) -> String {
+pub fn login_url<'a>(
+    rd: &str,
+    logins: impl IntoIterator<Item = &'a str>,
+    app: Option<&str>,
+) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     q.append_pair("rd", rd);
-    q.append_pair("login", &logins.join(","));
+    q.append_pair("login", &logins.into_iter().collect::<Vec<_>>().join(","));
     if let Some(app) = app {
         q.append_pair("app", app);
     }
@@ -117,13 +121,13 @@ mod tests {
 
     #[test]
     fn the_sign_in_address_carries_the_return_path_the_ways_and_the_app() {
-        let ways = ["local".to_string(), "corp".to_string()];
+        let ways = ["local", "corp"];
         assert_eq!(
-            login_url("/app/x?a=1&b=2", &ways, Some("wiki")),
+            login_url("/app/x?a=1&b=2", ways, Some("wiki")),
             "/oauth/login?rd=%2Fapp%2Fx%3Fa%3D1%26b%3D2&login=local%2Ccorp&app=wiki"
         );
         assert_eq!(
-            login_url("/", &ways[..1], None),
+            login_url("/", ["local"], None),
             "/oauth/login?rd=%2F&login=local"
         );
     }

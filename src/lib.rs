@@ -18,6 +18,7 @@ pub(crate) mod proxy;
 pub mod respond;
 pub mod server;
 pub(crate) mod session;
+pub mod startup_error;
 pub mod store;
 pub mod token;
 pub(crate) mod upstream;

@@ -290,7 +290,7 @@ fn shared_store(
             "the memory store lives inside the running gateway: POST {admin}?subject=... on its admin port"
         )));
     }
-    gatehouse::store::open(&c.store).map_err(Failure)
+    Ok(gatehouse::store::open(&c.store)?)
 }
 
 /// Ends a subject's refresh-token families and the access tokens issued from them.

@@ -2,12 +2,13 @@
 
 use crate::auth::identity::Identity;
 use crate::config::Policy;
+use crate::observe::DenyReason;
 use serde_json::Value;
 
 /// The policy was not met; `scope` names the scopes a client should ask for, when scopes were required.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denied {
-    pub reason: &'static str,
+    pub reason: DenyReason,
     pub scope: Option<String>,
 }
 
@@ -25,25 +26,25 @@ pub fn authorize(id: &Identity, policy: &Policy) -> Result<(), Denied> {
     let has_scope = |s: &String| p.has_scope(s);
     if !policy.roles_any.is_empty() && !policy.roles_any.iter().any(has_role) {
         return Err(Denied {
-            reason: "roles_any",
+            reason: DenyReason::RolesAny,
             scope: scope_hint(),
         });
     }
     if !policy.roles_all.iter().all(has_role) {
         return Err(Denied {
-            reason: "roles_all",
+            reason: DenyReason::RolesAll,
             scope: scope_hint(),
         });
     }
     if !policy.scopes_any.is_empty() && !policy.scopes_any.iter().any(has_scope) {
         return Err(Denied {
-            reason: "scopes_any",
+            reason: DenyReason::ScopesAny,
             scope: scope_hint(),
         });
     }
     if !policy.scopes_all.iter().all(has_scope) {
         return Err(Denied {
-            reason: "scopes_all",
+            reason: DenyReason::ScopesAll,
             scope: scope_hint(),
         });
     }
@@ -55,7 +56,7 @@ pub fn authorize(id: &Identity, policy: &Policy) -> Result<(), Denied> {
         };
         if !ok {
             return Err(Denied {
-                reason: "claims",
+                reason: DenyReason::Claims,
                 scope: scope_hint(),
             });
         }
@@ -93,7 +94,10 @@ mod tests {
         assert!(authorize(&identity(&p, c), &pol).is_ok());
         pol.roles_all = vec!["a".into(), "c".into()];
         assert_eq!(
-            authorize(&identity(&p, c), &pol).unwrap_err().reason,
+            authorize(&identity(&p, c), &pol)
+                .unwrap_err()
+                .reason
+                .as_str(),
             "roles_all"
         );
         pol.roles_all = vec![];
@@ -107,12 +111,18 @@ mod tests {
         ];
         assert!(authorize(&identity(&p, c), &pol).is_ok());
         assert_eq!(
-            authorize(&identity(&p, None), &pol).unwrap_err().reason,
+            authorize(&identity(&p, None), &pol)
+                .unwrap_err()
+                .reason
+                .as_str(),
             "claims"
         );
         pol.claims = vec![(ClaimPath::new("tenant"), serde_json::json!("other"))];
         assert_eq!(
-            authorize(&identity(&p, c), &pol).unwrap_err().reason,
+            authorize(&identity(&p, c), &pol)
+                .unwrap_err()
+                .reason
+                .as_str(),
             "claims"
         );
     }

@@ -2,6 +2,7 @@
 
 use crate::config::Issuer;
 use crate::crypto::verify_keys::{kid_is_sane, VerifyKey};
+use crate::observe::DenyReason;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
@@ -48,21 +49,21 @@ impl TokenError {
     }
 
     /// A short stable reason for logs and metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> DenyReason {
         match self {
-            TokenError::Malformed(_) => "malformed",
-            TokenError::UntrustedIssuer => "untrusted_issuer",
-            TokenError::Algorithm => "algorithm",
-            TokenError::UnknownKey => "unknown_key",
-            TokenError::BadSignature => "bad_signature",
-            TokenError::Expired => "expired",
-            TokenError::NotYetValid => "not_yet_valid",
-            TokenError::MissingExp => "missing_exp",
-            TokenError::IssuedInFuture => "issued_in_future",
-            TokenError::Audience => "audience",
-            TokenError::Critical => "crit",
-            TokenError::Type => "typ",
-            TokenError::Revoked => "revoked",
+            TokenError::Malformed(_) => DenyReason::Malformed,
+            TokenError::UntrustedIssuer => DenyReason::UntrustedIssuer,
+            TokenError::Algorithm => DenyReason::Algorithm,
+            TokenError::UnknownKey => DenyReason::UnknownKey,
+            TokenError::BadSignature => DenyReason::BadSignature,
+            TokenError::Expired => DenyReason::Expired,
+            TokenError::NotYetValid => DenyReason::NotYetValid,
+            TokenError::MissingExp => DenyReason::MissingExp,
+            TokenError::IssuedInFuture => DenyReason::IssuedInFuture,
+            TokenError::Audience => DenyReason::Audience,
+            TokenError::Critical => DenyReason::Critical,
+            TokenError::Type => DenyReason::Type,
+            TokenError::Revoked => DenyReason::Revoked,
         }
     }
 }

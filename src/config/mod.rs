@@ -3,6 +3,7 @@
 mod clients;
 mod forward_auth;
 mod issuers;
+mod login_way;
 mod model;
 mod raw;
 mod routes;
@@ -11,8 +12,9 @@ mod sessions;
 mod upstreams;
 mod warnings;
 
+pub use login_way::LoginWay;
 pub use model::*;
-pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings, LOCAL_LOGIN};
+pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
 
 use raw::RawConfig;
 use std::fmt;

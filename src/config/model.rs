@@ -99,6 +99,23 @@ pub enum ClientKeys {
     Static(Vec<Arc<VerifyKey>>),
 }
 
+/// Static keys compare by their material (`VerifyKey::same_as`), so a reload can tell whether an
+/// issuer verifies exactly as before.
+impl PartialEq for KeySource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KeySource::Own, KeySource::Own) | (KeySource::Discovery, KeySource::Discovery) => true,
+            (KeySource::JwksUri(a), KeySource::JwksUri(b)) => a == b,
+            (KeySource::Static(a), KeySource::Static(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Eq for KeySource {}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     pub client_id: String,
@@ -143,6 +160,16 @@ pub enum StoreBackend {
 impl StoreBackend {
     pub fn is_memory(&self) -> bool {
         matches!(self, StoreBackend::Memory)
+    }
+
+    /// The backend's name as `[store] backend` writes it; never the Redis URL, which may hold a
+    /// password.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreBackend::Sqlite(_) => "sqlite",
+            StoreBackend::Memory => "memory",
+            StoreBackend::Redis(_) => "redis",
+        }
     }
 }
 
@@ -309,7 +336,8 @@ pub enum KeySource {
     Static(Vec<Arc<VerifyKey>>),
 }
 
-#[derive(Debug)]
+/// Equal issuers verify exactly alike: every setting and the same keys.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Issuer {
     pub index: usize,
     /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)
@@ -456,8 +484,8 @@ pub struct Route {
     pub audiences: Option<Vec<String>>,
     /// also send `X-Auth-Jwt`, the identity signed by the gateway's key for this route
     pub identity_jwt: bool,
-    /// session routes: "local" or login provider names, in the order the choice page shows them
-    pub login: Vec<String>,
+    /// session routes: the ways to sign in, in the order the choice page shows them
+    pub login: Vec<super::LoginWay>,
     /// whether `login` was written (problems then name its entries)
     pub login_written: bool,
     /// how long a stream (gRPC, WebSocket, a long download) may go without a byte either way

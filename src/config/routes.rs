@@ -250,8 +250,8 @@ impl Compiler {
         });
         let login_written = r.login.is_some();
         let login = match r.login {
-            Some(l) => l.into_vec(),
-            None if auth == AuthMode::Session => vec![super::sessions::LOCAL_LOGIN.to_string()],
+            Some(l) => l.into_vec().into_iter().map(LoginWay::from).collect(),
+            None if auth == AuthMode::Session => vec![LoginWay::Local],
             None => vec![],
         };
         if login_written && login.is_empty() {

@@ -193,8 +193,13 @@ impl Compiler {
             }
             return;
         }
-        if let Err(e) = crate::crypto::files::check_pair(&tls.cert, &tls.key) {
-            self.err("tls", e);
+        match crate::crypto::files::check_pair(&tls.cert, &tls.key) {
+            // the problem is told under the key `tls` already
+            Err(crate::startup_error::StartupError::Tls { problem, .. }) => {
+                self.err("tls", problem)
+            }
+            Err(e) => self.err("tls", e.to_string()),
+            Ok(()) => {}
         }
     }
 }

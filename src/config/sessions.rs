@@ -5,8 +5,6 @@ use super::raw::{RawLoginProvider, RawSessions};
 use super::*;
 use std::fmt;
 
-/// The login name of the gateway's own users.
-pub const LOCAL_LOGIN: &str = "local";
 /// The largest logo the sign-in page inlines.
 const MAX_LOGO_BYTES: u64 = 256 * 1024;
 /// The shortest secret that seals sign-in state: as many bytes as the AES-256 key derived from it.
@@ -236,7 +234,7 @@ impl Compiler {
             let k = |f: &str| format!("login_providers[{i}].{f}");
             if r.name.is_empty() {
                 self.err(k("name"), "required");
-            } else if r.name == LOCAL_LOGIN {
+            } else if LoginWay::is_local_name(&r.name) {
                 self.err(
                     k("name"),
                     "\"local\" is reserved for the gateway's own users",
@@ -326,17 +324,21 @@ impl Compiler {
                     "session routes need [token_service]: sessions live in its store",
                 );
             }
-            for (j, name) in r.login.iter().enumerate() {
+            for (j, way) in r.login.iter().enumerate() {
                 let key = if r.login_written {
                     format!("routes[{}].login[{j}]", r.index)
                 } else {
                     k("login")
                 };
-                if name == LOCAL_LOGIN {
-                    if users == 0 {
+                let name = match way {
+                    LoginWay::Local if users == 0 => {
                         self.err(key, "\"local\" signs in [[users]], and none is declared");
+                        continue;
                     }
-                } else if !providers.iter().any(|p| &p.name == name) {
+                    LoginWay::Local => continue,
+                    LoginWay::Provider(name) => name,
+                };
+                if !providers.iter().any(|p| &p.name == name) {
                     let known: Vec<_> = providers.iter().map(|p| p.name.as_str()).collect();
                     self.err(
                         key,
@@ -388,7 +390,7 @@ mod tests {
         );
         let ok = compile(&format!("{}{TS}{USER}", session_route(""))).unwrap();
         assert_eq!(ok.routes[1].auth, AuthMode::Session);
-        assert_eq!(ok.routes[1].login, vec!["local".to_string()]);
+        assert_eq!(ok.routes[1].login, vec![LoginWay::Local]);
         // the test configuration has no TLS listener: the check says the cookie needs one
         assert!(ok
             .warnings()

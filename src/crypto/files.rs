@@ -1,5 +1,6 @@
 //! Certificate files: checking a cert/key pair before pingora reads it, and making a development certificate.
 
+use crate::startup_error::{FileAction, StartupError};
 use std::path::Path;
 
 /// A PEM certificate chain and its private key, as DER.
@@ -9,42 +10,49 @@ pub type Pair = (
 );
 
 /// Reads the pair, failing with a readable message when the files are not a PEM chain and key.
-pub fn read_pair(cert: &Path, key: &Path) -> Result<Pair, String> {
+pub fn read_pair(cert: &Path, key: &Path) -> Result<Pair, StartupError> {
     let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
-    match pingora::tls::load_certs_and_key_files(&c, &k) {
-        Ok(Some(pair)) => Ok(pair),
-        Ok(None) => Err(format!("{c} and {k} hold no certificate or no private key")),
-        Err(e) => Err(format!("cannot load {c} / {k}: {e}")),
-    }
+    let problem = match pingora::tls::load_certs_and_key_files(&c, &k) {
+        Ok(Some(pair)) => return Ok(pair),
+        Ok(None) => format!("{c} and {k} hold no certificate or no private key"),
+        Err(e) => format!("cannot load {c} / {k}: {e}"),
+    };
+    Err(StartupError::Tls {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        problem,
+    })
 }
 
 /// Fails with a readable message when the files are not a usable PEM certificate chain and key.
-pub fn check_pair(cert: &Path, key: &Path) -> Result<(), String> {
+pub fn check_pair(cert: &Path, key: &Path) -> Result<(), StartupError> {
     read_pair(cert, key).map(|_| ())
 }
 
 /// Writes a self-signed certificate for localhost and 127.0.0.1 (the key readable by its owner only).
-pub fn write_self_signed(cert: &Path, key: &Path) -> Result<(), String> {
+pub fn write_self_signed(cert: &Path, key: &Path) -> Result<(), StartupError> {
     let names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    let ck = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot create a certificate: {e}"))?;
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| StartupError::Tls {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        problem: format!("cannot create a certificate: {e}"),
+    })?;
     for p in [cert, key] {
         if let Some(dir) = p.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                .map_err(StartupError::file(FileAction::CreateFolder, dir))?;
         }
     }
-    std::fs::write(cert, ck.cert.pem())
-        .map_err(|e| format!("cannot write {}: {e}", cert.display()))?;
+    std::fs::write(cert, ck.cert.pem()).map_err(StartupError::file(FileAction::Write, cert))?;
     write_private(key, ck.signing_key.serialize_pem().as_bytes())
 }
 
 /// Writes a secret file with mode 0600.
-pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+pub fn write_private(path: &Path, data: &[u8]) -> Result<(), StartupError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -53,9 +61,9 @@ pub fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(StartupError::file(FileAction::Write, path))?;
     f.write_all(data)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(StartupError::file(FileAction::Write, path))
 }
 
 #[cfg(test)]
@@ -80,8 +88,8 @@ mod tests {
         std::fs::write(&cert, "not a certificate").unwrap();
         write_private(&key, b"not a key").unwrap();
         let e = check_pair(&cert, &key).unwrap_err();
-        assert!(e.contains("cert.pem"), "{e}");
+        assert!(e.to_string().contains("cert.pem"), "{e}");
         let missing = check_pair(&dir.path().join("none.pem"), &key).unwrap_err();
-        assert!(missing.contains("none.pem"), "{missing}");
+        assert!(missing.to_string().contains("none.pem"), "{missing}");
     }
 }

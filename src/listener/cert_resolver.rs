@@ -1,6 +1,7 @@
 //! The TLS certificate the listeners serve, swappable while they run: a reload reads the files again
 //! and the next handshake gets the new certificate.
 
+use crate::startup_error::StartupError;
 use arc_swap::ArcSwap;
 use pingora::tls::sign::CertifiedKey;
 use std::path::Path;
@@ -10,15 +11,20 @@ use std::sync::Arc;
 pub struct CertResolver(ArcSwap<CertifiedKey>);
 
 /// Reads a certificate chain and its key into the form the TLS stack serves.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let (certs, key_der) =
-        crate::crypto::files::read_pair(cert, key).map_err(|e| format!("tls: {e}"))?;
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, StartupError> {
+    let (certs, key_der) = crate::crypto::files::read_pair(cert, key)?;
+    let tls = |problem: String| StartupError::Tls {
+        cert: cert.to_path_buf(),
+        key: key.to_path_buf(),
+        problem,
+    };
+    let Some(provider) = pingora::tls::CryptoProvider::get_default() else {
+        return Err(tls("no crypto provider is installed".into()));
+    };
     let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
-    let provider = pingora::tls::CryptoProvider::get_default()
-        .ok_or("tls: no crypto provider is installed")?;
     CertifiedKey::from_der(certs, key_der, provider)
         .map(Arc::new)
-        .map_err(|e| format!("tls: {c} and {k} do not form a usable pair: {e}"))
+        .map_err(|e| tls(format!("{c} and {k} do not form a usable pair: {e}")))
 }
 
 impl CertResolver {

@@ -4,7 +4,7 @@
 use super::providers::Providers;
 use crate::respond::send_json;
 use crate::store::SessionsOf;
-use crate::token::TokenService;
+use crate::token::{OAuthErrorCode, TokenService};
 use pingora::proxy::Session;
 use serde_json::Value;
 
@@ -36,8 +36,11 @@ pub fn logout_claims(c: &Value) -> Result<(String, String, String), &'static str
 
 async fn refuse(session: &mut Session, status: u16, why: &str) -> pingora::Result<()> {
     tracing::warn!(target: "gatehouse::login", reason = why, "a back-channel logout was refused");
-    let body = serde_json::json!({"error": if status == 400 { "invalid_request" } else { "temporarily_unavailable" },
-        "error_description": why});
+    let code = match status {
+        400 => OAuthErrorCode::InvalidRequest,
+        _ => OAuthErrorCode::TemporarilyUnavailable,
+    };
+    let body = serde_json::json!({"error": code, "error_description": why});
     send_json(session, status, &[], body.to_string()).await
 }
 

@@ -2,7 +2,7 @@
 //! lockout and rate limits), or the choice between the ways a route allows.
 
 use super::{logins, message_page, query, return_to, Providers};
-use crate::config::LOCAL_LOGIN;
+use crate::config::LoginWay;
 use crate::pages::{page_headers, sign_in, Choice, SignInForm};
 use crate::session::OpenError;
 use crate::token::{SignIn, TokenService};
@@ -31,8 +31,8 @@ pub(super) async fn show(
             )
             .await
         }
-        [only] if only == LOCAL_LOGIN => form(session, tokens, 200, "", &rd, "", app).await,
-        [only] => match providers.find(only) {
+        [LoginWay::Local] => form(session, tokens, 200, "", &rd, "", app).await,
+        [LoginWay::Provider(only)] => match providers.find(only) {
             Some(i) => super::oidc::start(session, tokens, providers, i, &rd).await,
             None => form(session, tokens, 200, "", &rd, "", app).await,
         },
@@ -42,15 +42,14 @@ pub(super) async fn show(
                 .map(|w| {
                     let mut q = url::form_urlencoded::Serializer::new(String::new());
                     q.append_pair("rd", &rd);
-                    q.append_pair("login", w);
+                    q.append_pair("login", w.as_str());
                     if let Some(app) = app {
                         q.append_pair("app", app);
                     }
                     Choice {
-                        label: if w == LOCAL_LOGIN {
-                            "email and password".into()
-                        } else {
-                            w.clone()
+                        label: match w {
+                            LoginWay::Local => "email and password".into(),
+                            LoginWay::Provider(name) => name.clone(),
                         },
                         href: format!("/oauth/login?{}", q.finish()),
                     }

@@ -9,7 +9,7 @@ pub mod state;
 
 pub use providers::Providers;
 
-use crate::config::{after_logout_ok, LOCAL_LOGIN};
+use crate::config::{after_logout_ok, LoginWay};
 use crate::endpoints::{login_url, LoginEndpoint};
 use crate::pages::{message, page_headers};
 use crate::session::browser::{from_this_origin, over_tls, safe_return};
@@ -185,16 +185,16 @@ fn logins(
     params: &HashMap<String, String>,
     tokens: &TokenService,
     providers: &Providers,
-) -> Vec<String> {
-    let named: Vec<String> = params
+) -> Vec<LoginWay> {
+    let named: Vec<LoginWay> = params
         .get("login")
-        .map(|l| l.split(',').map(str::to_string).collect())
-        .unwrap_or_else(|| vec![LOCAL_LOGIN.to_string()]);
+        .map(|l| l.split(',').map(LoginWay::parse).collect())
+        .unwrap_or_else(|| vec![LoginWay::Local]);
     named
         .into_iter()
-        .filter(|n| {
-            (n == LOCAL_LOGIN && tokens.has_users())
-                || (n != LOCAL_LOGIN && providers.find(n).is_some())
+        .filter(|w| match w {
+            LoginWay::Local => tokens.has_users(),
+            LoginWay::Provider(name) => providers.find(name).is_some(),
         })
         .collect()
 }

@@ -190,7 +190,7 @@ async fn failed(
 ) -> pingora::Result<()> {
     tracing::warn!(target: "gatehouse::login", provider = again.map(|(p, _)| p.name.as_str()).unwrap_or("-"), reason = why.0, "a sign-in through a provider failed");
     let retry = again
-        .map(|(p, rd)| login_url(rd, std::slice::from_ref(&p.name), None))
+        .map(|(p, rd)| login_url(rd, [p.name.as_str()], None))
         .unwrap_or_else(|| "/".to_string());
     let text = format!("Signing in did not work: {}.", why.0);
     message_page(

@@ -2,13 +2,13 @@
 //! duration histograms, and the values read at scrape time, each family with its HELP and TYPE.
 //! Counting a request costs a few atomic additions, no lock and no allocation.
 
+use super::DenyReason;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 /// Upper bounds, in seconds, of the request-duration buckets.
 const REQUEST_BUCKETS: [f64; 13] = [
@@ -79,13 +79,13 @@ const HELP: &[(&str, &str)] = &[
 
 /// How long revocations made on other gateways took to arrive: one histogram for the process,
 /// shown by every configuration generation.
-pub fn propagation_histogram() -> Result<Histogram, String> {
+pub fn propagation_histogram() -> prometheus::Result<Histogram> {
     let opts = HistogramOpts::new(
         "gatehouse_revocation_propagation_seconds",
         "From a revocation on one gateway to this one learning it (shared store).",
     )
     .buckets(PROPAGATION_BUCKETS.to_vec());
-    Histogram::with_opts(opts).map_err(|e| format!("metrics: {e}"))
+    Histogram::with_opts(opts)
 }
 
 /// One value read at scrape time: a family, its labels, the value.
@@ -125,14 +125,14 @@ pub struct Metrics {
     requests: Vec<[AtomicU64; 6]>,
     /// forward-auth answers by status class
     forward_auth: [AtomicU64; 6],
-    /// denials by reason; reasons are a small fixed set of static strings
-    denials: Mutex<BTreeMap<&'static str, u64>>,
+    /// denials, one counter per reason (index `DenyReason::index`)
+    denials: [AtomicU64; DenyReason::COUNT],
     duration: Histogram,
 }
 
 impl Metrics {
     /// `propagation` is the process's histogram, shown with this generation's metrics.
-    pub fn new(route_names: Vec<String>, propagation: &Histogram) -> Result<Self, String> {
+    pub fn new(route_names: Vec<String>, propagation: &Histogram) -> prometheus::Result<Self> {
         let requests = (0..=route_names.len())
             .map(|_| Default::default())
             .collect();
@@ -143,19 +143,16 @@ impl Metrics {
                 "Time from the request header to the access-log line.",
             )
             .buckets(REQUEST_BUCKETS.to_vec()),
-        )
-        .map_err(|e| format!("metrics: {e}"))?;
+        )?;
         for h in [&duration, propagation] {
-            registry
-                .register(Box::new(h.clone()))
-                .map_err(|e| format!("metrics: {e}"))?;
+            registry.register(Box::new(h.clone()))?;
         }
         Ok(Metrics {
             registry,
             route_names,
             requests,
             forward_auth: Default::default(),
-            denials: Mutex::new(BTreeMap::new()),
+            denials: std::array::from_fn(|_| AtomicU64::new(0)),
             duration,
         })
     }
@@ -165,7 +162,7 @@ impl Metrics {
         route: Option<usize>,
         status: u16,
         micros: u64,
-        denial: Option<&'static str>,
+        denial: Option<DenyReason>,
     ) {
         let slot = route
             .unwrap_or(self.route_names.len())
@@ -173,10 +170,8 @@ impl Metrics {
         if let Some(counters) = self.requests.get(slot) {
             count(counters, status);
         }
-        if let Some(d) = denial {
-            if let Ok(mut m) = self.denials.lock() {
-                *m.entry(d).or_default() += 1;
-            }
+        if let Some(c) = denial.and_then(|d| self.denials.get(d.index())) {
+            c.fetch_add(1, Ordering::Relaxed);
         }
         self.duration.observe(micros as f64 / 1e6);
     }
@@ -206,12 +201,19 @@ impl Metrics {
                 n,
             ));
         }
-        if let Ok(m) = self.denials.lock() {
-            for (reason, n) in m.iter() {
+        // by reason text, as they were listed when a map held them
+        let mut reasons = DenyReason::ALL;
+        reasons.sort_by_key(|r| r.as_str());
+        for r in reasons {
+            let n = self
+                .denials
+                .get(r.index())
+                .map_or(0, |c| c.load(Ordering::Relaxed));
+            if n > 0 {
                 out.push(Sample::labelled(
                     "gatehouse_denials_total",
-                    vec![("reason", reason.to_string())],
-                    *n,
+                    vec![("reason", r.as_str().to_string())],
+                    n,
                 ));
             }
         }
@@ -316,8 +318,8 @@ mod tests {
         propagation.observe(0.002);
         let m = Metrics::new(vec!["api".into()], &propagation).unwrap();
         m.observe(Some(0), 200, 300, None);
-        m.observe(Some(0), 401, 20_000, Some("expired"));
-        m.observe(None, 404, 20_000_000, Some("not_found"));
+        m.observe(Some(0), 401, 20_000, Some(DenyReason::Expired));
+        m.observe(None, 404, 20_000_000, Some(DenyReason::NotFound));
         let text = m.render(vec![
             Sample::new("gatehouse_config_generation", 2),
             Sample::labelled(
@@ -342,5 +344,43 @@ mod tests {
         assert!(text.contains("gatehouse_revocation_propagation_seconds_count 1"));
         assert!(text.contains("peer=\"127.0.0.1:9\""), "{text}");
         assert!(text.contains("# HELP gatehouse_denials_total "));
+    }
+
+    #[test]
+    fn denials_render_one_line_per_reason_seen() {
+        let propagation = propagation_histogram().unwrap();
+        let m = Metrics::new(vec!["api".into()], &propagation).unwrap();
+        m.observe(Some(0), 401, 10, Some(DenyReason::Expired));
+        m.observe(Some(0), 401, 10, Some(DenyReason::Expired));
+        m.observe(Some(0), 403, 10, Some(DenyReason::ScopesAll));
+        m.observe(Some(0), 413, 10, Some(DenyReason::RequestTooLarge));
+        m.observe(Some(0), 401, 10, Some(DenyReason::Critical));
+        m.observe(Some(0), 200, 10, None);
+        let text = m.render(vec![]);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("gatehouse_denials_total"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "gatehouse_denials_total{reason=\"crit\"} 1",
+                "gatehouse_denials_total{reason=\"expired\"} 2",
+                "gatehouse_denials_total{reason=\"request_too_large\"} 1",
+                "gatehouse_denials_total{reason=\"scopes_all\"} 1",
+            ]
+        );
+        assert!(
+            text.contains("# TYPE gatehouse_denials_total counter"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn no_denial_no_denial_family() {
+        let propagation = propagation_histogram().unwrap();
+        let m = Metrics::new(vec![], &propagation).unwrap();
+        m.observe(None, 200, 10, None);
+        assert!(!m.render(vec![]).contains("gatehouse_denials_total"));
     }
 }

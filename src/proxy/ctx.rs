@@ -61,7 +61,7 @@ pub struct Ctx {
     /// request body bytes forwarded so far, against the route's `max_body_bytes`
     pub(crate) body_bytes: u64,
     pub(crate) tried: Vec<SocketAddr>,
-    pub(crate) denial: Option<&'static str>,
+    pub(crate) denial: Option<crate::observe::DenyReason>,
     pub(crate) log_path: Option<String>,
     /// set when the request asks the forward-auth endpoint; the header is then the original request
     pub(crate) forward_auth: Option<Dialect>,

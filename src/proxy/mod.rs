@@ -222,7 +222,7 @@ impl ProxyHttp for Gateway {
         if let (Some(max), Some(b)) = (max, body.as_ref()) {
             ctx.body_bytes += b.len() as u64;
             if ctx.body_bytes > max {
-                ctx.denial = Some("request_too_large");
+                ctx.denial = Some(crate::observe::DenyReason::RequestTooLarge);
                 // the client's fault, said so: towards an h2 upstream Pingora drops any other
                 // error from this filter, and the call would wait for its upstream to time out
                 let e = Error::explain(HTTPStatus(413), crate::respond::TOO_LARGE);
@@ -288,7 +288,7 @@ impl ProxyHttp for Gateway {
             upstream: ctx.tried.last().copied(),
             latency_us: micros,
             subject,
-            denial: ctx.denial.unwrap_or("-"),
+            denial: ctx.denial.map_or("-", crate::observe::DenyReason::as_str),
             error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
         });
         let metrics = &ctx.shared.metrics;

@@ -3,6 +3,7 @@
 pub mod upstream;
 
 use crate::auth::jwt::TokenError;
+use crate::observe::DenyReason;
 use crate::policy::Denied;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
@@ -89,13 +90,22 @@ impl Rejection {
         }
     }
 
-    /// A short reason for the access log and metrics.
-    pub fn reason(&self) -> &'static str {
+    /// The reason the access log and metrics name.
+    pub fn reason(&self) -> DenyReason {
         match self {
+            Rejection::BadRequest(_) => DenyReason::InvalidRequest,
+            Rejection::NotFound => DenyReason::NotFound,
+            Rejection::MethodNotAllowed(_) => DenyReason::MethodNotAllowed,
+            Rejection::MissingToken => DenyReason::MissingToken,
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::InsufficientScope(d) => d.reason,
-            Rejection::MissingToken => "missing_token",
-            other => other.code(),
+            Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => {
+                DenyReason::TemporarilyUnavailable
+            }
+            Rejection::CrossSiteWrite => DenyReason::CrossSiteRequest,
+            Rejection::TooLarge => DenyReason::RequestTooLarge,
+            Rejection::UntrustedProxy => DenyReason::UntrustedProxy,
+            Rejection::Unrouted => DenyReason::AccessDenied,
         }
     }
 

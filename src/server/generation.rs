@@ -3,10 +3,11 @@
 
 use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
-use crate::config::{Config, Issuer, KeySource};
+use crate::config::Config;
 use crate::crypto::verify_keys::VerifyKey;
 use crate::proxy::routes;
 use crate::proxy::Shared;
+use crate::startup_error::StartupError;
 use crate::store::{RevocationsLoaded, Store};
 use crate::upstream::tasks::Tasks;
 use crate::{token, upstream};
@@ -39,24 +40,6 @@ impl BackgroundService for KeyMaintenance {
     }
 }
 
-/// True when two issuer lists verify exactly alike: the same settings and the same keys.
-fn same_issuers(a: &[Arc<Issuer>], b: &[Arc<Issuer>]) -> bool {
-    let keys = |i: &Issuer| match &i.source {
-        KeySource::Static(k) => k.clone(),
-        _ => vec![],
-    };
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            // Debug covers every setting but key material; the keys compare by fingerprint.
-            format!("{x:?}") == format!("{y:?}")
-                && keys(x).len() == keys(y).len()
-                && keys(x)
-                    .iter()
-                    .zip(keys(y).iter())
-                    .all(|(p, q)| p.same_as(q))
-        })
-}
-
 fn same_keys(a: &[Arc<VerifyKey>], b: &[Arc<VerifyKey>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y))
 }
@@ -69,43 +52,23 @@ pub fn generation(
     config: Arc<Config>,
     lasting: &Lasting,
     previous: Option<&Shared>,
-) -> Result<(Shared, Tasks), String> {
+) -> Result<(Shared, Tasks), StartupError> {
     let mut tasks = Tasks::default();
     let mut upstreams = Vec::new();
     for u in &config.upstreams {
-        upstreams.push(upstream::UpstreamRuntime::build(
-            &u.name, &u.kind, &mut tasks,
-        )?);
+        upstreams.push(
+            upstream::UpstreamRuntime::build(&u.name, &u.kind, &mut tasks)
+                .map_err(StartupError::part("upstreams"))?,
+        );
     }
-    let signing = match &config.token_service {
-        Some(ts) => Some(token::keys::SigningKeys::for_service(ts, &config.clients)?),
-        None => None,
-    };
+    let signing = (config.token_service.as_ref())
+        .map(|ts| token::keys::SigningKeys::for_service(ts, &config.clients))
+        .transpose()?;
     let own_keys = signing
         .as_ref()
         .map(|k| k.verify_keys())
         .unwrap_or_default();
-    let reusable = previous.filter(|p| {
-        same_issuers(&p.config.issuers, &config.issuers)
-            && same_keys(&p.own_keys, &own_keys)
-            && p.config.validation.leeway == config.validation.leeway
-            && p.config.validation.verified_cache_capacity
-                == config.validation.verified_cache_capacity
-            && p.config.validation.verified_cache_max_bytes
-                == config.validation.verified_cache_max_bytes
-    });
-    let verifier = match reusable {
-        Some(p) => p.verifier.clone(),
-        None => Arc::new(Verifier::sharing(
-            config.issuers.clone(),
-            own_keys.clone(),
-            config.validation.leeway,
-            config.validation.verified_cache_capacity,
-            config.validation.verified_cache_max_bytes,
-            lasting.clock.clone(),
-            lasting.revocations.clone(),
-        )?),
-    };
+    let verifier = verifier(&config, lasting, previous, &own_keys)?;
     tasks.add(KeyMaintenance(verifier.jwks.clone()));
     let identity_signer = match (&signing, &config.token_service) {
         (Some(keys), Some(ts)) => keys.current_shared().map(|k| {
@@ -126,18 +89,13 @@ pub fn generation(
             lasting.clock.clone(),
         )?,
         (Some(_), None) => {
-            return Err("[token_service] was added: adding a token service needs a restart".into())
+            return Err(StartupError::Setting {
+                key: "token_service",
+                problem: "was added: adding a token service needs a restart".into(),
+            })
         }
         _ => None,
     };
-    let mut claim_names: Vec<http::HeaderName> = Vec::new();
-    for r in &config.routes {
-        for h in &r.claim_headers {
-            if !claim_names.contains(&h.name) {
-                claim_names.push(h.name.clone());
-            }
-        }
-    }
     let gateway_cookies = match &tokens {
         Some(t) => vec![
             t.sessions.settings.cookie_name.clone(),
@@ -146,19 +104,10 @@ pub fn generation(
         None => vec![],
     };
     let providers = match &tokens {
-        Some(_) => Some(Arc::new(crate::login::Providers::new(
-            config.login_providers.clone(),
-            config
-                .routes
-                .iter()
-                .filter(|r| r.auth == crate::config::AuthMode::Session)
-                .map(|r| r.name.clone())
-                .collect(),
-            lasting.clock.clone(),
-            config.validation.leeway,
-        )?)),
+        Some(_) => Some(Arc::new(providers(&config, lasting)?)),
         None => None,
     };
+    let claim_names = claim_names(&config);
     let shared = Shared {
         providers,
         gateway_cookies,
@@ -178,4 +127,100 @@ pub fn generation(
         identity_signer,
     };
     Ok((shared, tasks))
+}
+
+/// The previous generation's verifier, with its key and verified-token caches, when the issuers,
+/// own keys and validation settings did not change; else a new one sharing the denylist.
+fn verifier(
+    config: &Config,
+    lasting: &Lasting,
+    previous: Option<&Shared>,
+    own_keys: &[Arc<VerifyKey>],
+) -> Result<Arc<Verifier>, StartupError> {
+    let v = &config.validation;
+    let reusable = previous.filter(|p| {
+        p.config.issuers == config.issuers
+            && same_keys(&p.own_keys, own_keys)
+            && p.config.validation.leeway == v.leeway
+            && p.config.validation.verified_cache_capacity == v.verified_cache_capacity
+            && p.config.validation.verified_cache_max_bytes == v.verified_cache_max_bytes
+    });
+    if let Some(p) = reusable {
+        return Ok(p.verifier.clone());
+    }
+    let verifier = Verifier::sharing(
+        config.issuers.clone(),
+        own_keys.to_vec(),
+        v.leeway,
+        v.verified_cache_capacity,
+        v.verified_cache_max_bytes,
+        lasting.clock.clone(),
+        lasting.revocations.clone(),
+    )
+    .map_err(StartupError::part("issuers"))?;
+    Ok(Arc::new(verifier))
+}
+
+/// The external OpenID providers people sign in with on the session routes.
+fn providers(config: &Config, lasting: &Lasting) -> Result<crate::login::Providers, StartupError> {
+    let session_routes = config
+        .routes
+        .iter()
+        .filter(|r| r.auth == crate::config::AuthMode::Session)
+        .map(|r| r.name.clone())
+        .collect();
+    crate::login::Providers::new(
+        config.login_providers.clone(),
+        session_routes,
+        lasting.clock.clone(),
+        config.validation.leeway,
+    )
+    .map_err(StartupError::part("login_providers"))
+}
+
+/// The names of the claim headers the routes set, each once.
+fn claim_names(config: &Config) -> Vec<http::HeaderName> {
+    let mut names: Vec<http::HeaderName> = Vec::new();
+    for h in config.routes.iter().flat_map(|r| &r.claim_headers) {
+        if !names.contains(&h.name) {
+            names.push(h.name.clone());
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::principal::tests::issuer;
+    use crate::config::{Issuer, KeySource};
+    use crate::crypto::verify_keys::VerifyKey;
+    use jsonwebtoken::Algorithm;
+    use std::sync::Arc;
+
+    fn with_key(secret: &[u8]) -> Issuer {
+        let key = VerifyKey::hmac(secret, vec![Algorithm::HS256]).unwrap();
+        Issuer {
+            source: KeySource::Static(vec![Arc::new(key)]),
+            ..issuer()
+        }
+    }
+
+    #[test]
+    fn issuers_are_equal_when_they_verify_alike() {
+        assert_eq!(with_key(b"one"), with_key(b"one"));
+        // the key material differs where Debug shows nothing of it
+        assert_ne!(with_key(b"one"), with_key(b"two"));
+        assert_eq!(
+            format!("{:?}", with_key(b"one")),
+            format!("{:?}", with_key(b"two"))
+        );
+        let later = Issuer {
+            jwks_max_bytes: 1,
+            ..with_key(b"one")
+        };
+        assert_ne!(with_key(b"one"), later);
+        let listed = |i: Issuer| vec![Arc::new(i)];
+        assert!(listed(issuer()) == listed(issuer()));
+        assert!(listed(issuer()) != listed(with_key(b"one")));
+    }
 }

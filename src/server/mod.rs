@@ -10,6 +10,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::listener::tls_accept::TlsTermination;
 use crate::proxy::{Gateway, Shared};
+use crate::startup_error::StartupError;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::listeners::ListenerConfig;
@@ -79,7 +80,7 @@ impl BackgroundService for FirstGeneration {
 
 /// Prepares the TLS files: creates a development certificate when asked, then loads the pair the
 /// listeners serve (none without TLS listeners).
-fn prepare_tls(config: &Config) -> Result<Option<Arc<CertifiedKey>>, String> {
+fn prepare_tls(config: &Config) -> Result<Option<Arc<CertifiedKey>>, StartupError> {
     if config.server.listen_tls.is_empty() {
         return Ok(None);
     }
@@ -96,7 +97,7 @@ fn prepare_tls(config: &Config) -> Result<Option<Arc<CertifiedKey>>, String> {
 }
 
 /// Fails early on an address already in use: pingora would only panic inside the listener task.
-fn probe_listeners(config: &Config) -> Result<(), String> {
+fn probe_listeners(config: &Config) -> Result<(), StartupError> {
     let s = &config.server;
     for addr in s
         .listen_tls
@@ -104,19 +105,26 @@ fn probe_listeners(config: &Config) -> Result<(), String> {
         .chain(&s.listen_plain)
         .chain(s.admin_listen.iter())
     {
-        std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        std::net::TcpListener::bind(addr).map_err(|source| StartupError::Listener {
+            addr: *addr,
+            source,
+        })?;
     }
     Ok(())
 }
 
 /// Builds the Pingora server for a validated configuration.
-pub fn build(config: Config, clock: SharedClock) -> Result<Built, String> {
+pub fn build(config: Config, clock: SharedClock) -> Result<Built, StartupError> {
     build_with(config, clock, false)
 }
 
 /// Builds the server; with `upgrade` it takes its listening sockets from the running process that
 /// receives SIGQUIT (Pingora's graceful binary upgrade) instead of binding them.
-pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<Built, String> {
+pub fn build_with(
+    config: Config,
+    clock: SharedClock,
+    upgrade: bool,
+) -> Result<Built, StartupError> {
     pingora::tls::install_default_crypto_provider();
     let certificate = prepare_tls(&config)?;
     if !upgrade {
@@ -164,11 +172,20 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
             Err(e) if shared_store => {
                 tracing::warn!(error = %e, "the store is unavailable at start; revocations load when it connects")
             }
-            Err(e) => return Err(format!("store: {e}")),
+            Err(e) => {
+                return Err(StartupError::Store {
+                    backend: config.store.kind(),
+                    problem: format!("cannot read the revocations: {e}"),
+                })
+            }
         }
         if let crate::config::StoreBackend::Redis(url) = &config.store {
             // Revocations made on other replicas reach this one's denylist at once.
-            let client = crate::store::redis::client(url)?;
+            let client =
+                crate::store::redis::client(url).map_err(|problem| StartupError::Store {
+                    backend: "redis",
+                    problem,
+                })?;
             server.add_service(background_service(
                 "revocation feed",
                 crate::store::feed::RevocationFeed {
@@ -218,7 +235,8 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
 
     let gateway = Gateway {
         shared: shared.clone(),
-        draining: drain::watch(server.watch_execution_phase())?,
+        draining: drain::watch(server.watch_execution_phase())
+            .map_err(StartupError::part("server"))?,
     };
     // The proxy, built as http_proxy_service_with_name builds it, wrapped in the header deadline.
     let mut proxy = pingora::proxy::HttpProxy::new(gateway, server.configuration.clone());
@@ -232,7 +250,8 @@ pub fn build_with(config: Config, clock: SharedClock, upgrade: bool) -> Result<B
     // certificate files are read into the resolver, which a reload refreshes.
     let tls = match &resolver {
         Some(resolver) if !config.server.listen_tls.is_empty() => Some(TlsTermination::new(
-            crate::listener::tls_accept::server_config(resolver.clone())?,
+            crate::listener::tls_accept::server_config(resolver.clone())
+                .map_err(StartupError::part("server"))?,
             config.server.listen_tls.clone(),
         )),
         _ => None,

@@ -128,11 +128,12 @@ fn prepare(
     // changes.
     let certificate = if with_certificate {
         let c = crate::listener::cert_resolver::load(&config.tls.cert, &config.tls.key);
-        Some(c.map_err(|e| vec![e])?)
+        Some(c.map_err(|e| vec![e.to_string()])?)
     } else {
         None
     };
-    let (next, tasks) = generation(config, lasting, Some(current)).map_err(|e| vec![e])?;
+    let (next, tasks) =
+        generation(config, lasting, Some(current)).map_err(|e| vec![e.to_string()])?;
     Ok(Prepared {
         restart,
         certificate,

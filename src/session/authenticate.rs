@@ -4,7 +4,7 @@
 use super::browser::{here, is_navigation, same_origin_write};
 use super::{Found, Sessions};
 use crate::auth::identity::Identity;
-use crate::config::{Route, LOCAL_LOGIN};
+use crate::config::{LoginWay, Route};
 use crate::respond::Rejection;
 use pingora::http::RequestHeader;
 
@@ -27,7 +27,7 @@ pub async fn authenticate(
     current_local: impl FnOnce(Found) -> Option<Found>,
 ) -> Result<Outcome, Rejection> {
     let found = match sessions.find(req).await {
-        Ok(Some(f)) if f.record.provider == LOCAL_LOGIN => match current_local(f) {
+        Ok(Some(f)) if LoginWay::Local == f.record.provider => match current_local(f) {
             Some(current) => Some(current),
             None => {
                 // the user was removed or disabled: the session ends with them
@@ -41,7 +41,7 @@ pub async fn authenticate(
         Ok(found) => found,
         Err(_) => return Err(Rejection::SessionsUnavailable),
     }
-    .filter(|f| route.login.contains(&f.record.provider));
+    .filter(|f| route.login.iter().any(|w| *w == f.record.provider));
     if let Some(found) = found {
         if !same_origin_write(req, tls) {
             return Err(Rejection::CrossSiteWrite);
@@ -52,6 +52,7 @@ pub async fn authenticate(
     if !is_navigation(req) {
         return Err(Rejection::MissingToken);
     }
-    let to = crate::endpoints::login_url(&here(req), &route.login, Some(&route.name));
+    let ways = route.login.iter().map(LoginWay::as_str);
+    let to = crate::endpoints::login_url(&here(req), ways, Some(&route.name));
     Ok(Outcome::SignIn(to))
 }

@@ -268,11 +268,15 @@ impl RevocationsLoaded {
 }
 
 /// Opens the configured backend once, at start-up.
-pub fn open(backend: &StoreBackend) -> Result<Arc<dyn Store>, String> {
+pub fn open(backend: &StoreBackend) -> Result<Arc<dyn Store>, crate::startup_error::StartupError> {
+    let failed = |problem| crate::startup_error::StartupError::Store {
+        backend: backend.kind(),
+        problem,
+    };
     match backend {
         StoreBackend::Memory => Ok(Arc::new(MemoryStore::default())),
-        StoreBackend::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path)?)),
-        StoreBackend::Redis(url) => Ok(Arc::new(RedisStore::open(url)?)),
+        StoreBackend::Sqlite(path) => Ok(Arc::new(SqliteStore::open(path).map_err(failed)?)),
+        StoreBackend::Redis(url) => Ok(Arc::new(RedisStore::open(url).map_err(failed)?)),
     }
 }
 

@@ -1,7 +1,7 @@
 //! An authorization request checked before anyone signs in: client, redirect URI (loopback ports
 //! per RFC 8252), response type, PKCE, scopes, and the OpenID Connect `prompt` and `max_age`.
 
-use super::{split_scopes, TokenService};
+use super::{split_scopes, OAuthErrorCode, TokenService};
 use crate::config::{Client, GrantType};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -40,7 +40,7 @@ pub(super) enum AuthorizeError {
     Redirect {
         uri: String,
         state: Option<String>,
-        code: &'static str,
+        code: OAuthErrorCode,
         description: &'static str,
     },
 }
@@ -96,26 +96,26 @@ impl TokenService {
         };
         if p.get("response_type").map(String::as_str) != Some("code") {
             return Err(fail(
-                "unsupported_response_type",
+                OAuthErrorCode::UnsupportedResponseType,
                 "response_type must be code",
             ));
         }
         if !client.grant_types.contains(&GrantType::AuthorizationCode) {
             return Err(fail(
-                "unauthorized_client",
+                OAuthErrorCode::UnauthorizedClient,
                 "the client may not use the authorization code flow",
             ));
         }
         let challenge = p.get("code_challenge").cloned().unwrap_or_default();
         if challenge.len() != 43 || URL_SAFE_NO_PAD.decode(&challenge).is_err() {
             return Err(fail(
-                "invalid_request",
+                OAuthErrorCode::InvalidRequest,
                 "a PKCE code_challenge (S256) is required",
             ));
         }
         if p.get("code_challenge_method").map(String::as_str) != Some("S256") {
             return Err(fail(
-                "invalid_request",
+                OAuthErrorCode::InvalidRequest,
                 "code_challenge_method must be S256",
             ));
         }
@@ -123,7 +123,7 @@ impl TokenService {
             None => Prompt::Default,
             Some(v) if v.iter().any(|x| x == "none") && v.len() > 1 => {
                 return Err(fail(
-                    "invalid_request",
+                    OAuthErrorCode::InvalidRequest,
                     "prompt=none cannot be combined with other values",
                 ))
             }
@@ -136,7 +136,7 @@ impl TokenService {
             Some(Ok(n)) => Some(n),
             Some(Err(_)) => {
                 return Err(fail(
-                    "invalid_request",
+                    OAuthErrorCode::InvalidRequest,
                     "max_age must be a number of seconds",
                 ))
             }
@@ -147,7 +147,7 @@ impl TokenService {
         };
         if scopes.iter().any(|s| !client.scopes.contains(s)) {
             return Err(fail(
-                "invalid_scope",
+                OAuthErrorCode::InvalidScope,
                 "a requested scope is not allowed for this client",
             ));
         }

@@ -3,7 +3,7 @@
 
 use super::auth_request::{redirect_matches, AuthRequest, AuthorizeError, Prompt};
 use super::{invalid_grant, invalid_request, oauth, random_token, sha256_hex, unavailable};
-use super::{put, split_scopes, OAuthError, SignIn, TokenService};
+use super::{put, split_scopes, OAuthError, OAuthErrorCode, SignIn, TokenService};
 use crate::config::Client;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -80,7 +80,7 @@ impl TokenService {
                     let error = AuthorizeError::Redirect {
                         uri: req.redirect_uri.clone(),
                         state: req.state.clone(),
-                        code: "login_required",
+                        code: OAuthErrorCode::LoginRequired,
                         description: "the person must sign in, and prompt=none forbids asking",
                     };
                     self.authorize_error(session, error).await
@@ -146,7 +146,7 @@ impl TokenService {
     /// answer means none. Sessions of external providers do not sign in here.
     async fn live_session(&self, session: &Session) -> Option<(String, u64)> {
         let found = self.sessions.find(session.req_header()).await.ok()??;
-        if found.record.provider != crate::config::LOCAL_LOGIN {
+        if crate::config::LoginWay::Local != found.record.provider {
             return None;
         }
         self.user_by_subject(&found.record.subject)
@@ -172,7 +172,7 @@ impl TokenService {
                     url::Url::parse(&uri).map_err(|_| pingora::Error::new_str("bad redirect"))?;
                 target
                     .query_pairs_mut()
-                    .append_pair("error", code)
+                    .append_pair("error", code.as_str())
                     .append_pair("error_description", description)
                     .append_pair("iss", &self.settings.issuer);
                 if let Some(s) = &state {
@@ -444,7 +444,12 @@ impl TokenService {
         if !rec.nonce.is_empty() {
             put(&mut claims, "nonce", json!(rec.nonce));
         }
-        key.sign(&header, &claims)
-            .map_err(|_| oauth(500, "server_error", "the ID token could not be signed"))
+        key.sign(&header, &claims).map_err(|_| {
+            oauth(
+                500,
+                OAuthErrorCode::ServerError,
+                "the ID token could not be signed",
+            )
+        })
     }
 }

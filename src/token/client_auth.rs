@@ -48,7 +48,11 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
 fn required() -> OAuthError {
     OAuthError {
         basic: true,
-        ..oauth(401, "invalid_client", "client authentication is required")
+        ..oauth(
+            401,
+            OAuthErrorCode::InvalidClient,
+            "client authentication is required",
+        )
     }
 }
 
@@ -91,7 +95,11 @@ impl TokenService {
         if let Some(b) = basic.filter(|b| is_basic(b)) {
             let (client_id, secret) = basic_credentials(b).ok_or(OAuthError {
                 basic: true,
-                ..oauth(401, "invalid_client", "client authentication failed")
+                ..oauth(
+                    401,
+                    OAuthErrorCode::InvalidClient,
+                    "client authentication failed",
+                )
             })?;
             if form.get("client_id").is_some_and(|id| *id != client_id) {
                 return Err(invalid_request(
@@ -143,7 +151,7 @@ impl TokenService {
                 basic: true,
                 ..oauth(
                     401,
-                    "invalid_client",
+                    OAuthErrorCode::InvalidClient,
                     "client_id is not the assertion's issuer",
                 )
             }),
@@ -251,7 +259,7 @@ impl TokenService {
             retry_after: Some(self.failures.retry_after()),
             ..oauth(
                 401,
-                "invalid_client",
+                OAuthErrorCode::InvalidClient,
                 "too many failed authentications for this client; try again later",
             )
         }
@@ -272,7 +280,11 @@ impl TokenService {
         tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
         OAuthError {
             basic,
-            ..oauth(401, "invalid_client", "client authentication failed")
+            ..oauth(
+                401,
+                OAuthErrorCode::InvalidClient,
+                "client authentication failed",
+            )
         }
     }
 

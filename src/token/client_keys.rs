@@ -2,7 +2,7 @@
 //! `jwks_uri` fetched by the same JWKS machinery as issuers' keys (streaming size cap, one fetch at a
 //! time, failures and unknown-kid refetches floored).
 
-use super::{oauth, OAuthError};
+use super::{oauth, OAuthError, OAuthErrorCode};
 use crate::auth::jwks::Jwks;
 use crate::clock::SharedClock;
 use crate::config::{Client, ClientKeys, Issuer, KeySource, CLIENT_KEY_ALGORITHMS};
@@ -76,7 +76,7 @@ impl ClientJwks {
                 };
                 fetched.map(|set| set.keys.clone()).ok_or(oauth(
                     401,
-                    "invalid_client",
+                    OAuthErrorCode::InvalidClient,
                     "the client's keys (jwks_uri) cannot be fetched",
                 ))
             }
@@ -124,7 +124,7 @@ mod tests {
         assert!(jwks.keys(&none, None).await.unwrap().is_empty());
         // nothing listens there: the client cannot authenticate, and says why
         let e = jwks.keys(&remote, Some("k")).await.unwrap_err();
-        assert_eq!((e.status, e.code), (401, "invalid_client"));
+        assert_eq!((e.status, e.code), (401, OAuthErrorCode::InvalidClient));
         assert!(e.description.contains("jwks_uri"));
     }
 }

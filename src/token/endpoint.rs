@@ -24,7 +24,7 @@ pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
 fn too_many(retry_after: u64, description: &'static str) -> OAuthError {
     OAuthError {
         retry_after: Some(retry_after),
-        ..oauth(429, "invalid_request", description)
+        ..oauth(429, OAuthErrorCode::InvalidRequest, description)
     }
 }
 
@@ -68,7 +68,7 @@ impl TokenService {
         if !endpoint.allows(&method) {
             let e = OAuthError {
                 allow: Some(endpoint.allow()),
-                ..oauth(405, "invalid_request", "method not allowed")
+                ..oauth(405, OAuthErrorCode::InvalidRequest, "method not allowed")
             };
             return with_headers(e.answer(), cors).send(session).await;
         }
@@ -156,7 +156,7 @@ impl TokenService {
         if cors.is_empty() {
             let e = oauth(
                 403,
-                "invalid_request",
+                OAuthErrorCode::InvalidRequest,
                 "this origin may not call this endpoint",
             );
             return e.answer().send(session).await;
@@ -190,7 +190,7 @@ impl TokenService {
             session.set_keepalive(None);
             return Err(oauth(
                 413,
-                "invalid_request",
+                OAuthErrorCode::InvalidRequest,
                 "the request body is too large",
             ));
         }
@@ -209,7 +209,7 @@ impl TokenService {
                         session.set_keepalive(None);
                         return Err(oauth(
                             413,
-                            "invalid_request",
+                            OAuthErrorCode::InvalidRequest,
                             "the request body is too large",
                         ));
                     }
@@ -266,7 +266,7 @@ impl TokenService {
         };
         if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
             // The assertion was the client's only proof: a bad one is a failed authentication.
-            if e.code == "invalid_grant" {
+            if e.code == OAuthErrorCode::InvalidGrant {
                 self.auth_failed(Some(&client.client_id), address, false)
                     .await;
             }
@@ -282,7 +282,10 @@ mod tests {
     #[test]
     fn forms_refuse_repeats_and_drop_empty_values() {
         assert!(parse_form(b"a=1&b=2").is_ok());
-        assert_eq!(parse_form(b"a=1&a=2").unwrap_err().code, "invalid_request");
+        assert_eq!(
+            parse_form(b"a=1&a=2").unwrap_err().code,
+            OAuthErrorCode::InvalidRequest
+        );
         let f = parse_form(b"scope=&client_secret=&grant_type=x").unwrap();
         assert_eq!(f.len(), 1);
         assert_eq!(f.get("grant_type").map(String::as_str), Some("x"));

@@ -16,7 +16,7 @@ impl TokenService {
                 if asked.iter().any(|a| !client.scopes.contains(a)) {
                     return Err(oauth(
                         400,
-                        "invalid_scope",
+                        OAuthErrorCode::InvalidScope,
                         "a requested scope is not allowed for this client",
                     ));
                 }
@@ -45,7 +45,7 @@ impl TokenService {
             _ => {
                 return Err(oauth(
                     400,
-                    "unsupported_grant_type",
+                    OAuthErrorCode::UnsupportedGrantType,
                     "this grant type is not supported",
                 ))
             }
@@ -53,7 +53,7 @@ impl TokenService {
         if !client.grant_types.contains(&grant_type) {
             return Err(oauth(
                 400,
-                "unauthorized_client",
+                OAuthErrorCode::UnauthorizedClient,
                 "the client may not use this grant type",
             ));
         }
@@ -88,7 +88,7 @@ impl TokenService {
                 if client.public {
                     return Err(oauth(
                         400,
-                        "unauthorized_client",
+                        OAuthErrorCode::UnauthorizedClient,
                         "a public client cannot use client_credentials",
                     ));
                 }
@@ -147,7 +147,11 @@ impl TokenService {
         }
         let token = key.sign(&header, &claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign a token");
-            oauth(500, "server_error", "the token could not be signed")
+            oauth(
+                500,
+                OAuthErrorCode::ServerError,
+                "the token could not be signed",
+            )
         })?;
         Ok((token, ttl, jti))
     }
@@ -174,7 +178,7 @@ impl TokenService {
                     retry_after: Some(self.failures.retry_after()),
                     ..oauth(
                         400,
-                        "invalid_grant",
+                        OAuthErrorCode::InvalidGrant,
                         "too many failed sign-ins for this user or address; try again later",
                     )
                 })
@@ -286,7 +290,7 @@ impl TokenService {
             None => {
                 return Err(oauth(
                     400,
-                    "invalid_scope",
+                    OAuthErrorCode::InvalidScope,
                     "a refresh cannot widen the granted scopes",
                 ))
             }

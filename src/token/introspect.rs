@@ -1,7 +1,7 @@
 //! Introspection (RFC 7662) and revocation (RFC 7009), and revoking a refresh family everywhere.
 
 use super::{jwt, put, released_claims};
-use super::{oauth, sha256_hex, unavailable, OAuthError, TokenService};
+use super::{oauth, sha256_hex, unavailable, OAuthError, OAuthErrorCode, TokenService};
 use crate::auth::extract::extract_token;
 use crate::auth::principal::decode_claims;
 use crate::config::Client;
@@ -36,7 +36,7 @@ impl TokenService {
         if !authenticated || client.public {
             return Err(oauth(
                 401,
-                "invalid_client",
+                OAuthErrorCode::InvalidClient,
                 "introspection needs the authentication of a confidential client",
             ));
         }
@@ -102,7 +102,7 @@ impl TokenService {
                 if r.client_id != client.client_id {
                     return Err(oauth(
                         400,
-                        "unauthorized_client",
+                        OAuthErrorCode::UnauthorizedClient,
                         "the token was issued to another client",
                     ));
                 }
@@ -113,7 +113,7 @@ impl TokenService {
         if c.get("client_id").and_then(Value::as_str) != Some(client.client_id.as_str()) {
             return Err(oauth(
                 400,
-                "unauthorized_client",
+                OAuthErrorCode::UnauthorizedClient,
                 "the token was issued to another client",
             ));
         }
@@ -169,7 +169,7 @@ impl TokenService {
         // OIDC Core §5.3: userinfo answers for tokens granted the `openid` scope.
         if !principal.has_scope("openid") {
             return Err(Rejection::InsufficientScope(crate::policy::Denied {
-                reason: "scopes_all",
+                reason: crate::observe::DenyReason::ScopesAll,
                 scope: Some("openid".into()),
             }));
         }

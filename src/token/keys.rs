@@ -1,6 +1,7 @@
 //! The token service's signing keys: PEM files (created when missing), their RFC 7638 kids and the JWKS.
 
 use crate::crypto::verify_keys::{RawJwk, VerifyKey};
+use crate::startup_error::{FileAction, StartupError};
 use aws_lc_rs::encoding::AsDer;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, ThumbprintHash};
@@ -167,25 +168,30 @@ impl SigningKeys {
     pub fn load_or_create(
         paths: &[std::path::PathBuf],
         new_alg: Algorithm,
-    ) -> Result<SigningKeys, String> {
+    ) -> Result<SigningKeys, StartupError> {
         let mut keys = Vec::new();
         for path in paths {
+            let key_problem = |problem| StartupError::Keys {
+                path: path.clone(),
+                problem,
+            };
             if !path.exists() {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
-                        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                        .map_err(StartupError::file(FileAction::CreateFolder, dir))?;
                 }
-                crate::crypto::files::write_private(path, generate(new_alg)?.as_bytes())?;
+                let pem = generate(new_alg).map_err(key_problem)?;
+                crate::crypto::files::write_private(path, pem.as_bytes())?;
                 tracing::warn!(path = %path.display(), alg = ?new_alg, "created a new signing key");
             }
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            keys.push(Arc::new(
-                load(&pem).map_err(|e| format!("{}: {e}", path.display()))?,
-            ));
+            let pem = std::fs::read(path).map_err(StartupError::file(FileAction::Read, path))?;
+            keys.push(Arc::new(load(&pem).map_err(key_problem)?));
         }
         if keys.is_empty() {
-            return Err("token_service.signing_keys is empty".into());
+            return Err(StartupError::Setting {
+                key: "token_service.signing_keys",
+                problem: "is empty".into(),
+            });
         }
         let jwks =
             serde_json::json!({ "keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>() })
@@ -213,7 +219,7 @@ impl SigningKeys {
     pub fn for_service(
         ts: &crate::config::TokenServiceSettings,
         clients: &[crate::config::Client],
-    ) -> Result<SigningKeys, String> {
+    ) -> Result<SigningKeys, StartupError> {
         let mut keys = SigningKeys::load_or_create(&ts.signing_keys, ts.key_algorithm)?;
         let mut algs = vec![Algorithm::RS256];
         for c in clients {
@@ -233,7 +239,11 @@ impl SigningKeys {
     /// Adds a key of each of `algs` that no loaded key has, from `{dir}/signing-{alg}.pem` next to
     /// the first configured key (created when missing), so ID tokens can be signed as clients
     /// expect. Every key is published in the JWKS.
-    pub fn ensure_algorithms(&mut self, algs: &[Algorithm], dir: &Path) -> Result<(), String> {
+    pub fn ensure_algorithms(
+        &mut self,
+        algs: &[Algorithm],
+        dir: &Path,
+    ) -> Result<(), StartupError> {
         for alg in algs {
             if self.for_alg(*alg).is_some() {
                 continue;
@@ -254,11 +264,16 @@ impl SigningKeys {
 }
 
 /// Writes a new key file for `gatehouse keygen`.
-pub fn keygen(alg: Algorithm, out: &Path) -> Result<String, String> {
+pub fn keygen(alg: Algorithm, out: &Path) -> Result<String, StartupError> {
+    let key_problem = |problem| StartupError::Keys {
+        path: out.to_path_buf(),
+        problem,
+    };
     if out.exists() {
-        return Err(format!("{} exists; not overwriting a key", out.display()));
+        return Err(key_problem("exists; not overwriting a key".into()));
     }
-    crate::crypto::files::write_private(out, generate(alg)?.as_bytes())?;
-    let pem = std::fs::read(out).map_err(|e| e.to_string())?;
-    Ok(load(&pem)?.kid)
+    let pem = generate(alg).map_err(key_problem)?;
+    crate::crypto::files::write_private(out, pem.as_bytes())?;
+    let pem = std::fs::read(out).map_err(StartupError::file(FileAction::Read, out))?;
+    Ok(load(&pem).map_err(key_problem)?.kid)
 }

@@ -6,6 +6,7 @@ pub mod authorize;
 mod client_auth;
 mod client_keys;
 pub mod endpoint;
+mod error;
 mod grants;
 mod introspect;
 pub mod keys;
@@ -17,6 +18,7 @@ mod users;
 #[cfg(test)]
 mod tests;
 
+pub use error::OAuthErrorCode;
 pub use users::released_claims;
 
 pub use crate::crypto::{argon2_hash, random_token, secret_matches, sha256_hash, sha256_hex};
@@ -26,6 +28,7 @@ use crate::auth::{Revocations, Verifier};
 use crate::clock::SharedClock;
 use crate::config::{Client, Config, GrantType, TokenServiceSettings};
 use crate::crypto::{Decoys, HashPool};
+use crate::startup_error::StartupError;
 use crate::store::{run_blocking, Store};
 use keys::SigningKeys;
 use limits::Window;
@@ -99,7 +102,7 @@ enum Family<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {
     pub status: u16,
-    pub code: &'static str,
+    pub code: OAuthErrorCode,
     pub description: &'static str,
     /// Basic was used: answer 401 with a Basic challenge
     pub basic: bool,
@@ -126,14 +129,14 @@ impl crate::respond::AsAnswer for OAuthError {
         }
         crate::respond::ErrorAnswer {
             status: self.status,
-            code: self.code,
+            code: self.code.as_str(),
             description: self.description,
             headers,
         }
     }
 }
 
-fn oauth(status: u16, code: &'static str, description: &'static str) -> OAuthError {
+fn oauth(status: u16, code: OAuthErrorCode, description: &'static str) -> OAuthError {
     OAuthError {
         status,
         code,
@@ -145,11 +148,11 @@ fn oauth(status: u16, code: &'static str, description: &'static str) -> OAuthErr
 }
 
 fn invalid_request(description: &'static str) -> OAuthError {
-    oauth(400, "invalid_request", description)
+    oauth(400, OAuthErrorCode::InvalidRequest, description)
 }
 
 fn invalid_grant(description: &'static str) -> OAuthError {
-    oauth(400, "invalid_grant", description)
+    oauth(400, OAuthErrorCode::InvalidGrant, description)
 }
 
 /// The hashing pool is full: refused at once rather than queued.
@@ -158,7 +161,7 @@ fn busy() -> OAuthError {
         retry_after: Some(1),
         ..oauth(
             503,
-            "temporarily_unavailable",
+            OAuthErrorCode::TemporarilyUnavailable,
             "too many credential checks in progress; try again",
         )
     }
@@ -166,14 +169,14 @@ fn busy() -> OAuthError {
 
 /// The service has no key to sign with (never after a successful start).
 fn no_signing_key() -> OAuthError {
-    oauth(500, "server_error", "no signing key is loaded")
+    oauth(500, OAuthErrorCode::ServerError, "no signing key is loaded")
 }
 
 /// The random generator failed: refuse rather than hand out a predictable value.
 fn no_randomness(_: crate::crypto::NoRandomness) -> OAuthError {
     oauth(
         503,
-        "temporarily_unavailable",
+        OAuthErrorCode::TemporarilyUnavailable,
         "no secure random values are available; try again",
     )
 }
@@ -181,7 +184,7 @@ fn no_randomness(_: crate::crypto::NoRandomness) -> OAuthError {
 fn unavailable() -> OAuthError {
     oauth(
         503,
-        "temporarily_unavailable",
+        OAuthErrorCode::TemporarilyUnavailable,
         "the token store is unavailable; try again",
     )
 }
@@ -236,13 +239,16 @@ impl TokenService {
         store: Arc<dyn Store>,
         verifier: Arc<Verifier>,
         clock: SharedClock,
-    ) -> Result<Option<TokenService>, String> {
+    ) -> Result<Option<TokenService>, StartupError> {
         let Some(settings) = config.token_service.clone() else {
             return Ok(None);
         };
         let own_issuer = config
             .issuer_by_name("self")
-            .ok_or("the token service has no issuer \"self\"")?
+            .ok_or(StartupError::Setting {
+                key: "issuers",
+                problem: "the token service has no issuer \"self\"".into(),
+            })?
             .clone();
         let revocations = verifier.revocations.clone();
         let public_url = config.server.public_url.clone();
@@ -276,7 +282,7 @@ impl TokenService {
                 .time_to_live(std::time::Duration::from_secs(authorize::CSRF_SECONDS))
                 .build(),
             user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect())
-                .map_err(|e| e.to_string())?,
+                .map_err(|e| StartupError::part("token_service")(e.to_string()))?,
             client_decoys: Decoys::new(
                 config
                     .clients
@@ -284,7 +290,7 @@ impl TokenService {
                     .filter_map(|c| c.secret.clone())
                     .collect(),
             )
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| StartupError::part("token_service")(e.to_string()))?,
             pool: HashPool::for_machine(),
             store: store.clone(),
             revocations,
@@ -294,7 +300,8 @@ impl TokenService {
             per_client: window(limits.token_endpoint).shared(store.clone(), "rate"),
             per_address: window(limits.token_endpoint).shared(store.clone(), "rate"),
             failures: window(limits.failed_auth_lockout).shared(store.clone(), "failures"),
-            client_jwks: client_keys::ClientJwks::new(&config.clients, clock.clone())?,
+            client_jwks: client_keys::ClientJwks::new(&config.clients, clock.clone())
+                .map_err(StartupError::part("clients"))?,
             clock,
             metadata,
             issuer_path,

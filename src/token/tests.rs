@@ -188,12 +188,12 @@ async fn scopes_grants_and_clients_are_refused_with_their_codes() {
     let wide = [("grant_type", "client_credentials"), ("scope", "admin")];
     assert_eq!(
         f.token(Some(&auth), &wide).await.unwrap_err().code,
-        "invalid_scope"
+        OAuthErrorCode::InvalidScope
     );
     let unknown = [("grant_type", "implicit")];
     assert_eq!(
         f.token(Some(&auth), &unknown).await.unwrap_err().code,
-        "unsupported_grant_type"
+        OAuthErrorCode::UnsupportedGrantType
     );
     let not_listed = [
         ("grant_type", "password"),
@@ -202,11 +202,11 @@ async fn scopes_grants_and_clients_are_refused_with_their_codes() {
     ];
     assert_eq!(
         f.token(Some(&auth), &not_listed).await.unwrap_err().code,
-        "unauthorized_client"
+        OAuthErrorCode::UnauthorizedClient
     );
     assert_eq!(
         f.token(Some(&auth), &[]).await.unwrap_err().code,
-        "invalid_request"
+        OAuthErrorCode::InvalidRequest
     );
 }
 
@@ -216,7 +216,10 @@ async fn client_authentication_failures_look_alike_and_lock_out() {
     let cc = [("grant_type", "client_credentials")];
     for auth in [basic("svc", "wrong"), basic("ghost", SVC)] {
         let e = f.token(Some(&auth), &cc).await.unwrap_err();
-        assert_eq!((e.status, e.code, e.basic), (401, "invalid_client", true));
+        assert_eq!(
+            (e.status, e.code, e.basic),
+            (401, OAuthErrorCode::InvalidClient, true)
+        );
         assert_eq!(e.description, "client authentication failed");
     }
     // secrets in the body, without Basic
@@ -232,7 +235,7 @@ async fn client_authentication_failures_look_alike_and_lock_out() {
         .await
         .unwrap_err();
     let e = f.token(Some(&basic("svc", SVC)), &cc).await.unwrap_err();
-    assert_eq!((e.status, e.code), (401, "invalid_client"));
+    assert_eq!((e.status, e.code), (401, OAuthErrorCode::InvalidClient));
     assert!(e.retry_after.is_some());
     assert!(e.description.contains("too many failed authentications"));
     // another client behind the same address is not locked out with it
@@ -256,12 +259,12 @@ async fn two_authentication_methods_or_none_are_refused() {
         ("client_secret", SVC),
     ];
     let e = f.token(Some(&basic("svc", SVC)), &both).await.unwrap_err();
-    assert_eq!((e.status, e.code), (400, "invalid_request"));
+    assert_eq!((e.status, e.code), (400, OAuthErrorCode::InvalidRequest));
     let e = f
         .token(None, &[("grant_type", "client_credentials")])
         .await
         .unwrap_err();
-    assert_eq!((e.status, e.code), (401, "invalid_client"));
+    assert_eq!((e.status, e.code), (401, OAuthErrorCode::InvalidClient));
     // a public client's Basic `id:` with an empty password names it, as `client_id` would
     let verifier = "v".repeat(43);
     let code = [
@@ -270,7 +273,7 @@ async fn two_authentication_methods_or_none_are_refused() {
         ("code_verifier", verifier.as_str()),
     ];
     let e = f.token(Some(&basic("spa", "")), &code).await.unwrap_err();
-    assert_eq!(e.code, "invalid_grant", "{e:?}");
+    assert_eq!(e.code, OAuthErrorCode::InvalidGrant, "{e:?}");
     // empty parameters count as absent (the form parser drops them)
     let empty = [
         ("grant_type", "client_credentials"),
@@ -283,7 +286,7 @@ async fn two_authentication_methods_or_none_are_refused() {
     let public = [("grant_type", "client_credentials"), ("client_id", "spa")];
     assert_eq!(
         f.token(None, &public).await.unwrap_err().code,
-        "unauthorized_client"
+        OAuthErrorCode::UnauthorizedClient
     );
 }
 
@@ -299,14 +302,14 @@ async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family_and_its_access_
             .await
             .unwrap_err()
             .code,
-        "invalid_scope"
+        OAuthErrorCode::InvalidScope
     );
     let second = f.refresh(&r1, Some("read")).await.unwrap();
     let r2 = second["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(r1, r2);
     assert!(!f.svc.revocations.is_revoked(&jti1));
     let reuse = f.refresh(&r1, None).await.unwrap_err();
-    assert_eq!(reuse.code, "invalid_grant");
+    assert_eq!(reuse.code, OAuthErrorCode::InvalidGrant);
     assert!(
         f.svc.revocations.is_revoked(&jti1),
         "the family's access token"
@@ -315,7 +318,7 @@ async fn refresh_tokens_rotate_once_and_reuse_revokes_the_family_and_its_access_
     assert!(f.svc.revocations.is_revoked(&jti2));
     assert_eq!(
         f.refresh(&r2, None).await.unwrap_err().code,
-        "invalid_grant"
+        OAuthErrorCode::InvalidGrant
     );
 }
 
@@ -327,7 +330,10 @@ async fn a_refresh_family_ends_with_its_lifetime() {
         .unwrap()
         .to_string();
     f.clock.advance(std::time::Duration::from_secs(8 * 86400));
-    assert_eq!(f.refresh(&r, None).await.unwrap_err().code, "invalid_grant");
+    assert_eq!(
+        f.refresh(&r, None).await.unwrap_err().code,
+        OAuthErrorCode::InvalidGrant
+    );
 }
 
 #[tokio::test]
@@ -342,7 +348,7 @@ async fn wrong_passwords_are_invalid_grant() {
         .token(Some(&basic("legacy", LEGACY)), &pairs)
         .await
         .unwrap_err();
-    assert_eq!((e.status, e.code), (400, "invalid_grant"));
+    assert_eq!((e.status, e.code), (400, OAuthErrorCode::InvalidGrant));
     let ghost = [
         ("grant_type", "password"),
         ("username", "ghost"),
@@ -365,7 +371,7 @@ async fn introspection_is_for_confidential_clients_about_their_own_tokens() {
         .post(Endpoint::Introspect, None, &public)
         .await
         .unwrap_err();
-    assert_eq!((e.status, e.code), (401, "invalid_client"));
+    assert_eq!((e.status, e.code), (401, OAuthErrorCode::InvalidClient));
     let own = f
         .post(
             Endpoint::Introspect,
@@ -417,7 +423,7 @@ async fn revoking_another_clients_token_is_refused_and_unknown_tokens_are_fine()
         )
         .await
         .unwrap_err();
-    assert_eq!(e.code, "unauthorized_client");
+    assert_eq!(e.code, OAuthErrorCode::UnauthorizedClient);
     let ok = f
         .post(
             Endpoint::Revoke,

@@ -98,7 +98,7 @@ impl TokenService {
         let claims = self.local_claims(user);
         crate::session::NewSession {
             subject: user.subject.clone(),
-            provider: crate::config::LOCAL_LOGIN.into(),
+            provider: crate::config::LoginWay::Local.to_string(),
             provider_sid: String::new(),
             data: crate::session::SessionData {
                 claims,
