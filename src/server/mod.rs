@@ -146,6 +146,54 @@ pub fn build_with(
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
 
+    let lasting = lasting(&config, clock, &mut server)?;
+    let (first, first_tasks) = generation::generation(config.clone(), &lasting, None)?;
+    let shared = Arc::new(ArcSwap::from_pointee(first));
+    let resolver =
+        certificate.map(|c| Arc::new(crate::listener::cert_resolver::CertResolver::new(c)));
+    let reloader = Arc::new(reload::Reloader::new(
+        shared.clone(),
+        lasting,
+        resolver.clone(),
+    ));
+    if config.server.watch_config {
+        server.add_service(background_service(
+            "configuration file watch",
+            reload::Watch(reloader.clone()),
+        ));
+    }
+    server.add_service(background_service(
+        "configuration generation",
+        FirstGeneration {
+            tasks: std::sync::Mutex::new(Some(first_tasks)),
+            reloader: reloader.clone(),
+        },
+    ));
+
+    server.add_service(proxy_service(&server, &config, &shared, resolver.as_ref())?);
+    if let Some(addr) = config.server.admin_listen {
+        let admin = admin::Admin {
+            shared: shared.clone(),
+            reloader: reloader.clone(),
+        };
+        let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
+        svc.add_tcp(&addr.to_string());
+        server.add_service(svc);
+    }
+    Ok(Built {
+        server,
+        shared,
+        reloader,
+    })
+}
+
+/// What outlives every generation: the store, the revocations it feeds (with the Redis feed and the
+/// store's maintenance as background services), the clock and the propagation histogram.
+fn lasting(
+    config: &Config,
+    clock: SharedClock,
+    server: &mut Server,
+) -> Result<generation::Lasting, StartupError> {
     let revocations = Arc::new(crate::auth::Revocations::new(
         clock.clone(),
         config.validation.leeway,
@@ -203,36 +251,28 @@ pub fn build_with(
             StoreMaintenance(store.clone(), clock.clone()),
         ));
     }
-    let lasting = generation::Lasting {
+    Ok(generation::Lasting {
         clock,
         store,
         revocations,
         revocations_loaded,
         propagation,
-    };
-    let (first, first_tasks) = generation::generation(config.clone(), &lasting, None)?;
-    let shared = Arc::new(ArcSwap::from_pointee(first));
-    let resolver =
-        certificate.map(|c| Arc::new(crate::listener::cert_resolver::CertResolver::new(c)));
-    let reloader = Arc::new(reload::Reloader::new(
-        shared.clone(),
-        lasting,
-        resolver.clone(),
-    ));
-    if config.server.watch_config {
-        server.add_service(background_service(
-            "configuration file watch",
-            reload::Watch(reloader.clone()),
-        ));
-    }
-    server.add_service(background_service(
-        "configuration generation",
-        FirstGeneration {
-            tasks: std::sync::Mutex::new(Some(first_tasks)),
-            reloader: reloader.clone(),
-        },
-    ));
+    })
+}
 
+/// The proxy on every plain and TLS listener: Pingora's HTTP proxy around the gateway, wrapped in
+/// the header deadline, with the gateway's own TLS handshake.
+fn proxy_service(
+    server: &Server,
+    config: &Config,
+    shared: &Arc<ArcSwap<Shared>>,
+    resolver: Option<&Arc<crate::listener::cert_resolver::CertResolver>>,
+) -> Result<
+    pingora::services::listening::Service<
+        crate::listener::header_deadline::HeaderDeadline<pingora::proxy::HttpProxy<Gateway>>,
+    >,
+    StartupError,
+> {
     let gateway = Gateway {
         shared: shared.clone(),
         draining: drain::watch(server.watch_execution_phase())
@@ -248,9 +288,9 @@ pub fn build_with(
     proxy.server_options = Some(options);
     // The TLS listeners accept TCP; the gateway runs the handshake (see tls_accept). The
     // certificate files are read into the resolver, which a reload refreshes.
-    let tls = match &resolver {
+    let tls = match resolver {
         Some(resolver) if !config.server.listen_tls.is_empty() => Some(TlsTermination::new(
-            crate::listener::tls_accept::server_config(resolver.clone())
+            crate::listener::tls_accept::server_config(Arc::clone(resolver) as _)
                 .map_err(StartupError::part("server"))?,
             config.server.listen_tls.clone(),
         )),
@@ -273,20 +313,5 @@ pub fn build_with(
     {
         svc.add_listener(ListenerConfig::tcp(addr.to_string()).l4_buffer(client_buffers()));
     }
-    server.add_service(svc);
-
-    if let Some(addr) = config.server.admin_listen {
-        let admin = admin::Admin {
-            shared: shared.clone(),
-            reloader: reloader.clone(),
-        };
-        let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
-        svc.add_tcp(&addr.to_string());
-        server.add_service(svc);
-    }
-    Ok(Built {
-        server,
-        shared,
-        reloader,
-    })
+    Ok(svc)
 }

@@ -3,7 +3,7 @@
 
 use crate::forward_auth::start;
 use crate::sessions::Browser;
-use crate::support::harness::{free_port, wait_port};
+use crate::support::harness::free_port;
 use crate::tokens::{Auth, ALICE_PASSWORD};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,8 +92,25 @@ fn spawn(mut cmd: Command, port: u16, dir: tempfile::TempDir) -> Proxy {
         .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
         .spawn()
         .unwrap();
-    let p = Proxy { child, port, dir };
-    wait_port(format!("127.0.0.1:{port}").parse().unwrap());
+    let mut p = Proxy { child, port, dir };
+    // a proxy starting on a busy machine (Envoy above all) may take a while: wait for its port
+    // while it runs, and say why when it stopped instead
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            panic!(
+                "the proxy stopped ({status}) before listening:\n{}",
+                p.log()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the proxy did not listen on {addr}:\n{}",
+            p.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     p
 }
 

@@ -76,8 +76,9 @@ pub fn echo_everywhere(echo: SocketAddr) -> String {
     )
 }
 
+/// Waits (up to 30 s: tests run side by side on a couple of cores) for something to listen.
 pub fn wait_port(addr: SocketAddr) {
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if TcpStream::connect(addr).is_ok() {
             return;
         }
