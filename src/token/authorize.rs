@@ -24,83 +24,90 @@ impl TokenService {
     /// GET shows the sign-in page (or, with a live session, answers at once); POST signs in.
     pub(super) async fn authorize(&self, session: &mut Session) -> pingora::Result<()> {
         let post = session.req_header().method == http::Method::POST;
-        let params = if post {
-            match self.read_form(session).await {
-                Ok(f) => f,
-                Err(_) => {
-                    return self
-                        .page(
-                            session,
-                            400,
-                            "The sign-in request could not be read.",
-                            None,
-                            None,
-                        )
-                        .await
-                }
-            }
-        } else {
-            let q = session.req_header().uri.query().unwrap_or("");
-            let mut m = HashMap::new();
-            for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-                if m.insert(k.into_owned(), v.into_owned()).is_some() {
-                    return self
-                        .page(
-                            session,
-                            400,
-                            "A parameter was sent more than once.",
-                            None,
-                            None,
-                        )
-                        .await;
-                }
-            }
-            m
+        let params = match self.authorize_params(session, post).await {
+            Ok(p) => p,
+            Err(message) => return self.page(session, 400, message, None, None).await,
         };
         let req = match self.validate(&params) {
             Ok(r) => r,
             Err(e) => return self.authorize_error(session, e).await,
         };
-        let now = self.clock.now_secs();
         // OIDC Core §3.1.2.1: the authorization request itself may come by POST; the sign-in form
         // is the POST that carries a CSRF token.
-        if !(post && params.contains_key("csrf")) {
-            // A live, recent enough session skips the form, unless the client asks to sign in again.
-            let live = self.live_session(session).await.filter(|(_, auth_time)| {
-                req.max_age
-                    .is_none_or(|m| now.saturating_sub(*auth_time) < m)
-            });
-            return match (req.prompt, live) {
-                (Prompt::Login, _) => self.page(session, 200, "", Some(&params), None).await,
-                (_, Some((subject, auth_time))) => {
-                    self.grant_code(session, &req, &subject, auth_time, None)
-                        .await
-                }
-                (Prompt::None, None) => {
-                    let error = AuthorizeError::Redirect {
-                        uri: req.redirect_uri.clone(),
-                        state: req.state.clone(),
-                        code: OAuthErrorCode::LoginRequired,
-                        description: "the person must sign in, and prompt=none forbids asking",
-                    };
-                    self.authorize_error(session, error).await
-                }
-                (Prompt::Default, None) => self.page(session, 200, "", Some(&params), None).await,
-            };
+        if post && params.contains_key("csrf") {
+            self.submit(session, &req, &params).await
+        } else {
+            self.ask(session, &req, &params).await
         }
-        // POST: the form's CSRF token must be one this gateway issued to this browser's pre-login
-        // cookie, and it is used up here, whatever happens next; then the credentials.
-        if !self.take_form_token(session, params.get("csrf")) {
+    }
+
+    /// The request's parameters: the form of a POST, else the query; a repeated one is refused.
+    async fn authorize_params(
+        &self,
+        session: &mut Session,
+        post: bool,
+    ) -> Result<HashMap<String, String>, &'static str> {
+        if post {
             return self
-                .page(
-                    session,
-                    403,
-                    "This sign-in form has expired. Please try again.",
-                    Some(&params),
-                    None,
-                )
-                .await;
+                .read_form(session)
+                .await
+                .map_err(|_| "The sign-in request could not be read.");
         }
+        let q = session.req_header().uri.query().unwrap_or("");
+        let mut m = HashMap::new();
+        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
+            if m.insert(k.into_owned(), v.into_owned()).is_some() {
+                return Err("A parameter was sent more than once.");
+            }
+        }
+        Ok(m)
+    }
+
+    /// An authorization request: a live, recent enough session answers at once, unless the client
+    /// asks to sign in again; else the sign-in form, or `login_required` with `prompt=none`.
+    async fn ask(
+        &self,
+        session: &mut Session,
+        req: &AuthRequest<'_>,
+        params: &HashMap<String, String>,
+    ) -> pingora::Result<()> {
+        let now = self.clock.now_secs();
+        let live = self.live_session(session).await.filter(|(_, auth_time)| {
+            req.max_age
+                .is_none_or(|m| now.saturating_sub(*auth_time) < m)
+        });
+        match (req.prompt, live) {
+            (Prompt::Login, _) => self.page(session, 200, "", Some(params), None).await,
+            (_, Some((subject, auth_time))) => {
+                self.grant_code(session, req, &subject, auth_time, None)
+                    .await
+            }
+            (Prompt::None, None) => {
+                let error = AuthorizeError::Redirect {
+                    uri: req.redirect_uri.clone(),
+                    state: req.state.clone(),
+                    code: OAuthErrorCode::LoginRequired,
+                    description: "the person must sign in, and prompt=none forbids asking",
+                };
+                self.authorize_error(session, error).await
+            }
+            (Prompt::Default, None) => self.page(session, 200, "", Some(params), None).await,
+        }
+    }
+
+    /// The sign-in form: its CSRF token must be one this gateway issued to this browser's pre-login
+    /// cookie, and it is used up here, whatever happens next; then the credentials.
+    async fn submit(
+        &self,
+        session: &mut Session,
+        req: &AuthRequest<'_>,
+        params: &HashMap<String, String>,
+    ) -> pingora::Result<()> {
+        if !self.take_form_token(session, params.get("csrf")) {
+            let expired = "This sign-in form has expired. Please try again.";
+            return self.page(session, 403, expired, Some(params), None).await;
+        }
+        let now = self.clock.now_secs();
         let username = params.get("username").cloned().unwrap_or_default();
         let password = params.get("password").cloned().unwrap_or_default();
         let address = self.client_address(session);
@@ -118,18 +125,15 @@ impl TokenService {
                     Err(crate::session::OpenError::Randomness(_)) => {
                         return self.no_randomness_page(session).await
                     }
-                    Err(crate::session::OpenError::Store(_)) => return self
-                        .page(
-                            session,
-                            503,
-                            "Signing in is not possible right now. Please try again in a moment.",
-                            Some(&params),
-                            Some(&username),
-                        )
-                        .await,
+                    Err(crate::session::OpenError::Store(_)) => {
+                        let busy =
+                            "Signing in is not possible right now. Please try again in a moment.";
+                        let name = Some(username.as_str());
+                        return self.page(session, 503, busy, Some(params), name).await;
+                    }
                 };
                 return self
-                    .grant_code(session, &req, &user.subject.clone(), now, Some(set))
+                    .grant_code(session, req, &user.subject.clone(), now, Some(set))
                     .await;
             }
             SignIn::LockedOut => (429, "Too many failed sign-ins. Please wait a few minutes."),
@@ -139,9 +143,10 @@ impl TokenService {
             ),
             SignIn::Wrong => (401, "The email or password is wrong."),
         };
-        self.page(session, status, message, Some(&params), Some(&username))
+        self.page(session, status, message, Some(params), Some(&username))
             .await
     }
+
     /// The local user and sign-in time of the request's live session, if any; a store that cannot
     /// answer means none. Sessions of external providers do not sign in here.
     async fn live_session(&self, session: &Session) -> Option<(String, u64)> {

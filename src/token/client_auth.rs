@@ -56,6 +56,35 @@ fn required() -> OAuthError {
     }
 }
 
+/// A request without client authentication: a public client naming itself, or a jwt-bearer grant
+/// whose assertion names the client (with a `client_id` beside it only when it is that issuer).
+fn unauthenticated(form: &HashMap<String, String>) -> Result<Credentials, OAuthError> {
+    let grant_iss = (form.get("grant_type").map(String::as_str) == Some(JWT_BEARER))
+        .then(|| form.get("assertion"))
+        .flatten()
+        .and_then(|a| jwt::parse(a).ok())
+        .and_then(|p| p.iss().map(str::to_string));
+    match (form.get("client_id"), grant_iss) {
+        // RFC 6749 §3.2.1 and RFC 7523 §2.1 let a client name itself beside the assertion
+        // (Authlib's AssertionSession and openid-client's None() always do): it must be the
+        // assertion's issuer, which the grant then verifies
+        (Some(id), Some(iss)) if *id == iss => Ok(Credentials::Grant { iss }),
+        (Some(_), Some(_)) => Err(OAuthError {
+            basic: true,
+            ..oauth(
+                401,
+                OAuthErrorCode::InvalidClient,
+                "client_id is not the assertion's issuer",
+            )
+        }),
+        (Some(id), None) => Ok(Credentials::None {
+            client_id: id.clone(),
+        }),
+        (None, Some(iss)) => Ok(Credentials::Grant { iss }),
+        (None, None) => Err(required()),
+    }
+}
+
 /// True for `Basic <something>` (the scheme in any case), without slicing inside a character.
 fn is_basic(header: &str) -> bool {
     header.len() > 6
@@ -137,30 +166,7 @@ impl TokenService {
                 assertion: a.clone(),
             });
         }
-        let grant_iss = (form.get("grant_type").map(String::as_str) == Some(JWT_BEARER))
-            .then(|| form.get("assertion"))
-            .flatten()
-            .and_then(|a| jwt::parse(a).ok())
-            .and_then(|p| p.iss().map(str::to_string));
-        match (form.get("client_id"), grant_iss) {
-            // RFC 6749 §3.2.1 and RFC 7523 §2.1 let a client name itself beside the assertion
-            // (Authlib's AssertionSession and openid-client's None() always do): it must be the
-            // assertion's issuer, which the grant then verifies
-            (Some(id), Some(iss)) if *id == iss => Ok(Credentials::Grant { iss }),
-            (Some(_), Some(_)) => Err(OAuthError {
-                basic: true,
-                ..oauth(
-                    401,
-                    OAuthErrorCode::InvalidClient,
-                    "client_id is not the assertion's issuer",
-                )
-            }),
-            (Some(id), None) => Ok(Credentials::None {
-                client_id: id.clone(),
-            }),
-            (None, Some(iss)) => Ok(Credentials::Grant { iss }),
-            (None, None) => Err(required()),
-        }
+        unauthenticated(form)
     }
 
     /// A grant assertion is verified by the token grant alone, so it proves nothing to another

@@ -281,16 +281,8 @@ impl TokenService {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(authorize::CSRF_SECONDS))
                 .build(),
-            user_decoys: Decoys::new(config.users.iter().map(|u| u.password.clone()).collect())
-                .map_err(|e| StartupError::part("token_service")(e.to_string()))?,
-            client_decoys: Decoys::new(
-                config
-                    .clients
-                    .iter()
-                    .filter_map(|c| c.secret.clone())
-                    .collect(),
-            )
-            .map_err(|e| StartupError::part("token_service")(e.to_string()))?,
+            user_decoys: decoys(config.users.iter().map(|u| u.password.clone()))?,
+            client_decoys: decoys(config.clients.iter().filter_map(|c| c.secret.clone()))?,
             pool: HashPool::for_machine(),
             store: store.clone(),
             revocations,
@@ -306,28 +298,41 @@ impl TokenService {
             metadata,
             issuer_path,
             sign_ins: Default::default(),
-            cors_origins: {
-                let mut o: Vec<String> = config
-                    .clients
-                    .iter()
-                    .flat_map(|c| c.allowed_origins.iter().cloned())
-                    .collect();
-                o.sort();
-                o.dedup();
-                o
-            },
+            cors_origins: cors_origins(config),
             keys,
             settings,
             trusted_proxies: config.server.trusted_proxies.clone(),
-            encoded_clients: config
-                .clients
-                .iter()
-                .map(|c| {
-                    let mut b = Vec::new();
-                    crate::wire::header_value::push_encoded(&mut b, &c.client_id, None);
-                    String::from_utf8_lossy(&b).into_owned()
-                })
-                .collect(),
+            encoded_clients: encoded_clients(config),
         }))
     }
+}
+
+/// Stand-in hashes of the kinds these hashes are, for unknown names.
+fn decoys(real: impl Iterator<Item = crate::crypto::SecretHash>) -> Result<Decoys, StartupError> {
+    Decoys::new(real.collect()).map_err(|e| StartupError::part("token_service")(e.to_string()))
+}
+
+/// Every origin some client allows to call the endpoints from a browser, once each.
+fn cors_origins(config: &Config) -> Vec<String> {
+    let mut o: Vec<String> = config
+        .clients
+        .iter()
+        .flat_map(|c| c.allowed_origins.iter().cloned())
+        .collect();
+    o.sort();
+    o.dedup();
+    o
+}
+
+/// Every configured client id, encoded as a principal holds it.
+fn encoded_clients(config: &Config) -> std::collections::HashSet<String> {
+    config
+        .clients
+        .iter()
+        .map(|c| {
+            let mut b = Vec::new();
+            crate::wire::header_value::push_encoded(&mut b, &c.client_id, None);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+        .collect()
 }
