@@ -119,28 +119,8 @@ impl TokenService {
                 "code_challenge_method must be S256",
             ));
         }
-        let prompt = match p.get("prompt").map(|s| split_scopes(s)) {
-            None => Prompt::Default,
-            Some(v) if v.iter().any(|x| x == "none") && v.len() > 1 => {
-                return Err(fail(
-                    OAuthErrorCode::InvalidRequest,
-                    "prompt=none cannot be combined with other values",
-                ))
-            }
-            Some(v) if v.iter().any(|x| x == "none") => Prompt::None,
-            Some(v) if v.iter().any(|x| x == "login") => Prompt::Login,
-            Some(_) => Prompt::Default,
-        };
-        let max_age = match p.get("max_age").map(|s| s.parse::<u64>()) {
-            None => None,
-            Some(Ok(n)) => Some(n),
-            Some(Err(_)) => {
-                return Err(fail(
-                    OAuthErrorCode::InvalidRequest,
-                    "max_age must be a number of seconds",
-                ))
-            }
-        };
+        let (prompt, max_age) =
+            prompt_and_max_age(p).map_err(|d| fail(OAuthErrorCode::InvalidRequest, d))?;
         let scopes: Vec<String> = match p.get("scope") {
             Some(s) => split_scopes(s),
             None => client.default_scopes.clone(),
@@ -163,6 +143,25 @@ impl TokenService {
             nonce: p.get("nonce").cloned().unwrap_or_default(),
         })
     }
+}
+
+/// OIDC Core §3.1.2.1's `prompt` (`none` alone, or `login`) and `max_age` (seconds), or why not.
+fn prompt_and_max_age(p: &HashMap<String, String>) -> Result<(Prompt, Option<u64>), &'static str> {
+    let prompt = match p.get("prompt").map(|s| split_scopes(s)) {
+        None => Prompt::Default,
+        Some(v) if v.iter().any(|x| x == "none") && v.len() > 1 => {
+            return Err("prompt=none cannot be combined with other values")
+        }
+        Some(v) if v.iter().any(|x| x == "none") => Prompt::None,
+        Some(v) if v.iter().any(|x| x == "login") => Prompt::Login,
+        Some(_) => Prompt::Default,
+    };
+    let max_age = match p.get("max_age").map(|s| s.parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return Err("max_age must be a number of seconds"),
+    };
+    Ok((prompt, max_age))
 }
 
 #[cfg(test)]

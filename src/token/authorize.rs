@@ -359,60 +359,14 @@ impl TokenService {
             ));
         }
         let hash = sha256_hex(code);
-        let now = self.clock.now_secs();
-        let h = hash.clone();
-        let used = run_blocking(&self.store, move |s| s.take_code(&h, now))
-            .await
-            .map_err(|_| unavailable())?;
-        let rec = match used {
-            CodeUse::Fresh(rec) => rec,
-            CodeUse::Reused { jti, exp, family } => {
-                tracing::warn!(target: "gatehouse::token", client = %client.client_id,
-                    "an authorization code was used twice; revoking what it issued");
-                if !jti.is_empty() {
-                    let j = jti.clone();
-                    run_blocking(&self.store, move |s| s.revoke(&j, exp))
-                        .await
-                        .map_err(|_| unavailable())?;
-                    self.revocations.add(&jti, exp);
-                }
-                if !family.is_empty() {
-                    self.revoke_family(family).await?;
-                }
-                return Err(invalid_grant("the code was already used"));
-            }
-            CodeUse::Invalid => return Err(invalid_grant("the code is not valid")),
-        };
-        if rec.client_id != client.client_id {
-            return Err(invalid_grant("the code was issued to another client"));
-        }
-        let redirect_ok = match form.get("redirect_uri") {
-            Some(sent) if rec.redirect_uri.is_empty() => client
-                .redirect_uris
-                .iter()
-                .any(|r| redirect_matches(r, sent)),
-            Some(sent) => *sent == rec.redirect_uri,
-            // RFC 6749 §4.1.3: required only when the authorization request sent one
-            None => rec.redirect_uri.is_empty(),
-        };
-        if !redirect_ok {
-            return Err(invalid_grant(
-                "redirect_uri differs from the authorization request",
-            ));
-        }
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-        let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
-        if aws_lc_rs::constant_time::verify_slices_are_equal(
-            computed.as_bytes(),
-            rec.challenge.as_bytes(),
-        )
-        .is_err()
-        {
-            return Err(invalid_grant("the PKCE code_verifier does not match"));
-        }
+        let rec = self.redeem(client, &hash).await?;
+        exchange_matches(&rec, client, form, verifier)?;
         let scopes = split_scopes(&rec.scopes);
-        let user = self.user_by_subject(&rec.subject);
-        let roles = user.map(|u| u.roles.clone()).unwrap_or_default();
+        // the person signed in moments ago; one removed since gets nothing
+        let roles = match self.user_by_subject(&rec.subject) {
+            Some(u) => u.roles.clone(),
+            None => return Err(invalid_grant("the code's user no longer exists")),
+        };
         let (mut body, issued) = self
             .issue_for_user(client, &rec.subject, &scopes, &roles, super::Family::New)
             .await?;
@@ -426,6 +380,35 @@ impl TokenService {
             put(&mut body, "id_token", json!(self.id_token(client, &rec)?));
         }
         Ok(body)
+    }
+
+    /// Takes the code out of the store, once: a second use revokes what the first issued
+    /// (RFC 6749 §4.1.2).
+    async fn redeem(&self, client: &Client, hash: &str) -> Result<CodeRecord, OAuthError> {
+        let now = self.clock.now_secs();
+        let h = hash.to_string();
+        let used = run_blocking(&self.store, move |s| s.take_code(&h, now))
+            .await
+            .map_err(|_| unavailable())?;
+        match used {
+            CodeUse::Fresh(rec) => Ok(rec),
+            CodeUse::Reused { jti, exp, family } => {
+                tracing::warn!(target: "gatehouse::token", client = %client.client_id,
+                    "an authorization code was used twice; revoking what it issued");
+                if !jti.is_empty() {
+                    let j = jti.clone();
+                    run_blocking(&self.store, move |s| s.revoke(&j, exp))
+                        .await
+                        .map_err(|_| unavailable())?;
+                    self.revocations.add(&jti, exp);
+                }
+                if !family.is_empty() {
+                    self.revoke_family(family).await?;
+                }
+                Err(invalid_grant("the code was already used"))
+            }
+            CodeUse::Invalid => Err(invalid_grant("the code is not valid")),
+        }
     }
 
     /// An OpenID Connect ID token signed by the same keys (`typ: JWT`, so the proxy never takes it
@@ -457,4 +440,42 @@ impl TokenService {
             )
         })
     }
+}
+
+/// The exchange names what the code was issued for: its client, its redirect URI (RFC 6749 §4.1.3:
+/// required only when the authorization request sent one) and its PKCE challenge.
+fn exchange_matches(
+    rec: &CodeRecord,
+    client: &Client,
+    form: &HashMap<String, String>,
+    verifier: &str,
+) -> Result<(), OAuthError> {
+    if rec.client_id != client.client_id {
+        return Err(invalid_grant("the code was issued to another client"));
+    }
+    let redirect_ok = match form.get("redirect_uri") {
+        Some(sent) if rec.redirect_uri.is_empty() => client
+            .redirect_uris
+            .iter()
+            .any(|r| redirect_matches(r, sent)),
+        Some(sent) => *sent == rec.redirect_uri,
+        // RFC 6749 §4.1.3: required only when the authorization request sent one
+        None => rec.redirect_uri.is_empty(),
+    };
+    if !redirect_ok {
+        return Err(invalid_grant(
+            "redirect_uri differs from the authorization request",
+        ));
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    if aws_lc_rs::constant_time::verify_slices_are_equal(
+        computed.as_bytes(),
+        rec.challenge.as_bytes(),
+    )
+    .is_err()
+    {
+        return Err(invalid_grant("the PKCE code_verifier does not match"));
+    }
+    Ok(())
 }
