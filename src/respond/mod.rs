@@ -329,3 +329,29 @@ pub async fn send(
     session.write_response_header(Box::new(r), false).await?;
     session.write_response_body(Some(body), true).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_carry_their_status_code_and_headers() {
+        let missing = Rejection::MissingToken.answer();
+        assert_eq!((missing.status, missing.code), (401, "unauthorized"));
+        assert_eq!(
+            missing.headers,
+            [("www-authenticate", "Bearer realm=\"gatehouse\"".to_string())]
+        );
+        let keys = Rejection::KeysUnavailable { retry_after: 7 }.answer();
+        assert_eq!(keys.status, 503);
+        assert!(keys.headers.contains(&("retry-after", "7".to_string())));
+        let methods = Rejection::MethodNotAllowed(vec![http::Method::GET, http::Method::POST]);
+        let a = methods.answer();
+        assert_eq!(a.status, 405);
+        assert!(a.headers.contains(&("allow", "GET, POST".to_string())));
+        // the body is JSON with the code and a description, never more
+        let body: serde_json::Value = serde_json::from_str(&missing.body()).unwrap();
+        assert_eq!(body["error"], "unauthorized");
+        assert_eq!(body.as_object().map(|o| o.len()), Some(2));
+    }
+}

@@ -375,4 +375,66 @@ mod tests {
         );
         assert_eq!(basic_credentials("Bearer x"), None);
     }
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// JWT-shaped text naming `iss`, signed by nobody.
+    fn assertion(iss: &str) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = format!(r#"{{"iss":"{iss}","sub":"x"}}"#);
+        format!(
+            "{}.{}.AAAA",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#),
+            URL_SAFE_NO_PAD.encode(body)
+        )
+    }
+
+    #[test]
+    fn a_jwt_bearer_grant_names_its_client_by_the_assertions_issuer() {
+        let a = assertion("signer");
+        let grant = |more: &[(&str, &str)]| {
+            let mut f = form(&[("grant_type", JWT_BEARER), ("assertion", &a)]);
+            f.extend(form(more));
+            TokenService::credentials(None, &f)
+        };
+        assert!(matches!(grant(&[]), Ok(Credentials::Grant { iss }) if iss == "signer"));
+        assert!(matches!(
+            grant(&[("client_id", "signer")]),
+            Ok(Credentials::Grant { .. })
+        ));
+        let other = grant(&[("client_id", "svc")]).err().map(|e| e.status);
+        assert_eq!(other, Some(401), "another client's name is refused");
+    }
+
+    #[test]
+    fn a_public_client_names_itself_and_nothing_at_all_is_refused() {
+        let named = TokenService::credentials(None, &form(&[("client_id", "spa")]));
+        assert!(matches!(named, Ok(Credentials::None { client_id }) if client_id == "spa"));
+        let nothing = TokenService::credentials(None, &form(&[("grant_type", "x")]));
+        assert_eq!(nothing.err().map(|e| e.status), Some(401));
+        let twice = form(&[("client_secret", "s"), ("client_assertion", "a")]);
+        let e = TokenService::credentials(None, &twice).err();
+        assert_eq!(e.map(|e| e.status), Some(400), "two methods at once");
+    }
+
+    #[test]
+    fn a_grant_assertion_counts_only_at_the_token_endpoint() {
+        let grant = Credentials::Grant {
+            iss: "signer".into(),
+        };
+        assert!(TokenService::accepted_at(&grant, Endpoint::Token).is_ok());
+        for e in [Endpoint::Revoke, Endpoint::Introspect] {
+            let refused = TokenService::accepted_at(&grant, e).err();
+            assert_eq!(refused.map(|r| r.status), Some(401), "{e:?}");
+        }
+        let public = Credentials::None {
+            client_id: "spa".into(),
+        };
+        assert!(TokenService::accepted_at(&public, Endpoint::Revoke).is_ok());
+    }
 }

@@ -87,6 +87,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_content_length_is_read_when_it_is_one_number() {
+        let with = |v: &str| {
+            let mut r = pingora::http::RequestHeader::build("POST", b"/", None).unwrap();
+            r.insert_header("content-length", v).unwrap();
+            content_length(&r)
+        };
+        assert_eq!(with("12"), Some(12));
+        assert_eq!(with(" 7 "), Some(7));
+        assert_eq!(with("x"), None);
+        assert_eq!(with("-1"), None);
+        let none = pingora::http::RequestHeader::build("GET", b"/", None).unwrap();
+        assert_eq!(content_length(&none), None);
+    }
+
+    #[test]
     fn numbers_read_as_display_writes_them() {
         for n in [0u64, 7, 10, 99, 100, 255, 1_000_000, u64::MAX] {
             let mut out = String::new();
