@@ -123,13 +123,7 @@ pub fn extract_token<'a>(
 mod tests {
     use super::*;
 
-    fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::wire::testing::get as req;
 
     fn sources(header: bool, query: &[&str], cookie: &[&str]) -> TokenSources {
         TokenSources {

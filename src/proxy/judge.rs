@@ -182,13 +182,7 @@ fn passed(s: &Shared, ctx: &Ctx) -> Verdict {
 mod tests {
     use super::*;
 
-    fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {
-        let mut r = RequestHeader::build("GET", path.as_bytes(), None).unwrap();
-        for (k, v) in headers {
-            r.append_header(k.to_string(), *v).unwrap();
-        }
-        r
-    }
+    use crate::wire::testing::get as req;
 
     #[test]
     fn the_target_is_parsed_once_into_its_parts() {
