@@ -1,7 +1,7 @@
 //! The Lua scripts that make the Redis store's multi-key changes atomic, each compiled by Redis on
 //! first use (a script Redis cannot compile fails every call that needs it).
 
-/// Rotates a refresh token: KEYS[1] the presented token, KEYS[2] its successor; ARGV: client id,
+/// Rotates a refresh token: `KEYS[1]` the presented token, `KEYS[2]` its successor; ARGV: client id,
 /// now, the successor's expiry, the key prefix. Returns {"rotated", fields...}, {"reused", family}
 /// or {"invalid"}.
 pub const ROTATE: &str = r#"
@@ -25,7 +25,7 @@ redis.call('EXPIREAT', KEYS[2], tonumber(r.family_expires_at) + 60)
 return {'rotated', r.family, r.client_id, r.subject, r.scopes, r.expires_at, r.family_expires_at}
 "#;
 
-/// Uses a code once: KEYS[1] the code; ARGV[1] now. Returns {"fresh", fields...},
+/// Uses a code once: `KEYS[1]` the code; `ARGV[1]` now. Returns {"fresh", fields...},
 /// {"reused", jti, exp, family} or {"invalid"}.
 pub const TAKE_CODE: &str = r#"
 local t = redis.call('HGETALL', KEYS[1])
@@ -39,8 +39,8 @@ return {'fresh', c.client_id, c.redirect_uri, c.challenge, c.subject, c.scopes, 
   c.auth_time, c.expires_at}
 "#;
 
-/// Revokes a family and the access tokens issued from it: KEYS[1] the family, KEYS[2] its tokens,
-/// KEYS[3] the revocation set; ARGV[1] the channel. Returns the tokens as {jti, exp, ...}.
+/// Revokes a family and the access tokens issued from it: `KEYS[1]` the family, `KEYS[2]` its tokens,
+/// `KEYS[3]` the revocation set; `ARGV[1]` the channel. Returns the tokens as {jti, exp, ...}.
 pub const REVOKE_FAMILY: &str = r#"
 redis.call('HSET', KEYS[1], 'revoked', '1')
 local toks = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
@@ -51,7 +51,7 @@ end
 return toks
 "#;
 
-/// Stores a session and lists it in its indexes: KEYS[1] the session, KEYS[2..] the indexes; ARGV:
+/// Stores a session and lists it in its indexes: `KEYS[1]` the session, KEYS[2..] the indexes; ARGV:
 /// the record's fields as name/value pairs, then the key's expiry, then the indexes' expiry. An index
 /// lives as long as its longest-lived session.
 pub const PUT_SESSION: &str = r#"
@@ -67,7 +67,7 @@ for i = 2, #KEYS do
 end
 "#;
 
-/// Moves a session's idle deadline: KEYS[1] the session; ARGV[1] the new deadline.
+/// Moves a session's idle deadline: `KEYS[1]` the session; `ARGV[1]` the new deadline.
 pub const TOUCH_SESSION: &str = r#"
 local exp = redis.call('HGET', KEYS[1], 'expires_at')
 if not exp then return 0 end
@@ -77,7 +77,7 @@ redis.call('EXPIREAT', KEYS[1], deadline)
 return 1
 "#;
 
-/// Ends every session an index lists: KEYS[1] the index. Returns how many existed.
+/// Ends every session an index lists: `KEYS[1]` the index. Returns how many existed.
 pub const END_SESSIONS: &str = r#"
 local n = 0
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do n = n + redis.call('DEL', k) end
