@@ -24,11 +24,22 @@ impl ShutdownSignalWatch for TestSignal {
 
 /// Ports that were free a moment ago; the listeners stay open until all are picked, so the
 /// same port is never handed out twice in one call.
+/// Ports for listeners the tests start, each handed out once per test process and taken below the
+/// kernel's ephemeral range (32768 and up), so no client connection and no other test can take one
+/// between the check and the listener's bind.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<_> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    std::array::from_fn(|_| loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    })
 }
 
 pub fn free_port() -> u16 {
