@@ -7,11 +7,12 @@ use crate::config::{ForwardAuthSettings, Route};
 use crate::proxy::identity_headers::value_for;
 use crate::respond::{send, send_json, AsAnswer, Rejection};
 use crate::wire::forwarded::{peer, trusts, Cidr};
-use crate::wire::path::normalise_path;
+use crate::wire::path::{normalise_path, PathError};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 /// The header of nginx's 401 that names the sign-in page, for the `error_page` recipe's redirect.
@@ -64,7 +65,16 @@ fn ascii(v: &[u8]) -> Result<String, Rejection> {
 
 /// A URI as the proxy saw it, judged on its bytes: each byte above 0x7f percent-encoded (nginx
 /// passes a client's raw UTF-8 or Latin-1 on), control bytes refused.
-fn uri_text(v: &[u8]) -> Result<String, Rejection> {
+fn uri_text(v: &[u8]) -> Result<Cow<'_, str>, Rejection> {
+    if let Some(ascii) = v
+        .iter()
+        .all(|b| (0x21..=0x7e).contains(b))
+        .then(|| std::str::from_utf8(v).ok())
+        .flatten()
+    {
+        // the usual case, and every request is asked this: no copy
+        return Ok(Cow::Borrowed(ascii));
+    }
     let mut out = String::with_capacity(v.len());
     for &b in v {
         match b {
@@ -81,7 +91,7 @@ fn uri_text(v: &[u8]) -> Result<String, Rejection> {
             }
         }
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 /// The original request as the proxy described it.
@@ -118,7 +128,7 @@ fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, 
         return Ok(Original {
             dialect: Dialect::ForwardedHeaders,
             method: method("x-forwarded-method")?,
-            target: uri_text(target)?,
+            target: uri_text(target)?.into_owned(),
             host: header(req, "x-forwarded-host")?.map(ascii).transpose()?,
         });
     }
@@ -126,7 +136,7 @@ fn original(req: &RequestHeader, raw: &str, endpoint: &str) -> Result<Original, 
         return Ok(Original {
             dialect: Dialect::Nginx,
             method: method("x-original-method")?,
-            target: uri_text(target)?,
+            target: uri_text(target)?.into_owned(),
             host: None,
         });
     }
@@ -173,12 +183,12 @@ fn asks(path: &str, endpoint: &str) -> bool {
 /// the original path, `/oauth/forward-auth/public/../../admin`, which normalises elsewhere),
 /// normalised, or, when it cannot be normalised (`%2F`, `..;`, `%00`), with every escape decoded
 /// and `//` collapsed. Such a request is a question whatever it holds, so its refusal is plain HTTP.
-fn addressed(raw_path: &str, endpoint: &str) -> bool {
+fn addressed(raw_path: &str, normalised: &Result<Cow<'_, str>, PathError>, endpoint: &str) -> bool {
     if asks(raw_path, endpoint) {
         return true;
     }
-    match normalise_path(raw_path) {
-        Ok(p) => asks(&p, endpoint),
+    match normalised {
+        Ok(p) => asks(p, endpoint),
         Err(_) => {
             let decoded = percent_encoding::percent_decode_str(raw_path).decode_utf8_lossy();
             let mut loose = String::with_capacity(decoded.len());
@@ -204,8 +214,9 @@ pub fn take(
     let endpoint = settings.path.as_str();
     let req = session.req_header();
     let raw = uri_text(req.raw_path())?;
-    let raw_path = raw.split_once('?').map_or(raw.as_str(), |(p, _)| p);
-    if !addressed(raw_path, endpoint) {
+    let raw_path = raw.split_once('?').map_or(&*raw, |(p, _)| p);
+    let normalised = normalise_path(raw_path);
+    if !addressed(raw_path, &normalised, endpoint) {
         return Ok(None);
     }
     if !settings.listeners.is_empty() {
@@ -217,7 +228,7 @@ pub fn take(
     if !trusts(peer(session), trusted) {
         return Err(Rejection::UntrustedProxy);
     }
-    normalise_path(raw_path).map_err(Rejection::BadRequest)?;
+    normalised.map_err(Rejection::BadRequest)?;
     let o = original(req, &raw, endpoint)?;
     if !o.target.starts_with('/') {
         return Err(Rejection::BadRequest(
@@ -435,6 +446,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(original(&r, EP, EP).unwrap().target, "/%E9");
+        assert!(matches!(
+            uri_text(b"/plain?q=1"),
+            Ok(Cow::Borrowed("/plain?q=1"))
+        ));
         let mut r = req(EP, &[("x-forwarded-uri", "/a")]);
         r.insert_header(
             "x-forwarded-host",
@@ -461,10 +476,10 @@ mod tests {
             "/oauth/%66orward-auth/x%2Fy",
             "/x/../oauth/forward-auth",
         ] {
-            assert!(addressed(p, EP), "{p}");
+            assert!(addressed(p, &normalise_path(p), EP), "{p}");
         }
         for p in ["/oauth/forward-authx", "/admin%2Fx", "/oauth/login"] {
-            assert!(!addressed(p, EP), "{p}");
+            assert!(!addressed(p, &normalise_path(p), EP), "{p}");
         }
     }
 
