@@ -44,7 +44,8 @@ fn admitted(req: &http::request::Parts, names: &[String]) -> Result<(), Box<Resp
     let host = req
         .headers
         .get(http::header::HOST)
-        .map(|h| h.to_str().unwrap_or("\u{0}"))
+        // a Host that is not text is no host: "" fails the check below
+        .map(|h| h.to_str().unwrap_or(""))
         .or_else(|| req.uri.authority().map(|a| a.as_str()));
     if let Some(host) = host {
         let name = crate::wire::path::normalise_host(host);
