@@ -114,10 +114,9 @@ pub fn extract(data: &[u8]) {
     }
 }
 
-/// The form parser of the token endpoints and the sign-in pages: no repeated or empty parameter
-/// gets through.
+/// The one form and query parser: no repeated or empty parameter gets through.
 pub fn form(data: &[u8]) {
-    if let Ok(f) = crate::token::endpoint::parse_form(data) {
+    if let Ok(f) = crate::wire::form::parse(data) {
         assert!(
             f.values().all(|v| !v.is_empty()),
             "empty values count as absent"
@@ -135,7 +134,7 @@ pub fn client_auth(data: &[u8]) {
         None => (data, &[][..]),
     };
     let basic = std::str::from_utf8(basic).ok().filter(|b| !b.is_empty());
-    if let Ok(f) = crate::token::endpoint::parse_form(body) {
+    if let Ok(f) = crate::wire::form::parse(body) {
         let _ = crate::token::TokenService::fuzz_credentials(basic, &f);
     }
 }

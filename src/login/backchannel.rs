@@ -2,10 +2,10 @@
 //! names (by `sid`, else by `sub`) end on every gateway sharing the store.
 
 use super::providers::Providers;
-use crate::respond::send_json;
+use crate::respond::Answer;
 use crate::store::SessionsOf;
 use crate::token::{OAuthErrorCode, TokenService};
-use pingora::proxy::Session;
+use crate::wire::request::Request;
 use serde_json::Value;
 
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -34,27 +34,24 @@ pub fn logout_claims(c: &Value) -> Result<(String, String, String), &'static str
     Ok((sid, sub, jti))
 }
 
-async fn refuse(session: &mut Session, status: u16, why: &str) -> pingora::Result<()> {
+fn refuse(status: u16, why: &str) -> Answer {
     tracing::warn!(target: "gatehouse::login", reason = why, "a back-channel logout was refused");
     let code = match status {
         400 => OAuthErrorCode::InvalidRequest,
         _ => OAuthErrorCode::TemporarilyUnavailable,
     };
     let body = serde_json::json!({"error": code, "error_description": why});
-    send_json(session, status, &[], body.to_string()).await
+    Answer::json(status, vec![], body.to_string())
 }
 
-pub async fn handle(
-    session: &mut Session,
-    tokens: &TokenService,
-    providers: &Providers,
-) -> pingora::Result<()> {
-    let form = match tokens.read_form(session).await {
+/// Ends the sessions a provider's logout token names.
+pub async fn answer(http: &Request<'_>, tokens: &TokenService, providers: &Providers) -> Answer {
+    let form = match http.form() {
         Ok(f) => f,
-        Err(_) => return refuse(session, 400, "the body must be a form with logout_token").await,
+        Err(_) => return refuse(400, "the body must be a form with logout_token"),
     };
     let Some(token) = form.get("logout_token") else {
-        return refuse(session, 400, "logout_token is required").await;
+        return refuse(400, "logout_token is required");
     };
     // The issuer picks the provider; the signature and claims are checked against that one only.
     let unverified = crate::auth::jwt::parse(token)
@@ -68,29 +65,24 @@ pub async fn handle(
     };
     let audiences: Vec<&str> = audiences.iter().map(String::as_str).collect();
     let Some(i) = providers.by_issuer(&iss, &audiences) else {
-        return refuse(
-            session,
-            400,
-            "the logout token is not from a configured provider",
-        )
-        .await;
+        return refuse(400, "the logout token is not from a configured provider");
     };
     let claims = match providers.verify(i, token).await {
         Ok(c) => c,
-        Err(f) => return refuse(session, 400, f.0).await,
+        Err(f) => return refuse(400, f.0),
     };
     let (sid, sub, jti) = match logout_claims(&claims) {
         Ok(x) => x,
-        Err(why) => return refuse(session, 400, why).await,
+        Err(why) => return refuse(400, why),
     };
     let Some(p) = providers.list.get(i) else {
-        return refuse(session, 400, "the provider is not configured").await;
+        return refuse(400, "the provider is not configured");
     };
     let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
     match tokens.sessions.first_use(&p.name, &jti, exp).await {
         Ok(true) => {}
-        Ok(false) => return refuse(session, 400, "the logout token was used before").await,
-        Err(_) => return refuse(session, 503, "sessions cannot be changed right now").await,
+        Ok(false) => return refuse(400, "the logout token was used before"),
+        Err(_) => return refuse(503, "sessions cannot be changed right now"),
     }
     let of = if sid.is_empty() {
         SessionsOf::ProviderSubject(&p.name, &sub)
@@ -100,9 +92,9 @@ pub async fn handle(
     match tokens.sessions.end_all(of).await {
         Ok(n) => {
             tracing::info!(target: "gatehouse::login", provider = %p.name, ended = n, "back-channel logout");
-            crate::respond::send(session, 200, "text/plain", &[], bytes::Bytes::new()).await
+            Answer::empty(200, vec![])
         }
-        Err(_) => refuse(session, 503, "sessions cannot be changed right now").await,
+        Err(_) => refuse(503, "sessions cannot be changed right now"),
     }
 }
 

@@ -1,40 +1,45 @@
 //! Sign-in of the gateway's own users at `/oauth/login`: the form (with its one-use CSRF token,
 //! lockout and rate limits), or the choice between the ways a route allows.
 
-use super::{logins, message_page, query, return_to, Providers};
+use super::{logins, message_page, return_to, Providers};
 use crate::config::LoginWay;
 use crate::pages::{page_headers, sign_in, Choice, SignInForm};
+use crate::respond::Answer;
 use crate::session::OpenError;
 use crate::token::{SignIn, TokenService};
-use pingora::proxy::Session;
-use std::collections::HashMap;
+use crate::wire::request::Request;
 
 /// GET: the form, or the choice of providers.
 pub(super) async fn show(
-    session: &mut Session,
+    http: &Request<'_>,
     tokens: &TokenService,
     providers: &Providers,
-) -> pingora::Result<()> {
-    let params = query(session);
+) -> Answer {
+    let Ok(params) = http.query() else {
+        let text = "This sign-in address is not valid: a parameter was sent more than once.";
+        return message_page(
+            tokens,
+            400,
+            "Sign in",
+            text,
+            Some(("/oauth/login", "Start again")),
+        );
+    };
     let ways = logins(&params, tokens, providers);
     let rd = return_to(&params);
     let app = providers.app(params.get("app"));
     match ways.as_slice() {
-        [] => {
-            message_page(
-                session,
-                tokens,
-                400,
-                "Sign in",
-                "There is no way to sign in here. Ask the site's owner.",
-                None,
-            )
-            .await
-        }
-        [LoginWay::Local] => form(session, tokens, 200, "", &rd, "", app).await,
+        [] => message_page(
+            tokens,
+            400,
+            "Sign in",
+            "There is no way to sign in here. Ask the site's owner.",
+            None,
+        ),
+        [LoginWay::Local] => form(http, tokens, 200, "", &rd, "", app),
         [LoginWay::Provider(only)] => match providers.find(only) {
-            Some(i) => super::oidc::start(session, tokens, providers, i, &rd).await,
-            None => form(session, tokens, 200, "", &rd, "", app).await,
+            Some(i) => super::oidc::start(http, tokens, providers, i, &rd).await,
+            None => form(http, tokens, 200, "", &rd, "", app),
         },
         many => {
             let choices: Vec<Choice> = many
@@ -56,23 +61,23 @@ pub(super) async fn show(
                 })
                 .collect();
             let body = crate::pages::choose(&tokens.sessions.brand(), app, &choices);
-            crate::respond::send_html(session, 200, &page_headers(""), body).await
+            Answer::html(200, page_headers(""), body)
         }
     }
 }
 
 /// The sign-in form, with a fresh one-use token.
-async fn form(
-    session: &mut Session,
+fn form(
+    http: &Request<'_>,
     tokens: &TokenService,
     status: u16,
     error: &str,
     rd: &str,
     username: &str,
     app: Option<&str>,
-) -> pingora::Result<()> {
-    let Ok((csrf, set_cookie)) = tokens.form_token(session) else {
-        return no_randomness(session, tokens).await;
+) -> Answer {
+    let Ok((csrf, set_cookie)) = tokens.form_token(http) else {
+        return no_randomness(tokens);
     };
     let mut headers = page_headers("");
     headers.push(("set-cookie", set_cookie));
@@ -92,77 +97,62 @@ async fn form(
             error,
         },
     );
-    crate::respond::send_html(session, status, &headers, body).await
+    Answer::html(status, headers, body)
 }
 
-async fn no_randomness(session: &mut Session, tokens: &TokenService) -> pingora::Result<()> {
+fn no_randomness(tokens: &TokenService) -> Answer {
     message_page(
-        session,
         tokens,
         503,
         "Sign in",
         "Signing in is not possible right now. Please try again in a moment.",
         None,
     )
-    .await
 }
 
 /// POST: checks the form token and the credentials, opens a session, and goes back to `rd`.
 pub(super) async fn submit(
-    session: &mut Session,
+    http: &Request<'_>,
     tokens: &TokenService,
     providers: &Providers,
-) -> pingora::Result<()> {
-    let params: HashMap<String, String> = match tokens.read_form(session).await {
-        Ok(p) => p,
-        Err(_) => {
-            return message_page(
-                session,
-                tokens,
-                400,
-                "Sign in",
-                "The sign-in form could not be read.",
-                Some(("/oauth/login", "Start again")),
-            )
-            .await
-        }
+) -> Answer {
+    let Ok(params) = http.form() else {
+        return message_page(
+            tokens,
+            400,
+            "Sign in",
+            "The sign-in form could not be read.",
+            Some(("/oauth/login", "Start again")),
+        );
     };
     let rd = return_to(&params);
     let app = providers.app(params.get("app"));
     let username = params.get("username").cloned().unwrap_or_default();
     if !tokens.has_users() {
-        return message_page(
-            session,
-            tokens,
-            400,
-            "Sign in",
-            "There is no way to sign in here.",
-            None,
-        )
-        .await;
+        let text = "There is no way to sign in here.";
+        return message_page(tokens, 400, "Sign in", text, None);
     }
-    if !tokens.take_form_token(session, params.get("csrf")) {
+    if !tokens.take_form_token(http, params.get("csrf")) {
         let msg = "This sign-in form has expired. Please try again.";
-        return form(session, tokens, 403, msg, &rd, &username, app).await;
+        return form(http, tokens, 403, msg, &rd, &username, app);
     }
     let password = params.get("password").cloned().unwrap_or_default();
-    let address = tokens.client_address(session);
-    let (status, msg) = match tokens.sign_in(&username, &password, &address).await {
+    let (status, msg) = match tokens
+        .sign_in(&username, &password, &http.client_key())
+        .await
+    {
         SignIn::User(user) => {
             let now = tokens.sessions.now();
-            return match tokens
-                .sessions
-                .open(session.req_header(), tokens.local_session(user, now))
-                .await
-            {
+            let new = tokens.local_session(user, now);
+            return match tokens.sessions.open(http.header, new).await {
                 Ok(set) => {
                     tokens.count_sign_in();
-                    crate::respond::see_other(session, &rd, &[set]).await
+                    Answer::see_other(&rd, &[set])
                 }
-                Err(OpenError::Randomness(_)) => no_randomness(session, tokens).await,
+                Err(OpenError::Randomness(_)) => no_randomness(tokens),
                 Err(OpenError::Store(_)) => {
                     let msg = "Signing in is not possible right now. Please try again in a moment.";
-                    form(session, tokens, 503, msg, &rd, &username, app).await
+                    form(http, tokens, 503, msg, &rd, &username, app)
                 }
             };
         }
@@ -173,5 +163,5 @@ pub(super) async fn submit(
         ),
         SignIn::Wrong => (401, "The email or password is wrong."),
     };
-    form(session, tokens, status, msg, &rd, &username, app).await
+    form(http, tokens, status, msg, &rd, &username, app)
 }

@@ -12,23 +12,14 @@ pub use providers::Providers;
 use crate::config::{after_logout_ok, LoginWay};
 use crate::endpoints::{login_url, LoginEndpoint};
 use crate::pages::{message, page_headers};
-use crate::session::browser::{from_this_origin, over_tls, safe_return};
+use crate::respond::Answer;
+use crate::session::browser::{from_this_origin, safe_return};
 use crate::token::TokenService;
-use pingora::proxy::Session;
-use std::collections::HashMap;
-
-/// The query parameters of a request; a repeated one keeps its first value.
-fn query(session: &Session) -> HashMap<String, String> {
-    let q = session.req_header().uri.query().unwrap_or("");
-    let mut m = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-        m.entry(k.into_owned()).or_insert_with(|| v.into_owned());
-    }
-    m
-}
+use crate::wire::form::Params;
+use crate::wire::request::Request;
 
 /// The return address a sign-in was given, or `/`.
-fn return_to(params: &HashMap<String, String>) -> String {
+fn return_to(params: &Params) -> String {
     params
         .get("rd")
         .and_then(|r| safe_return(r))
@@ -37,38 +28,36 @@ fn return_to(params: &HashMap<String, String>) -> String {
 }
 
 /// A page with a message (an error, or a notice), and a way on.
-async fn message_page(
-    session: &mut Session,
+fn message_page(
     tokens: &TokenService,
     status: u16,
     title: &str,
     text: &str,
     link: Option<(&str, &str)>,
-) -> pingora::Result<()> {
+) -> Answer {
     let body = message(&tokens.sessions.brand(), title, text, link);
-    crate::respond::send_html(session, status, &page_headers(""), body).await
+    Answer::html(status, page_headers(""), body)
 }
 
 /// Answers one of the endpoints.
-pub async fn handle(
-    session: &mut Session,
+pub async fn answer(
+    http: &Request<'_>,
     endpoint: LoginEndpoint,
     tokens: &TokenService,
     providers: &Providers,
-) -> pingora::Result<()> {
+) -> Answer {
     use http::Method;
-    let method = session.req_header().method.clone();
-    match (endpoint, method) {
+    match (endpoint, http.method().clone()) {
         (LoginEndpoint::Login, Method::GET | Method::HEAD) => {
-            local::show(session, tokens, providers).await
+            local::show(http, tokens, providers).await
         }
-        (LoginEndpoint::Login, Method::POST) => local::submit(session, tokens, providers).await,
+        (LoginEndpoint::Login, Method::POST) => local::submit(http, tokens, providers).await,
         (LoginEndpoint::Logout, Method::GET | Method::HEAD | Method::POST) => {
-            logout(session, tokens, providers).await
+            logout(http, tokens, providers).await
         }
-        (LoginEndpoint::Callback, Method::GET) => oidc::callback(session, tokens, providers).await,
+        (LoginEndpoint::Callback, Method::GET) => oidc::callback(http, tokens, providers).await,
         (LoginEndpoint::BackchannelLogout, Method::POST) => {
-            backchannel::handle(session, tokens, providers).await
+            backchannel::answer(http, tokens, providers).await
         }
         _ => {
             let allow = match endpoint {
@@ -76,37 +65,27 @@ pub async fn handle(
                 LoginEndpoint::Callback => "GET",
                 LoginEndpoint::BackchannelLogout => "POST",
             };
-            crate::respond::send_json(
-                session,
+            Answer::json(
                 405,
-                &[("allow", allow.to_string())],
+                vec![("allow", allow.to_string())],
                 r#"{"error":"method_not_allowed","error_description":"this endpoint does not accept this method"}"#.into(),
             )
-            .await
         }
     }
 }
 
 /// Ends the session and lands on `after_logout`. A logout another site asks for is confirmed first,
 /// so a link elsewhere cannot sign people out.
-async fn logout(
-    session: &mut Session,
-    tokens: &TokenService,
-    providers: &Providers,
-) -> pingora::Result<()> {
-    let req = session.req_header();
-    let post = req.method == http::Method::POST;
-    if !from_this_origin(req, over_tls(session)) {
-        if post {
+async fn logout(http: &Request<'_>, tokens: &TokenService, providers: &Providers) -> Answer {
+    if !from_this_origin(http.header, http.tls) {
+        if http.is_post() {
             return message_page(
-                session,
                 tokens,
                 403,
                 "Sign out",
                 "This sign-out did not come from this site. Use the button to sign out.",
                 Some(("/oauth/logout", "Sign out")),
-            )
-            .await;
+            );
         }
         let body = crate::pages::confirm(
             &tokens.sessions.brand(),
@@ -115,20 +94,18 @@ async fn logout(
             "/oauth/logout",
             "Sign out",
         );
-        return crate::respond::send_html(session, 200, &page_headers(""), body).await;
+        return Answer::html(200, page_headers(""), body);
     }
-    let ended = match tokens.sessions.end(session.req_header()).await {
+    let ended = match tokens.sessions.end(http.header).await {
         Ok(found) => found,
         Err(_) => {
             return message_page(
-                session,
                 tokens,
                 503,
                 "Sign out",
                 "Signing out is not possible right now. Please try again in a moment.",
                 Some(("/oauth/logout", "Try again")),
             )
-            .await
         }
     };
     let target = &tokens.sessions.settings.after_logout;
@@ -139,16 +116,16 @@ async fn logout(
     };
     // A provider's session ends at the provider too, which then sends the browser to `after_logout`.
     let at_provider = match ended {
-        Some(found) => provider_logout(session, providers, &found, target).await,
+        Some(found) => provider_logout(http, providers, &found, target).await,
         None => None,
     };
     let to = at_provider.unwrap_or_else(|| target.to_string());
-    crate::respond::see_other(session, &to, &[tokens.sessions.clear_cookie()]).await
+    Answer::see_other(&to, &[tokens.sessions.clear_cookie()])
 }
 
 /// The provider's `end_session_endpoint` with `id_token_hint`, for a session it opened.
 async fn provider_logout(
-    session: &Session,
+    http: &Request<'_>,
     providers: &Providers,
     found: &crate::session::Found,
     after: &str,
@@ -164,7 +141,7 @@ async fn provider_logout(
     let mut url = url::Url::parse(&end).ok()?;
     let after = if after.starts_with('/') {
         // the provider needs an absolute address: this host's
-        let cb = oidc::callback_uri(session);
+        let cb = oidc::callback_uri(http);
         format!("{}{after}", cb.trim_end_matches("/oauth/callback"))
     } else {
         after.to_string()
@@ -181,11 +158,7 @@ async fn provider_logout(
 }
 
 /// The sign-in ways a request names (`login=local,corp`), keeping only those configured.
-fn logins(
-    params: &HashMap<String, String>,
-    tokens: &TokenService,
-    providers: &Providers,
-) -> Vec<LoginWay> {
+fn logins(params: &Params, tokens: &TokenService, providers: &Providers) -> Vec<LoginWay> {
     let named: Vec<LoginWay> = params
         .get("login")
         .map(|l| l.split(',').map(LoginWay::parse).collect())
@@ -197,4 +170,96 @@ fn logins(
             LoginWay::Provider(name) => providers.find(name).is_some(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::request::testing::{post, request};
+    use crate::wire::request::Body;
+    use crate::wire::testing::get;
+
+    fn providers() -> Providers {
+        let clock = std::sync::Arc::new(crate::clock::OffsetClock::default());
+        Providers::new(vec![], vec![], clock, 0).unwrap()
+    }
+
+    #[tokio::test]
+    async fn sign_out_asked_from_elsewhere_is_confirmed_first() {
+        let f = crate::token::tests::fixture();
+        let other = [("origin", "https://evil.test"), ("host", "gw.test")];
+        let h = get("/oauth/logout", &other);
+        let a = answer(
+            &request(&h, Body::None),
+            LoginEndpoint::Logout,
+            &f.svc,
+            &providers(),
+        )
+        .await;
+        assert_eq!((a.status(), a.header("set-cookie")), (200, None));
+        let (h, body) = post("/oauth/logout", "", &other);
+        let a = answer(
+            &request(&h, body),
+            LoginEndpoint::Logout,
+            &f.svc,
+            &providers(),
+        )
+        .await;
+        assert_eq!(a.status(), 403);
+        let same = [("origin", "https://gw.test"), ("host", "gw.test")];
+        let (h, body) = post("/oauth/logout", "", &same);
+        let a = answer(
+            &request(&h, body),
+            LoginEndpoint::Logout,
+            &f.svc,
+            &providers(),
+        )
+        .await;
+        assert_eq!((a.status(), a.header("location")), (303, Some("/")));
+        assert!(a
+            .header("set-cookie")
+            .is_some_and(|c| c.contains("Max-Age=0")));
+    }
+
+    #[tokio::test]
+    async fn the_sign_in_form_sets_its_cookie_and_refuses_a_stale_token() {
+        let f = crate::token::tests::fixture();
+        let h = get("/oauth/login?rd=/app", &[]);
+        let a = answer(
+            &request(&h, Body::None),
+            LoginEndpoint::Login,
+            &f.svc,
+            &providers(),
+        )
+        .await;
+        assert_eq!(a.status(), 200);
+        assert!(a
+            .header("set-cookie")
+            .is_some_and(|c| c.starts_with("__Host-gatehouse-csrf=")));
+        let h = get("/oauth/login?rd=/a&rd=/b", &[]);
+        let a = answer(
+            &request(&h, Body::None),
+            LoginEndpoint::Login,
+            &f.svc,
+            &providers(),
+        )
+        .await;
+        assert_eq!(a.status(), 400);
+        let (h, body) = post("/oauth/login", "username=a&password=b&csrf=forged", &[]);
+        let a = answer(
+            &request(&h, body),
+            LoginEndpoint::Login,
+            &f.svc,
+            &providers(),
+        )
+        .await;
+        assert_eq!(a.status(), 403);
+        let h = get("/oauth/backchannel-logout", &[]);
+        let ep = LoginEndpoint::BackchannelLogout;
+        let a = answer(&request(&h, Body::None), ep, &f.svc, &providers()).await;
+        assert_eq!((a.status(), a.header("allow")), (405, Some("POST")));
+        let (h, body) = post("/oauth/backchannel-logout", "logout_token=x.y.z", &[]);
+        let a = answer(&request(&h, body), ep, &f.svc, &providers()).await;
+        assert_eq!(a.status(), 400);
+    }
 }

@@ -4,16 +4,17 @@
 
 use super::providers::{Failed, Providers};
 use super::state::{PreLogin, Sealer};
-use super::{login_url, message_page, query};
+use super::{login_url, message_page};
 use crate::config::LoginProvider;
-use crate::session::browser::{over_tls, public_scheme, safe_return, split_authority};
-use crate::session::{cookie, NewSession, OpenError, SessionData};
+use crate::respond::Answer;
+use crate::session::browser::{public_scheme, safe_return, split_authority};
+use crate::session::{NewSession, OpenError, SessionData};
 use crate::token::TokenService;
+use crate::wire::form::Params;
+use crate::wire::request::Request;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use pingora::proxy::Session;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
 
 /// How long a person has to sign in at the provider.
 const PRE_LOGIN_SECONDS: u64 = 600;
@@ -98,8 +99,8 @@ pub fn session_claims(
 }
 
 /// `https://<this host>/oauth/callback`; plain `http` only for this machine over a plain listener.
-pub(super) fn callback_uri(session: &Session) -> String {
-    let req = session.req_header();
+pub(super) fn callback_uri(http: &Request<'_>) -> String {
+    let req = http.header;
     let host = req
         .uri
         .authority()
@@ -112,52 +113,44 @@ pub(super) fn callback_uri(session: &Session) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     let name = split_authority(&host).map(|(h, _)| h).unwrap_or_default();
-    let scheme = public_scheme(name, over_tls(session));
+    let scheme = public_scheme(name, http.tls);
     format!("{scheme}://{host}/oauth/callback")
 }
 
 /// Sends the browser to the provider, with a new pre-login cookie for this attempt.
 pub async fn start(
-    session: &mut Session,
+    http: &Request<'_>,
     tokens: &TokenService,
     providers: &Providers,
     i: usize,
     rd: &str,
-) -> pingora::Result<()> {
+) -> Answer {
     let Some(p) = providers.list.get(i) else {
-        return failed(session, tokens, None, Failed("no such sign-in provider")).await;
+        return failed(tokens, None, Failed("no such sign-in provider"));
     };
     let ep = match providers.endpoints(i).await {
         Ok(ep) => ep,
-        Err(f) => return failed(session, tokens, Some((p, rd)), f).await,
+        Err(f) => return failed(tokens, Some((p, rd)), f),
     };
     let random = || crate::crypto::random_token(32);
     let (Ok(state), Ok(nonce), Ok(v)) = (random(), random(), random()) else {
-        return failed(
-            session,
-            tokens,
-            None,
-            Failed("no random values could be had"),
-        )
-        .await;
+        return failed(tokens, None, Failed("no random values could be had"));
     };
     let pre = PreLogin {
         p: p.name.clone(),
         state: state.clone(),
         nonce: nonce.clone(),
         rd: rd.to_string(),
-        u: callback_uri(session),
+        u: callback_uri(http),
         exp: tokens.sessions.now() + PRE_LOGIN_SECONDS,
         v,
     };
     let Ok(mut target) = url::Url::parse(&ep.authorization_endpoint) else {
         return failed(
-            session,
             tokens,
             None,
             Failed("the provider's sign-in address is not valid"),
-        )
-        .await;
+        );
     };
     target
         .query_pairs_mut()
@@ -172,49 +165,43 @@ pub async fn start(
     let name = PreLogin::cookie_name(&state);
     let sealed = Sealer::for_sessions(&tokens.sessions.settings).and_then(|s| s.seal(&pre, &name));
     let Ok(sealed) = sealed else {
-        return failed(session, tokens, None, NO_SEAL).await;
+        return failed(tokens, None, NO_SEAL);
     };
     // Lax: the provider sends the browser back with a top-level GET, which carries it
     let set = format!(
         "{name}={sealed}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={PRE_LOGIN_SECONDS}"
     );
-    crate::respond::see_other(session, target.as_str(), &[set]).await
+    Answer::see_other(target.as_str(), &[set])
 }
 
 /// A sign-in that cannot go on: logged with its reason, and a page that says so and starts again.
-async fn failed(
-    session: &mut Session,
-    tokens: &TokenService,
-    again: Option<(&LoginProvider, &str)>,
-    why: Failed,
-) -> pingora::Result<()> {
+fn failed(tokens: &TokenService, again: Option<(&LoginProvider, &str)>, why: Failed) -> Answer {
     tracing::warn!(target: "gatehouse::login", provider = again.map(|(p, _)| p.name.as_str()).unwrap_or("-"), reason = why.0, "a sign-in through a provider failed");
     let retry = again
         .map(|(p, rd)| login_url(rd, [p.name.as_str()], None))
         .unwrap_or_else(|| "/".to_string());
     let text = format!("Signing in did not work: {}.", why.0);
     message_page(
-        session,
         tokens,
         400,
         "Sign-in failed",
         &text,
         Some((&retry, "Start again")),
     )
-    .await
 }
 
 /// The attempt a callback answers: the sealed pre-login cookie named after `state`, holding that
 /// same `state`, for a provider still configured.
 fn attempt<'a>(
-    session: &Session,
+    http: &Request<'_>,
     tokens: &TokenService,
     providers: &'a Providers,
     state: &str,
 ) -> Result<(PreLogin, usize, &'a LoginProvider), Failed> {
     let sealer = Sealer::for_sessions(&tokens.sessions.settings).map_err(|_| NO_SEAL)?;
     let name = PreLogin::cookie_name(state);
-    let pre = cookie(session.req_header(), &name)
+    let pre = http
+        .cookie(&name)
         .and_then(|v| sealer.open(v, &name))
         .filter(|p| {
             !state.is_empty()
@@ -265,7 +252,7 @@ async fn answered_code<'q>(
     providers: &Providers,
     (i, p): (usize, &LoginProvider),
     pre: &PreLogin,
-    params: &'q HashMap<String, String>,
+    params: &'q Params,
 ) -> Result<&'q str, Failed> {
     if pre.exp <= tokens.sessions.now() {
         return Err(Failed("the sign-in took too long"));
@@ -332,16 +319,14 @@ async fn signed_in(
 
 /// The provider sent the browser back: check the attempt and the answer, exchange the code, open a
 /// session.
-pub async fn callback(
-    session: &mut Session,
-    tokens: &TokenService,
-    providers: &Providers,
-) -> pingora::Result<()> {
-    let params = query(session);
+pub async fn callback(http: &Request<'_>, tokens: &TokenService, providers: &Providers) -> Answer {
+    let Ok(params) = http.query() else {
+        return failed(tokens, None, Failed("a parameter was sent more than once"));
+    };
     let state = params.get("state").cloned().unwrap_or_default();
-    let (pre, i, p) = match attempt(session, tokens, providers, &state) {
+    let (pre, i, p) = match attempt(http, tokens, providers, &state) {
         Ok(a) => a,
-        Err(f) => return failed(session, tokens, None, f).await,
+        Err(f) => return failed(tokens, None, f),
     };
     // checked when the attempt started; checked again so that even a leaked sealing key opens no
     // redirect to another site
@@ -353,34 +338,22 @@ pub async fn callback(
     };
     let new = match new {
         Ok(n) => n,
-        Err(f) => return failed(session, tokens, again, f).await,
+        Err(f) => return failed(tokens, again, f),
     };
     let clear = format!(
         "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
         PreLogin::cookie_name(&state)
     );
-    match tokens.sessions.open(session.req_header(), new).await {
+    match tokens.sessions.open(http.header, new).await {
         Ok(set) => {
             tokens.count_sign_in();
-            crate::respond::see_other(session, rd, &[set, clear]).await
+            Answer::see_other(rd, &[set, clear])
         }
         Err(OpenError::Randomness(_)) => {
-            failed(
-                session,
-                tokens,
-                again,
-                Failed("no random values could be had"),
-            )
-            .await
+            failed(tokens, again, Failed("no random values could be had"))
         }
         Err(OpenError::Store(_)) => {
-            failed(
-                session,
-                tokens,
-                again,
-                Failed("sessions cannot be kept right now"),
-            )
-            .await
+            failed(tokens, again, Failed("sessions cannot be kept right now"))
         }
     }
 }

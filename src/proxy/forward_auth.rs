@@ -5,10 +5,9 @@
 use crate::auth::identity::Identity;
 use crate::config::{ForwardAuthSettings, Route};
 use crate::proxy::identity_headers::value_for;
-use crate::respond::{send, send_json, AsAnswer, Rejection};
+use crate::respond::{Answer, AsAnswer, Rejection};
 use crate::wire::forwarded::{peer, trusts, Cidr};
 use crate::wire::path::{normalise_path, PathError};
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
@@ -278,13 +277,12 @@ pub fn is_preflight(req: &RequestHeader) -> bool {
 /// identity header any route sends is named, empty when this identity has no value for it, so a
 /// proxy that copies a fixed list overwrites a client's copy instead of keeping it (Caddy before
 /// 2.7 even copies an absent header as its unexpanded placeholder).
-pub async fn allow(
-    session: &mut Session,
+pub fn allow(
     route: &Route,
     identity: Option<&Identity>,
     identity_jwt: Option<&http::HeaderValue>,
     every: &[HeaderName],
-) -> pingora::Result<()> {
+) -> pingora::Result<Answer> {
     let mut r = pingora::http::ResponseHeader::build(200, Some(3 + every.len()))?;
     r.insert_header("content-length", "0")?;
     r.insert_header("cache-control", "no-store")?;
@@ -303,39 +301,26 @@ pub async fn allow(
             r.insert_header(name.clone(), HeaderValue::from_static(""))?;
         }
     }
-    session.write_response_header(Box::new(r), true).await
+    Ok(Answer::Head(Box::new(r)))
 }
 
 const JWT: HeaderName = HeaderName::from_static("x-auth-jwt");
 
 /// The no, always as plain HTTP (never a gRPC trailers-only 200, which a proxy would read as a
 /// yes), with no route counting as a refusal: nginx turns a 404 into a 500.
-pub async fn refuse(session: &mut Session, rejection: &Rejection) -> pingora::Result<()> {
-    let a = rejection.answer();
-    send_json(session, a.status, &a.headers, a.body()).await
+pub fn refuse(rejection: &Rejection) -> Answer {
+    Answer::PlainError(rejection.answer())
 }
 
 /// A browser that must sign in: a 302 (from the gateway's own proxy, or for a proxy that passes it
 /// on), or nginx's 401 naming the page.
-pub async fn sign_in(
-    session: &mut Session,
-    dialect: Option<Dialect>,
-    to: String,
-) -> pingora::Result<()> {
+pub fn sign_in(dialect: Option<Dialect>, to: String) -> Answer {
     if dialect.is_none_or(Dialect::redirects) {
-        return send(
-            session,
-            302,
-            "text/plain",
-            &[("location", to)],
-            Bytes::new(),
-        )
-        .await;
+        return Answer::empty(302, vec![("location", to)]);
     }
-    let a = Rejection::MissingToken.answer();
-    let mut headers = a.headers.clone();
-    headers.push((SIGN_IN_HEADER, to));
-    send_json(session, a.status, &headers, a.body()).await
+    let mut a = Rejection::MissingToken.answer();
+    a.headers.push((SIGN_IN_HEADER, to));
+    Answer::PlainError(a)
 }
 
 #[cfg(test)]
@@ -517,5 +502,22 @@ mod tests {
         assert!(is_preflight(&p));
         p.remove_header("origin");
         assert!(!is_preflight(&p));
+    }
+
+    #[test]
+    fn the_no_is_plain_http_and_sign_in_follows_the_dialect() {
+        let no = refuse(&Rejection::MissingToken);
+        assert!(matches!(&no, Answer::PlainError(e) if e.status == 401));
+        let a = sign_in(None, "/oauth/login?rd=%2F".into());
+        assert_eq!(
+            (a.status(), a.header("location")),
+            (302, Some("/oauth/login?rd=%2F"))
+        );
+        let a = sign_in(Some(Dialect::PathPrefix), "/x".into());
+        assert_eq!(a.status(), 302);
+        let a = sign_in(Some(Dialect::Nginx), "/x".into());
+        assert!(matches!(&a, Answer::PlainError(_)));
+        assert_eq!((a.status(), a.header(SIGN_IN_HEADER)), (401, Some("/x")));
+        assert!(a.header("www-authenticate").is_some());
     }
 }

@@ -16,14 +16,16 @@ use crate::proxy::identity_headers::strip_identity_headers;
 use crate::proxy::judge::{judge, Verdict};
 use crate::proxy::routes::Target;
 use crate::proxy::upstream_request::{prepare_upstream, Forwarding};
-use crate::respond::{send_json, Rejection};
+use crate::respond::{Answer, Rejection};
 use crate::session::browser::over_tls;
 use crate::upstream::{whoami_body, UpstreamRuntime};
+use crate::wire::request::Request;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 pub use ctx::{Ctx, Shared};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,8 +53,8 @@ impl Gateway {
         })
     }
 
-    /// Renders a verdict: the one place on the proxy path that writes an answer (the gateway's own
-    /// endpoints write theirs through their modules). `Ok(true)` when answered.
+    /// Renders a verdict as an answer and writes it: the one place on the proxy path that writes.
+    /// `Ok(true)` when answered; `asking`: the request is a question to the forward-auth endpoint.
     async fn answer(
         &self,
         session: &mut Session,
@@ -60,67 +62,75 @@ impl Gateway {
         verdict: Verdict,
         asking: bool,
     ) -> Result<bool> {
-        let s = ctx.shared.clone();
-        let written = match verdict {
+        let answer = match verdict {
             Verdict::Proxy => return Ok(false),
+            Verdict::Builtin(target) => builtin(session, &ctx.shared, target).await,
             Verdict::Refuse(rej) => {
                 ctx.denial = Some(rej.reason());
                 // every refusal of a question to the endpoint is plain HTTP: a gRPC-style refusal
                 // is a 200 the proxy in front would take for a yes
-                if asking {
-                    crate::proxy::forward_auth::refuse(session, &rej).await?;
-                } else {
-                    rej.respond(session).await?;
+                match asking {
+                    true => forward_auth::refuse(&rej),
+                    false => Answer::refuse(&rej),
                 }
-                return Ok(true);
             }
-            Verdict::Allow => match self.route(ctx) {
-                Some(route) => {
-                    let (id, jwt) = (ctx.identity.as_ref(), ctx.identity_jwt.as_ref());
-                    forward_auth::allow(session, route, id, jwt, &s.claim_names).await
-                }
-                None => Ok(()),
-            },
-            Verdict::SignIn(to) => forward_auth::sign_in(session, ctx.forward_auth, to).await,
-            Verdict::Whoami => return self.whoami(session, ctx).await,
-            Verdict::Builtin(Target::Health) => {
-                send_json(session, 200, &[], r#"{"status":"ok"}"#.into()).await
-            }
-            Verdict::Builtin(Target::Login(endpoint)) => match (&s.tokens, &s.providers) {
-                (Some(tokens), Some(providers)) => {
-                    crate::login::handle(session, endpoint, tokens, providers).await
-                }
-                _ => Ok(()),
-            },
-            Verdict::Builtin(Target::Token(endpoint)) => match &s.tokens {
-                Some(tokens) => tokens.handle(session, endpoint).await,
-                None => Ok(()),
-            },
+            Verdict::Allow => self.allow(ctx),
+            Verdict::SignIn(to) => forward_auth::sign_in(ctx.forward_auth, to),
+            Verdict::Whoami => self.whoami(session, ctx),
         };
-        if let Err(e) = written {
+        if let Err(e) = crate::respond::write(session, answer).await {
             tracing::debug!(error = %e, "could not write a response");
         }
         Ok(true)
     }
 
+    /// The forward-auth yes for the request's route, with its identity headers.
+    fn allow(&self, ctx: &Ctx) -> Answer {
+        let Some(route) = self.route(ctx) else {
+            return forward_auth::refuse(&Rejection::Unrouted);
+        };
+        let (id, jwt) = (ctx.identity.as_ref(), ctx.identity_jwt.as_ref());
+        forward_auth::allow(route, id, jwt, &ctx.shared.claim_names)
+            .unwrap_or_else(|_| Answer::PlainError(crate::respond::internal_error()))
+    }
+
     /// The built-in whoami upstream: the request as the upstream would have received it.
-    async fn whoami(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    fn whoami(&self, session: &Session, ctx: &mut Ctx) -> Answer {
         let mut up = session.req_header().clone();
         let prepared = match self.forwarding(ctx) {
             Some(f) => prepare_upstream(session, &mut up, &f),
             None => Ok(()),
         };
-        let name = self.route(ctx).map(|r| r.name.clone()).unwrap_or_default();
         if prepared.is_err() {
             let rej = Rejection::BadRequest("the request cannot be forwarded");
             ctx.denial = Some(rej.reason());
-            rej.respond(session).await?;
-            return Ok(true);
+            return Answer::refuse(&rej);
         }
-        if let Err(e) = send_json(session, 200, &[], whoami_body(&up, &name)).await {
-            tracing::debug!(error = %e, "could not write a response");
+        let name = self.route(ctx).map(|r| r.name.as_str()).unwrap_or_default();
+        Answer::json(200, vec![], whoami_body(&up, name))
+    }
+}
+
+/// One of the gateway's own endpoints: its form read first (a bounded read), then the endpoint's
+/// answer, decided without the connection.
+async fn builtin(session: &mut Session, s: &Shared, target: Target) -> Answer {
+    if let Target::Health = target {
+        return Answer::json(200, vec![], r#"{"status":"ok"}"#.into());
+    }
+    let body = crate::wire::request::read_body(session).await;
+    let client = crate::wire::forwarded::client_ip(session, &s.config.server.trusted_proxies);
+    let http = Request {
+        header: session.req_header(),
+        tls: over_tls(session),
+        client: client.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        body,
+    };
+    match (target, &s.tokens, &s.providers) {
+        (Target::Login(e), Some(tokens), Some(providers)) => {
+            crate::login::answer(&http, e, tokens, providers).await
         }
-        Ok(true)
+        (Target::Token(e), Some(tokens), _) => tokens.answer(&http, e).await,
+        _ => Answer::refuse(&Rejection::NotFound),
     }
 }
 
@@ -257,7 +267,7 @@ impl ProxyHttp for Gateway {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> FailToProxy {
         let (code, answer) = crate::respond::upstream::failure(e);
         if let Some(a) = answer {
-            a.send_error(session).await;
+            crate::respond::answer::write_failure(session, &a).await;
         }
         FailToProxy {
             error_code: code,

@@ -1,13 +1,15 @@
-//! Rejections: one enum for every answer the gateway gives itself, turned into a response in one place.
+//! Refusals: why the gateway refuses a request (`Rejection`) and the error answer each becomes; the
+//! answers themselves and their one writer live in `answer`.
 
+pub mod answer;
 pub mod upstream;
+
+pub use answer::{write, Answer};
 
 use crate::auth::jwt::TokenError;
 use crate::observe::DenyReason;
 use crate::policy::Denied;
-use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 pub const REALM: &str = "gatehouse";
 /// Why a body over the route's `max_body_bytes` is refused, before or while it is forwarded.
@@ -126,11 +128,6 @@ impl Rejection {
             _ => None,
         }
     }
-
-    /// Writes the answer; the connection is closed when an unread request body would follow.
-    pub async fn respond(&self, session: &mut Session) -> pingora::Result<()> {
-        self.answer().send(session).await
-    }
 }
 
 impl From<crate::auth::extract::ExtractError> for Rejection {
@@ -188,6 +185,16 @@ pub struct ErrorAnswer {
     pub headers: Vec<(&'static str, String)>,
 }
 
+/// The answer when the gateway itself failed at something that should not fail.
+pub fn internal_error() -> ErrorAnswer {
+    ErrorAnswer {
+        status: 500,
+        code: "internal_error",
+        description: "the gateway could not handle the request",
+        headers: vec![],
+    }
+}
+
 /// Something the gateway refuses with: a proxy rejection, an OAuth error, an upstream failure.
 pub trait AsAnswer {
     fn answer(&self) -> ErrorAnswer;
@@ -210,14 +217,6 @@ impl ErrorAnswer {
         Ok(r)
     }
 
-    /// Writes the answer; the connection is closed when an unread request body would follow.
-    pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
-        if crate::wire::grpc::is_grpc(session.req_header()) {
-            return self.send_grpc(session).await;
-        }
-        send_json(session, self.status, &self.headers, self.body()).await
-    }
-
     /// The answer as gRPC clients read it: HTTP 200 and a trailers-only response (one header block
     /// that ends the stream) with `grpc-status` and `grpc-message`, the other headers
     /// (`WWW-Authenticate`, `Retry-After`, `Allow`) kept.
@@ -234,100 +233,6 @@ impl ErrorAnswer {
         }
         Ok(r)
     }
-
-    async fn send_grpc(&self, session: &mut Session) -> pingora::Result<()> {
-        if has_body(session) && !session.is_http2() {
-            session.set_keepalive(None);
-        }
-        crate::wire::grpc::write_trailers_only(session, self.grpc_header()?).await
-    }
-
-    /// Writes the answer where a response may already have begun (Pingora's `fail_to_proxy`).
-    pub async fn send_error(&self, session: &mut Session) {
-        if crate::wire::grpc::is_grpc(session.req_header()) && session.response_written().is_none()
-        {
-            if let Err(e) = self.send_grpc(session).await {
-                tracing::debug!(error = %e, "could not write a gRPC error");
-            }
-            return;
-        }
-        let body = self.body();
-        if let Ok(r) = self.response_header(body.len()) {
-            let _ = session
-                .as_downstream_mut()
-                .write_error_response(r, Bytes::from(body))
-                .await;
-        }
-    }
-}
-
-/// True when the request announces a body the gateway has not read.
-fn has_body(session: &Session) -> bool {
-    let req = session.req_header();
-    req.headers.get("transfer-encoding").is_some()
-        || crate::wire::header_value::content_length(req).is_some_and(|n| n > 0)
-}
-
-/// Answers with a JSON body and an exact Content-Length.
-pub async fn send_json(
-    session: &mut Session,
-    status: u16,
-    headers: &[(&str, String)],
-    body: String,
-) -> pingora::Result<()> {
-    send(
-        session,
-        status,
-        "application/json",
-        headers,
-        Bytes::from(body),
-    )
-    .await
-}
-
-/// Answers with a server-rendered page.
-pub async fn send_html(
-    session: &mut Session,
-    status: u16,
-    headers: &[(&str, String)],
-    body: String,
-) -> pingora::Result<()> {
-    let ct = "text/html; charset=utf-8";
-    send(session, status, ct, headers, Bytes::from(body)).await
-}
-
-/// Sends the browser on with `303 See Other`, setting these cookies.
-pub async fn see_other(session: &mut Session, to: &str, cookies: &[String]) -> pingora::Result<()> {
-    let mut headers = vec![("location", to.to_string())];
-    headers.extend(cookies.iter().map(|c| ("set-cookie", c.clone())));
-    send(session, 303, "text/plain", &headers, Bytes::new()).await
-}
-
-pub async fn send(
-    session: &mut Session,
-    status: u16,
-    content_type: &str,
-    headers: &[(&str, String)],
-    body: Bytes,
-) -> pingora::Result<()> {
-    if has_body(session) {
-        // Never drain an unauthenticated upload: close instead, so it cannot be read as the next request.
-        session.set_keepalive(None);
-    }
-    let mut r = ResponseHeader::build(status, Some(4 + headers.len()))?;
-    r.insert_header("content-type", content_type)?;
-    r.insert_header("content-length", body.len().to_string())?;
-    r.insert_header("cache-control", "no-store")?;
-    // `Set-Cookie` may come several times; any other header given replaces the default above
-    for (k, v) in headers {
-        if k.eq_ignore_ascii_case("set-cookie") {
-            r.append_header(k.to_string(), v.as_str())?;
-        } else {
-            r.insert_header(k.to_string(), v.as_str())?;
-        }
-    }
-    session.write_response_header(Box::new(r), false).await?;
-    session.write_response_body(Some(body), true).await
 }
 
 #[cfg(test)]

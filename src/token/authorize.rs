@@ -2,85 +2,56 @@
 //! with mandatory PKCE (S256) and an OpenID Connect ID token.
 
 use super::auth_request::{redirect_matches, AuthRequest, AuthorizeError, Prompt};
-use super::{invalid_grant, invalid_request, oauth, random_token, sha256_hex, unavailable};
+use super::{invalid_grant, oauth, random_token, sha256_hex, unavailable};
 use super::{put, split_scopes, OAuthError, OAuthErrorCode, SignIn, TokenService};
 use crate::config::Client;
+use crate::respond::Answer;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
+use crate::wire::form::{FormError, Params};
+use crate::wire::request::Request;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use pingora::proxy::Session;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 pub const CSRF_COOKIE: &str = "__Host-gatehouse-csrf";
 /// How long a sign-in form stays usable.
 pub const CSRF_SECONDS: u64 = 1800;
 
-fn cookie(session: &Session, name: &str) -> Option<String> {
-    crate::session::cookie(session.req_header(), name).map(str::to_string)
-}
+/// The page said when an address cannot be built from a client's registered redirect URI.
+const NO_REDIRECT: &str = "The application's return address is not valid.";
 
 impl TokenService {
     /// GET shows the sign-in page (or, with a live session, answers at once); POST signs in.
-    pub(super) async fn authorize(&self, session: &mut Session) -> pingora::Result<()> {
-        let post = session.req_header().method == http::Method::POST;
-        let params = match self.authorize_params(session, post).await {
+    pub(super) async fn authorize(&self, http: &Request<'_>) -> Answer {
+        let params = match authorize_params(http) {
             Ok(p) => p,
-            Err(message) => return self.page(session, 400, message, None, None).await,
+            Err(message) => return self.page(http, 400, message, None, None),
         };
         let req = match self.validate(&params) {
             Ok(r) => r,
-            Err(e) => return self.authorize_error(session, e).await,
+            Err(e) => return self.authorize_error(http, e),
         };
         // OIDC Core §3.1.2.1: the authorization request itself may come by POST; the sign-in form
         // is the POST that carries a CSRF token.
-        if post && params.contains_key("csrf") {
-            self.submit(session, &req, &params).await
+        if http.is_post() && params.contains_key("csrf") {
+            self.submit(http, &req, &params).await
         } else {
-            self.ask(session, &req, &params).await
+            self.ask(http, &req, &params).await
         }
-    }
-
-    /// The request's parameters: the form of a POST, else the query; a repeated one is refused.
-    async fn authorize_params(
-        &self,
-        session: &mut Session,
-        post: bool,
-    ) -> Result<HashMap<String, String>, &'static str> {
-        if post {
-            return self
-                .read_form(session)
-                .await
-                .map_err(|_| "The sign-in request could not be read.");
-        }
-        let q = session.req_header().uri.query().unwrap_or("");
-        let mut m = HashMap::new();
-        for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
-            if m.insert(k.into_owned(), v.into_owned()).is_some() {
-                return Err("A parameter was sent more than once.");
-            }
-        }
-        Ok(m)
     }
 
     /// An authorization request: a live, recent enough session answers at once, unless the client
     /// asks to sign in again; else the sign-in form, or `login_required` with `prompt=none`.
-    async fn ask(
-        &self,
-        session: &mut Session,
-        req: &AuthRequest<'_>,
-        params: &HashMap<String, String>,
-    ) -> pingora::Result<()> {
+    async fn ask(&self, http: &Request<'_>, req: &AuthRequest<'_>, params: &Params) -> Answer {
         let now = self.clock.now_secs();
-        let live = self.live_session(session).await.filter(|(_, auth_time)| {
+        let live = self.live_session(http).await.filter(|(_, auth_time)| {
             req.max_age
                 .is_none_or(|m| now.saturating_sub(*auth_time) < m)
         });
         match (req.prompt, live) {
-            (Prompt::Login, _) => self.page(session, 200, "", Some(params), None).await,
+            (Prompt::Login, _) => self.page(http, 200, "", Some(params), None),
             (_, Some((subject, auth_time))) => {
-                self.grant_code(session, req, &subject, auth_time, None)
-                    .await
+                self.grant_code(http, req, &subject, auth_time, None).await
             }
             (Prompt::None, None) => {
                 let error = AuthorizeError::Redirect {
@@ -89,52 +60,45 @@ impl TokenService {
                     code: OAuthErrorCode::LoginRequired,
                     description: "the person must sign in, and prompt=none forbids asking",
                 };
-                self.authorize_error(session, error).await
+                self.authorize_error(http, error)
             }
-            (Prompt::Default, None) => self.page(session, 200, "", Some(params), None).await,
+            (Prompt::Default, None) => self.page(http, 200, "", Some(params), None),
         }
     }
 
     /// The sign-in form: its CSRF token must be one this gateway issued to this browser's pre-login
     /// cookie, and it is used up here, whatever happens next; then the credentials.
-    async fn submit(
-        &self,
-        session: &mut Session,
-        req: &AuthRequest<'_>,
-        params: &HashMap<String, String>,
-    ) -> pingora::Result<()> {
-        if !self.take_form_token(session, params.get("csrf")) {
+    async fn submit(&self, http: &Request<'_>, req: &AuthRequest<'_>, params: &Params) -> Answer {
+        if !self.take_form_token(http, params.get("csrf")) {
             let expired = "This sign-in form has expired. Please try again.";
-            return self.page(session, 403, expired, Some(params), None).await;
+            return self.page(http, 403, expired, Some(params), None);
         }
         let now = self.clock.now_secs();
         let username = params.get("username").cloned().unwrap_or_default();
         let password = params.get("password").cloned().unwrap_or_default();
-        let address = self.client_address(session);
-        let (status, message) = match self.sign_in(&username, &password, &address).await {
+        let (status, message) = match self.sign_in(&username, &password, &http.client_key()).await {
             SignIn::User(user) => {
                 self.sign_ins
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Kept in the store, so a restart or another replica keeps the person signed in.
                 let set = match self
                     .sessions
-                    .open(session.req_header(), self.local_session(user, now))
+                    .open(http.header, self.local_session(user, now))
                     .await
                 {
                     Ok(set) => set,
                     Err(crate::session::OpenError::Randomness(_)) => {
-                        return self.no_randomness_page(session).await
+                        return self.no_randomness_page()
                     }
                     Err(crate::session::OpenError::Store(_)) => {
                         let busy =
                             "Signing in is not possible right now. Please try again in a moment.";
                         let name = Some(username.as_str());
-                        return self.page(session, 503, busy, Some(params), name).await;
+                        return self.page(http, 503, busy, Some(params), name);
                     }
                 };
-                return self
-                    .grant_code(session, req, &user.subject.clone(), now, Some(set))
-                    .await;
+                let subject = user.subject.clone();
+                return self.grant_code(http, req, &subject, now, Some(set)).await;
             }
             SignIn::LockedOut => (429, "Too many failed sign-ins. Please wait a few minutes."),
             SignIn::Busy => (
@@ -143,14 +107,13 @@ impl TokenService {
             ),
             SignIn::Wrong => (401, "The email or password is wrong."),
         };
-        self.page(session, status, message, Some(params), Some(&username))
-            .await
+        self.page(http, status, message, Some(params), Some(&username))
     }
 
     /// The local user and sign-in time of the request's live session, if any; a store that cannot
     /// answer means none. Sessions of external providers do not sign in here.
-    async fn live_session(&self, session: &Session) -> Option<(String, u64)> {
-        let found = self.sessions.find(session.req_header()).await.ok()??;
+    async fn live_session(&self, http: &Request<'_>) -> Option<(String, u64)> {
+        let found = self.sessions.find(http.header).await.ok()??;
         if crate::config::LoginWay::Local != found.record.provider {
             return None;
         }
@@ -160,21 +123,18 @@ impl TokenService {
 
     /// An authorization error: a page when the client or redirect URI cannot be trusted, else back
     /// to the client (RFC 6749 §4.1.2.1, with `iss` per RFC 9207).
-    async fn authorize_error(
-        &self,
-        session: &mut Session,
-        error: AuthorizeError,
-    ) -> pingora::Result<()> {
+    fn authorize_error(&self, http: &Request<'_>, error: AuthorizeError) -> Answer {
         match error {
-            AuthorizeError::Page(msg) => self.page(session, 400, msg, None, None).await,
+            AuthorizeError::Page(msg) => self.page(http, 400, msg, None, None),
             AuthorizeError::Redirect {
                 uri,
                 state,
                 code,
                 description,
             } => {
-                let mut target =
-                    url::Url::parse(&uri).map_err(|_| pingora::Error::new_str("bad redirect"))?;
+                let Ok(mut target) = url::Url::parse(&uri) else {
+                    return self.page(http, 400, NO_REDIRECT, None, None);
+                };
                 target
                     .query_pairs_mut()
                     .append_pair("error", code.as_str())
@@ -183,21 +143,21 @@ impl TokenService {
                 if let Some(s) = &state {
                     target.query_pairs_mut().append_pair("state", s);
                 }
-                crate::respond::see_other(session, target.as_str(), &[]).await
+                Answer::see_other(target.as_str(), &[])
             }
         }
     }
 
     async fn grant_code(
         &self,
-        session: &mut Session,
+        http: &Request<'_>,
         req: &AuthRequest<'_>,
         subject: &str,
         auth_time: u64,
         set_cookie: Option<String>,
-    ) -> pingora::Result<()> {
+    ) -> Answer {
         let Ok(code) = random_token(32) else {
-            return self.no_randomness_page(session).await;
+            return self.no_randomness_page();
         };
         let rec = CodeRecord {
             hash: sha256_hex(&code),
@@ -215,22 +175,16 @@ impl TokenService {
             auth_time,
             expires_at: self.clock.now_secs() + self.settings.code_ttl.as_secs(),
         };
+        let Ok(mut target) = url::Url::parse(&req.redirect_uri) else {
+            return self.page(http, 400, NO_REDIRECT, None, None);
+        };
         if run_blocking(&self.store, move |s| s.put_code(&rec))
             .await
             .is_err()
         {
-            return self
-                .page(
-                    session,
-                    503,
-                    "Signing in is not possible right now. Please try again.",
-                    None,
-                    None,
-                )
-                .await;
+            let busy = "Signing in is not possible right now. Please try again.";
+            return self.page(http, 503, busy, None, None);
         }
-        let mut target = url::Url::parse(&req.redirect_uri)
-            .map_err(|_| pingora::Error::new_str("bad redirect"))?;
         target
             .query_pairs_mut()
             .append_pair("code", &code)
@@ -238,25 +192,23 @@ impl TokenService {
         if let Some(s) = &req.state {
             target.query_pairs_mut().append_pair("state", s);
         }
-        crate::respond::see_other(session, target.as_str(), set_cookie.as_slice()).await
+        Answer::see_other(target.as_str(), set_cookie.as_slice())
     }
 
     /// Without random values no form, session or code can be made safely: refuse.
-    async fn no_randomness_page(&self, session: &mut Session) -> pingora::Result<()> {
-        use crate::respond::AsAnswer;
-        let refusal = super::no_randomness(crate::crypto::NoRandomness);
-        refusal.answer().send(session).await
+    fn no_randomness_page(&self) -> Answer {
+        Answer::refuse(&super::no_randomness(crate::crypto::NoRandomness))
     }
 
     /// The sign-in page: server-rendered, no JavaScript, every request parameter carried in hidden fields.
-    async fn page(
+    fn page(
         &self,
-        session: &mut Session,
+        http: &Request<'_>,
         status: u16,
         error: &str,
-        params: Option<&HashMap<String, String>>,
+        params: Option<&Params>,
         username: Option<&str>,
-    ) -> pingora::Result<()> {
+    ) -> Answer {
         // form-action also governs where the form's answer may redirect: the client's registered origin.
         let redirect_origin = params
             .and_then(|p| p.get("redirect_uri"))
@@ -269,8 +221,8 @@ impl TokenService {
         let brand = self.sessions.brand();
         let body = match params {
             Some(p) => {
-                let Ok((csrf, set_cookie)) = self.form_token(session) else {
-                    return self.no_randomness_page(session).await;
+                let Ok((csrf, set_cookie)) = self.form_token(http) else {
+                    return self.no_randomness_page();
                 };
                 headers.push(("set-cookie", set_cookie));
                 let mut hidden: Vec<(&str, String)> = [
@@ -300,21 +252,21 @@ impl TokenService {
             }
             None => crate::pages::message(&brand, "Sign in", error, None),
         };
-        crate::respond::send_html(session, status, &headers, body).await
+        Answer::html(status, headers, body)
     }
 
     /// A one-use form token bound to the browser's pre-login cookie, and the `Set-Cookie` that keeps
     /// that cookie; the pre-login id stays while the browser has it, so forms in several tabs all work.
     pub(crate) fn form_token(
         &self,
-        session: &Session,
+        http: &Request<'_>,
     ) -> Result<(String, String), crate::crypto::NoRandomness> {
-        let pre_login = match cookie(session, CSRF_COOKIE).filter(|c| {
+        let pre_login = match http.cookie(CSRF_COOKIE).filter(|c| {
             c.len() >= 32
                 && c.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         }) {
-            Some(c) => c,
+            Some(c) => c.to_string(),
             None => random_token(32)?,
         };
         let csrf = random_token(32)?;
@@ -326,8 +278,8 @@ impl TokenService {
     }
 
     /// Uses up a form token: true when this gateway issued it to this browser's pre-login cookie.
-    pub(crate) fn take_form_token(&self, session: &Session, sent: Option<&String>) -> bool {
-        match (cookie(session, CSRF_COOKIE), sent) {
+    pub(crate) fn take_form_token(&self, http: &Request<'_>, sent: Option<&String>) -> bool {
+        match (http.cookie(CSRF_COOKIE), sent) {
             (Some(c), Some(f)) => self.csrf_tokens.remove(f).is_some_and(|owner| {
                 aws_lc_rs::constant_time::verify_slices_are_equal(owner.as_bytes(), c.as_bytes())
                     .is_ok()
@@ -341,26 +293,13 @@ impl TokenService {
     pub(super) async fn code_grant(
         &self,
         client: &Client,
-        form: &HashMap<String, String>,
+        code: &str,
+        verifier: &str,
+        redirect_uri: Option<&str>,
     ) -> Result<Value, OAuthError> {
-        let code = form
-            .get("code")
-            .ok_or(invalid_request("code is required"))?;
-        let verifier = form
-            .get("code_verifier")
-            .ok_or(invalid_request("code_verifier is required"))?;
-        if !(43..=128).contains(&verifier.len())
-            || !verifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-        {
-            return Err(invalid_request(
-                "code_verifier must be 43 to 128 unreserved characters",
-            ));
-        }
         let hash = sha256_hex(code);
         let rec = self.redeem(client, &hash).await?;
-        exchange_matches(&rec, client, form, verifier)?;
+        exchange_matches(&rec, client, redirect_uri, verifier)?;
         let scopes = split_scopes(&rec.scopes);
         // the person signed in moments ago; one removed since gets nothing
         let roles = match self.user_by_subject(&rec.subject) {
@@ -447,13 +386,13 @@ impl TokenService {
 fn exchange_matches(
     rec: &CodeRecord,
     client: &Client,
-    form: &HashMap<String, String>,
+    redirect_uri: Option<&str>,
     verifier: &str,
 ) -> Result<(), OAuthError> {
     if rec.client_id != client.client_id {
         return Err(invalid_grant("the code was issued to another client"));
     }
-    let redirect_ok = match form.get("redirect_uri") {
+    let redirect_ok = match redirect_uri {
         Some(sent) if rec.redirect_uri.is_empty() => client
             .redirect_uris
             .iter()
@@ -478,4 +417,18 @@ fn exchange_matches(
         return Err(invalid_grant("the PKCE code_verifier does not match"));
     }
     Ok(())
+}
+
+/// The authorization request's parameters: the form of a POST, else the query; a repeated one is
+/// refused (RFC 6749 §3.1).
+fn authorize_params(http: &Request<'_>) -> Result<Params, &'static str> {
+    let params = if http.is_post() {
+        http.form()
+    } else {
+        http.query()
+    };
+    params.map_err(|e| match e {
+        FormError::Repeated => "A parameter was sent more than once.",
+        _ => "The sign-in request could not be read.",
+    })
 }

@@ -3,21 +3,17 @@
 use super::client_auth::Credentials;
 use super::*;
 use crate::endpoints::Endpoint;
-use crate::respond::{send, send_json, AsAnswer};
+use crate::respond::{Answer, AsAnswer};
+use crate::wire::form::FormError;
+use crate::wire::request::Request;
 use bytes::Bytes;
-use pingora::proxy::Session;
-use std::net::IpAddr;
 
-/// Parses a form body; a repeated parameter is an error (RFC 6749 §3.2), and a parameter without a
-/// value counts as absent (§3.1: `client_secret=` or `scope=` are as if not sent).
-pub fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
-    let mut out = HashMap::new();
-    for (k, v) in url::form_urlencoded::parse(body).filter(|(_, v)| !v.is_empty()) {
-        if out.insert(k.into_owned(), v.into_owned()).is_some() {
-            return Err(invalid_request("a parameter was sent more than once"));
-        }
+/// A form that cannot be used, as the token service says so (RFC 6749 §5.2).
+pub(crate) fn form_error(e: FormError) -> OAuthError {
+    match e {
+        FormError::TooLarge => oauth(413, OAuthErrorCode::InvalidRequest, e.description()),
+        _ => invalid_request(e.description()),
     }
-    Ok(out)
 }
 
 /// Over a request rate: 429 with `Retry-After` and an error code RFC 6749 §5.2 defines.
@@ -59,24 +55,24 @@ impl TokenService {
     }
 
     /// Answers one of the service's endpoints.
-    pub async fn handle(&self, session: &mut Session, endpoint: Endpoint) -> pingora::Result<()> {
-        let cors = self.cors_headers(session, endpoint);
-        let method = session.req_header().method.clone();
+    pub async fn answer(&self, req: &Request<'_>, endpoint: Endpoint) -> Answer {
+        let cors = self.cors_headers(req, endpoint);
+        let method = req.method();
         if method == http::Method::OPTIONS && endpoint != Endpoint::Authorize {
-            return self.preflight(session, endpoint, cors).await;
+            return self.preflight(endpoint, cors);
         }
-        if !endpoint.allows(&method) {
+        if !endpoint.allows(method) {
             let e = OAuthError {
                 allow: Some(endpoint.allow()),
                 ..oauth(405, OAuthErrorCode::InvalidRequest, "method not allowed")
             };
-            return with_headers(e.answer(), cors).send(session).await;
+            return with_headers(e.answer(), cors).into();
         }
         match endpoint {
-            Endpoint::Authorize => self.authorize(session).await,
-            Endpoint::Userinfo => match self.userinfo(session).await {
-                Ok(v) => send_json(session, 200, &cors, v.to_string()).await,
-                Err(rejection) => with_headers(rejection.answer(), cors).send(session).await,
+            Endpoint::Authorize => self.authorize(req).await,
+            Endpoint::Userinfo => match self.userinfo(req).await {
+                Ok(v) => Answer::json(200, cors, v.to_string()),
+                Err(rejection) => with_headers(rejection.answer(), cors).into(),
             },
             Endpoint::Jwks | Endpoint::Metadata => {
                 let (doc, age) = if endpoint == Endpoint::Jwks {
@@ -86,37 +82,28 @@ impl TokenService {
                 };
                 let mut headers = cors;
                 headers.push(("cache-control", format!("public, max-age={age}")));
-                send(
-                    session,
-                    200,
-                    "application/json",
-                    &headers,
-                    Bytes::from(doc.clone()),
-                )
-                .await
+                Answer::body(200, "application/json", headers, Bytes::from(doc.clone()))
             }
             Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => {
-                let address = self.client_address(session);
-                let basic = session
-                    .req_header()
-                    .headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string);
-                let answer = match self.read_form(session).await {
+                let basic = req.header_text("authorization");
+                let repeated = req.header.headers.get_all("authorization").iter().nth(1);
+                let answer = match req.form() {
+                    _ if repeated.is_some() => Err(invalid_request(
+                        "the Authorization header was sent more than once",
+                    )),
                     Ok(form) => {
-                        self.answer_post(endpoint, basic.as_deref(), &form, &address)
+                        self.answer_post(endpoint, basic, &form, &req.client_key())
                             .await
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(form_error(e)),
                 };
                 match answer {
                     Ok(body) => {
                         let mut headers = cors;
                         headers.push(("pragma", "no-cache".to_string()));
-                        send_json(session, 200, &headers, body.to_string()).await
+                        Answer::json(200, headers, body.to_string())
                     }
-                    Err(e) => with_headers(e.answer(), cors).send(session).await,
+                    Err(e) => with_headers(e.answer(), cors).into(),
                 }
             }
         }
@@ -124,12 +111,8 @@ impl TokenService {
 
     /// CORS answers for browsers on other origins: the public documents to anyone, the others to
     /// the origins some client allows (`allowed_origins`, by default its redirect URIs' origins).
-    fn cors_headers(&self, session: &Session, endpoint: Endpoint) -> Vec<(&'static str, String)> {
-        let origin = session
-            .req_header()
-            .headers
-            .get("origin")
-            .and_then(|v| v.to_str().ok());
+    fn cors_headers(&self, req: &Request<'_>, endpoint: Endpoint) -> Vec<(&'static str, String)> {
+        let origin = req.header_text("origin");
         let allowed = match endpoint {
             Endpoint::Jwks | Endpoint::Metadata => Some("*".to_string()),
             Endpoint::Authorize => None,
@@ -147,19 +130,14 @@ impl TokenService {
     }
 
     /// The answer to a CORS preflight: 204 with what may follow, or 403 for an origin no client allows.
-    async fn preflight(
-        &self,
-        session: &mut Session,
-        endpoint: Endpoint,
-        mut cors: Vec<(&'static str, String)>,
-    ) -> pingora::Result<()> {
+    fn preflight(&self, endpoint: Endpoint, mut cors: Vec<(&'static str, String)>) -> Answer {
         if cors.is_empty() {
             let e = oauth(
                 403,
                 OAuthErrorCode::InvalidRequest,
                 "this origin may not call this endpoint",
             );
-            return e.answer().send(session).await;
+            return Answer::refuse(&e);
         }
         cors.push(("access-control-allow-methods", endpoint.allow().to_string()));
         cors.push((
@@ -167,66 +145,7 @@ impl TokenService {
             "authorization, content-type".to_string(),
         ));
         cors.push(("access-control-max-age", "600".to_string()));
-        send(session, 204, "text/plain", &cors, Bytes::new()).await
-    }
-
-    pub(crate) async fn read_form(
-        &self,
-        session: &mut Session,
-    ) -> Result<HashMap<String, String>, OAuthError> {
-        let req = session.req_header();
-        let ct = req
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = ct.split(';').next().unwrap_or("").trim();
-        if !mime.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
-            return Err(invalid_request(
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        if crate::wire::header_value::content_length(req).is_some_and(|n| n > MAX_FORM as u64) {
-            session.set_keepalive(None);
-            return Err(oauth(
-                413,
-                OAuthErrorCode::InvalidRequest,
-                "the request body is too large",
-            ));
-        }
-        if req
-            .headers
-            .get("expect")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-        {
-            let _ = session.as_downstream_mut().write_continue_response().await;
-        }
-        let mut body = Vec::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_FORM {
-                        session.set_keepalive(None);
-                        return Err(oauth(
-                            413,
-                            OAuthErrorCode::InvalidRequest,
-                            "the request body is too large",
-                        ));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(_) => return Err(invalid_request("the request body could not be read")),
-            }
-        }
-        parse_form(&body)
-    }
-
-    /// The real client's address (after `[server] trusted_proxies`), as counters key it: `ip:…`.
-    pub(crate) fn client_address(&self, session: &Session) -> String {
-        let ip = crate::wire::forwarded::client_ip(session, &self.trusted_proxies)
-            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        format!("ip:{ip}")
+        Answer::empty(204, cors)
     }
 
     /// The POST endpoints after the form is read: rate limits, client authentication, then the
@@ -278,16 +197,105 @@ impl TokenService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::tests::{basic, fixture, SVC};
+    use crate::wire::request::testing::{post, request};
+    use crate::wire::request::Body;
+    use crate::wire::testing::get;
+
+    #[tokio::test]
+    async fn documents_are_public_and_cached() {
+        let f = fixture();
+        let h = get(
+            "/.well-known/openid-configuration",
+            &[("origin", "https://x.test")],
+        );
+        let a = f
+            .svc
+            .answer(&request(&h, Body::None), Endpoint::Metadata)
+            .await;
+        assert_eq!(a.status(), 200);
+        assert_eq!(a.header("cache-control"), Some("public, max-age=3600"));
+        assert_eq!(a.header("access-control-allow-origin"), Some("*"));
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_and_foreign_preflights_are_refused() {
+        let f = fixture();
+        let h = get("/oauth/token", &[]);
+        let a = f
+            .svc
+            .answer(&request(&h, Body::None), Endpoint::Token)
+            .await;
+        assert_eq!((a.status(), a.header("allow")), (405, Some("POST")));
+        let mut h = get("/oauth/token", &[("origin", "https://evil.test")]);
+        h.set_method(http::Method::OPTIONS);
+        let a = f
+            .svc
+            .answer(&request(&h, Body::None), Endpoint::Token)
+            .await;
+        assert_eq!(a.status(), 403);
+    }
+
+    #[tokio::test]
+    async fn unusable_bodies_and_repeated_credentials_are_invalid_requests() {
+        let f = fixture();
+        let (h, _) = post("/oauth/token", "", &[]);
+        let too_large = Body::Refused(FormError::TooLarge);
+        let a = f.svc.answer(&request(&h, too_large), Endpoint::Token).await;
+        assert_eq!(a.status(), 413);
+        let not_form = Body::Refused(FormError::NotForm);
+        let a = f.svc.answer(&request(&h, not_form), Endpoint::Token).await;
+        assert_eq!(a.status(), 400);
+        let auth = basic("svc", SVC);
+        let twice = [
+            ("authorization", auth.as_str()),
+            ("authorization", auth.as_str()),
+        ];
+        let (h, body) = post("/oauth/token", "grant_type=client_credentials", &twice);
+        let a = f.svc.answer(&request(&h, body), Endpoint::Token).await;
+        assert_eq!(a.status(), 400);
+    }
+
+    #[tokio::test]
+    async fn a_token_request_is_answered_with_no_caching() {
+        let f = fixture();
+        let auth = basic("svc", SVC);
+        let one = [("authorization", auth.as_str())];
+        let (h, body) = post("/oauth/token", "grant_type=client_credentials", &one);
+        let a = f.svc.answer(&request(&h, body), Endpoint::Token).await;
+        assert_eq!(a.status(), 200);
+        assert_eq!(a.header("pragma"), Some("no-cache"));
+        let crate::respond::Answer::Response(r) = a else {
+            panic!("a token is a response")
+        };
+        let v: Value = serde_json::from_slice(&r.body).unwrap();
+        assert!(v["access_token"].is_string());
+    }
+
+    #[tokio::test]
+    async fn an_authorization_request_without_a_client_is_a_page() {
+        let f = fixture();
+        let h = get("/oauth/authorize?response_type=code", &[]);
+        let a = f
+            .svc
+            .answer(&request(&h, Body::None), Endpoint::Authorize)
+            .await;
+        assert_eq!(a.status(), 400);
+        let h = get("/oauth/authorize?client_id=svc&client_id=svc", &[]);
+        let a = f
+            .svc
+            .answer(&request(&h, Body::None), Endpoint::Authorize)
+            .await;
+        assert_eq!(a.status(), 400);
+        assert!(
+            matches!(a, crate::respond::Answer::Response(r) if r.content_type.starts_with("text/html"))
+        );
+    }
 
     #[test]
-    fn forms_refuse_repeats_and_drop_empty_values() {
-        assert!(parse_form(b"a=1&b=2").is_ok());
-        assert_eq!(
-            parse_form(b"a=1&a=2").unwrap_err().code,
-            OAuthErrorCode::InvalidRequest
-        );
-        let f = parse_form(b"scope=&client_secret=&grant_type=x").unwrap();
-        assert_eq!(f.len(), 1);
-        assert_eq!(f.get("grant_type").map(String::as_str), Some("x"));
+    fn unusable_forms_are_oauth_errors() {
+        assert_eq!(form_error(FormError::TooLarge).status, 413);
+        let e = form_error(FormError::Repeated);
+        assert_eq!((e.status, e.code), (400, OAuthErrorCode::InvalidRequest));
     }
 }

@@ -1,5 +1,6 @@
 //! The grants: client_credentials, jwt-bearer, password, refresh rotation, and minting access tokens.
 
+use super::request::{self, Grant, TokenRequest};
 use super::*;
 use crate::store::{RefreshRecord, Rotation};
 
@@ -7,12 +8,11 @@ impl TokenService {
     /// The scopes to grant: what was asked, each allowed; nothing asked means the defaults.
     pub(super) fn scopes(
         client: &Client,
-        form: &HashMap<String, String>,
+        asked: Option<&[String]>,
     ) -> Result<Vec<String>, OAuthError> {
-        match form.get("scope") {
+        match asked {
             None => Ok(client.default_scopes.clone()),
-            Some(s) => {
-                let asked: Vec<String> = split_scopes(s);
+            Some(asked) => {
                 if asked.iter().any(|a| !client.scopes.contains(a)) {
                     return Err(oauth(
                         400,
@@ -20,36 +20,19 @@ impl TokenService {
                         "a requested scope is not allowed for this client",
                     ));
                 }
-                Ok(asked)
+                Ok(asked.to_vec())
             }
         }
     }
 
+    /// A request to the token endpoint from an authenticated (or identified public) client.
     pub(super) async fn token(
         &self,
         client: &Client,
         form: &HashMap<String, String>,
         address: &str,
     ) -> Result<Value, OAuthError> {
-        let grant = form
-            .get("grant_type")
-            .ok_or(invalid_request("grant_type is required"))?;
-        let grant_type = match GrantType::parse(grant) {
-            Some(
-                g @ (GrantType::ClientCredentials
-                | GrantType::JwtBearer
-                | GrantType::Password
-                | GrantType::AuthorizationCode
-                | GrantType::RefreshToken),
-            ) => g,
-            _ => {
-                return Err(oauth(
-                    400,
-                    OAuthErrorCode::UnsupportedGrantType,
-                    "this grant type is not supported",
-                ))
-            }
-        };
+        let grant_type = request::grant_type(form)?;
         if !client.grant_types.contains(&grant_type) {
             return Err(oauth(
                 400,
@@ -57,34 +40,32 @@ impl TokenService {
                 "the client may not use this grant type",
             ));
         }
-        match grant_type {
-            GrantType::AuthorizationCode => return self.code_grant(client, form).await,
-            GrantType::Password => return self.password_grant(client, form, address).await,
-            GrantType::RefreshToken => return self.refresh_grant(client, form).await,
-            _ => {}
-        }
-        let scopes = Self::scopes(client, form)?;
-        let subject = match grant_type {
-            GrantType::JwtBearer => {
-                let assertion = form
-                    .get("assertion")
-                    .ok_or(invalid_request("assertion is required"))?;
-                let claims = self.check_assertion(client, assertion, false).await?;
-                let sub = claims
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
-                    .ok_or(invalid_grant("the assertion names no subject"))?;
-                if !subjects::may_assert(client, sub) {
-                    tracing::info!(target: "gatehouse::token", client = %client.client_id,
-                        "a jwt-bearer assertion named a subject the client may not act for");
-                    return Err(invalid_grant(
-                        "the client may not act for this subject (jwt_bearer_subjects)",
-                    ));
-                }
-                sub.to_string()
+        let req = TokenRequest::parse(grant_type, form)?;
+        let asked = req.scope.as_deref();
+        let (subject, scopes) = match req.grant {
+            Grant::AuthorizationCode {
+                code,
+                verifier,
+                redirect_uri,
+            } => {
+                let sent = redirect_uri.as_deref();
+                return self.code_grant(client, &code, &verifier, sent).await;
             }
-            _ => {
+            Grant::Password { username, password } => {
+                let credentials = (username.as_str(), password.as_str());
+                return self
+                    .password_grant(client, credentials, asked, address)
+                    .await;
+            }
+            Grant::RefreshToken { refresh_token } => {
+                return self.refresh_grant(client, &refresh_token, req.scope).await
+            }
+            Grant::JwtBearer { assertion } => {
+                let scopes = Self::scopes(client, asked)?;
+                (self.asserted_subject(client, &assertion).await?, scopes)
+            }
+            Grant::ClientCredentials => {
+                let scopes = Self::scopes(client, asked)?;
                 if client.public {
                     return Err(oauth(
                         400,
@@ -92,7 +73,7 @@ impl TokenService {
                         "a public client cannot use client_credentials",
                     ));
                 }
-                client.client_id.clone()
+                (client.client_id.clone(), scopes)
             }
         };
         let (token, ttl, _) =
@@ -104,6 +85,27 @@ impl TokenService {
         Ok(body)
     }
 
+    /// The subject a jwt-bearer assertion names, when the client may act for it.
+    async fn asserted_subject(
+        &self,
+        client: &Client,
+        assertion: &str,
+    ) -> Result<String, OAuthError> {
+        let claims = self.check_assertion(client, assertion, false).await?;
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or(invalid_grant("the assertion names no subject"))?;
+        if !subjects::may_assert(client, sub) {
+            tracing::info!(target: "gatehouse::token", client = %client.client_id,
+                "a jwt-bearer assertion named a subject the client may not act for");
+            return Err(invalid_grant(
+                "the client may not act for this subject (jwt_bearer_subjects)",
+            ));
+        }
+        Ok(sub.to_string())
+    }
     /// Signs an RFC 9068 access token.
     pub fn mint(
         &self,
@@ -161,16 +163,11 @@ impl TokenService {
     pub(super) async fn password_grant(
         &self,
         client: &Client,
-        form: &HashMap<String, String>,
+        (username, password): (&str, &str),
+        asked: Option<&[String]>,
         address: &str,
     ) -> Result<Value, OAuthError> {
-        let username = form
-            .get("username")
-            .ok_or(invalid_request("username is required"))?;
-        let password = form
-            .get("password")
-            .ok_or(invalid_request("password is required"))?;
-        let scopes = Self::scopes(client, form)?;
+        let scopes = Self::scopes(client, asked)?;
         let user = match self.sign_in(username, password, address).await {
             SignIn::User(u) => u,
             SignIn::LockedOut => {
@@ -256,11 +253,9 @@ impl TokenService {
     pub(super) async fn refresh_grant(
         &self,
         client: &Client,
-        form: &HashMap<String, String>,
+        presented: &str,
+        asked: Option<Vec<String>>,
     ) -> Result<Value, OAuthError> {
-        let presented = form
-            .get("refresh_token")
-            .ok_or(invalid_request("refresh_token is required"))?;
         let now = self.clock.now_secs();
         let next = random_token(32).map_err(no_randomness)?;
         let (old, new_hash, client_id) = (
@@ -268,7 +263,6 @@ impl TokenService {
             sha256_hex(&next),
             client.client_id.clone(),
         );
-        let asked = form.get("scope").map(|a| split_scopes(a));
         let wanted = asked.clone();
         let rotation = run_blocking(&self.store, move |s| {
             let current = s.active_refresh(&old, now)?;

@@ -8,7 +8,7 @@ use crate::config::Client;
 use crate::config::TokenSources;
 use crate::respond::Rejection;
 use crate::store::run_blocking;
-use pingora::proxy::Session;
+use crate::wire::request::Request;
 
 /// Longest bearer token userinfo reads; the gateway's own tokens are far shorter.
 const MAX_USERINFO_TOKEN: usize = 16 * 1024;
@@ -137,22 +137,15 @@ impl TokenService {
     /// `sub` and the claims the token's scopes release: `profile` the user's claims, `email` the
     /// email. The token is judged by the proxy's verifier, so expiry, leeway and revocation are the
     /// same here as on every route.
-    pub(super) async fn userinfo(&self, session: &mut Session) -> Result<Value, Rejection> {
+    pub(super) async fn userinfo(&self, http: &Request<'_>) -> Result<Value, Rejection> {
         let header_only = TokenSources {
             header: true,
             ..Default::default()
         };
-        let in_header = extract_token(session.req_header(), &header_only, MAX_USERINFO_TOKEN)?
-            .map(|t| t.into_owned());
+        let in_header =
+            extract_token(http.header, &header_only, MAX_USERINFO_TOKEN)?.map(|t| t.into_owned());
         // RFC 6750 §2.2: a POSTed form may carry the token as `access_token` (not both at once).
-        let in_body = if session.req_header().method == http::Method::POST {
-            self.read_form(session)
-                .await
-                .ok()
-                .and_then(|mut f| f.remove("access_token"))
-        } else {
-            None
-        };
+        let in_body = http.form().ok().and_then(|mut f| f.remove("access_token"));
         let token = match (in_header, in_body) {
             (Some(_), Some(_)) => {
                 return Err(Rejection::BadRequest(

@@ -12,11 +12,12 @@ mod introspect;
 pub mod keys;
 pub mod limits;
 mod metadata;
+mod request;
 pub mod subjects;
 mod users;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use error::OAuthErrorCode;
 pub use users::released_claims;
@@ -37,8 +38,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-/// Largest form body the endpoints read.
-const MAX_FORM: usize = 16 * 1024;
 
 /// The outcome of checking a person's credentials.
 pub enum SignIn<'a> {
@@ -224,8 +223,6 @@ pub struct TokenService {
     sign_ins: std::sync::atomic::AtomicU64,
     /// browser sessions, opened by a sign-in here or at `/oauth/login`
     pub sessions: Arc<crate::session::Sessions>,
-    /// proxies whose `X-Forwarded-For` names the client that counters are kept for
-    trusted_proxies: Vec<crate::wire::forwarded::Cidr>,
     /// every configured client id, encoded as a principal holds it
     encoded_clients: std::collections::HashSet<String>,
 }
@@ -301,7 +298,6 @@ impl TokenService {
             cors_origins: cors_origins(config),
             keys,
             settings,
-            trusted_proxies: config.server.trusted_proxies.clone(),
             encoded_clients: encoded_clients(config),
         }))
     }

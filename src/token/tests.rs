@@ -12,18 +12,18 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::path::Path;
 
-const SVC: &str = "svc-secret-0123456789abcdef0123456789abcdef";
+pub(super) const SVC: &str = "svc-secret-0123456789abcdef0123456789abcdef";
 const LEGACY: &str = "legacy-secret-0123456789abcdef0123456789ab";
 const ALICE: &str = "correct horse battery staple";
 const ADDR: &str = "ip:192.0.2.1";
 
-struct Fixture {
-    svc: TokenService,
+pub(crate) struct Fixture {
+    pub(crate) svc: TokenService,
     clock: Arc<OffsetClock>,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
+pub(crate) fn fixture() -> Fixture {
     fixture_rated("1000/s")
 }
 
@@ -111,7 +111,7 @@ fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         .collect()
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub(super) fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 

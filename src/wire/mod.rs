@@ -1,9 +1,11 @@
-//! Reading and writing HTTP text: paths and hosts, header values, cookies, forwarding headers and
-//! what gRPC asks of them.
+//! Reading and writing HTTP text: paths and hosts, header values, cookies, forms, forwarding headers,
+//! requests to the gateway's own endpoints and what gRPC asks of them.
 
 pub mod cookies;
+pub mod form;
 pub mod header_value;
 pub mod path;
+pub mod request;
 
 pub mod forwarded;
 pub mod grpc;
