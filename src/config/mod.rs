@@ -2,6 +2,7 @@
 
 mod clients;
 mod forward_auth;
+mod ids;
 mod issuers;
 mod login_way;
 mod model;
@@ -12,6 +13,7 @@ mod sessions;
 mod upstreams;
 mod warnings;
 
+pub use ids::RouteId;
 pub use login_way::LoginWay;
 pub use model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
@@ -226,7 +228,7 @@ impl Compiler {
         if token_service.is_none() {
             for r in routes.iter().filter(|r| r.identity_jwt) {
                 self.err(
-                    format!("routes[{}].identity_jwt", r.index),
+                    format!("routes[{}].identity_jwt", r.id),
                     "needs [token_service]: its signing key signs the identity JWT",
                 );
             }

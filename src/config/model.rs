@@ -1,5 +1,6 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
+use super::ids::RouteId;
 use super::sessions::{LoginProvider, SessionSettings};
 use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
@@ -33,6 +34,14 @@ pub struct Config {
     pub login_providers: Vec<LoginProvider>,
     /// the endpoint other proxies ask about each request, when `[forward_auth]` is present
     pub forward_auth: Option<ForwardAuthSettings>,
+}
+
+impl Config {
+    /// The route `id` names. An id means something only in the configuration it was compiled in;
+    /// a request keeps its generation from start to end, so its route's id stays good.
+    pub fn route(&self, id: RouteId) -> Option<&Route> {
+        self.routes.get(id.position())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -461,7 +470,7 @@ pub struct ClaimHeader {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub index: usize,
+    pub id: RouteId,
     pub name: String,
     pub host: Option<HostPattern>,
     pub path_prefix: String,

@@ -271,7 +271,7 @@ impl Compiler {
             identity_jwt: r.identity_jwt,
             audiences: r.audiences,
             needs_claims,
-            index: i,
+            id: RouteId::at(i),
             name,
             host,
             path_prefix,
@@ -310,10 +310,10 @@ impl Compiler {
                 };
                 if clash {
                     self.problems.push(Problem {
-                        key: format!("routes[{}].path_prefix", r.index),
+                        key: format!("routes[{}].path_prefix", r.id),
                         message: format!(
                             "{:?} is already matched by routes[{}] ({}) for the same host and methods",
-                            r.path_prefix, o.index, o.name
+                            r.path_prefix, o.id, o.name
                         ),
                     });
                 }

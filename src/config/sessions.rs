@@ -308,7 +308,7 @@ impl Compiler {
         token_service: bool,
     ) {
         for r in routes {
-            let k = |f: &str| format!("routes[{}].{f}", r.index);
+            let k = |f: &str| format!("routes[{}].{f}", r.id);
             if r.auth != AuthMode::Session {
                 if !r.login.is_empty() {
                     self.err(
@@ -326,7 +326,7 @@ impl Compiler {
             }
             for (j, way) in r.login.iter().enumerate() {
                 let key = if r.login_written {
-                    format!("routes[{}].login[{j}]", r.index)
+                    format!("routes[{}].login[{j}]", r.id)
                 } else {
                     k("login")
                 };

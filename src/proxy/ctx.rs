@@ -3,7 +3,7 @@
 
 use crate::auth::identity::Identity;
 use crate::auth::Verifier;
-use crate::config::Config;
+use crate::config::{Config, RouteId};
 use crate::observe::metrics::Metrics;
 use crate::proxy::forward_auth::Dialect;
 use crate::proxy::routes::RouteTable;
@@ -41,8 +41,8 @@ pub struct Shared {
 impl Shared {
     /// The runtime of a route's upstream; none on a forward-auth-only route. (It borrows only the
     /// generation, so a request's other state stays free to change.)
-    pub(crate) fn upstream(&self, route: Option<usize>) -> Option<&UpstreamRuntime> {
-        let index = self.config.routes.get(route?)?.upstream.as_ref()?.index;
+    pub(crate) fn upstream(&self, route: Option<RouteId>) -> Option<&UpstreamRuntime> {
+        let index = self.config.route(route?)?.upstream.as_ref()?.index;
         self.upstreams.get(index)
     }
 }
@@ -52,7 +52,7 @@ pub struct Ctx {
     /// the configuration generation this request runs on, from start to end
     pub(crate) shared: Arc<Shared>,
     pub(crate) start: Instant,
-    pub(crate) route: Option<usize>,
+    pub(crate) route: Option<RouteId>,
     /// who the request is, once its token is verified
     pub(crate) identity: Option<Identity>,
     /// the identity JWT for the upstream, on routes that send one
