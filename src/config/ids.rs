@@ -31,6 +31,11 @@ macro_rules! id {
 }
 
 id! {
+    /// An upstream: its place in `Config::upstreams`, and so in each generation's runtime pools.
+    UpstreamId
+}
+
+id! {
     /// A route: its place in `[[routes]]`, which is also its place in `Config::routes` (a route
     /// refused for a problem refuses the whole configuration).
     RouteId

@@ -13,7 +13,7 @@ mod sessions;
 mod upstreams;
 mod warnings;
 
-pub use ids::RouteId;
+pub use ids::{RouteId, UpstreamId};
 pub use login_way::LoginWay;
 pub use model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};

@@ -1,6 +1,6 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
-use super::ids::RouteId;
+use super::ids::{RouteId, UpstreamId};
 use super::sessions::{LoginProvider, SessionSettings};
 use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
@@ -411,8 +411,7 @@ pub enum Protocol {
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// its place among the configured upstreams, which is also its runtime pool's
-    pub index: usize,
+    pub id: UpstreamId,
     pub name: String,
     pub kind: UpstreamKind,
 }

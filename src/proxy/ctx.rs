@@ -20,6 +20,7 @@ pub struct Shared {
     pub verifier: Arc<Verifier>,
     /// the authorization server, when configured
     pub tokens: Option<crate::token::TokenService>,
+    /// each configured upstream's runtime, in `Config::upstreams` order (by `UpstreamId`)
     pub upstreams: Vec<UpstreamRuntime>,
     /// every configured claim header name, removed from every request
     pub claim_names: Vec<HeaderName>,
@@ -42,8 +43,8 @@ impl Shared {
     /// The runtime of a route's upstream; none on a forward-auth-only route. (It borrows only the
     /// generation, so a request's other state stays free to change.)
     pub(crate) fn upstream(&self, route: Option<RouteId>) -> Option<&UpstreamRuntime> {
-        let index = self.config.route(route?)?.upstream.as_ref()?.index;
-        self.upstreams.get(index)
+        let id = self.config.route(route?)?.upstream.as_ref()?.id;
+        self.upstreams.get(id.position())
     }
 }
 
