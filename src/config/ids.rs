@@ -31,6 +31,12 @@ macro_rules! id {
 }
 
 id! {
+    /// An issuer: its place in the list its key cache was built from (`Config::issuers`, the login
+    /// providers, or the clients with a `jwks_uri`), so the key cache finds its keys by it.
+    IssuerId
+}
+
+id! {
     /// An upstream: its place in `Config::upstreams`, and so in each generation's runtime pools.
     UpstreamId
 }

@@ -13,7 +13,7 @@ mod sessions;
 mod upstreams;
 mod warnings;
 
-pub use ids::{RouteId, UpstreamId};
+pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
 pub use model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
@@ -206,7 +206,8 @@ impl Compiler {
             .map(|t| self.token_service(t, &server.public_url));
         let clients = self.clients(raw.clients, token_service.as_ref());
         if let Some(ts) = &token_service {
-            issuers.push(Arc::new(issuers::own_issuer(issuers.len(), ts, &clients)));
+            let own = IssuerId::at(issuers.len());
+            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients)));
         }
         // a route may sign in local users while every one of them is disabled for now
         let declared_users = raw.users.len();

@@ -1,6 +1,6 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
-use super::ids::{RouteId, UpstreamId};
+use super::ids::{IssuerId, RouteId, UpstreamId};
 use super::sessions::{LoginProvider, SessionSettings};
 use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
@@ -41,6 +41,11 @@ impl Config {
     /// a request keeps its generation from start to end, so its route's id stays good.
     pub fn route(&self, id: RouteId) -> Option<&Route> {
         self.routes.get(id.position())
+    }
+
+    /// The issuer `id` names among `issuers`, such as the one a verified principal came from.
+    pub fn issuer(&self, id: IssuerId) -> Option<&Arc<Issuer>> {
+        self.issuers.get(id.position())
     }
 }
 
@@ -272,9 +277,9 @@ pub const TENANT: &str = "{tenantid}";
 impl Issuer {
     /// An issuer the gateway describes itself (its own, a login provider, a client's key set), with
     /// the key-fetching defaults of an `[[issuers]]` entry; callers set what differs.
-    pub fn described(index: usize, name: String, issuer: String, source: KeySource) -> Issuer {
+    pub fn described(id: IssuerId, name: String, issuer: String, source: KeySource) -> Issuer {
         Issuer {
-            index,
+            id,
             require_typ: None,
             name,
             issuer,
@@ -348,7 +353,7 @@ pub enum KeySource {
 /// Equal issuers verify exactly alike: every setting and the same keys.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Issuer {
-    pub index: usize,
+    pub id: IssuerId,
     /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)
     pub require_typ: Option<&'static str>,
     pub name: String,

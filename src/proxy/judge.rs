@@ -117,14 +117,7 @@ async fn judged(
         // a browser's preflight never carries credentials; the upstream answers it
         return Ok(passed(s, ctx));
     }
-    ctx.identity = authenticate(
-        req,
-        route,
-        &s.verifier,
-        &s.config.issuers,
-        s.config.validation.max_token_bytes,
-    )
-    .await?;
+    ctx.identity = authenticate(req, route, &s.verifier, &s.config).await?;
     if let (Some(id), Some(tokens)) = (&ctx.identity, &s.tokens) {
         if tokens.issued_to_removed_client(&id.principal) {
             return Err(Rejection::InvalidToken(TokenError::Revoked));
