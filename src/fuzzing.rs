@@ -146,7 +146,7 @@ pub fn config(data: &[u8]) {
     match Config::from_toml(s, std::path::Path::new("/nonexistent/fuzz.toml")) {
         Ok(c) => {
             let table = crate::proxy::routes::RouteTable::new(&c.routes);
-            let _ = table.lookup(&c.routes, Some("example.com"), "/a/b", &http::Method::GET);
+            let _ = table.lookup(&c, Some("example.com"), "/a/b", &http::Method::GET);
             let _ = c.warnings();
         }
         Err(e) => assert!(!e.problems.is_empty(), "a refusal names its problems"),

@@ -1,7 +1,7 @@
 //! JWKS fetching and caching per issuer: Cache-Control aware, single-flight, rate-floored, stale-if-error.
 
 use crate::clock::SharedClock;
-use crate::config::{Issuer, KeySource};
+use crate::config::{Issuer, IssuerId, KeySource};
 use crate::crypto::verify_keys::{RawJwk, VerifyKey};
 use moka::ops::compute::Op;
 use serde::Deserialize;
@@ -62,8 +62,9 @@ struct Slot {
 
 /// The key cache for every configured issuer.
 pub struct Jwks {
+    /// one per issuer, in the order given, which is the order of their ids
     slots: Vec<Slot>,
-    cache: moka::future::Cache<usize, Arc<KeySet>>,
+    cache: moka::future::Cache<IssuerId, Arc<KeySet>>,
     clock: SharedClock,
 }
 
@@ -186,6 +187,18 @@ impl Jwks {
         })
     }
 
+    fn slot(&self, issuer: IssuerId) -> Option<&Slot> {
+        self.slots.get(issuer.position())
+    }
+
+    /// Every slot with the id of its issuer.
+    fn by_id(&self) -> impl Iterator<Item = (IssuerId, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, slot)| (IssuerId::at(i), slot))
+    }
+
     fn retry_after(slot: &Slot) -> u64 {
         (Self::floor_ms(slot) / 1000).max(1)
     }
@@ -204,10 +217,10 @@ impl Jwks {
     /// Keys to check a token of this issuer; an unknown `kid` causes at most one floored refetch.
     pub async fn keys(
         self: &Arc<Self>,
-        issuer: usize,
+        issuer: IssuerId,
         kid: Option<&str>,
     ) -> Result<Arc<KeySet>, KeysError> {
-        let Some(slot) = self.slots.get(issuer) else {
+        let Some(slot) = self.slot(issuer) else {
             return Err(KeysError::Unavailable { retry_after: 1 });
         };
         if let Some(s) = &slot.statics {
@@ -238,8 +251,8 @@ impl Jwks {
         }
     }
 
-    fn spawn_refresh(self: &Arc<Self>, issuer: usize) {
-        let Some(slot) = self.slots.get(issuer) else {
+    fn spawn_refresh(self: &Arc<Self>, issuer: IssuerId) {
+        let Some(slot) = self.slot(issuer) else {
             return;
         };
         if slot.refreshing.swap(true, Ordering::SeqCst) {
@@ -247,7 +260,7 @@ impl Jwks {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let Some(slot) = me.slots.get(issuer) else {
+            let Some(slot) = me.slot(issuer) else {
                 return;
             };
             let seen = slot.attempts.load(Ordering::SeqCst);
@@ -258,8 +271,8 @@ impl Jwks {
 
     /// Fetches unless another caller fetched since `seen`, or the last attempt is within `jwks_min_refresh`.
     /// Callers for the same issuer queue on the cache entry, so many of them cause one fetch.
-    async fn refresh(&self, issuer: usize, seen: u64) -> Option<Arc<KeySet>> {
-        let slot = self.slots.get(issuer)?;
+    async fn refresh(&self, issuer: IssuerId, seen: u64) -> Option<Arc<KeySet>> {
+        let slot = self.slot(issuer)?;
         self.cache
             .entry(issuer)
             .and_compute_with(|_current| async {
@@ -316,16 +329,16 @@ impl Jwks {
     pub async fn maintain(self: Arc<Self>) {
         loop {
             let now = self.clock.now_ms();
-            for (i, slot) in self.slots.iter().enumerate() {
+            for (id, slot) in self.by_id() {
                 if slot.statics.is_some() {
                     continue;
                 }
-                let due = match self.cache.get(&i).await {
+                let due = match self.cache.get(&id).await {
                     Some(ks) => now >= ks.refresh_ms,
                     None => true,
                 };
                 if due {
-                    self.spawn_refresh(i);
+                    self.spawn_refresh(id);
                 }
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -336,13 +349,13 @@ impl Jwks {
     pub async fn issuers_without_keys(&self) -> Vec<String> {
         let now = self.clock.now_ms();
         let mut out = Vec::new();
-        for (i, slot) in self.slots.iter().enumerate() {
+        for (id, slot) in self.by_id() {
             if slot.statics.is_some() {
                 continue;
             }
             let usable = self
                 .cache
-                .get(&i)
+                .get(&id)
                 .await
                 .is_some_and(|ks| now < ks.stale_until_ms && !ks.keys.is_empty());
             if !usable {

@@ -176,7 +176,7 @@ impl Verifier {
         if let Some(p) = self.cache.get(&key) {
             if now <= p.exp.saturating_add(self.leeway) {
                 // The cache holds claims, not decisions: the route's issuers still apply.
-                if !allowed.iter().any(|i| i.index == p.issuer) {
+                if !allowed.iter().any(|i| i.id == p.issuer) {
                     return Err(TokenError::UntrustedIssuer.into());
                 }
                 self.check_revoked(&p)?;
@@ -205,7 +205,7 @@ impl Verifier {
         let exp = parsed.validate_claims(issuer, now, self.leeway)?;
         let keys = self
             .jwks
-            .keys(issuer.index, parsed.kid.as_deref())
+            .keys(issuer.id, parsed.kid.as_deref())
             .await
             .map_err(
                 |KeysError::Unavailable { retry_after }| AuthError::KeysUnavailable { retry_after },

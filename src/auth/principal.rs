@@ -1,6 +1,6 @@
 //! The verified identity of a request: roles, scopes and header values derived once per token.
 
-use crate::config::Issuer;
+use crate::config::{Issuer, IssuerId};
 use crate::wire::header_value::{encode_header_value, join_encoded, push_encoded, push_list};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -23,7 +23,7 @@ const FIXED: usize = 6;
 /// token they were sent.
 #[derive(Debug)]
 pub struct Principal {
-    pub issuer: usize,
+    pub issuer: IssuerId,
     pub exp: u64,
     /// `parts` little-endian u32 end offsets (relative to the data after the table), then the data
     buf: Bytes,
@@ -137,7 +137,7 @@ impl Principal {
         let buf = Bytes::copy_from_slice(&buf);
         drop(buf.clone());
         Principal {
-            issuer: issuer.index,
+            issuer: issuer.id,
             exp,
             buf,
             parts: parts as u32,
@@ -248,7 +248,7 @@ pub(crate) mod tests {
 
     pub fn issuer() -> Issuer {
         Issuer {
-            index: 3,
+            id: IssuerId::at(3),
             require_typ: None,
             name: "t".into(),
             issuer: "https://t".into(),
@@ -282,7 +282,7 @@ pub(crate) mod tests {
         // a delimiter inside a value is encoded, so it cannot read as two values
         assert_eq!(p.roles_header().unwrap(), "a,b%2Cc");
         assert_eq!(p.jti(), Some("j1"));
-        assert_eq!((p.issuer, p.exp), (3, 9));
+        assert_eq!((p.issuer, p.exp), (IssuerId::at(3), 9));
         assert_eq!(p.audiences().count(), 0);
         let spaced = serde_json::json!({"scp": ["read all", "x"], "aud": ["api", "other api"]});
         let p = Principal::new(&issuer(), &spaced, 9);

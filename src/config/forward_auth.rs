@@ -15,7 +15,7 @@ impl Compiler {
         let Some(raw) = raw else {
             for r in routes.iter().filter(|r| r.upstream.is_none()) {
                 self.err(
-                    format!("routes[{}].forward_auth_only", r.index),
+                    format!("routes[{}].forward_auth_only", r.id),
                     "needs a [forward_auth] section: only its endpoint answers for this route",
                 );
             }

@@ -28,7 +28,7 @@ impl Compiler {
                     );
                 }
                 issuers.push(Arc::new(Issuer {
-                    index: issuers.len(),
+                    id: IssuerId::at(issuers.len()),
                     ..iss
                 }));
             }
@@ -209,7 +209,8 @@ impl Compiler {
         Some(Issuer {
             ca,
             tenants: r.tenants,
-            index: 0,
+            // its place among the issuers that compile, given by the caller
+            id: IssuerId::at(0),
             require_typ: None,
             name: r.name,
             issuer: r.issuer,
@@ -230,7 +231,7 @@ impl Compiler {
 
 /// The gateway trusts its own tokens as issuer "self", with no fetch. Any client's audience verifies;
 /// routes accept only the token service's `audience` unless they name their own.
-pub(super) fn own_issuer(index: usize, ts: &TokenServiceSettings, clients: &[Client]) -> Issuer {
+pub(super) fn own_issuer(id: IssuerId, ts: &TokenServiceSettings, clients: &[Client]) -> Issuer {
     let mut audiences = ts.audience.clone();
     for c in clients {
         for a in &c.audience {
@@ -244,7 +245,7 @@ pub(super) fn own_issuer(index: usize, ts: &TokenServiceSettings, clients: &[Cli
         audiences,
         route_audiences: Some(ts.audience.clone()),
         algorithms: OWN_ALGORITHMS.to_vec(),
-        ..Issuer::described(index, "self".into(), ts.issuer.clone(), KeySource::Own)
+        ..Issuer::described(id, "self".into(), ts.issuer.clone(), KeySource::Own)
     }
 }
 

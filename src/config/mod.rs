@@ -2,6 +2,7 @@
 
 mod clients;
 mod forward_auth;
+mod ids;
 mod issuers;
 mod login_way;
 mod model;
@@ -12,6 +13,7 @@ mod sessions;
 mod upstreams;
 mod warnings;
 
+pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
 pub use model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
@@ -204,7 +206,8 @@ impl Compiler {
             .map(|t| self.token_service(t, &server.public_url));
         let clients = self.clients(raw.clients, token_service.as_ref());
         if let Some(ts) = &token_service {
-            issuers.push(Arc::new(issuers::own_issuer(issuers.len(), ts, &clients)));
+            let own = IssuerId::at(issuers.len());
+            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients)));
         }
         // a route may sign in local users while every one of them is disabled for now
         let declared_users = raw.users.len();
@@ -226,7 +229,7 @@ impl Compiler {
         if token_service.is_none() {
             for r in routes.iter().filter(|r| r.identity_jwt) {
                 self.err(
-                    format!("routes[{}].identity_jwt", r.index),
+                    format!("routes[{}].identity_jwt", r.id),
                     "needs [token_service]: its signing key signs the identity JWT",
                 );
             }

@@ -1,5 +1,6 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
+use super::ids::{IssuerId, RouteId, UpstreamId};
 use super::sessions::{LoginProvider, SessionSettings};
 use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
@@ -33,6 +34,19 @@ pub struct Config {
     pub login_providers: Vec<LoginProvider>,
     /// the endpoint other proxies ask about each request, when `[forward_auth]` is present
     pub forward_auth: Option<ForwardAuthSettings>,
+}
+
+impl Config {
+    /// The route `id` names. An id means something only in the configuration it was compiled in;
+    /// a request keeps its generation from start to end, so its route's id stays good.
+    pub fn route(&self, id: RouteId) -> Option<&Route> {
+        self.routes.get(id.position())
+    }
+
+    /// The issuer `id` names among `issuers`, such as the one a verified principal came from.
+    pub fn issuer(&self, id: IssuerId) -> Option<&Arc<Issuer>> {
+        self.issuers.get(id.position())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -263,9 +277,9 @@ pub const TENANT: &str = "{tenantid}";
 impl Issuer {
     /// An issuer the gateway describes itself (its own, a login provider, a client's key set), with
     /// the key-fetching defaults of an `[[issuers]]` entry; callers set what differs.
-    pub fn described(index: usize, name: String, issuer: String, source: KeySource) -> Issuer {
+    pub fn described(id: IssuerId, name: String, issuer: String, source: KeySource) -> Issuer {
         Issuer {
-            index,
+            id,
             require_typ: None,
             name,
             issuer,
@@ -339,7 +353,7 @@ pub enum KeySource {
 /// Equal issuers verify exactly alike: every setting and the same keys.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Issuer {
-    pub index: usize,
+    pub id: IssuerId,
     /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)
     pub require_typ: Option<&'static str>,
     pub name: String,
@@ -402,8 +416,7 @@ pub enum Protocol {
 
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// its place among the configured upstreams, which is also its runtime pool's
-    pub index: usize,
+    pub id: UpstreamId,
     pub name: String,
     pub kind: UpstreamKind,
 }
@@ -461,7 +474,7 @@ pub struct ClaimHeader {
 
 #[derive(Debug, Clone)]
 pub struct Route {
-    pub index: usize,
+    pub id: RouteId,
     pub name: String,
     pub host: Option<HostPattern>,
     pub path_prefix: String,

@@ -271,7 +271,7 @@ impl Compiler {
             identity_jwt: r.identity_jwt,
             audiences: r.audiences,
             needs_claims,
-            index: i,
+            id: RouteId::at(i),
             name,
             host,
             path_prefix,
@@ -296,30 +296,29 @@ impl Compiler {
 
     /// Two routes for the same host and prefix must not both take a method.
     fn check_overlaps(&mut self, routes: &[Route]) {
-        let mut seen: HashMap<(Option<HostPattern>, String), Vec<usize>> = HashMap::new();
+        // The earlier routes themselves, not their places: a route refused above is missing from
+        // `routes`, so a route's number in the file is not its place there.
+        let mut seen: HashMap<(Option<HostPattern>, String), Vec<&Route>> = HashMap::new();
         for r in routes {
             let slot = seen
                 .entry((r.host.clone(), r.path_prefix.clone()))
                 .or_default();
-            for &other in slot.iter() {
-                let Some(o) = routes.get(other) else {
-                    continue;
-                };
+            for o in slot.iter() {
                 let clash = match (&o.methods, &r.methods) {
                     (None, _) | (_, None) => true,
                     (Some(a), Some(b)) => a.iter().any(|m| b.contains(m)),
                 };
                 if clash {
                     self.problems.push(Problem {
-                        key: format!("routes[{}].path_prefix", r.index),
+                        key: format!("routes[{}].path_prefix", r.id),
                         message: format!(
                             "{:?} is already matched by routes[{}] ({}) for the same host and methods",
-                            r.path_prefix, o.index, o.name
+                            r.path_prefix, o.id, o.name
                         ),
                     });
                 }
             }
-            slot.push(r.index);
+            slot.push(r);
         }
     }
 }
@@ -421,6 +420,17 @@ mod tests {
             &twice,
             "routes[1].path_prefix",
             "already matched by routes[0]",
+        );
+        // routes[1] is refused and missing from the compiled routes; the clash still names routes[2]
+        let after_a_refused_route = format!(
+            "{BASE}\n[[routes]]\nupstream = \"nope\"\nauth = \"public\"\n\
+             [[routes]]\nupstream = \"u\"\nauth = \"public\"\npath_prefix = \"/x\"\n\
+             [[routes]]\nupstream = \"u\"\nauth = \"public\"\npath_prefix = \"/x\"\n"
+        );
+        refused(
+            &after_a_refused_route,
+            "routes[3].path_prefix",
+            "already matched by routes[2] (routes[2])",
         );
         let text = format!(
             "{BASE}\n[[routes]]\nupstream = \"u\"\nauth = \"public\"\npath_prefix = \"/a/./b/\"\nmethods = [\"get\"]\n"

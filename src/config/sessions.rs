@@ -72,14 +72,14 @@ const ID_TOKEN_ALGORITHMS: [jsonwebtoken::Algorithm; 9] = [
 ];
 
 /// A provider as an issuer of ID tokens, for the same key cache and checks as access tokens.
-fn provider_issuer(index: usize, r: &RawLoginProvider, ca: Option<PathBuf>) -> Issuer {
+fn provider_issuer(id: IssuerId, r: &RawLoginProvider, ca: Option<PathBuf>) -> Issuer {
     Issuer {
         audiences: vec![r.client_id.clone()],
         algorithms: ID_TOKEN_ALGORITHMS.to_vec(),
         roles_claim: ClaimPath::new(r.roles_claim.as_deref().unwrap_or("roles")),
         ca,
         ..Issuer::described(
-            index,
+            id,
             format!("login:{}", r.name),
             r.issuer.clone(),
             KeySource::Discovery,
@@ -278,7 +278,7 @@ impl Compiler {
                 self.err(k("scopes"), "must include \"openid\"");
             }
             let ca = r.ca.as_deref().map(|p| self.path(p));
-            let verify = Arc::new(provider_issuer(out.len(), &r, ca.clone()));
+            let verify = Arc::new(provider_issuer(IssuerId::at(out.len()), &r, ca.clone()));
             out.push(LoginProvider {
                 verify,
                 name: r.name,
@@ -308,7 +308,7 @@ impl Compiler {
         token_service: bool,
     ) {
         for r in routes {
-            let k = |f: &str| format!("routes[{}].{f}", r.index);
+            let k = |f: &str| format!("routes[{}].{f}", r.id);
             if r.auth != AuthMode::Session {
                 if !r.login.is_empty() {
                     self.err(
@@ -326,7 +326,7 @@ impl Compiler {
             }
             for (j, way) in r.login.iter().enumerate() {
                 let key = if r.login_written {
-                    format!("routes[{}].login[{j}]", r.index)
+                    format!("routes[{}].login[{j}]", r.id)
                 } else {
                     k("login")
                 };

@@ -16,7 +16,7 @@ impl Compiler {
                     );
                 }
                 upstreams.push(Arc::new(Upstream {
-                    index: upstreams.len(),
+                    id: UpstreamId::at(upstreams.len()),
                     ..u
                 }));
             }
@@ -140,7 +140,8 @@ impl Compiler {
             }
         };
         Some(Upstream {
-            index: 0,
+            // its place among the upstreams that compile, given by the caller
+            id: UpstreamId::at(0),
             name: r.name,
             kind,
         })

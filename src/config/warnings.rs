@@ -22,7 +22,7 @@ impl Config {
             {
                 out.push(format!(
                     "routes[{}].auth: session cookies are Secure, so browsers keep them only over https: serve this route through a TLS listener or a TLS-terminating balancer",
-                    r.index
+                    r.id
                 ));
             }
         }

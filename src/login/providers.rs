@@ -231,7 +231,7 @@ impl Providers {
         }
         let keys = self
             .jwks
-            .keys(i, parsed.kid.as_deref())
+            .keys(p.verify.id, parsed.kid.as_deref())
             .await
             .map_err(|_| Failed("the sign-in provider's keys cannot be fetched"))?;
         parsed

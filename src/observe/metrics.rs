@@ -3,6 +3,7 @@
 //! Counting a request costs a few atomic additions, no lock and no allocation.
 
 use super::DenyReason;
+use crate::config::RouteId;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -159,13 +160,14 @@ impl Metrics {
 
     pub fn observe(
         &self,
-        route: Option<usize>,
+        route: Option<RouteId>,
         status: u16,
         micros: u64,
         denial: Option<DenyReason>,
     ) {
+        // counters are kept in route order, with one more for requests no route took
         let slot = route
-            .unwrap_or(self.route_names.len())
+            .map_or(self.route_names.len(), RouteId::position)
             .min(self.route_names.len());
         if let Some(counters) = self.requests.get(slot) {
             count(counters, status);
@@ -312,13 +314,16 @@ fn register_family(
 mod tests {
     use super::*;
 
+    /// The one route of these tests, "api".
+    const API: RouteId = RouteId::at(0);
+
     #[test]
     fn families_carry_help_type_and_histogram_buckets() {
         let propagation = propagation_histogram().unwrap();
         propagation.observe(0.002);
         let m = Metrics::new(vec!["api".into()], &propagation).unwrap();
-        m.observe(Some(0), 200, 300, None);
-        m.observe(Some(0), 401, 20_000, Some(DenyReason::Expired));
+        m.observe(Some(API), 200, 300, None);
+        m.observe(Some(API), 401, 20_000, Some(DenyReason::Expired));
         m.observe(None, 404, 20_000_000, Some(DenyReason::NotFound));
         let text = m.render(vec![
             Sample::new("gatehouse_config_generation", 2),
@@ -350,12 +355,12 @@ mod tests {
     fn denials_render_one_line_per_reason_seen() {
         let propagation = propagation_histogram().unwrap();
         let m = Metrics::new(vec!["api".into()], &propagation).unwrap();
-        m.observe(Some(0), 401, 10, Some(DenyReason::Expired));
-        m.observe(Some(0), 401, 10, Some(DenyReason::Expired));
-        m.observe(Some(0), 403, 10, Some(DenyReason::ScopesAll));
-        m.observe(Some(0), 413, 10, Some(DenyReason::RequestTooLarge));
-        m.observe(Some(0), 401, 10, Some(DenyReason::Critical));
-        m.observe(Some(0), 200, 10, None);
+        m.observe(Some(API), 401, 10, Some(DenyReason::Expired));
+        m.observe(Some(API), 401, 10, Some(DenyReason::Expired));
+        m.observe(Some(API), 403, 10, Some(DenyReason::ScopesAll));
+        m.observe(Some(API), 413, 10, Some(DenyReason::RequestTooLarge));
+        m.observe(Some(API), 401, 10, Some(DenyReason::Critical));
+        m.observe(Some(API), 200, 10, None);
         let text = m.render(vec![]);
         let lines: Vec<&str> = text
             .lines()

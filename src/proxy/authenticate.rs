@@ -6,23 +6,22 @@ use crate::auth::identity::Identity;
 use crate::auth::jwt::TokenError;
 use crate::auth::principal::decode_claims;
 use crate::auth::Verifier;
-use crate::config::{AuthMode, Issuer, Route};
+use crate::config::{AuthMode, Config, Route};
 use crate::respond::Rejection;
 use pingora::http::RequestHeader;
-use std::sync::Arc;
 
 /// `Ok(None)` when the route takes no token or an optional one was not sent.
 pub async fn authenticate(
     req: &RequestHeader,
     route: &Route,
     verifier: &Verifier,
-    issuers: &[Arc<Issuer>],
-    max_token_bytes: usize,
+    config: &Config,
 ) -> Result<Option<Identity>, Rejection> {
     if route.auth == AuthMode::Public {
         return Ok(None);
     }
-    let Some(token) = extract_token(req, &route.token_from, max_token_bytes)? else {
+    let max_bytes = config.validation.max_token_bytes;
+    let Some(token) = extract_token(req, &route.token_from, max_bytes)? else {
         return match route.auth {
             AuthMode::Required => Err(Rejection::MissingToken),
             // optional: no identity; session: the proxy looks for a session next
@@ -33,8 +32,8 @@ pub async fn authenticate(
     // The route's audiences, or the issuer's default for routes (the gateway's own issuer: the
     // token service's `audience`, not every client's).
     let accepted = route.audiences.as_deref().or_else(|| {
-        issuers
-            .get(principal.issuer)
+        config
+            .issuer(principal.issuer)
             .and_then(|i| i.route_audiences.as_deref())
     });
     if accepted.is_some_and(|a| !principal.has_audience(a)) {

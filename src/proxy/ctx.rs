@@ -3,7 +3,7 @@
 
 use crate::auth::identity::Identity;
 use crate::auth::Verifier;
-use crate::config::Config;
+use crate::config::{Config, RouteId};
 use crate::observe::metrics::Metrics;
 use crate::proxy::forward_auth::Dialect;
 use crate::proxy::routes::RouteTable;
@@ -20,6 +20,7 @@ pub struct Shared {
     pub verifier: Arc<Verifier>,
     /// the authorization server, when configured
     pub tokens: Option<crate::token::TokenService>,
+    /// each configured upstream's runtime, in `Config::upstreams` order (by `UpstreamId`)
     pub upstreams: Vec<UpstreamRuntime>,
     /// every configured claim header name, removed from every request
     pub claim_names: Vec<HeaderName>,
@@ -41,9 +42,9 @@ pub struct Shared {
 impl Shared {
     /// The runtime of a route's upstream; none on a forward-auth-only route. (It borrows only the
     /// generation, so a request's other state stays free to change.)
-    pub(crate) fn upstream(&self, route: Option<usize>) -> Option<&UpstreamRuntime> {
-        let index = self.config.routes.get(route?)?.upstream.as_ref()?.index;
-        self.upstreams.get(index)
+    pub(crate) fn upstream(&self, route: Option<RouteId>) -> Option<&UpstreamRuntime> {
+        let id = self.config.route(route?)?.upstream.as_ref()?.id;
+        self.upstreams.get(id.position())
     }
 }
 
@@ -52,7 +53,7 @@ pub struct Ctx {
     /// the configuration generation this request runs on, from start to end
     pub(crate) shared: Arc<Shared>,
     pub(crate) start: Instant,
-    pub(crate) route: Option<usize>,
+    pub(crate) route: Option<RouteId>,
     /// who the request is, once its token is verified
     pub(crate) identity: Option<Identity>,
     /// the identity JWT for the upstream, on routes that send one

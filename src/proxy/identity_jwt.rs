@@ -3,6 +3,7 @@
 
 use crate::auth::identity::Identity;
 use crate::clock::SharedClock;
+use crate::config::RouteId;
 use crate::token::keys::SigningKey;
 use http::HeaderValue;
 use serde_json::{json, Value};
@@ -18,8 +19,8 @@ pub struct IdentitySigner {
     key: Arc<SigningKey>,
     issuer: String,
     clock: SharedClock,
-    /// (the presented token's cache key, route index) -> the header
-    made: moka::sync::Cache<(u128, usize), HeaderValue>,
+    /// (the presented token's cache key, route) -> the header
+    made: moka::sync::Cache<(u128, RouteId), HeaderValue>,
 }
 
 impl IdentitySigner {
@@ -41,7 +42,7 @@ impl IdentitySigner {
         &self,
         id: &Identity,
         token_key: u128,
-        route: usize,
+        route: RouteId,
         audience: &str,
     ) -> Option<HeaderValue> {
         if let Some(h) = self.made.get(&(token_key, route)) {

@@ -99,32 +99,25 @@ async fn judged(
         }
     }
     let host = host_of(req)?;
-    let idx = match s
+    let matched = match s
         .table
-        .lookup(&s.config.routes, host.as_deref(), &target.path, &req.method)
+        .lookup(&s.config, host.as_deref(), &target.path, &req.method)
     {
-        RouteMatch::Route(i) => i,
+        RouteMatch::Route(id) => id,
         // a proxy asking about a request no route takes is told no: nginx turns a 404 into a 500
         _ if ctx.forward_auth.is_some() => return Err(Rejection::Unrouted),
         RouteMatch::NotFound => return Err(Rejection::NotFound),
         RouteMatch::MethodNotAllowed(m) => return Err(Rejection::MethodNotAllowed(m)),
     };
-    ctx.route = Some(idx);
-    let route = s.config.routes.get(idx).ok_or(Rejection::NotFound)?;
+    ctx.route = Some(matched);
+    let route = s.config.route(matched).ok_or(Rejection::NotFound)?;
     admit(req, route, ctx.forward_auth)?;
     ctx.upstream_path = upstream_path(target.raw_path, &target.path, target.query, route);
     if route.allow_cors_preflight && is_preflight(req) {
         // a browser's preflight never carries credentials; the upstream answers it
         return Ok(passed(s, ctx));
     }
-    ctx.identity = authenticate(
-        req,
-        route,
-        &s.verifier,
-        &s.config.issuers,
-        s.config.validation.max_token_bytes,
-    )
-    .await?;
+    ctx.identity = authenticate(req, route, &s.verifier, &s.config).await?;
     if let (Some(id), Some(tokens)) = (&ctx.identity, &s.tokens) {
         if tokens.issued_to_removed_client(&id.principal) {
             return Err(Rejection::InvalidToken(TokenError::Revoked));
@@ -146,7 +139,7 @@ async fn judged(
         authorize(id, &route.policy).map_err(Rejection::InsufficientScope)?;
         if let (true, Some(signer)) = (route.identity_jwt, &s.identity_signer) {
             let key = id.token_key.unwrap_or_default();
-            ctx.identity_jwt = signer.header(id, key, idx, &route.name);
+            ctx.identity_jwt = signer.header(id, key, matched, &route.name);
         }
     }
     Ok(passed(s, ctx))

@@ -39,7 +39,7 @@ pub struct Gateway {
 
 impl Gateway {
     fn route<'a>(&self, ctx: &'a Ctx) -> Option<&'a Route> {
-        ctx.route.and_then(|i| ctx.shared.config.routes.get(i))
+        ctx.route.and_then(|id| ctx.shared.config.route(id))
     }
 
     fn forwarding<'a>(&'a self, ctx: &'a Ctx) -> Option<Forwarding<'a>> {

@@ -1,6 +1,6 @@
 //! The compiled route table: host, then longest segment prefix, then method.
 
-use crate::config::{HostPattern, Route};
+use crate::config::{Config, HostPattern, Route, RouteId};
 use crate::endpoints::Endpoint;
 use crate::endpoints::LoginEndpoint;
 use crate::token::TokenService;
@@ -11,11 +11,11 @@ use std::collections::HashMap;
 #[derive(Debug, Default)]
 struct Node {
     children: HashMap<String, Node>,
-    routes: Vec<usize>,
+    routes: Vec<RouteId>,
 }
 
 impl Node {
-    fn insert(&mut self, prefix: &str, route: usize) {
+    fn insert(&mut self, prefix: &str, route: RouteId) {
         let mut n = self;
         for seg in prefix.split('/').filter(|s| !s.is_empty()) {
             n = n.children.entry(seg.to_string()).or_default();
@@ -24,7 +24,7 @@ impl Node {
     }
 
     /// The routes at the deepest node along the path that has any.
-    fn longest<'a>(&'a self, path: &str) -> Option<&'a [usize]> {
+    fn longest<'a>(&'a self, path: &str) -> Option<&'a [RouteId]> {
         let mut best = (!self.routes.is_empty()).then_some(self.routes.as_slice());
         let mut n = self;
         // Segments are matched without their `;params`, as servlet containers route them, so
@@ -69,7 +69,7 @@ pub fn builtin(path: &str, tokens: Option<&TokenService>) -> Option<Target> {
 /// What the table says about a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteMatch {
-    Route(usize),
+    Route(RouteId),
     MethodNotAllowed(Vec<Method>),
     NotFound,
 }
@@ -91,7 +91,7 @@ impl RouteTable {
                 Some(HostPattern::Exact(h)) => t.exact.entry(h.clone()).or_default(),
                 Some(HostPattern::Suffix(s)) => t.suffix.entry(s.clone()).or_default(),
             };
-            node.insert(&r.path_prefix, r.index);
+            node.insert(&r.path_prefix, r.id);
         }
         t
     }
@@ -99,7 +99,7 @@ impl RouteTable {
     /// Host groups are tried most specific first: exact, longest wildcard suffix, then any host.
     pub fn lookup(
         &self,
-        routes: &[Route],
+        config: &Config,
         host: Option<&str>,
         path: &str,
         method: &Method,
@@ -119,13 +119,13 @@ impl RouteTable {
         {
             if let Some(candidates) = g.longest(path) {
                 let mut allowed = Vec::new();
-                for &i in candidates {
-                    let Some(route) = routes.get(i) else {
+                for &id in candidates {
+                    let Some(route) = config.route(id) else {
                         continue;
                     };
                     match &route.methods {
-                        None => return RouteMatch::Route(i),
-                        Some(ms) if ms.contains(method) => return RouteMatch::Route(i),
+                        None => return RouteMatch::Route(id),
+                        Some(ms) if ms.contains(method) => return RouteMatch::Route(id),
                         Some(ms) => allowed.extend(ms.iter().cloned()),
                     }
                 }
@@ -158,11 +158,12 @@ mod tests {
 
     #[test]
     fn parameters_do_not_change_the_route() {
+        let (top, admin) = (RouteId::at(0), RouteId::at(1));
         let mut root = Node::default();
-        root.insert("/", 0);
-        root.insert("/admin", 1);
-        assert_eq!(root.longest("/admin;x=1/y"), Some(&[1][..]));
-        assert_eq!(root.longest("/;x/admin"), Some(&[1][..]));
-        assert_eq!(root.longest("/adminx"), Some(&[0][..]));
+        root.insert("/", top);
+        root.insert("/admin", admin);
+        assert_eq!(root.longest("/admin;x=1/y"), Some(&[admin][..]));
+        assert_eq!(root.longest("/;x/admin"), Some(&[admin][..]));
+        assert_eq!(root.longest("/adminx"), Some(&[top][..]));
     }
 }

@@ -5,7 +5,7 @@
 use super::{oauth, OAuthError, OAuthErrorCode};
 use crate::auth::jwks::Jwks;
 use crate::clock::SharedClock;
-use crate::config::{Client, ClientKeys, Issuer, KeySource, CLIENT_KEY_ALGORITHMS};
+use crate::config::{Client, ClientKeys, Issuer, IssuerId, KeySource, CLIENT_KEY_ALGORITHMS};
 use crate::crypto::verify_keys::VerifyKey;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,11 +22,11 @@ const KEEP: Duration = Duration::from_secs(300);
 /// Each client with a `jwks_uri` is a key source of its own in a `Jwks` cache.
 pub struct ClientJwks {
     jwks: Arc<Jwks>,
-    slots: HashMap<String, usize>,
+    slots: HashMap<String, IssuerId>,
 }
 
 /// A client's key set described as the JWKS cache describes an issuer's.
-fn key_source(index: usize, client: &Client, uri: &str) -> Issuer {
+fn key_source(id: IssuerId, client: &Client, uri: &str) -> Issuer {
     Issuer {
         algorithms: CLIENT_KEY_ALGORITHMS.to_vec(),
         jwks_min_refresh: FLOOR,
@@ -34,7 +34,7 @@ fn key_source(index: usize, client: &Client, uri: &str) -> Issuer {
         jwks_stale_for: KEEP,
         jwks_max_bytes: MAX_BYTES,
         ..Issuer::described(
-            index,
+            id,
             format!("client {}", client.client_id),
             client.client_id.clone(),
             KeySource::JwksUri(uri.to_string()),
@@ -48,8 +48,9 @@ impl ClientJwks {
         let mut slots = HashMap::new();
         for c in clients {
             if let ClientKeys::JwksUri(uri) = &c.keys {
-                slots.insert(c.client_id.clone(), sources.len());
-                sources.push(Arc::new(key_source(sources.len(), c, uri)));
+                let id = IssuerId::at(sources.len());
+                slots.insert(c.client_id.clone(), id);
+                sources.push(Arc::new(key_source(id, c, uri)));
             }
         }
         Ok(ClientJwks {
@@ -71,7 +72,7 @@ impl ClientJwks {
             ClientKeys::JwksUri(_) => {
                 let slot = self.slots.get(&client.client_id).copied();
                 let fetched = match slot {
-                    Some(i) => self.jwks.keys(i, kid).await.ok(),
+                    Some(id) => self.jwks.keys(id, kid).await.ok(),
                     None => None,
                 };
                 fetched.map(|set| set.keys.clone()).ok_or(oauth(
@@ -120,7 +121,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(jwks.slots.len(), 1);
-        assert_eq!(jwks.slots.get("remote"), Some(&0));
+        assert_eq!(jwks.slots.get("remote"), Some(&IssuerId::at(0)));
         assert!(jwks.keys(&none, None).await.unwrap().is_empty());
         // nothing listens there: the client cannot authenticate, and says why
         let e = jwks.keys(&remote, Some("k")).await.unwrap_err();

@@ -27,7 +27,7 @@ pub struct Pool {
     ca: Option<Arc<CaType>>,
 }
 
-/// The runtime form of each configured upstream, by index.
+/// The runtime form of each configured upstream, kept in the order of their `UpstreamId`s.
 pub enum UpstreamRuntime {
     Pool(Box<Pool>),
     Whoami,
