@@ -33,6 +33,7 @@ mod reload;
 mod removals;
 mod session_cookies;
 mod sessions;
+mod shape;
 mod source_map;
 mod standards;
 mod support;
