@@ -5,6 +5,7 @@ mod forward_auth;
 mod ids;
 mod issuers;
 mod login_way;
+mod mcp;
 mod model;
 mod raw;
 mod routes;
@@ -15,6 +16,7 @@ mod warnings;
 
 pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
+pub use mcp::{glob, McpSettings, ProtectedResource, ToolKind, ToolRule, METADATA_PREFIX};
 pub use model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
 
@@ -215,7 +217,11 @@ impl Compiler {
         let store = self.store(raw.store);
         let rate_limit = self.rate_limit(raw.rate_limit);
         let upstreams = self.upstreams(raw.upstreams);
-        let routes = self.routes(raw.routes, &upstreams, &issuers);
+        let cx = mcp::ResourceContext {
+            public_url: &server.public_url,
+            own_issuer: token_service.as_ref().map(|t| t.issuer.as_str()),
+        };
+        let routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
         let forward_auth =
             self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);

@@ -505,6 +505,10 @@ pub struct Route {
     pub stream_idle_timeout: Option<Duration>,
     /// the largest request body the route forwards (413 beyond it)
     pub max_body_bytes: Option<u64>,
+    /// the route is an OAuth protected resource (RFC 9728): `resource`, or `mcp = true`
+    pub resource: Option<Arc<super::mcp::ProtectedResource>>,
+    /// the route fronts an MCP server (`mcp = true`)
+    pub mcp: Option<Arc<super::mcp::McpSettings>>,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).

@@ -222,6 +222,41 @@ pub struct RawRoute {
     pub login: Option<OneOrMany>,
     pub stream_idle_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
+    pub mcp: bool,
+    pub resource: Option<String>,
+    pub authorization_servers: Option<Vec<String>>,
+    pub resource_name: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub mcp_tools: Vec<RawToolRule>,
+}
+
+/// One `[[routes.mcp_tools]]` rule.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawToolRule {
+    pub r#match: String,
+    pub kind: String,
+    pub deny: bool,
+    pub roles_any: Vec<String>,
+    pub roles_all: Vec<String>,
+    pub scopes_any: Vec<String>,
+    pub scopes_all: Vec<String>,
+    pub claims: BTreeMap<String, toml::Value>,
+}
+
+impl Default for RawToolRule {
+    fn default() -> Self {
+        RawToolRule {
+            r#match: String::new(),
+            kind: "tool".into(),
+            deny: false,
+            roles_any: vec![],
+            roles_all: vec![],
+            scopes_any: vec![],
+            scopes_all: vec![],
+            claims: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for RawRoute {
@@ -250,6 +285,12 @@ impl Default for RawRoute {
             login: None,
             stream_idle_timeout: None,
             max_body_bytes: None,
+            mcp: false,
+            resource: None,
+            authorization_servers: None,
+            resource_name: None,
+            allowed_origins: None,
+            mcp_tools: vec![],
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Compiles `[[routes]]`: host, prefix, methods, upstream, issuers, policy, token sources, claim headers.
 
+use super::mcp::ResourceContext;
 use super::raw::RawRoute;
 use super::*;
 use crate::wire::path::normalise_prefix;
@@ -28,14 +29,16 @@ impl Compiler {
         raw: Vec<RawRoute>,
         upstreams: &[Arc<Upstream>],
         issuers: &[Arc<Issuer>],
+        cx: &ResourceContext<'_>,
     ) -> Vec<Route> {
         let mut routes = Vec::new();
         for (i, rr) in raw.into_iter().enumerate() {
-            if let Some(r) = self.route(i, rr, upstreams, issuers) {
+            if let Some(r) = self.route(i, rr, upstreams, issuers, cx) {
                 routes.push(r);
             }
         }
         self.check_overlaps(&routes);
+        self.check_metadata_paths(&routes);
         if routes.is_empty() {
             self.err("routes", "no routes: add at least one [[routes]] table");
         }
@@ -45,9 +48,10 @@ impl Compiler {
     fn route(
         &mut self,
         i: usize,
-        r: RawRoute,
+        mut r: RawRoute,
         upstreams: &[Arc<Upstream>],
         issuers: &[Arc<Issuer>],
+        cx: &ResourceContext<'_>,
     ) -> Option<Route> {
         let k = |f: &str| format!("routes[{i}].{f}");
         let name = r.name.clone().unwrap_or_else(|| format!("routes[{i}]"));
@@ -196,6 +200,13 @@ impl Compiler {
                 );
             }
         }
+        if auth == AuthMode::Public && !r.mcp_tools.is_empty() {
+            self.err(
+                k("mcp_tools"),
+                "a public route has no identity to judge tool calls by",
+            );
+        }
+        let (resource, mcp) = self.protected_resource(i, &mut r, &path_prefix, &token_from, cx);
         if r.token_from.is_empty() && !matches!(auth, AuthMode::Public | AuthMode::Session) {
             self.err(
                 k("token_from"),
@@ -269,7 +280,13 @@ impl Compiler {
             login,
             login_written,
             identity_jwt: r.identity_jwt,
-            audiences: r.audiences,
+            // a protected resource takes the tokens issued for it (RFC 8707): `aud` names it
+            audiences: match &resource {
+                Some(p) => Some(vec![p.resource.clone()]),
+                None => r.audiences,
+            },
+            resource: resource.map(Arc::new),
+            mcp: mcp.map(Arc::new),
             needs_claims,
             id: RouteId::at(i),
             name,
@@ -292,6 +309,26 @@ impl Compiler {
             strip_prefix: r.strip_prefix,
             claim_headers,
         })
+    }
+
+    /// Two protected resources must not share a metadata address.
+    fn check_metadata_paths(&mut self, routes: &[Route]) {
+        let mut seen: HashMap<&str, &Route> = HashMap::new();
+        for r in routes {
+            let Some(p) = &r.resource else { continue };
+            match seen.get(p.metadata_path.as_str()) {
+                Some(first) if first.resource != r.resource => self.err(
+                    format!("routes[{}].resource", r.id),
+                    format!(
+                        "its metadata address {} is also routes[{}]'s: give the resources different paths",
+                        p.metadata_path, first.id
+                    ),
+                ),
+                _ => {
+                    seen.insert(&p.metadata_path, r);
+                }
+            }
+        }
     }
 
     /// Two routes for the same host and prefix must not both take a method.

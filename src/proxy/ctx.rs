@@ -37,6 +37,8 @@ pub struct Shared {
     pub providers: Option<Arc<crate::login::Providers>>,
     /// the gateway's own cookies, removed from every request sent upstream
     pub gateway_cookies: Vec<String>,
+    /// the origin of `[server] public_url`, which MCP routes always allow
+    pub public_origin: String,
 }
 
 impl Shared {

@@ -94,7 +94,7 @@ async fn judged(
     // the gateway's own endpoints answer browsers themselves; a proxy asking about one of its
     // paths is judged by the routes like any other request
     if ctx.forward_auth.is_none() {
-        if let Some(own) = builtin(&target.path, s.tokens.as_ref()) {
+        if let Some(own) = builtin(&target.path, s.tokens.as_ref(), &s.config) {
             return Ok(Verdict::Builtin(own));
         }
     }
@@ -112,6 +112,11 @@ async fn judged(
     ctx.route = Some(matched);
     let route = s.config.route(matched).ok_or(Rejection::NotFound)?;
     admit(req, route, ctx.forward_auth)?;
+    if let Some(mcp) = &route.mcp {
+        if !super::resource::origin_allowed(req, mcp, &s.public_origin) {
+            return Err(Rejection::ForeignOrigin);
+        }
+    }
     ctx.upstream_path = upstream_path(target.raw_path, &target.path, target.query, route);
     if route.allow_cors_preflight && is_preflight(req) {
         // a browser's preflight never carries credentials; the upstream answers it

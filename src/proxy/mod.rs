@@ -10,6 +10,7 @@ pub mod authenticate;
 pub mod ctx;
 pub mod forward_auth;
 pub mod judge;
+pub mod resource;
 use crate::config::Route;
 use crate::proxy::framing::framing_problem;
 use crate::proxy::identity_headers::strip_identity_headers;
@@ -69,9 +70,10 @@ impl Gateway {
                 ctx.denial = Some(rej.reason());
                 // every refusal of a question to the endpoint is plain HTTP: a gRPC-style refusal
                 // is a 200 the proxy in front would take for a yes
+                let resource = self.route(ctx).and_then(|r| r.resource.as_deref());
                 match asking {
-                    true => forward_auth::refuse(&rej),
-                    false => Answer::refuse(&rej),
+                    true => Answer::PlainError(rej.answer_for(resource)),
+                    false => Answer::Error(rej.answer_for(resource)),
                 }
             }
             Verdict::Allow => self.allow(ctx),
@@ -114,8 +116,15 @@ impl Gateway {
 /// One of the gateway's own endpoints: its form read first (a bounded read), then the endpoint's
 /// answer, decided without the connection.
 async fn builtin(session: &mut Session, s: &Shared, target: Target) -> Answer {
-    if let Target::Health = target {
-        return Answer::json(200, vec![], r#"{"status":"ok"}"#.into());
+    match target {
+        Target::Health => return Answer::json(200, vec![], r#"{"status":"ok"}"#.into()),
+        Target::ResourceMetadata(id) => {
+            return match s.config.route(id).and_then(|r| r.resource.as_deref()) {
+                Some(p) => crate::proxy::resource::metadata(session.req_header(), p),
+                None => Answer::refuse(&Rejection::NotFound),
+            }
+        }
+        _ => {}
     }
     let body = crate::wire::request::read_body(session).await;
     let client = crate::wire::forwarded::client_ip(session, &s.config.server.trusted_proxies);

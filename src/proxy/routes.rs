@@ -52,12 +52,23 @@ pub enum Target {
     Token(Endpoint),
     /// browser sign-in, with the token service on
     Login(LoginEndpoint),
+    /// a protected resource's metadata (RFC 9728)
+    ResourceMetadata(RouteId),
 }
 
 /// The built-in endpoint a normalised path names; token endpoints only with the token service on.
-pub fn builtin(path: &str, tokens: Option<&TokenService>) -> Option<Target> {
+pub fn builtin(path: &str, tokens: Option<&TokenService>, config: &Config) -> Option<Target> {
     if path == "/healthz" {
         return Some(Target::Health);
+    }
+    if path.starts_with(crate::config::METADATA_PREFIX) {
+        let described = config
+            .routes
+            .iter()
+            .find(|r| r.resource.as_ref().is_some_and(|p| p.metadata_path == path));
+        if let Some(r) = described {
+            return Some(Target::ResourceMetadata(r.id));
+        }
     }
     let tokens = tokens?;
     if let Some(l) = LoginEndpoint::parse(path) {
@@ -142,11 +153,23 @@ mod tests {
 
     #[test]
     fn built_in_endpoints_are_found_on_the_normalised_path() {
-        assert_eq!(builtin("/healthz", None), Some(Target::Health));
+        let text = format!(
+            "{}\n[[routes]]\npath_prefix = \"/mcp\"\nupstream = \"u\"\nauth = \"public\"\nmcp = true\nauthorization_servers = [\"https://as.test\"]\n",
+            crate::config::testing::BASE
+        );
+        let c = crate::config::testing::compile(&text).unwrap();
+        assert_eq!(builtin("/healthz", None, &c), Some(Target::Health));
         assert_eq!(
-            builtin("/oauth/token", None),
+            builtin("/oauth/token", None, &c),
             None,
             "no token service, no endpoint"
+        );
+        let mcp = c.routes[1].id;
+        let at = "/.well-known/oauth-protected-resource/mcp";
+        assert_eq!(builtin(at, None, &c), Some(Target::ResourceMetadata(mcp)));
+        assert_eq!(
+            builtin("/.well-known/oauth-protected-resource", None, &c),
+            None
         );
         assert_eq!(Endpoint::parse("/oauth/token"), Some(Endpoint::Token));
         assert_eq!(

@@ -7,6 +7,7 @@ pub mod upstream;
 pub use answer::{write, Answer};
 
 use crate::auth::jwt::TokenError;
+use crate::config::ProtectedResource;
 use crate::observe::DenyReason;
 use crate::policy::Denied;
 use pingora::http::ResponseHeader;
@@ -36,6 +37,8 @@ pub enum Rejection {
     UntrustedProxy,
     /// the forward-auth endpoint was asked about a request no route takes
     Unrouted,
+    /// a browser request to an MCP route from an origin it does not allow (DNS rebinding)
+    ForeignOrigin,
 }
 
 impl Rejection {
@@ -49,7 +52,7 @@ impl Rejection {
             Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => 503,
             Rejection::CrossSiteWrite => 403,
             Rejection::TooLarge => 413,
-            Rejection::UntrustedProxy | Rejection::Unrouted => 403,
+            Rejection::UntrustedProxy | Rejection::Unrouted | Rejection::ForeignOrigin => 403,
         }
     }
 
@@ -67,7 +70,7 @@ impl Rejection {
             Rejection::CrossSiteWrite => "cross_site_request",
             Rejection::TooLarge => "request_too_large",
             Rejection::UntrustedProxy => "untrusted_proxy",
-            Rejection::Unrouted => "access_denied",
+            Rejection::Unrouted | Rejection::ForeignOrigin => "access_denied",
         }
     }
 
@@ -89,6 +92,9 @@ impl Rejection {
                 "the forward-auth endpoint answers only the proxies in [server] trusted_proxies"
             }
             Rejection::Unrouted => "no route takes the request the proxy asked about",
+            Rejection::ForeignOrigin => {
+                "this origin may not call this MCP server (allowed_origins)"
+            }
         }
     }
 
@@ -108,6 +114,7 @@ impl Rejection {
             Rejection::TooLarge => DenyReason::RequestTooLarge,
             Rejection::UntrustedProxy => DenyReason::UntrustedProxy,
             Rejection::Unrouted => DenyReason::AccessDenied,
+            Rejection::ForeignOrigin => DenyReason::CrossSiteRequest,
         }
     }
 
@@ -127,6 +134,33 @@ impl Rejection {
             }),
             _ => None,
         }
+    }
+}
+
+impl Rejection {
+    /// The answer on a protected resource (RFC 9728 §5.1): the challenge also names where the
+    /// resource's metadata is and, on a 401, the scopes the route asks for, so a client can find
+    /// the authorization server and ask for the right token.
+    pub fn answer_for(&self, resource: Option<&ProtectedResource>) -> ErrorAnswer {
+        let mut a = self.answer();
+        let (Some(p), Some(challenge)) = (resource, self.www_authenticate()) else {
+            return a;
+        };
+        let realm = format!("Bearer realm=\"{REALM}\"");
+        let rest = challenge.strip_prefix(&realm).unwrap_or_default();
+        let mut extra = format!(", resource_metadata=\"{}\"", p.metadata_url);
+        if self.status() == 401 && !p.required.is_empty() {
+            extra.push_str(&format!(", scope=\"{}\"", p.required.join(" ")));
+        }
+        let value = format!("{realm}{extra}{rest}");
+        for h in a
+            .headers
+            .iter_mut()
+            .filter(|(k, _)| *k == "www-authenticate")
+        {
+            h.1 = value.clone();
+        }
+        a
     }
 }
 
@@ -254,6 +288,37 @@ mod tests {
         let a = methods.answer();
         assert_eq!(a.status, 405);
         assert!(a.headers.contains(&("allow", "GET, POST".to_string())));
+        let p = ProtectedResource {
+            resource: "https://gw.test/mcp".into(),
+            metadata_path: "/.well-known/oauth-protected-resource/mcp".into(),
+            metadata_url: "https://gw.test/.well-known/oauth-protected-resource/mcp".into(),
+            authorization_servers: vec![],
+            name: "mcp".into(),
+            scopes: vec![],
+            required: vec!["mcp:read".into(), "mcp:write".into()],
+            bearer_methods: vec![],
+        };
+        let on_resource = Rejection::MissingToken.answer_for(Some(&p));
+        assert_eq!(
+            on_resource.headers,
+            [(
+                "www-authenticate",
+                "Bearer realm=\"gatehouse\", resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:read mcp:write\"".to_string()
+            )]
+        );
+        let short = Rejection::InsufficientScope(crate::policy::Denied {
+            reason: DenyReason::ScopesAll,
+            scope: Some("tools:delete".into()),
+        });
+        let a = short.answer_for(Some(&p));
+        assert_eq!(
+            a.headers[0].1,
+            "Bearer realm=\"gatehouse\", resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource/mcp\", error=\"insufficient_scope\", scope=\"tools:delete\""
+        );
+        assert_eq!(
+            Rejection::NotFound.answer_for(Some(&p)),
+            Rejection::NotFound.answer()
+        );
         // the body is JSON with the code and a description, never more
         let body: serde_json::Value = serde_json::from_str(&missing.body()).unwrap();
         assert_eq!(body["error"], "unauthorized");

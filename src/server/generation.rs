@@ -108,7 +108,11 @@ pub fn generation(
         None => None,
     };
     let claim_names = claim_names(&config);
+    let public_origin = url::Url::parse(&config.server.public_url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
     let shared = Shared {
+        public_origin,
         providers,
         gateway_cookies,
         table: routes::RouteTable::new(&config.routes),
