@@ -96,21 +96,13 @@ pub fn generation(
         }
         _ => None,
     };
-    let gateway_cookies = match &tokens {
-        Some(t) => vec![
-            t.sessions.settings.cookie_name.clone(),
-            crate::token::authorize::CSRF_COOKIE.to_string(),
-        ],
-        None => vec![],
-    };
+    let gateway_cookies = gateway_cookies(tokens.as_ref());
     let providers = match &tokens {
         Some(_) => Some(Arc::new(providers(&config, lasting)?)),
         None => None,
     };
     let claim_names = claim_names(&config);
-    let public_origin = url::Url::parse(&config.server.public_url)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    let public_origin = origin_of(&config.server.public_url);
     let shared = Shared {
         public_origin,
         providers,
@@ -163,6 +155,24 @@ fn verifier(
     )
     .map_err(StartupError::part("issuers"))?;
     Ok(Arc::new(verifier))
+}
+
+/// The gateway's own cookies, which no upstream sees or sets.
+fn gateway_cookies(tokens: Option<&crate::token::TokenService>) -> Vec<String> {
+    match tokens {
+        Some(t) => vec![
+            t.sessions.settings.cookie_name.clone(),
+            crate::token::authorize::CSRF_COOKIE.to_string(),
+        ],
+        None => vec![],
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of an address; empty for one that is not a URL.
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 /// The external OpenID providers people sign in with on the session routes.
