@@ -25,6 +25,7 @@ mod issuers;
 mod jwks;
 mod login_providers;
 mod login_state;
+mod mcp;
 mod paths;
 mod policy;
 mod proxies;
