@@ -2,7 +2,8 @@
 //! `resource_name`, `mcp`, `allowed_origins` and `[[routes.mcp_tools]]` (RFC 9728, RFC 8707).
 
 use super::raw::{RawRoute, RawToolRule};
-use super::{ClaimPath, Compiler, Policy, TokenSources};
+use super::{ClaimPath, Compiler, Issuer, Policy, Route, TokenSources};
+use std::sync::Arc;
 
 /// Where RFC 9728 puts a protected resource's metadata: after the host, before the resource's path.
 pub const METADATA_PREFIX: &str = "/.well-known/oauth-protected-resource";
@@ -101,6 +102,42 @@ pub fn glob(pattern: &str, name: &str) -> bool {
         }
     }
     rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// Lets the issuers of protected-resource routes verify tokens issued for those resources
+/// (`aud` = the resource, RFC 8707), without letting such a token anywhere else: an issuer's
+/// verification also accepts the resources of the routes that take its tokens, and its other
+/// routes still ask for one of its own `audiences`.
+pub(super) fn bind_resources(issuers: &mut [Arc<Issuer>], routes: &mut [Route]) {
+    for slot in issuers.iter_mut() {
+        let mut added: Vec<String> = Vec::new();
+        for r in routes
+            .iter()
+            .filter(|r| r.issuers.iter().any(|i| i.id == slot.id))
+        {
+            if let Some(p) = &r.resource {
+                if !slot.audiences.contains(&p.resource) && !added.contains(&p.resource) {
+                    added.push(p.resource.clone());
+                }
+            }
+        }
+        if added.is_empty() {
+            continue;
+        }
+        let mut widened = (**slot).clone();
+        widened
+            .route_audiences
+            .get_or_insert_with(|| slot.audiences.clone());
+        widened.audiences.extend(added);
+        *slot = Arc::new(widened);
+    }
+    for r in routes.iter_mut() {
+        for i in r.issuers.iter_mut() {
+            if let Some(w) = issuers.iter().find(|w| w.id == i.id) {
+                *i = w.clone();
+            }
+        }
+    }
 }
 
 /// What compiling a route's resource keys needs from the rest of the file.
@@ -331,6 +368,26 @@ mod tests {
         let m = r.mcp.as_deref().unwrap();
         assert!(m.tools[0].matches(ToolKind::Tool, "delete_user"));
         assert!(!m.tools[0].matches(ToolKind::Prompt, "delete_user"));
+    }
+
+    #[test]
+    fn an_issuer_verifies_tokens_for_its_resources_only_on_their_routes() {
+        let text = format!(
+            "{}\n[[routes]]\npath_prefix = \"/api\"\nupstream = \"u\"\nissuers = [\"as\"]\n",
+            with_route("mcp = true\nauthorization_servers = [\"https://as.test\"]")
+        );
+        let c = compile(&text).unwrap();
+        let resource = c.routes[1].resource.as_deref().unwrap().resource.clone();
+        let as_ = c.issuers.iter().find(|i| i.name == "as").unwrap();
+        assert!(as_.audiences.contains(&resource) && as_.audiences.contains(&"api".into()));
+        // routes without audiences of their own still ask for the issuer's
+        assert_eq!(
+            as_.route_audiences.as_deref(),
+            Some(&["api".to_string()][..])
+        );
+        for r in &c.routes[1..] {
+            assert!(std::sync::Arc::ptr_eq(&r.issuers[0], as_), "{}", r.name);
+        }
     }
 
     #[test]

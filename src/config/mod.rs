@@ -221,7 +221,8 @@ impl Compiler {
             public_url: &server.public_url,
             own_issuer: token_service.as_ref().map(|t| t.issuer.as_str()),
         };
-        let routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
+        let mut routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
+        mcp::bind_resources(&mut issuers, &mut routes);
         let forward_auth =
             self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);

@@ -341,7 +341,7 @@ impl ClaimPath {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// the gateway's own signing keys, known once they are loaded at start-up
     Own,
@@ -351,7 +351,7 @@ pub enum KeySource {
 }
 
 /// Equal issuers verify exactly alike: every setting and the same keys.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issuer {
     pub id: IssuerId,
     /// the `typ` header a token must carry (`at+jwt` for the gateway's own access tokens)

@@ -207,6 +207,7 @@ impl Compiler {
             );
         }
         let (resource, mcp) = self.protected_resource(i, &mut r, &path_prefix, &token_from, cx);
+
         if r.token_from.is_empty() && !matches!(auth, AuthMode::Public | AuthMode::Session) {
             self.err(
                 k("token_from"),
@@ -238,10 +239,14 @@ impl Compiler {
                 }),
             }
         }
+        // tool rules read claims like the route's own conditions do
         let needs_claims = !r.claims.is_empty()
             || claim_headers
                 .iter()
-                .any(|h| matches!(h.source, ClaimSource::Claim(_)));
+                .any(|h| matches!(h.source, ClaimSource::Claim(_)))
+            || mcp
+                .as_ref()
+                .is_some_and(|m| m.tools.iter().any(|t| !t.policy.claims.is_empty()));
         if let Some(a) = &r.audiences {
             if a.is_empty() || a.iter().any(String::is_empty) {
                 self.err(

@@ -21,6 +21,8 @@ pub struct AccessRecord<'a> {
     pub subject: &'a str,
     pub denial: &'a str,
     pub error: &'a str,
+    /// the MCP tool, prompt or resource a call named, on routes that judge them
+    pub tool: Option<&'a str>,
 }
 
 /// Appends `s` as a JSON string literal.
@@ -57,6 +59,7 @@ pub fn access_log(r: &AccessRecord<'_>) {
             subject = r.subject,
             denial = r.denial,
             error = r.error,
+            tool = r.tool.unwrap_or("-"),
             "request"
         );
         return;
@@ -76,50 +79,68 @@ pub fn access_log(r: &AccessRecord<'_>) {
         None => upstream.push('-'),
     }
     if *json {
-        line.push_str("{\"timestamp\":\"");
-        line.push_str(&stamp);
-        line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":");
-        json_str(&mut line, r.method);
-        line.push_str(",\"path\":");
-        json_str(&mut line, r.path);
-        line.push_str(",\"status\":");
-        push_int(&mut line, u64::from(r.status));
-        line.push_str(",\"route\":");
-        json_str(&mut line, r.route);
-        line.push_str(",\"upstream\":");
-        json_str(&mut line, &upstream);
-        line.push_str(",\"latency_us\":");
-        push_int(&mut line, r.latency_us);
-        line.push_str(",\"subject\":");
-        json_str(&mut line, r.subject);
-        line.push_str(",\"denial\":");
-        json_str(&mut line, r.denial);
-        line.push_str(",\"error\":");
-        json_str(&mut line, r.error);
-        line.push_str("},\"target\":\"gatehouse::access\"}\n");
+        json_line(&mut line, r, &stamp, &upstream);
     } else {
-        line.push_str(&stamp);
-        line.push_str("  INFO gatehouse::access: request method=");
-        line.push_str(r.method);
-        line.push_str(" path=");
-        json_str(&mut line, r.path);
-        line.push_str(" status=");
-        push_int(&mut line, u64::from(r.status));
-        line.push_str(" route=");
-        json_str(&mut line, r.route);
-        line.push_str(" upstream=");
-        line.push_str(&upstream);
-        line.push_str(" latency_us=");
-        push_int(&mut line, r.latency_us);
-        line.push_str(" subject=");
-        json_str(&mut line, r.subject);
-        line.push_str(" denial=");
-        line.push_str(r.denial);
-        line.push_str(" error=");
-        line.push_str(r.error);
-        line.push('\n');
+        text_line(&mut line, r, &stamp, &upstream);
     }
     writer.append(line.as_bytes());
+}
+
+/// The line as JSON, in the shape of the other JSON log lines.
+fn json_line(line: &mut String, r: &AccessRecord<'_>, stamp: &str, upstream: &str) {
+    line.push_str("{\"timestamp\":\"");
+    line.push_str(stamp);
+    line.push_str("\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":");
+    json_str(line, r.method);
+    line.push_str(",\"path\":");
+    json_str(line, r.path);
+    line.push_str(",\"status\":");
+    push_int(line, u64::from(r.status));
+    line.push_str(",\"route\":");
+    json_str(line, r.route);
+    line.push_str(",\"upstream\":");
+    json_str(line, upstream);
+    line.push_str(",\"latency_us\":");
+    push_int(line, r.latency_us);
+    line.push_str(",\"subject\":");
+    json_str(line, r.subject);
+    line.push_str(",\"denial\":");
+    json_str(line, r.denial);
+    line.push_str(",\"error\":");
+    json_str(line, r.error);
+    if let Some(t) = r.tool {
+        line.push_str(",\"tool\":");
+        json_str(line, t);
+    }
+    line.push_str("},\"target\":\"gatehouse::access\"}\n");
+}
+
+/// The line as text, `key=value`.
+fn text_line(line: &mut String, r: &AccessRecord<'_>, stamp: &str, upstream: &str) {
+    line.push_str(stamp);
+    line.push_str("  INFO gatehouse::access: request method=");
+    line.push_str(r.method);
+    line.push_str(" path=");
+    json_str(line, r.path);
+    line.push_str(" status=");
+    push_int(line, u64::from(r.status));
+    line.push_str(" route=");
+    json_str(line, r.route);
+    line.push_str(" upstream=");
+    line.push_str(upstream);
+    line.push_str(" latency_us=");
+    push_int(line, r.latency_us);
+    line.push_str(" subject=");
+    json_str(line, r.subject);
+    line.push_str(" denial=");
+    line.push_str(r.denial);
+    line.push_str(" error=");
+    line.push_str(r.error);
+    if let Some(t) = r.tool {
+        line.push_str(" tool=");
+        json_str(line, t);
+    }
+    line.push('\n');
 }
 
 /// Installs the log subscriber: JSON lines when `json`, else human-readable; `RUST_LOG` filters.
@@ -148,6 +169,34 @@ pub fn init_logging(json: bool) -> std::io::Result<FlushGuard> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_names_its_tool_in_both_shapes() {
+        let mut r = AccessRecord {
+            method: "POST",
+            path: "/mcp",
+            status: 403,
+            route: "tools",
+            upstream: None,
+            latency_us: 12,
+            subject: "u\"1",
+            denial: "access_denied",
+            error: "-",
+            tool: Some("delete_user"),
+        };
+        let mut line = String::new();
+        json_line(&mut line, &r, "2026-01-01T00:00:00Z", "-");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["fields"]["tool"], "delete_user");
+        assert_eq!(v["fields"]["subject"], "u\"1");
+        let mut text = String::new();
+        text_line(&mut text, &r, "2026-01-01T00:00:00Z", "-");
+        assert!(text.ends_with(" tool=\"delete_user\"\n"), "{text}");
+        r.tool = None;
+        let mut line = String::new();
+        json_line(&mut line, &r, "t", "-");
+        assert!(!line.contains("\"tool\""), "{line}");
+    }
 
     #[test]
     fn numbers_and_strings_are_written_as_json_reads_them() {

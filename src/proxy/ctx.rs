@@ -68,4 +68,6 @@ pub struct Ctx {
     pub(crate) log_path: Option<String>,
     /// set when the request asks the forward-auth endpoint; the header is then the original request
     pub(crate) forward_auth: Option<Dialect>,
+    /// the MCP tool, prompt or resource the request calls, on routes that judge them
+    pub(crate) tool: Option<String>,
 }

@@ -10,6 +10,7 @@ pub mod authenticate;
 pub mod ctx;
 pub mod forward_auth;
 pub mod judge;
+pub mod mcp_call;
 pub mod resource;
 use crate::config::Route;
 use crate::proxy::framing::framing_problem;
@@ -86,6 +87,28 @@ impl Gateway {
         Ok(true)
     }
 
+    /// On an MCP route with tool rules, a POST's calls are judged before it goes on.
+    async fn judge_calls(&self, session: &mut Session, ctx: &mut Ctx, verdict: Verdict) -> Verdict {
+        let shared = ctx.shared.clone();
+        let Some(route) = ctx.route.and_then(|id| shared.config.route(id)) else {
+            return verdict;
+        };
+        let Some(mcp) = route.mcp.as_deref().filter(|m| !m.tools.is_empty()) else {
+            return verdict;
+        };
+        if session.req_header().method != http::Method::POST {
+            return verdict;
+        }
+        let id = ctx.identity.as_ref();
+        match mcp_call::check(session, mcp, route.max_body_bytes, id).await {
+            Ok(calls) => {
+                ctx.tool = mcp_call::log_name(&calls);
+                verdict
+            }
+            Err(rejection) => Verdict::Refuse(rejection),
+        }
+    }
+
     /// The forward-auth yes for the request's route, with its identity headers.
     fn allow(&self, ctx: &Ctx) -> Answer {
         let Some(route) = self.route(ctx) else {
@@ -160,6 +183,7 @@ impl ProxyHttp for Gateway {
             denial: None,
             log_path: None,
             forward_auth: None,
+            tool: None,
         }
     }
 
@@ -194,6 +218,10 @@ impl ProxyHttp for Gateway {
                     None => judge(session.req_header(), over_tls(session), &s, ctx).await,
                 }
             }
+        };
+        let verdict = match verdict {
+            Verdict::Proxy | Verdict::Whoami => self.judge_calls(session, ctx, verdict).await,
+            other => other,
         };
         self.answer(session, ctx, verdict, asking).await
     }
@@ -309,6 +337,7 @@ impl ProxyHttp for Gateway {
             subject,
             denial: ctx.denial.map_or("-", crate::observe::DenyReason::as_str),
             error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
+            tool: ctx.tool.as_deref(),
         });
         let metrics = &ctx.shared.metrics;
         metrics.observe(ctx.route, status, micros, ctx.denial);

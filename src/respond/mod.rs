@@ -39,6 +39,8 @@ pub enum Rejection {
     Unrouted,
     /// a browser request to an MCP route from an origin it does not allow (DNS rebinding)
     ForeignOrigin,
+    /// an MCP call the route's `mcp_tools` rules do not allow
+    ToolDenied,
 }
 
 impl Rejection {
@@ -53,6 +55,7 @@ impl Rejection {
             Rejection::CrossSiteWrite => 403,
             Rejection::TooLarge => 413,
             Rejection::UntrustedProxy | Rejection::Unrouted | Rejection::ForeignOrigin => 403,
+            Rejection::ToolDenied => 403,
         }
     }
 
@@ -70,7 +73,9 @@ impl Rejection {
             Rejection::CrossSiteWrite => "cross_site_request",
             Rejection::TooLarge => "request_too_large",
             Rejection::UntrustedProxy => "untrusted_proxy",
-            Rejection::Unrouted | Rejection::ForeignOrigin => "access_denied",
+            Rejection::Unrouted | Rejection::ForeignOrigin | Rejection::ToolDenied => {
+                "access_denied"
+            }
         }
     }
 
@@ -95,6 +100,7 @@ impl Rejection {
             Rejection::ForeignOrigin => {
                 "this origin may not call this MCP server (allowed_origins)"
             }
+            Rejection::ToolDenied => "the route's mcp_tools rules do not allow this call",
         }
     }
 
@@ -115,6 +121,7 @@ impl Rejection {
             Rejection::UntrustedProxy => DenyReason::UntrustedProxy,
             Rejection::Unrouted => DenyReason::AccessDenied,
             Rejection::ForeignOrigin => DenyReason::CrossSiteRequest,
+            Rejection::ToolDenied => DenyReason::AccessDenied,
         }
     }
 

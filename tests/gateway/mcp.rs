@@ -102,3 +102,153 @@ async fn a_foreign_origin_is_refused_before_anything_else() {
     let r = get(&a, "/api/x", &[("origin", "http://evil.example")], None).await;
     assert_eq!(r.status, 401);
 }
+
+const TOOLS_ROUTE: &str = r#"
+[[routes]]
+name = "tools"
+path_prefix = "/mcp-echo"
+upstream = "echo"
+issuers = ["rsa"]
+mcp = true
+resource = "https://mcp.test/mcp-echo"
+authorization_servers = ["https://rsa.test"]
+max_body_bytes = 1048576
+
+[[routes.mcp_tools]]
+match = "drop_*"
+deny = true
+
+[[routes.mcp_tools]]
+match = "delete_*"
+scopes_all = ["tools.admin"]
+
+[[routes.mcp_tools]]
+match = "file:///etc/*"
+kind = "resource"
+roles_any = ["ops"]
+"#;
+
+fn call(id: u32, name: &str) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"x":1}}}}}}"#
+    )
+}
+
+async fn post(
+    w: &crate::World,
+    body: &str,
+    headers: &[(&str, &str)],
+    token: &str,
+) -> crate::support::harness::Resp {
+    let mut rb =
+        w.gw.https
+            .post(w.gw.tls_url("/mcp-echo"))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    crate::support::harness::Resp::from(rb.send().await.unwrap()).await
+}
+
+fn mcp_token(w: &crate::World, extra: serde_json::Value) -> String {
+    let mut claims =
+        crate::support::keys::claims(crate::RSA_ISS, "https://mcp.test/mcp-echo", extra);
+    claims["scope"] = claims.get("scope").cloned().unwrap_or("tools.read".into());
+    w.rsa.sign(&claims)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_calls_are_judged_and_pass_whole() {
+    let w = crate::World::start_with(TOOLS_ROUTE).await;
+    let token = mcp_token(&w, serde_json::json!({}));
+    // an allowed call reaches the server byte for byte
+    let body = call(1, "read_file");
+    let r = post(&w, &body, &[], &token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["body"], body);
+    // a denied tool
+    let r = post(&w, &call(2, "drop_table"), &[], &token).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "access_denied");
+    // a scope the token lacks: step-up, with where to learn how
+    let r = post(&w, &call(3, "delete_user"), &[], &token).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "insufficient_scope");
+    let c = r.challenge();
+    assert!(
+        c.contains(
+            "resource_metadata=\"https://mcp.test/.well-known/oauth-protected-resource/mcp-echo\""
+        ),
+        "{c}"
+    );
+    assert!(
+        c.ends_with("error=\"insufficient_scope\", scope=\"tools.admin\""),
+        "{c}"
+    );
+    let admin = mcp_token(&w, serde_json::json!({"scope": "tools.read tools.admin"}));
+    assert_eq!(
+        post(&w, &call(4, "delete_user"), &[], &admin).await.status,
+        200
+    );
+    // a resource rule by URI, judged on roles
+    let read = r#"{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}"#;
+    assert_eq!(
+        post(&w, read, &[], &token).await.json()["error"],
+        "access_denied"
+    );
+    let ops = mcp_token(&w, serde_json::json!({"realm_access": {"roles": ["ops"]}}));
+    assert_eq!(post(&w, read, &[], &ops).await.status, 200);
+    // a batch is judged call by call
+    let batch = format!("[{},{}]", call(6, "read_file"), call(7, "drop_table"));
+    assert_eq!(post(&w, &batch, &[], &token).await.status, 403);
+    // a token issued for the MCP server is no token for the issuer's other routes
+    let r = w.gw.get("/api/x", Some(&token)).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (401, "invalid_token".into())
+    );
+    // listing tools is no call of a tool
+    let list = r#"{"jsonrpc":"2.0","id":8,"method":"tools/list"}"#;
+    assert_eq!(
+        post(&w, list, &[("mcp-method", "tools/list")], &token)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_the_gateway_cannot_read_truly_are_refused() {
+    let w = crate::World::start_with(TOOLS_ROUTE).await;
+    let token = mcp_token(&w, serde_json::json!({}));
+    // headers that name another call than the body makes
+    let lying = [("mcp-method", "tools/call"), ("mcp-name", "read_file")];
+    let r = post(&w, &call(1, "drop_table"), &lying, &token).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, "invalid_request".into())
+    );
+    let agreeing = [("mcp-method", "tools/call"), ("mcp-name", "read_file")];
+    let r = post(&w, &call(1, "read_file"), &agreeing, &token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["mcp_name"], "read_file");
+    // not JSON-RPC, or a call without a name
+    assert_eq!(post(&w, "{not json", &[], &token).await.status, 400);
+    let nameless = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#;
+    assert_eq!(post(&w, nameless, &[], &token).await.status, 400);
+    // larger than the gateway inspects: refused, never cut
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"read_file","arguments":{{"pad":"{}"}}}}}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let r = post(&w, &big, &[], &token).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (413, "request_too_large".into())
+    );
+    let huge = "x".repeat(20 << 20);
+    let r = post(&w, &huge, &[], &token).await;
+    assert_eq!(r.status, 413);
+}

@@ -160,6 +160,7 @@ impl Echo {
         let app = Router::new()
             .route("/healthz", get(health))
             .route("/slow", get(slow))
+            .route("/mcp-echo", any(echo_body))
             .fallback(any(echo))
             .with_state(state.clone());
         let addr = serve(app).await;
@@ -182,6 +183,25 @@ async fn health(State(s): State<Arc<EchoState>>) -> StatusCode {
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     }
+}
+
+/// The body it was sent, with the headers that name an MCP call: what an MCP server would read.
+async fn echo_body(State(s): State<Arc<EchoState>>, req: Request<Body>) -> Response {
+    s.hits.fetch_add(1, Ordering::SeqCst);
+    let (parts, body) = req.into_parts();
+    let header = |n: &str| {
+        parts
+            .headers
+            .get(n)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+    };
+    let (method, name) = (header("mcp-method"), header("mcp-name"));
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let body = String::from_utf8_lossy(&body).to_string();
+    axum::Json(json!({"upstream": s.name, "body": body, "mcp_method": method, "mcp_name": name}))
+        .into_response()
 }
 
 async fn echo(State(s): State<Arc<EchoState>>, req: Request<Body>) -> Response {
