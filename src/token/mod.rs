@@ -3,6 +3,7 @@
 
 mod auth_request;
 pub mod authorize;
+pub mod cimd;
 mod client_auth;
 mod client_keys;
 pub mod endpoint;
@@ -12,6 +13,7 @@ mod introspect;
 pub mod keys;
 pub mod limits;
 mod metadata;
+pub mod register;
 mod request;
 pub mod subjects;
 mod users;
