@@ -17,7 +17,12 @@ pub fn redirect_allowed(uri: &str) -> bool {
         "https" => u.host_str().is_some_and(|h| !h.is_empty()),
         "http" => matches!(u.host_str(), Some("127.0.0.1" | "[::1]" | "localhost")),
         // a private-use scheme is a reversed domain name the app owns: it has a dot
-        s => s.contains('.') && uri.get(s.len()..).is_some_and(|rest| rest.starts_with(":/")),
+        s => {
+            s.contains('.')
+                && uri
+                    .get(s.len()..)
+                    .is_some_and(|rest| rest.starts_with(":/"))
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! connection and a few read-only ones, so lookups on every request never queue behind a write.
 
 use super::{
-    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+    CodeRecord, CodeUse, RefreshRecord, RegisteredClient, Rotation, SessionRecord, SessionsOf,
+    Store, StoreError,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
@@ -133,6 +134,52 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl Store for SqliteStore {
+    fn put_client(&self, c: &RegisteredClient) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(c).map_err(err)?;
+        self.conn()?
+            .execute(
+                "INSERT OR REPLACE INTO registered_clients (client_id, doc, created_at) VALUES (?1, ?2, ?3)",
+                params![c.client_id, doc, c.created_at as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn registered_client(&self, id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+        let doc: Option<String> = self
+            .reader()?
+            .prepare_cached("SELECT doc FROM registered_clients WHERE client_id = ?1")
+            .and_then(|mut q| q.query_row(params![id], |r| r.get(0)).optional())
+            .map_err(err)?;
+        doc.map(|d| serde_json::from_str(&d).map_err(err))
+            .transpose()
+    }
+
+    fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        let docs: Vec<String> = self
+            .reader()?
+            .prepare("SELECT doc FROM registered_clients ORDER BY created_at, client_id")
+            .and_then(|mut q| {
+                q.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(err)?;
+        docs.iter()
+            .map(|d| serde_json::from_str(d).map_err(err))
+            .collect()
+    }
+
+    fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
+            .execute(
+                "DELETE FROM registered_clients WHERE client_id = ?1",
+                params![id],
+            )
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
     fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.conn()?
             .execute(

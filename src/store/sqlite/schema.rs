@@ -34,6 +34,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX sessions_exp ON sessions (expires_at);
      CREATE INDEX sessions_subject ON sessions (subject);
      CREATE INDEX sessions_provider_sid ON sessions (provider, provider_sid);",
+    // Clients that registered themselves (RFC 7591), each as its JSON document.
+    "CREATE TABLE registered_clients (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
+                                      created_at INTEGER NOT NULL);",
 ];
 
 pub(super) const SESSION_COLUMNS: &str =
