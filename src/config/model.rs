@@ -68,6 +68,8 @@ pub struct TokenServiceSettings {
     pub key_algorithm: Algorithm,
     /// the longest a client assertion's `exp` may lie ahead
     pub max_assertion_lifetime: Duration,
+    /// clients not in `[[clients]]`: registration and client ID metadata documents
+    pub open_clients: super::registration::OpenClients,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
