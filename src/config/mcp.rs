@@ -103,6 +103,23 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
+/// The resources an authorization server issues tokens for (RFC 8707): every route's protected
+/// resource that names `issuer` among its `authorization_servers` (which default to the token
+/// service's issuer), once each, in the order the routes come.
+pub fn issued_by(routes: &[super::Route], issuer: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let named = routes
+        .iter()
+        .filter_map(|r| r.resource.as_deref())
+        .filter(|p| p.authorization_servers.iter().any(|s| s == issuer));
+    for p in named {
+        if !out.contains(&p.resource) {
+            out.push(p.resource.clone());
+        }
+    }
+    out
+}
+
 /// What compiling a route's resource keys needs from the rest of the file.
 pub(super) struct ResourceContext<'a> {
     pub public_url: &'a str,

@@ -209,7 +209,7 @@ impl Compiler {
         let clients = self.clients(raw.clients, token_service.as_ref());
         if let Some(ts) = &token_service {
             let own = IssuerId::at(issuers.len());
-            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients)));
+            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients, &[])));
         }
         // a route may sign in local users while every one of them is disabled for now
         let declared_users = raw.users.len();
@@ -221,7 +221,10 @@ impl Compiler {
             public_url: &server.public_url,
             own_issuer: token_service.as_ref().map(|t| t.issuer.as_str()),
         };
-        let routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
+        let mut routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
+        if let Some(ts) = &token_service {
+            issuers::give_own_issuer_resources(&mut issuers, &mut routes, ts, &clients);
+        }
         let forward_auth =
             self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);
