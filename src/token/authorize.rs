@@ -172,6 +172,7 @@ impl TokenService {
             subject: subject.to_string(),
             scopes: req.scopes.join(" "),
             nonce: req.nonce.clone(),
+            resource: String::new(),
             auth_time,
             expires_at: self.clock.now_secs() + self.settings.code_ttl.as_secs(),
         };

@@ -230,6 +230,7 @@ impl TokenService {
                 client_id: client.client_id.clone(),
                 subject: subject.to_string(),
                 scopes: scopes.join(" "),
+                resource: String::new(),
                 expires_at: family_expires_at,
                 family_expires_at,
             };

@@ -36,6 +36,7 @@ mod sessions;
 mod shape;
 mod source_map;
 mod standards;
+mod stores;
 mod support;
 mod tls;
 mod tokens;
