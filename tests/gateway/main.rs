@@ -31,6 +31,7 @@ mod proxies;
 mod redis;
 mod reload;
 mod removals;
+mod resources;
 mod session_cookies;
 mod sessions;
 mod shape;
