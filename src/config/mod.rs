@@ -211,7 +211,7 @@ impl Compiler {
         let clients = self.clients(raw.clients, token_service.as_ref());
         if let Some(ts) = &token_service {
             let own = IssuerId::at(issuers.len());
-            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients)));
+            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients, &[])));
         }
         // a route may sign in local users while every one of them is disabled for now
         let declared_users = raw.users.len();
@@ -224,6 +224,9 @@ impl Compiler {
             own_issuer: token_service.as_ref().map(|t| t.issuer.as_str()),
         };
         let mut routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
+        if let Some(ts) = &token_service {
+            issuers::give_own_issuer_resources(&mut issuers, &mut routes, ts, &clients);
+        }
         mcp::bind_resources(&mut issuers, &mut routes);
         let mut token_service = token_service;
         if let Some(ts) = token_service.as_mut() {

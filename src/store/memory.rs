@@ -306,6 +306,7 @@ mod tests {
             client_id: "c".into(),
             subject: subject.into(),
             scopes: "read".into(),
+            resource: String::new(),
             expires_at: end,
             family_expires_at: end,
         }

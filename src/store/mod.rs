@@ -41,7 +41,8 @@ pub trait Store: Send + Sync + 'static {
     fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError>;
 
     /// Rotates atomically: when `old_hash` is the family's current token, bound to `client_id` and
-    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject and scopes).
+    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject, scopes and
+    /// resource).
     /// Presenting a token that was already rotated revokes its whole family.
     fn rotate_refresh(
         &self,
@@ -145,6 +146,8 @@ pub struct RefreshRecord {
     pub client_id: String,
     pub subject: String,
     pub scopes: String,
+    /// the protected resource the family's access tokens are for (RFC 8707); empty: none
+    pub resource: String,
     pub expires_at: u64,
     /// `refresh_token_ttl` bounds the family's life, however often it rotates
     pub family_expires_at: u64,
@@ -181,6 +184,8 @@ pub struct CodeRecord {
     pub subject: String,
     pub scopes: String,
     pub nonce: String,
+    /// the protected resource asked for (RFC 8707); empty: none
+    pub resource: String,
     pub auth_time: u64,
     pub expires_at: u64,
 }
