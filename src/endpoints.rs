@@ -11,6 +11,8 @@ pub enum Endpoint {
     Revoke,
     Jwks,
     Metadata,
+    /// dynamic client registration (RFC 7591), when `registration` is on
+    Register,
 }
 
 impl Endpoint {
@@ -22,6 +24,7 @@ impl Endpoint {
             "/oauth/userinfo" => Endpoint::Userinfo,
             "/oauth/introspect" => Endpoint::Introspect,
             "/oauth/revoke" => Endpoint::Revoke,
+            "/oauth/register" => Endpoint::Register,
             "/.well-known/jwks.json" => Endpoint::Jwks,
             "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration" => {
                 Endpoint::Metadata
@@ -35,7 +38,9 @@ impl Endpoint {
         match self {
             Endpoint::Jwks | Endpoint::Metadata => "GET, HEAD",
             Endpoint::Authorize | Endpoint::Userinfo => "GET, POST",
-            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => "POST",
+            Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke | Endpoint::Register => {
+                "POST"
+            }
         }
     }
 

@@ -142,6 +142,18 @@ enum ClientCommand {
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
     },
+    /// List the clients that registered themselves at /oauth/register (in a shared store).
+    List {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+    },
+    /// Remove a registered client: every gateway refuses it within 30 seconds, its refresh tokens
+    /// at once with it, and its access tokens end with their lifetime.
+    Remove {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+        client_id: String,
+    },
 }
 
 /// TERM drains, INT stops at once, QUIT hands the sockets to a new process; HUP reloads the
@@ -199,6 +211,12 @@ fn main() -> Result<(), Failure> {
         Command::Client {
             command: ClientCommand::New { client_id, scopes },
         } => new_client(&client_id, &scopes),
+        Command::Client {
+            command: ClientCommand::List { config },
+        } => list_clients(&config),
+        Command::Client {
+            command: ClientCommand::Remove { config, client_id },
+        } => remove_client(&config, &client_id),
         Command::Keygen { alg, out } => {
             let kid = gatehouse::token::keys::keygen(alg.algorithm(), &out)?;
             println!("wrote {} (kid {kid})", out.display());
@@ -278,6 +296,44 @@ fn revoke_sessions(config: &std::path::Path, subject: &str) -> Result<(), Failur
         .end_sessions(&gatehouse::store::SessionsOf::Subject(subject))
         .map_err(|e| Failure(e.to_string()))?;
     println!("{n} session(s) of {subject} ended");
+    Ok(())
+}
+
+/// Registered clients live in the store: with the memory store, inside the running gateway only.
+fn client_store(config: &std::path::Path) -> Result<Arc<dyn gatehouse::store::Store>, Failure> {
+    let c = Config::load(config)?;
+    if c.store.is_memory() {
+        return Err(Failure(
+            "the memory store lives inside the running gateway, and its registered clients end with it".into(),
+        ));
+    }
+    Ok(gatehouse::store::open(&c.store)?)
+}
+
+/// One line per registered client: id, when it registered, its name, scopes and redirect URIs.
+fn list_clients(config: &std::path::Path) -> Result<(), Failure> {
+    let all = client_store(config)?.registered_clients()?;
+    for c in &all {
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.created_at),
+        );
+        println!(
+            "{}\t{when}\t{}\tscopes={}\tredirect_uris={}",
+            c.client_id,
+            c.client_name.as_deref().unwrap_or("-"),
+            c.scopes.join(" "),
+            c.redirect_uris.join(" ")
+        );
+    }
+    println!("{} registered client(s)", all.len());
+    Ok(())
+}
+
+fn remove_client(config: &std::path::Path, client_id: &str) -> Result<(), Failure> {
+    match client_store(config)?.remove_client(client_id)? {
+        true => println!("{client_id} removed"),
+        false => return Err(Failure(format!("no registered client {client_id}"))),
+    }
     Ok(())
 }
 

@@ -69,16 +69,15 @@ pub fn redirect_matches(registered: &str, asked: &str) -> bool {
 }
 
 impl TokenService {
+    /// The request of `client`, the client its `client_id` names (none when unknown).
     pub(super) fn validate<'a>(
         &'a self,
         p: &HashMap<String, String>,
+        client: Option<&'a Client>,
     ) -> Result<AuthRequest<'a>, AuthorizeError> {
-        let client = p
-            .get("client_id")
-            .and_then(|id| self.clients.get(id))
-            .ok_or(AuthorizeError::Page(
-                "The application that sent you here is not known.",
-            ))?;
+        let client = client.ok_or(AuthorizeError::Page(
+            "The application that sent you here is not known.",
+        ))?;
         let redirect_uri = match p.get("redirect_uri") {
             Some(u) if client.redirect_uris.iter().any(|r| redirect_matches(r, u)) => u.clone(),
             None if client.redirect_uris.len() == 1 => {
@@ -170,6 +169,20 @@ fn prompt_and_max_age(p: &HashMap<String, String>) -> Result<(Prompt, Option<u64
         Some(Err(_)) => return Err("max_age must be a number of seconds"),
     };
     Ok((prompt, max_age))
+}
+
+impl TokenService {
+    /// `validate` for a client of `[[clients]]`.
+    #[cfg(test)]
+    pub(super) fn validate_configured<'a>(
+        &'a self,
+        p: &HashMap<String, String>,
+    ) -> Result<AuthRequest<'a>, AuthorizeError> {
+        let client = p
+            .get("client_id")
+            .and_then(|id| self.directory.configured(id));
+        self.validate(p, client.map(|c| c.as_ref()))
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! with mandatory PKCE (S256) and an OpenID Connect ID token.
 
 use super::auth_request::{redirect_matches, AuthRequest, AuthorizeError, Prompt};
+use super::directory::Missing;
 use super::{invalid_grant, oauth, random_token, sha256_hex, unavailable};
 use super::{put, split_scopes, OAuthError, OAuthErrorCode, SignIn, TokenService};
 use crate::config::Client;
@@ -27,7 +28,23 @@ impl TokenService {
             Ok(p) => p,
             Err(message) => return self.page(http, 400, message, None, None),
         };
-        let req = match self.validate(&params) {
+        let named = params
+            .get("client_id")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let client = match self.directory.find(named).await {
+            Ok(c) => Some(c),
+            Err(Missing::Unavailable) => {
+                let busy = "Signing in is not possible right now. Please try again in a moment.";
+                return self.page(http, 503, busy, None, None);
+            }
+            Err(Missing::Document(_)) => {
+                let text = "The application's client metadata document cannot be used.";
+                return self.page(http, 400, text, None, None);
+            }
+            Err(Missing::Unknown) => None,
+        };
+        let req = match self.validate(&params, client.as_deref()) {
             Ok(r) => r,
             Err(e) => return self.authorize_error(http, e),
         };

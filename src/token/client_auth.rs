@@ -185,7 +185,7 @@ impl TokenService {
         &self,
         creds: &Credentials,
         address: &str,
-    ) -> Result<&Client, OAuthError> {
+    ) -> Result<Arc<Client>, OAuthError> {
         let (claimed, basic) = match creds {
             Credentials::Secret {
                 client_id, basic, ..
@@ -220,7 +220,7 @@ impl TokenService {
         }
         match creds {
             Credentials::Secret { secret, .. } => {
-                let client = self.clients.get(&id);
+                let client = self.directory.configured(&id);
                 let real = client.and_then(|c| c.secret.clone());
                 // An unknown or secretless client is checked against a stand-in of a real kind.
                 let hash = real
@@ -228,16 +228,16 @@ impl TokenService {
                     .unwrap_or_else(|| self.client_decoys.for_name(&id));
                 let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
                 match client {
-                    Some(c) if ok && real.is_some() => Ok(c),
+                    Some(c) if ok && real.is_some() => Ok(c.clone()),
                     _ => Err(self.auth_failed(Some(&id), address, basic).await),
                 }
             }
             Credentials::Assertion { assertion, .. } => {
-                let Some(client) = self.clients.get(&id) else {
+                let Some(client) = self.directory.configured(&id) else {
                     return Err(self.auth_failed(Some(&id), address, false).await);
                 };
                 match self.check_assertion(client, assertion, true).await {
-                    Ok(_) => Ok(client),
+                    Ok(_) => Ok(client.clone()),
                     Err(e) if e.status == 503 => Err(e),
                     Err(e) => {
                         let mut failed = self.auth_failed(Some(&id), address, false).await;
@@ -246,14 +246,15 @@ impl TokenService {
                     }
                 }
             }
-            Credentials::None { .. } => match self.clients.get(&id) {
-                Some(c) if c.public => Ok(c),
+            Credentials::None { .. } => match self.directory.find(&id).await {
+                Ok(c) if c.public => Ok(c),
+                Err(super::directory::Missing::Unavailable) => Err(unavailable()),
                 _ => Err(self.auth_failed(Some(&id), address, false).await),
             },
             // Only a client that may use the jwt-bearer grant is named this way; the grant then
             // verifies the assertion with the client's keys, and a failure counts as here.
-            Credentials::Grant { .. } => match self.clients.get(&id) {
-                Some(c) if c.grant_types.contains(&GrantType::JwtBearer) => Ok(c),
+            Credentials::Grant { .. } => match self.directory.configured(&id) {
+                Some(c) if c.grant_types.contains(&GrantType::JwtBearer) => Ok(c.clone()),
                 _ => Err(self.auth_failed(Some(&id), address, false).await),
             },
         }

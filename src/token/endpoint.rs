@@ -39,7 +39,8 @@ impl TokenService {
     /// (OIDC Discovery §4) and `/.well-known/oauth-authorization-server/auth` (RFC 8414 §3).
     pub fn endpoint(&self, path: &str) -> Option<Endpoint> {
         if let Some(e) = Endpoint::parse(path) {
-            return Some(e);
+            // without registration there is no such endpoint
+            return (e != Endpoint::Register || self.directory.registration_on()).then_some(e);
         }
         let ip = self.issuer_path.as_str();
         if ip.is_empty() {
@@ -70,6 +71,7 @@ impl TokenService {
         }
         match endpoint {
             Endpoint::Authorize => self.authorize(req).await,
+            Endpoint::Register => self.register(req, cors).await,
             Endpoint::Userinfo => match self.userinfo(req).await {
                 Ok(v) => Answer::json(200, cors, v.to_string()),
                 Err(rejection) => with_headers(rejection.answer(), cors).into(),
@@ -114,7 +116,9 @@ impl TokenService {
     fn cors_headers(&self, req: &Request<'_>, endpoint: Endpoint) -> Vec<(&'static str, String)> {
         let origin = req.header_text("origin");
         let allowed = match endpoint {
-            Endpoint::Jwks | Endpoint::Metadata => Some("*".to_string()),
+            // registration is for clients on any origin; with `registration = "token"` the
+            // initial access token, never a cookie, is what authorizes it
+            Endpoint::Jwks | Endpoint::Metadata | Endpoint::Register => Some("*".to_string()),
             Endpoint::Authorize => None,
             _ => origin
                 .filter(|o| self.cors_origins.iter().any(|a| a == o))
@@ -179,9 +183,9 @@ impl TokenService {
             ));
         }
         let answer = match endpoint {
-            Endpoint::Introspect => self.introspect(client, authenticated, form).await,
-            Endpoint::Revoke => self.revoke(client, form).await,
-            _ => self.token(client, form, address).await,
+            Endpoint::Introspect => self.introspect(&client, authenticated, form).await,
+            Endpoint::Revoke => self.revoke(&client, form).await,
+            _ => self.token(&client, form, address).await,
         };
         if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
             // The assertion was the client's only proof: a bad one is a failed authentication.

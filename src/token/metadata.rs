@@ -1,7 +1,9 @@
 //! The authorization server's metadata document (RFC 8414, OpenID Connect Discovery).
 
 use super::keys::SigningKeys;
-use crate::config::{Config, TokenServiceSettings, CLIENT_KEY_ALGORITHMS, JWT_BEARER};
+use crate::config::{
+    Config, Registration, TokenServiceSettings, CLIENT_KEY_ALGORITHMS, JWT_BEARER,
+};
 use serde_json::json;
 use std::collections::BTreeSet;
 
@@ -16,14 +18,9 @@ pub(super) fn document(
         .iter()
         .map(|a| format!("{a:?}"))
         .collect();
-    let mut token_auth = vec![
-        "client_secret_basic",
-        "client_secret_post",
-        "private_key_jwt",
-    ];
-    if config.clients.iter().any(|c| c.public) {
-        token_auth.push("none");
-    }
+    let open = &settings.open_clients;
+    let open_on = open.registration != Registration::Off || open.metadata_documents;
+    let token_auth = token_auth_methods(open_on || config.clients.iter().any(|c| c.public));
     let confidential_auth = [
         "client_secret_basic",
         "client_secret_post",
@@ -43,7 +40,8 @@ pub(super) fn document(
     .map(|c| c.to_string())
     .collect();
     claims.extend(config.users.iter().flat_map(|u| u.claims.keys().cloned()));
-    json!({
+    let scopes = scopes_supported(config, open_on.then(|| open.scopes()));
+    let mut doc = json!({
         "issuer": settings.issuer,
         "authorization_endpoint": format!("{public_url}/oauth/authorize"),
         "token_endpoint": format!("{public_url}/oauth/token"),
@@ -65,12 +63,41 @@ pub(super) fn document(
         "introspection_endpoint_auth_signing_alg_values_supported": signing_algs,
         "revocation_endpoint_auth_methods_supported": token_auth,
         "revocation_endpoint_auth_signing_alg_values_supported": signing_algs,
-        "scopes_supported": config.clients.iter().flat_map(|c| c.scopes.iter().cloned()).collect::<BTreeSet<_>>(),
+        "scopes_supported": scopes,
         "claims_supported": claims,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algs(keys),
-    })
-    .to_string()
+        "client_id_metadata_document_supported": open.metadata_documents,
+    });
+    if let (true, Some(m)) = (open.registration != Registration::Off, doc.as_object_mut()) {
+        let at = format!("{public_url}/oauth/register");
+        m.insert("registration_endpoint".into(), at.into());
+    }
+    doc.to_string()
+}
+
+/// How clients may authenticate: `none` too when public clients exist.
+fn token_auth_methods(public: bool) -> Vec<&'static str> {
+    let mut m = vec![
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
+    if public {
+        m.push("none");
+    }
+    m
+}
+
+/// Every configured client's scopes, and those open clients may ask for.
+fn scopes_supported(config: &Config, open: Option<&[String]>) -> BTreeSet<String> {
+    let mut scopes: BTreeSet<String> = config
+        .clients
+        .iter()
+        .flat_map(|c| c.scopes.iter().cloned())
+        .collect();
+    scopes.extend(open.unwrap_or_default().iter().cloned());
+    scopes
 }
 
 /// The ID-token algorithms the keys allow, RS256 first (OpenID Connect Discovery §3 requires it).

@@ -6,6 +6,7 @@ pub mod authorize;
 pub mod cimd;
 mod client_auth;
 mod client_keys;
+pub mod directory;
 pub mod endpoint;
 mod error;
 mod grants;
@@ -198,7 +199,8 @@ pub struct TokenService {
     pub settings: TokenServiceSettings,
     pub keys: SigningKeys,
     public_url: String,
-    clients: HashMap<String, Client>,
+    /// every client: configured, named by a metadata document, or registered
+    pub(crate) directory: directory::Directory,
     users: HashMap<String, crate::config::User>,
     /// sign-in form CSRF tokens, each usable once: token -> the pre-login id (cookie) it is bound to
     csrf_tokens: moka::sync::Cache<String, String>,
@@ -271,11 +273,8 @@ impl TokenService {
         Ok(Some(TokenService {
             sessions,
             public_url,
-            clients: config
-                .clients
-                .iter()
-                .map(|c| (c.client_id.clone(), c.clone()))
-                .collect(),
+            directory: directory::Directory::new(config, store.clone())
+                .map_err(StartupError::part("token_service"))?,
             users: config
                 .users
                 .iter()

@@ -1,7 +1,13 @@
 //! Dynamic client registration (RFC 7591) rules: which redirect URIs and metadata a client that
 //! registers itself may have. Such a client is public and uses the authorization code with PKCE.
 
-use serde_json::Value;
+use super::directory::REGISTERED_PREFIX;
+use super::TokenService;
+use crate::config::Registration as Mode;
+use crate::respond::{Answer, ErrorAnswer};
+use crate::store::{run_blocking, RegisteredClient};
+use crate::wire::request::Request;
+use serde_json::{json, Value};
 
 /// A redirect URI a self-registered or metadata-document client may use: https anywhere, http to
 /// a loopback address on any port (RFC 8252 §7.3), or a private-use scheme of a native app
@@ -121,6 +127,126 @@ pub fn registration(doc: &Value, allowed_scopes: &[String]) -> Result<Registrati
         scopes,
         client_name,
     })
+}
+
+/// The error answer of a refused registration (RFC 7591 §3.2.2).
+fn refused(status: u16, code: &'static str, description: &'static str) -> ErrorAnswer {
+    ErrorAnswer {
+        status,
+        code,
+        description,
+        headers: vec![],
+    }
+}
+
+impl TokenService {
+    /// `POST /oauth/register`: checks who may register, reads the request, keeps the client and
+    /// answers 201 with what was registered.
+    pub(super) async fn register(
+        &self,
+        http: &Request<'_>,
+        cors: Vec<(&'static str, String)>,
+    ) -> Answer {
+        let with_cors = |mut e: ErrorAnswer| {
+            e.headers.extend(cors.clone());
+            Answer::Error(e)
+        };
+        if let Err(e) = self.may_register(http).await {
+            return with_cors(e);
+        }
+        let Some(doc) = http.json().filter(Value::is_object) else {
+            return with_cors(refused(
+                400,
+                "invalid_client_metadata",
+                "the body must be a JSON object of client metadata",
+            ));
+        };
+        let reg = match registration(&doc, self.directory.open_scopes()) {
+            Ok(r) => r,
+            Err(why) => return with_cors(refused(400, why.code(), why.description())),
+        };
+        let Ok(random) = crate::crypto::random_token(16) else {
+            return with_cors(refused(
+                503,
+                "temporarily_unavailable",
+                "no random values could be had",
+            ));
+        };
+        let client = RegisteredClient {
+            client_id: format!("{REGISTERED_PREFIX}{random}"),
+            client_name: reg.client_name.clone(),
+            redirect_uris: reg.redirect_uris.clone(),
+            grant_types: reg.grant_types.clone(),
+            scopes: reg.scopes.clone(),
+            created_at: self.clock.now_secs(),
+        };
+        let kept = client.clone();
+        if run_blocking(&self.store, move |s| s.put_client(&kept))
+            .await
+            .is_err()
+        {
+            return with_cors(refused(
+                503,
+                "temporarily_unavailable",
+                "clients cannot be registered right now",
+            ));
+        }
+        tracing::info!(target: "gatehouse::token", client = %client.client_id, "a client registered itself");
+        Answer::json(201, cors, registered(&client).to_string())
+    }
+
+    /// Whether this request may register: the initial access token when one is configured, and
+    /// the per-address rate.
+    async fn may_register(&self, http: &Request<'_>) -> Result<(), ErrorAnswer> {
+        if let Mode::Token(expected) = &self.settings.open_clients.registration {
+            let sent = http
+                .header_text("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            let same = aws_lc_rs::constant_time::verify_slices_are_equal(
+                sent.as_bytes(),
+                expected.0.as_bytes(),
+            );
+            if same.is_err() {
+                let mut e = refused(
+                    401,
+                    "invalid_token",
+                    "registration needs the initial access token",
+                );
+                let realm = format!("Bearer realm=\"{}\"", crate::respond::REALM);
+                e.headers.push(("www-authenticate", realm));
+                return Err(e);
+            }
+        }
+        if !self.per_address.hit(&http.client_key()).await {
+            let mut e = refused(
+                429,
+                "invalid_request",
+                "too many requests from this address; slow down",
+            );
+            e.headers
+                .push(("retry-after", self.per_address.retry_after().to_string()));
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// The registration answer: the client as registered (RFC 7591 §3.2.1).
+fn registered(client: &RegisteredClient) -> Value {
+    let mut body = json!({
+        "client_id": client.client_id,
+        "client_id_issued_at": client.created_at,
+        "redirect_uris": client.redirect_uris,
+        "grant_types": client.grant_types,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "scope": client.scopes.join(" "),
+    });
+    if let (Some(name), Some(m)) = (&client.client_name, body.as_object_mut()) {
+        m.insert("client_name".into(), name.clone().into());
+    }
+    body
 }
 
 #[cfg(test)]

@@ -227,12 +227,24 @@ async fn an_authorization_request_names_a_known_resource_or_goes_back_with_inval
         .collect()
     };
     assert_eq!(
-        f.svc.validate(&params(A)).ok().unwrap().resource.as_deref(),
+        f.svc
+            .validate_configured(&params(A))
+            .ok()
+            .unwrap()
+            .resource
+            .as_deref(),
         Some(A)
     );
-    assert_eq!(f.svc.validate(&params("")).ok().unwrap().resource, None);
+    assert_eq!(
+        f.svc
+            .validate_configured(&params(""))
+            .ok()
+            .unwrap()
+            .resource,
+        None
+    );
     for refused in [FOREIGN, "https://rs.test/a#frag"] {
-        match f.svc.validate(&params(refused)) {
+        match f.svc.validate_configured(&params(refused)) {
             Err(AuthorizeError::Redirect {
                 uri, code, state, ..
             }) => {
@@ -248,5 +260,8 @@ async fn an_authorization_request_names_a_known_resource_or_goes_back_with_inval
     // an untrusted client still gets the page, never a redirect
     let mut p = params(FOREIGN);
     p.insert("client_id".into(), "ghost".into());
-    assert!(matches!(f.svc.validate(&p), Err(AuthorizeError::Page(_))));
+    assert!(matches!(
+        f.svc.validate_configured(&p),
+        Err(AuthorizeError::Page(_))
+    ));
 }

@@ -86,7 +86,9 @@ impl TokenService {
     /// True when an access token of this service names a client no longer configured: a removed
     /// client's tokens stop at the edge from the reload on.
     pub(crate) fn issued_to_removed_client(&self, p: &crate::auth::principal::Principal) -> bool {
-        p.issuer == self.own_issuer.id && !self.encoded_clients.contains(p.client_id())
+        p.issuer == self.own_issuer.id
+            && !self.encoded_clients.contains(p.client_id())
+            && !self.directory.may_be_open(p.client_id())
     }
 
     /// A session for a user who signed in here: their roles and claims, as their tokens carry them.

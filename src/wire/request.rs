@@ -19,6 +19,8 @@ pub enum Body {
     None,
     /// a form, read in full
     Form(Bytes),
+    /// a JSON document, read in full
+    Json(Bytes),
     /// a POST whose body is not a form (left unread) or could not be read whole
     Refused(FormError),
 }
@@ -58,8 +60,16 @@ impl Request<'_> {
     pub fn form(&self) -> Result<Params, FormError> {
         match &self.body {
             Body::Form(b) => parse(b),
-            Body::None => Err(FormError::NotForm),
+            Body::None | Body::Json(_) => Err(FormError::NotForm),
             Body::Refused(e) => Err(*e),
+        }
+    }
+
+    /// The JSON document the body carries; `None` for any other body.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        match &self.body {
+            Body::Json(b) => serde_json::from_slice(b).ok(),
+            _ => None,
         }
     }
 
@@ -74,20 +84,24 @@ impl Request<'_> {
     }
 }
 
-/// Reads the form a POST carries, at most `MAX_FORM` bytes; a body that is not a form is left
-/// unread. A body that is announced or found too large is not read on, and the writer then closes
+/// Reads the form or JSON document a POST carries, at most `MAX_FORM` bytes; any other body is
+/// left unread. A body that is announced or found too large is not read on, and the writer then closes
 /// the connection, so the rest cannot be read as the next request.
 pub async fn read_body(session: &mut Session) -> Body {
     let req = session.req_header();
     if req.method != Method::POST {
         return Body::None;
     }
-    let form = req
+    let content_type = req
         .headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(is_form_type);
-    if !form {
+        .unwrap_or_default();
+    let json = content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !is_form_type(content_type) && !json {
         return Body::Refused(FormError::NotForm);
     }
     if super::header_value::content_length(req).is_some_and(|n| n > MAX_FORM as u64) {
@@ -107,6 +121,7 @@ pub async fn read_body(session: &mut Session) -> Body {
                 return Body::Refused(FormError::TooLarge)
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) if json => return Body::Json(body.freeze()),
             Ok(None) => return Body::Form(body.freeze()),
             Err(_) => return Body::Refused(FormError::Unreadable),
         }

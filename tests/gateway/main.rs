@@ -26,6 +26,7 @@ mod jwks;
 mod login_providers;
 mod login_state;
 mod mcp;
+mod open_clients;
 mod paths;
 mod policy;
 mod proxies;
