@@ -26,6 +26,7 @@ mod jwks;
 mod login_providers;
 mod login_state;
 mod mcp;
+mod mcp_sdk;
 mod paths;
 mod policy;
 mod proxies;
