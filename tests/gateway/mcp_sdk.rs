@@ -1,6 +1,7 @@
 //! The official MCP SDKs through the gateway: the MCP conformance suite's server scenarios pass the
-//! same through an MCP route as against the server itself. `make test` installs the SDKs in
-//! tests/clients; plain `cargo test` skips these tests, saying why, without them.
+//! same through an MCP route as against the server itself, and the TypeScript SDK's client sees
+//! progress events as they happen, resumes a dropped stream and ends its session. `make test`
+//! installs the SDKs in tests/clients; plain `cargo test` skips these tests, saying why, without them.
 
 use crate::clients::{clients_dir, installed};
 use crate::support::harness::free_port;
@@ -250,4 +251,100 @@ async fn the_conformance_suite_passes_the_same_through_the_gateway() {
         (Some(403), Some("access_denied")),
         "{refused}"
     );
+}
+
+/// Runs tests/clients/mcp_client.mjs with `envs` and returns the steps it printed, by name.
+async fn sdk_client(a: &Auth, envs: Vec<(&'static str, String)>) -> Vec<Value> {
+    let mut cmd = Command::new("node");
+    cmd.arg(clients_dir().join("mcp_client.mjs"))
+        .env("NODE_EXTRA_CA_CERTS", a.gw.path("certs/gateway.crt"))
+        .envs(envs);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+pub fn steps<'a>(all: &'a [Value], name: &str) -> Vec<&'a Value> {
+    all.iter().filter(|s| s["step"] == name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_typescript_client_streams_resumes_and_ends_its_session_through_the_gateway() {
+    if !installed(&clients_dir().join("node_modules/@modelcontextprotocol/sdk")) {
+        return;
+    }
+    let server = McpServer::start();
+    let a = gateway(&server).await;
+    let envs = vec![
+        ("MCP_URL", a.gw.tls_url("/mcp")),
+        ("MCP_FORGED_SUBJECT", "mallory".to_string()),
+        ("MCP_REFUSED_TOOL", "delete_user".to_string()),
+    ];
+    let all = sdk_client(&a, envs).await;
+    let one = |name: &str| -> &Value {
+        let found = steps(&all, name);
+        assert_eq!(found.len(), 1, "{name}: {all:#?}");
+        found[0]
+    };
+    let names = one("tools")["names"].as_array().unwrap().clone();
+    for tool in ["echo", "delete_user", "slow_count"] {
+        assert!(names.contains(&tool.into()), "{names:?}");
+    }
+    // an anonymous caller's made-up identity never reaches the server
+    assert_eq!(one("echo")["text"], "hello");
+    assert_eq!(one("echo")["subject"], Value::Null);
+    // a tool whose rule asks for a scope: an anonymous call is challenged, not passed
+    assert_eq!(one("refused")["code"], 401, "{all:#?}");
+
+    // five progress events sent ~200 ms apart arrive spread out as they were sent, the first well
+    // before the result: a gateway that held the stream back would hand them over together, with
+    // the result (the bounds leave room for a busy machine's timers)
+    let progress = steps(&all, "progress");
+    let result = one("result");
+    assert_eq!(result["text"], "counted to 5");
+    let at: Vec<i64> = progress.iter().map(|p| p["at"].as_i64().unwrap()).collect();
+    let counted: Vec<i64> = progress
+        .iter()
+        .map(|p| p["progress"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counted, [1, 2, 3, 4, 5], "{all:#?}");
+    let apart = at.windows(2).filter(|w| w[1] - w[0] >= 100).count();
+    assert!(apart >= 3, "events bunched together: {at:?}");
+    assert!(
+        result["at"].as_i64().unwrap() - at[0] >= 500,
+        "the first event came with the result: {at:?} {result}"
+    );
+
+    // the server dropped the call's stream; after the 500 ms it asked for, the client came back
+    // with Last-Event-ID and got the result on the resumed stream
+    let resumed = one("reconnection");
+    assert!(resumed["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Reconnection test completed successfully"));
+    let waited = resumed["at"].as_i64().unwrap() - result["at"].as_i64().unwrap();
+    assert!(waited >= 450, "no reconnection: {waited} ms");
+    // DELETE ended the session at the server: the client let it go, and it is gone for everyone
+    let ended = one("terminated");
+    let session = ended["session"].as_str().unwrap().to_string();
+    assert_eq!(session, one("connected")["session"].as_str().unwrap());
+    assert_eq!(ended["left"], Value::Null);
+    let r =
+        a.gw.https
+            .post(a.gw.tls_url("/mcp"))
+            .header("mcp-session-id", &session)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(r.status(), 404);
 }
