@@ -191,6 +191,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 }
 
 fn main() -> Result<(), Failure> {
+    // before any command makes a TLS client (a rediss:// store, key-set fetches): rustls has two
+    // providers compiled in (Pingora brings ring) and panics on a client when none is the default
+    gatehouse::crypto::tls::install();
     match Cli::parse().command {
         Command::HashSecret { argon2 } => hash_secret(argon2),
         Command::Client {

@@ -87,6 +87,7 @@ impl Compiler {
         public_url: &str,
     ) -> TokenServiceSettings {
         let k = |f: &str| format!("token_service.{f}");
+        let open_clients = self.open_clients(&t);
         let issuer = t.issuer.unwrap_or_else(|| public_url.to_string());
         if url::Url::parse(&issuer)
             .map(|u| u.scheme() != "https" && u.scheme() != "http")
@@ -124,6 +125,7 @@ impl Compiler {
         };
         let max_assertion_lifetime = ttl(self, "max_assertion_lifetime", &t.max_assertion_lifetime);
         TokenServiceSettings {
+            open_clients,
             issuer: issuer.trim_end_matches('/').to_string(),
             audience: t.audience,
             access_token_ttl: ttl(self, "access_token_ttl", &t.access_token_ttl),

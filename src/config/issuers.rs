@@ -229,15 +229,20 @@ impl Compiler {
     }
 }
 
-/// The gateway trusts its own tokens as issuer "self", with no fetch. Any client's audience verifies;
-/// routes accept only the token service's `audience` unless they name their own.
-pub(super) fn own_issuer(id: IssuerId, ts: &TokenServiceSettings, clients: &[Client]) -> Issuer {
+/// The gateway trusts its own tokens as issuer "self", with no fetch. Any client's audience verifies,
+/// and so does every protected resource the token service issues tokens for (RFC 8707); routes
+/// accept only the token service's `audience` unless they name their own.
+pub(super) fn own_issuer(
+    id: IssuerId,
+    ts: &TokenServiceSettings,
+    clients: &[Client],
+    resources: &[String],
+) -> Issuer {
     let mut audiences = ts.audience.clone();
-    for c in clients {
-        for a in &c.audience {
-            if !audiences.contains(a) {
-                audiences.push(a.clone());
-            }
+    let named = clients.iter().flat_map(|c| c.audience.iter());
+    for a in named.chain(resources) {
+        if !audiences.contains(a) {
+            audiences.push(a.clone());
         }
     }
     Issuer {
@@ -247,6 +252,35 @@ pub(super) fn own_issuer(id: IssuerId, ts: &TokenServiceSettings, clients: &[Cli
         algorithms: OWN_ALGORITHMS.to_vec(),
         ..Issuer::described(id, "self".into(), ts.issuer.clone(), KeySource::Own)
     }
+}
+
+/// Routes are compiled against the issuers, the token service's own among them, and only then is it
+/// known which protected resources name the token service as their authorization server. The own
+/// issuer is built again to verify those resources as audiences, and every route that holds it
+/// takes the new one, so the proxy accepts the tokens issued for them.
+pub(super) fn give_own_issuer_resources(
+    issuers: &mut [Arc<Issuer>],
+    routes: &mut [Route],
+    ts: &TokenServiceSettings,
+    clients: &[Client],
+) {
+    let resources = super::mcp::issued_by(routes, &ts.issuer);
+    let Some(own) = issuers
+        .iter_mut()
+        .find(|i| matches!(i.source, KeySource::Own))
+    else {
+        return;
+    };
+    if resources.is_empty() {
+        return;
+    }
+    let widened = Arc::new(own_issuer(own.id, ts, clients, &resources));
+    for held in routes.iter_mut().flat_map(|r| r.issuers.iter_mut()) {
+        if Arc::ptr_eq(held, own) {
+            *held = widened.clone();
+        }
+    }
+    *own = widened;
 }
 
 #[cfg(test)]
@@ -343,5 +377,40 @@ mod tests {
             Some(&["api".to_string()][..])
         );
         assert_eq!(own.require_typ, Some("at+jwt"));
+    }
+
+    #[test]
+    fn the_own_issuer_verifies_the_resources_that_name_it_and_routes_hold_that_issuer() {
+        let route = |prefix: &str, keys: &str| {
+            format!("[[routes]]\npath_prefix = \"{prefix}\"\nupstream = \"u\"\n{keys}\n")
+        };
+        let text = format!(
+            "{BASE}\n[token_service]\nissuer = \"https://auth.test\"\naudience = [\"api\"]\n{}{}{}",
+            route("/mcp", "mcp = true"),
+            route("/a", "resource = \"https://rs.test/a\""),
+            route(
+                "/elsewhere",
+                "resource = \"https://rs.test/b\"\nauthorization_servers = [\"https://as.test\"]"
+            ),
+        );
+        let c = compile(&text).unwrap();
+        let mcp = format!("{}/mcp", c.server.public_url);
+        assert_eq!(
+            c.token_service_resources(),
+            [mcp.as_str(), "https://rs.test/a"]
+        );
+        let own = c.issuer_by_name("self").unwrap();
+        assert_eq!(own.audiences, ["api", mcp.as_str(), "https://rs.test/a"]);
+        assert_eq!(
+            own.route_audiences.as_deref(),
+            Some(&["api".to_string()][..])
+        );
+        for r in &c.routes {
+            assert!(
+                r.issuers.iter().any(|i| std::sync::Arc::ptr_eq(i, own)),
+                "{} holds the issuer that verifies the resources",
+                r.name
+            );
+        }
     }
 }

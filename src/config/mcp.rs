@@ -106,8 +106,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 /// Lets the issuers of protected-resource routes verify tokens issued for those resources
 /// (`aud` = the resource, RFC 8707), without letting such a token anywhere else: an issuer's
-/// verification also accepts the resources of the routes that take its tokens, and its other
-/// routes still ask for one of its own `audiences`.
+/// verification also accepts the resources of the routes that take its tokens and name it among
+/// their `authorization_servers`, and its other routes still ask for one of its own `audiences`.
 pub(super) fn bind_resources(issuers: &mut [Arc<Issuer>], routes: &mut [Route]) {
     for slot in issuers.iter_mut() {
         let mut added: Vec<String> = Vec::new();
@@ -115,10 +115,13 @@ pub(super) fn bind_resources(issuers: &mut [Arc<Issuer>], routes: &mut [Route]) 
             .iter()
             .filter(|r| r.issuers.iter().any(|i| i.id == slot.id))
         {
-            if let Some(p) = &r.resource {
-                if !slot.audiences.contains(&p.resource) && !added.contains(&p.resource) {
-                    added.push(p.resource.clone());
-                }
+            // only the authorization servers the resource names issue tokens for it
+            let Some(p) = r.resource.as_deref() else {
+                continue;
+            };
+            let named = p.authorization_servers.iter().any(|a| slot.accepts_iss(a));
+            if named && !slot.audiences.contains(&p.resource) && !added.contains(&p.resource) {
+                added.push(p.resource.clone());
             }
         }
         if added.is_empty() {
@@ -138,6 +141,23 @@ pub(super) fn bind_resources(issuers: &mut [Arc<Issuer>], routes: &mut [Route]) 
             }
         }
     }
+}
+
+/// The resources an authorization server issues tokens for (RFC 8707): every route's protected
+/// resource that names `issuer` among its `authorization_servers` (which default to the token
+/// service's issuer), once each, in the order the routes come.
+pub fn issued_by(routes: &[super::Route], issuer: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let named = routes
+        .iter()
+        .filter_map(|r| r.resource.as_deref())
+        .filter(|p| p.authorization_servers.iter().any(|s| s == issuer));
+    for p in named {
+        if !out.contains(&p.resource) {
+            out.push(p.resource.clone());
+        }
+    }
+    out
 }
 
 /// What compiling a route's resource keys needs from the rest of the file.

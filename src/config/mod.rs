@@ -8,6 +8,7 @@ mod login_way;
 mod mcp;
 mod model;
 mod raw;
+mod registration;
 mod routes;
 mod server;
 mod sessions;
@@ -18,6 +19,7 @@ pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
 pub use mcp::{glob, McpSettings, ProtectedResource, ToolKind, ToolRule, METADATA_PREFIX};
 pub use model::*;
+pub use registration::{OpenClients, Registration};
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
 
 use raw::RawConfig;
@@ -209,7 +211,7 @@ impl Compiler {
         let clients = self.clients(raw.clients, token_service.as_ref());
         if let Some(ts) = &token_service {
             let own = IssuerId::at(issuers.len());
-            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients)));
+            issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients, &[])));
         }
         // a route may sign in local users while every one of them is disabled for now
         let declared_users = raw.users.len();
@@ -222,7 +224,14 @@ impl Compiler {
             own_issuer: token_service.as_ref().map(|t| t.issuer.as_str()),
         };
         let mut routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
+        if let Some(ts) = &token_service {
+            issuers::give_own_issuer_resources(&mut issuers, &mut routes, ts, &clients);
+        }
         mcp::bind_resources(&mut issuers, &mut routes);
+        let mut token_service = token_service;
+        if let Some(ts) = token_service.as_mut() {
+            registration::default_scopes(&mut ts.open_clients, &ts.issuer, &routes);
+        }
         let forward_auth =
             self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);

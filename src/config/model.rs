@@ -47,6 +47,15 @@ impl Config {
     pub fn issuer(&self, id: IssuerId) -> Option<&Arc<Issuer>> {
         self.issuers.get(id.position())
     }
+
+    /// The protected resources the token service issues tokens for (RFC 8707): those of routes
+    /// that name its issuer among their `authorization_servers`. Empty without a token service.
+    pub fn token_service_resources(&self) -> Vec<String> {
+        match &self.token_service {
+            Some(ts) => super::mcp::issued_by(&self.routes, &ts.issuer),
+            None => Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +77,8 @@ pub struct TokenServiceSettings {
     pub key_algorithm: Algorithm,
     /// the longest a client assertion's `exp` may lie ahead
     pub max_assertion_lifetime: Duration,
+    /// clients not in `[[clients]]`: registration and client ID metadata documents
+    pub open_clients: super::registration::OpenClients,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

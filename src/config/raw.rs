@@ -307,6 +307,12 @@ pub struct RawTokenService {
     pub signing_keys: Vec<String>,
     pub key_algorithm: String,
     pub max_assertion_lifetime: String,
+    pub registration: String,
+    pub registration_token_env: Option<String>,
+    pub registration_scopes: Option<Vec<String>>,
+    pub client_id_metadata_documents: bool,
+    pub cimd_allow_private: bool,
+    pub cimd_ca: Option<String>,
 }
 
 impl Default for RawTokenService {
@@ -321,6 +327,12 @@ impl Default for RawTokenService {
             signing_keys: vec!["certs/signing-es256.pem".into()],
             key_algorithm: "ES256".into(),
             max_assertion_lifetime: "1h".into(),
+            registration: "off".into(),
+            registration_token_env: None,
+            registration_scopes: None,
+            client_id_metadata_documents: false,
+            cimd_allow_private: false,
+            cimd_ca: None,
         }
     }
 }

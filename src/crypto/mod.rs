@@ -2,6 +2,7 @@
 //! values, and SHA-256 as hex. A leaf: it imports no other module of the crate.
 
 pub mod files;
+pub mod tls;
 pub mod verify_keys;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

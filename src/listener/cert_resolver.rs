@@ -10,7 +10,8 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct CertResolver(ArcSwap<CertifiedKey>);
 
-/// Reads a certificate chain and its key into the form the TLS stack serves.
+/// Reads a certificate chain and its key into the form the TLS stack serves, the key loaded by the
+/// gateway's crypto provider.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, StartupError> {
     let (certs, key_der) = crate::crypto::files::read_pair(cert, key)?;
     let tls = |problem: String| StartupError::Tls {
@@ -18,11 +19,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, StartupError> 
         key: key.to_path_buf(),
         problem,
     };
-    let Some(provider) = pingora::tls::CryptoProvider::get_default() else {
-        return Err(tls("no crypto provider is installed".into()));
-    };
     let (c, k) = (cert.to_string_lossy(), key.to_string_lossy());
-    CertifiedKey::from_der(certs, key_der, provider)
+    CertifiedKey::from_der(certs, key_der, &crate::crypto::tls::provider())
         .map(Arc::new)
         .map_err(|e| tls(format!("{c} and {k} do not form a usable pair: {e}")))
 }

@@ -21,17 +21,18 @@ pub struct TlsTermination {
     listeners: Vec<SocketAddr>,
 }
 
-/// The server configuration: TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`, certificates from
-/// `resolver` (which a reload refreshes), a session cache and rotating ticket keys. A ticket key that
-/// cannot be made from the system's randomness stops start-up.
+/// The server configuration: the gateway's crypto provider (`crypto::tls`), TLS 1.2 and 1.3, ALPN
+/// `h2` then `http/1.1`, certificates from `resolver` (which a reload refreshes), a session cache and
+/// rotating ticket keys. A ticket key that cannot be made from the system's randomness stops start-up.
 pub fn server_config(resolver: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, String> {
-    let mut config =
-        ServerConfig::builder_with_protocol_versions(&[&version::TLS12, &version::TLS13])
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
+    let mut config = ServerConfig::builder_with_provider(crate::crypto::tls::provider())
+        .with_protocol_versions(&[&version::TLS12, &version::TLS13])
+        .map_err(|e| format!("tls: the crypto provider cannot serve TLS 1.2 and 1.3: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE);
-    config.ticketer = rustls::crypto::ring::Ticketer::new()
+    config.ticketer = crate::crypto::tls::ticketer()
         .map_err(|e| format!("tls: cannot make a session ticket key: {e}"))?;
     Ok(config)
 }

@@ -125,7 +125,12 @@ pub fn build_with(
     clock: SharedClock,
     upgrade: bool,
 ) -> Result<Built, StartupError> {
-    pingora::tls::install_default_crypto_provider();
+    // before anything builds a TLS client: Pingora would install ring
+    if !crate::crypto::tls::install() {
+        tracing::warn!(
+            "another TLS crypto provider was installed first: upstream TLS, key-set fetches and the store use it, not aws-lc-rs"
+        );
+    }
     let certificate = prepare_tls(&config)?;
     if !upgrade {
         probe_listeners(&config)?;

@@ -1,7 +1,8 @@
 //! The in-memory store, for tests and demos: everything is lost on restart.
 
 use super::{
-    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+    CodeRecord, CodeUse, RefreshRecord, RegisteredClient, Rotation, SessionRecord, SessionsOf,
+    Store, StoreError,
 };
 use std::collections::HashMap;
 use std::collections::HashSet;
@@ -17,6 +18,8 @@ pub struct MemoryStore {
     family_tokens: Mutex<HashMap<String, Vec<(String, u64)>>>,
     /// session hash -> record
     sessions: Mutex<HashMap<String, SessionRecord>>,
+    /// registered clients by id
+    clients: Mutex<HashMap<String, RegisteredClient>>,
 }
 
 /// A code, whether it was used, and what its exchange issued (jti, exp, family).
@@ -34,6 +37,32 @@ fn poisoned<T>(_: T) -> StoreError {
 }
 
 impl Store for MemoryStore {
+    fn put_client(&self, c: &RegisteredClient) -> Result<(), StoreError> {
+        let mut all = self.clients.lock().map_err(poisoned)?;
+        all.insert(c.client_id.clone(), c.clone());
+        Ok(())
+    }
+
+    fn registered_client(&self, id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+        Ok(self.clients.lock().map_err(poisoned)?.get(id).cloned())
+    }
+
+    fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        let mut all: Vec<_> = self
+            .clients
+            .lock()
+            .map_err(poisoned)?
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+        Ok(all)
+    }
+
+    fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.clients.lock().map_err(poisoned)?.remove(id).is_some())
+    }
+
     fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.revoked
             .lock()
@@ -277,6 +306,7 @@ mod tests {
             client_id: "c".into(),
             subject: subject.into(),
             scopes: "read".into(),
+            resource: String::new(),
             expires_at: end,
             family_expires_at: end,
         }

@@ -41,7 +41,8 @@ pub trait Store: Send + Sync + 'static {
     fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError>;
 
     /// Rotates atomically: when `old_hash` is the family's current token, bound to `client_id` and
-    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject and scopes).
+    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject, scopes and
+    /// resource).
     /// Presenting a token that was already rotated revokes its whole family.
     fn rotate_refresh(
         &self,
@@ -94,6 +95,18 @@ pub trait Store: Send + Sync + 'static {
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 
+    /// Keeps a client that registered itself (RFC 7591), for every gateway sharing the store.
+    fn put_client(&self, c: &RegisteredClient) -> Result<(), StoreError>;
+
+    /// A registered client by id.
+    fn registered_client(&self, id: &str) -> Result<Option<RegisteredClient>, StoreError>;
+
+    /// Every registered client, oldest first.
+    fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError>;
+
+    /// Removes a registered client; true when there was one.
+    fn remove_client(&self, id: &str) -> Result<bool, StoreError>;
+
     /// Operations, failed operations and reconnections so far, for metrics.
     fn stats(&self) -> StoreStats {
         StoreStats::default()
@@ -133,9 +146,22 @@ pub struct RefreshRecord {
     pub client_id: String,
     pub subject: String,
     pub scopes: String,
+    /// the protected resource the family's access tokens are for (RFC 8707); empty: none
+    pub resource: String,
     pub expires_at: u64,
     /// `refresh_token_ttl` bounds the family's life, however often it rotates
     pub family_expires_at: u64,
+}
+
+/// A client that registered itself at `/oauth/register`: public, authorization code with PKCE.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub client_name: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub created_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +184,8 @@ pub struct CodeRecord {
     pub subject: String,
     pub scopes: String,
     pub nonce: String,
+    /// the protected resource asked for (RFC 8707); empty: none
+    pub resource: String,
     pub auth_time: u64,
     pub expires_at: u64,
 }
@@ -289,4 +317,49 @@ pub async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What every store does with registered clients.
+    fn keeps_registered_clients(s: &dyn Store) {
+        let client = |id: &str, at: u64| RegisteredClient {
+            client_id: id.into(),
+            client_name: Some("Tool".into()),
+            redirect_uris: vec!["http://127.0.0.1:5000/cb".into()],
+            grant_types: vec!["authorization_code".into()],
+            scopes: vec!["mcp".into()],
+            created_at: at,
+        };
+        assert_eq!(s.registered_client("dyn-b").unwrap(), None);
+        s.put_client(&client("dyn-b", 20)).unwrap();
+        s.put_client(&client("dyn-a", 10)).unwrap();
+        assert_eq!(
+            s.registered_client("dyn-b").unwrap(),
+            Some(client("dyn-b", 20))
+        );
+        let ids: Vec<String> = s
+            .registered_clients()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        assert_eq!(ids, ["dyn-a", "dyn-b"]);
+        assert!(s.remove_client("dyn-a").unwrap());
+        assert!(!s.remove_client("dyn-a").unwrap());
+        assert_eq!(s.registered_clients().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn memory_and_sqlite_keep_registered_clients() {
+        keeps_registered_clients(&MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.db");
+        keeps_registered_clients(&SqliteStore::open(&path).unwrap());
+        // and across a restart
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(again.registered_clients().unwrap().len(), 1);
+    }
 }

@@ -1,5 +1,6 @@
 //! An authorization request checked before anyone signs in: client, redirect URI (loopback ports
-//! per RFC 8252), response type, PKCE, scopes, and the OpenID Connect `prompt` and `max_age`.
+//! per RFC 8252), response type, PKCE, scopes, resource (RFC 8707), and the OpenID Connect `prompt`
+//! and `max_age`.
 
 use super::{split_scopes, OAuthErrorCode, TokenService};
 use crate::config::{Client, GrantType};
@@ -32,6 +33,8 @@ pub(super) struct AuthRequest<'a> {
     pub scopes: Vec<String>,
     pub challenge: String,
     pub nonce: String,
+    /// the protected resource the tokens are for (RFC 8707), kept with the code
+    pub resource: Option<String>,
 }
 
 /// Where an error goes: a page when the client or redirect URI cannot be trusted, else the client.
@@ -106,19 +109,7 @@ impl TokenService {
                 "the client may not use the authorization code flow",
             ));
         }
-        let challenge = p.get("code_challenge").cloned().unwrap_or_default();
-        if challenge.len() != 43 || URL_SAFE_NO_PAD.decode(&challenge).is_err() {
-            return Err(fail(
-                OAuthErrorCode::InvalidRequest,
-                "a PKCE code_challenge (S256) is required",
-            ));
-        }
-        if p.get("code_challenge_method").map(String::as_str) != Some("S256") {
-            return Err(fail(
-                OAuthErrorCode::InvalidRequest,
-                "code_challenge_method must be S256",
-            ));
-        }
+        let challenge = challenge(p).map_err(|d| fail(OAuthErrorCode::InvalidRequest, d))?;
         let (prompt, max_age) =
             prompt_and_max_age(p).map_err(|d| fail(OAuthErrorCode::InvalidRequest, d))?;
         let scopes: Vec<String> = match p.get("scope") {
@@ -131,6 +122,10 @@ impl TokenService {
                 "a requested scope is not allowed for this client",
             ));
         }
+        let resource = self
+            .resources
+            .check(p.get("resource").map(String::as_str))
+            .map_err(|e| fail(e.code, e.description))?;
         Ok(AuthRequest {
             client,
             redirect_uri,
@@ -141,8 +136,21 @@ impl TokenService {
             scopes,
             challenge,
             nonce: p.get("nonce").cloned().unwrap_or_default(),
+            resource,
         })
     }
+}
+
+/// The PKCE challenge (RFC 7636): S256 only, so 43 base64url characters; or why not.
+fn challenge(p: &HashMap<String, String>) -> Result<String, &'static str> {
+    let challenge = p.get("code_challenge").cloned().unwrap_or_default();
+    if challenge.len() != 43 || URL_SAFE_NO_PAD.decode(&challenge).is_err() {
+        return Err("a PKCE code_challenge (S256) is required");
+    }
+    if p.get("code_challenge_method").map(String::as_str) != Some("S256") {
+        return Err("code_challenge_method must be S256");
+    }
+    Ok(challenge)
 }
 
 /// OIDC Core §3.1.2.1's `prompt` (`none` alone, or `login`) and `max_age` (seconds), or why not.

@@ -172,6 +172,7 @@ impl TokenService {
             subject: subject.to_string(),
             scopes: req.scopes.join(" "),
             nonce: req.nonce.clone(),
+            resource: req.resource.clone().unwrap_or_default(),
             auth_time,
             expires_at: self.clock.now_secs() + self.settings.code_ttl.as_secs(),
         };
@@ -234,6 +235,7 @@ impl TokenService {
                     "nonce",
                     "code_challenge",
                     "code_challenge_method",
+                    "resource",
                 ]
                 .into_iter()
                 .filter_map(|k| p.get(k).map(|v| (k, v.clone())))
@@ -288,18 +290,20 @@ impl TokenService {
         }
     }
 
-    /// The code exchange: single use, bound to client, redirect URI and PKCE challenge. A second use
-    /// revokes what the first issued (RFC 6749 §4.1.2).
+    /// The code exchange: single use, bound to client, redirect URI, PKCE challenge and resource. A
+    /// second use revokes what the first issued (RFC 6749 §4.1.2).
     pub(super) async fn code_grant(
         &self,
         client: &Client,
         code: &str,
         verifier: &str,
-        redirect_uri: Option<&str>,
+        (redirect_uri, resource): (Option<&str>, Option<&str>),
     ) -> Result<Value, OAuthError> {
         let hash = sha256_hex(code);
         let rec = self.redeem(client, &hash).await?;
         exchange_matches(&rec, client, redirect_uri, verifier)?;
+        // RFC 8707 §2.2: the exchange may name the code's resource again, or leave it out and get it
+        let resource = self.resources.keep(&rec.resource, resource)?;
         let scopes = split_scopes(&rec.scopes);
         // the person signed in moments ago; one removed since gets nothing
         let roles = match self.user_by_subject(&rec.subject) {
@@ -307,7 +311,13 @@ impl TokenService {
             None => return Err(invalid_grant("the code's user no longer exists")),
         };
         let (mut body, issued) = self
-            .issue_for_user(client, &rec.subject, &scopes, &roles, super::Family::New)
+            .issue_for_user(
+                client,
+                (&rec.subject, resource.as_deref()),
+                &scopes,
+                &roles,
+                super::Family::New,
+            )
             .await?;
         let (jti, exp, family) = (issued.jti, issued.exp, issued.family);
         run_blocking(&self.store, move |s| {

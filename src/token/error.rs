@@ -1,4 +1,5 @@
-//! The error codes the token service answers with (RFC 6749 §4.1.2.1 and §5.2, RFC 7009, OIDC Core §3.1.2.6).
+//! The error codes the token service answers with (RFC 6749 §4.1.2.1 and §5.2, RFC 7009, RFC 8707,
+//! OIDC Core §3.1.2.6).
 
 /// An OAuth `error` value. The JSON and redirect parameters carry `as_str`, exactly as the RFCs
 /// spell it; code compares the enum.
@@ -11,6 +12,8 @@ pub enum OAuthErrorCode {
     UnsupportedGrantType,
     UnsupportedResponseType,
     InvalidScope,
+    /// RFC 8707 §2: a `resource` that is malformed or not one the service issues tokens for
+    InvalidTarget,
     /// OIDC Core: `prompt=none` and nobody is signed in
     LoginRequired,
     ServerError,
@@ -27,6 +30,7 @@ impl OAuthErrorCode {
             OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             OAuthErrorCode::UnsupportedResponseType => "unsupported_response_type",
             OAuthErrorCode::InvalidScope => "invalid_scope",
+            OAuthErrorCode::InvalidTarget => "invalid_target",
             OAuthErrorCode::LoginRequired => "login_required",
             OAuthErrorCode::ServerError => "server_error",
             OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
@@ -60,6 +64,7 @@ mod tests {
             (UnsupportedGrantType, "unsupported_grant_type"),
             (UnsupportedResponseType, "unsupported_response_type"),
             (InvalidScope, "invalid_scope"),
+            (InvalidTarget, "invalid_target"),
             (LoginRequired, "login_required"),
             (ServerError, "server_error"),
             (TemporarilyUnavailable, "temporarily_unavailable"),

@@ -42,23 +42,27 @@ impl TokenService {
         }
         let req = TokenRequest::parse(grant_type, form)?;
         let asked = req.scope.as_deref();
+        // Judged before any grant runs: an unknown resource uses up no code and rotates nothing.
+        let resource = self.resources.check(req.resource.as_deref())?;
         let (subject, scopes) = match req.grant {
             Grant::AuthorizationCode {
                 code,
                 verifier,
                 redirect_uri,
             } => {
-                let sent = redirect_uri.as_deref();
+                let sent = (redirect_uri.as_deref(), resource.as_deref());
                 return self.code_grant(client, &code, &verifier, sent).await;
             }
             Grant::Password { username, password } => {
                 let credentials = (username.as_str(), password.as_str());
+                let asked = (asked, resource.as_deref());
                 return self
                     .password_grant(client, credentials, asked, address)
                     .await;
             }
             Grant::RefreshToken { refresh_token } => {
-                return self.refresh_grant(client, &refresh_token, req.scope).await
+                let asked = (req.scope, resource);
+                return self.refresh_grant(client, &refresh_token, asked).await;
             }
             Grant::JwtBearer { assertion } => {
                 let scopes = Self::scopes(client, asked)?;
@@ -76,8 +80,13 @@ impl TokenService {
                 (client.client_id.clone(), scopes)
             }
         };
-        let (token, ttl, _) =
-            self.mint(client, &subject, &scopes, &client.roles, Default::default())?;
+        let (token, ttl, _) = self.mint(
+            client,
+            (&subject, resource.as_deref()),
+            &scopes,
+            &client.roles,
+            Default::default(),
+        )?;
         let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
         if !scopes.is_empty() {
             put(&mut body, "scope", json!(scopes.join(" ")));
@@ -106,11 +115,12 @@ impl TokenService {
         }
         Ok(sub.to_string())
     }
-    /// Signs an RFC 9068 access token.
+    /// Signs an RFC 9068 access token for a subject; its `aud` is the resource asked for (RFC 8707),
+    /// else the client's audience.
     pub fn mint(
         &self,
         client: &Client,
-        subject: &str,
+        (subject, resource): (&str, Option<&str>),
         scopes: &[String],
         roles: &[String],
         extra: serde_json::Map<String, Value>,
@@ -122,9 +132,11 @@ impl TokenService {
         let mut header = jsonwebtoken::Header::new(key.alg);
         header.typ = Some("at+jwt".into());
         header.kid = Some(key.kid.clone());
-        let aud = match client.audience.as_slice() {
-            [one] => json!(one),
-            many => json!(many),
+        // RFC 8707 §2: a token asked for a resource is for that resource alone.
+        let aud = match (resource, client.audience.as_slice()) {
+            (Some(r), _) => json!(r),
+            (None, [one]) => json!(one),
+            (None, many) => json!(many),
         };
         let mut claims = json!({
             "iss": self.settings.issuer,
@@ -164,7 +176,7 @@ impl TokenService {
         &self,
         client: &Client,
         (username, password): (&str, &str),
-        asked: Option<&[String]>,
+        (asked, resource): (Option<&[String]>, Option<&str>),
         address: &str,
     ) -> Result<Value, OAuthError> {
         let scopes = Self::scopes(client, asked)?;
@@ -186,17 +198,18 @@ impl TokenService {
             }
             SignIn::Busy => return Err(busy()),
         };
-        self.issue_for_user(client, &user.subject, &scopes, &user.roles, Family::New)
+        let grantee = (user.subject.as_str(), resource);
+        self.issue_for_user(client, grantee, &scopes, &user.roles, Family::New)
             .await
             .map(|(body, _)| body)
     }
 
-    /// An access token for a user, and a new refresh-token family when the client may refresh and
-    /// `new_family` is asked.
+    /// An access token for a user (for `resource` when one was asked), and a new refresh-token
+    /// family, bound to that resource, when the client may refresh and `Family::New` is asked.
     pub(super) async fn issue_for_user(
         &self,
         client: &Client,
-        subject: &str,
+        (subject, resource): (&str, Option<&str>),
         scopes: &[String],
         roles: &[String],
         family: Family<'_>,
@@ -205,7 +218,7 @@ impl TokenService {
             .user_by_subject(subject)
             .map(|u| released_claims(u, scopes))
             .unwrap_or_default();
-        let (token, ttl, jti) = self.mint(client, subject, scopes, roles, extra)?;
+        let (token, ttl, jti) = self.mint(client, (subject, resource), scopes, roles, extra)?;
         let mut issued = Issued {
             jti,
             exp: self.clock.now_secs() + ttl,
@@ -230,6 +243,7 @@ impl TokenService {
                 client_id: client.client_id.clone(),
                 subject: subject.to_string(),
                 scopes: scopes.join(" "),
+                resource: resource.unwrap_or_default().to_string(),
                 expires_at: family_expires_at,
                 family_expires_at,
             };
@@ -250,11 +264,12 @@ impl TokenService {
     }
 
     /// Refresh-token rotation: each refresh token works once; presenting a used one revokes its family.
+    /// The successor keeps the family's resource; a refresh may name it again, never another.
     pub(super) async fn refresh_grant(
         &self,
         client: &Client,
         presented: &str,
-        asked: Option<Vec<String>>,
+        (asked, resource): (Option<Vec<String>>, Option<String>),
     ) -> Result<Value, OAuthError> {
         let now = self.clock.now_secs();
         let next = random_token(32).map_err(no_randomness)?;
@@ -263,33 +278,26 @@ impl TokenService {
             sha256_hex(&next),
             client.client_id.clone(),
         );
-        let wanted = asked.clone();
+        let (wanted, resources) = (asked.clone(), self.resources.clone());
         let rotation = run_blocking(&self.store, move |s| {
             let current = s.active_refresh(&old, now)?;
-            // The scope is checked before rotating: a refused refresh leaves the token usable.
-            if let (Some(rec), Some(asked)) = (&current, &wanted) {
-                let granted = split_scopes(&rec.scopes);
-                if asked.iter().any(|a| !granted.contains(a)) {
-                    return Ok(None);
+            // Scope and resource are checked before rotating: a refused refresh leaves the token usable.
+            if let Some(rec) = &current {
+                let fits = refresh_fits(rec, wanted.as_deref(), resource.as_deref(), &resources);
+                if let Err(e) = fits {
+                    return Ok(Err(e));
                 }
             }
             // The family's end bounds every successor, however often it rotates.
             let family_end = current.map(|r| r.family_expires_at).unwrap_or(now);
             s.rotate_refresh(&old, &client_id, &new_hash, family_end, now)
-                .map(Some)
+                .map(Ok)
         })
         .await
-        .map_err(|_| unavailable())?;
+        .map_err(|_| unavailable())??;
         let rec = match rotation {
-            None => {
-                return Err(oauth(
-                    400,
-                    OAuthErrorCode::InvalidScope,
-                    "a refresh cannot widen the granted scopes",
-                ))
-            }
-            Some(Rotation::Rotated(rec)) => rec,
-            Some(Rotation::Reused { family }) => {
+            Rotation::Rotated(rec) => rec,
+            Rotation::Reused { family } => {
                 tracing::warn!(target: "gatehouse::token", client = %client.client_id,
                     "a rotated refresh token was presented again; its family is revoked");
                 self.revoke_family(family).await?;
@@ -297,7 +305,7 @@ impl TokenService {
                     "the refresh token was already used; its family is revoked",
                 ));
             }
-            Some(Rotation::Invalid) => return Err(invalid_grant("the refresh token is not valid")),
+            Rotation::Invalid => return Err(invalid_grant("the refresh token is not valid")),
         };
         // Every family belongs to a user who signed in here; one removed or disabled since ends
         // with it, and the roles are the user's today.
@@ -309,10 +317,11 @@ impl TokenService {
         };
         let scopes = asked.unwrap_or_else(|| split_scopes(&rec.scopes));
         let roles = user.roles.clone();
+        let grantee = (rec.subject.as_str(), non_empty(&rec.resource));
         let (mut body, _) = self
             .issue_for_user(
                 client,
-                &rec.subject,
+                grantee,
                 &scopes,
                 &roles,
                 Family::Continue(&rec.family),
@@ -321,4 +330,30 @@ impl TokenService {
         put(&mut body, "refresh_token", json!(next));
         Ok(body)
     }
+}
+
+/// Whether a refresh asks only for what its family was granted: no scope beyond the family's, and
+/// its resource, which must still be configured.
+fn refresh_fits(
+    rec: &RefreshRecord,
+    scopes: Option<&[String]>,
+    resource: Option<&str>,
+    resources: &super::resources::Resources,
+) -> Result<(), OAuthError> {
+    if let Some(asked) = scopes {
+        let granted = split_scopes(&rec.scopes);
+        if asked.iter().any(|a| !granted.contains(a)) {
+            return Err(oauth(
+                400,
+                OAuthErrorCode::InvalidScope,
+                "a refresh cannot widen the granted scopes",
+            ));
+        }
+    }
+    resources.keep(&rec.resource, resource).map(|_| ())
+}
+
+/// A stored text that is empty when there is none, as an option.
+pub(super) fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }

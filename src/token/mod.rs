@@ -3,6 +3,7 @@
 
 mod auth_request;
 pub mod authorize;
+pub mod cimd;
 mod client_auth;
 mod client_keys;
 pub mod endpoint;
@@ -12,10 +13,14 @@ mod introspect;
 pub mod keys;
 pub mod limits;
 mod metadata;
+pub mod register;
 mod request;
+mod resources;
 pub mod subjects;
 mod users;
 
+#[cfg(test)]
+mod resource_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -225,6 +230,8 @@ pub struct TokenService {
     pub sessions: Arc<crate::session::Sessions>,
     /// every configured client id, encoded as a principal holds it
     encoded_clients: std::collections::HashSet<String>,
+    /// the protected resources tokens may be asked for (RFC 8707); shared with store calls
+    resources: Arc<resources::Resources>,
 }
 
 impl TokenService {
@@ -299,6 +306,7 @@ impl TokenService {
             keys,
             settings,
             encoded_clients: encoded_clients(config),
+            resources: Arc::new(resources::Resources::new(config.token_service_resources())),
         }))
     }
 }

@@ -33,6 +33,9 @@ pub(super) struct TokenRequest {
     pub grant: Grant,
     /// the scopes asked for; `None` when the request names none
     pub scope: Option<Vec<String>>,
+    /// the protected resource the token is for (RFC 8707), as sent: the service judges it. One at
+    /// most, since a repeated parameter is refused with the form.
+    pub resource: Option<String>,
 }
 
 /// The grant type a form names: `invalid_request` without one, `unsupported_grant_type` for one
@@ -76,6 +79,7 @@ impl TokenRequest {
         Ok(TokenRequest {
             grant,
             scope: form.get("scope").map(|s| split_scopes(s)),
+            resource: form.get("resource").cloned(),
         })
     }
 }
@@ -118,9 +122,12 @@ mod tests {
             refresh_token: "r".into(),
         };
         assert_eq!(
-            (r.grant, r.scope),
-            (expected, Some(vec!["a".into(), "b".into()]))
+            (r.grant, r.scope, r.resource),
+            (expected, Some(vec!["a".into(), "b".into()]), None)
         );
+        let f = form(&[("grant_type", "client_credentials"), ("resource", "r")]);
+        let r = TokenRequest::parse(grant_type(&f).unwrap(), &f).unwrap();
+        assert_eq!(r.resource.as_deref(), Some("r"));
         let code = |v: &str| {
             let f = form(&[("code", "c"), ("code_verifier", v)]);
             TokenRequest::parse(GrantType::AuthorizationCode, &f).map(|r| r.grant)

@@ -13,13 +13,13 @@ use base64::Engine;
 use std::path::Path;
 
 pub(super) const SVC: &str = "svc-secret-0123456789abcdef0123456789abcdef";
-const LEGACY: &str = "legacy-secret-0123456789abcdef0123456789ab";
-const ALICE: &str = "correct horse battery staple";
+pub(super) const LEGACY: &str = "legacy-secret-0123456789abcdef0123456789ab";
+pub(super) const ALICE: &str = "correct horse battery staple";
 const ADDR: &str = "ip:192.0.2.1";
 
 pub(crate) struct Fixture {
     pub(crate) svc: TokenService,
-    clock: Arc<OffsetClock>,
+    pub(super) clock: Arc<OffsetClock>,
     _dir: tempfile::TempDir,
 }
 
@@ -29,6 +29,15 @@ pub(crate) fn fixture() -> Fixture {
 
 /// The fixture with `[rate_limit] token_endpoint` at `rate`.
 fn fixture_rated(rate: &str) -> Fixture {
+    fixture_of(rate, "")
+}
+
+/// The fixture with `extra` (routes, say) after its configuration.
+pub(super) fn fixture_with(extra: &str) -> Fixture {
+    fixture_of("1000/s", extra)
+}
+
+fn fixture_of(rate: &str, extra: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"{BASE}
@@ -69,6 +78,7 @@ scopes = ["read"]
 username = "alice"
 password_hash = "{alice}"
 roles = ["admin"]
+{extra}
 "#,
         dir = dir.path().display(),
         svc = sha256_hash(SVC),
@@ -116,7 +126,7 @@ pub(super) fn basic(id: &str, secret: &str) -> String {
 }
 
 impl Fixture {
-    async fn svc_token(&self) -> Value {
+    pub(super) async fn svc_token(&self) -> Value {
         self.token(
             Some(&basic("svc", SVC)),
             &[("grant_type", "client_credentials")],
@@ -125,7 +135,7 @@ impl Fixture {
         .unwrap()
     }
 
-    async fn post(
+    pub(super) async fn post(
         &self,
         ep: Endpoint,
         auth: Option<&str>,
@@ -134,11 +144,15 @@ impl Fixture {
         self.svc.answer_post(ep, auth, &form(pairs), ADDR).await
     }
 
-    async fn token(&self, auth: Option<&str>, pairs: &[(&str, &str)]) -> Result<Value, OAuthError> {
+    pub(super) async fn token(
+        &self,
+        auth: Option<&str>,
+        pairs: &[(&str, &str)],
+    ) -> Result<Value, OAuthError> {
         self.post(Endpoint::Token, auth, pairs).await
     }
 
-    async fn password(&self) -> Value {
+    pub(super) async fn password(&self) -> Value {
         let pairs = [
             ("grant_type", "password"),
             ("username", "alice"),
@@ -149,7 +163,11 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn refresh(&self, token: &str, scope: Option<&str>) -> Result<Value, OAuthError> {
+    pub(super) async fn refresh(
+        &self,
+        token: &str,
+        scope: Option<&str>,
+    ) -> Result<Value, OAuthError> {
         let mut pairs = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
         if let Some(s) = scope {
             pairs.push(("scope", s));
@@ -158,7 +176,7 @@ impl Fixture {
     }
 }
 
-fn claims_of(token: &Value) -> Value {
+pub(super) fn claims_of(token: &Value) -> Value {
     let t = token["access_token"].as_str().unwrap();
     crate::auth::principal::decode_claims(t.split('.').nth(1).unwrap().as_bytes())
 }

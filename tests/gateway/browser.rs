@@ -63,7 +63,7 @@ impl Chromium {
             "chromium and chromium-driver are needed: `make test` installs them"
         );
         // the first TLS user in a process picks the crypto provider; the browser may come first
-        pingora::tls::install_default_crypto_provider();
+        gatehouse::crypto::tls::install();
         let port = free_port();
         let driver = Driver(
             std::process::Command::new(chromedriver)

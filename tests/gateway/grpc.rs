@@ -66,7 +66,7 @@ fn refusing_port() -> u16 {
 /// A gateway in front of an h2c gRPC server, with h2c on its plain listener too; `/dead.Svc` goes
 /// to a port nobody listens on, and `/test.Echo/Small` takes request bodies of at most 64 bytes.
 pub async fn h2c_gateway() -> Auth {
-    pingora::tls::install_default_crypto_provider();
+    gatehouse::crypto::tls::install();
     let grpc = serve(None).await;
     let not_serving = crate::support::grpc_service::serve_not_serving().await;
     let dead = refusing_port();
@@ -313,7 +313,7 @@ async fn plain_listeners_take_h2c_and_health_checks_speak_grpc() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tls_upstream_is_spoken_to_in_h2_by_alpn() {
-    pingora::tls::install_default_crypto_provider();
+    gatehouse::crypto::tls::install();
     let certs = tempfile::tempdir().unwrap();
     let (cert, key) = (certs.path().join("up.crt"), certs.path().join("up.key"));
     gatehouse::crypto::files::write_self_signed(&cert, &key).unwrap();

@@ -412,6 +412,37 @@ async fn redis_compiles_every_script_of_the_store() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn registered_clients_are_kept_in_redis() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/0", redis.port);
+    let backend = gatehouse::config::StoreBackend::Redis(url);
+    let s = gatehouse::store::open(&backend).unwrap();
+    let client = |id: &str, at: u64| gatehouse::store::RegisteredClient {
+        client_id: id.into(),
+        client_name: None,
+        redirect_uris: vec!["https://app.example/cb".into()],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scopes: vec![],
+        created_at: at,
+    };
+    let (b, a) = (client("dyn-b", 20), client("dyn-a", 10));
+    tokio::task::spawn_blocking(move || {
+        s.put_client(&b).unwrap();
+        s.put_client(&a).unwrap();
+        assert_eq!(s.registered_client("dyn-b").unwrap(), Some(b));
+        assert_eq!(s.registered_client("dyn-c").unwrap(), None);
+        let all = s.registered_clients().unwrap();
+        assert_eq!((all.len(), all[0].client_id.as_str()), (2, "dyn-a"));
+        assert!(s.remove_client("dyn-a").unwrap());
+        assert!(!s.remove_client("dyn-a").unwrap());
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn every_connection_a_gateway_makes_to_redis_has_tcp_keepalive() {
     let Some(redis) = RedisServer::start() else {
         return;

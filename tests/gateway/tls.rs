@@ -116,12 +116,13 @@ auth = "public"
 }
 
 /// One TLS connection with `config`: sends a request, reads the whole answer (and with it any TLS 1.3
-/// ticket), and says whether the handshake was full or resumed and what the status line was.
+/// ticket), and gives back the finished connection, which tells how the handshake went, and the
+/// status line.
 fn tls_request(
     config: &std::sync::Arc<rustls::ClientConfig>,
     addr: std::net::SocketAddr,
     request: &[u8],
-) -> (Option<rustls::HandshakeKind>, String) {
+) -> (rustls::ClientConnection, String) {
     use std::io::{Read, Write};
     let mut conn =
         rustls::ClientConnection::new(config.clone(), "localhost".try_into().unwrap()).unwrap();
@@ -135,8 +136,25 @@ fn tls_request(
         .next()
         .unwrap_or_default()
         .to_string();
+    (conn, status)
+}
+
+/// Whether the handshake was full or resumed, and the status line.
+fn kind_and_status(
+    (conn, status): (rustls::ClientConnection, String),
+) -> (Option<rustls::HandshakeKind>, String) {
     (conn.handshake_kind(), status)
 }
+
+fn gateway_roots(cert_pem: &[u8]) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile_certs(cert_pem) {
+        roots.add(c).unwrap();
+    }
+    roots
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn returning_tls_clients_resume_their_sessions() {
@@ -144,11 +162,7 @@ async fn returning_tls_clients_resume_their_sessions() {
     let cert = std::fs::read(w.gw.path("certs/gateway.crt")).unwrap();
     let addr = w.gw.tls;
     tokio::task::spawn_blocking(move || {
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile_certs(&cert) {
-            roots.add(c).unwrap();
-        }
-        let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        let roots = gateway_roots(&cert);
         // TLS 1.3 resumes with the ticket the gateway sent; TLS 1.2 with its session cache or ticket.
         for versions in [
             &[&rustls::version::TLS13][..],
@@ -159,8 +173,8 @@ async fn returning_tls_clients_resume_their_sessions() {
                     .with_root_certificates(roots.clone())
                     .with_no_client_auth(),
             );
-            let first = tls_request(&config, addr, request);
-            let second = tls_request(&config, addr, request);
+            let first = kind_and_status(tls_request(&config, addr, HEALTHZ));
+            let second = kind_and_status(tls_request(&config, addr, HEALTHZ));
             assert_eq!(
                 first,
                 (Some(rustls::HandshakeKind::Full), "HTTP/1.1 200 OK".into())
@@ -173,6 +187,32 @@ async fn returning_tls_clients_resume_their_sessions() {
                 )
             );
         }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_prefers_post_quantum_key_exchange_gets_it() {
+    // the listeners run on aws-lc-rs; ring has no X25519MLKEM768 and would settle on X25519
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    let w = World::start().await;
+    let cert = std::fs::read(w.gw.path("certs/gateway.crt")).unwrap();
+    let addr = w.gw.tls;
+    tokio::task::spawn_blocking(move || {
+        let mut provider = default_provider();
+        provider.kx_groups = vec![kx_group::X25519MLKEM768, kx_group::X25519];
+        let config = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(gateway_roots(&cert))
+                .with_no_client_auth(),
+        );
+        let (conn, status) = tls_request(&config, addr, HEALTHZ);
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let group = conn.negotiated_key_exchange_group().map(|g| g.name());
+        assert_eq!(group, Some(rustls::NamedGroup::X25519MLKEM768));
     })
     .await
     .unwrap();

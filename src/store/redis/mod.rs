@@ -6,7 +6,8 @@ mod pool;
 pub mod scripts;
 
 use super::{
-    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+    CodeRecord, CodeUse, RefreshRecord, RegisteredClient, Rotation, SessionRecord, SessionsOf,
+    Store, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use redis::aio::ConnectionManager;
@@ -68,6 +69,11 @@ pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// The hash of registered clients: id -> JSON document.
+fn clients_key() -> String {
+    format!("{PREFIX}clients")
+}
+
 pub(super) fn key(kind: &str, id: &str) -> String {
     format!("{PREFIX}{kind}:{id}")
 }
@@ -121,6 +127,33 @@ impl RedisStore {
 }
 
 impl Store for RedisStore {
+    fn put_client(&self, c: &RegisteredClient) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(c).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        self.query::<i64>(Cmd::hset(clients_key(), &c.client_id, doc))
+            .map(|_| ())
+    }
+
+    fn registered_client(&self, id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+        let doc: Option<String> = self.query(Cmd::hget(clients_key(), id))?;
+        doc.map(|d| serde_json::from_str(&d).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .transpose()
+    }
+
+    fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        let docs: Vec<String> = self.query(Cmd::hvals(clients_key()))?;
+        let mut all = docs
+            .iter()
+            .map(|d| serde_json::from_str(d).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .collect::<Result<Vec<RegisteredClient>, _>>()?;
+        all.sort_by(|a, b| (a.created_at, &a.client_id).cmp(&(b.created_at, &b.client_id)));
+        Ok(all)
+    }
+
+    fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        self.query::<i64>(Cmd::hdel(clients_key(), id))
+            .map(|n| n > 0)
+    }
+
     fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
         let mut p = redis::pipe();
         p.atomic()
@@ -170,6 +203,7 @@ impl Store for RedisStore {
                     ("client_id", rec.client_id.clone()),
                     ("subject", rec.subject.clone()),
                     ("scopes", rec.scopes.clone()),
+                    ("resource", rec.resource.clone()),
                     ("expires_at", rec.expires_at.to_string()),
                     ("family_expires_at", rec.family_expires_at.to_string()),
                     ("rotated", "0".to_string()),
@@ -230,6 +264,7 @@ impl Store for RedisStore {
                 scopes: field(4),
                 expires_at: number(5),
                 family_expires_at: number(6),
+                resource: field(7),
             }),
             Some("reused") => Rotation::Reused { family: field(1) },
             _ => Rotation::Invalid,
@@ -260,6 +295,7 @@ impl Store for RedisStore {
             client_id: text(&rec, "client_id"),
             subject: text(&rec, "subject"),
             scopes: text(&rec, "scopes"),
+            resource: text(&rec, "resource"),
             expires_at: num(&rec, "expires_at"),
             family_expires_at: num(&rec, "family_expires_at"),
         }))
@@ -314,6 +350,7 @@ impl Store for RedisStore {
                     ("subject", rec.subject.clone()),
                     ("scopes", rec.scopes.clone()),
                     ("nonce", rec.nonce.clone()),
+                    ("resource", rec.resource.clone()),
                     ("auth_time", rec.auth_time.to_string()),
                     ("expires_at", rec.expires_at.to_string()),
                     ("used", "0".to_string()),
@@ -348,6 +385,7 @@ impl Store for RedisStore {
                 nonce: field(6),
                 auth_time: number(7),
                 expires_at: number(8),
+                resource: field(9),
             }),
             Some("reused") => CodeUse::Reused {
                 jti: field(1),

@@ -3,7 +3,8 @@
 
 /// Rotates a refresh token: `KEYS[1]` the presented token, `KEYS[2]` its successor; ARGV: client id,
 /// now, the successor's expiry, the key prefix. Returns {"rotated", fields...}, {"reused", family}
-/// or {"invalid"}.
+/// or {"invalid"}. A token stored before resources were kept has no `resource` field: it reads as
+/// empty (a nil would end the reply early and fail HSET).
 pub const ROTATE: &str = r#"
 local t = redis.call('HGETALL', KEYS[1])
 if #t == 0 then return {'invalid'} end
@@ -18,15 +19,19 @@ if r.rotated == '1' then
   return {'reused', r.family}
 end
 if tonumber(r.expires_at) < tonumber(ARGV[2]) then return {'invalid'} end
+local resource = r.resource or ''
 redis.call('HSET', KEYS[1], 'rotated', '1')
 redis.call('HSET', KEYS[2], 'family', r.family, 'client_id', r.client_id, 'subject', r.subject,
-  'scopes', r.scopes, 'expires_at', ARGV[3], 'family_expires_at', r.family_expires_at, 'rotated', '0')
+  'scopes', r.scopes, 'resource', resource, 'expires_at', ARGV[3],
+  'family_expires_at', r.family_expires_at, 'rotated', '0')
 redis.call('EXPIREAT', KEYS[2], tonumber(r.family_expires_at) + 60)
-return {'rotated', r.family, r.client_id, r.subject, r.scopes, r.expires_at, r.family_expires_at}
+return {'rotated', r.family, r.client_id, r.subject, r.scopes, r.expires_at, r.family_expires_at,
+  resource}
 "#;
 
 /// Uses a code once: `KEYS[1]` the code; `ARGV[1]` now. Returns {"fresh", fields...},
-/// {"reused", jti, exp, family} or {"invalid"}.
+/// {"reused", jti, exp, family} or {"invalid"}. A code stored before resources were kept reads as
+/// having none.
 pub const TAKE_CODE: &str = r#"
 local t = redis.call('HGETALL', KEYS[1])
 if #t == 0 then return {'invalid'} end
@@ -36,7 +41,7 @@ if c.used == '1' then return {'reused', c.issued_jti, c.issued_exp, c.issued_fam
 redis.call('HSET', KEYS[1], 'used', '1')
 if tonumber(c.expires_at) < tonumber(ARGV[1]) then return {'invalid'} end
 return {'fresh', c.client_id, c.redirect_uri, c.challenge, c.subject, c.scopes, c.nonce,
-  c.auth_time, c.expires_at}
+  c.auth_time, c.expires_at, c.resource or ''}
 "#;
 
 /// Revokes a family and the access tokens issued from it: `KEYS[1]` the family, `KEYS[2]` its tokens,

@@ -2,7 +2,8 @@
 //! connection and a few read-only ones, so lookups on every request never queue behind a write.
 
 use super::{
-    CodeRecord, CodeUse, RefreshRecord, Rotation, SessionRecord, SessionsOf, Store, StoreError,
+    CodeRecord, CodeUse, RefreshRecord, RegisteredClient, Rotation, SessionRecord, SessionsOf,
+    Store, StoreError,
 };
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
@@ -12,7 +13,8 @@ use std::time::Duration;
 
 mod schema;
 
-use schema::{refresh_row, session_row, MIGRATIONS, REFRESH_COLUMNS, SESSION_COLUMNS};
+use schema::{refresh_row, session_row, MIGRATIONS, SESSION_COLUMNS};
+use schema::{REFRESH_COLUMNS, REFRESH_COLUMN_COUNT};
 
 /// Read-only connections: a session route's lookup takes a free one while the writer commits.
 const READERS: usize = 4;
@@ -133,6 +135,52 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl Store for SqliteStore {
+    fn put_client(&self, c: &RegisteredClient) -> Result<(), StoreError> {
+        let doc = serde_json::to_string(c).map_err(err)?;
+        self.conn()?
+            .execute(
+                "INSERT OR REPLACE INTO registered_clients (client_id, doc, created_at) VALUES (?1, ?2, ?3)",
+                params![c.client_id, doc, c.created_at as i64],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn registered_client(&self, id: &str) -> Result<Option<RegisteredClient>, StoreError> {
+        let doc: Option<String> = self
+            .reader()?
+            .prepare_cached("SELECT doc FROM registered_clients WHERE client_id = ?1")
+            .and_then(|mut q| q.query_row(params![id], |r| r.get(0)).optional())
+            .map_err(err)?;
+        doc.map(|d| serde_json::from_str(&d).map_err(err))
+            .transpose()
+    }
+
+    fn registered_clients(&self) -> Result<Vec<RegisteredClient>, StoreError> {
+        let docs: Vec<String> = self
+            .reader()?
+            .prepare("SELECT doc FROM registered_clients ORDER BY created_at, client_id")
+            .and_then(|mut q| {
+                q.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .map_err(err)?;
+        docs.iter()
+            .map(|d| serde_json::from_str(d).map_err(err))
+            .collect()
+    }
+
+    fn remove_client(&self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
+            .execute(
+                "DELETE FROM registered_clients WHERE client_id = ?1",
+                params![id],
+            )
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
     fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.conn()?
             .execute(
@@ -197,8 +245,8 @@ impl Store for SqliteStore {
         )
         .map_err(err)?;
         tx.execute(
-            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rec.hash, rec.family, rec.client_id, rec.subject, rec.scopes, rec.expires_at as i64],
+            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, resource, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![rec.hash, rec.family, rec.client_id, rec.subject, rec.scopes, rec.resource, rec.expires_at as i64],
         )
         .map_err(err)?;
         tx.commit().map_err(err)
@@ -227,8 +275,8 @@ impl Store for SqliteStore {
                 |r| {
                     Ok((
                         refresh_row(r)?,
-                        r.get::<_, i64>(7)? != 0,
-                        r.get::<_, i64>(8)? != 0,
+                        r.get::<_, i64>(REFRESH_COLUMN_COUNT)? != 0,
+                        r.get::<_, i64>(REFRESH_COLUMN_COUNT + 1)? != 0,
                     ))
                 },
             )
@@ -258,8 +306,8 @@ impl Store for SqliteStore {
         )
         .map_err(err)?;
         tx.execute(
-            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![new_hash, old.family, old.client_id, old.subject, old.scopes, new_expires_at as i64],
+            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, resource, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![new_hash, old.family, old.client_id, old.subject, old.scopes, old.resource, new_expires_at as i64],
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;
@@ -336,10 +384,10 @@ impl Store for SqliteStore {
     fn put_code(&self, c: &CodeRecord) -> Result<(), StoreError> {
         self.conn()?
             .execute(
-                "INSERT INTO auth_codes (hash, client_id, redirect_uri, challenge, subject, scopes, nonce, auth_time, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO auth_codes (hash, client_id, redirect_uri, challenge, subject, scopes, nonce, auth_time, expires_at, resource)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![c.hash, c.client_id, c.redirect_uri, c.challenge, c.subject, c.scopes, c.nonce,
-                        c.auth_time as i64, c.expires_at as i64],
+                        c.auth_time as i64, c.expires_at as i64, c.resource],
             )
             .map_err(err)?;
         Ok(())
@@ -353,7 +401,7 @@ impl Store for SqliteStore {
         let row = tx
             .query_row(
                 "SELECT client_id, redirect_uri, challenge, subject, scopes, nonce, auth_time, expires_at, used,
-                        issued_jti, issued_exp, issued_family FROM auth_codes WHERE hash = ?1",
+                        issued_jti, issued_exp, issued_family, resource FROM auth_codes WHERE hash = ?1",
                 params![hash],
                 |r| {
                     Ok((
@@ -365,6 +413,7 @@ impl Store for SqliteStore {
                             subject: r.get(3)?,
                             scopes: r.get(4)?,
                             nonce: r.get(5)?,
+                            resource: r.get(12)?,
                             auth_time: r.get::<_, i64>(6)? as u64,
                             expires_at: r.get::<_, i64>(7)? as u64,
                         },

@@ -34,6 +34,13 @@ pub(super) const MIGRATIONS: &[&str] = &[
      CREATE INDEX sessions_exp ON sessions (expires_at);
      CREATE INDEX sessions_subject ON sessions (subject);
      CREATE INDEX sessions_provider_sid ON sessions (provider, provider_sid);",
+    // RFC 8707: refresh tokens and codes keep the resource their tokens are for; rows written
+    // before it have none, which the empty default says.
+    "ALTER TABLE refresh_tokens ADD COLUMN resource TEXT NOT NULL DEFAULT '';
+     ALTER TABLE auth_codes ADD COLUMN resource TEXT NOT NULL DEFAULT '';",
+    // Clients that registered themselves (RFC 7591), each as its JSON document.
+    "CREATE TABLE registered_clients (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
+                                      created_at INTEGER NOT NULL);",
 ];
 
 pub(super) const SESSION_COLUMNS: &str =
@@ -53,7 +60,10 @@ pub(super) fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionReco
 }
 
 pub(super) const REFRESH_COLUMNS: &str =
-    "t.hash, t.family, t.client_id, t.subject, t.scopes, t.expires_at, f.expires_at";
+    "t.hash, t.family, t.client_id, t.subject, t.scopes, t.resource, t.expires_at, f.expires_at";
+
+/// How many columns `REFRESH_COLUMNS` names: a query's own columns follow them.
+pub(super) const REFRESH_COLUMN_COUNT: usize = 8;
 
 pub(super) fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshRecord> {
     Ok(RefreshRecord {
@@ -62,7 +72,8 @@ pub(super) fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshReco
         client_id: r.get(2)?,
         subject: r.get(3)?,
         scopes: r.get(4)?,
-        expires_at: r.get::<_, i64>(5)? as u64,
-        family_expires_at: r.get::<_, i64>(6)? as u64,
+        resource: r.get(5)?,
+        expires_at: r.get::<_, i64>(6)? as u64,
+        family_expires_at: r.get::<_, i64>(7)? as u64,
     })
 }

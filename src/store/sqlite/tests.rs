@@ -33,6 +33,7 @@ fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
         client_id: "c".into(),
         subject: "alice".into(),
         scopes: "openid".into(),
+        resource: "https://rs.test/mcp".into(),
         expires_at: 100,
         family_expires_at: 1000,
     };
@@ -45,7 +46,8 @@ fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
         s.rotate_refresh("h1", "c", "h2", 200, 10).unwrap(),
         Rotation::Rotated(rec.clone())
     );
-    assert!(s.active_refresh("h2", 10).unwrap().is_some());
+    let successor = s.active_refresh("h2", 10).unwrap().unwrap();
+    assert_eq!(successor.resource, rec.resource, "the successor keeps it");
     assert!(s.active_refresh("h1", 10).unwrap().is_none());
     assert_eq!(
         s.rotate_refresh("h1", "c", "h3", 200, 10).unwrap(),
@@ -59,6 +61,51 @@ fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
         s.rotate_refresh("h2", "c", "h4", 200, 10).unwrap(),
         Rotation::Invalid
     );
+}
+
+#[test]
+fn a_database_from_before_resources_opens_and_its_rows_have_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    // the schema of the six steps before resources were kept, with a refresh token and a code
+    let before = 6;
+    {
+        let conn = Connection::open(&path).unwrap();
+        for (i, step) in MIGRATIONS.iter().enumerate().take(before) {
+            conn.execute_batch(&format!(
+                "BEGIN; {step} PRAGMA user_version = {}; COMMIT;",
+                i + 1
+            ))
+            .unwrap();
+        }
+        conn.execute_batch(
+            "INSERT INTO refresh_families (family, expires_at) VALUES ('f', 1000);
+             INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, expires_at)
+                 VALUES ('h1', 'f', 'c', 'alice', 'openid', 100);
+             INSERT INTO auth_codes (hash, client_id, redirect_uri, challenge, subject, scopes, nonce,
+                                     auth_time, expires_at)
+                 VALUES ('code', 'c', '', 'x', 'alice', 'openid', '', 1, 100);",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let version: usize = s
+        .reader()
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version > before);
+    let old = s.active_refresh("h1", 10).unwrap().unwrap();
+    assert_eq!((old.subject.as_str(), old.resource.as_str()), ("alice", ""));
+    assert!(matches!(
+        s.rotate_refresh("h1", "c", "h2", 200, 10).unwrap(),
+        Rotation::Rotated(_)
+    ));
+    assert_eq!(s.active_refresh("h2", 10).unwrap().unwrap().resource, "");
+    match s.take_code("code", 10).unwrap() {
+        CodeUse::Fresh(c) => assert_eq!((c.subject.as_str(), c.resource.as_str()), ("alice", "")),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn session(hash: &str) -> SessionRecord {

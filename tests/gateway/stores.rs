@@ -1,0 +1,141 @@
+//! The store backends keep the same records alike: one set of checks run against the memory store,
+//! SQLite and a real redis-server, and records written before a field existed still read back.
+
+use crate::redis::RedisServer;
+use crate::support::keys::now;
+use gatehouse::store::{
+    CodeRecord, CodeUse, MemoryStore, RedisStore, RefreshRecord, Rotation, SqliteStore, Store,
+};
+
+const RESOURCE: &str = "https://gw.test/mcp";
+
+/// The time the checks take as now, read once so every record agrees; Redis lets a record go when
+/// its time has passed, so it is the real time.
+fn t0() -> u64 {
+    static T0: std::sync::LazyLock<u64> = std::sync::LazyLock::new(now);
+    *T0
+}
+
+fn at(seconds: u64) -> u64 {
+    t0() + seconds
+}
+
+fn refresh(hash: &str, family: &str, resource: &str) -> RefreshRecord {
+    RefreshRecord {
+        hash: hash.into(),
+        family: family.into(),
+        client_id: "c".into(),
+        subject: "alice".into(),
+        scopes: "openid mcp".into(),
+        resource: resource.into(),
+        expires_at: at(100),
+        family_expires_at: at(1000),
+    }
+}
+
+fn code(hash: &str, resource: &str) -> CodeRecord {
+    CodeRecord {
+        hash: hash.into(),
+        client_id: "c".into(),
+        redirect_uri: "https://app.test/cb".into(),
+        challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        subject: "alice".into(),
+        scopes: "openid".into(),
+        nonce: "n".into(),
+        resource: resource.into(),
+        auth_time: t0(),
+        expires_at: at(100),
+    }
+}
+
+/// A refresh token's and a code's resource (RFC 8707) read back as written, empty included, and a
+/// rotation's successor carries the family's resource on.
+fn keeps_resources(s: &dyn Store) {
+    for (n, resource) in [RESOURCE, ""].into_iter().enumerate() {
+        let (h1, h2, fam) = (format!("r{n}-1"), format!("r{n}-2"), format!("f{n}"));
+        let rec = refresh(&h1, &fam, resource);
+        s.put_refresh(&rec).unwrap();
+        assert_eq!(s.active_refresh(&h1, t0()).unwrap(), Some(rec.clone()));
+        assert_eq!(
+            s.rotate_refresh(&h1, "c", &h2, at(200), t0()).unwrap(),
+            Rotation::Rotated(rec.clone())
+        );
+        let successor = s.active_refresh(&h2, t0()).unwrap().unwrap();
+        assert_eq!(
+            (
+                successor.resource.as_str(),
+                successor.family,
+                successor.expires_at
+            ),
+            (resource, fam, at(200))
+        );
+        let c = code(&format!("c{n}"), resource);
+        s.put_code(&c).unwrap();
+        assert_eq!(s.take_code(&c.hash, t0()).unwrap(), CodeUse::Fresh(c));
+    }
+}
+
+#[test]
+fn the_memory_store_keeps_resources() {
+    keeps_resources(&MemoryStore::default());
+}
+
+#[test]
+fn the_sqlite_store_keeps_resources() {
+    let dir = tempfile::tempdir().unwrap();
+    keeps_resources(&SqliteStore::open(&dir.path().join("g.db")).unwrap());
+}
+
+fn redis_store(redis: &RedisServer) -> RedisStore {
+    RedisStore::open(&format!("redis://127.0.0.1:{}/0", redis.port)).unwrap()
+}
+
+#[test]
+fn the_redis_store_keeps_resources() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    keeps_resources(&redis_store(&redis));
+}
+
+#[test]
+fn redis_records_written_before_resources_were_kept_read_as_having_none() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let s = redis_store(&redis);
+    s.put_refresh(&refresh("old-1", "old", RESOURCE)).unwrap();
+    s.put_code(&code("old-code", RESOURCE)).unwrap();
+    // as an earlier version wrote them: without the field
+    let mut db = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for k in ["gatehouse:refresh:old-1", "gatehouse:code:old-code"] {
+        let removed: i64 = ::redis::cmd("HDEL")
+            .arg(k)
+            .arg("resource")
+            .query(&mut db)
+            .unwrap();
+        assert_eq!(removed, 1, "{k} had the field");
+    }
+    let before = refresh("old-1", "old", "");
+    assert_eq!(
+        s.active_refresh("old-1", t0()).unwrap(),
+        Some(before.clone())
+    );
+    assert_eq!(
+        s.rotate_refresh("old-1", "c", "old-2", at(200), t0())
+            .unwrap(),
+        Rotation::Rotated(before)
+    );
+    let successor = s.active_refresh("old-2", t0()).unwrap().unwrap();
+    assert_eq!(
+        (successor.resource.as_str(), successor.expires_at),
+        ("", at(200))
+    );
+    assert_eq!(
+        s.take_code("old-code", t0()).unwrap(),
+        CodeUse::Fresh(code("old-code", ""))
+    );
+}
