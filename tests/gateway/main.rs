@@ -27,6 +27,7 @@ mod login_providers;
 mod login_state;
 mod mcp;
 mod mcp_sdk;
+mod mcp_sdk_auth;
 mod paths;
 mod policy;
 mod proxies;

@@ -275,6 +275,53 @@ pub fn steps<'a>(all: &'a [Value], name: &str) -> Vec<&'a Value> {
     all.iter().filter(|s| s["step"] == name).collect()
 }
 
+/// The one step of that name.
+pub fn one<'a>(all: &'a [Value], name: &str) -> &'a Value {
+    let found = steps(all, name);
+    assert_eq!(found.len(), 1, "{name}: {all:#?}");
+    found[0]
+}
+
+/// slow_count's five progress events, sent ~200 ms apart, arrived spread out as they were sent,
+/// the first well before the result: a gateway that held the stream back would hand them over
+/// together, with the result (the bounds leave room for a busy machine's timers).
+pub fn assert_streamed(all: &[Value]) {
+    let progress = steps(all, "progress");
+    let result = one(all, "result");
+    assert_eq!(result["text"], "counted to 5");
+    let at: Vec<i64> = progress.iter().map(|p| p["at"].as_i64().unwrap()).collect();
+    let counted: Vec<i64> = progress
+        .iter()
+        .map(|p| p["progress"].as_f64().unwrap() as i64)
+        .collect();
+    assert_eq!(counted, [1, 2, 3, 4, 5], "{all:#?}");
+    let apart = at.windows(2).filter(|w| w[1] - w[0] >= 100).count();
+    assert!(apart >= 3, "events bunched together: {at:?}");
+    assert!(
+        result["at"].as_i64().unwrap() - at[0] >= 500,
+        "the first event came with the result: {at:?} {result}"
+    );
+}
+
+/// test_reconnection's stream was dropped by the server; after the 500 ms it asked for, the client
+/// came back (a GET, with Last-Event-ID) and got the result on the resumed stream.
+pub fn assert_resumed(all: &[Value]) {
+    let resumed = one(all, "reconnection");
+    assert!(resumed["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("Reconnection test completed successfully"));
+    let (from, to) = (one(all, "result")["at"].as_i64(), resumed["at"].as_i64());
+    let came_back = steps(all, "http")
+        .into_iter()
+        .filter(|h| h["method"] == "GET" && h["status"] == 200)
+        .any(|h| h["at"].as_i64() > from && h["at"].as_i64() <= to);
+    assert!(
+        came_back && to.unwrap() - from.unwrap() >= 450,
+        "no reconnection: {all:#?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_typescript_client_streams_resumes_and_ends_its_session_through_the_gateway() {
     if !installed(&clients_dir().join("node_modules/@modelcontextprotocol/sdk")) {
@@ -288,11 +335,7 @@ async fn the_typescript_client_streams_resumes_and_ends_its_session_through_the_
         ("MCP_REFUSED_TOOL", "delete_user".to_string()),
     ];
     let all = sdk_client(&a, envs).await;
-    let one = |name: &str| -> &Value {
-        let found = steps(&all, name);
-        assert_eq!(found.len(), 1, "{name}: {all:#?}");
-        found[0]
-    };
+    let one = |name: &str| one(&all, name);
     let names = one("tools")["names"].as_array().unwrap().clone();
     for tool in ["echo", "delete_user", "slow_count"] {
         assert!(names.contains(&tool.into()), "{names:?}");
@@ -302,35 +345,8 @@ async fn the_typescript_client_streams_resumes_and_ends_its_session_through_the_
     assert_eq!(one("echo")["subject"], Value::Null);
     // a tool whose rule asks for a scope: an anonymous call is challenged, not passed
     assert_eq!(one("refused")["code"], 401, "{all:#?}");
-
-    // five progress events sent ~200 ms apart arrive spread out as they were sent, the first well
-    // before the result: a gateway that held the stream back would hand them over together, with
-    // the result (the bounds leave room for a busy machine's timers)
-    let progress = steps(&all, "progress");
-    let result = one("result");
-    assert_eq!(result["text"], "counted to 5");
-    let at: Vec<i64> = progress.iter().map(|p| p["at"].as_i64().unwrap()).collect();
-    let counted: Vec<i64> = progress
-        .iter()
-        .map(|p| p["progress"].as_i64().unwrap())
-        .collect();
-    assert_eq!(counted, [1, 2, 3, 4, 5], "{all:#?}");
-    let apart = at.windows(2).filter(|w| w[1] - w[0] >= 100).count();
-    assert!(apart >= 3, "events bunched together: {at:?}");
-    assert!(
-        result["at"].as_i64().unwrap() - at[0] >= 500,
-        "the first event came with the result: {at:?} {result}"
-    );
-
-    // the server dropped the call's stream; after the 500 ms it asked for, the client came back
-    // with Last-Event-ID and got the result on the resumed stream
-    let resumed = one("reconnection");
-    assert!(resumed["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("Reconnection test completed successfully"));
-    let waited = resumed["at"].as_i64().unwrap() - result["at"].as_i64().unwrap();
-    assert!(waited >= 450, "no reconnection: {waited} ms");
+    assert_streamed(&all);
+    assert_resumed(&all);
     // DELETE ended the session at the server: the client let it go, and it is gone for everyone
     let ended = one("terminated");
     let session = ended["session"].as_str().unwrap().to_string();

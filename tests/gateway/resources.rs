@@ -101,7 +101,7 @@ impl Auth {
 }
 
 /// Every hidden field of the sign-in page, unescaped.
-fn hidden_fields(page: &str) -> Vec<(String, String)> {
+pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
     page.split("<input type=\"hidden\" name=\"")
         .skip(1)
         .map(|rest| {
