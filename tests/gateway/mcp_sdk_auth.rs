@@ -1,8 +1,9 @@
-//! The official TypeScript MCP SDK signs in to an MCP route with its own OAuth support, as a
-//! pre-registered public client: the 401 leads it to the RFC 9728 metadata, that to the gateway's
-//! RFC 8414 metadata, it authorizes with PKCE and `resource`, a person signs in on the gateway's
-//! form, the token's `aud` is the route's resource, the calls (streamed ones included) carry the
-//! user's identity to the server, and an expired token is refreshed without signing in again.
+//! The official MCP SDKs (TypeScript and Python) sign in to an MCP route with their own OAuth
+//! support, as a pre-registered public client: the 401 leads them to the RFC 9728 metadata, that to
+//! the gateway's RFC 8414 metadata, they authorize with PKCE and `resource`, a person signs in on the
+//! gateway's form, the token's `aud` is the route's resource, the calls (streamed ones included)
+//! carry the user's identity to the server, and an expired token is refreshed without signing in
+//! again.
 
 use crate::clients::{clients_dir, installed};
 use crate::mcp_sdk::{assert_resumed, assert_streamed, one, steps, McpServer};
@@ -66,6 +67,8 @@ async fn gateway(server: &McpServer, callback: u16, ttl: &str) -> Auth {
 enum Expiry {
     /// the gateway's clock moves on (a client that waits for the 401)
     GatewayClock(Duration),
+    /// real time passes (a client that refreshes before the token's `expires_in` runs out)
+    Wait(Duration),
 }
 
 /// Signs alice in on the page the authorization URL shows, posting back every hidden field as a
@@ -132,6 +135,7 @@ async fn drive(a: &Auth, mut cmd: Command, expiry: Expiry) -> Vec<Value> {
             Some("expire") => {
                 match expiry {
                     Expiry::GatewayClock(by) => a.gw.clock.advance(by),
+                    Expiry::Wait(d) => tokio::time::sleep(d).await,
                 }
                 stdin.write_all(b"go\n").unwrap();
             }
@@ -160,7 +164,7 @@ fn http(method: &'static str, url: String, status: u16) -> impl Fn(&Value) -> bo
     }
 }
 
-/// What an SDK must show: discovery from the 401, the authorization request, the token for the
+/// What both SDKs must show: discovery from the 401, the authorization request, the token for the
 /// resource, the user at the server, streamed calls, and a refresh instead of a second sign-in.
 fn assert_signed_in(a: &Auth, all: &[Value]) {
     let own = a.gw.tls_url("");
@@ -232,4 +236,28 @@ async fn the_typescript_sdk_signs_in_calls_and_refreshes_through_the_gateway() {
     let expired = find(&all, 0, |s| s["step"] == "expire");
     find(&all, expired, http("POST", a.gw.tls_url("/mcp"), 401));
     assert_eq!(one(&all, "terminated")["left"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_signs_in_calls_and_refreshes_through_the_gateway() {
+    let dir = clients_dir();
+    let python = dir.join(".venv/bin/python");
+    if !installed(&python) {
+        return;
+    }
+    let server = McpServer::start();
+    let callback = free_port();
+    let a = gateway(&server, callback, "3s").await;
+    let mut cmd = Command::new(python);
+    cmd.arg(dir.join("mcp_client.py"))
+        .env("MCP_CALLBACK_PORT", callback.to_string())
+        .env("SSL_CERT_FILE", a.gw.path("certs/gateway.crt"));
+    // the SDK refreshes a token whose expires_in has run out before using it
+    let all = drive(&a, cmd, Expiry::Wait(Duration::from_secs(4))).await;
+    assert_signed_in(&a, &all);
+    // closing the client ends its session at the server
+    let closed = find(&all, 0, |s| s["step"] == "reconnection");
+    find(&all, closed, |s| {
+        s["step"] == "http" && s["method"] == "DELETE" && s["status"] == 200
+    });
 }
