@@ -252,3 +252,27 @@ async fn calls_the_gateway_cannot_read_truly_are_refused() {
     let r = post(&w, &huge, &[], &token).await;
     assert_eq!(r.status, 413);
 }
+
+#[test]
+fn the_readme_example_compiles() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("## Protecting MCP servers").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let hash = gatehouse::token::argon2_hash("a password").unwrap();
+    let text = block.replace("\"$argon2id$...\"", &format!("'{hash}'"));
+    let dir = tempfile::tempdir().unwrap();
+    // the certificate the example names, as an operator would have it
+    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
+    gatehouse::crypto::files::write_self_signed(
+        &dir.path().join("certs/mcp.example.com.crt"),
+        &dir.path().join("certs/mcp.example.com.key"),
+    )
+    .unwrap();
+    let c = gatehouse::config::Config::from_toml(&text, &dir.path().join("gateway.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p = c.routes[0].resource.as_deref().unwrap();
+    assert_eq!(p.resource, "https://mcp.example.com/mcp");
+    assert_eq!(p.scopes, ["mcp", "mcp:admin"]);
+}
