@@ -168,6 +168,7 @@ async fn tool_calls_are_judged_and_pass_whole() {
     let r = post(&w, &body, &[], &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["body"], body);
+    assert_eq!(r.header("x-accel-buffering").as_deref(), Some("no"));
     // a denied tool
     let r = post(&w, &call(2, "drop_table"), &[], &token).await;
     assert_eq!(r.status, 403);

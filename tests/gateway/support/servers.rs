@@ -200,8 +200,16 @@ async fn echo_body(State(s): State<Arc<EchoState>>, req: Request<Body>) -> Respo
         .await
         .unwrap_or_default();
     let body = String::from_utf8_lossy(&body).to_string();
-    axum::Json(json!({"upstream": s.name, "body": body, "mcp_method": method, "mcp_name": name}))
-        .into_response()
+    // an MCP server streaming behind nginx says so; the gateway must pass it on
+    let mut r = axum::Json(
+        json!({"upstream": s.name, "body": body, "mcp_method": method, "mcp_name": name}),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+    r
 }
 
 async fn echo(State(s): State<Arc<EchoState>>, req: Request<Body>) -> Response {
