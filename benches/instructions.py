@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""User-space instructions per keep-alive request through one gatehouse worker, counted by
+`valgrind --tool=callgrind` (the same for the same binary and input, whatever else the machine does),
+for the public route and a repeated RS256 token (a verified-token cache hit). Give several binaries to
+compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
+are zeroed after a warm-up, so start-up is not counted; background threads (the log writer, health
+checks) add a little, the same for every build.
+"""
+
+import argparse
+import http.client
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib as lib  # noqa: E402  (shared helpers: processes, ports, configurations)
+
+
+def get(conn, path, token):
+    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+    r = conn.getresponse()
+    r.read()
+    return r.status
+
+
+def count(binary, scenarios, requests):
+    """Instructions per request for each (name, path, token) under one callgrind'ed gateway."""
+    ports = (lib.free_port(), lib.free_port(), lib.free_port())
+    argv = lib.gatehouse_conf(os.path.basename(binary) + str(ports[0]), ports)
+    argv[0] = binary
+    out = os.path.join(lib.WORK, f"callgrind.{ports[0]}")
+    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--dump-instr=no"]
+    p = subprocess.Popen(vg + argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         env=dict(os.environ, BENCH_HS_SECRET=lib.HS_SECRET), start_new_session=True)
+    results = {}
+    try:
+        lib.wait_port(ports[0], timeout=120)
+        conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=60)
+        for name, path, token in scenarios:
+            for _ in range(200):  # warm-up: connection, caches, the token's verification
+                assert get(conn, path, token) == 200, f"{name}: not 200"
+            subprocess.run(["callgrind_control", "--zero", str(p.pid)], check=True, capture_output=True)
+            for _ in range(requests):
+                get(conn, path, token)
+            dumped = subprocess.run(["callgrind_control", "--dump", str(p.pid)], check=True,
+                                    capture_output=True, text=True)
+            time.sleep(0.5)
+            total = 0
+            for f in sorted(os.listdir(lib.WORK)):
+                if f.startswith(os.path.basename(out)) and not f.endswith(".done"):
+                    text = open(os.path.join(lib.WORK, f)).read()
+                    m = re.search(r"^summary: (\d+)", text, re.M) or re.search(r"^totals: (\d+)", text, re.M)
+                    total += int(m.group(1)) if m else 0
+                    os.rename(os.path.join(lib.WORK, f), os.path.join(lib.WORK, f + ".done"))
+            results[name] = total / requests
+            del dumped
+    finally:
+        os.killpg(p.pid, 9)
+        p.wait()
+    return results
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binaries", nargs="+")
+    ap.add_argument("--requests", type=int, default=2000)
+    args = ap.parse_args()
+    lib.WORK = tempfile.mkdtemp(prefix="gatehouse-instructions-")
+    subprocess.run(["cargo", "build", "--release", "--example", "bench_tokens"], cwd=lib.ROOT, check=True)
+    subprocess.run([os.path.join(lib.RELEASE, "examples", "bench_tokens"), os.path.join(lib.WORK, "keys"),
+                    "1", "1", lib.HS_SECRET], check=True)
+    token = open(os.path.join(lib.WORK, "keys/token.txt")).read().strip()
+    lib.UP = lib.free_port()
+    up = lib.Proc("upstream", lib.nginx_conf("upstream", f"""
+  server {{ listen 127.0.0.1:{lib.UP}; location / {{ return 200 "ok"; }} }}
+"""), lib.UP, 1)
+    try:
+        scenarios = [("public route", "/public/x", None), ("same RS256 token", "/auth/x", token)]
+        rows = {b: count(b, scenarios, args.requests) for b in args.binaries}
+    finally:
+        up.stop()
+    print(f"\nUser-space instructions per request ({args.requests} keep-alive requests, one worker):")
+    print("| request | " + " | ".join(args.binaries) + " |")
+    print("| --- |" + " ---: |" * len(args.binaries))
+    for name, _, _ in scenarios:
+        print(f"| {name} | " + " | ".join(f"{rows[b][name]:,.0f}" for b in args.binaries) + " |")
+
+
+if __name__ == "__main__":
+    main()
