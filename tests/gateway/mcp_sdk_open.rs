@@ -1,8 +1,9 @@
 //! The official MCP SDKs sign in to an MCP route as clients the gateway was never told about: the
-//! TypeScript SDK names itself by a client ID metadata document, or registers itself (RFC 7591).
-//! Each goes through discovery, sign-in, calls and refresh as a pre-registered client does
-//! (mcp_sdk_auth.rs), then steps up to the scope a tool rule asks for, and sees its token refused
-//! at another MCP route and, once revoked, at once.
+//! TypeScript SDK names itself by a client ID metadata document, or registers itself (RFC 7591),
+//! and the Python SDK does what its defaults do (it registers). Each goes through discovery,
+//! sign-in, calls and refresh as a pre-registered client does (mcp_sdk_auth.rs), then steps up to
+//! the scope a tool rule asks for, and sees its token refused at another MCP route and, once
+//! revoked, at once.
 
 use crate::clients::{clients_dir, installed};
 use crate::mcp_sdk::{one, McpServer};
@@ -238,4 +239,38 @@ fn registered(a: &Auth, all: &[Value]) -> String {
         .to_string();
     assert!(id.starts_with("reg-"), "{id}");
     id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_sdk_with_its_defaults_registers_itself_and_steps_up() {
+    let dir = clients_dir();
+    let python = dir.join(".venv/bin/python");
+    if !installed(&python) {
+        return;
+    }
+    let (server, callback) = (McpServer::start(), free_port());
+    let a = gateway(&server, "6s", "registration = \"open\"").await;
+    let mut cmd = Command::new(python);
+    cmd.arg(dir.join("mcp_client.py"))
+        .env("MCP_CALLBACK_PORT", callback.to_string())
+        .env("MCP_STEP_UP_TOOL", "delete_user")
+        .env("SSL_CERT_FILE", a.gw.path("certs/gateway.crt"));
+    // the SDK refreshes a token whose expires_in has run out before using it
+    let expiry = Expiry::Wait(Duration::from_secs(7));
+    let all = drive(&a, cmd, expiry, async |hold: &Value| {
+        elsewhere_then_revoked(&a, hold).await
+    })
+    .await;
+    let client = registered(&a, &all);
+    assert_signed_in(&a, &all, &client);
+    // the SDK steps up by itself, with the challenge's scope and what it had
+    assert_stepped_up(&a, &all, &client);
+    assert_eq!(one(&all, "step-up")["by"], "sdk");
+    // after the revocation it signs in again (it answers any 401 so)
+    let back = assert_revoked(&a, &all, |s| s["step"] == "authorize");
+    assert_eq!(
+        all[back]["url"].as_str().map(|u| u.contains(&client)),
+        Some(true)
+    );
+    assert_eq!(one(&all, "after-revocation")["authorizations"], 3);
 }
