@@ -14,7 +14,7 @@ use crate::tokens_code::set_cookie;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const CLIENT: &str = "mcp-cli";
@@ -97,6 +97,18 @@ pub async fn sign_in(a: &Auth, url: &str) -> String {
     location
 }
 
+/// A client's process, ended if the test stops before it does (a failed assertion included).
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// Runs a client that signs in: answers its authorization requests (sign_in), lets its token
 /// expire when it says "expire", hands what it says at "hold" to `hold`, and tells it to go on after
 /// each; returns every step it printed.
@@ -117,6 +129,7 @@ pub async fn drive(
     let mut stdin = child.stdin.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut running = Running(Some(child));
     std::thread::spawn(move || {
         stdout
             .lines()
@@ -129,10 +142,7 @@ pub async fn drive(
         let line = match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
             Ok(Some(line)) => line,
             Ok(None) => break,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the client hung: {all:#?}\n{}", stderr());
-            }
+            Err(_) => panic!("the client hung: {all:#?}\n{}", stderr()),
         };
         let step: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("{e}: {line}\n{all:#?}\n{}", stderr()));
@@ -153,6 +163,7 @@ pub async fn drive(
         }
         all.push(step);
     }
+    let mut child = running.0.take().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
