@@ -77,7 +77,14 @@ pub fn headers_agree(method: Option<&str>, name: Option<&str>, calls: &[Call]) -
 /// Judges each call by the first rule about it. A rule that denies, or whose roles or claims the
 /// caller lacks, is 403 `access_denied`; one whose scopes the caller lacks is 403
 /// `insufficient_scope` naming them, so the client can ask for a token that has them (step-up).
-pub fn judge(calls: &[Call], rules: &[ToolRule], id: Option<&Identity>) -> Result<(), Rejection> {
+/// The challenge names the route's own scopes (`route_scopes`) too: the call needs them as well,
+/// and a client that asks for just the rule's scopes would lose the route's.
+pub fn judge(
+    calls: &[Call],
+    rules: &[ToolRule],
+    id: Option<&Identity>,
+    route_scopes: &[String],
+) -> Result<(), Rejection> {
     for c in calls {
         let Some(kind) = c.kind else { continue };
         let Some(rule) = rules.iter().find(|r| r.matches(kind, &c.name)) else {
@@ -95,12 +102,30 @@ pub fn judge(calls: &[Call], rules: &[ToolRule], id: Option<&Identity>) -> Resul
                 crate::observe::DenyReason::ScopesAll | crate::observe::DenyReason::ScopesAny
             );
             return Err(match by_scope {
-                true => Rejection::InsufficientScope(denied),
+                true => Rejection::InsufficientScope(crate::policy::Denied {
+                    scope: Some(needed(route_scopes, denied.scope.as_deref())),
+                    ..denied
+                }),
                 false => Rejection::ToolDenied,
             });
         }
     }
     Ok(())
+}
+
+/// The route's scopes, then the rule's that are not among them, as a challenge's `scope`.
+fn needed(route_scopes: &[String], rule: Option<&str>) -> String {
+    let mut all: Vec<&str> = route_scopes.iter().map(String::as_str).collect();
+    for s in rule
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all.join(" ")
 }
 
 /// The name the access log gives a request's calls: the first one's, `-` for none.
@@ -131,10 +156,12 @@ pub async fn read(session: &mut Session, limit: Option<u64>) -> Result<Bytes, Re
     }
 }
 
-/// The judgement of a POST on an MCP route with tool rules; the calls found, for the log.
+/// The judgement of a POST on an MCP route with tool rules, whose own scopes are `route_scopes`;
+/// the calls found, for the log.
 pub async fn check(
     session: &mut Session,
     mcp: &McpSettings,
+    route_scopes: &[String],
     limit: Option<u64>,
     id: Option<&Identity>,
 ) -> Result<Vec<Call>, Rejection> {
@@ -147,7 +174,7 @@ pub async fn check(
             "Mcp-Method or Mcp-Name does not name the call in the body",
         ));
     }
-    judge(&calls, &mcp.tools, id)?;
+    judge(&calls, &mcp.tools, id, route_scopes)?;
     Ok(calls)
 }
 
@@ -208,14 +235,45 @@ mod tests {
             calls(format!(r#"{{"method":"tools/call","params":{{"name":"{n}"}}}}"#).as_bytes())
                 .unwrap()
         };
-        assert_eq!(judge(&call("read"), &rules, None), Ok(()));
+        assert_eq!(judge(&call("read"), &rules, None, &[]), Ok(()));
         assert_eq!(
-            judge(&call("drop_table"), &rules, None),
+            judge(&call("drop_table"), &rules, None, &[]),
             Err(Rejection::ToolDenied)
         );
         assert_eq!(
-            judge(&call("delete_user"), &rules, None),
+            judge(&call("delete_user"), &rules, None, &[]),
             Err(Rejection::MissingToken)
         );
+    }
+
+    #[test]
+    fn a_scope_challenge_names_the_routes_scopes_and_the_rules() {
+        let rule = ToolRule {
+            pattern: "delete_*".into(),
+            kind: ToolKind::Tool,
+            deny: false,
+            policy: crate::config::Policy {
+                scopes_all: vec!["mcp:admin".into()],
+                ..Default::default()
+            },
+        };
+        let issuer = crate::auth::principal::tests::issuer();
+        let claims = serde_json::json!({"scope": "mcp"});
+        let id = Identity {
+            principal: std::sync::Arc::new(crate::auth::principal::Principal::new(
+                &issuer, &claims, 0,
+            )),
+            payload: http::HeaderValue::from_static("e30"),
+            claims: None,
+            token_key: None,
+        };
+        let call = calls(br#"{"method":"tools/call","params":{"name":"delete_user"}}"#).unwrap();
+        let route = ["mcp".to_string()];
+        let Err(Rejection::InsufficientScope(d)) = judge(&call, &[rule], Some(&id), &route) else {
+            panic!("a scope refusal");
+        };
+        assert_eq!(d.scope.as_deref(), Some("mcp mcp:admin"));
+        assert_eq!(needed(&[], Some("a b")), "a b");
+        assert_eq!(needed(&route, Some("mcp")), "mcp");
     }
 }

@@ -100,7 +100,8 @@ impl Gateway {
             return verdict;
         }
         let id = ctx.identity.as_ref();
-        match mcp_call::check(session, mcp, route.max_body_bytes, id).await {
+        let route_scopes = route.resource.as_deref().map_or(&[][..], |p| &p.required);
+        match mcp_call::check(session, mcp, route_scopes, route.max_body_bytes, id).await {
             Ok(calls) => {
                 ctx.tool = mcp_call::log_name(&calls);
                 verdict

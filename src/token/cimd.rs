@@ -93,7 +93,8 @@ impl reqwest::dns::Resolve for PublicOnly {
 
 /// The document as a client: its `client_id` must be the URL it came from, its `redirect_uris`
 /// present, and it must not ask for a secret (a document is public) or a grant other than the
-/// authorization code and refresh. It may ask only for `scopes` (its `scope`, else all of them).
+/// authorization code and refresh. It may ask for any of `scopes`; by default it gets those of its
+/// `scope` among them, else all (as a registered client: directory::registered_client).
 pub fn client_from(url: &str, doc: &Value, scopes: &[String]) -> Result<Client, NotAClient> {
     if doc.get("client_id").and_then(Value::as_str) != Some(url) {
         return Err(NotAClient("the document's client_id is not its own URL"));
@@ -134,13 +135,13 @@ pub fn client_from(url: &str, doc: &Value, scopes: &[String]) -> Result<Client, 
         Some(s) => super::split_scopes(s),
         None => scopes.to_vec(),
     };
-    let allowed: Vec<String> = asked.into_iter().filter(|s| scopes.contains(s)).collect();
+    let defaults: Vec<String> = asked.into_iter().filter(|s| scopes.contains(s)).collect();
     Ok(Client {
         client_id: url.to_string(),
         secret: None,
         grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-        default_scopes: allowed.clone(),
-        scopes: allowed,
+        default_scopes: defaults,
+        scopes: scopes.to_vec(),
         roles: vec![],
         audience: vec![],
         redirect_uris,
@@ -331,7 +332,8 @@ mod tests {
         let doc = json!({"client_id": url, "client_name": "App", "redirect_uris": ["http://127.0.0.1:3000/cb"], "scope": "mcp other"});
         let c = client_from(url, &doc, &scopes).unwrap();
         assert!(c.public && c.secret.is_none());
-        assert_eq!(c.scopes, vec!["mcp".to_string()]);
+        assert_eq!(c.default_scopes, vec!["mcp".to_string()]);
+        assert_eq!(c.scopes, scopes);
         assert_eq!(
             c.grant_types,
             vec![GrantType::AuthorizationCode, GrantType::RefreshToken]

@@ -136,10 +136,13 @@ impl Directory {
     }
 }
 
-/// A registered client as the token service uses it: public, its redirect URIs, and the scopes it
-/// registered that are still allowed.
+/// A registered client as the token service uses it: public, its redirect URIs, by default the
+/// scopes it registered that are still allowed, and on request any scope open clients may have
+/// now. A registered `scope` is what the client said it would use (RFC 7591 §2), not a bound: MCP
+/// clients register with the scope of the first challenge and step up later (MCP authorization,
+/// step-up), and anyone may register again with every allowed scope anyway.
 pub fn registered_client(r: &RegisteredClient, allowed: &[String]) -> Client {
-    let scopes: Vec<String> = r
+    let defaults: Vec<String> = r
         .scopes
         .iter()
         .filter(|s| allowed.contains(s))
@@ -153,8 +156,8 @@ pub fn registered_client(r: &RegisteredClient, allowed: &[String]) -> Client {
         client_id: r.client_id.clone(),
         secret: None,
         grant_types,
-        default_scopes: scopes.clone(),
-        scopes,
+        default_scopes: defaults,
+        scopes: allowed.to_vec(),
         roles: vec![],
         audience: vec![],
         redirect_uris: r.redirect_uris.clone(),
@@ -171,7 +174,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_registered_client_keeps_only_scopes_still_allowed() {
+    fn a_registered_client_defaults_to_its_scopes_still_allowed_and_may_ask_for_all() {
         let r = RegisteredClient {
             client_id: "reg-x".into(),
             client_name: None,
@@ -180,8 +183,10 @@ mod tests {
             scopes: vec!["mcp".into(), "gone".into()],
             created_at: 1,
         };
-        let c = registered_client(&r, &["mcp".to_string()]);
-        assert_eq!(c.scopes, vec!["mcp".to_string()]);
+        let allowed = ["mcp".to_string(), "mcp:admin".to_string()];
+        let c = registered_client(&r, &allowed);
+        assert_eq!(c.default_scopes, vec!["mcp".to_string()]);
+        assert_eq!(c.scopes, allowed);
         assert!(c.public && c.secret.is_none());
         assert_eq!(
             c.grant_types,

@@ -2,12 +2,15 @@
 // Streamable HTTP, lists tools, calls echo, calls slow_count with progress, calls
 // test_reconnection (the server drops the stream; the client resumes it), ends the session, and
 // prints one JSON line per step (`at` = ms since the start) for the test to assert on. With
-// MCP_OAUTH_CLIENT it signs in first with the SDK's OAuth support (mcp_oauth.mjs).
+// MCP_OAUTH_CLIENT (a pre-registered client), MCP_OAUTH_METADATA_URL (its metadata document) or
+// MCP_OAUTH_REGISTER=1 it signs in first with the SDK's OAuth support (mcp_oauth.mjs), and lets its
+// token expire; with MCP_STEP_UP_TOOL it then calls that tool, which needs a scope it lacks (step
+// up), and hands its token to the test (`hold`) before calling again.
 import dns from 'node:dns';
 import { createInterface } from 'node:readline';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { CallToolResultSchema } from '@modelcontextprotocol/sdk/types.js';
 import { TestOAuthProvider } from './mcp_oauth.mjs';
 
@@ -21,11 +24,46 @@ const textOf = (result) => result.content.find((c) => c.type === 'text')?.text;
 const echo = async (client) =>
   JSON.parse(textOf(await client.callTool({ name: 'echo', arguments: { text: 'hello' } })));
 
-// Every HTTP exchange the SDK makes (MCP, metadata, token), in order.
+// Every HTTP exchange the SDK makes (MCP, metadata, registration, token), in order, with the
+// challenge of a refusal; the last challenge is kept.
+let lastChallenge;
 async function loggedFetch(url, init) {
   const r = await fetch(url, init);
-  say('http', { method: init?.method ?? 'GET', url: String(url), status: r.status });
+  const challenge = r.headers.get('www-authenticate') ?? undefined;
+  if (challenge) lastChallenge = challenge;
+  say('http', { method: init?.method ?? 'GET', url: String(url), status: r.status, challenge });
   return r;
+}
+
+/** Waits for a line on stdin: the test saying go on. */
+async function line() {
+  const lines = createInterface({ input: process.stdin });
+  await lines[Symbol.asyncIterator]().next();
+  lines.close();
+}
+
+/**
+ * Calls `tool`, which needs a scope the token lacks. SDK 1.32 answers the 403 insufficient_scope
+ * by refreshing the token, which cannot widen its scope (RFC 6749 §6), and then gives up; the
+ * application then does what the SDK's auth() is for: drops the tokens, authorizes again with the
+ * scope and resource metadata the challenge names, and calls again.
+ */
+async function stepUp(client, transport, provider, tool) {
+  const call = async () => textOf(await client.callTool({ name: tool, arguments: { user: 'bob' } }));
+  try {
+    return { text: await call(), by: 'sdk' };
+  } catch (e) {
+    if (e.code !== 403) throw e;
+    const field = (k) => new RegExp(`${k}="([^"]*)"`).exec(lastChallenge ?? '')?.[1];
+    const [scope, metadata] = [field('scope'), field('resource_metadata')];
+    await provider.invalidateCredentials('tokens');
+    const serverUrl = new URL(process.env.MCP_URL);
+    const resourceMetadataUrl = metadata && new URL(metadata);
+    const r = await auth(provider, { serverUrl, scope, resourceMetadataUrl, fetchFn: loggedFetch });
+    if (r !== 'REDIRECT') throw new Error(`auth() answered ${r}`);
+    await transport.finishAuth(await provider.code());
+    return { text: await call(), by: 'application', sdk_error: e.message, scope };
+  }
 }
 
 /** Connects, signing in through `provider` when the server asks for a token. */
@@ -48,8 +86,9 @@ async function main() {
   // MCP_FORGED_SUBJECT: an identity header the client makes up, which a gateway must not pass on
   const forged = process.env.MCP_FORGED_SUBJECT;
   const requestInit = forged ? { headers: { 'X-Auth-Subject': forged } } : undefined;
-  const provider = process.env.MCP_OAUTH_CLIENT
-    ? await TestOAuthProvider.listen(process.env.MCP_OAUTH_CLIENT, Number(process.env.MCP_CALLBACK_PORT), say)
+  const { MCP_OAUTH_CLIENT: clientId, MCP_OAUTH_METADATA_URL: metadataUrl } = process.env;
+  const provider = clientId || metadataUrl || process.env.MCP_OAUTH_REGISTER
+    ? await TestOAuthProvider.listen({ clientId, metadataUrl }, Number(process.env.MCP_CALLBACK_PORT), say)
     : undefined;
   const { client, transport } = await connect(new URL(process.env.MCP_URL), { provider, requestInit });
   say('connected', { session: transport.sessionId });
@@ -78,10 +117,17 @@ async function main() {
   if (provider) {
     // the test lets the access token expire (a line on stdin); the next call must refresh it
     say('expire');
-    const lines = createInterface({ input: process.stdin });
-    await lines[Symbol.asyncIterator]().next();
-    lines.close();
+    await line();
     say('after-expiry', { ...(await echo(client)), ...provider.counts() });
+  }
+
+  const stepUpTool = process.env.MCP_STEP_UP_TOOL;
+  if (provider && stepUpTool) {
+    say('step-up', { ...(await stepUp(client, transport, provider, stepUpTool)), ...provider.counts() });
+    // the test tries the token elsewhere and revokes it; the next call meets the revocation
+    say('hold', { token: (await provider.tokens()).access_token, client_id: provider.clientInformation().client_id });
+    await line();
+    say('after-revocation', { ...(await echo(client)), ...provider.counts() });
   }
 
   const resumed = await client.callTool({ name: 'test_reconnection', arguments: {} });

@@ -1,11 +1,13 @@
 """The Python SDK's MCP client (PyPI mcp), driven by the gateway's Rust tests with its defaults.
 
-Signs in to MCP_URL with the SDK's OAuthClientProvider as the pre-registered public client
-MCP_OAUTH_CLIENT (the authorization URL is printed for the test to sign in; the code comes back to
-a loopback listener on MCP_CALLBACK_PORT), then lists tools, calls echo, calls slow_count with
-progress, waits for a line on stdin (the test lets the token expire) and calls echo again, calls
-test_reconnection, and closes. Prints one JSON line per step (`at` = ms since the start); trusts
-the gateway's certificate through SSL_CERT_FILE.
+Signs in to MCP_URL with the SDK's OAuthClientProvider, as the pre-registered public client
+MCP_OAUTH_CLIENT or, without it, as the SDK's defaults have it (the authorization URL is printed for
+the test to sign in; the code comes back to a loopback listener on MCP_CALLBACK_PORT), then lists
+tools, calls echo, calls slow_count with progress, waits for a line on stdin (the test lets the
+token expire) and calls echo again. With MCP_STEP_UP_TOOL it then calls that tool, which needs a
+scope the token lacks (step up), hands its token to the test (`hold`) and waits for a line before
+calling echo again. Then it calls test_reconnection, and closes. Prints one JSON line per step
+(`at` = ms since the start); trusts the gateway's certificate through SSL_CERT_FILE.
 """
 
 import asyncio
@@ -36,7 +38,7 @@ def claims(jwt):
 
 
 class Storage:
-    """Tokens and the pre-registered client, in memory; counts the tokens saved."""
+    """Tokens and the client (pre-registered, or as the SDK registered it), in memory; counts the tokens saved."""
 
     def __init__(self, client):
         self.client = client
@@ -57,6 +59,7 @@ class Storage:
 
     async def set_client_info(self, client_info: OAuthClientInformationFull):
         self.client = client_info
+        say("client", client_id=client_info.client_id, scope=client_info.scope)
 
 
 class Callback:
@@ -93,9 +96,11 @@ async def main():
     callback = Callback()
     listener = await asyncio.start_server(callback.handle, "127.0.0.1", int(os.environ["MCP_CALLBACK_PORT"]))
     grants = ["authorization_code", "refresh_token"]
+    preregistered = os.environ.get("MCP_OAUTH_CLIENT")
     storage = Storage(
-        OAuthClientInformationFull(
-            client_id=os.environ["MCP_OAUTH_CLIENT"],
+        preregistered
+        and OAuthClientInformationFull(
+            client_id=preregistered,
             redirect_uris=[redirect_uri],
             grant_types=grants,
             token_endpoint_auth_method="none",
@@ -115,7 +120,9 @@ async def main():
     )
 
     async def log(response):
-        say("http", method=response.request.method, url=str(response.request.url), status=response.status_code)
+        r = response.request
+        challenge = response.headers.get("www-authenticate")
+        say("http", method=r.method, url=str(r.url), status=response.status_code, challenge=challenge)
 
     http = create_mcp_http_client(auth=provider)
     http.event_hooks = {"response": [log]}
@@ -140,6 +147,17 @@ async def main():
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         echoed = await echo(client)
         say("after-expiry", **echoed, authorizations=callback.authorizations, token_saves=storage.saves)
+
+        step_up_tool = os.environ.get("MCP_STEP_UP_TOOL")
+        if step_up_tool:
+            # the SDK answers 403 insufficient_scope itself: it authorizes again with more scope
+            stepped = await client.call_tool(step_up_tool, {"user": "bob"})
+            say("step-up", text=stepped.content[0].text, by="sdk", authorizations=callback.authorizations)
+            # the test tries the token elsewhere and revokes it; the next call meets the revocation
+            say("hold", token=storage.tokens.access_token, client_id=storage.client.client_id)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+            echoed = await echo(client)
+            say("after-revocation", **echoed, authorizations=callback.authorizations, token_saves=storage.saves)
 
         resumed = await client.call_tool("test_reconnection", {})
         say("reconnection", text=resumed.content[0].text)

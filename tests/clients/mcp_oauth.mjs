@@ -1,15 +1,21 @@
-// The TypeScript SDK's OAuthClientProvider for mcp_client.mjs: a pre-registered public client
-// that keeps everything in memory, sends the user to the authorization URL by printing it (the
-// Rust test signs in through the gateway's form), and takes the code at a loopback redirect URI.
+// The TypeScript SDK's OAuthClientProvider for mcp_client.mjs: a public client (pre-registered, named
+// by a client ID metadata document, or registering itself) that keeps everything in memory, sends
+// the user to the authorization URL by printing it (the Rust test signs in through the gateway's
+// form), and takes the code at a loopback redirect URI.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 
 const claims = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[1], 'base64url').toString());
 
 export class TestOAuthProvider {
-  /** The provider, with its redirect URI listening on 127.0.0.1:`port`. */
-  static async listen(clientId, port, say) {
+  /**
+   * The provider, with its redirect URI listening on 127.0.0.1:`port`. `clientId`: a pre-registered
+   * client; `metadataUrl`: the client's metadata document, which the SDK uses as its client_id when
+   * the authorization server supports them; neither: the SDK registers the client.
+   */
+  static async listen({ clientId, metadataUrl }, port, say) {
     const p = new TestOAuthProvider(clientId, `http://127.0.0.1:${port}/cb`, say);
+    if (metadataUrl) p.clientMetadataUrl = metadataUrl;
     p.server = http.createServer((req, res) => p.callback(req, res));
     await new Promise((resolve, reject) => p.server.listen(port, '127.0.0.1', resolve).on('error', reject));
     return p;
@@ -45,11 +51,18 @@ export class TestOAuthProvider {
   }
 
   clientInformation() {
-    return this._client ?? { client_id: this.clientId };
+    return this._client ?? (this.clientId ? { client_id: this.clientId } : undefined);
   }
 
   saveClientInformation(info) {
     this._client = info;
+    this.say('client', { client_id: info.client_id, scope: info.scope ?? null });
+  }
+
+  invalidateCredentials(what) {
+    if (what === 'all' || what === 'client') this._client = undefined;
+    if (what === 'all' || what === 'tokens') this._tokens = undefined;
+    if (what === 'all' || what === 'verifier') this._verifier = undefined;
   }
 
   tokens() {

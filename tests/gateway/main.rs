@@ -28,6 +28,7 @@ mod login_state;
 mod mcp;
 mod mcp_sdk;
 mod mcp_sdk_auth;
+mod mcp_sdk_open;
 mod open_clients;
 mod paths;
 mod policy;

@@ -14,7 +14,7 @@ use crate::tokens_code::set_cookie;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const CLIENT: &str = "mcp-cli";
@@ -64,7 +64,7 @@ async fn gateway(server: &McpServer, callback: u16, ttl: &str) -> Auth {
 }
 
 /// How the test lets the client's access token expire.
-enum Expiry {
+pub enum Expiry {
     /// the gateway's clock moves on (a client that waits for the 401)
     GatewayClock(Duration),
     /// real time passes (a client that refreshes before the token's `expires_in` runs out)
@@ -73,9 +73,10 @@ enum Expiry {
 
 /// Signs alice in on the page the authorization URL shows, posting back every hidden field as a
 /// browser would, and hands the answer to the client's redirect URI as the browser would.
-async fn sign_in(a: &Auth, url: &str) -> String {
+pub async fn sign_in(a: &Auth, url: &str) -> String {
     let page = Resp::from(a.gw.https.get(url).send().await.unwrap()).await;
-    assert_eq!(page.status, 200, "{}", page.body);
+    let sent_back = page.header("location");
+    assert_eq!(page.status, 200, "{url}: {sent_back:?} {}", page.body);
     let csrf = set_cookie(&page, "__Host-gatehouse-csrf").unwrap();
     let mut form = hidden_fields(&page.body);
     form.push(("username".into(), "alice@example.com".into()));
@@ -96,13 +97,30 @@ async fn sign_in(a: &Auth, url: &str) -> String {
     location
 }
 
-/// Runs a client that signs in: answers its authorization request (sign_in), lets its token
-/// expire when it says "expire" and tells it to go on; returns every step it printed.
-async fn drive(a: &Auth, mut cmd: Command, expiry: Expiry) -> Vec<Value> {
+/// A client's process, ended if the test stops before it does (a failed assertion included).
+struct Running(Option<Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a client that signs in: answers its authorization requests (sign_in), lets its token
+/// expire when it says "expire", hands what it says at "hold" to `hold`, and tells it to go on after
+/// each; returns every step it printed.
+pub async fn drive(
+    a: &Auth,
+    mut cmd: Command,
+    expiry: Expiry,
+    hold: impl AsyncFn(&Value),
+) -> Vec<Value> {
     let err = tempfile::NamedTempFile::new().unwrap();
     let mut child = cmd
         .env("MCP_URL", a.gw.tls_url("/mcp"))
-        .env("MCP_OAUTH_CLIENT", CLIENT)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(err.reopen().unwrap())
@@ -111,6 +129,7 @@ async fn drive(a: &Auth, mut cmd: Command, expiry: Expiry) -> Vec<Value> {
     let mut stdin = child.stdin.take().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut running = Running(Some(child));
     std::thread::spawn(move || {
         stdout
             .lines()
@@ -123,10 +142,7 @@ async fn drive(a: &Auth, mut cmd: Command, expiry: Expiry) -> Vec<Value> {
         let line = match tokio::time::timeout(Duration::from_secs(60), rx.recv()).await {
             Ok(Some(line)) => line,
             Ok(None) => break,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the client hung: {all:#?}\n{}", stderr());
-            }
+            Err(_) => panic!("the client hung: {all:#?}\n{}", stderr()),
         };
         let step: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("{e}: {line}\n{all:#?}\n{}", stderr()));
@@ -139,10 +155,15 @@ async fn drive(a: &Auth, mut cmd: Command, expiry: Expiry) -> Vec<Value> {
                 }
                 stdin.write_all(b"go\n").unwrap();
             }
+            Some("hold") => {
+                hold(&step).await;
+                stdin.write_all(b"go\n").unwrap();
+            }
             _ => {}
         }
         all.push(step);
     }
+    let mut child = running.0.take().unwrap();
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
@@ -151,22 +172,23 @@ async fn drive(a: &Auth, mut cmd: Command, expiry: Expiry) -> Vec<Value> {
 }
 
 /// The index of the first step after `from` that matches.
-fn find(all: &[Value], from: usize, what: impl Fn(&Value) -> bool) -> usize {
+pub fn find(all: &[Value], from: usize, what: impl Fn(&Value) -> bool) -> usize {
     from + all[from..]
         .iter()
         .position(what)
         .unwrap_or_else(|| panic!("not found after step {from}: {all:#?}"))
 }
 
-fn http(method: &'static str, url: String, status: u16) -> impl Fn(&Value) -> bool {
+pub fn http(method: &'static str, url: String, status: u16) -> impl Fn(&Value) -> bool {
     move |s| {
         s["step"] == "http" && s["method"] == method && s["url"] == url && s["status"] == status
     }
 }
 
-/// What both SDKs must show: discovery from the 401, the authorization request, the token for the
-/// resource, the user at the server, streamed calls, and a refresh instead of a second sign-in.
-fn assert_signed_in(a: &Auth, all: &[Value]) {
+/// What both SDKs must show, signed in as `client`: discovery from the 401, the authorization
+/// request, the token for the resource, the user at the server, streamed calls, and a refresh
+/// instead of a second sign-in.
+pub fn assert_signed_in(a: &Auth, all: &[Value], client: &str) {
     let own = a.gw.tls_url("");
     let resource = a.gw.tls_url("/mcp");
     // 401 → RFC 9728 metadata (named by the challenge) → RFC 8414 metadata → authorization
@@ -179,7 +201,7 @@ fn assert_signed_in(a: &Auth, all: &[Value]) {
     let url = url::Url::parse(all[asked]["url"].as_str().unwrap()).unwrap();
     assert!(url.as_str().starts_with(&format!("{own}/oauth/authorize?")));
     let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    assert_eq!(q["client_id"], CLIENT);
+    assert_eq!(q["client_id"], client);
     assert_eq!(q["resource"], resource);
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["code_challenge"].len(), 43);
@@ -226,12 +248,14 @@ async fn the_typescript_sdk_signs_in_calls_and_refreshes_through_the_gateway() {
     let a = gateway(&server, callback, "10m").await;
     let mut cmd = Command::new("node");
     cmd.arg(clients_dir().join("mcp_client.mjs"))
+        .env("MCP_OAUTH_CLIENT", CLIENT)
         .env("MCP_CALLBACK_PORT", callback.to_string())
         .env("NODE_EXTRA_CA_CERTS", a.gw.path("certs/gateway.crt"));
     // the SDK keeps a token until the server refuses it: the gateway's clock passes its expiry
     // (and the validation leeway)
-    let all = drive(&a, cmd, Expiry::GatewayClock(Duration::from_secs(11 * 60))).await;
-    assert_signed_in(&a, &all);
+    let expiry = Expiry::GatewayClock(Duration::from_secs(11 * 60));
+    let all = drive(&a, cmd, expiry, async |_: &Value| {}).await;
+    assert_signed_in(&a, &all, CLIENT);
     // the refused call was retried with the refreshed token
     let expired = find(&all, 0, |s| s["step"] == "expire");
     find(&all, expired, http("POST", a.gw.tls_url("/mcp"), 401));
@@ -250,11 +274,18 @@ async fn the_python_sdk_signs_in_calls_and_refreshes_through_the_gateway() {
     let a = gateway(&server, callback, "3s").await;
     let mut cmd = Command::new(python);
     cmd.arg(dir.join("mcp_client.py"))
+        .env("MCP_OAUTH_CLIENT", CLIENT)
         .env("MCP_CALLBACK_PORT", callback.to_string())
         .env("SSL_CERT_FILE", a.gw.path("certs/gateway.crt"));
     // the SDK refreshes a token whose expires_in has run out before using it
-    let all = drive(&a, cmd, Expiry::Wait(Duration::from_secs(4))).await;
-    assert_signed_in(&a, &all);
+    let all = drive(
+        &a,
+        cmd,
+        Expiry::Wait(Duration::from_secs(4)),
+        async |_: &Value| {},
+    )
+    .await;
+    assert_signed_in(&a, &all, CLIENT);
     // closing the client ends its session at the server
     let closed = find(&all, 0, |s| s["step"] == "reconnection");
     find(&all, closed, |s| {
