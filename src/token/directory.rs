@@ -3,14 +3,13 @@
 //! kept in the store and read through a short cache.
 
 use super::cimd::{is_document_url, MetadataDocuments, NotAClient};
+use super::register::REGISTERED_PREFIX;
 use crate::config::{Client, ClientKeys, Config, GrantType, Registration};
 use crate::store::{run_blocking, RegisteredClient, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Every registered client's id starts so: it can never be taken for a configured client's.
-pub const REGISTERED_PREFIX: &str = "reg-";
 /// How long a registered client is read from memory before the store is asked again (a client
 /// removed with `gatehouse client remove` is refused everywhere within this).
 const REGISTERED_CACHE: Duration = Duration::from_secs(30);

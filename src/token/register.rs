@@ -1,13 +1,15 @@
 //! Dynamic client registration (RFC 7591) rules: which redirect URIs and metadata a client that
 //! registers itself may have. Such a client is public and uses the authorization code with PKCE.
 
-use super::directory::REGISTERED_PREFIX;
 use super::TokenService;
 use crate::config::Registration as Mode;
 use crate::respond::{Answer, ErrorAnswer};
 use crate::store::{run_blocking, RegisteredClient};
 use crate::wire::request::Request;
 use serde_json::{json, Value};
+
+/// Every registered client's id starts so: it can never be taken for a configured client's.
+pub const REGISTERED_PREFIX: &str = "reg-";
 
 /// A redirect URI a self-registered or metadata-document client may use: https anywhere, http to
 /// a loopback address on any port (RFC 8252 §7.3), or a private-use scheme of a native app
