@@ -1,6 +1,4 @@
-//! The rules of token exchange (RFC 8693) that need no key or store: the `act` claim a new token
-//! carries, the scopes it may have, whether a subject token's `may_act` allows the actor, and how
-//! long it may live.
+//! Token exchange's pure rules (RFC 8693): `act` nesting, scope narrowing, `may_act`, expiry.
 
 use serde_json::{json, Map, Value};
 

@@ -1,6 +1,4 @@
-//! Token exchange (RFC 8693) at the token endpoint: a subject token (the gateway's own, or a JWT of
-//! an issuer the client lists in `exchange_issuers`) becomes a token for another audience, carrying
-//! `act` for the party acting, and joining the subject token's refresh family.
+//! Token exchange (RFC 8693) at the token endpoint: a token the client holds, for another audience.
 
 use super::delegation::{self, Refusal};
 use super::request::Exchange;

@@ -1,6 +1,4 @@
-//! Exchange on the way to an upstream (`[[upstreams]] exchange`): the caller's token becomes one the
-//! token service mints for that upstream, with the gateway as the actor, kept until shortly before
-//! it expires, so an upstream never receives a token meant for someone else.
+//! Exchange on the way to an upstream: the caller's token swapped for one minted for that upstream.
 
 use super::delegation;
 use super::exchange::{Minting, Party};

@@ -442,3 +442,34 @@ async fn an_upstream_exchange_honours_may_act_for_the_gateway() {
     assert_eq!(r.status, 403, "{}", r.body);
     assert_eq!(r.json()["error"], "access_denied");
 }
+
+#[test]
+fn the_readme_example_compiles_with_the_shipped_gateway_toml() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let section = &readme[readme.find("## Token exchange").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let shipped = std::fs::read_to_string(format!("{root}/gateway.toml")).unwrap();
+    // the demo issuer's secret, as `make run` puts it in the environment
+    std::env::set_var(
+        "GATEHOUSE_DEMO_SECRET",
+        "a-demo-secret-of-at-least-32-bytes!!",
+    );
+    let path = std::path::Path::new(root).join("gateway.toml");
+    let c = gatehouse::config::Config::from_toml(&format!("{shipped}\n{block}"), &path)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let orders = c.upstreams.iter().find(|u| u.name == "orders").unwrap();
+    assert_eq!(orders.exchange.as_ref().unwrap().audience, "orders");
+    // the demo client's secret is the one the example sends
+    let client = c
+        .clients
+        .iter()
+        .find(|c| c.client_id == "demo-orders")
+        .unwrap();
+    let secret = client.secret.as_ref().unwrap();
+    assert!(gatehouse::token::secret_matches(
+        "demo-service-secret-change-me",
+        secret
+    ));
+}
