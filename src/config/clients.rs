@@ -36,6 +36,33 @@ impl Compiler {
         clients
     }
 
+    /// Each client's `exchange_issuers` names an `[[issuers]]` entry (the gateway's own tokens
+    /// are always exchangeable, so `self` is not listed).
+    pub(super) fn check_exchange_issuers(&mut self, clients: &[Client], issuers: &[Arc<Issuer>]) {
+        for (i, c) in clients.iter().enumerate() {
+            for (j, name) in c.exchange.issuers.iter().enumerate() {
+                let key = format!("clients[{i}].exchange_issuers[{j}]");
+                if name == "self" {
+                    self.err(
+                        key,
+                        "the gateway's own tokens are always exchangeable: leave \"self\" out",
+                    );
+                } else if !issuers.iter().any(|x| &x.name == name) {
+                    self.err(key, format!("{name:?} names no [[issuers]] entry"));
+                }
+            }
+            let exchanges = c.grant_types.contains(&GrantType::TokenExchange);
+            if !exchanges && (!c.exchange.issuers.is_empty() || c.exchange.impersonation) {
+                self.err(
+                    format!("clients[{i}].grant_types"),
+                    format!(
+                        "list {TOKEN_EXCHANGE:?} to use exchange_issuers or exchange_impersonation"
+                    ),
+                );
+            }
+        }
+    }
+
     pub(super) fn users(&mut self, raw: Vec<RawUser>, token_service: bool) -> Vec<User> {
         let mut users: Vec<User> = Vec::new();
         let mut names = std::collections::BTreeSet::new();
@@ -252,7 +279,17 @@ impl Compiler {
                 self.err(k("default_scopes"), format!("{s:?} is not in scopes"));
             }
         }
+        if grant_types.contains(&GrantType::TokenExchange) && c.public {
+            self.err(
+                k("grant_types"),
+                "token exchange needs a confidential client: a public one proves nothing",
+            );
+        }
         Some(Client {
+            exchange: ClientExchange {
+                issuers: c.exchange_issuers,
+                impersonation: c.exchange_impersonation,
+            },
             client_id: c.client_id,
             secret,
             grant_types,
@@ -346,6 +383,39 @@ mod tests {
         let plain = compile(&client(&body)).unwrap();
         assert!(plain.clients[0].jwt_bearer_subjects.is_empty() && plain.warnings().is_empty());
         assert_eq!(plain.clients[0].audience, ["gatehouse"]);
+    }
+
+    #[test]
+    fn exchange_settings_name_issuers_and_need_the_grant() {
+        const EX: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+        let body = format!("secret_hash = \"{SHA}\"\ngrant_types = [\"{EX}\"]");
+        refused(
+            &client(&format!("{body}\nexchange_issuers = [\"nowhere\"]")),
+            "clients[0].exchange_issuers[0]",
+            "names no [[issuers]] entry",
+        );
+        refused(
+            &client(&format!("{body}\nexchange_issuers = [\"self\"]")),
+            "clients[0].exchange_issuers[0]",
+            "always exchangeable",
+        );
+        refused(
+            &client(&format!(
+                "secret_hash = \"{SHA}\"\nexchange_impersonation = true"
+            )),
+            "clients[0].grant_types",
+            "to use exchange_issuers or exchange_impersonation",
+        );
+        refused(
+            &client(&format!("public = true\ngrant_types = [\"{EX}\"]")),
+            "clients[0].grant_types",
+            "needs a confidential client",
+        );
+        let c = compile(&client(&format!("{body}\nexchange_impersonation = true"))).unwrap();
+        assert!(c.clients[0].exchange.impersonation);
+        assert!(c.clients[0]
+            .grant_types
+            .contains(&crate::config::GrantType::TokenExchange));
     }
 
     #[test]

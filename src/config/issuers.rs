@@ -257,14 +257,18 @@ pub(super) fn own_issuer(
 /// Routes are compiled against the issuers, the token service's own among them, and only then is it
 /// known which protected resources name the token service as their authorization server. The own
 /// issuer is built again to verify those resources as audiences, and every route that holds it
-/// takes the new one, so the proxy accepts the tokens issued for them.
+/// takes the new one, so the proxy accepts the tokens issued for them. The audiences of upstreams'
+/// exchanged tokens join them.
 pub(super) fn give_own_issuer_resources(
     issuers: &mut [Arc<Issuer>],
     routes: &mut [Route],
     ts: &TokenServiceSettings,
     clients: &[Client],
+    exchanged: &[String],
 ) {
-    let resources = super::mcp::issued_by(routes, &ts.issuer);
+    let mut resources = super::mcp::issued_by(routes, &ts.issuer);
+    // upstreams' exchanged tokens verify here too, on routes that name their audience
+    resources.extend(exchanged.iter().cloned());
     let Some(own) = issuers
         .iter_mut()
         .find(|i| matches!(i.source, KeySource::Own))

@@ -209,6 +209,7 @@ impl Compiler {
             .filter(|t| t.enabled)
             .map(|t| self.token_service(t, &server.public_url));
         let clients = self.clients(raw.clients, token_service.as_ref());
+        self.check_exchange_issuers(&clients, &issuers);
         if let Some(ts) = &token_service {
             let own = IssuerId::at(issuers.len());
             issuers.push(Arc::new(issuers::own_issuer(own, ts, &clients, &[])));
@@ -218,14 +219,15 @@ impl Compiler {
         let users = self.users(raw.users, token_service.is_some());
         let store = self.store(raw.store);
         let rate_limit = self.rate_limit(raw.rate_limit);
-        let upstreams = self.upstreams(raw.upstreams);
+        let upstreams = self.upstreams(raw.upstreams, token_service.is_some());
         let cx = mcp::ResourceContext {
             public_url: &server.public_url,
             own_issuer: token_service.as_ref().map(|t| t.issuer.as_str()),
         };
         let mut routes = self.routes(raw.routes, &upstreams, &issuers, &cx);
         if let Some(ts) = &token_service {
-            issuers::give_own_issuer_resources(&mut issuers, &mut routes, ts, &clients);
+            let exchanged = exchange_audiences(&upstreams);
+            issuers::give_own_issuer_resources(&mut issuers, &mut routes, ts, &clients, &exchanged);
         }
         mcp::bind_resources(&mut issuers, &mut routes);
         let mut token_service = token_service;
@@ -269,6 +271,17 @@ impl Compiler {
             forward_auth,
         }
     }
+}
+
+/// The audiences upstreams' exchanged tokens are minted for, once each.
+fn exchange_audiences(upstreams: &[Arc<Upstream>]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in upstreams.iter().filter_map(|u| u.exchange.as_ref()) {
+        if !out.contains(&a.audience) {
+            out.push(a.audience.clone());
+        }
+    }
+    out
 }
 
 /// Helpers for the compilers' unit tests: a minimal valid configuration and its problems.

@@ -88,9 +88,12 @@ pub enum GrantType {
     RefreshToken,
     AuthorizationCode,
     Password,
+    /// RFC 8693
+    TokenExchange,
 }
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 impl GrantType {
     pub fn parse(s: &str) -> Option<GrantType> {
@@ -100,6 +103,7 @@ impl GrantType {
             "refresh_token" => GrantType::RefreshToken,
             "authorization_code" => GrantType::AuthorizationCode,
             "password" => GrantType::Password,
+            TOKEN_EXCHANGE => GrantType::TokenExchange,
             _ => return None,
         })
     }
@@ -153,6 +157,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub public: bool,
     pub keys: ClientKeys,
+    /// what the client may do with token exchange (RFC 8693)
+    pub exchange: ClientExchange,
     /// subjects a jwt-bearer assertion may name: exact values or `*` globs; empty means only the
     /// client's own id
     pub jwt_bearer_subjects: Vec<String>,
@@ -160,6 +166,23 @@ pub struct Client {
     pub id_token_alg: Algorithm,
     /// browser origins that may call the token endpoints (CORS)
     pub allowed_origins: Vec<String>,
+}
+
+/// A client's token-exchange settings (RFC 8693).
+#[derive(Debug, Clone, Default)]
+pub struct ClientExchange {
+    /// the `[[issuers]]` (by name) whose JWTs the client may exchange, besides the gateway's own
+    pub issuers: Vec<String>,
+    /// the client may ask for a token without `act` (impersonation)
+    pub impersonation: bool,
+}
+
+/// `[[upstreams]] exchange`: the upstream receives a token the token service mints for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamExchange {
+    pub audience: String,
+    /// `None`: the caller's scopes
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A person who signs in; only a slow hash of the password is kept.
@@ -430,6 +453,8 @@ pub struct Upstream {
     pub id: UpstreamId,
     pub name: String,
     pub kind: UpstreamKind,
+    /// the caller's token is exchanged for one minted for this upstream
+    pub exchange: Option<UpstreamExchange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

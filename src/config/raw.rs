@@ -175,6 +175,16 @@ pub struct RawUpstream {
     pub read_timeout: String,
     pub retries: Option<usize>,
     pub protocol: String,
+    pub exchange: Option<RawExchange>,
+}
+
+/// `[[upstreams]] exchange`: the token the upstream receives instead of the caller's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawExchange {
+    pub audience: String,
+    /// space-separated, as OAuth writes scopes
+    pub scope: Option<String>,
 }
 
 impl Default for RawUpstream {
@@ -192,6 +202,7 @@ impl Default for RawUpstream {
             read_timeout: "30s".into(),
             retries: None,
             protocol: "http1".into(),
+            exchange: None,
         }
     }
 }
@@ -352,6 +363,8 @@ pub struct RawClient {
     pub jwks_uri: Option<String>,
     pub public_keys: Vec<String>,
     pub jwt_bearer_subjects: Option<Vec<String>>,
+    pub exchange_issuers: Vec<String>,
+    pub exchange_impersonation: bool,
     pub id_token_signed_response_alg: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
 }
@@ -371,6 +384,8 @@ impl Default for RawClient {
             jwks_uri: None,
             public_keys: vec![],
             jwt_bearer_subjects: None,
+            exchange_issuers: vec![],
+            exchange_impersonation: false,
             id_token_signed_response_alg: None,
             allowed_origins: None,
         }

@@ -1,14 +1,21 @@
 //! Compiles `[[upstreams]]`: peers that resolve, TLS, health checks and timeouts.
 
-use super::raw::RawUpstream;
+use super::raw::{RawExchange, RawUpstream};
 use super::*;
 use std::net::ToSocketAddrs;
 
 impl Compiler {
-    pub(super) fn upstreams(&mut self, raw: Vec<RawUpstream>) -> Vec<Arc<Upstream>> {
+    /// `token_service`: whether the token service is on, which `exchange` needs.
+    pub(super) fn upstreams(
+        &mut self,
+        raw: Vec<RawUpstream>,
+        token_service: bool,
+    ) -> Vec<Arc<Upstream>> {
         let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
         for (i, ru) in raw.into_iter().enumerate() {
+            let exchange = self.exchange(i, ru.exchange.as_ref(), token_service);
             if let Some(u) = self.upstream(i, ru) {
+                let u = Upstream { exchange, ..u };
                 if upstreams.iter().any(|x| x.name == u.name) {
                     self.err(
                         format!("upstreams[{i}].name"),
@@ -144,6 +151,42 @@ impl Compiler {
             id: UpstreamId::at(0),
             name: r.name,
             kind,
+            exchange: None,
+        })
+    }
+
+    /// `exchange = { audience, scope }`: the token service mints the upstream's tokens, so it
+    /// must be on.
+    fn exchange(
+        &mut self,
+        i: usize,
+        raw: Option<&RawExchange>,
+        token_service: bool,
+    ) -> Option<UpstreamExchange> {
+        let r = raw?;
+        let k = format!("upstreams[{i}].exchange");
+        if !token_service {
+            self.err(
+                &k,
+                "needs [token_service]: it mints the token the upstream receives",
+            );
+        }
+        if r.audience.trim().is_empty() {
+            self.err(format!("{k}.audience"), "required: the upstream's audience");
+        }
+        let scopes: Option<Vec<String>> = r
+            .scope
+            .as_deref()
+            .map(|s| s.split_whitespace().map(str::to_string).collect());
+        if scopes.as_ref().is_some_and(Vec::is_empty) {
+            self.err(
+                format!("{k}.scope"),
+                "name at least one scope, or leave it out",
+            );
+        }
+        Some(UpstreamExchange {
+            audience: r.audience.trim().to_string(),
+            scopes,
         })
     }
 }
@@ -183,6 +226,38 @@ mod tests {
             "upstreams[1].name",
             "duplicate upstream",
         );
+    }
+
+    #[test]
+    fn an_exchanging_upstream_needs_the_token_service_and_an_audience() {
+        let p = "name = \"v\"\npeers = [\"127.0.0.1:1\"]\n";
+        refused(
+            &upstream(&format!("{p}exchange = {{ audience = \"orders\" }}")),
+            "upstreams[1].exchange",
+            "needs [token_service]",
+        );
+        let service = "\n[token_service]\nissuer = \"https://auth.test\"\n";
+        let with = |e: &str| format!("{}{service}", upstream(&format!("{p}exchange = {e}")));
+        refused(
+            &with("{ scope = \"a\" }"),
+            "upstreams[1].exchange.audience",
+            "required",
+        );
+        refused(
+            &with("{ audience = \"orders\", scope = \" \" }"),
+            "upstreams[1].exchange.scope",
+            "at least one scope",
+        );
+        let c = compile(&with(
+            "{ audience = \"orders\", scope = \"orders.read orders.list\" }",
+        ))
+        .unwrap();
+        let ex = c.upstreams[1].exchange.clone().unwrap();
+        assert_eq!(ex.audience, "orders");
+        assert_eq!(ex.scopes.unwrap(), ["orders.read", "orders.list"]);
+        // the gateway's own issuer verifies tokens minted for the upstream
+        let own = c.issuer_by_name("self").unwrap();
+        assert!(own.audiences.contains(&"orders".to_string()));
     }
 
     #[test]

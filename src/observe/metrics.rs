@@ -76,6 +76,10 @@ const HELP: &[(&str, &str)] = &[
         "gatehouse_sign_ins_total",
         "People signed in on the sign-in page: sign-in sessions made.",
     ),
+    (
+        "gatehouse_token_exchanges_total",
+        "Tokens issued by token exchange (RFC 8693), by the upstream they were minted for (\"-\": asked at the token endpoint).",
+    ),
 ];
 
 /// How long revocations made on other gateways took to arrive: one histogram for the process,

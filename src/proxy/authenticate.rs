@@ -46,7 +46,12 @@ pub async fn authenticate(
     let claims = route
         .needs_claims
         .then(|| decode_claims(segment.as_bytes()));
-    let token_key = route.identity_jwt.then(|| verifier.token_key(&token));
+    // the key of caches per token: the identity JWT's, and the upstream's exchanged tokens
+    let exchanges = route
+        .upstream
+        .as_ref()
+        .is_some_and(|u| u.exchange.is_some());
+    let token_key = (route.identity_jwt || exchanges).then(|| verifier.token_key(&token));
     Ok(Some(Identity {
         principal,
         payload,

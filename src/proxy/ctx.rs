@@ -60,6 +60,8 @@ pub struct Ctx {
     pub(crate) identity: Option<Identity>,
     /// the identity JWT for the upstream, on routes that send one
     pub(crate) identity_jwt: Option<http::HeaderValue>,
+    /// the `Authorization` the upstream receives instead of the caller's, when it exchanges tokens
+    pub(crate) bearer: Option<http::HeaderValue>,
     pub(crate) upstream_path: Option<String>,
     /// request body bytes forwarded so far, against the route's `max_body_bytes`
     pub(crate) body_bytes: u64,

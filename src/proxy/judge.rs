@@ -147,6 +147,12 @@ async fn judged(
             ctx.identity_jwt = signer.header(id, key, matched, &route.name);
         }
     }
+    let proxied = ctx.forward_auth.is_none();
+    if let (Some(id), Some(tokens), Some(up), true) =
+        (&ctx.identity, &s.tokens, &route.upstream, proxied)
+    {
+        ctx.bearer = tokens.for_upstream(id, up).await?;
+    }
     Ok(passed(s, ctx))
 }
 

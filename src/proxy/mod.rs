@@ -50,6 +50,7 @@ impl Gateway {
             path: ctx.upstream_path.as_deref(),
             identity: ctx.identity.as_ref(),
             identity_jwt: ctx.identity_jwt.as_ref(),
+            bearer: ctx.bearer.as_ref(),
             trusted_proxies: &ctx.shared.config.server.trusted_proxies,
             gateway_cookies: &ctx.shared.gateway_cookies,
         })
@@ -178,6 +179,7 @@ impl ProxyHttp for Gateway {
             route: None,
             identity: None,
             identity_jwt: None,
+            bearer: None,
             upstream_path: None,
             body_bytes: 0,
             tried: Vec::new(),

@@ -85,6 +85,8 @@ pub struct Forwarding<'a> {
     pub identity: Option<&'a Identity>,
     /// `X-Auth-Jwt`, on routes with `identity_jwt`
     pub identity_jwt: Option<&'a http::HeaderValue>,
+    /// the token exchanged for the upstream, sent instead of the caller's
+    pub bearer: Option<&'a http::HeaderValue>,
     pub trusted_proxies: &'a [Cidr],
     /// the gateway's own cookies (session, sign-in form), never sent upstream; pre-login cookies
     /// go with them (`is_gateway_cookie`)
@@ -134,10 +136,10 @@ pub fn drop_gateway_set_cookies(resp: &mut ResponseHeader, names: &[String]) -> 
     Ok(())
 }
 
-/// Headers the gateway may add to a request: the route's identity headers, `X-Auth-Jwt` and the
-/// four forwarding headers.
+/// Headers the gateway may add to a request: the route's identity headers, `X-Auth-Jwt`, an
+/// exchanged token and the four forwarding headers.
 fn headers_added(f: &Forwarding<'_>) -> usize {
-    f.route.claim_headers.len() + 1 + 4
+    f.route.claim_headers.len() + 2 + 4
 }
 
 /// A copy of the client's request with room for `extra` more headers, header case and order kept,
@@ -185,8 +187,9 @@ pub fn prepare_upstream(
     let extra = headers_added(f);
     // HTTP/1 only: an HTTP/2 request's target lives in its URI (scheme and authority included),
     // which Pingora's copy keeps and a rebuilt header from the path would not.
+    // An upstream that exchanges tokens never sees the caller's, forward_token or not.
+    let drop_token = !f.route.forward_token || f.bearer.is_some();
     if !session.is_http2() && up.headers.capacity() < up.headers.len() + extra {
-        let drop_token = !f.route.forward_token;
         *up = with_room(up, f.path, extra, |name| {
             (drop_token && name.eq_ignore_ascii_case("authorization"))
                 || (!believed && is_forwarding_header(name))
@@ -194,7 +197,7 @@ pub fn prepare_upstream(
     } else if let Some(p) = f.path {
         up.set_raw_path(p.as_bytes())?;
     }
-    if !f.route.forward_token {
+    if drop_token {
         up.remove_header("authorization");
         if !f.route.token_from.cookie.is_empty() {
             strip_token_cookies(up, &f.route.token_from.cookie)?;
@@ -208,6 +211,9 @@ pub fn prepare_upstream(
     }
     if let Some(jwt) = f.identity_jwt {
         up.insert_header("X-Auth-Jwt", jwt.clone())?;
+    }
+    if let Some(bearer) = f.bearer {
+        up.insert_header("Authorization", bearer.clone())?;
     }
     set_forwarding_headers(up, &hop, believed)
 }

@@ -41,6 +41,10 @@ pub enum Rejection {
     ForeignOrigin,
     /// an MCP call the route's `mcp_tools` rules do not allow
     ToolDenied,
+    /// the caller's token may not be exchanged for the upstream's (its `may_act`, or revoked since)
+    ExchangeRefused,
+    /// the upstream's exchanged token cannot be minted now (store, randomness, signing)
+    ExchangeUnavailable,
 }
 
 impl Rejection {
@@ -51,8 +55,10 @@ impl Rejection {
             Rejection::MethodNotAllowed(_) => 405,
             Rejection::MissingToken | Rejection::InvalidToken(_) => 401,
             Rejection::InsufficientScope(_) => 403,
-            Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => 503,
-            Rejection::CrossSiteWrite => 403,
+            Rejection::KeysUnavailable { .. }
+            | Rejection::SessionsUnavailable
+            | Rejection::ExchangeUnavailable => 503,
+            Rejection::CrossSiteWrite | Rejection::ExchangeRefused => 403,
             Rejection::TooLarge => 413,
             Rejection::UntrustedProxy | Rejection::Unrouted | Rejection::ForeignOrigin => 403,
             Rejection::ToolDenied => 403,
@@ -67,15 +73,16 @@ impl Rejection {
             Rejection::MissingToken => "unauthorized",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::InsufficientScope(_) => "insufficient_scope",
-            Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => {
-                "temporarily_unavailable"
-            }
+            Rejection::KeysUnavailable { .. }
+            | Rejection::SessionsUnavailable
+            | Rejection::ExchangeUnavailable => "temporarily_unavailable",
             Rejection::CrossSiteWrite => "cross_site_request",
             Rejection::TooLarge => "request_too_large",
             Rejection::UntrustedProxy => "untrusted_proxy",
-            Rejection::Unrouted | Rejection::ForeignOrigin | Rejection::ToolDenied => {
-                "access_denied"
-            }
+            Rejection::Unrouted
+            | Rejection::ForeignOrigin
+            | Rejection::ToolDenied
+            | Rejection::ExchangeRefused => "access_denied",
         }
     }
 
@@ -101,6 +108,12 @@ impl Rejection {
                 "this origin may not call this MCP server (allowed_origins)"
             }
             Rejection::ToolDenied => "the route's mcp_tools rules do not allow this call",
+            Rejection::ExchangeRefused => {
+                "the token may not be exchanged for one for this route's upstream"
+            }
+            Rejection::ExchangeUnavailable => {
+                "the token for this route's upstream cannot be issued right now"
+            }
         }
     }
 
@@ -113,15 +126,15 @@ impl Rejection {
             Rejection::MissingToken => DenyReason::MissingToken,
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::InsufficientScope(d) => d.reason,
-            Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => {
-                DenyReason::TemporarilyUnavailable
-            }
+            Rejection::KeysUnavailable { .. }
+            | Rejection::SessionsUnavailable
+            | Rejection::ExchangeUnavailable => DenyReason::TemporarilyUnavailable,
             Rejection::CrossSiteWrite => DenyReason::CrossSiteRequest,
             Rejection::TooLarge => DenyReason::RequestTooLarge,
             Rejection::UntrustedProxy => DenyReason::UntrustedProxy,
             Rejection::Unrouted => DenyReason::AccessDenied,
             Rejection::ForeignOrigin => DenyReason::CrossSiteRequest,
-            Rejection::ToolDenied => DenyReason::AccessDenied,
+            Rejection::ToolDenied | Rejection::ExchangeRefused => DenyReason::AccessDenied,
         }
     }
 

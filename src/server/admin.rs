@@ -298,6 +298,13 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
     }
     if let Some(t) = &s.tokens {
         g.push(Sample::new("gatehouse_sign_ins_total", t.sign_ins()));
+        for (upstream, n) in t.exchanges().counts() {
+            g.push(Sample::labelled(
+                "gatehouse_token_exchanges_total",
+                vec![("upstream", upstream)],
+                n,
+            ));
+        }
     }
     for u in &s.upstreams {
         if let UpstreamRuntime::Pool(p) = u {

@@ -160,6 +160,14 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn token_family(&self, jti: &str) -> Result<Option<String>, StoreError> {
+        let all = self.family_tokens.lock().map_err(poisoned)?;
+        Ok(all
+            .iter()
+            .find(|(_, tokens)| tokens.iter().any(|(j, _)| j == jti))
+            .map(|(family, _)| family.clone()))
+    }
+
     fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {
         self.refresh
             .lock()

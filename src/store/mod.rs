@@ -60,6 +60,10 @@ pub trait Store: Send + Sync + 'static {
     /// revoking the family revokes it too.
     fn family_token(&self, family: &str, jti: &str, exp: u64) -> Result<(), StoreError>;
 
+    /// The refresh family the access token `jti` was recorded in by `family_token`, if any: a token
+    /// exchanged for it joins the same family, so revoking the family ends both.
+    fn token_family(&self, jti: &str) -> Result<Option<String>, StoreError>;
+
     /// Revokes every refresh token of a family and every access token issued from it; returns those
     /// access tokens (`jti`, `exp`) for the in-memory denylist. Revoking twice is harmless.
     fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError>;

@@ -102,6 +102,7 @@ mod tests {
             redirect_uris: vec![],
             public: false,
             keys,
+            exchange: Default::default(),
             jwt_bearer_subjects: vec![],
             id_token_alg: jsonwebtoken::Algorithm::RS256,
             allowed_origins: vec![],

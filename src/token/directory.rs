@@ -162,6 +162,7 @@ pub fn registered_client(r: &RegisteredClient, allowed: &[String]) -> Client {
         redirect_uris: r.redirect_uris.clone(),
         public: true,
         keys: ClientKeys::None,
+        exchange: Default::default(),
         jwt_bearer_subjects: vec![],
         id_token_alg: jsonwebtoken::Algorithm::RS256,
         allowed_origins: vec![],

@@ -64,6 +64,10 @@ impl TokenService {
                 let asked = (req.scope, resource);
                 return self.refresh_grant(client, &refresh_token, asked).await;
             }
+            Grant::TokenExchange(ex) => {
+                let asked = (asked, resource.as_deref());
+                return self.exchange_grant(client, &ex, asked).await;
+            }
             Grant::JwtBearer { assertion } => {
                 let scopes = Self::scopes(client, asked)?;
                 (self.asserted_subject(client, &assertion).await?, scopes)
@@ -153,9 +157,11 @@ impl TokenService {
         if !roles.is_empty() {
             put(&mut claims, "roles", json!(roles));
         }
-        // A user's claims the scopes allow, never overriding the token's own.
+        // A user's claims the scopes allow, never overriding the token's own; only an earlier
+        // `exp` may replace the service's, so an exchanged token ends with the token it replaced.
         for (k, v) in extra {
-            if claims.get(&k).is_none() {
+            let sooner = k == "exp" && v.as_u64().is_some_and(|e| e < now + ttl);
+            if sooner || claims.get(&k).is_none() {
                 put(&mut claims, k, v);
             }
         }

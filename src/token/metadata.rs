@@ -2,7 +2,7 @@
 
 use super::keys::SigningKeys;
 use crate::config::{
-    Config, Registration, TokenServiceSettings, CLIENT_KEY_ALGORITHMS, JWT_BEARER,
+    Config, Registration, TokenServiceSettings, CLIENT_KEY_ALGORITHMS, JWT_BEARER, TOKEN_EXCHANGE,
 };
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -49,7 +49,7 @@ pub(super) fn document(
         "introspection_endpoint": format!("{public_url}/oauth/introspect"),
         "revocation_endpoint": format!("{public_url}/oauth/revoke"),
         "jwks_uri": format!("{public_url}/.well-known/jwks.json"),
-        "grant_types_supported": ["authorization_code", "client_credentials", JWT_BEARER, "refresh_token", "password"],
+        "grant_types_supported": ["authorization_code", "client_credentials", JWT_BEARER, "refresh_token", "password", TOKEN_EXCHANGE],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "code_challenge_methods_supported": ["S256"],

@@ -6,9 +6,11 @@ pub mod authorize;
 pub mod cimd;
 mod client_auth;
 mod client_keys;
+mod delegation;
 pub mod directory;
 pub mod endpoint;
 mod error;
+mod exchange;
 mod grants;
 mod introspect;
 pub mod keys;
@@ -18,6 +20,7 @@ pub mod register;
 mod request;
 mod resources;
 pub mod subjects;
+mod upstream_exchange;
 mod users;
 
 #[cfg(test)]
@@ -211,6 +214,8 @@ pub struct TokenService {
     pool: HashPool,
     store: Arc<dyn Store>,
     revocations: Arc<Revocations>,
+    /// token exchange (RFC 8693): the issuers clients may exchange from, the upstreams' tokens
+    exchange: upstream_exchange::ExchangeState,
     /// the proxy's verifier: userinfo judges tokens by the same rules (expiry, leeway, revocation)
     verifier: Arc<Verifier>,
     /// issuer "self": the gateway's own tokens
@@ -270,6 +275,7 @@ impl TokenService {
             clock.clone(),
             own_issuer.clone(),
         ));
+        let encoded_clients = encoded_clients(config, &settings);
         Ok(Some(TokenService {
             sessions,
             public_url,
@@ -289,6 +295,11 @@ impl TokenService {
             pool: HashPool::for_machine(),
             store: store.clone(),
             revocations,
+            exchange: upstream_exchange::ExchangeState::new(
+                config,
+                upstream_exchange::gateway_client(&settings),
+                clock.clone(),
+            ),
             verifier,
             own_issuer,
             leeway: config.validation.leeway,
@@ -304,7 +315,7 @@ impl TokenService {
             cors_origins: cors_origins(config),
             keys,
             settings,
-            encoded_clients: encoded_clients(config),
+            encoded_clients,
             resources: Arc::new(resources::Resources::new(config.token_service_resources())),
         }))
     }
@@ -327,14 +338,21 @@ fn cors_origins(config: &Config) -> Vec<String> {
     o
 }
 
-/// Every configured client id, encoded as a principal holds it.
-fn encoded_clients(config: &Config) -> std::collections::HashSet<String> {
+/// Every configured client id, and the gateway's own (its upstream exchanges), encoded as a
+/// principal holds it.
+fn encoded_clients(
+    config: &Config,
+    settings: &TokenServiceSettings,
+) -> std::collections::HashSet<String> {
+    let gateway = std::iter::once(settings.issuer.as_str());
     config
         .clients
         .iter()
-        .map(|c| {
+        .map(|c| c.client_id.as_str())
+        .chain(gateway)
+        .map(|id| {
             let mut b = Vec::new();
-            crate::wire::header_value::push_encoded(&mut b, &c.client_id, None);
+            crate::wire::header_value::push_encoded(&mut b, id, None);
             String::from_utf8_lossy(&b).into_owned()
         })
         .collect()

@@ -1,12 +1,15 @@
 """Authlib and requests with their defaults against a running gatehouse: metadata validation,
 client_credentials, private_key_jwt, the jwt-bearer grant with only an assertion, code + PKCE
-through the sign-in form with an RS256 ID token, refresh, userinfo, introspection, revocation.
+through the sign-in form with an RS256 ID token, refresh, userinfo, introspection, revocation,
+token exchange (RFC 8693).
 Prints "ok: <flow>" per flow; any failure exits non-zero.
 Input (environment): GATEHOUSE_URL, SVC_SECRET, SIGNER_KEY (PKCS#8 PEM file), ALICE_PASSWORD,
-REQUESTS_CA_BUNDLE (the gateway's certificate).
+EXCHANGER_SECRET, REQUESTS_CA_BUNDLE (the gateway's certificate).
 """
 
+import base64
 import html
+import json
 import os
 import re
 import sys
@@ -107,3 +110,21 @@ svc.revoke_token(meta["revocation_endpoint"], token=cc["access_token"])
 dead = svc.introspect_token(meta["introspection_endpoint"], token=cc["access_token"]).json()
 must(dead == {"active": False}, f"after revocation {dead}")
 ok("introspection and revocation")
+
+# The client "exchanger" swaps svc's token for one for the same audience, narrowed, acting for svc.
+exchanger = OAuth2Session("exchanger", os.environ["EXCHANGER_SECRET"])
+subject = svc.fetch_token(TOKEN, grant_type="client_credentials")["access_token"]
+swapped = exchanger.fetch_token(
+    TOKEN,
+    grant_type="urn:ietf:params:oauth:grant-type:token-exchange",
+    subject_token=subject,
+    subject_token_type="urn:ietf:params:oauth:token-type:access_token",
+    audience="api",
+    scope="orders.read",
+)
+must(swapped.get("issued_token_type") == "urn:ietf:params:oauth:token-type:access_token", f"exchange {swapped}")
+must(swapped.get("token_type") == "Bearer" and swapped.get("scope") == "orders.read", f"exchange {swapped}")
+payload = swapped["access_token"].split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+must(claims["sub"] == "svc" and claims["act"] == {"sub": "exchanger"}, f"exchanged claims {claims}")
+ok("token exchange")

@@ -27,9 +27,19 @@ pub fn installed(what: &Path) -> bool {
     false
 }
 
-/// A gateway whose issuer is its own URL, as discovery clients require.
+/// The secret of the client that exchanges tokens (RFC 8693).
+const EXCHANGER_SECRET: &str = "exchanger-secret-0123456789abcdef0123456789";
+
+/// A gateway whose issuer is its own URL, as discovery clients require, with a client that may
+/// exchange tokens meant for the service's audience.
 async fn gateway() -> Auth {
-    Auth::start_edited("backend = \"memory\"", "", |t| {
+    let exchanger = format!(
+        "\n[[clients]]\nclient_id = \"exchanger\"\nsecret_hash = \"{}\"\n\
+         grant_types = [\"urn:ietf:params:oauth:grant-type:token-exchange\"]\n\
+         scopes = [\"orders.read\"]\naudience = [\"api\"]\n",
+        crate::tokens::sha256(EXCHANGER_SECRET)
+    );
+    Auth::start_edited("backend = \"memory\"", &exchanger, |t| {
         t.replace("issuer = \"https://auth.gatehouse.test\"\n", "")
     })
     .await
@@ -43,6 +53,7 @@ fn run(mut cmd: Command, a: &Auth, flows: &[&str]) {
     let out = cmd
         .env("GATEHOUSE_URL", a.gw.tls_url(""))
         .env("SVC_SECRET", SVC_SECRET)
+        .env("EXCHANGER_SECRET", EXCHANGER_SECRET)
         .env("SIGNER_KEY", &key)
         .env("ALICE_PASSWORD", ALICE_PASSWORD)
         .env("NODE_EXTRA_CA_CERTS", &cert)
@@ -105,6 +116,7 @@ async fn authlib_runs_every_flow_with_its_defaults() {
         "userinfo",
         "refresh",
         "introspection and revocation",
+        "token exchange",
     ];
     tokio::task::spawn_blocking(move || run(cmd, &a, &flows))
         .await

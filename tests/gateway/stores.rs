@@ -86,6 +86,29 @@ fn the_sqlite_store_keeps_resources() {
     keeps_resources(&SqliteStore::open(&dir.path().join("g.db")).unwrap());
 }
 
+/// An access token recorded in a family leads back to it, and revoking the family returns it.
+fn finds_the_family_of_a_token(s: &dyn Store) {
+    assert_eq!(s.token_family("jti-1").unwrap(), None);
+    s.family_token("fam-x", "jti-1", at(600)).unwrap();
+    s.family_token("fam-x", "jti-2", at(600)).unwrap();
+    assert_eq!(s.token_family("jti-1").unwrap().as_deref(), Some("fam-x"));
+    assert_eq!(s.token_family("jti-2").unwrap().as_deref(), Some("fam-x"));
+    let mut revoked = s.revoke_family("fam-x").unwrap();
+    revoked.sort();
+    assert_eq!(revoked.len(), 2);
+    assert_eq!(revoked[0].0, "jti-1");
+}
+
+#[test]
+fn every_store_finds_the_family_of_a_token() {
+    finds_the_family_of_a_token(&MemoryStore::default());
+    let dir = tempfile::tempdir().unwrap();
+    finds_the_family_of_a_token(&SqliteStore::open(&dir.path().join("g.db")).unwrap());
+    if let Some(redis) = RedisServer::start() {
+        finds_the_family_of_a_token(&redis_store(&redis));
+    }
+}
+
 fn redis_store(redis: &RedisServer) -> RedisStore {
     RedisStore::open(&format!("redis://127.0.0.1:{}/0", redis.port)).unwrap()
 }

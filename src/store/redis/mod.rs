@@ -316,8 +316,19 @@ impl Store for RedisStore {
             .arg(&k)
             .arg(exp.saturating_add(60))
             .arg("NX")
+            .ignore()
+            // the way back from the token to its family, for token exchange
+            .cmd("SET")
+            .arg(key("tokfam", jti))
+            .arg(family)
+            .arg("EXAT")
+            .arg(exp.saturating_add(60))
             .ignore();
         self.pipe(p)
+    }
+
+    fn token_family(&self, jti: &str) -> Result<Option<String>, StoreError> {
+        self.query(Cmd::get(key("tokfam", jti)))
     }
 
     fn revoke_family(&self, family: &str) -> Result<Vec<(String, u64)>, StoreError> {

@@ -334,6 +334,17 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn token_family(&self, jti: &str) -> Result<Option<String>, StoreError> {
+        self.reader()?
+            .query_row(
+                "SELECT family FROM family_tokens WHERE jti = ?1 LIMIT 1",
+                params![jti],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(err)
+    }
+
     fn families_of(&self, subject: &str, now: u64) -> Result<Vec<String>, StoreError> {
         let conn = self.reader()?;
         let mut stmt = conn

@@ -41,6 +41,8 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // Clients that registered themselves (RFC 7591), each as its JSON document.
     "CREATE TABLE registered_clients (client_id TEXT PRIMARY KEY, doc TEXT NOT NULL,
                                       created_at INTEGER NOT NULL);",
+    // Token exchange (RFC 8693) finds the family of the access token it exchanges.
+    "CREATE INDEX family_tokens_jti ON family_tokens (jti);",
 ];
 
 pub(super) const SESSION_COLUMNS: &str =
