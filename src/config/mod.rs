@@ -1,6 +1,7 @@
 //! Loads gateway.toml and compiles it into a validated `Config`, naming the key of every problem.
 
 mod clients;
+mod dpop;
 mod forward_auth;
 mod ids;
 mod issuers;
@@ -204,10 +205,9 @@ impl Compiler {
         let tls = self.tls(raw.tls, &server);
         let validation = self.validation(raw.validation);
         let mut issuers = self.issuers(raw.issuers);
-        let token_service = raw
-            .token_service
-            .filter(|t| t.enabled)
-            .map(|t| self.token_service(t, &server.public_url));
+        let token_service = raw.token_service.filter(|t| t.enabled);
+        let dpop = self.dpop(token_service.as_ref());
+        let token_service = token_service.map(|t| self.token_service(t, &server.public_url));
         let clients = self.clients(raw.clients, token_service.as_ref());
         if let Some(ts) = &token_service {
             let own = IssuerId::at(issuers.len());
@@ -267,6 +267,7 @@ impl Compiler {
             sessions,
             login_providers,
             forward_auth,
+            dpop,
         }
     }
 }

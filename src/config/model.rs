@@ -34,6 +34,43 @@ pub struct Config {
     pub login_providers: Vec<LoginProvider>,
     /// the endpoint other proxies ask about each request, when `[forward_auth]` is present
     pub forward_auth: Option<ForwardAuthSettings>,
+    /// DPoP proofs (RFC 9449), at the token service and at the edge; the defaults without
+    /// `[token_service]`, whose keys set it
+    pub dpop: DpopSettings,
+}
+
+/// How DPoP proofs are judged (`[token_service] dpop_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// the asymmetric algorithms a proof may be signed with, in the order the metadata lists them
+    pub algorithms: Vec<Algorithm>,
+    /// how old a proof's `iat` may be (besides the leeway); its `jti` is remembered this long
+    pub max_age: Duration,
+    /// every proof must carry a nonce the gateway handed out (`DPoP-Nonce`)
+    pub nonce: bool,
+}
+
+impl Default for DpopSettings {
+    fn default() -> Self {
+        DpopSettings {
+            algorithms: vec![
+                Algorithm::ES256,
+                Algorithm::RS256,
+                Algorithm::EdDSA,
+                Algorithm::PS256,
+            ],
+            max_age: Duration::from_secs(300),
+            nonce: false,
+        }
+    }
+}
+
+/// Whether a route takes DPoP-bound tokens only (`dpop = "required"`) or bearer tokens too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    #[default]
+    Allowed,
+    Required,
 }
 
 impl Config {
@@ -160,6 +197,8 @@ pub struct Client {
     pub id_token_alg: Algorithm,
     /// browser origins that may call the token endpoints (CORS)
     pub allowed_origins: Vec<String>,
+    /// every token request must carry a DPoP proof, so every token is bound to the client's key
+    pub dpop_bound: bool,
 }
 
 /// A person who signs in; only a slow hash of the password is kept.
@@ -520,6 +559,8 @@ pub struct Route {
     pub resource: Option<Arc<super::mcp::ProtectedResource>>,
     /// the route fronts an MCP server (`mcp = true`)
     pub mcp: Option<Arc<super::mcp::McpSettings>>,
+    /// whether bearer tokens pass, or only DPoP-bound tokens with their proofs
+    pub dpop: DpopMode,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).
