@@ -122,6 +122,19 @@ pub trait Store: Send + Sync + 'static {
     fn counter(&self) -> Option<Arc<dyn Counter>> {
         None
     }
+
+    /// One-time ids shared between gateways (DPoP proof ids), when this store shares them; `None`
+    /// means each gateway remembers them in its own memory.
+    fn once_ids(&self) -> Option<Arc<dyn OnceIds>> {
+        None
+    }
+}
+
+/// Ids each accepted once by every gateway on one store, for a while.
+#[async_trait::async_trait]
+pub trait OnceIds: Send + Sync {
+    /// Records `id` for `ttl_secs` (at least one); false when it was recorded already: a replay.
+    async fn first_use(&self, id: &str, ttl_secs: u64) -> Result<bool, StoreError>;
 }
 
 /// Fixed-window counters shared by every gateway on one store.

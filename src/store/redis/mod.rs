@@ -2,6 +2,7 @@
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
 mod counter;
+mod once;
 mod pool;
 pub mod scripts;
 
@@ -63,6 +64,8 @@ pub struct RedisStore {
     pool: Arc<pool::Pool>,
     /// rate-limit and lockout counters, on the same connections
     counter: Arc<counter::RedisCounter>,
+    /// one-time ids (DPoP proof ids), on the same connections
+    once: Arc<once::RedisOnce>,
 }
 
 pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
@@ -94,6 +97,7 @@ impl RedisStore {
         let worker = Arc::new(pool::Worker::start()?);
         Ok(RedisStore {
             counter: Arc::new(counter::RedisCounter::new(worker.clone(), pool.clone())),
+            once: Arc::new(once::RedisOnce::new(worker.clone(), pool.clone())),
             worker,
             pool,
         })
@@ -409,6 +413,10 @@ impl Store for RedisStore {
 
     fn counter(&self) -> Option<Arc<dyn super::Counter>> {
         Some(self.counter.clone())
+    }
+
+    fn once_ids(&self) -> Option<Arc<dyn super::OnceIds>> {
+        Some(self.once.clone())
     }
 
     fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
