@@ -244,6 +244,7 @@ impl TokenService {
                 subject: subject.to_string(),
                 scopes: scopes.join(" "),
                 resource: resource.unwrap_or_default().to_string(),
+                jkt: String::new(),
                 expires_at: family_expires_at,
                 family_expires_at,
             };

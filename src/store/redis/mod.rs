@@ -208,6 +208,7 @@ impl Store for RedisStore {
                     ("subject", rec.subject.clone()),
                     ("scopes", rec.scopes.clone()),
                     ("resource", rec.resource.clone()),
+                    ("jkt", rec.jkt.clone()),
                     ("expires_at", rec.expires_at.to_string()),
                     ("family_expires_at", rec.family_expires_at.to_string()),
                     ("rotated", "0".to_string()),
@@ -269,6 +270,7 @@ impl Store for RedisStore {
                 expires_at: number(5),
                 family_expires_at: number(6),
                 resource: field(7),
+                jkt: field(8),
             }),
             Some("reused") => Rotation::Reused { family: field(1) },
             _ => Rotation::Invalid,
@@ -300,6 +302,7 @@ impl Store for RedisStore {
             subject: text(&rec, "subject"),
             scopes: text(&rec, "scopes"),
             resource: text(&rec, "resource"),
+            jkt: text(&rec, "jkt"),
             expires_at: num(&rec, "expires_at"),
             family_expires_at: num(&rec, "family_expires_at"),
         }))
