@@ -56,7 +56,7 @@ impl std::fmt::Debug for ProofKey {
 /// Why a key is refused; the text is shown to the client.
 pub type KeyError = &'static str;
 
-fn member<'a>(v: &'a Option<String>, missing: KeyError) -> Result<&'a str, KeyError> {
+fn member(v: &Option<String>, missing: KeyError) -> Result<&str, KeyError> {
     v.as_deref().filter(|s| !s.is_empty()).ok_or(missing)
 }
 
