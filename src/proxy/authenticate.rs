@@ -6,7 +6,7 @@ use crate::auth::identity::Identity;
 use crate::auth::jwt::TokenError;
 use crate::auth::principal::decode_claims;
 use crate::auth::Verifier;
-use crate::config::{AuthMode, Config, Route};
+use crate::config::{AuthMode, Config, DpopMode, Route};
 use crate::dpop::Dpop;
 use crate::proxy::proof::{judge_binding, Arrival};
 use crate::respond::Rejection;
@@ -34,6 +34,11 @@ pub async fn authenticate(
     let max_bytes = config.validation.max_token_bytes;
     let Some(token) = extract_token(req, &route.token_from, max_bytes)? else {
         return match route.auth {
+            AuthMode::Required if route.dpop == DpopMode::Required => {
+                Err(Rejection::MissingDpopToken {
+                    algs: with.dpop.algs.clone(),
+                })
+            }
             AuthMode::Required => Err(Rejection::MissingToken),
             // optional: no identity; session: the proxy looks for a session next
             _ => Ok(None),

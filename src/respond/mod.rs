@@ -23,6 +23,10 @@ pub enum Rejection {
     NotFound,
     MethodNotAllowed(Vec<http::Method>),
     MissingToken,
+    /// no token on a route that takes DPoP-bound tokens only: the challenges say both schemes
+    MissingDpopToken {
+        algs: Arc<str>,
+    },
     InvalidToken(TokenError),
     InsufficientScope(Denied),
     KeysUnavailable {
@@ -57,6 +61,7 @@ impl Rejection {
             Rejection::NotFound => 404,
             Rejection::MethodNotAllowed(_) => 405,
             Rejection::MissingToken | Rejection::InvalidToken(_) => 401,
+            Rejection::MissingDpopToken { .. } => 401,
             Rejection::InsufficientScope(_) => 403,
             Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => 503,
             Rejection::CrossSiteWrite => 403,
@@ -75,7 +80,7 @@ impl Rejection {
             Rejection::BadRequest(_) => "invalid_request",
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
-            Rejection::MissingToken => "unauthorized",
+            Rejection::MissingToken | Rejection::MissingDpopToken { .. } => "unauthorized",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => {
@@ -97,6 +102,7 @@ impl Rejection {
             Rejection::NotFound => "no route matches this request",
             Rejection::MethodNotAllowed(_) => "the route does not accept this method",
             Rejection::MissingToken => "a bearer token is required",
+            Rejection::MissingDpopToken { .. } => "a DPoP-bound token and its proof are required",
             Rejection::InvalidToken(e) => e.description(),
             Rejection::InsufficientScope(_) => "the token does not grant access to this route",
             Rejection::KeysUnavailable { .. } => "the issuer's signing keys are not available yet",
@@ -123,7 +129,9 @@ impl Rejection {
             Rejection::BadRequest(_) => DenyReason::InvalidRequest,
             Rejection::NotFound => DenyReason::NotFound,
             Rejection::MethodNotAllowed(_) => DenyReason::MethodNotAllowed,
-            Rejection::MissingToken => DenyReason::MissingToken,
+            Rejection::MissingToken | Rejection::MissingDpopToken { .. } => {
+                DenyReason::MissingToken
+            }
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::InsufficientScope(d) => d.reason,
             Rejection::KeysUnavailable { .. } | Rejection::SessionsUnavailable => {
@@ -147,7 +155,9 @@ impl Rejection {
     /// RFC 6750 §3 challenge for 401 and 403.
     pub fn www_authenticate(&self) -> Option<String> {
         match self {
-            Rejection::MissingToken => Some(format!("Bearer realm=\"{REALM}\"")),
+            Rejection::MissingToken | Rejection::MissingDpopToken { .. } => {
+                Some(format!("Bearer realm=\"{REALM}\""))
+            }
             Rejection::InvalidToken(e) => Some(format!(
                 "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
                 e.description()
@@ -178,6 +188,10 @@ impl Rejection {
     pub fn dpop_challenge(&self) -> Option<String> {
         let (algs, error) = match self {
             Rejection::Dpop { refusal, algs } if self.status() == 401 => (algs, refusal.code()),
+            // RFC 6750 §3.1: a request without credentials is told no error, only how
+            Rejection::MissingDpopToken { algs } => {
+                return Some(format!("DPoP realm=\"{REALM}\", algs=\"{algs}\""))
+            }
             _ => return None,
         };
         Some(format!(
@@ -457,6 +471,15 @@ mod tests {
         let a = proof.answer_for(Some(&r));
         assert!(a.headers[0].1.contains("resource_metadata="));
         assert!(a.headers[1].1.starts_with("DPoP realm="));
+        let missing = Rejection::MissingDpopToken {
+            algs: "ES256".into(),
+        }
+        .answer();
+        assert_eq!((missing.status, missing.code), (401, "unauthorized"));
+        assert_eq!(
+            missing.headers[1].1,
+            "DPoP realm=\"gatehouse\", algs=\"ES256\""
+        );
         // both reach the wire as two headers
         let h = a.response_header(0).unwrap();
         assert_eq!(h.headers.get_all("www-authenticate").iter().count(), 2);

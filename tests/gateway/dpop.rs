@@ -338,6 +338,22 @@ async fn a_route_that_requires_dpop_refuses_bearer_tokens() {
     );
     let r = call(&a, "/bound/x", &format!("Bearer {bearer}"), None).await;
     refused(&r, "invalid_token");
+    // without a token, the challenges say how to come: DPoP and the algorithms
+    let none = Resp::from(
+        a.gw.https
+            .get(a.gw.tls_url("/bound/x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (none.status, none.json()["error"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let challenges: Vec<_> = none.headers.get_all("www-authenticate").iter().collect();
+    assert_eq!(challenges.len(), 2);
+    assert_eq!(challenges[1], &format!("DPoP realm=\"gatehouse\", {ALGS}"));
     // nor does a bearer token pass as DPoP, proof or not
     let holder = Holder::default();
     let url = a.gw.tls_url("/bound/x");
