@@ -172,6 +172,7 @@ async fn a_dpop_token_passes_with_a_fresh_proof_each_time_and_stays_cached() {
         assert_eq!(r.echoed("x-auth-client-id").as_deref(), Some("svc"));
         // the token goes upstream no more than a bearer token does, nor does its proof
         assert_eq!(r.echoed("authorization"), None);
+        assert_eq!(r.echoed("dpop"), None);
     }
     assert!(
         cache_hits(&a.gw.metrics().await) >= before + 2,
