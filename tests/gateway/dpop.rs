@@ -496,3 +496,26 @@ async fn the_forward_auth_endpoint_judges_a_proof_by_the_original_request() {
         "invalid_dpop_proof",
     );
 }
+
+#[test]
+fn the_readme_route_compiles_appended_to_the_shipped_configuration() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let section = &readme[readme.find("## Tokens bound to a key (DPoP)").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + 8;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let shipped = std::fs::read_to_string(root.join("gateway.toml")).unwrap();
+    // SAFETY of set_var: the shipped file's demo issuer needs it, and every test sets this value
+    std::env::set_var(
+        "GATEHOUSE_DEMO_SECRET",
+        "a-demo-secret-of-at-least-32-bytes!!",
+    );
+    let c = gatehouse::config::Config::from_toml(
+        &format!("{shipped}\n{block}"),
+        &root.join("gateway.toml"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let orders = c.routes.iter().find(|r| r.name == "orders").unwrap();
+    assert_eq!(orders.dpop, gatehouse::config::DpopMode::Required);
+    assert_eq!(c.dpop, gatehouse::config::DpopSettings::default());
+}
