@@ -232,6 +232,33 @@ mod tests {
     }
 
     #[test]
+    fn ed25519_and_rsa_keys_verify_their_algorithms_signatures() {
+        use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, RsaKeyPair};
+        let ed = Ed25519KeyPair::generate().unwrap();
+        let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519",
+            "x": URL_SAFE_NO_PAD.encode(ed.public_key().as_ref())});
+        let key = raw(jwk).for_algorithm(Algorithm::EdDSA).unwrap();
+        assert!(key.verifies(b"m", ed.sign(b"m").as_ref()));
+        assert!(!key.verifies(b"n", ed.sign(b"m").as_ref()));
+        let rsa = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let public = rsa.public_key();
+        let jwk = serde_json::json!({"kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+            "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero())});
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        for (alg, padding) in [
+            (Algorithm::RS256, &aws_lc_rs::signature::RSA_PKCS1_SHA256),
+            (Algorithm::PS256, &aws_lc_rs::signature::RSA_PSS_SHA256),
+        ] {
+            let mut sig = vec![0; rsa.public_modulus_len()];
+            rsa.sign(padding, &rng, b"m", &mut sig).unwrap();
+            let key = raw(jwk.clone()).for_algorithm(alg).unwrap();
+            assert!(key.verifies(b"m", &sig), "{alg:?}");
+            assert!(!key.verifies(b"n", &sig), "{alg:?}");
+        }
+    }
+
+    #[test]
     fn private_malformed_and_mismatched_keys_are_refused() {
         let (_, jwk) = ec_key();
         for private in ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] {
