@@ -113,8 +113,9 @@ machete:
 ci: deps fmt clippy doc machete test
 
 # Side-by-side benchmark against pingora, nginx, haproxy, envoy and node (installs them; takes ~15 minutes):
-# CPU µs per request per scenario, TLS handshakes (openssl s_time), memory per idle connection, two
-# workers, token endpoint on SQLite and Redis, session cookies; redraws docs/benchmarks.svg. Then the
+# CPU µs per request per scenario (a DPoP request, cache hit and proof, beside the bearer cache hit),
+# TLS handshakes (openssl s_time), memory per idle connection, two workers, token endpoint on SQLite
+# and Redis, session cookies; redraws docs/benchmarks.svg. Then the
 # revocation propagation delay between two gateways on one Redis, then a gRPC unary call direct and
 # through gatehouse (h2load from nghttp2-client), then an MCP tool call direct and through gatehouse (the
 # TypeScript SDK server of tests/clients). Run it on a quiet machine.

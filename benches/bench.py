@@ -22,6 +22,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as lib  # noqa: E402
 import chart  # noqa: E402
+import dpop_bench  # noqa: E402
 import forward_auth_bench  # noqa: E402
 import report  # noqa: E402
 import scenarios  # noqa: E402
@@ -201,7 +202,8 @@ app.listen({p}, '127.0.0.1');
     start("node", ["node", js], p, env={"NODE_PATH": os.path.join(node_dir, "node_modules")})
 
     ports = (free_port(), free_port(), free_port())
-    start("gatehouse", gatehouse_conf("gatehouse", ports), ports[0], env={"BENCH_HS_SECRET": HS_SECRET})
+    start("gatehouse", gatehouse_conf("gatehouse", ports, routes_extra=dpop_bench.ROUTE), ports[0],
+          env={"BENCH_HS_SECRET": HS_SECRET})
     if "gatehouse" in peers:
         peers["gatehouse"].tls_port = ports[1]
         wait_port(ports[1])
@@ -307,7 +309,8 @@ def main():
         gh = peers["gatehouse"]
         valid["gatehouse"] = check("gatehouse", f"http://127.0.0.1:{gh.port}", token, forged, "/auth/x")
         valid["gatehouse-tls"] = check("gh-https", f"https://127.0.0.1:{gh.tls_port}", token, forged, "/auth/x")
-        if not valid["gatehouse"] or not valid["gatehouse-tls"]:
+        valid["gatehouse-dpop"] = dpop_bench.check(lib.WORK, gh.port)
+        if not valid["gatehouse"] or not valid["gatehouse-tls"] or not valid["gatehouse-dpop"]:
             sys.exit("gatehouse failed its correctness check")
         if args.quick:
             print("correctness: " + ", ".join(f"{k} {'ok' if v else 'FAILED'}" for k, v in valid.items()))
@@ -319,6 +322,9 @@ def main():
         once = os.path.join(lib.WORK, "once.lua")
         with open(once, "w") as f:
             f.write(lib.ONCE_LUA)
+        proofs = os.path.join(lib.WORK, "proofs.lua")
+        with open(proofs, "w") as f:
+            f.write(dpop_bench.PROOF_LUA)
         # A second gatehouse, cache on, that sees every token once: each request is a cache miss.
         ports = (free_port(), free_port(), free_port())
         gh_miss = Proc("gatehouse-miss", gatehouse_conf("gatehouse-miss", ports, cache=args.distinct * args.rounds),
@@ -345,6 +351,9 @@ def main():
             add("node express+jsonwebtoken", peers["node"], peers["node"].port, token=token)
         add("gatehouse public route", gh, gh.port, "/public/x")
         add("gatehouse same RS256 token", gh, gh.port, "/auth/x", token=token)
+        # the same kind of token, cached, as a DPoP token: fresh proofs made before each round
+        add("gatehouse same RS256 token, DPoP proof each request", gh, gh.port, dpop_bench.PATH, script=proofs,
+            env=dpop_bench.round_env(lib.WORK, gh.port, args.distinct), duration=min(args.duration, 3))
         add("gatehouse new RS256 token each request", gh_miss, ports[0], "/auth/x", script=once, env=miss_env,
             hits=lambda: cache_lookups(ports[2]), duration=min(args.duration, 3))
         if "nginx" in peers:
@@ -352,6 +361,7 @@ def main():
         add("gatehouse public route HTTPS", gh, gh.tls_port, "/public/x", scheme="https")
         add("gatehouse same token HTTPS", gh, gh.tls_port, "/auth/x", token=token, scheme="https")
         summary = run_rounds(sc, args.rounds, args.duration, args.connections)
+        es256_us = dpop_bench.make(lib.WORK, gh.port, 1)[2]
 
         log("two workers on two cores")
         ports2 = (free_port(), free_port(), free_port())
@@ -445,7 +455,7 @@ def main():
                                                   {"BENCH_HS_SECRET": HS_SECRET})
 
         results = {"forward_auth": forward_auth, "sessions": sessions, "summary": summary, "routes": routes, "memory": (rss_before, rss_after, cached),
-                   "two": (one, two), "tls": tls, "idle": idle, "token_rates": token_rates}
+                   "two": (one, two), "tls": tls, "idle": idle, "token_rates": token_rates, "es256_us": es256_us}
         text = report.render(results, args)
         print(text)
         os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -44,6 +44,11 @@ def render(results, args):
         hits = m.get("hits", 0)
         rows.append((f"2. cache miss over the public route ({hits} cache hits in {lookups} lookups)",
                      f"{miss - pub:+.1f} µs", f"≤ {args.verify_us:.1f} + 3 µs", miss - pub <= args.verify_us + 3))
+    dpop = cpu("gatehouse same RS256 token, DPoP proof each request")
+    if dpop is not None and hit is not None:
+        es256 = results["es256_us"]
+        rows.append(("2. DPoP request (cache hit and a proof) over the bearer cache hit", f"{dpop - hit:+.1f} µs",
+                     f"≤ ES256 {es256:.1f} + 3 µs", dpop - hit <= es256 + 3))
     for route in ("public route", "same token"):
         plain_name = "gatehouse public route" if route == "public route" else "gatehouse same RS256 token"
         https = cpu(f"gatehouse {route} HTTPS")

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod dpop;
 pub(crate) mod endpoints;
 #[cfg(any(test, fuzzing))]
 pub mod fuzzing;

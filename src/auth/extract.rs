@@ -1,4 +1,5 @@
-//! Finding the bearer token of a request where its route allows it: header, query or cookie.
+//! Finding the access token of a request where its route allows it: header (`Bearer` or `DPoP`),
+//! query or cookie.
 
 use super::jwt::TokenError::{self, Malformed};
 use crate::config::TokenSources;
@@ -12,6 +13,22 @@ pub enum ExtractError {
     BadRequest(&'static str),
     /// the token is there but unusable: 401 invalid_token
     Malformed(TokenError),
+}
+
+/// A token as the request presented it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'a> {
+    pub token: Cow<'a, str>,
+    /// sent as `Authorization: DPoP`, so a proof must come with it (RFC 9449 §7.1)
+    pub dpop: bool,
+}
+
+impl std::ops::Deref for Presented<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.token
+    }
 }
 
 /// True when a query parameter's name is one the route takes tokens from, as any backend may read
@@ -42,12 +59,48 @@ pub fn is_token_param(raw_name: &str, names: &[String]) -> bool {
         .any(|n| *n == decoded || *n == folded || array.is_some_and(|a| a == n))
 }
 
-/// Finds the bearer token where the route allows it; two places, or two headers, are a bad request.
+/// The token of the one `Authorization` header, and whether it came as `DPoP` (else `Bearer`).
+fn header_token(
+    req: &RequestHeader,
+    max_bytes: usize,
+) -> Result<Option<(&str, bool)>, ExtractError> {
+    let mut values = req.headers.get_all("authorization").iter();
+    let Some(v) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ExtractError::BadRequest(
+            "more than one Authorization header",
+        ));
+    }
+    if v.len() > max_bytes + 7 {
+        return Err(ExtractError::Malformed(Malformed(
+            "the token is longer than the gateway accepts",
+        )));
+    }
+    let v = v
+        .to_str()
+        .map_err(|_| ExtractError::Malformed(Malformed("the Authorization header is not ASCII")))?;
+    match v.split_once(' ') {
+        Some((scheme, t)) if !t.trim().is_empty() && scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Some((t.trim(), false)))
+        }
+        Some((scheme, t)) if !t.trim().is_empty() && scheme.eq_ignore_ascii_case("dpop") => {
+            Ok(Some((t.trim(), true)))
+        }
+        _ => Err(ExtractError::Malformed(Malformed(
+            "the Authorization header is not a Bearer or DPoP token",
+        ))),
+    }
+}
+
+/// Finds the token where the route allows it; two places, or two headers, are a bad request.
 pub fn extract_token<'a>(
     req: &'a RequestHeader,
     from: &TokenSources,
     max_bytes: usize,
-) -> Result<Option<Cow<'a, str>>, ExtractError> {
+) -> Result<Option<Presented<'a>>, ExtractError> {
+    let mut dpop = false;
     // At most one token may be found; a second is an error, so no list is needed.
     let mut token: Option<Cow<'a, str>> = None;
     let mut found = |t: Cow<'a, str>| {
@@ -60,33 +113,9 @@ pub fn extract_token<'a>(
         }
     };
     if from.header {
-        let mut values = req.headers.get_all("authorization").iter();
-        if let Some(v) = values.next() {
-            if values.next().is_some() {
-                return Err(ExtractError::BadRequest(
-                    "more than one Authorization header",
-                ));
-            }
-            if v.len() > max_bytes + 7 {
-                return Err(ExtractError::Malformed(Malformed(
-                    "the token is longer than the gateway accepts",
-                )));
-            }
-            let v = v.to_str().map_err(|_| {
-                ExtractError::Malformed(Malformed("the Authorization header is not ASCII"))
-            })?;
-            match v.split_once(' ') {
-                Some((scheme, t))
-                    if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
-                {
-                    found(Cow::Borrowed(t.trim()))?
-                }
-                _ => {
-                    return Err(ExtractError::Malformed(Malformed(
-                        "the Authorization header is not a Bearer token",
-                    )))
-                }
-            }
+        if let Some((t, as_dpop)) = header_token(req, max_bytes)? {
+            dpop = as_dpop;
+            found(Cow::Borrowed(t))?;
         }
     }
     if !from.query.is_empty() {
@@ -116,7 +145,7 @@ pub fn extract_token<'a>(
             return Err(ExtractError::Malformed(Malformed("the token is empty")));
         }
     }
-    Ok(token)
+    Ok(token.map(|token| Presented { token, dpop }))
 }
 
 #[cfg(test)]
@@ -143,6 +172,11 @@ mod tests {
         );
         let r = req("/", &[("authorization", "bearer  x ")]);
         assert_eq!(extract_token(&r, &all, 100).unwrap().as_deref(), Some("x"));
+        let r = req("/", &[("authorization", "DPoP abc.def.ghi")]);
+        let p = extract_token(&r, &all, 100).unwrap().unwrap();
+        assert_eq!((&*p, p.dpop), ("abc.def.ghi", true));
+        let r = req("/", &[("authorization", "Bearer abc.def.ghi")]);
+        assert!(!extract_token(&r, &all, 100).unwrap().unwrap().dpop);
         let r = req("/", &[("authorization", "Basic dXNlcg==")]);
         assert!(matches!(
             extract_token(&r, &all, 100),

@@ -15,7 +15,9 @@ const CLIENT_ID: usize = 2;
 const ROLES: usize = 3;
 const SCOPES: usize = 4;
 const JTI: usize = 5;
-const FIXED: usize = 6;
+/// `cnf.jkt`: the thumbprint of the key a DPoP-bound token is bound to (RFC 9449 §6.1)
+const JKT: usize = 6;
+const FIXED: usize = 7;
 
 /// What a verified token grants. Principals live in the verified-token cache, so each is packed into
 /// one buffer: a table of part ends, then the encoded identity-header values, the `jti`, and every
@@ -124,6 +126,9 @@ impl Principal {
         end(&buf);
         buf.extend_from_slice(text("jti").as_bytes());
         end(&buf);
+        let jkt = claims.pointer("/cnf/jkt").and_then(Value::as_str);
+        buf.extend_from_slice(jkt.unwrap_or_default().as_bytes());
+        end(&buf);
         for raw in roles.iter().chain(&scopes).chain(&audiences) {
             buf.extend_from_slice(raw.as_bytes());
             end(&buf);
@@ -187,6 +192,11 @@ impl Principal {
 
     pub fn jti(&self) -> Option<&str> {
         Some(self.text(JTI)).filter(|s| !s.is_empty())
+    }
+
+    /// The key thumbprint a DPoP-bound token is bound to (`cnf.jkt`); none for a bearer token.
+    pub fn jkt(&self) -> Option<&str> {
+        Some(self.text(JKT)).filter(|s| !s.is_empty())
     }
 
     pub fn subject_header(&self) -> Option<HeaderValue> {
@@ -282,6 +292,11 @@ pub(crate) mod tests {
         // a delimiter inside a value is encoded, so it cannot read as two values
         assert_eq!(p.roles_header().unwrap(), "a,b%2Cc");
         assert_eq!(p.jti(), Some("j1"));
+        assert_eq!(p.jkt(), None);
+        let bound =
+            serde_json::json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}});
+        let b = Principal::new(&issuer(), &bound, 9);
+        assert_eq!(b.jkt(), Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
         assert_eq!((p.issuer, p.exp), (IssuerId::at(3), 9));
         assert_eq!(p.audiences().count(), 0);
         let spaced = serde_json::json!({"scp": ["read all", "x"], "aud": ["api", "other api"]});

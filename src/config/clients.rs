@@ -303,6 +303,7 @@ impl Compiler {
             jwt_bearer_subjects: c.jwt_bearer_subjects.unwrap_or_default(),
             id_token_alg,
             allowed_origins,
+            dpop_bound: c.dpop_bound,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! Loads gateway.toml and compiles it into a validated `Config`, naming the key of every problem.
 
 mod clients;
+mod compiled;
+mod dpop;
 mod forward_auth;
 mod ids;
 mod issuers;
@@ -9,17 +11,20 @@ mod mcp;
 mod model;
 mod raw;
 mod registration;
+mod route_model;
 mod routes;
 mod server;
 mod sessions;
 mod upstreams;
 mod warnings;
 
+pub use compiled::Config;
 pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
 pub use mcp::{glob, McpSettings, ProtectedResource, ToolKind, ToolRule, METADATA_PREFIX};
 pub use model::*;
 pub use registration::{OpenClients, Registration};
+pub use route_model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
 
 use raw::RawConfig;
@@ -204,10 +209,9 @@ impl Compiler {
         let tls = self.tls(raw.tls, &server);
         let validation = self.validation(raw.validation);
         let mut issuers = self.issuers(raw.issuers);
-        let token_service = raw
-            .token_service
-            .filter(|t| t.enabled)
-            .map(|t| self.token_service(t, &server.public_url));
+        let token_service = raw.token_service.filter(|t| t.enabled);
+        let dpop = self.dpop(token_service.as_ref());
+        let token_service = token_service.map(|t| self.token_service(t, &server.public_url));
         let clients = self.clients(raw.clients, token_service.as_ref());
         self.check_exchange_issuers(&clients, &issuers);
         if let Some(ts) = &token_service {
@@ -269,6 +273,7 @@ impl Compiler {
             sessions,
             login_providers,
             forward_auth,
+            dpop,
         }
     }
 }

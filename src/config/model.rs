@@ -1,61 +1,46 @@
 //! The compiled configuration: the types the gateway runs on, built once from gateway.toml.
 
-use super::ids::{IssuerId, RouteId, UpstreamId};
-use super::sessions::{LoginProvider, SessionSettings};
+use super::ids::{IssuerId, UpstreamId};
 use crate::crypto::verify_keys::VerifyKey;
 use crate::crypto::SecretHash;
-use http::header::HeaderName;
 use jsonwebtoken::Algorithm;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The validated configuration; nothing on the request path reads strings or maps from here.
-#[derive(Debug)]
-pub struct Config {
-    pub file: PathBuf,
-    /// the first 16 hex digits of the SHA-256 of the text compiled, so operators can see which file
-    /// each replica runs
-    pub file_hash: String,
-    pub server: ServerSettings,
-    pub tls: TlsSettings,
-    pub validation: ValidationSettings,
-    pub issuers: Vec<Arc<Issuer>>,
-    pub upstreams: Vec<Arc<Upstream>>,
-    pub routes: Vec<Route>,
-    /// the gateway's own authorization server, when `[token_service]` is present and enabled
-    pub token_service: Option<TokenServiceSettings>,
-    pub clients: Vec<Client>,
-    pub users: Vec<User>,
-    pub store: StoreBackend,
-    pub rate_limit: RateLimits,
-    pub sessions: SessionSettings,
-    pub login_providers: Vec<LoginProvider>,
-    /// the endpoint other proxies ask about each request, when `[forward_auth]` is present
-    pub forward_auth: Option<ForwardAuthSettings>,
+/// How DPoP proofs are judged (`[token_service] dpop_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopSettings {
+    /// the asymmetric algorithms a proof may be signed with, in the order the metadata lists them
+    pub algorithms: Vec<Algorithm>,
+    /// how old a proof's `iat` may be (besides the leeway); its `jti` is remembered this long
+    pub max_age: Duration,
+    /// every proof must carry a nonce the gateway handed out (`DPoP-Nonce`)
+    pub nonce: bool,
 }
 
-impl Config {
-    /// The route `id` names. An id means something only in the configuration it was compiled in;
-    /// a request keeps its generation from start to end, so its route's id stays good.
-    pub fn route(&self, id: RouteId) -> Option<&Route> {
-        self.routes.get(id.position())
-    }
-
-    /// The issuer `id` names among `issuers`, such as the one a verified principal came from.
-    pub fn issuer(&self, id: IssuerId) -> Option<&Arc<Issuer>> {
-        self.issuers.get(id.position())
-    }
-
-    /// The protected resources the token service issues tokens for (RFC 8707): those of routes
-    /// that name its issuer among their `authorization_servers`. Empty without a token service.
-    pub fn token_service_resources(&self) -> Vec<String> {
-        match &self.token_service {
-            Some(ts) => super::mcp::issued_by(&self.routes, &ts.issuer),
-            None => Vec::new(),
+impl Default for DpopSettings {
+    fn default() -> Self {
+        DpopSettings {
+            algorithms: vec![
+                Algorithm::ES256,
+                Algorithm::RS256,
+                Algorithm::EdDSA,
+                Algorithm::PS256,
+            ],
+            max_age: Duration::from_secs(300),
+            nonce: false,
         }
     }
+}
+
+/// Whether a route takes DPoP-bound tokens only (`dpop = "required"`) or bearer tokens too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DpopMode {
+    #[default]
+    Allowed,
+    Required,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +151,8 @@ pub struct Client {
     pub id_token_alg: Algorithm,
     /// browser origins that may call the token endpoints (CORS)
     pub allowed_origins: Vec<String>,
+    /// every token request must carry a DPoP proof, so every token is bound to the client's key
+    pub dpop_bound: bool,
 }
 
 /// A client's token-exchange settings (RFC 8693).
@@ -455,117 +442,4 @@ pub struct Upstream {
     pub kind: UpstreamKind,
     /// the caller's token is exchanged for one minted for this upstream
     pub exchange: Option<UpstreamExchange>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    Required,
-    Optional,
-    Public,
-    /// a browser sign-in session, or a bearer token as on `Required`
-    Session,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
-    Exact(String),
-    /// `*.example.com`, stored as `.example.com`
-    Suffix(String),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Policy {
-    pub roles_any: Vec<String>,
-    pub roles_all: Vec<String>,
-    pub scopes_any: Vec<String>,
-    pub scopes_all: Vec<String>,
-    pub claims: Vec<(ClaimPath, serde_json::Value)>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct TokenSources {
-    pub header: bool,
-    pub query: Vec<String>,
-    pub cookie: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClaimSource {
-    Subject,
-    Issuer,
-    ClientId,
-    Roles,
-    Scopes,
-    AllClaims,
-    Claim(ClaimPath),
-}
-
-#[derive(Debug, Clone)]
-pub struct ClaimHeader {
-    pub name: HeaderName,
-    /// the name as configured, sent with its case (Pingora preserves header case)
-    pub wire: bytes::Bytes,
-    pub source: ClaimSource,
-}
-
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub id: RouteId,
-    pub name: String,
-    pub host: Option<HostPattern>,
-    pub path_prefix: String,
-    pub methods: Option<Vec<http::Method>>,
-    /// `None` on a forward-auth-only route, which the proxy itself never serves
-    pub upstream: Option<Arc<Upstream>>,
-    /// CORS preflights (`OPTIONS` with `Access-Control-Request-Method`) pass without a token
-    pub allow_cors_preflight: bool,
-    pub auth: AuthMode,
-    /// the issuers whose tokens the route accepts
-    pub issuers: Vec<Arc<Issuer>>,
-    pub policy: Policy,
-    pub token_from: TokenSources,
-    pub forward_token: bool,
-    pub strip_prefix: bool,
-    pub claim_headers: Vec<ClaimHeader>,
-    /// the route reads claims (claim conditions or claim headers), so each request parses them
-    pub needs_claims: bool,
-    /// token audiences this route accepts; `None` means the issuer's `route_audiences`
-    pub audiences: Option<Vec<String>>,
-    /// also send `X-Auth-Jwt`, the identity signed by the gateway's key for this route
-    pub identity_jwt: bool,
-    /// session routes: the ways to sign in, in the order the choice page shows them
-    pub login: Vec<super::LoginWay>,
-    /// whether `login` was written (problems then name its entries)
-    pub login_written: bool,
-    /// how long a stream (gRPC, WebSocket, a long download) may go without a byte either way
-    pub stream_idle_timeout: Option<Duration>,
-    /// the largest request body the route forwards (413 beyond it)
-    pub max_body_bytes: Option<u64>,
-    /// the route is an OAuth protected resource (RFC 9728): `resource`, or `mcp = true`
-    pub resource: Option<Arc<super::mcp::ProtectedResource>>,
-    /// the route fronts an MCP server (`mcp = true`)
-    pub mcp: Option<Arc<super::mcp::McpSettings>>,
-}
-
-/// The identity headers sent on every route that verified a token (CONFIG.md).
-pub fn default_claim_headers() -> Vec<ClaimHeader> {
-    [
-        ("x-auth-subject", "X-Auth-Subject", ClaimSource::Subject),
-        ("x-auth-issuer", "X-Auth-Issuer", ClaimSource::Issuer),
-        (
-            "x-auth-client-id",
-            "X-Auth-Client-Id",
-            ClaimSource::ClientId,
-        ),
-        ("x-auth-roles", "X-Auth-Roles", ClaimSource::Roles),
-        ("x-auth-scopes", "X-Auth-Scopes", ClaimSource::Scopes),
-        ("x-auth-claims", "X-Auth-Claims", ClaimSource::AllClaims),
-    ]
-    .into_iter()
-    .map(|(n, wire, source)| ClaimHeader {
-        name: HeaderName::from_static(n),
-        wire: bytes::Bytes::from_static(wire.as_bytes()),
-        source,
-    })
-    .collect()
 }

@@ -239,6 +239,7 @@ pub struct RawRoute {
     pub resource_name: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
     pub mcp_tools: Vec<RawToolRule>,
+    pub dpop: String,
 }
 
 /// One `[[routes.mcp_tools]]` rule.
@@ -302,6 +303,7 @@ impl Default for RawRoute {
             resource_name: None,
             allowed_origins: None,
             mcp_tools: vec![],
+            dpop: "allowed".into(),
         }
     }
 }
@@ -324,6 +326,9 @@ pub struct RawTokenService {
     pub client_id_metadata_documents: bool,
     pub cimd_allow_private: bool,
     pub cimd_ca: Option<String>,
+    pub dpop_algorithms: Vec<String>,
+    pub dpop_max_age: String,
+    pub dpop_nonce: bool,
 }
 
 impl Default for RawTokenService {
@@ -344,6 +349,11 @@ impl Default for RawTokenService {
             client_id_metadata_documents: false,
             cimd_allow_private: false,
             cimd_ca: None,
+            dpop_algorithms: ["ES256", "RS256", "EdDSA", "PS256"]
+                .map(String::from)
+                .to_vec(),
+            dpop_max_age: "5m".into(),
+            dpop_nonce: false,
         }
     }
 }
@@ -367,6 +377,7 @@ pub struct RawClient {
     pub exchange_impersonation: bool,
     pub id_token_signed_response_alg: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
+    pub dpop_bound: bool,
 }
 
 impl Default for RawClient {
@@ -388,6 +399,7 @@ impl Default for RawClient {
             exchange_impersonation: false,
             id_token_signed_response_alg: None,
             allowed_origins: None,
+            dpop_bound: false,
         }
     }
 }

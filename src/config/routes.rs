@@ -207,6 +207,7 @@ impl Compiler {
             );
         }
         let (resource, mcp) = self.protected_resource(i, &mut r, &path_prefix, &token_from, cx);
+        let dpop = self.dpop_mode(i, &r.dpop, auth, &token_from);
 
         if r.token_from.is_empty() && !matches!(auth, AuthMode::Public | AuthMode::Session) {
             self.err(
@@ -280,6 +281,7 @@ impl Compiler {
             );
         }
         Some(Route {
+            dpop,
             max_body_bytes: r.max_body_bytes,
             stream_idle_timeout,
             login,

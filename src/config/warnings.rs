@@ -31,6 +31,9 @@ impl Config {
         {
             out.push("sessions.state_secret_env: not set, so each gateway seals sign-in state with a key of its own and a sign-in through a provider must come back to the gateway it started on: give every replica the same secret".into());
         }
+        if shared_store && self.dpop.nonce && self.sessions.state_secret.is_none() {
+            out.push("token_service.dpop_nonce: each gateway keys its DPoP nonces with a secret of its own, so a nonce one replica hands out is refused by the others: set sessions.state_secret_env to the same secret on every replica".into());
+        }
         out
     }
 }

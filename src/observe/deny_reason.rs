@@ -34,6 +34,10 @@ pub enum DenyReason {
     RequestTooLarge,
     UntrustedProxy,
     AccessDenied,
+    // DPoP (RFC 9449): a proof refused, a nonce asked for, a token sent without its binding
+    DpopProof,
+    DpopNonce,
+    DpopBinding,
 }
 
 impl DenyReason {
@@ -41,7 +45,7 @@ impl DenyReason {
     pub const COUNT: usize = DenyReason::ALL.len();
 
     /// Every reason, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [DenyReason; 27] = [
+    pub const ALL: [DenyReason; 30] = [
         DenyReason::Malformed,
         DenyReason::UntrustedIssuer,
         DenyReason::Algorithm,
@@ -69,6 +73,9 @@ impl DenyReason {
         DenyReason::RequestTooLarge,
         DenyReason::UntrustedProxy,
         DenyReason::AccessDenied,
+        DenyReason::DpopProof,
+        DenyReason::DpopNonce,
+        DenyReason::DpopBinding,
     ];
 
     /// The slot of this reason in a counter array of `COUNT` entries.
@@ -106,12 +113,15 @@ impl DenyReason {
             DenyReason::RequestTooLarge => "request_too_large",
             DenyReason::UntrustedProxy => "untrusted_proxy",
             DenyReason::AccessDenied => "access_denied",
+            DenyReason::DpopProof => "invalid_dpop_proof",
+            DenyReason::DpopNonce => "use_dpop_nonce",
+            DenyReason::DpopBinding => "dpop_binding",
         }
     }
 }
 
 // A reason added to the enum but not to `ALL` would be counted out of bounds: refuse to build.
-const _: () = assert!(DenyReason::AccessDenied.index() + 1 == DenyReason::COUNT);
+const _: () = assert!(DenyReason::DpopBinding.index() + 1 == DenyReason::COUNT);
 
 impl std::fmt::Display for DenyReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -167,6 +177,9 @@ mod tests {
             "request_too_large",
             "untrusted_proxy",
             "access_denied",
+            "invalid_dpop_proof",
+            "use_dpop_nonce",
+            "dpop_binding",
         ];
         let got: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(got, expected);

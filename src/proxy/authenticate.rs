@@ -1,28 +1,44 @@
 //! Authenticates a request for its route: the token found where the route allows it, verified,
-//! judged against the route's audiences, and decoded once into an `Identity`.
+//! judged against the route's audiences and its DPoP binding, and decoded once into an `Identity`.
 
 use crate::auth::extract::extract_token;
 use crate::auth::identity::Identity;
 use crate::auth::jwt::TokenError;
 use crate::auth::principal::decode_claims;
 use crate::auth::Verifier;
-use crate::config::{AuthMode, Config, Route};
+use crate::config::{AuthMode, Config, DpopMode, Route};
+use crate::dpop::Dpop;
+use crate::proxy::proof::{judge_binding, Arrival};
 use crate::respond::Rejection;
 use pingora::http::RequestHeader;
+
+/// What a request is authenticated with: the generation's verifier, configuration and DPoP
+/// judge, and how the request arrived (for its proof's URL).
+pub struct With<'a> {
+    pub verifier: &'a Verifier,
+    pub config: &'a Config,
+    pub dpop: &'a Dpop,
+    pub arrival: Arrival<'a>,
+}
 
 /// `Ok(None)` when the route takes no token or an optional one was not sent.
 pub async fn authenticate(
     req: &RequestHeader,
     route: &Route,
-    verifier: &Verifier,
-    config: &Config,
+    with: &With<'_>,
 ) -> Result<Option<Identity>, Rejection> {
+    let (verifier, config) = (with.verifier, with.config);
     if route.auth == AuthMode::Public {
         return Ok(None);
     }
     let max_bytes = config.validation.max_token_bytes;
     let Some(token) = extract_token(req, &route.token_from, max_bytes)? else {
         return match route.auth {
+            AuthMode::Required if route.dpop == DpopMode::Required => {
+                Err(Rejection::MissingDpopToken {
+                    algs: with.dpop.algs.clone(),
+                })
+            }
             AuthMode::Required => Err(Rejection::MissingToken),
             // optional: no identity; session: the proxy looks for a session next
             _ => Ok(None),
@@ -39,6 +55,7 @@ pub async fn authenticate(
     if accepted.is_some_and(|a| !principal.has_audience(a)) {
         return Err(Rejection::InvalidToken(TokenError::Audience));
     }
+    judge_binding(req, route, &token, &principal, with.dpop, &with.arrival).await?;
     let segment = token.split('.').nth(1).unwrap_or_default();
     let payload = http::HeaderValue::from_str(segment).map_err(|_| {
         Rejection::InvalidToken(TokenError::Malformed("the token payload is not base64url"))

@@ -39,6 +39,11 @@ pub struct Shared {
     pub gateway_cookies: Vec<String>,
     /// the origin of `[server] public_url`, which MCP routes always allow
     pub public_origin: String,
+    /// the scheme of `[server] public_url`: a forward-auth question's proof names it when the
+    /// proxy does not say
+    pub public_scheme: String,
+    /// DPoP proofs at the edge (and at the token service, which shares it)
+    pub dpop: Arc<crate::dpop::Dpop>,
 }
 
 impl Shared {
@@ -70,6 +75,8 @@ pub struct Ctx {
     pub(crate) log_path: Option<String>,
     /// set when the request asks the forward-auth endpoint; the header is then the original request
     pub(crate) forward_auth: Option<Dialect>,
+    /// the peer is a trusted proxy, whose `X-Forwarded-Proto` is believed
+    pub(crate) from_trusted_proxy: bool,
     /// the MCP tool, prompt or resource the request calls, on routes that judge them
     pub(crate) tool: Option<String>,
 }

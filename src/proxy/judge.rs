@@ -2,9 +2,10 @@
 //! the body limit, authentication, sessions and policy. It writes no answer; the proxy's
 //! `request_filter` renders the `Verdict` in one place.
 
-use super::authenticate::authenticate;
+use super::authenticate::{authenticate, With};
 use super::ctx::{Ctx, Shared};
 use super::forward_auth::{is_preflight, Dialect};
+use super::proof::Arrival;
 use super::routes::{builtin, RouteMatch, Target};
 use super::upstream_request::upstream_path;
 use crate::auth::jwt::TokenError;
@@ -122,7 +123,7 @@ async fn judged(
         // a browser's preflight never carries credentials; the upstream answers it
         return Ok(passed(s, ctx));
     }
-    ctx.identity = authenticate(req, route, &s.verifier, &s.config).await?;
+    ctx.identity = authenticate(req, route, &with(s, ctx, tls, &target.path)).await?;
     if let (Some(id), Some(tokens)) = (&ctx.identity, &s.tokens) {
         if tokens.issued_to_removed_client(&id.principal) {
             return Err(Rejection::InvalidToken(TokenError::Revoked));
@@ -154,6 +155,25 @@ async fn judged(
         ctx.bearer = tokens.for_upstream(id, up).await?;
     }
     Ok(passed(s, ctx))
+}
+
+/// What a request is authenticated with on generation `s`; `tls`: it came over TLS.
+fn with<'a>(s: &'a Shared, ctx: &Ctx, tls: bool, path: &'a str) -> With<'a> {
+    With {
+        verifier: &s.verifier,
+        config: &s.config,
+        dpop: &s.dpop,
+        arrival: Arrival {
+            forwarded: ctx.from_trusted_proxy,
+            // a proxy asking names the client's scheme in X-Forwarded-Proto, else the public one
+            scheme: match (ctx.forward_auth, tls) {
+                (Some(_), _) => &s.public_scheme,
+                (None, true) => "https",
+                (None, false) => "http",
+            },
+            path,
+        },
+    }
 }
 
 /// Whether the route takes the request at all: a forward-auth-only route only questions, and an

@@ -11,6 +11,7 @@ pub mod ctx;
 pub mod forward_auth;
 pub mod judge;
 pub mod mcp_call;
+pub mod proof;
 pub mod resource;
 use crate::config::Route;
 use crate::proxy::framing::framing_problem;
@@ -186,6 +187,7 @@ impl ProxyHttp for Gateway {
             denial: None,
             log_path: None,
             forward_auth: None,
+            from_trusted_proxy: false,
             tool: None,
         }
     }
@@ -216,6 +218,14 @@ impl ProxyHttp for Gateway {
             Err(rej) => Verdict::Refuse(rej),
             Ok(dialect) => {
                 ctx.forward_auth = dialect;
+                // a question comes from a trusted proxy (it was refused otherwise)
+                let trusted = &s.config.server.trusted_proxies;
+                ctx.from_trusted_proxy = dialect.is_some()
+                    || (!trusted.is_empty()
+                        && crate::wire::forwarded::trusts(
+                            crate::wire::forwarded::peer(session),
+                            trusted,
+                        ));
                 match framing_problem(session) {
                     Some(problem) => Verdict::Refuse(Rejection::BadRequest(problem)),
                     None => judge(session.req_header(), over_tls(session), &s, ctx).await,

@@ -191,14 +191,18 @@ pub fn prepare_upstream(
     let drop_token = !f.route.forward_token || f.bearer.is_some();
     if !session.is_http2() && up.headers.capacity() < up.headers.len() + extra {
         *up = with_room(up, f.path, extra, |name| {
-            (drop_token && name.eq_ignore_ascii_case("authorization"))
+            (drop_token
+                && (name.eq_ignore_ascii_case("authorization")
+                    || name.eq_ignore_ascii_case("dpop")))
                 || (!believed && is_forwarding_header(name))
         })?;
     } else if let Some(p) = f.path {
         up.set_raw_path(p.as_bytes())?;
     }
     if drop_token {
+        // a DPoP proof goes with its token: the gateway has used it up
         up.remove_header("authorization");
+        up.remove_header("dpop");
         if !f.route.token_from.cookie.is_empty() {
             strip_token_cookies(up, &f.route.token_from.cookie)?;
         }

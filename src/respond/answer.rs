@@ -157,7 +157,8 @@ async fn send(session: &mut Session, r: Response) -> pingora::Result<()> {
     h.insert_header("content-length", r.body.len().to_string())?;
     h.insert_header("cache-control", "no-store")?;
     for (k, v) in r.headers {
-        if k.eq_ignore_ascii_case("set-cookie") {
+        // headers that may come more than once: cookies, and challenges (Bearer and DPoP)
+        if k.eq_ignore_ascii_case("set-cookie") || k.eq_ignore_ascii_case("www-authenticate") {
             h.append_header(k, v)?;
         } else {
             h.insert_header(k, v)?;

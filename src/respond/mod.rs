@@ -11,6 +11,7 @@ use crate::config::ProtectedResource;
 use crate::observe::DenyReason;
 use crate::policy::Denied;
 use pingora::http::ResponseHeader;
+use std::sync::Arc;
 
 pub const REALM: &str = "gatehouse";
 /// Why a body over the route's `max_body_bytes` is refused, before or while it is forwarded.
@@ -22,6 +23,10 @@ pub enum Rejection {
     NotFound,
     MethodNotAllowed(Vec<http::Method>),
     MissingToken,
+    /// no token on a route that takes DPoP-bound tokens only: the challenges say both schemes
+    MissingDpopToken {
+        algs: Arc<str>,
+    },
     InvalidToken(TokenError),
     InsufficientScope(Denied),
     KeysUnavailable {
@@ -45,6 +50,12 @@ pub enum Rejection {
     ExchangeRefused,
     /// the upstream's exchanged token cannot be minted now (store, randomness, signing)
     ExchangeUnavailable,
+    /// a DPoP proof refused, a nonce asked for, or a token without its binding (RFC 9449 §7.1);
+    /// the DPoP challenge names `algs`
+    Dpop {
+        refusal: crate::dpop::Refusal,
+        algs: Arc<str>,
+    },
 }
 
 impl Rejection {
@@ -54,6 +65,7 @@ impl Rejection {
             Rejection::NotFound => 404,
             Rejection::MethodNotAllowed(_) => 405,
             Rejection::MissingToken | Rejection::InvalidToken(_) => 401,
+            Rejection::MissingDpopToken { .. } => 401,
             Rejection::InsufficientScope(_) => 403,
             Rejection::KeysUnavailable { .. }
             | Rejection::SessionsUnavailable
@@ -62,6 +74,10 @@ impl Rejection {
             Rejection::TooLarge => 413,
             Rejection::UntrustedProxy | Rejection::Unrouted | Rejection::ForeignOrigin => 403,
             Rejection::ToolDenied => 403,
+            Rejection::Dpop { refusal, .. } => match refusal {
+                crate::dpop::Refusal::Unavailable => 503,
+                _ => 401,
+            },
         }
     }
 
@@ -70,7 +86,7 @@ impl Rejection {
             Rejection::BadRequest(_) => "invalid_request",
             Rejection::NotFound => "not_found",
             Rejection::MethodNotAllowed(_) => "method_not_allowed",
-            Rejection::MissingToken => "unauthorized",
+            Rejection::MissingToken | Rejection::MissingDpopToken { .. } => "unauthorized",
             Rejection::InvalidToken(_) => "invalid_token",
             Rejection::InsufficientScope(_) => "insufficient_scope",
             Rejection::KeysUnavailable { .. }
@@ -83,6 +99,7 @@ impl Rejection {
             | Rejection::ForeignOrigin
             | Rejection::ToolDenied
             | Rejection::ExchangeRefused => "access_denied",
+            Rejection::Dpop { refusal, .. } => refusal.code(),
         }
     }
 
@@ -92,6 +109,7 @@ impl Rejection {
             Rejection::NotFound => "no route matches this request",
             Rejection::MethodNotAllowed(_) => "the route does not accept this method",
             Rejection::MissingToken => "a bearer token is required",
+            Rejection::MissingDpopToken { .. } => "a DPoP-bound token and its proof are required",
             Rejection::InvalidToken(e) => e.description(),
             Rejection::InsufficientScope(_) => "the token does not grant access to this route",
             Rejection::KeysUnavailable { .. } => "the issuer's signing keys are not available yet",
@@ -114,6 +132,7 @@ impl Rejection {
             Rejection::ExchangeUnavailable => {
                 "the token for this route's upstream cannot be issued right now"
             }
+            Rejection::Dpop { refusal, .. } => refusal.description(),
         }
     }
 
@@ -123,7 +142,9 @@ impl Rejection {
             Rejection::BadRequest(_) => DenyReason::InvalidRequest,
             Rejection::NotFound => DenyReason::NotFound,
             Rejection::MethodNotAllowed(_) => DenyReason::MethodNotAllowed,
-            Rejection::MissingToken => DenyReason::MissingToken,
+            Rejection::MissingToken | Rejection::MissingDpopToken { .. } => {
+                DenyReason::MissingToken
+            }
             Rejection::InvalidToken(e) => e.reason(),
             Rejection::InsufficientScope(d) => d.reason,
             Rejection::KeysUnavailable { .. }
@@ -135,13 +156,21 @@ impl Rejection {
             Rejection::Unrouted => DenyReason::AccessDenied,
             Rejection::ForeignOrigin => DenyReason::CrossSiteRequest,
             Rejection::ToolDenied | Rejection::ExchangeRefused => DenyReason::AccessDenied,
+            Rejection::Dpop { refusal, .. } => match refusal {
+                crate::dpop::Refusal::Proof(_) => DenyReason::DpopProof,
+                crate::dpop::Refusal::UseNonce(_) => DenyReason::DpopNonce,
+                crate::dpop::Refusal::Unavailable => DenyReason::TemporarilyUnavailable,
+                crate::dpop::Refusal::Binding(_) => DenyReason::DpopBinding,
+            },
         }
     }
 
     /// RFC 6750 §3 challenge for 401 and 403.
     pub fn www_authenticate(&self) -> Option<String> {
         match self {
-            Rejection::MissingToken => Some(format!("Bearer realm=\"{REALM}\"")),
+            Rejection::MissingToken | Rejection::MissingDpopToken { .. } => {
+                Some(format!("Bearer realm=\"{REALM}\""))
+            }
             Rejection::InvalidToken(e) => Some(format!(
                 "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
                 e.description()
@@ -152,8 +181,36 @@ impl Rejection {
                 }
                 None => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
             }),
+            // a token without its binding is an invalid token whichever scheme it came with
+            Rejection::Dpop {
+                refusal: crate::dpop::Refusal::Binding(d),
+                ..
+            } => Some(format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{d}\""
+            )),
+            // a proof's refusal belongs to the DPoP challenge beside this one
+            Rejection::Dpop { .. } if self.status() == 401 => {
+                Some(format!("Bearer realm=\"{REALM}\""))
+            }
             _ => None,
         }
+    }
+
+    /// RFC 9449 §7.1: the DPoP challenge beside the Bearer one, naming the algorithms proofs may
+    /// use and, for a proof's refusal, why.
+    pub fn dpop_challenge(&self) -> Option<String> {
+        let (algs, error) = match self {
+            Rejection::Dpop { refusal, algs } if self.status() == 401 => (algs, refusal.code()),
+            // RFC 6750 §3.1: a request without credentials is told no error, only how
+            Rejection::MissingDpopToken { algs } => {
+                return Some(format!("DPoP realm=\"{REALM}\", algs=\"{algs}\""))
+            }
+            _ => return None,
+        };
+        Some(format!(
+            "DPoP realm=\"{REALM}\", algs=\"{algs}\", error=\"{error}\", error_description=\"{}\"",
+            self.description()
+        ))
     }
 }
 
@@ -173,10 +230,11 @@ impl Rejection {
             extra.push_str(&format!(", scope=\"{}\"", p.required.join(" ")));
         }
         let value = format!("{realm}{extra}{rest}");
+        // the Bearer challenge only: a DPoP one beside it stays as it is
         for h in a
             .headers
             .iter_mut()
-            .filter(|(k, _)| *k == "www-authenticate")
+            .filter(|(k, v)| *k == "www-authenticate" && v.starts_with("Bearer "))
         {
             h.1 = value.clone();
         }
@@ -209,6 +267,17 @@ impl AsAnswer for Rejection {
         let mut headers: Vec<(&'static str, String)> = Vec::new();
         if let Some(w) = self.www_authenticate() {
             headers.push(("www-authenticate", w));
+        }
+        if let Some(d) = self.dpop_challenge() {
+            headers.push(("www-authenticate", d));
+        }
+        if let Rejection::Dpop { refusal, .. } = self {
+            if let Some(n) = refusal.nonce() {
+                headers.push(("dpop-nonce", n.to_string()));
+            }
+            if *refusal == crate::dpop::Refusal::Unavailable {
+                headers.push(("retry-after", "1".to_string()));
+            }
         }
         if let Rejection::KeysUnavailable { retry_after } = self {
             headers.push(("retry-after", retry_after.to_string()));
@@ -266,7 +335,11 @@ impl ErrorAnswer {
         r.insert_header("content-length", body_len.to_string())?;
         r.insert_header("cache-control", "no-store")?;
         for (k, v) in &self.headers {
-            r.insert_header(*k, v.as_str())?;
+            if k.eq_ignore_ascii_case("www-authenticate") {
+                r.append_header(*k, v.as_str())?;
+            } else {
+                r.insert_header(*k, v.as_str())?;
+            }
         }
         Ok(r)
     }
@@ -283,7 +356,12 @@ impl ErrorAnswer {
         )?;
         r.insert_header("grpc-message", crate::wire::grpc::message(self.description))?;
         for (k, v) in &self.headers {
-            r.insert_header(k.to_string(), v.as_str())?;
+            // several challenges (Bearer and DPoP) are several headers
+            if k.eq_ignore_ascii_case("www-authenticate") {
+                r.append_header(k.to_string(), v.as_str())?;
+            } else {
+                r.insert_header(k.to_string(), v.as_str())?;
+            }
         }
         Ok(r)
     }
@@ -343,5 +421,80 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&missing.body()).unwrap();
         assert_eq!(body["error"], "unauthorized");
         assert_eq!(body.as_object().map(|o| o.len()), Some(2));
+    }
+
+    #[test]
+    fn a_dpop_refusal_has_both_challenges_and_a_nonce_when_one_is_needed() {
+        use crate::dpop::Refusal;
+        let algs: Arc<str> = "ES256 EdDSA".into();
+        let proof = Rejection::Dpop {
+            refusal: Refusal::Proof("the DPoP proof was used before"),
+            algs: algs.clone(),
+        };
+        let a = proof.answer();
+        assert_eq!((a.status, a.code), (401, "invalid_dpop_proof"));
+        let challenges: Vec<&str> = a
+            .headers
+            .iter()
+            .filter(|(k, _)| *k == "www-authenticate")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            challenges,
+            [
+                "Bearer realm=\"gatehouse\"",
+                "DPoP realm=\"gatehouse\", algs=\"ES256 EdDSA\", error=\"invalid_dpop_proof\", error_description=\"the DPoP proof was used before\""
+            ]
+        );
+        let nonce = Rejection::Dpop {
+            refusal: Refusal::UseNonce("n0".into()),
+            algs: algs.clone(),
+        };
+        let a = nonce.answer();
+        assert_eq!((a.status, a.code), (401, "use_dpop_nonce"));
+        assert!(a.headers.contains(&("dpop-nonce", "n0".to_string())));
+        let bearer = Rejection::Dpop {
+            refusal: Refusal::Binding("bound"),
+            algs: algs.clone(),
+        };
+        let a = bearer.answer();
+        assert_eq!((a.status, a.code), (401, "invalid_token"));
+        assert!(a.headers[0].1.contains("error=\"invalid_token\""));
+        assert!(a.headers[1]
+            .1
+            .starts_with("DPoP realm=\"gatehouse\", algs="));
+        let down = Rejection::Dpop {
+            refusal: Refusal::Unavailable,
+            algs,
+        };
+        let a = down.answer();
+        assert_eq!(a.status, 503);
+        assert!(a.headers.contains(&("retry-after", "1".to_string())));
+        // on a protected resource, only the Bearer challenge gains the metadata address
+        let r = ProtectedResource {
+            resource: "https://gw.test/mcp".into(),
+            metadata_path: "/.well-known/oauth-protected-resource/mcp".into(),
+            metadata_url: "https://gw.test/.well-known/oauth-protected-resource/mcp".into(),
+            authorization_servers: vec![],
+            name: "mcp".into(),
+            scopes: vec![],
+            required: vec![],
+            bearer_methods: vec![],
+        };
+        let a = proof.answer_for(Some(&r));
+        assert!(a.headers[0].1.contains("resource_metadata="));
+        assert!(a.headers[1].1.starts_with("DPoP realm="));
+        let missing = Rejection::MissingDpopToken {
+            algs: "ES256".into(),
+        }
+        .answer();
+        assert_eq!((missing.status, missing.code), (401, "unauthorized"));
+        assert_eq!(
+            missing.headers[1].1,
+            "DPoP realm=\"gatehouse\", algs=\"ES256\""
+        );
+        // both reach the wire as two headers
+        let h = a.response_header(0).unwrap();
+        assert_eq!(h.headers.get_all("www-authenticate").iter().count(), 2);
     }
 }

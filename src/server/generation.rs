@@ -25,6 +25,8 @@ pub struct Lasting {
     pub revocations: Arc<Revocations>,
     pub revocations_loaded: Arc<RevocationsLoaded>,
     pub propagation: prometheus::Histogram,
+    /// DPoP proof ids seen, kept across reloads so none can be replayed after one
+    pub seen_proofs: Arc<crate::dpop::replay::SeenProofs>,
 }
 
 /// Keeps every issuer's keys warm for as long as the generation serves.
@@ -80,22 +82,9 @@ pub fn generation(
         }),
         _ => None,
     };
-    let tokens = match (signing, &lasting.store) {
-        (Some(keys), Some(store)) => token::TokenService::new(
-            &config,
-            keys,
-            store.clone(),
-            verifier.clone(),
-            lasting.clock.clone(),
-        )?,
-        (Some(_), None) => {
-            return Err(StartupError::Setting {
-                key: "token_service",
-                problem: "was added: adding a token service needs a restart".into(),
-            })
-        }
-        _ => None,
-    };
+    let dpop = Arc::new(dpop(&config, lasting)?);
+    let judges = (verifier.clone(), dpop.clone());
+    let tokens = token_service(&config, lasting, signing, judges)?;
     let gateway_cookies = gateway_cookies(tokens.as_ref());
     let providers = match &tokens {
         Some(_) => Some(Arc::new(providers(&config, lasting)?)),
@@ -103,7 +92,12 @@ pub fn generation(
     };
     let claim_names = claim_names(&config);
     let public_origin = origin_of(&config.server.public_url);
+    let public_scheme = url::Url::parse(&config.server.public_url)
+        .map(|u| u.scheme().to_string())
+        .unwrap_or_else(|_| "https".into());
     let shared = Shared {
+        public_scheme,
+        dpop,
         public_origin,
         providers,
         gateway_cookies,
@@ -123,6 +117,43 @@ pub fn generation(
         identity_signer,
     };
     Ok((shared, tasks))
+}
+
+/// The token service of a generation, with its signing keys, when the configuration has one.
+fn token_service(
+    config: &Config,
+    lasting: &Lasting,
+    signing: Option<token::keys::SigningKeys>,
+    judges: (Arc<Verifier>, Arc<crate::dpop::Dpop>),
+) -> Result<Option<token::TokenService>, StartupError> {
+    match (signing, &lasting.store) {
+        (Some(keys), Some(store)) => {
+            token::TokenService::new(config, keys, store.clone(), judges, lasting.clock.clone())
+        }
+        (Some(_), None) => Err(StartupError::Setting {
+            key: "token_service",
+            problem: "was added: adding a token service needs a restart".into(),
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// The DPoP judge of a generation: its settings, the proof ids every generation shares, and nonces
+/// keyed by `[sessions] state_secret_env` when set (so every replica takes every other's).
+fn dpop(config: &Config, lasting: &Lasting) -> Result<crate::dpop::Dpop, StartupError> {
+    let secret = config
+        .sessions
+        .state_secret
+        .as_ref()
+        .map(|s| s.0.as_bytes());
+    crate::dpop::Dpop::new(
+        config.dpop.clone(),
+        config.validation.leeway,
+        lasting.clock.clone(),
+        lasting.seen_proofs.clone(),
+        secret,
+    )
+    .map_err(|e| StartupError::part("token_service")(e.to_string()))
 }
 
 /// The previous generation's verifier, with its key and verified-token caches, when the issuers,

@@ -256,12 +256,18 @@ fn lasting(
             StoreMaintenance(store.clone(), clock.clone()),
         ));
     }
+    // DPoP proof ids: in the shared store when there is one (every replica refuses a replay),
+    // else in this process's memory
+    let shared_ids = store.as_ref().and_then(|s| s.once_ids());
+    let seen_proofs = crate::dpop::replay::SeenProofs::new(shared_ids)
+        .map_err(|e| StartupError::part("token_service")(e.to_string()))?;
     Ok(generation::Lasting {
         clock,
         store,
         revocations,
         revocations_loaded,
         propagation,
+        seen_proofs: Arc::new(seen_proofs),
     })
 }
 

@@ -315,6 +315,7 @@ mod tests {
             subject: subject.into(),
             scopes: "read".into(),
             resource: String::new(),
+            jkt: String::new(),
             expires_at: end,
             family_expires_at: end,
         }

@@ -41,8 +41,8 @@ pub trait Store: Send + Sync + 'static {
     fn put_refresh(&self, rec: &RefreshRecord) -> Result<(), StoreError>;
 
     /// Rotates atomically: when `old_hash` is the family's current token, bound to `client_id` and
-    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject, scopes and
-    /// resource).
+    /// unexpired, it is marked used and `new_hash` takes its place (same family, subject, scopes,
+    /// resource and DPoP key).
     /// Presenting a token that was already rotated revokes its whole family.
     fn rotate_refresh(
         &self,
@@ -126,6 +126,19 @@ pub trait Store: Send + Sync + 'static {
     fn counter(&self) -> Option<Arc<dyn Counter>> {
         None
     }
+
+    /// One-time ids shared between gateways (DPoP proof ids), when this store shares them; `None`
+    /// means each gateway remembers them in its own memory.
+    fn once_ids(&self) -> Option<Arc<dyn OnceIds>> {
+        None
+    }
+}
+
+/// Ids each accepted once by every gateway on one store, for a while.
+#[async_trait::async_trait]
+pub trait OnceIds: Send + Sync {
+    /// Records `id` for `ttl_secs` (at least one); false when it was recorded already: a replay.
+    async fn first_use(&self, id: &str, ttl_secs: u64) -> Result<bool, StoreError>;
 }
 
 /// Fixed-window counters shared by every gateway on one store.
@@ -152,6 +165,8 @@ pub struct RefreshRecord {
     pub scopes: String,
     /// the protected resource the family's access tokens are for (RFC 8707); empty: none
     pub resource: String,
+    /// the thumbprint of the DPoP key a public client's family is bound to (RFC 9449 §5); empty: none
+    pub jkt: String,
     pub expires_at: u64,
     /// `refresh_token_ttl` bounds the family's life, however often it rotates
     pub family_expires_at: u64,

@@ -315,6 +315,7 @@ impl TokenService {
         code: &str,
         verifier: &str,
         (redirect_uri, resource): (Option<&str>, Option<&str>),
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let hash = sha256_hex(code);
         let rec = self.redeem(client, &hash).await?;
@@ -330,7 +331,11 @@ impl TokenService {
         let (mut body, issued) = self
             .issue_for_user(
                 client,
-                (&rec.subject, resource.as_deref()),
+                super::Grantee {
+                    subject: &rec.subject,
+                    resource: resource.as_deref(),
+                    jkt,
+                },
                 &scopes,
                 &roles,
                 super::Family::New,

@@ -151,6 +151,7 @@ pub fn client_from(url: &str, doc: &Value, scopes: &[String]) -> Result<Client, 
         jwt_bearer_subjects: vec![],
         id_token_alg: jsonwebtoken::Algorithm::RS256,
         allowed_origins: vec![],
+        dpop_bound: false,
     })
 }
 

@@ -106,6 +106,7 @@ mod tests {
             jwt_bearer_subjects: vec![],
             id_token_alg: jsonwebtoken::Algorithm::RS256,
             allowed_origins: vec![],
+            dpop_bound: false,
         }
     }
 

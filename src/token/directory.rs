@@ -166,6 +166,7 @@ pub fn registered_client(r: &RegisteredClient, allowed: &[String]) -> Client {
         jwt_bearer_subjects: vec![],
         id_token_alg: jsonwebtoken::Algorithm::RS256,
         allowed_origins: vec![],
+        dpop_bound: false,
     }
 }
 

@@ -89,13 +89,18 @@ impl TokenService {
             Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => {
                 let basic = req.header_text("authorization");
                 let repeated = req.header.headers.get_all("authorization").iter().nth(1);
+                // RFC 9449: a token request may prove a key; the other endpoints ignore proofs
+                let proof = match endpoint {
+                    Endpoint::Token => crate::dpop::proof_header(&req.header.headers),
+                    _ => Ok(None),
+                };
                 let answer = match req.form() {
                     _ if repeated.is_some() => Err(invalid_request(
                         "the Authorization header was sent more than once",
                     )),
                     Ok(form) => {
-                        self.answer_post(endpoint, basic, &form, &req.client_key())
-                            .await
+                        let post = (basic, &form, req.client_key());
+                        self.answer_post_with(endpoint, post, proof).await
                     }
                     Err(e) => Err(form_error(e)),
                 };
@@ -103,6 +108,14 @@ impl TokenService {
                     Ok(body) => {
                         let mut headers = cors;
                         headers.push(("pragma", "no-cache".to_string()));
+                        // the nonce of the moment, so a client need not be refused to learn it
+                        if let Some(n) = self
+                            .dpop
+                            .current_nonce()
+                            .filter(|_| endpoint == Endpoint::Token)
+                        {
+                            headers.push(("dpop-nonce", n));
+                        }
                         Answer::json(200, headers, body.to_string())
                     }
                     Err(e) => with_headers(e.answer(), cors).into(),
@@ -128,6 +141,11 @@ impl TokenService {
             Some(a) => vec![
                 ("access-control-allow-origin", a),
                 ("vary", "Origin".to_string()),
+                // a browser client reads the nonce and the challenges (RFC 9449 §8)
+                (
+                    "access-control-expose-headers",
+                    "DPoP-Nonce, WWW-Authenticate".to_string(),
+                ),
             ],
             None => vec![],
         }
@@ -146,14 +164,14 @@ impl TokenService {
         cors.push(("access-control-allow-methods", endpoint.allow().to_string()));
         cors.push((
             "access-control-allow-headers",
-            "authorization, content-type".to_string(),
+            "authorization, content-type, dpop".to_string(),
         ));
         cors.push(("access-control-max-age", "600".to_string()));
         Answer::empty(204, cors)
     }
 
-    /// The POST endpoints after the form is read: rate limits, client authentication, then the
-    /// endpoint's logic. No socket is involved, so it is tested directly.
+    /// The POST endpoints after the form is read, without a DPoP proof.
+    #[cfg(test)]
     pub(super) async fn answer_post(
         &self,
         endpoint: Endpoint,
@@ -161,12 +179,31 @@ impl TokenService {
         form: &HashMap<String, String>,
         address: &str,
     ) -> Result<Value, OAuthError> {
+        let post = (basic, form, address.to_string());
+        self.answer_post_with(endpoint, post, Ok(None)).await
+    }
+
+    /// The POST endpoints after the form is read: rate limits, the DPoP proof of a token request,
+    /// client authentication, then the endpoint's logic. No socket is involved, so it is tested
+    /// directly. `proof`: the request's `DPoP` header.
+    pub(super) async fn answer_post_with(
+        &self,
+        endpoint: Endpoint,
+        (basic, form, address): (Option<&str>, &HashMap<String, String>, String),
+        proof: Result<Option<&str>, crate::dpop::Refusal>,
+    ) -> Result<Value, OAuthError> {
+        let address = address.as_str();
         if !self.per_address.hit(address).await {
             return Err(too_many(
                 self.per_address.retry_after(),
                 "too many requests from this address; slow down",
             ));
         }
+        // checked before the client, so a refused proof never counts as a failed authentication
+        let jkt = match proof.map_err(dpop_refused)? {
+            Some(p) => Some(self.token_proof(p).await?),
+            None => None,
+        };
         let creds = Self::credentials(basic, form)?;
         Self::accepted_at(&creds, endpoint)?;
         let client = self.authenticate(&creds, address).await?;
@@ -185,7 +222,7 @@ impl TokenService {
         let answer = match endpoint {
             Endpoint::Introspect => self.introspect(&client, authenticated, form).await,
             Endpoint::Revoke => self.revoke(&client, form).await,
-            _ => self.token(&client, form, address).await,
+            _ => self.token(&client, form, (address, jkt.as_deref())).await,
         };
         if let (Credentials::Grant { .. }, Err(e)) = (&creds, &answer) {
             // The assertion was the client's only proof: a bad one is a failed authentication.
@@ -195,6 +232,21 @@ impl TokenService {
             }
         }
         answer
+    }
+}
+
+impl TokenService {
+    /// Checks a token request's DPoP proof (RFC 9449 §5): for `POST` to the token endpoint's URL.
+    /// Returns the thumbprint its access token is bound to.
+    async fn token_proof(&self, proof: &str) -> Result<String, OAuthError> {
+        let url = self.own_url("/oauth/token");
+        let r = crate::dpop::Request {
+            method: "POST",
+            url: &url,
+            access_token: None,
+            bound_to: None,
+        };
+        self.dpop.check(proof, &r).await.map_err(dpop_refused)
     }
 }
 

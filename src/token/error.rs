@@ -1,5 +1,5 @@
 //! The error codes the token service answers with (RFC 6749 §4.1.2.1 and §5.2, RFC 7009, RFC 8707,
-//! OIDC Core §3.1.2.6).
+//! OIDC Core §3.1.2.6, RFC 9449).
 
 /// An OAuth `error` value. The JSON and redirect parameters carry `as_str`, exactly as the RFCs
 /// spell it; code compares the enum.
@@ -16,6 +16,10 @@ pub enum OAuthErrorCode {
     InvalidTarget,
     /// OIDC Core: `prompt=none` and nobody is signed in
     LoginRequired,
+    /// RFC 9449 §5: the DPoP proof is missing where it is needed, or refused
+    InvalidDpopProof,
+    /// RFC 9449 §8: the DPoP proof must carry the nonce sent in `DPoP-Nonce`
+    UseDpopNonce,
     ServerError,
     TemporarilyUnavailable,
 }
@@ -32,6 +36,8 @@ impl OAuthErrorCode {
             OAuthErrorCode::InvalidScope => "invalid_scope",
             OAuthErrorCode::InvalidTarget => "invalid_target",
             OAuthErrorCode::LoginRequired => "login_required",
+            OAuthErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            OAuthErrorCode::UseDpopNonce => "use_dpop_nonce",
             OAuthErrorCode::ServerError => "server_error",
             OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
         }
@@ -66,6 +72,8 @@ mod tests {
             (InvalidScope, "invalid_scope"),
             (InvalidTarget, "invalid_target"),
             (LoginRequired, "login_required"),
+            (InvalidDpopProof, "invalid_dpop_proof"),
+            (UseDpopNonce, "use_dpop_nonce"),
             (ServerError, "server_error"),
             (TemporarilyUnavailable, "temporarily_unavailable"),
         ];
@@ -86,6 +94,7 @@ mod tests {
             basic: false,
             retry_after: None,
             allow: None,
+            dpop_nonce: None,
         };
         let body: serde_json::Value = serde_json::from_str(&e.answer().body()).unwrap();
         assert_eq!(

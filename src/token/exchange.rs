@@ -234,7 +234,13 @@ impl TokenService {
             extra.insert("act".into(), a);
         }
         let roles: Vec<String> = p.roles().map(str::to_string).collect();
-        let (token, _, jti) = self.mint(client, (sub, m.target), m.scopes, &roles, extra)?;
+        // an exchanged token is a bearer token: DPoP binding of exchanges is not offered
+        let grantee = super::Grantee {
+            subject: sub,
+            resource: m.target,
+            jkt: None,
+        };
+        let (token, _, jti) = self.mint(client, grantee, m.scopes, &roles, extra)?;
         if let Some(f) = family {
             let j = jti.clone();
             run_blocking(&self.store, move |s| s.family_token(&f, &j, exp))

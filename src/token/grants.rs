@@ -25,12 +25,13 @@ impl TokenService {
         }
     }
 
-    /// A request to the token endpoint from an authenticated (or identified public) client.
+    /// A request to the token endpoint from an authenticated (or identified public) client; `jkt`:
+    /// the key its DPoP proof proved, which what it is issued is bound to.
     pub(super) async fn token(
         &self,
         client: &Client,
         form: &HashMap<String, String>,
-        address: &str,
+        (address, jkt): (&str, Option<&str>),
     ) -> Result<Value, OAuthError> {
         let grant_type = request::grant_type(form)?;
         if !client.grant_types.contains(&grant_type) {
@@ -38,6 +39,13 @@ impl TokenService {
                 400,
                 OAuthErrorCode::UnauthorizedClient,
                 "the client may not use this grant type",
+            ));
+        }
+        if client.dpop_bound && jkt.is_none() {
+            return Err(oauth(
+                400,
+                OAuthErrorCode::InvalidDpopProof,
+                "this client's tokens are DPoP-bound: send a DPoP proof",
             ));
         }
         let req = TokenRequest::parse(grant_type, form)?;
@@ -51,18 +59,18 @@ impl TokenService {
                 redirect_uri,
             } => {
                 let sent = (redirect_uri.as_deref(), resource.as_deref());
-                return self.code_grant(client, &code, &verifier, sent).await;
+                return self.code_grant(client, &code, &verifier, sent, jkt).await;
             }
             Grant::Password { username, password } => {
                 let credentials = (username.as_str(), password.as_str());
                 let asked = (asked, resource.as_deref());
                 return self
-                    .password_grant(client, credentials, asked, address)
+                    .password_grant(client, credentials, asked, (address, jkt))
                     .await;
             }
             Grant::RefreshToken { refresh_token } => {
                 let asked = (req.scope, resource);
-                return self.refresh_grant(client, &refresh_token, asked).await;
+                return self.refresh_grant(client, &refresh_token, asked, jkt).await;
             }
             Grant::TokenExchange(ex) => {
                 let asked = (asked, resource.as_deref());
@@ -84,14 +92,15 @@ impl TokenService {
                 (client.client_id.clone(), scopes)
             }
         };
-        let (token, ttl, _) = self.mint(
-            client,
-            (&subject, resource.as_deref()),
-            &scopes,
-            &client.roles,
-            Default::default(),
-        )?;
-        let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+        let grantee = Grantee {
+            subject: &subject,
+            resource: resource.as_deref(),
+            jkt,
+        };
+        let (token, ttl, _) =
+            self.mint(client, grantee, &scopes, &client.roles, Default::default())?;
+        let mut body =
+            json!({"access_token": token, "token_type": token_type(jkt), "expires_in": ttl});
         if !scopes.is_empty() {
             put(&mut body, "scope", json!(scopes.join(" ")));
         }
@@ -120,11 +129,11 @@ impl TokenService {
         Ok(sub.to_string())
     }
     /// Signs an RFC 9068 access token for a subject; its `aud` is the resource asked for (RFC 8707),
-    /// else the client's audience.
-    pub fn mint(
+    /// else the client's audience; a proven key binds it (`cnf.jkt`, RFC 9449 §6.1).
+    pub(crate) fn mint(
         &self,
         client: &Client,
-        (subject, resource): (&str, Option<&str>),
+        grantee: Grantee<'_>,
         scopes: &[String],
         roles: &[String],
         extra: serde_json::Map<String, Value>,
@@ -137,6 +146,7 @@ impl TokenService {
         header.typ = Some("at+jwt".into());
         header.kid = Some(key.kid.clone());
         // RFC 8707 §2: a token asked for a resource is for that resource alone.
+        let (subject, resource) = (grantee.subject, grantee.resource);
         let aud = match (resource, client.audience.as_slice()) {
             (Some(r), _) => json!(r),
             (None, [one]) => json!(one),
@@ -156,6 +166,9 @@ impl TokenService {
         }
         if !roles.is_empty() {
             put(&mut claims, "roles", json!(roles));
+        }
+        if let Some(jkt) = grantee.jkt {
+            put(&mut claims, "cnf", json!({ "jkt": jkt }));
         }
         // A user's claims the scopes allow, never overriding the token's own; only an earlier
         // `exp` may replace the service's, so an exchanged token ends with the token it replaced.
@@ -183,7 +196,7 @@ impl TokenService {
         client: &Client,
         (username, password): (&str, &str),
         (asked, resource): (Option<&[String]>, Option<&str>),
-        address: &str,
+        (address, jkt): (&str, Option<&str>),
     ) -> Result<Value, OAuthError> {
         let scopes = Self::scopes(client, asked)?;
         let user = match self.sign_in(username, password, address).await {
@@ -204,33 +217,39 @@ impl TokenService {
             }
             SignIn::Busy => return Err(busy()),
         };
-        let grantee = (user.subject.as_str(), resource);
+        let grantee = Grantee {
+            subject: &user.subject,
+            resource,
+            jkt,
+        };
         self.issue_for_user(client, grantee, &scopes, &user.roles, Family::New)
             .await
             .map(|(body, _)| body)
     }
 
     /// An access token for a user (for `resource` when one was asked), and a new refresh-token
-    /// family, bound to that resource, when the client may refresh and `Family::New` is asked.
+    /// family, bound to that resource, when the client may refresh and `Family::New` is asked. A
+    /// public client's family is bound to the DPoP key too (RFC 9449 §5).
     pub(super) async fn issue_for_user(
         &self,
         client: &Client,
-        (subject, resource): (&str, Option<&str>),
+        grantee: Grantee<'_>,
         scopes: &[String],
         roles: &[String],
         family: Family<'_>,
     ) -> Result<(Value, Issued), OAuthError> {
+        let (subject, resource) = (grantee.subject, grantee.resource);
         let extra = self
             .user_by_subject(subject)
             .map(|u| released_claims(u, scopes))
             .unwrap_or_default();
-        let (token, ttl, jti) = self.mint(client, (subject, resource), scopes, roles, extra)?;
+        let (token, ttl, jti) = self.mint(client, grantee, scopes, roles, extra)?;
         let mut issued = Issued {
             jti,
             exp: self.clock.now_secs() + ttl,
             family: String::new(),
         };
-        let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+        let mut body = json!({"access_token": token, "token_type": token_type(grantee.jkt), "expires_in": ttl});
         if !scopes.is_empty() {
             put(&mut body, "scope", json!(scopes.join(" ")));
         }
@@ -250,6 +269,11 @@ impl TokenService {
                 subject: subject.to_string(),
                 scopes: scopes.join(" "),
                 resource: resource.unwrap_or_default().to_string(),
+                // a confidential client's refresh token is bound by its authentication instead
+                jkt: match client.public {
+                    true => grantee.jkt.unwrap_or_default().to_string(),
+                    false => String::new(),
+                },
                 expires_at: family_expires_at,
                 family_expires_at,
             };
@@ -270,12 +294,14 @@ impl TokenService {
     }
 
     /// Refresh-token rotation: each refresh token works once; presenting a used one revokes its family.
-    /// The successor keeps the family's resource; a refresh may name it again, never another.
+    /// The successor keeps the family's resource and DPoP key; a refresh may name the resource
+    /// again, never another, and a bound family's refresh must prove its key.
     pub(super) async fn refresh_grant(
         &self,
         client: &Client,
         presented: &str,
         (asked, resource): (Option<Vec<String>>, Option<String>),
+        jkt: Option<&str>,
     ) -> Result<Value, OAuthError> {
         let now = self.clock.now_secs();
         let next = random_token(32).map_err(no_randomness)?;
@@ -285,11 +311,14 @@ impl TokenService {
             client.client_id.clone(),
         );
         let (wanted, resources) = (asked.clone(), self.resources.clone());
+        let proved = jkt.map(str::to_string);
         let rotation = run_blocking(&self.store, move |s| {
             let current = s.active_refresh(&old, now)?;
-            // Scope and resource are checked before rotating: a refused refresh leaves the token usable.
+            // Scope, resource and key are checked before rotating: a refused refresh leaves the
+            // token usable.
             if let Some(rec) = &current {
-                let fits = refresh_fits(rec, wanted.as_deref(), resource.as_deref(), &resources);
+                let fits = refresh_fits(rec, wanted.as_deref(), resource.as_deref(), &resources)
+                    .and_then(|_| same_key(rec, proved.as_deref()));
                 if let Err(e) = fits {
                     return Ok(Err(e));
                 }
@@ -323,7 +352,11 @@ impl TokenService {
         };
         let scopes = asked.unwrap_or_else(|| split_scopes(&rec.scopes));
         let roles = user.roles.clone();
-        let grantee = (rec.subject.as_str(), non_empty(&rec.resource));
+        let grantee = Grantee {
+            subject: &rec.subject,
+            resource: non_empty(&rec.resource),
+            jkt,
+        };
         let (mut body, _) = self
             .issue_for_user(
                 client,
@@ -357,6 +390,24 @@ fn refresh_fits(
         }
     }
     resources.keep(&rec.resource, resource).map(|_| ())
+}
+
+/// A DPoP-bound family (a public client's) refreshes only with a proof of its key (RFC 9449 §5).
+fn same_key(rec: &RefreshRecord, proved: Option<&str>) -> Result<(), OAuthError> {
+    match (non_empty(&rec.jkt), proved) {
+        (None, _) => Ok(()),
+        (Some(bound), Some(p)) if bound == p => Ok(()),
+        (Some(_), Some(_)) => Err(oauth(
+            400,
+            OAuthErrorCode::InvalidDpopProof,
+            "the refresh token is bound to another DPoP key",
+        )),
+        (Some(_), None) => Err(oauth(
+            400,
+            OAuthErrorCode::InvalidDpopProof,
+            "the refresh token is DPoP-bound: send a DPoP proof of its key",
+        )),
+    }
 }
 
 /// A stored text that is empty when there is none, as an option.

@@ -65,7 +65,12 @@ impl TokenService {
         if !mine || now > exp || self.revocations.is_revoked(jti) {
             return Ok(inactive);
         }
-        let mut out = json!({"active": true, "token_type": "Bearer"});
+        // RFC 9449 §6.2: a bound token is a DPoP token, and says which key it is bound to
+        let token_type = match c.pointer("/cnf/jkt") {
+            Some(_) => "DPoP",
+            None => "Bearer",
+        };
+        let mut out = json!({"active": true, "token_type": token_type});
         for k in [
             "scope",
             "client_id",
@@ -76,6 +81,7 @@ impl TokenService {
             "aud",
             "jti",
             "roles",
+            "cnf",
         ] {
             if let Some(v) = c.get(k) {
                 put(&mut out, k, v.clone());
@@ -136,29 +142,43 @@ impl TokenService {
 
     /// `sub` and the claims the token's scopes release: `profile` the user's claims, `email` the
     /// email. The token is judged by the proxy's verifier, so expiry, leeway and revocation are the
-    /// same here as on every route.
+    /// same here as on every route; a DPoP-bound token comes with its proof, as at the edge.
     pub(super) async fn userinfo(&self, http: &Request<'_>) -> Result<Value, Rejection> {
         let header_only = TokenSources {
             header: true,
             ..Default::default()
         };
-        let in_header =
-            extract_token(http.header, &header_only, MAX_USERINFO_TOKEN)?.map(|t| t.into_owned());
+        let in_header = extract_token(http.header, &header_only, MAX_USERINFO_TOKEN)?
+            .map(|t| (t.token.into_owned(), t.dpop));
         // RFC 6750 §2.2: a POSTed form may carry the token as `access_token` (not both at once).
         let in_body = http.form().ok().and_then(|mut f| f.remove("access_token"));
-        let token = match (in_header, in_body) {
+        let (token, as_dpop) = match (in_header, in_body) {
             (Some(_), Some(_)) => {
                 return Err(Rejection::BadRequest(
                     "the token was sent in more than one place",
                 ))
             }
-            (Some(t), None) | (None, Some(t)) => t,
+            (Some(t), None) => t,
+            (None, Some(t)) => (t, false),
             (None, None) => return Err(Rejection::MissingToken),
         };
         let principal = self
             .verifier
             .verify(&token, std::slice::from_ref(&self.own_issuer))
             .await?;
+        let presented = crate::dpop::Presentation {
+            headers: &http.header.headers,
+            method: http.method().as_str(),
+            token: &token,
+            as_dpop,
+            bound_to: principal.jkt(),
+            required: false,
+        };
+        let url = || self.own_url(http.header.uri.path());
+        if let Err(refusal) = self.dpop.judge_token(&presented, url).await {
+            let algs = self.dpop.algs.clone();
+            return Err(Rejection::Dpop { refusal, algs });
+        }
         // OIDC Core §5.3: userinfo answers for tokens granted the `openid` scope.
         if !principal.has_scope("openid") {
             return Err(Rejection::InsufficientScope(crate::policy::Denied {
@@ -182,6 +202,14 @@ impl TokenService {
             }
         }
         Ok(out)
+    }
+
+    /// The URL of one of this service's endpoints, as its proofs name it: `[server] public_url` and
+    /// the normalised path (RFC 9449 §4.3).
+    pub(super) fn own_url(&self, path: &str) -> String {
+        let path =
+            crate::wire::path::normalise_path(path).unwrap_or(std::borrow::Cow::Borrowed(path));
+        format!("{}{}", self.public_url.trim_end_matches('/'), path)
     }
 
     /// Verifies one of this service's own access tokens, expired or not. Returns its claims.

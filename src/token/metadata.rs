@@ -68,6 +68,12 @@ pub(super) fn document(
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": id_token_algs(keys),
         "client_id_metadata_document_supported": open.metadata_documents,
+        "dpop_signing_alg_values_supported": config
+            .dpop
+            .algorithms
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>(),
     });
     if let (true, Some(m)) = (open.registration != Registration::Off, doc.as_object_mut()) {
         let at = format!("{public_url}/oauth/register");

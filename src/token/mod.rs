@@ -24,6 +24,8 @@ mod upstream_exchange;
 mod users;
 
 #[cfg(test)]
+mod dpop_tests;
+#[cfg(test)]
 mod resource_tests;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -117,6 +119,8 @@ pub struct OAuthError {
     pub retry_after: Option<u64>,
     /// the methods a 405 names in `Allow`
     pub allow: Option<&'static str>,
+    /// the nonce a `use_dpop_nonce` answer hands out in `DPoP-Nonce`
+    pub dpop_nonce: Option<String>,
 }
 
 impl crate::respond::AsAnswer for OAuthError {
@@ -135,6 +139,9 @@ impl crate::respond::AsAnswer for OAuthError {
         if let Some(a) = self.allow {
             headers.push(("allow", a.to_string()));
         }
+        if let Some(n) = &self.dpop_nonce {
+            headers.push(("dpop-nonce", n.clone()));
+        }
         crate::respond::ErrorAnswer {
             status: self.status,
             code: self.code.as_str(),
@@ -152,6 +159,7 @@ fn oauth(status: u16, code: OAuthErrorCode, description: &'static str) -> OAuthE
         basic: false,
         retry_after: None,
         allow: None,
+        dpop_nonce: None,
     }
 }
 
@@ -161,6 +169,47 @@ fn invalid_request(description: &'static str) -> OAuthError {
 
 fn invalid_grant(description: &'static str) -> OAuthError {
     oauth(400, OAuthErrorCode::InvalidGrant, description)
+}
+
+/// A DPoP proof the token endpoint does not take (RFC 9449 §5, §8): 400, with the nonce to use.
+fn dpop_refused(refusal: crate::dpop::Refusal) -> OAuthError {
+    use crate::dpop::Refusal;
+    match refusal {
+        Refusal::UseNonce(n) => OAuthError {
+            dpop_nonce: Some(n),
+            ..oauth(
+                400,
+                OAuthErrorCode::UseDpopNonce,
+                "the DPoP proof must carry the nonce in DPoP-Nonce",
+            )
+        },
+        Refusal::Unavailable => OAuthError {
+            retry_after: Some(1),
+            ..oauth(
+                503,
+                OAuthErrorCode::TemporarilyUnavailable,
+                "DPoP proofs cannot be checked right now; try again",
+            )
+        },
+        Refusal::Proof(d) | Refusal::Binding(d) => oauth(400, OAuthErrorCode::InvalidDpopProof, d),
+    }
+}
+
+/// Who a token is for: its subject, the resource asked for (RFC 8707), and the key it is bound to
+/// (`cnf.jkt`, RFC 9449), when the request proved one.
+#[derive(Clone, Copy)]
+pub(crate) struct Grantee<'a> {
+    pub subject: &'a str,
+    pub resource: Option<&'a str>,
+    pub jkt: Option<&'a str>,
+}
+
+/// The `token_type` of an answer: `DPoP` for a bound token.
+fn token_type(jkt: Option<&str>) -> &'static str {
+    match jkt {
+        Some(_) => "DPoP",
+        None => "Bearer",
+    }
 }
 
 /// The hashing pool is full: refused at once rather than queued.
@@ -218,6 +267,8 @@ pub struct TokenService {
     exchange: upstream_exchange::ExchangeState,
     /// the proxy's verifier: userinfo judges tokens by the same rules (expiry, leeway, revocation)
     verifier: Arc<Verifier>,
+    /// the proxy's DPoP judge: proofs here are taken once across the edge and the token endpoint
+    dpop: Arc<crate::dpop::Dpop>,
     /// issuer "self": the gateway's own tokens
     own_issuer: Arc<crate::config::Issuer>,
     clock: SharedClock,
@@ -243,12 +294,12 @@ pub struct TokenService {
 
 impl TokenService {
     /// Builds the service; `None` when the configuration has no token service. Fails when no random
-    /// key or HTTP client can be had.
+    /// key or HTTP client can be had. `judges`: the proxy's verifier and DPoP judge.
     pub fn new(
         config: &Config,
         keys: SigningKeys,
         store: Arc<dyn Store>,
-        verifier: Arc<Verifier>,
+        (verifier, dpop): (Arc<Verifier>, Arc<crate::dpop::Dpop>),
         clock: SharedClock,
     ) -> Result<Option<TokenService>, StartupError> {
         let Some(settings) = config.token_service.clone() else {
@@ -301,6 +352,7 @@ impl TokenService {
                 clock.clone(),
             ),
             verifier,
+            dpop,
             own_issuer,
             leeway: config.validation.leeway,
             per_client: window(limits.token_endpoint).shared(store.clone(), "rate"),

@@ -29,15 +29,16 @@ pub(crate) fn fixture() -> Fixture {
 
 /// The fixture with `[rate_limit] token_endpoint` at `rate`.
 fn fixture_rated(rate: &str) -> Fixture {
-    fixture_of(rate, "")
+    fixture_of(rate, "", "")
 }
 
 /// The fixture with `extra` (routes, say) after its configuration.
 pub(super) fn fixture_with(extra: &str) -> Fixture {
-    fixture_of("1000/s", extra)
+    fixture_of("1000/s", "", extra)
 }
 
-fn fixture_of(rate: &str, extra: &str) -> Fixture {
+/// The fixture with `service` keys in `[token_service]` and `extra` after its configuration.
+pub(super) fn fixture_of(rate: &str, service: &str, extra: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"{BASE}
@@ -45,6 +46,7 @@ fn fixture_of(rate: &str, extra: &str) -> Fixture {
 issuer = "https://auth.test"
 audience = ["api"]
 signing_keys = ["{dir}/signing.pem"]
+{service}
 
 [store]
 backend = "memory"
@@ -102,7 +104,10 @@ roles = ["admin"]
         .unwrap(),
     );
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let svc = TokenService::new(&config, keys, store, verifier, clock.clone())
+    let seen = Arc::new(crate::dpop::replay::SeenProofs::new(None).unwrap());
+    let dpop = crate::dpop::Dpop::new(config.dpop.clone(), 30, clock.clone(), seen, None).unwrap();
+    let judges = (verifier, Arc::new(dpop));
+    let svc = TokenService::new(&config, keys, store, judges, clock.clone())
         .unwrap()
         .unwrap();
     Fixture {

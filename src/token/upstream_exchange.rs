@@ -213,6 +213,7 @@ pub(super) fn gateway_client(settings: &TokenServiceSettings) -> Client {
         public: false,
         keys: crate::config::ClientKeys::None,
         exchange: Default::default(),
+        dpop_bound: false,
         jwt_bearer_subjects: vec![],
         id_token_alg: jsonwebtoken::Algorithm::RS256,
         allowed_origins: vec![],

@@ -97,6 +97,52 @@ async fn openid_client_runs_every_flow_with_its_defaults() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn openid_client_binds_its_tokens_with_dpop_and_calls_with_its_own_proofs() {
+    let dir = clients_dir();
+    if !installed(&dir.join("node_modules/openid-client")) {
+        return;
+    }
+    let start = |service: &'static str| {
+        Auth::start_edited("backend = \"memory\"", crate::dpop::BOUND_ROUTE, move |t| {
+            t.replace("issuer = \"https://auth.gatehouse.test\"\n", service)
+        })
+    };
+    let (a, nonces) = (start("").await, start("dpop_nonce = true\n").await);
+    let script = |flows: &str| {
+        let mut cmd = Command::new("node");
+        cmd.arg(dir.join("openid_client_dpop.mjs"))
+            .env("FLOWS", flows);
+        cmd
+    };
+    let (bound, nonced) = (script("bound"), script("nonces"));
+    let nonces = tokio::task::spawn_blocking(move || {
+        let flows = [
+            "metadata names the DPoP algorithms",
+            "client_credentials with DPoP",
+            "calls through the gateway with its own proofs",
+            "authorization_code with DPoP",
+            "userinfo with DPoP",
+            "refresh bound to the key",
+        ];
+        run(bound, &a, &flows);
+        let flows = [
+            "nonce challenge at the token endpoint answered by the client",
+            "nonce challenge at the resource answered by the client",
+        ];
+        run(nonced, &nonces, &flows);
+        nonces
+    })
+    .await
+    .unwrap();
+    // the resource did ask: the handle that never learnt the nonce was refused once, then passed
+    let metrics = nonces.gw.metrics().await;
+    assert!(
+        metrics.contains("gatehouse_denials_total{reason=\"use_dpop_nonce\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn authlib_runs_every_flow_with_its_defaults() {
     let dir = clients_dir();
     let python = dir.join(".venv/bin/python");

@@ -12,6 +12,7 @@ mod browser;
 mod browser_sessions;
 mod cli;
 mod clients;
+mod dpop;
 mod exchange;
 mod faults;
 mod forward_auth;

@@ -582,3 +582,32 @@ async fn concurrent_store_commands_and_counters_share_a_few_connections() {
     // the revocation feed's subscription, and the store's few multiplexed connections
     assert!((2..=3).contains(&n), "{n} connections to Redis");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dpop_proof_taken_by_one_gateway_is_refused_by_the_other() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = pair(&redis).await;
+    let holder = crate::dpop::Holder::default();
+    let token = crate::dpop::dpop_token(&a, &holder).await;
+    // both are reached by the name a balancer in front of them gives, so one proof fits either
+    let url = "http://api.gw.test/api/orders";
+    let send = |gw: &Gw, proof: &str| {
+        let r = gw
+            .http
+            .get(gw.url("/api/orders"))
+            .header("host", "api.gw.test")
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof);
+        async move { crate::support::harness::Resp::from(r.send().await.unwrap()).await }
+    };
+    let proof = holder.proof("GET", url, Some(&token));
+    let first = send(&a.gw, &proof).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let replayed = send(&b.gw, &proof).await;
+    crate::dpop::refused(&replayed, "invalid_dpop_proof");
+    assert!(replayed.body.contains("used before"), "{}", replayed.body);
+    let fresh = send(&b.gw, &holder.proof("GET", url, Some(&token))).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+}

@@ -28,9 +28,28 @@ fn refresh(hash: &str, family: &str, resource: &str) -> RefreshRecord {
         subject: "alice".into(),
         scopes: "openid mcp".into(),
         resource: resource.into(),
+        jkt: String::new(),
         expires_at: at(100),
         family_expires_at: at(1000),
     }
+}
+
+const JKT: &str = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+
+/// A public client's refresh family keeps its DPoP key (RFC 9449 §5) across rotations.
+fn keeps_dpop_keys(s: &dyn Store) {
+    let rec = RefreshRecord {
+        jkt: JKT.into(),
+        ..refresh("k-1", "fk", "")
+    };
+    s.put_refresh(&rec).unwrap();
+    assert_eq!(s.active_refresh("k-1", t0()).unwrap(), Some(rec.clone()));
+    assert_eq!(
+        s.rotate_refresh("k-1", "c", "k-2", at(200), t0()).unwrap(),
+        Rotation::Rotated(rec)
+    );
+    let successor = s.active_refresh("k-2", t0()).unwrap().unwrap();
+    assert_eq!(successor.jkt, JKT);
 }
 
 fn code(hash: &str, resource: &str) -> CodeRecord {
@@ -78,12 +97,15 @@ fn keeps_resources(s: &dyn Store) {
 #[test]
 fn the_memory_store_keeps_resources() {
     keeps_resources(&MemoryStore::default());
+    keeps_dpop_keys(&MemoryStore::default());
 }
 
 #[test]
 fn the_sqlite_store_keeps_resources() {
     let dir = tempfile::tempdir().unwrap();
-    keeps_resources(&SqliteStore::open(&dir.path().join("g.db")).unwrap());
+    let path = dir.path().join("g.db");
+    keeps_resources(&SqliteStore::open(&path).unwrap());
+    keeps_dpop_keys(&SqliteStore::open(&path).unwrap());
 }
 
 /// An access token recorded in a family leads back to it, and revoking the family returns it.
@@ -119,6 +141,33 @@ fn the_redis_store_keeps_resources() {
         return;
     };
     keeps_resources(&redis_store(&redis));
+    keeps_dpop_keys(&redis_store(&redis));
+}
+
+#[test]
+fn redis_refresh_tokens_written_before_dpop_keys_were_kept_are_bound_to_none() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let s = redis_store(&redis);
+    s.put_refresh(&refresh("pre-1", "pre", "")).unwrap();
+    let mut db = ::redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let removed: i64 = ::redis::cmd("HDEL")
+        .arg("gatehouse:refresh:pre-1")
+        .arg("jkt")
+        .query(&mut db)
+        .unwrap();
+    assert_eq!(removed, 1);
+    let before = refresh("pre-1", "pre", "");
+    assert_eq!(
+        s.rotate_refresh("pre-1", "c", "pre-2", at(200), t0())
+            .unwrap(),
+        Rotation::Rotated(before)
+    );
+    assert_eq!(s.active_refresh("pre-2", t0()).unwrap().unwrap().jkt, "");
 }
 
 #[test]

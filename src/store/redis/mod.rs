@@ -2,6 +2,7 @@
 //! code uses atomic in Lua scripts, and every revocation published so all replicas learn it at once.
 
 mod counter;
+mod once;
 mod pool;
 pub mod scripts;
 
@@ -63,6 +64,8 @@ pub struct RedisStore {
     pool: Arc<pool::Pool>,
     /// rate-limit and lockout counters, on the same connections
     counter: Arc<counter::RedisCounter>,
+    /// one-time ids (DPoP proof ids), on the same connections
+    once: Arc<once::RedisOnce>,
 }
 
 pub(super) fn err(e: impl std::fmt::Display) -> StoreError {
@@ -94,6 +97,7 @@ impl RedisStore {
         let worker = Arc::new(pool::Worker::start()?);
         Ok(RedisStore {
             counter: Arc::new(counter::RedisCounter::new(worker.clone(), pool.clone())),
+            once: Arc::new(once::RedisOnce::new(worker.clone(), pool.clone())),
             worker,
             pool,
         })
@@ -204,6 +208,7 @@ impl Store for RedisStore {
                     ("subject", rec.subject.clone()),
                     ("scopes", rec.scopes.clone()),
                     ("resource", rec.resource.clone()),
+                    ("jkt", rec.jkt.clone()),
                     ("expires_at", rec.expires_at.to_string()),
                     ("family_expires_at", rec.family_expires_at.to_string()),
                     ("rotated", "0".to_string()),
@@ -265,6 +270,7 @@ impl Store for RedisStore {
                 expires_at: number(5),
                 family_expires_at: number(6),
                 resource: field(7),
+                jkt: field(8),
             }),
             Some("reused") => Rotation::Reused { family: field(1) },
             _ => Rotation::Invalid,
@@ -296,6 +302,7 @@ impl Store for RedisStore {
             subject: text(&rec, "subject"),
             scopes: text(&rec, "scopes"),
             resource: text(&rec, "resource"),
+            jkt: text(&rec, "jkt"),
             expires_at: num(&rec, "expires_at"),
             family_expires_at: num(&rec, "family_expires_at"),
         }))
@@ -420,6 +427,10 @@ impl Store for RedisStore {
 
     fn counter(&self) -> Option<Arc<dyn super::Counter>> {
         Some(self.counter.clone())
+    }
+
+    fn once_ids(&self) -> Option<Arc<dyn super::OnceIds>> {
+        Some(self.once.clone())
     }
 
     fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {

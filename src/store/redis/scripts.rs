@@ -3,8 +3,8 @@
 
 /// Rotates a refresh token: `KEYS[1]` the presented token, `KEYS[2]` its successor; ARGV: client id,
 /// now, the successor's expiry, the key prefix. Returns {"rotated", fields...}, {"reused", family}
-/// or {"invalid"}. A token stored before resources were kept has no `resource` field: it reads as
-/// empty (a nil would end the reply early and fail HSET).
+/// or {"invalid"}. A token stored before resources (or DPoP keys) were kept has no `resource` (or
+/// `jkt`) field: it reads as empty (a nil would end the reply early and fail HSET).
 pub const ROTATE: &str = r#"
 local t = redis.call('HGETALL', KEYS[1])
 if #t == 0 then return {'invalid'} end
@@ -20,13 +20,14 @@ if r.rotated == '1' then
 end
 if tonumber(r.expires_at) < tonumber(ARGV[2]) then return {'invalid'} end
 local resource = r.resource or ''
+local jkt = r.jkt or ''
 redis.call('HSET', KEYS[1], 'rotated', '1')
 redis.call('HSET', KEYS[2], 'family', r.family, 'client_id', r.client_id, 'subject', r.subject,
-  'scopes', r.scopes, 'resource', resource, 'expires_at', ARGV[3],
+  'scopes', r.scopes, 'resource', resource, 'jkt', jkt, 'expires_at', ARGV[3],
   'family_expires_at', r.family_expires_at, 'rotated', '0')
 redis.call('EXPIREAT', KEYS[2], tonumber(r.family_expires_at) + 60)
 return {'rotated', r.family, r.client_id, r.subject, r.scopes, r.expires_at, r.family_expires_at,
-  resource}
+  resource, jkt}
 "#;
 
 /// Uses a code once: `KEYS[1]` the code; `ARGV[1]` now. Returns {"fresh", fields...},

@@ -245,8 +245,8 @@ impl Store for SqliteStore {
         )
         .map_err(err)?;
         tx.execute(
-            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, resource, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![rec.hash, rec.family, rec.client_id, rec.subject, rec.scopes, rec.resource, rec.expires_at as i64],
+            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, resource, expires_at, jkt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![rec.hash, rec.family, rec.client_id, rec.subject, rec.scopes, rec.resource, rec.expires_at as i64, rec.jkt],
         )
         .map_err(err)?;
         tx.commit().map_err(err)
@@ -306,8 +306,8 @@ impl Store for SqliteStore {
         )
         .map_err(err)?;
         tx.execute(
-            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, resource, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![new_hash, old.family, old.client_id, old.subject, old.scopes, old.resource, new_expires_at as i64],
+            "INSERT INTO refresh_tokens (hash, family, client_id, subject, scopes, resource, expires_at, jkt) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![new_hash, old.family, old.client_id, old.subject, old.scopes, old.resource, new_expires_at as i64, old.jkt],
         )
         .map_err(err)?;
         tx.commit().map_err(err)?;

@@ -43,6 +43,9 @@ pub(super) const MIGRATIONS: &[&str] = &[
                                       created_at INTEGER NOT NULL);",
     // Token exchange (RFC 8693) finds the family of the access token it exchanges.
     "CREATE INDEX family_tokens_jti ON family_tokens (jti);",
+    // RFC 9449: a public client's refresh tokens keep the DPoP key they are bound to; rows written
+    // before it are bound to none, which the empty default says.
+    "ALTER TABLE refresh_tokens ADD COLUMN jkt TEXT NOT NULL DEFAULT '';",
 ];
 
 pub(super) const SESSION_COLUMNS: &str =
@@ -62,10 +65,10 @@ pub(super) fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionReco
 }
 
 pub(super) const REFRESH_COLUMNS: &str =
-    "t.hash, t.family, t.client_id, t.subject, t.scopes, t.resource, t.expires_at, f.expires_at";
+    "t.hash, t.family, t.client_id, t.subject, t.scopes, t.resource, t.expires_at, f.expires_at, t.jkt";
 
 /// How many columns `REFRESH_COLUMNS` names: a query's own columns follow them.
-pub(super) const REFRESH_COLUMN_COUNT: usize = 8;
+pub(super) const REFRESH_COLUMN_COUNT: usize = 9;
 
 pub(super) fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshRecord> {
     Ok(RefreshRecord {
@@ -77,5 +80,6 @@ pub(super) fn refresh_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RefreshReco
         resource: r.get(5)?,
         expires_at: r.get::<_, i64>(6)? as u64,
         family_expires_at: r.get::<_, i64>(7)? as u64,
+        jkt: r.get(8)?,
     })
 }

@@ -34,6 +34,7 @@ fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
         subject: "alice".into(),
         scopes: "openid".into(),
         resource: "https://rs.test/mcp".into(),
+        jkt: String::new(),
         expires_at: 100,
         family_expires_at: 1000,
     };
