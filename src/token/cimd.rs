@@ -2,7 +2,7 @@
 //! is fetched (bounded in size and time, redirects refused, private addresses refused), cached as
 //! HTTP caching says, and read as a public client that uses the authorization code with PKCE.
 
-use crate::config::{Client, ClientKeys, GrantType};
+use crate::config::Client;
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -136,23 +136,13 @@ pub fn client_from(url: &str, doc: &Value, scopes: &[String]) -> Result<Client, 
         None => scopes.to_vec(),
     };
     let defaults: Vec<String> = asked.into_iter().filter(|s| scopes.contains(s)).collect();
-    Ok(Client {
-        client_id: url.to_string(),
-        secret: None,
-        grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-        default_scopes: defaults,
-        scopes: scopes.to_vec(),
-        roles: vec![],
-        audience: vec![],
+    Ok(super::register::open_client(
+        url,
         redirect_uris,
-        public: true,
-        keys: ClientKeys::None,
-        exchange: Default::default(),
-        jwt_bearer_subjects: vec![],
-        id_token_alg: jsonwebtoken::Algorithm::RS256,
-        allowed_origins: vec![],
-        dpop_bound: false,
-    })
+        true,
+        defaults,
+        scopes,
+    ))
 }
 
 #[derive(Clone)]
@@ -285,6 +275,7 @@ impl MetadataDocuments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GrantType;
     use serde_json::json;
 
     #[test]

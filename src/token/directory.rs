@@ -4,7 +4,7 @@
 
 use super::cimd::{is_document_url, MetadataDocuments, NotAClient};
 use super::register::REGISTERED_PREFIX;
-use crate::config::{Client, ClientKeys, Config, GrantType, Registration};
+use crate::config::{Client, Config, Registration};
 use crate::store::{run_blocking, RegisteredClient, Store};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -147,32 +147,20 @@ pub fn registered_client(r: &RegisteredClient, allowed: &[String]) -> Client {
         .filter(|s| allowed.contains(s))
         .cloned()
         .collect();
-    let mut grant_types = vec![GrantType::AuthorizationCode];
-    if r.grant_types.iter().any(|g| g == "refresh_token") {
-        grant_types.push(GrantType::RefreshToken);
-    }
-    Client {
-        client_id: r.client_id.clone(),
-        secret: None,
-        grant_types,
-        default_scopes: defaults,
-        scopes: allowed.to_vec(),
-        roles: vec![],
-        audience: vec![],
-        redirect_uris: r.redirect_uris.clone(),
-        public: true,
-        keys: ClientKeys::None,
-        exchange: Default::default(),
-        jwt_bearer_subjects: vec![],
-        id_token_alg: jsonwebtoken::Algorithm::RS256,
-        allowed_origins: vec![],
-        dpop_bound: false,
-    }
+    let refresh = r.grant_types.iter().any(|g| g == "refresh_token");
+    super::register::open_client(
+        &r.client_id,
+        r.redirect_uris.clone(),
+        refresh,
+        defaults,
+        allowed,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GrantType;
 
     #[test]
     fn a_registered_client_defaults_to_its_scopes_still_allowed_and_may_ask_for_all() {

@@ -34,6 +34,40 @@ pub fn redirect_allowed(uri: &str) -> bool {
     }
 }
 
+/// A client the gateway was never told about, as the token service uses it: public, no keys or
+/// roles, the authorization code (and refresh when `refresh`), asking for any of `allowed` and by
+/// default for `defaults`.
+pub fn open_client(
+    client_id: &str,
+    redirect_uris: Vec<String>,
+    refresh: bool,
+    defaults: Vec<String>,
+    allowed: &[String],
+) -> crate::config::Client {
+    use crate::config::GrantType;
+    let mut grant_types = vec![GrantType::AuthorizationCode];
+    if refresh {
+        grant_types.push(GrantType::RefreshToken);
+    }
+    crate::config::Client {
+        client_id: client_id.to_string(),
+        secret: None,
+        grant_types,
+        default_scopes: defaults,
+        scopes: allowed.to_vec(),
+        roles: vec![],
+        audience: vec![],
+        redirect_uris,
+        public: true,
+        keys: crate::config::ClientKeys::None,
+        exchange: Default::default(),
+        jwt_bearer_subjects: vec![],
+        id_token_alg: jsonwebtoken::Algorithm::RS256,
+        allowed_origins: vec![],
+        dpop_bound: false,
+    }
+}
+
 /// Why a registration is refused (RFC 7591 §3.2.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
