@@ -167,9 +167,15 @@ pub async fn check(
 ) -> Result<Vec<Call>, Rejection> {
     let body = read(session, limit).await?;
     let calls = calls(&body).map_err(Rejection::BadRequest)?;
-    let req = session.req_header();
-    let text = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok());
-    if !headers_agree(text("mcp-method"), text("mcp-name"), &calls) {
+    // a repeated or unreadable naming header is refused: a server might read the other copy
+    let headers = &session.req_header().headers;
+    let named = |n: &str| crate::wire::header_value::single(headers, n);
+    let (Ok(method), Ok(name)) = (named("mcp-method"), named("mcp-name")) else {
+        return Err(Rejection::BadRequest(
+            "Mcp-Method and Mcp-Name may come once each, as text",
+        ));
+    };
+    if !headers_agree(method, name, &calls) {
         return Err(Rejection::BadRequest(
             "Mcp-Method or Mcp-Name does not name the call in the body",
         ));

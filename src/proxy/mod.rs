@@ -91,16 +91,20 @@ impl Gateway {
 
     /// On an MCP route with tool rules, a POST's calls are judged before it goes on.
     async fn judge_calls(&self, session: &mut Session, ctx: &mut Ctx, verdict: Verdict) -> Verdict {
+        // every proxied request passes here: it decides without touching a reference count
+        let judged = self
+            .route(ctx)
+            .is_some_and(|r| r.mcp.as_ref().is_some_and(|m| !m.tools.is_empty()));
+        if !judged || session.req_header().method != http::Method::POST {
+            return verdict;
+        }
         let shared = ctx.shared.clone();
         let Some(route) = ctx.route.and_then(|id| shared.config.route(id)) else {
             return verdict;
         };
-        let Some(mcp) = route.mcp.as_deref().filter(|m| !m.tools.is_empty()) else {
+        let Some(mcp) = route.mcp.as_deref() else {
             return verdict;
         };
-        if session.req_header().method != http::Method::POST {
-            return verdict;
-        }
         let id = ctx.identity.as_ref();
         let route_scopes = route.resource.as_deref().map_or(&[][..], |p| &p.required);
         match mcp_call::check(session, mcp, route_scopes, route.max_body_bytes, id).await {

@@ -35,15 +35,10 @@ pub fn metadata(req: &RequestHeader, p: &ProtectedResource) -> Answer {
 /// a rebound name points the attacker's host at the gateway. A request without `Origin` (an SDK,
 /// a CLI) is no browser and passes.
 pub fn origin_allowed(req: &RequestHeader, mcp: &McpSettings, public_origin: &str) -> bool {
-    let mut all = req.headers.get_all("origin").iter();
-    let Some(first) = all.next() else {
-        return true;
-    };
-    if all.next().is_some() {
-        return false;
-    }
-    let Ok(origin) = first.to_str() else {
-        return false;
+    let origin = match crate::wire::header_value::single(&req.headers, "origin") {
+        Ok(None) => return true,
+        Ok(Some(o)) => o,
+        Err(_) => return false,
     };
     let origin = origin.trim_end_matches('/');
     origin.eq_ignore_ascii_case(public_origin)

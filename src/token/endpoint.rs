@@ -5,6 +5,7 @@ use super::*;
 use crate::endpoints::Endpoint;
 use crate::respond::{Answer, AsAnswer};
 use crate::wire::form::FormError;
+use crate::wire::header_value::{single, NotOne};
 use crate::wire::request::Request;
 use bytes::Bytes;
 
@@ -87,22 +88,22 @@ impl TokenService {
                 Answer::body(200, "application/json", headers, Bytes::from(doc.clone()))
             }
             Endpoint::Token | Endpoint::Introspect | Endpoint::Revoke => {
-                let basic = req.header_text("authorization");
-                let repeated = req.header.headers.get_all("authorization").iter().nth(1);
+                // an unreadable header is no credentials; a repeated one is refused
+                let basic = single(&req.header.headers, "authorization");
                 // RFC 9449: a token request may prove a key; the other endpoints ignore proofs
                 let proof = match endpoint {
                     Endpoint::Token => crate::dpop::proof_header(&req.header.headers),
                     _ => Ok(None),
                 };
-                let answer = match req.form() {
-                    _ if repeated.is_some() => Err(invalid_request(
+                let answer = match (req.form(), basic) {
+                    (_, Err(NotOne::Repeated)) => Err(invalid_request(
                         "the Authorization header was sent more than once",
                     )),
-                    Ok(form) => {
-                        let post = (basic, &form, req.client_key());
+                    (Ok(form), basic) => {
+                        let post = (basic.ok().flatten(), &form, req.client_key());
                         self.answer_post_with(endpoint, post, proof).await
                     }
-                    Err(e) => Err(form_error(e)),
+                    (Err(e), _) => Err(form_error(e)),
                 };
                 match answer {
                     Ok(body) => {

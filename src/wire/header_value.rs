@@ -1,7 +1,27 @@
 //! Header values and names as the gateway writes and compares them: safe encoding, list joining,
-//! `-`/`_` folding, decimal numbers.
+//! `-`/`_` folding, decimal numbers, headers that may come once.
 
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
+
+/// Why a header that may come once cannot be read as one value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotOne {
+    Repeated,
+    NotText,
+}
+
+/// A header that may come once, as text: `Ok(None)` when absent. A repeated or non-text one is an
+/// error, so no reader picks one copy while another part of the chain reads the other.
+pub fn single<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, NotOne> {
+    let mut all = headers.get_all(name).iter();
+    let Some(first) = all.next() else {
+        return Ok(None);
+    };
+    if all.next().is_some() {
+        return Err(NotOne::Repeated);
+    }
+    first.to_str().map(Some).map_err(|_| NotOne::NotText)
+}
 
 /// Appends a decimal number without the formatting machinery (a tenth of `Display`'s cost, which
 /// pays for padding and width support on every call).
@@ -85,6 +105,19 @@ pub fn content_length(req: &pingora::http::RequestHeader) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_single_header_is_there_once_and_is_text() {
+        let mut h = HeaderMap::new();
+        assert_eq!(single(&h, "x"), Ok(None));
+        h.append("x", HeaderValue::from_static("a"));
+        assert_eq!(single(&h, "x"), Ok(Some("a")));
+        h.append("x", HeaderValue::from_static("b"));
+        assert_eq!(single(&h, "x"), Err(NotOne::Repeated));
+        let mut h = HeaderMap::new();
+        h.append("x", HeaderValue::from_bytes(&[0xff]).unwrap());
+        assert_eq!(single(&h, "x"), Err(NotOne::NotText));
+    }
 
     #[test]
     fn a_content_length_is_read_when_it_is_one_number() {

@@ -46,9 +46,9 @@ impl Request<'_> {
 
     /// One header's value as text, when it is there once and is text.
     pub fn header_text(&self, name: &str) -> Option<&str> {
-        let mut all = self.header.headers.get_all(name).iter();
-        let first = all.next()?;
-        all.next().is_none().then(|| first.to_str().ok()).flatten()
+        super::header_value::single(&self.header.headers, name)
+            .ok()
+            .flatten()
     }
 
     /// The query's parameters, by the one rule of `wire::form`.

@@ -231,6 +231,13 @@ async fn calls_the_gateway_cannot_read_truly_are_refused() {
         (r.status, r.json()["error"].clone()),
         (400, "invalid_request".into())
     );
+    // a second copy of the naming header, which a server might read instead
+    let twice = [("mcp-name", "read_file"), ("mcp-name", "drop_table")];
+    let r = post(&w, &call(1, "read_file"), &twice, &token).await;
+    assert_eq!(
+        (r.status, r.json()["error"].clone()),
+        (400, "invalid_request".into())
+    );
     let agreeing = [("mcp-method", "tools/call"), ("mcp-name", "read_file")];
     let r = post(&w, &call(1, "read_file"), &agreeing, &token).await;
     assert_eq!(r.status, 200, "{}", r.body);
