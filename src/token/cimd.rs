@@ -169,6 +169,8 @@ impl MetadataDocuments {
     ) -> Result<MetadataDocuments, String> {
         let mut b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // a proxy from the environment would resolve the name itself, past the address guard
+            .no_proxy()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")));
