@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """User-space instructions per keep-alive request through one gatehouse worker, counted by
 `valgrind --tool=callgrind` (the same for the same binary and input, whatever else the machine does),
-for the public route and a repeated RS256 token (a verified-token cache hit). Give several binaries to
+for the public route, a repeated RS256 token (a verified-token cache hit) and the same kind of token
+DPoP-bound with a fresh proof on every request (the proof's check beside the cache hit). Give several binaries to
 compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
 are zeroed after a warm-up, so start-up is not counted; background threads (the log writer, health
 checks) add a little, the same for every build.
@@ -18,19 +19,21 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as lib  # noqa: E402  (shared helpers: processes, ports, configurations)
+import dpop_bench  # noqa: E402  (the DPoP route and its proofs)
 
 
-def get(conn, path, token):
-    conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+def get(conn, path, headers):
+    conn.request("GET", path, headers=headers)
     r = conn.getresponse()
     r.read()
     return r.status
 
 
 def count(binary, scenarios, requests):
-    """Instructions per request for each (name, path, token) under one callgrind'ed gateway."""
+    """Instructions per request for each (name, path, headers) under one callgrind'ed gateway;
+    `headers(port, n)` gives the headers of n requests."""
     ports = (lib.free_port(), lib.free_port(), lib.free_port())
-    argv = lib.gatehouse_conf(os.path.basename(binary) + str(ports[0]), ports)
+    argv = lib.gatehouse_conf(os.path.basename(binary) + str(ports[0]), ports, routes_extra=dpop_bench.ROUTE)
     argv[0] = binary
     out = os.path.join(lib.WORK, f"callgrind.{ports[0]}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--dump-instr=no"]
@@ -40,12 +43,13 @@ def count(binary, scenarios, requests):
     try:
         lib.wait_port(ports[0], timeout=120)
         conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=60)
-        for name, path, token in scenarios:
-            for _ in range(200):  # warm-up: connection, caches, the token's verification
-                assert get(conn, path, token) == 200, f"{name}: not 200"
+        for name, path, headers in scenarios:
+            sent = headers(ports[0], 200 + requests)
+            for h in sent[:200]:  # warm-up: connection, caches, the token's verification
+                assert get(conn, path, h) == 200, f"{name}: not 200"
             subprocess.run(["callgrind_control", "--zero", str(p.pid)], check=True, capture_output=True)
-            for _ in range(requests):
-                get(conn, path, token)
+            for h in sent[200:]:
+                assert get(conn, path, h) == 200, f"{name}: not 200"
             dumped = subprocess.run(["callgrind_control", "--dump", str(p.pid)], check=True,
                                     capture_output=True, text=True)
             time.sleep(0.5)
@@ -79,7 +83,15 @@ def main():
   server {{ listen 127.0.0.1:{lib.UP}; location / {{ return 200 "ok"; }} }}
 """), lib.UP, 1)
     try:
-        scenarios = [("public route", "/public/x", None), ("same RS256 token", "/auth/x", token)]
+        bearer = {"Authorization": f"Bearer {token}"}
+
+        def proofs(port, n):
+            bound, file, _ = dpop_bench.make(lib.WORK, port, n)
+            return [{"Authorization": f"DPoP {bound}", "DPoP": proof} for proof in open(file).read().split()]
+
+        scenarios = [("public route", "/public/x", lambda _port, n: [{}] * n),
+                     ("same RS256 token", "/auth/x", lambda _port, n: [bearer] * n),
+                     ("same token, DPoP", dpop_bench.PATH, proofs)]
         rows = {b: count(b, scenarios, args.requests) for b in args.binaries}
     finally:
         up.stop()

@@ -212,7 +212,12 @@ impl Verifier {
             )?;
         self.misses.fetch_add(1, Ordering::Relaxed);
         parsed.verify_signature(&keys.keys)?;
-        let principal = Arc::new(Principal::new(issuer, &parsed.claims, exp));
+        let principal = Arc::new(Principal::of_token(
+            issuer,
+            &parsed.claims,
+            exp,
+            Some(token),
+        ));
         self.cache.insert(key, principal.clone());
         self.check_revoked(&principal)?;
         Ok(principal)

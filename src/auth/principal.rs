@@ -17,7 +17,9 @@ const SCOPES: usize = 4;
 const JTI: usize = 5;
 /// `cnf.jkt`: the thumbprint of the key a DPoP-bound token is bound to (RFC 9449 §6.1)
 const JKT: usize = 6;
-const FIXED: usize = 7;
+/// a DPoP-bound token's own hash (a proof's `ath`), made once when it is verified
+const ATH: usize = 7;
+const FIXED: usize = 8;
 
 /// What a verified token grants. Principals live in the verified-token cache, so each is packed into
 /// one buffer: a table of part ends, then the encoded identity-header values, the `jti`, and every
@@ -93,6 +95,12 @@ pub fn decode_claims(payload: &[u8]) -> Value {
 
 impl Principal {
     pub fn new(issuer: &Issuer, claims: &Value, exp: u64) -> Principal {
+        Principal::of_token(issuer, claims, exp, None)
+    }
+
+    /// A principal of the token `token`: a DPoP-bound one keeps the token's hash, which every
+    /// proof sent with it must name.
+    pub fn of_token(issuer: &Issuer, claims: &Value, exp: u64, token: Option<&str>) -> Principal {
         let roles = strings(issuer.roles_claim.lookup(claims));
         let scopes = match &issuer.scopes_claim {
             Some(p) => strings(p.lookup(claims)),
@@ -128,6 +136,10 @@ impl Principal {
         end(&buf);
         let jkt = claims.pointer("/cnf/jkt").and_then(Value::as_str);
         buf.extend_from_slice(jkt.unwrap_or_default().as_bytes());
+        end(&buf);
+        if let (Some(_), Some(token)) = (jkt, token) {
+            buf.extend_from_slice(crate::crypto::sha256_b64url(token).as_bytes());
+        }
         end(&buf);
         for raw in roles.iter().chain(&scopes).chain(&audiences) {
             buf.extend_from_slice(raw.as_bytes());
@@ -197,6 +209,11 @@ impl Principal {
     /// The key thumbprint a DPoP-bound token is bound to (`cnf.jkt`); none for a bearer token.
     pub fn jkt(&self) -> Option<&str> {
         Some(self.text(JKT)).filter(|s| !s.is_empty())
+    }
+
+    /// The hash of the DPoP-bound token this principal was verified from, when it was kept.
+    pub fn ath(&self) -> Option<&str> {
+        Some(self.text(ATH)).filter(|s| !s.is_empty())
     }
 
     pub fn subject_header(&self) -> Option<HeaderValue> {
@@ -297,6 +314,12 @@ pub(crate) mod tests {
             serde_json::json!({"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}});
         let b = Principal::new(&issuer(), &bound, 9);
         assert_eq!(b.jkt(), Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"));
+        assert_eq!(b.ath(), None, "no token given");
+        let b = Principal::of_token(&issuer(), &bound, 9, Some("tok"));
+        let ath = crate::crypto::sha256_b64url("tok");
+        assert_eq!((b.jkt().is_some(), b.ath()), (true, Some(ath.as_str())));
+        let unbound = Principal::of_token(&issuer(), &claims, 9, Some("tok"));
+        assert_eq!(unbound.ath(), None, "a bearer token keeps no hash");
         assert_eq!((p.issuer, p.exp), (IssuerId::at(3), 9));
         assert_eq!(p.audiences().count(), 0);
         let spaced = serde_json::json!({"scp": ["read all", "x"], "aud": ["api", "other api"]});

@@ -47,6 +47,14 @@ impl SecretHash {
     }
 }
 
+/// base64url (unpadded) SHA-256 of a text: a PKCE S256 challenge, a DPoP proof's `ath`, a JWK
+/// thumbprint.
+pub fn sha256_b64url(s: &str) -> String {
+    use base64::Engine;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(d.as_ref())
+}
+
 /// Lowercase hex SHA-256 of a text.
 pub fn sha256_hex(s: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";

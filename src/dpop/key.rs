@@ -2,7 +2,7 @@
 //! its RFC 7638 thumbprint, and the one signature check it makes.
 
 use aws_lc_rs::signature::{
-    self, RsaParameters, RsaPublicKeyComponents, UnparsedPublicKey, VerificationAlgorithm,
+    self, ParsedPublicKey, RsaParameters, RsaPublicKeyComponents, VerificationAlgorithm,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -32,8 +32,9 @@ pub struct RawKey {
 
 /// What the key is, as aws-lc-rs verifies it.
 enum Material {
-    /// an uncompressed EC point (`04 || x || y`), or an Ed25519 public key
-    Key(&'static dyn VerificationAlgorithm, Vec<u8>),
+    /// an EC point or Ed25519 key, parsed (and checked to be on its curve) once: a client's key is
+    /// kept with its proof header and serves many proofs
+    Key(ParsedPublicKey),
     /// modulus and exponent
     Rsa(&'static RsaParameters, Vec<u8>, Vec<u8>),
 }
@@ -71,8 +72,13 @@ fn bytes(b64: &str) -> Result<Vec<u8>, KeyError> {
 /// The SHA-256 thumbprint of canonical JSON (RFC 7638 §3): the members are base64url or known
 /// names, so they need no escaping.
 fn thumbprint(canonical: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
-    URL_SAFE_NO_PAD.encode(d.as_ref())
+    crate::crypto::sha256_b64url(canonical)
+}
+
+fn parsed(alg: &'static dyn VerificationAlgorithm, key: &[u8]) -> Result<Material, KeyError> {
+    ParsedPublicKey::new(alg, key)
+        .map(Material::Key)
+        .map_err(|_| "the DPoP proof's jwk is not a point of its curve")
 }
 
 fn rsa_parameters(alg: Algorithm) -> Option<&'static RsaParameters> {
@@ -122,7 +128,7 @@ impl RawKey {
             return Err("the DPoP proof's jwk has coordinates of the wrong length");
         }
         Ok(ProofKey {
-            material: Material::Key(verify, point),
+            material: parsed(verify, &point)?,
             thumbprint: thumbprint(&format!(
                 r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#
             )),
@@ -139,7 +145,7 @@ impl RawKey {
             return Err("the DPoP proof's jwk has a key of the wrong length");
         }
         Ok(ProofKey {
-            material: Material::Key(&signature::ED25519, key),
+            material: parsed(&signature::ED25519, &key)?,
             thumbprint: thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#)),
         })
     }
@@ -161,10 +167,10 @@ impl RawKey {
 }
 
 impl ProofKey {
-    /// One signature check: the key is parsed by it, once, since a proof's key serves one request.
+    /// One signature check.
     pub fn verifies(&self, message: &[u8], sig: &[u8]) -> bool {
         match &self.material {
-            Material::Key(alg, key) => UnparsedPublicKey::new(*alg, key).verify(message, sig),
+            Material::Key(key) => key.verify_sig(message, sig),
             Material::Rsa(params, n, e) => {
                 RsaPublicKeyComponents { n, e }.verify(params, message, sig)
             }
@@ -273,6 +279,12 @@ mod tests {
         let mut short = jwk.clone();
         short["x"] = serde_json::json!("AAAA");
         assert!(raw(short).for_algorithm(Algorithm::ES256).is_err());
+        let mut off_curve = jwk.clone();
+        off_curve["y"] = serde_json::json!(URL_SAFE_NO_PAD.encode([1u8; 32]));
+        assert_eq!(
+            raw(off_curve).for_algorithm(Algorithm::ES256).unwrap_err(),
+            "the DPoP proof's jwk is not a point of its curve"
+        );
         let mut padded = jwk.clone();
         padded["x"] = serde_json::json!(format!("{}=", jwk["x"].as_str().unwrap()));
         assert!(raw(padded).for_algorithm(Algorithm::ES256).is_err());

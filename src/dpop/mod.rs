@@ -1,6 +1,7 @@
 //! DPoP (RFC 9449): proofs of possession of a key, checked where a token is asked for and where one
 //! is used, each proof taken once across the fleet, with optional server nonces.
 
+pub mod headers;
 pub mod key;
 pub mod nonce;
 pub mod proof;
@@ -71,8 +72,9 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `scheme://host[:port]/path`, normalised, without query
     pub url: &'a str,
-    /// the access token the proof goes with (resources, userinfo); none at the token endpoint
-    pub access_token: Option<&'a str>,
+    /// the hash of the access token the proof goes with ([`proof::token_hash`]: resources,
+    /// userinfo); none at the token endpoint
+    pub ath: Option<&'a str>,
     /// the thumbprint the access token is bound to (`cnf.jkt`), which the proof's key must have
     pub bound_to: Option<&'a str>,
 }
@@ -82,6 +84,8 @@ pub struct Presentation<'a> {
     pub headers: &'a http::HeaderMap,
     pub method: &'a str,
     pub token: &'a str,
+    /// the token's hash, when it was kept with the verified token (else it is computed)
+    pub ath: Option<&'a str>,
     /// sent as `Authorization: DPoP`
     pub as_dpop: bool,
     /// the verified token's `cnf.jkt`
@@ -99,6 +103,7 @@ pub struct Dpop {
     clock: SharedClock,
     seen: Arc<replay::SeenProofs>,
     nonces: Option<nonce::Nonces>,
+    headers: headers::KnownHeaders,
 }
 
 impl Dpop {
@@ -127,6 +132,7 @@ impl Dpop {
             clock,
             seen,
             nonces,
+            headers: headers::KnownHeaders::default(),
         })
     }
 
@@ -142,13 +148,19 @@ impl Dpop {
         let expect = proof::Expect {
             method: req.method,
             url: req.url,
-            access_token: req.access_token,
+            ath: req.ath,
             algorithms: &self.settings.algorithms,
             now,
             max_age: self.settings.max_age.as_secs(),
             leeway: self.leeway,
         };
-        let checked = proof::check(proof, &expect).map_err(Refusal::Proof)?;
+        let segment = proof::header_segment(proof);
+        let known = self.headers.get(segment);
+        let read_here = known.is_none();
+        let (checked, key) = proof::check(proof, &expect, known).map_err(Refusal::Proof)?;
+        if read_here {
+            self.headers.keep(segment, key);
+        }
         if req.bound_to.is_some_and(|jkt| jkt != checked.jkt) {
             return Err(Refusal::Proof(
                 "the DPoP proof is signed by another key than the token is bound to",
@@ -201,10 +213,14 @@ impl Dpop {
         let proof = proof_header(p.headers)?
             .ok_or(Refusal::Proof("a DPoP token needs a DPoP proof header"))?;
         let url = url();
+        let ath = match p.ath {
+            Some(h) => std::borrow::Cow::Borrowed(h),
+            None => std::borrow::Cow::Owned(proof::token_hash(p.token)),
+        };
         let r = Request {
             method: p.method,
             url: &url,
-            access_token: Some(p.token),
+            ath: Some(&ath),
             bound_to: Some(jkt),
         };
         self.check(proof, &r).await.map(|_| ())
@@ -240,7 +256,7 @@ mod tests {
         Request {
             method: "POST",
             url: URL,
-            access_token: None,
+            ath: None,
             bound_to,
         }
     }

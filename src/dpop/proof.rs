@@ -8,6 +8,7 @@ use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::sync::Arc;
 
 /// Longer proofs are refused before anything is decoded (an RSA 4096 key makes about 1.5 KiB).
 pub const MAX_PROOF_BYTES: usize = 8192;
@@ -41,8 +42,8 @@ pub struct Expect<'a> {
     pub method: &'a str,
     /// the request's URL without query and fragment, normalised (`scheme://host[:port]/path`)
     pub url: &'a str,
-    /// the access token presented with the proof, whose hash `ath` must be
-    pub access_token: Option<&'a str>,
+    /// the hash of the access token presented with the proof ([`token_hash`]), which `ath` must be
+    pub ath: Option<&'a str>,
     pub algorithms: &'a [Algorithm],
     pub now: u64,
     pub max_age: u64,
@@ -66,21 +67,18 @@ fn json<T: for<'de> Deserialize<'de>>(part: &str, what: ProofError) -> Result<T,
 
 /// base64url SHA-256 of an access token: a proof's `ath`.
 pub fn token_hash(token: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    URL_SAFE_NO_PAD.encode(d.as_ref())
+    crate::crypto::sha256_b64url(token)
 }
 
-/// Checks a proof; the nonce and the `jti`'s first use are left to the caller.
-pub fn check(proof: &str, e: &Expect<'_>) -> Result<Checked, ProofError> {
-    if proof.len() > MAX_PROOF_BYTES {
-        return Err("the DPoP proof is too long");
-    }
-    let mut parts = proof.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("the DPoP proof is not a JWS of three parts");
-    };
+/// The header segment of a proof (its text before the first `.`), under which its key is known.
+pub fn header_segment(proof: &str) -> &str {
+    proof.split('.').next().unwrap_or_default()
+}
+
+/// Reads a proof's header segment: `typ`, no `crit`, an `alg` of `algorithms` and its public key.
+/// The key depends on the header's text alone (and the algorithms taken), so a client's proofs,
+/// which repeat their header, can share it.
+pub fn read_header(h: &str, algorithms: &[Algorithm]) -> Result<ProofKey, ProofError> {
     let header: Header = json(h, "the DPoP proof's header is not base64url JSON")?;
     if !header
         .typ
@@ -95,21 +93,45 @@ pub fn check(proof: &str, e: &Expect<'_>) -> Result<Checked, ProofError> {
         .alg
         .parse::<Algorithm>()
         .ok()
-        .filter(|a| e.algorithms.contains(a))
+        .filter(|a| algorithms.contains(a))
         .ok_or("the DPoP proof's alg is not one of dpop_signing_alg_values_supported")?;
-    let key = header
+    header
         .jwk
         .ok_or("the DPoP proof has no jwk")?
-        .for_algorithm(alg)?;
+        .for_algorithm(alg)
+}
+
+/// Checks a proof; the nonce and the `jti`'s first use are left to the caller. `known`: the key
+/// of this proof's header segment, read before; without it the header is read here. Returns the
+/// header's key with the result, for the caller to keep once the proof has passed.
+pub fn check(
+    proof: &str,
+    e: &Expect<'_>,
+    known: Option<Arc<ProofKey>>,
+) -> Result<(Checked, Arc<ProofKey>), ProofError> {
+    if proof.len() > MAX_PROOF_BYTES {
+        return Err("the DPoP proof is too long");
+    }
+    let mut parts = proof.split('.');
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("the DPoP proof is not a JWS of three parts");
+    };
+    let header = match known {
+        Some(k) => k,
+        None => Arc::new(read_header(h, e.algorithms)?),
+    };
     let claims: Claims = json(p, "the DPoP proof's claims are not base64url JSON")?;
     let jti = claims_hold(&claims, e)?;
     let message = proof.get(..h.len() + 1 + p.len()).unwrap_or_default();
-    signed(&key, message, s)?;
-    Ok(Checked {
-        jkt: key.thumbprint,
+    signed(&header, message, s)?;
+    let checked = Checked {
+        jkt: header.thumbprint.clone(),
         jti,
         nonce: claims.nonce,
-    })
+    };
+    Ok((checked, header))
 }
 
 /// The claims' checks, in the order RFC 9449 §4.3 lists them; returns the `jti`.
@@ -140,9 +162,8 @@ fn claims_hold(c: &Claims, e: &Expect<'_>) -> Result<String, ProofError> {
     if iat.saturating_add(e.max_age).saturating_add(e.leeway) < e.now {
         return Err("the DPoP proof is too old");
     }
-    if let Some(token) = e.access_token {
-        let want = token_hash(token);
-        if c.ath.as_deref() != Some(want.as_str()) {
+    if let Some(want) = e.ath {
+        if c.ath.as_deref() != Some(want) {
             return Err("the DPoP proof's ath is not the hash of this access token");
         }
     }
@@ -226,11 +247,11 @@ pub(crate) mod tests {
 
     const URL: &str = "https://gw.test/api/orders";
 
-    fn expect(token: Option<&str>) -> Expect<'_> {
+    fn expect(ath: Option<&str>) -> Expect<'_> {
         Expect {
             method: "GET",
             url: URL,
-            access_token: token,
+            ath,
             algorithms: &[Algorithm::ES256, Algorithm::RS256],
             now: 1000,
             max_age: 300,
@@ -246,6 +267,11 @@ pub(crate) mod tests {
         c
     }
 
+    /// Checks a proof whose header was not read before.
+    fn check(proof: &str, e: &Expect<'_>) -> Result<Checked, ProofError> {
+        super::check(proof, e, None).map(|(c, _)| c)
+    }
+
     #[test]
     fn a_good_proof_names_its_key_and_jti() {
         let p = Prover::new();
@@ -255,14 +281,34 @@ pub(crate) mod tests {
             (p.jkt(), "j1", Some("n"))
         );
         // with an access token, ath must be its hash
-        let ath = token_hash("tok");
-        let with = p.proof(&claims(json!({"ath": ath})));
-        assert!(check(&with, &expect(Some("tok"))).is_ok());
+        let (tok, other) = (token_hash("tok"), token_hash("other"));
+        let with = p.proof(&claims(json!({"ath": tok})));
+        assert!(check(&with, &expect(Some(&tok))).is_ok());
         assert_eq!(
-            check(&with, &expect(Some("other"))).unwrap_err(),
+            check(&with, &expect(Some(&other))).unwrap_err(),
             "the DPoP proof's ath is not the hash of this access token"
         );
-        assert!(check(&p.proof(&claims(json!({}))), &expect(Some("tok"))).is_err());
+        assert!(check(&p.proof(&claims(json!({}))), &expect(Some(&tok))).is_err());
+    }
+
+    #[test]
+    fn a_header_read_once_serves_the_next_proofs_of_its_key() {
+        let p = Prover::new();
+        let first = p.proof(&claims(json!({})));
+        let (_, key) = super::check(&first, &expect(None), None).unwrap();
+        let next = p.proof(&claims(json!({"jti": "j2"})));
+        assert_eq!(header_segment(&first), header_segment(&next));
+        let (c, _) = super::check(&next, &expect(None), Some(key.clone())).unwrap();
+        assert_eq!((c.jkt, c.jti.as_str()), (p.jkt(), "j2"));
+        // the kept key still checks the signature: another key's proof under this header fails
+        let forged = Prover::new().sign(
+            &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": p.jwk}),
+            &claims(json!({"jti": "j3"})),
+        );
+        assert_eq!(
+            super::check(&forged, &expect(None), Some(key)).unwrap_err(),
+            "the DPoP proof's signature does not verify with its jwk"
+        );
     }
 
     #[test]

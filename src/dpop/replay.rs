@@ -3,27 +3,86 @@
 //! so a proof replayed to another replica is refused too.
 
 use crate::store::{OnceIds, StoreError};
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// The most proof ids one gateway remembers. Only proofs that passed every other check are
-/// remembered (at the edge, only by holders of a bound token and its key); past this, the oldest
-/// are forgotten first.
-const CAPACITY: u64 = 1 << 20;
+/// Locks that split the ids, so workers rarely wait for each other.
+const SHARDS: usize = 16;
+/// The most proof ids one gateway remembers per period (about 10,000 proofs a second for the
+/// default six minutes, ≈ 40 MB at most for both periods). Past it, proofs are refused until the
+/// period turns: forgetting an id early would let its proof be replayed.
+pub const CAPACITY: usize = 1 << 22;
 
-/// Each id is kept for the seconds it was recorded with.
-struct ForItsTime;
+/// Ids are already keyed hashes: the set uses them as they are.
+#[derive(Default)]
+struct AsIs(u64);
 
-impl moka::Expiry<u128, u64> for ForItsTime {
-    fn expire_after_create(&self, _: &u128, secs: &u64, _: Instant) -> Option<Duration> {
-        Some(Duration::from_secs(*secs))
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type Ids = HashSet<u64, BuildHasherDefault<AsIs>>;
+
+/// The ids of two periods: an id recorded in the current one is kept through the next, so it is
+/// remembered for at least a period, and both are cleared in one step when the time comes.
+struct Periods {
+    current: Ids,
+    previous: Ids,
+    started: Instant,
+    length: Duration,
+}
+
+impl Periods {
+    fn new(now: Instant) -> Periods {
+        Periods {
+            current: Ids::default(),
+            previous: Ids::default(),
+            started: now,
+            length: Duration::ZERO,
+        }
+    }
+
+    /// Records `id` for at least `ttl`: `Some(true)` the first time, `Some(false)` for a repeat,
+    /// `None` when this shard is full.
+    fn first_use(&mut self, id: u64, now: Instant, ttl: Duration) -> Option<bool> {
+        // a reload may lengthen the period: ids are then kept longer, never shorter
+        self.length = self.length.max(ttl);
+        let age = now.saturating_duration_since(self.started);
+        if age >= self.length {
+            // no call came since a whole period after the start: the current ids are old too
+            if age >= self.length * 2 {
+                self.current.clear();
+            }
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+            self.started = now;
+        }
+        if self.previous.contains(&id) || self.current.contains(&id) {
+            return Some(false);
+        }
+        if self.current.len() >= CAPACITY / SHARDS {
+            return None;
+        }
+        Some(self.current.insert(id))
     }
 }
 
 /// The proof ids this gateway, or the fleet, has seen; shared by every configuration generation,
 /// so a reload forgets none.
 pub struct SeenProofs {
-    local: moka::sync::Cache<u128, u64>,
+    local: Vec<Mutex<Periods>>,
     /// keys the in-memory hash, so ids cannot be chosen to collide
     key: (u64, u64),
     shared: Option<Arc<dyn OnceIds>>,
@@ -34,37 +93,43 @@ impl SeenProofs {
     pub fn new(
         shared: Option<Arc<dyn OnceIds>>,
     ) -> Result<SeenProofs, crate::crypto::NoRandomness> {
+        let now = Instant::now();
         Ok(SeenProofs {
-            local: moka::sync::Cache::builder()
-                .max_capacity(CAPACITY)
-                .expire_after(ForItsTime)
-                .build(),
+            local: (0..SHARDS).map(|_| Mutex::new(Periods::new(now))).collect(),
             key: crate::crypto::random_key()?,
             shared,
         })
     }
 
-    fn hash(&self, jkt: &str, jti: &str) -> u128 {
-        use std::hash::Hasher;
-        let mut h = siphasher::sip128::SipHasher13::new_with_keys(self.key.0, self.key.1);
+    fn hash(&self, jkt: &str, jti: &str) -> u64 {
+        let mut h = siphasher::sip::SipHasher13::new_with_keys(self.key.0, self.key.1);
         h.write(jkt.as_bytes());
         h.write_u8(0);
         h.write(jti.as_bytes());
-        siphasher::sip128::Hasher128::finish128(&h).as_u128()
+        h.finish()
     }
 
     /// Records the proof id `jti` of the key `jkt` for `ttl`; false when it was seen before. A
-    /// store that cannot answer is an error: the proof is then refused, never taken unchecked.
+    /// store that cannot answer, or a full memory, is an error: the proof is then refused, never
+    /// taken unchecked.
     pub async fn first_use(&self, jkt: &str, jti: &str, ttl: Duration) -> Result<bool, StoreError> {
-        let secs = ttl.as_secs().max(1);
+        let ttl = ttl.max(Duration::from_secs(1));
         match &self.shared {
-            Some(store) => store.first_use(&format!("dpop:{jkt}:{jti}"), secs).await,
-            None => Ok(self
-                .local
-                .entry(self.hash(jkt, jti))
-                .or_insert(secs)
-                .is_fresh()),
+            Some(store) => (store.first_use(&format!("dpop:{jkt}:{jti}"), ttl.as_secs())).await,
+            None => self.first_use_here(self.hash(jkt, jti), Instant::now(), ttl),
         }
+    }
+
+    fn first_use_here(&self, id: u64, now: Instant, ttl: Duration) -> Result<bool, StoreError> {
+        // the shard comes from middle bits: the set's buckets use the low ones, its tags the top
+        let shard = (id >> 32) as usize % SHARDS;
+        let Some(lock) = self.local.get(shard) else {
+            return Err(StoreError::Unavailable("no shard".into()));
+        };
+        let mut periods = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        periods
+            .first_use(id, now, ttl)
+            .ok_or_else(|| StoreError::Unavailable("too many DPoP proof ids to remember".into()))
     }
 }
 
@@ -97,5 +162,53 @@ mod tests {
         );
         let down = SeenProofs::new(Some(Arc::new(Down))).unwrap();
         assert!(down.first_use("k", "j", t).await.is_err());
+    }
+
+    #[test]
+    fn an_id_is_remembered_for_at_least_its_time_and_then_forgotten() {
+        let start = Instant::now();
+        let mut p = Periods::new(start);
+        let ttl = Duration::from_secs(100);
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert_eq!(p.first_use(1, at(0), ttl), Some(true));
+        assert_eq!(p.first_use(2, at(99), ttl), Some(true));
+        // the period turns at 100: both are kept through the next one
+        assert_eq!(p.first_use(3, at(150), ttl), Some(true));
+        assert_eq!(p.first_use(2, at(198), ttl), Some(false));
+        assert_eq!(p.first_use(1, at(199), ttl), Some(false));
+        // at 250 the period that held 1 and 2 is dropped: 2 was kept 151 s, 3 stays
+        assert_eq!(p.first_use(2, at(250), ttl), Some(true));
+        assert_eq!(p.first_use(3, at(251), ttl), Some(false));
+        // after two quiet periods nothing is left
+        assert_eq!(p.first_use(3, at(600), ttl), Some(true));
+        assert_eq!(p.first_use(2, at(601), ttl), Some(true));
+    }
+
+    #[test]
+    fn a_full_memory_refuses_rather_than_forgets() {
+        let seen = SeenProofs::new(None).unwrap();
+        let (now, ttl) = (Instant::now(), Duration::from_secs(60));
+        // ids of one shard (bits 32..36 are 7), spread as keyed hashes are, until it is full
+        let ids = (1u64..).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !(0xF << 32) | 7 << 32);
+        for id in ids.clone().take(CAPACITY / SHARDS) {
+            assert_eq!(seen.first_use_here(id, now, ttl).ok(), Some(true));
+        }
+        let next = ids.clone().nth(CAPACITY / SHARDS).unwrap();
+        assert!(seen.first_use_here(next, now, ttl).is_err());
+        let first = ids.clone().next().unwrap();
+        assert_eq!(
+            seen.first_use_here(first, now, ttl).ok(),
+            Some(false),
+            "still a replay"
+        );
+        assert_eq!(
+            seen.first_use_here(1 << 32, now, ttl).ok(),
+            Some(true),
+            "other shards take ids"
+        );
+        // a period later the ids move to the previous period and new ones are taken again
+        let later = now + ttl;
+        assert_eq!(seen.first_use_here(next, later, ttl).ok(), Some(true));
+        assert_eq!(seen.first_use_here(first, later, ttl).ok(), Some(false));
     }
 }

@@ -12,8 +12,6 @@ use crate::session::{NewSession, OpenError, SessionData};
 use crate::token::TokenService;
 use crate::wire::form::Params;
 use crate::wire::request::Request;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{Map, Value};
 
 /// How long a person has to sign in at the provider.
@@ -33,8 +31,7 @@ const NO_SEAL: Failed = Failed("the sign-in cannot be secured right now");
 
 /// The S256 PKCE challenge of a verifier.
 fn challenge(verifier: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    URL_SAFE_NO_PAD.encode(d.as_ref())
+    crate::crypto::sha256_b64url(verifier)
 }
 
 /// The strings of a claim that is an array of strings or a space-separated string.

@@ -35,6 +35,7 @@ pub async fn judge_binding(
         headers: &req.headers,
         method: req.method.as_str(),
         token: &presented.token,
+        ath: principal.ath(),
         as_dpop: presented.dpop,
         bound_to: principal.jkt(),
         required: route.dpop == DpopMode::Required,

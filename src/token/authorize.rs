@@ -10,8 +10,6 @@ use crate::respond::Answer;
 use crate::store::{run_blocking, CodeRecord, CodeUse};
 use crate::wire::form::{FormError, Params};
 use crate::wire::request::Request;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use serde_json::{json, Value};
 
 pub const CSRF_COOKIE: &str = "__Host-gatehouse-csrf";
@@ -438,8 +436,7 @@ fn exchange_matches(
             "redirect_uri differs from the authorization request",
         ));
     }
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
-    let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
+    let computed = crate::crypto::sha256_b64url(verifier);
     if aws_lc_rs::constant_time::verify_slices_are_equal(
         computed.as_bytes(),
         rec.challenge.as_bytes(),

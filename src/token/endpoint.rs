@@ -244,7 +244,7 @@ impl TokenService {
         let r = crate::dpop::Request {
             method: "POST",
             url: &url,
-            access_token: None,
+            ath: None,
             bound_to: None,
         };
         self.dpop.check(proof, &r).await.map_err(dpop_refused)

@@ -170,6 +170,7 @@ impl TokenService {
             headers: &http.header.headers,
             method: http.method().as_str(),
             token: &token,
+            ath: principal.ath(),
             as_dpop,
             bound_to: principal.jkt(),
             required: false,
