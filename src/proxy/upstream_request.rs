@@ -167,6 +167,27 @@ fn with_room(
     Ok(out)
 }
 
+/// Sets the target's path and query. An HTTP/2 request's target is its URI whole (`:scheme` and
+/// `:authority` with the path; it has no `Host` to fall back on), so those are kept around the new
+/// path: without them an h2 upstream request has no authority.
+fn set_path(up: &mut RequestHeader, path: &str, http2: bool) -> Result<()> {
+    let (true, Some(scheme), Some(authority)) =
+        (http2, up.uri.scheme().cloned(), up.uri.authority().cloned())
+    else {
+        return up.set_raw_path(path.as_bytes());
+    };
+    let uri = http::Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| {
+            pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "bad upstream path")
+        })?;
+    up.set_uri(uri);
+    Ok(())
+}
+
 /// Shapes the request a backend receives: path, token removal, identity and forwarding headers.
 pub fn prepare_upstream(
     session: &Session,
@@ -197,7 +218,7 @@ pub fn prepare_upstream(
                 || (!believed && is_forwarding_header(name))
         })?;
     } else if let Some(p) = f.path {
-        up.set_raw_path(p.as_bytes())?;
+        set_path(up, p, session.is_http2())?;
     }
     if drop_token {
         // a DPoP proof goes with its token: the gateway has used it up

@@ -64,7 +64,8 @@ fn refusing_port() -> u16 {
 }
 
 /// A gateway in front of an h2c gRPC server, with h2c on its plain listener too; `/dead.Svc` goes
-/// to a port nobody listens on, and `/test.Echo/Small` takes request bodies of at most 64 bytes.
+/// to a port nobody listens on, `/test.Echo/Small` takes request bodies of at most 64 bytes, and
+/// `/v1/…` reaches the server without its prefix.
 pub async fn h2c_gateway() -> Auth {
     gatehouse::crypto::tls::install();
     let grpc = serve(None).await;
@@ -97,6 +98,14 @@ name = "dead"
 path_prefix = "/dead.Svc"
 upstream = "dead"
 auth = "public"
+
+[[routes]]
+name = "versioned"
+path_prefix = "/v1"
+strip_prefix = true
+upstream = "grpc"
+issuers = ["self"]
+roles_any = ["service"]
 
 [[routes]]
 name = "small"
@@ -287,6 +296,13 @@ async fn plain_listeners_take_h2c_and_health_checks_speak_grpc() {
         c.say("over h2c").await.unwrap().into_inner().text,
         "over h2c from svc (service)"
     );
+    // a route that strips its prefix keeps the request's authority on its way to the h2 upstream,
+    // over h2c and over TLS alike
+    let mut tls = Client::new(tls_channel(&a).await, Some(&token));
+    for client in [&mut c, &mut tls] {
+        let r = client.unary("/v1/test.Echo/Say", "stripped").await;
+        assert_eq!(r.unwrap().into_inner().text, "stripped from svc (service)");
+    }
     // HTTP/1.1 still works on the same port
     let r = a.gw.get("/whoami", None).await;
     assert_ne!(r.status, 0);
