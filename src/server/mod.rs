@@ -251,6 +251,17 @@ fn lasting(
                 },
             ));
         }
+        if matches!(config.store, crate::config::StoreBackend::Sqlite(_)) {
+            // the command line writes revocations straight into the file
+            server.add_service(background_service(
+                "revocation watch",
+                crate::store::watch::RevocationWatch {
+                    store: store.clone(),
+                    revocations: revocations.clone(),
+                    clock: clock.clone(),
+                },
+            ));
+        }
         server.add_service(background_service(
             "store maintenance",
             StoreMaintenance(store.clone(), clock.clone()),

@@ -5,6 +5,7 @@ pub mod feed;
 mod memory;
 pub mod redis;
 mod sqlite;
+pub mod watch;
 
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
@@ -131,6 +132,13 @@ pub trait Store: Send + Sync + 'static {
     /// means each gateway remembers them in its own memory.
     fn once_ids(&self) -> Option<Arc<dyn OnceIds>> {
         None
+    }
+
+    /// Whether the store may have been changed by another process (the command line, on a file the
+    /// gateway shares) since the last call, so its revocations are worth reading again. Stores that
+    /// publish their revocations (Redis), or live in this process alone, answer false.
+    fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        Ok(false)
     }
 }
 

@@ -170,10 +170,23 @@ async fn the_cli_ends_a_subjects_refresh_tokens_in_the_store() {
     let a = Auth::start_with("backend = \"sqlite\"\npath = \"data/g.db\"", "").await;
     let first = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
     let rt = first.json()["refresh_token"].as_str().unwrap().to_string();
+    let at = first.json()["access_token"].as_str().unwrap().to_string();
+    assert_eq!(a.gw.get("/api/x", Some(&at)).await.status, 200);
     let args = ["tokens", "revoke", "--subject", "user-alice"];
     assert_eq!(
         crate::support::harness::cli(&args, &a.gw.path("gateway.toml")),
         "1 refresh family of user-alice ended (1 access token(s) revoked)"
     );
     oauth_error(&refresh(&a, &rt).await, 400, "invalid_grant");
+    // the running gateway reads the file's revocations within a second of the change
+    let mut r = a.gw.get("/api/x", Some(&at)).await;
+    for _ in 0..50 {
+        if r.status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        r = a.gw.get("/api/x", Some(&at)).await;
+    }
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.challenge().contains("invalid_token"), "{}", r.challenge());
 }

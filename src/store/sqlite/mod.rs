@@ -32,6 +32,9 @@ pub struct SqliteStore {
     /// the (device, inode) of the file opened: SQLite goes on writing to a file that was deleted or
     /// replaced, so every use checks that the path still names it
     file: (u64, u64),
+    /// a connection kept to read `PRAGMA data_version` (which moves when any other connection,
+    /// in this process or another, commits), with the last value read
+    watch: Mutex<(Connection, Option<i64>)>,
 }
 
 /// The (device, inode) a path names now.
@@ -73,7 +76,10 @@ impl SqliteStore {
             .map(|_| open_reader(path).map(Mutex::new))
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| format!("cannot open {} to read: {e}", path.display()))?;
+        let watch = open_reader(path)
+            .map_err(|e| format!("cannot open {} to read: {e}", path.display()))?;
         Ok(SqliteStore {
+            watch: Mutex::new((watch, None)),
             writer: Mutex::new(conn),
             readers,
             next: AtomicUsize::new(0),
@@ -135,6 +141,18 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl Store for SqliteStore {
+    fn changed_elsewhere(&self) -> Result<bool, StoreError> {
+        self.check_file()?;
+        let mut watch = self.watch.lock().map_err(|_| err("lock poisoned"))?;
+        let version: i64 = (watch.0)
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(err)?;
+        // the first answer is a change: what was read at start-up may already be older
+        let changed = watch.1 != Some(version);
+        watch.1 = Some(version);
+        Ok(changed)
+    }
+
     fn put_client(&self, c: &RegisteredClient) -> Result<(), StoreError> {
         let doc = serde_json::to_string(c).map_err(err)?;
         self.conn()?

@@ -24,6 +24,20 @@ fn survives_reopening_and_refuses_replays() {
 }
 
 #[test]
+fn a_change_by_another_process_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let gateway = SqliteStore::open(&path).unwrap();
+    assert!(gateway.changed_elsewhere().unwrap(), "the first answer");
+    assert!(!gateway.changed_elsewhere().unwrap(), "nothing happened");
+    // the command line opens the same file and revokes a token
+    SqliteStore::open(&path).unwrap().revoke("j", 100).unwrap();
+    assert!(gateway.changed_elsewhere().unwrap());
+    assert!(!gateway.changed_elsewhere().unwrap());
+    assert_eq!(gateway.revoked(10).unwrap(), vec![("j".to_string(), 100)]);
+}
+
+#[test]
 fn refresh_tokens_rotate_once_and_reuse_revokes_the_family() {
     let dir = tempfile::tempdir().unwrap();
     let s = SqliteStore::open(&dir.path().join("g.db")).unwrap();
