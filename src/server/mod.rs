@@ -192,6 +192,53 @@ pub fn build_with(
     })
 }
 
+/// The store's background work: the Redis revocation feed or the SQLite file's revocation watch,
+/// and the purge of expired entries.
+fn store_services(
+    config: &Config,
+    store: &Arc<dyn crate::store::Store>,
+    revocations: &Arc<crate::auth::Revocations>,
+    revocations_loaded: &Arc<crate::store::RevocationsLoaded>,
+    clock: &SharedClock,
+    propagation: &prometheus::Histogram,
+    server: &mut Server,
+) -> Result<(), StartupError> {
+    if let crate::config::StoreBackend::Redis(url) = &config.store {
+        // Revocations made on other replicas reach this one's denylist at once.
+        let client = crate::store::redis::client(url).map_err(|problem| StartupError::Store {
+            backend: "redis",
+            problem,
+        })?;
+        server.add_service(background_service(
+            "revocation feed",
+            crate::store::feed::RevocationFeed {
+                client,
+                loaded: revocations_loaded.clone(),
+                store: store.clone(),
+                revocations: revocations.clone(),
+                clock: clock.clone(),
+                lag: propagation.clone(),
+            },
+        ));
+    }
+    if matches!(config.store, crate::config::StoreBackend::Sqlite(_)) {
+        // the command line writes revocations straight into the file
+        server.add_service(background_service(
+            "revocation watch",
+            crate::store::watch::RevocationWatch {
+                store: store.clone(),
+                revocations: revocations.clone(),
+                clock: clock.clone(),
+            },
+        ));
+    }
+    server.add_service(background_service(
+        "store maintenance",
+        StoreMaintenance(store.clone(), clock.clone()),
+    ));
+    Ok(())
+}
+
 /// What outlives every generation: the store, the revocations it feeds (with the Redis feed and the
 /// store's maintenance as background services), the clock and the propagation histogram.
 fn lasting(
@@ -232,40 +279,15 @@ fn lasting(
                 })
             }
         }
-        if let crate::config::StoreBackend::Redis(url) = &config.store {
-            // Revocations made on other replicas reach this one's denylist at once.
-            let client =
-                crate::store::redis::client(url).map_err(|problem| StartupError::Store {
-                    backend: "redis",
-                    problem,
-                })?;
-            server.add_service(background_service(
-                "revocation feed",
-                crate::store::feed::RevocationFeed {
-                    client,
-                    loaded: revocations_loaded.clone(),
-                    store: store.clone(),
-                    revocations: revocations.clone(),
-                    clock: clock.clone(),
-                    lag: propagation.clone(),
-                },
-            ));
-        }
-        if matches!(config.store, crate::config::StoreBackend::Sqlite(_)) {
-            // the command line writes revocations straight into the file
-            server.add_service(background_service(
-                "revocation watch",
-                crate::store::watch::RevocationWatch {
-                    store: store.clone(),
-                    revocations: revocations.clone(),
-                    clock: clock.clone(),
-                },
-            ));
-        }
-        server.add_service(background_service(
-            "store maintenance",
-            StoreMaintenance(store.clone(), clock.clone()),
-        ));
+        store_services(
+            config,
+            store,
+            &revocations,
+            &revocations_loaded,
+            &clock,
+            &propagation,
+            server,
+        )?;
     }
     // DPoP proof ids: in the shared store when there is one (every replica refuses a replay),
     // else in this process's memory
