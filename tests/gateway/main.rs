@@ -36,6 +36,7 @@ mod paths;
 mod policy;
 mod proxies;
 mod redis;
+mod redis_sign_in;
 mod reload;
 mod removals;
 mod resources;
