@@ -39,6 +39,7 @@ mod redis;
 mod reload;
 mod removals;
 mod resources;
+mod rules;
 mod session_cookies;
 mod sessions;
 mod shape;
