@@ -40,6 +40,7 @@ mod reload;
 mod removals;
 mod resources;
 mod rules;
+mod rules_explain;
 mod session_cookies;
 mod sessions;
 mod shape;
