@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """User-space instructions per keep-alive request through one gatehouse worker, counted by
 `valgrind --tool=callgrind` (the same for the same binary and input, whatever else the machine does),
-for the public route and a repeated RS256 token (a verified-token cache hit). Give several binaries to
+for the public route, a repeated RS256 token (a verified-token cache hit), and the same token on a
+route with three rules (`allow_if`/`deny_if`), whose difference is the rules' own cost. Give several binaries to
 compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
 are zeroed after a warm-up, so start-up is not counted; background threads (the log writer, health
 checks) add a little, the same for every build.
@@ -79,7 +80,8 @@ def main():
   server {{ listen 127.0.0.1:{lib.UP}; location / {{ return 200 "ok"; }} }}
 """), lib.UP, 1)
     try:
-        scenarios = [("public route", "/public/x", None), ("same RS256 token", "/auth/x", token)]
+        scenarios = [("public route", "/public/x", None), ("same RS256 token", "/auth/x", token),
+                     ("same RS256 token, three rules", "/rules/x", token)]
         rows = {b: count(b, scenarios, args.requests) for b in args.binaries}
     finally:
         up.stop()
@@ -88,6 +90,8 @@ def main():
     print("| --- |" + " ---: |" * len(args.binaries))
     for name, _, _ in scenarios:
         print(f"| {name} | " + " | ".join(f"{rows[b][name]:,.0f}" for b in args.binaries) + " |")
+    rules = [rows[b]["same RS256 token, three rules"] - rows[b]["same RS256 token"] for b in args.binaries]
+    print("| three rules' own cost | " + " | ".join(f"{r:+,.0f}" for r in rules) + " |")
 
 
 if __name__ == "__main__":

@@ -285,3 +285,24 @@ fn a_refusal_names_the_rule_that_refused() {
     let r = rules(&["'ops' in roles"], &["'x' in roles"], off);
     assert_eq!(r.judge(&f), Ok(()));
 }
+
+#[test]
+fn the_readme_examples_compile_and_judge() {
+    let tenant = "'ops' in roles || (has(claims.tenant) && claims.tenant == request.segments[1])";
+    let hours = "!(request.method in ['GET', 'HEAD']) && (now.getDayOfWeek('Europe/Paris') in [0, 6] || now.getHours('Europe/Paris') < 8 || now.getHours('Europe/Paris') >= 18)";
+    let office = "!(request.method in ['GET', 'HEAD']) && !ip_in(client.ip, '192.0.2.0/24')";
+    let tools =
+        "glob(mcp.tool, 'delete_*') && !('oncall' in claims.groups && client_id == 'ops-console')";
+    let mcp = Scope { mcp: true };
+    // Monday 11:30 in Paris, a POST from 10.1.2.3 by a caller in ops, calling read_file
+    assert_eq!(holds(tenant, json!({"tenant": "other"})), Outcome::True);
+    assert_eq!(holds(hours, json!({})), Outcome::False);
+    assert_eq!(holds(office, json!({})), Outcome::True);
+    assert_eq!(holds(tools, json!({"groups": []})), Outcome::False);
+    let r = rules(&[], &[hours, office], mcp);
+    let (who, h) = (Who { claims: json!({}) }, headers());
+    assert_eq!(
+        r.judge(&facts(&who, &h, None)).map_err(|r| r.to_string()),
+        Err("deny_if[1]".into())
+    );
+}
