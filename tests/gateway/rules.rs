@@ -256,3 +256,44 @@ async fn a_reload_with_a_broken_rule_is_refused_and_the_old_rules_keep_serving()
     assert_eq!(w.gw.get("/t/x/a", Some(&a)).await.status, 200);
     refused_by_rule(&w.gw.get("/t/a/x", Some(&a)).await);
 }
+
+const MCP_RULES: &str = r#"
+[[routes]]
+name = "tools"
+path_prefix = "/mcp-echo"
+upstream = "echo"
+issuers = ["rsa"]
+mcp = true
+resource = "https://mcp.test/mcp-echo"
+authorization_servers = ["https://rsa.test"]
+deny_if = "glob(mcp.tool, 'delete_*') && !('oncall' in claims.groups)"
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_mcp_rule_judges_each_call_the_body_makes() {
+    use crate::mcp::{call, mcp_token, post};
+    let w = World::start_with(MCP_RULES).await;
+    let token = mcp_token(&w, json!({"groups": ["dev"]}));
+    let body = call(1, "read_file");
+    let r = post(&w, &body, &[], &token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["body"],
+        body,
+        "the body the rules read still reaches the server"
+    );
+    refused_by_rule(&post(&w, &call(2, "delete_user"), &[], &token).await);
+    // a batch is judged call by call
+    let batch = format!("[{},{}]", call(3, "read_file"), call(4, "delete_user"));
+    refused_by_rule(&post(&w, &batch, &[], &token).await);
+    let oncall = mcp_token(&w, json!({"groups": ["oncall"]}));
+    assert_eq!(
+        post(&w, &call(5, "delete_user"), &[], &oncall).await.status,
+        200
+    );
+    let metrics = w.gw.metrics().await;
+    assert!(
+        metrics.contains("gatehouse_rule_denials_total{route=\"tools\",rule=\"deny_if[0]\"} 2"),
+        "{metrics}"
+    );
+}
