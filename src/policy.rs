@@ -13,6 +13,9 @@ impl Caller for Identity {
     fn claims(&self) -> Option<&Value> {
         self.claims.as_ref()
     }
+    fn payload(&self) -> &[u8] {
+        self.payload.as_bytes()
+    }
     fn subject(&self) -> &str {
         self.principal.subject().unwrap_or_default()
     }
@@ -37,6 +40,9 @@ pub struct Anonymous;
 impl Caller for Anonymous {
     fn claims(&self) -> Option<&Value> {
         None
+    }
+    fn payload(&self) -> &[u8] {
+        b""
     }
     fn subject(&self) -> &str {
         ""

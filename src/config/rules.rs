@@ -98,8 +98,16 @@ mod tests {
         .unwrap();
         let r = c.routes[1].rules.as_ref().unwrap();
         assert_eq!((r.allow_if.len(), r.deny_if.len()), (2, 1));
-        assert!(c.routes[1].needs_claims);
+        assert!(
+            !c.routes[1].needs_claims,
+            "a claim read by name is read for the rules alone"
+        );
         assert!(c.routes[0].rules.is_none());
+        let c = compile(&route("allow_if = \"claims.exists(k, k == 'x')\"")).unwrap();
+        assert!(
+            c.routes[1].needs_claims,
+            "the whole map is decoded by the route"
+        );
     }
 
     #[test]

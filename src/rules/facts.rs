@@ -22,6 +22,9 @@ pub const MAX_ITEMS: usize = 1000;
 pub trait Caller: Sync {
     /// the verified claims, when the route decoded them (`Rules::needs_claims`)
     fn claims(&self) -> Option<&Value>;
+    /// the claims as the token carried them (base64url JSON), read for the claims the rules name
+    /// when the route did not decode them all
+    fn payload(&self) -> &[u8];
     fn subject(&self) -> &str;
     fn issuer(&self) -> &str;
     fn client_id(&self) -> &str;
@@ -56,19 +59,51 @@ pub struct Facts<'a> {
 
 type Boxed<'a> = Box<dyn Val + 'a>;
 
+/// The names a rule's variables are looked up by: each variable, and the fields of `request`,
+/// `client` and `mcp` by their whole dotted name, which CEL resolves before the variable (so
+/// `request.path` is answered without building the `request` map).
+const NAMES: [&str; 19] = [
+    "claims",
+    "subject",
+    "roles",
+    "scopes",
+    "issuer",
+    "client_id",
+    "request",
+    "client",
+    "now",
+    "mcp",
+    "request.method",
+    "request.path",
+    "request.segments",
+    "request.host",
+    "request.query",
+    "request.headers",
+    "client.ip",
+    "mcp.method",
+    "mcp.tool",
+];
+
 /// The variables of one evaluation, each built at most once.
 pub struct Bindings<'a> {
     facts: &'a Facts<'a>,
+    /// the claims the rules name, decoded for them when the identity carries none decoded
+    named_claims: Option<&'a Value>,
     reads: &'a Reads,
-    made: [OnceLock<Option<Boxed<'a>>>; 10],
+    made: [OnceLock<Option<Boxed<'a>>>; NAMES.len()],
     /// a claim list or map was larger than `MAX_ITEMS` allows
     pub over_budget: AtomicBool,
 }
 
 impl<'a> Bindings<'a> {
-    pub fn new(facts: &'a Facts<'a>, reads: &'a Reads) -> Bindings<'a> {
+    pub fn new(
+        facts: &'a Facts<'a>,
+        reads: &'a Reads,
+        named_claims: Option<&'a Value>,
+    ) -> Bindings<'a> {
         Bindings {
             facts,
+            named_claims,
             reads,
             made: Default::default(),
             over_budget: AtomicBool::new(false),
@@ -86,13 +121,8 @@ impl<'a> Bindings<'a> {
             "roles" => Some(list(f.caller.roles())),
             "scopes" => Some(list(f.caller.scopes())),
             "request" => Some(self.request()),
-            "client" => {
-                let ip = f.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-                Some(map(vec![(
-                    CelMapKey::from("ip"),
-                    Box::new(CelString::from(ip)),
-                )]))
-            }
+            "client" => Some(map(vec![(CelMapKey::from("ip"), self.client_ip())])),
+            "client.ip" => Some(self.client_ip()),
             "now" => {
                 let at =
                     chrono::DateTime::from_timestamp(f.now.as_secs() as i64, f.now.subsec_nanos())?;
@@ -111,13 +141,25 @@ impl<'a> Bindings<'a> {
                     ),
                 ]))
             }
-            _ => None,
+            "mcp.method" => text(f.mcp?.method),
+            "mcp.tool" => text(f.mcp?.tool),
+            other => self.request_field(other.strip_prefix("request.")?),
         }
+    }
+
+    fn client_ip(&self) -> Boxed<'a> {
+        let ip = self
+            .facts
+            .client_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        Box::new(CelString::from(ip))
     }
 
     /// The claims the rules read, or all of them when a rule reads the map as a whole.
     fn claims(&self) -> Option<Boxed<'a>> {
-        let Some(Value::Object(all)) = self.facts.caller.claims() else {
+        let decoded = self.facts.caller.claims().or(self.named_claims);
+        let Some(Value::Object(all)) = decoded else {
             return Some(map(vec![]));
         };
         let mut budget = MAX_ITEMS;
@@ -145,35 +187,36 @@ impl<'a> Bindings<'a> {
         Some(map(entries))
     }
 
-    /// `request`, with the fields the rules read.
+    /// `request`, with the fields the rules read (when a rule reads the map as a whole).
     fn request(&self) -> Boxed<'a> {
+        let entries = self.reads.request_fields.iter().filter_map(|field| {
+            self.request_field(field)
+                .map(|value| (CelMapKey::from(*field), value))
+        });
+        map(entries.collect())
+    }
+
+    /// One field of `request`; a query with a repeated parameter is none, so rules reading it fail.
+    fn request_field(&self, field: &str) -> Option<Boxed<'a>> {
         let f = self.facts;
-        let mut entries: Vec<(CelMapKey<'a>, Boxed<'a>)> = Vec::new();
-        for field in &self.reads.request_fields {
-            let value: Boxed<'a> = match *field {
-                "method" => Box::new(CelString::from(f.method)),
-                "path" => Box::new(CelString::from(f.path)),
-                "host" => Box::new(CelString::from(f.host)),
-                "segments" => list(f.path.split('/').filter(|s| !s.is_empty()).collect()),
-                "headers" => headers(f.headers),
-                // a repeated parameter leaves the query unread: the rules reading it fail
-                "query" => match crate::wire::form::parse(f.query.unwrap_or("").as_bytes()) {
-                    Ok(params) => map(params
-                        .into_iter()
-                        .map(|(k, v)| {
-                            (
-                                CelMapKey::from(k),
-                                Box::new(CelString::from(v)) as Boxed<'a>,
-                            )
-                        })
-                        .collect()),
-                    Err(_) => continue,
-                },
-                _ => continue,
-            };
-            entries.push((CelMapKey::from(*field), value));
-        }
-        map(entries)
+        Some(match field {
+            "method" => Box::new(CelString::from(f.method)),
+            "path" => Box::new(CelString::from(f.path)),
+            "host" => Box::new(CelString::from(f.host)),
+            "segments" => list(f.path.split('/').filter(|s| !s.is_empty()).collect()),
+            "headers" => headers(f.headers),
+            "query" => {
+                let params = crate::wire::form::parse(f.query.unwrap_or("").as_bytes()).ok()?;
+                let text = |(k, v): (String, String)| {
+                    (
+                        CelMapKey::from(k),
+                        Box::new(CelString::from(v)) as Boxed<'a>,
+                    )
+                };
+                map(params.into_iter().map(text).collect())
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -249,4 +292,29 @@ fn json<'a>(v: &'a Value, budget: &mut usize) -> Option<Boxed<'a>> {
             map(entries)
         }
     })
+}
+
+/// The claims `names` names, read from a token's payload segment when the identity carries no
+/// decoded claims: the other claims are skipped without being built into values. `None` when the
+/// identity has its claims decoded already, or the rules name none.
+pub fn named_claims(caller: &dyn Caller, reads: &Reads) -> Option<Value> {
+    if caller.claims().is_some() || reads.claim_names.is_empty() {
+        return None;
+    }
+    use base64::Engine;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(caller.payload())
+        .ok()?;
+    let all: HashMap<&str, &serde_json::value::RawValue> = match serde_json::from_slice(&json) {
+        Ok(all) => all,
+        // a name written with escapes cannot be borrowed: read the whole object
+        Err(_) => return serde_json::from_slice(&json).ok(),
+    };
+    let mut named = serde_json::Map::new();
+    for name in &reads.claim_names {
+        if let Some(raw) = all.get(name.as_str()) {
+            named.insert(name.clone(), serde_json::from_str(raw.get()).ok()?);
+        }
+    }
+    Some(Value::Object(named))
 }

@@ -90,9 +90,10 @@ impl Rules {
         }
     }
 
-    /// Whether any rule reads the claims, which the route must then decode.
+    /// Whether a rule reads the claims as a whole, which the route must then decode; claims read by
+    /// name are read from the token for the rules alone, unless the route decodes them anyway.
     pub fn needs_claims(&self) -> bool {
-        self.reads.variables.contains("claims")
+        self.reads.all_claims
     }
 
     /// Whether the rules read the MCP call, so they wait for the request's body.
@@ -108,7 +109,8 @@ impl Rules {
     /// Passes when no `deny_if` holds and every `allow_if` does; else the first rule that refused.
     /// A rule that cannot be evaluated refuses, whichever key it is under.
     pub fn judge(&self, facts: &Facts<'_>) -> Result<(), RuleRef> {
-        let bindings = Bindings::new(facts, &self.reads);
+        let named = facts::named_claims(facts.caller, &self.reads);
+        let bindings = Bindings::new(facts, &self.reads, named.as_ref());
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&bindings);
         for (i, r) in self.deny_if.iter().enumerate() {
@@ -126,7 +128,8 @@ impl Rules {
 
     /// Every rule's outcome, `deny_if` first, for an operator asking why (`gatehouse explain`).
     pub fn explain(&self, facts: &Facts<'_>) -> Vec<(RuleRef, &Rule, Outcome)> {
-        let bindings = Bindings::new(facts, &self.reads);
+        let named = facts::named_claims(facts.caller, &self.reads);
+        let bindings = Bindings::new(facts, &self.reads, named.as_ref());
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&bindings);
         let kinds = [

@@ -13,6 +13,9 @@ impl Caller for Who {
     fn claims(&self) -> Option<&Json> {
         Some(&self.claims)
     }
+    fn payload(&self) -> &[u8] {
+        b"bm90IHJlYWQ"
+    }
     fn subject(&self) -> &str {
         "alice"
     }
@@ -203,7 +206,7 @@ fn what_the_rules_read_is_found_at_load() {
         &["request.path == '/x'"],
         Scope::default(),
     );
-    assert!(r.needs_claims());
+    assert!(r.reads.variables.contains("claims") && !r.needs_claims());
     assert!(!r.reads.all_claims);
     let names: Vec<&str> = r.reads.claim_names.iter().map(String::as_str).collect();
     assert_eq!(names, ["org", "tenant"]);
@@ -305,4 +308,74 @@ fn the_readme_examples_compile_and_judge() {
         r.judge(&facts(&who, &h, None)).map_err(|r| r.to_string()),
         Err("deny_if[1]".into())
     );
+}
+
+/// An identity whose claims the route did not decode: the rules read the ones they name from the
+/// token's payload.
+struct Undecoded(String);
+
+impl Caller for Undecoded {
+    fn claims(&self) -> Option<&Json> {
+        None
+    }
+    fn payload(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    fn subject(&self) -> &str {
+        ""
+    }
+    fn issuer(&self) -> &str {
+        ""
+    }
+    fn client_id(&self) -> &str {
+        ""
+    }
+    fn roles(&self) -> Vec<&str> {
+        vec![]
+    }
+    fn scopes(&self) -> Vec<&str> {
+        vec![]
+    }
+}
+
+#[test]
+fn claims_read_by_name_are_read_from_the_token_when_the_route_decoded_none() {
+    use base64::Engine;
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let who = Undecoded(encode(
+        r#"{"tenant": "acme", "org": {"id": 7}, "big": ["x", "y"]}"#,
+    ));
+    let (h, nobody) = (headers(), Who { claims: json!({}) });
+    let f = Facts {
+        caller: &who,
+        ..facts(&nobody, &h, None)
+    };
+    let named = [
+        "claims.tenant == 'acme' && claims.org.id == 7",
+        "!has(claims.missing)",
+    ];
+    let r = rules(&named, &[], Scope::default());
+    assert!(
+        !r.needs_claims(),
+        "named claims need no decoding by the route"
+    );
+    assert_eq!(r.judge(&f), Ok(()));
+    let built = facts::named_claims(&who, &r.reads).unwrap();
+    assert_eq!(
+        built,
+        json!({"tenant": "acme", "org": {"id": 7}}),
+        "only the named claims are built"
+    );
+    // an escaped name cannot be borrowed: the whole object is read instead, and still judged
+    let who = Undecoded(encode(r#"{"we\u0069rd": 1}"#));
+    let f = Facts {
+        caller: &who,
+        ..facts(&nobody, &h, None)
+    };
+    assert_eq!(
+        rules(&["claims.weird == 1"], &[], Scope::default()).judge(&f),
+        Ok(())
+    );
+    // the whole map read: the route decodes the claims itself
+    assert!(rules(&["'tenant' in claims"], &[], Scope::default()).needs_claims());
 }
