@@ -293,28 +293,3 @@ fn json<'a>(v: &'a Value, budget: &mut usize) -> Option<Boxed<'a>> {
         }
     })
 }
-
-/// The claims `names` names, read from a token's payload segment when the identity carries no
-/// decoded claims: the other claims are skipped without being built into values. `None` when the
-/// identity has its claims decoded already, or the rules name none.
-pub fn named_claims(caller: &dyn Caller, reads: &Reads) -> Option<Value> {
-    if caller.claims().is_some() || reads.claim_names.is_empty() {
-        return None;
-    }
-    use base64::Engine;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(caller.payload())
-        .ok()?;
-    let all: HashMap<&str, &serde_json::value::RawValue> = match serde_json::from_slice(&json) {
-        Ok(all) => all,
-        // a name written with escapes cannot be borrowed: read the whole object
-        Err(_) => return serde_json::from_slice(&json).ok(),
-    };
-    let mut named = serde_json::Map::new();
-    for name in &reads.claim_names {
-        if let Some(raw) = all.get(name.as_str()) {
-            named.insert(name.clone(), serde_json::from_str(raw.get()).ok()?);
-        }
-    }
-    Some(Value::Object(named))
-}

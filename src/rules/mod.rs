@@ -2,6 +2,7 @@
 //! against each request's identity and target.
 
 pub mod check;
+mod claims;
 pub mod facts;
 pub mod helpers;
 mod rule_ref;
@@ -109,7 +110,7 @@ impl Rules {
     /// Passes when no `deny_if` holds and every `allow_if` does; else the first rule that refused.
     /// A rule that cannot be evaluated refuses, whichever key it is under.
     pub fn judge(&self, facts: &Facts<'_>) -> Result<(), RuleRef> {
-        let named = facts::named_claims(facts.caller, &self.reads);
+        let named = claims::named_claims(facts.caller, &self.reads);
         let bindings = Bindings::new(facts, &self.reads, named.as_ref());
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&bindings);
@@ -128,7 +129,7 @@ impl Rules {
 
     /// Every rule's outcome, `deny_if` first, for an operator asking why (`gatehouse explain`).
     pub fn explain(&self, facts: &Facts<'_>) -> Vec<(RuleRef, &Rule, Outcome)> {
-        let named = facts::named_claims(facts.caller, &self.reads);
+        let named = claims::named_claims(facts.caller, &self.reads);
         let bindings = Bindings::new(facts, &self.reads, named.as_ref());
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&bindings);

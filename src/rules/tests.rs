@@ -360,13 +360,13 @@ fn claims_read_by_name_are_read_from_the_token_when_the_route_decoded_none() {
         "named claims need no decoding by the route"
     );
     assert_eq!(r.judge(&f), Ok(()));
-    let built = facts::named_claims(&who, &r.reads).unwrap();
+    let built = claims::named_claims(&who, &r.reads).unwrap();
     assert_eq!(
         built,
         json!({"tenant": "acme", "org": {"id": 7}}),
         "only the named claims are built"
     );
-    // an escaped name cannot be borrowed: the whole object is read instead, and still judged
+    // a name written with escapes is read too
     let who = Undecoded(encode(r#"{"we\u0069rd": 1}"#));
     let f = Facts {
         caller: &who,
