@@ -40,6 +40,8 @@ mod redis_sign_in;
 mod reload;
 mod removals;
 mod resources;
+mod rules;
+mod rules_explain;
 mod session_cookies;
 mod sessions;
 mod shape;
