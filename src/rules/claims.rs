@@ -1,5 +1,6 @@
 //! The claims a route's rules name, read from a token's payload for the rules alone: one pass over
-//! the JSON in which every other claim is skipped without being built into a value.
+//! the JSON in which every other claim is skipped without being built into a value, kept for the
+//! next requests with the same token.
 
 use super::check::Reads;
 use super::facts::Caller;
@@ -8,6 +9,55 @@ use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most tokens whose named claims a route's rules keep.
+const KEPT: u64 = 10_000;
+/// A token unused this long is forgotten.
+const IDLE: Duration = Duration::from_secs(600);
+
+/// The named claims of the tokens a route's rules judged lately, by a keyed 128-bit hash of each
+/// token's payload (the claims are a function of the payload alone), so a repeated token is read
+/// once. Without a random key (no randomness at load) nothing is kept and each request reads its own.
+pub struct KeptClaims {
+    key: Option<(u64, u64)>,
+    kept: moka::sync::Cache<u128, Arc<Value>>,
+}
+
+impl Default for KeptClaims {
+    fn default() -> Self {
+        KeptClaims {
+            key: crate::crypto::random_key().ok(),
+            kept: moka::sync::Cache::builder()
+                .max_capacity(KEPT)
+                .time_to_idle(IDLE)
+                .build(),
+        }
+    }
+}
+
+impl KeptClaims {
+    /// The claims `reads` names, from the identity's payload (`None` as for [`named_claims`]).
+    pub fn get(&self, caller: &dyn Caller, reads: &Reads) -> Option<Arc<Value>> {
+        if caller.claims().is_some() || reads.claim_names.is_empty() {
+            return None;
+        }
+        let Some((k0, k1)) = self.key else {
+            return named_claims(caller, reads).map(Arc::new);
+        };
+        let mut h = siphasher::sip128::SipHasher13::new_with_keys(k0, k1);
+        h.write(caller.payload());
+        let id = siphasher::sip128::Hasher128::finish128(&h).as_u128();
+        if let Some(found) = self.kept.get(&id) {
+            return Some(found);
+        }
+        let named = Arc::new(named_claims(caller, reads)?);
+        self.kept.insert(id, named.clone());
+        Some(named)
+    }
+}
 
 /// The claims the rules name, when the identity carries none decoded; `None` when it does (they
 /// are borrowed from it), or the rules name none, or the payload is not a JSON object.

@@ -10,7 +10,7 @@ use cel::context::VariableResolver;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -91,6 +91,11 @@ pub struct Bindings<'a> {
     named_claims: Option<&'a Value>,
     reads: &'a Reads,
     made: [OnceLock<Option<Boxed<'a>>>; NAMES.len()],
+    /// the claims the rules name, each built when a rule reads it as `claims.<name>` (in the order
+    /// of `Reads::claim_names`), without the map of them all
+    claims_by_name: Vec<OnceLock<Option<Boxed<'a>>>>,
+    /// list and map entries the claims read by name may still bring in
+    budget: AtomicUsize,
     /// a claim list or map was larger than `MAX_ITEMS` allows
     pub over_budget: AtomicBool,
 }
@@ -106,6 +111,10 @@ impl<'a> Bindings<'a> {
             named_claims,
             reads,
             made: Default::default(),
+            claims_by_name: (reads.claim_names.iter())
+                .map(|_| OnceLock::new())
+                .collect(),
+            budget: AtomicUsize::new(MAX_ITEMS),
             over_budget: AtomicBool::new(false),
         }
     }
@@ -154,6 +163,19 @@ impl<'a> Bindings<'a> {
             .map(|ip| ip.to_string())
             .unwrap_or_default();
         Box::new(CelString::from(ip))
+    }
+
+    /// One claim the rules name, read as `claims.<name>`; none when the token lacks it (the map
+    /// then answers, and refuses) or past the entry budget.
+    fn claim(&self, name: &str) -> Option<Boxed<'a>> {
+        let decoded = self.facts.caller.claims().or(self.named_claims)?;
+        let mut budget = self.budget.load(Ordering::Relaxed);
+        let value = json(decoded.get(name)?, &mut budget);
+        match value {
+            Some(_) => self.budget.store(budget, Ordering::Relaxed),
+            None => self.over_budget.store(true, Ordering::Relaxed),
+        }
+        value
     }
 
     /// The claims the rules read, or all of them when a rule reads the map as a whole.
@@ -222,10 +244,18 @@ impl<'a> Bindings<'a> {
 
 impl VariableResolver for Bindings<'_> {
     fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
-        let slot = super::check::VARIABLES
-            .iter()
-            .position(|v| *v == variable)?;
-        let made = self.made.get(slot)?.get_or_init(|| self.make(variable));
+        let made = match NAMES.iter().position(|v| *v == variable) {
+            Some(slot) => self.made.get(slot)?.get_or_init(|| self.make(variable)),
+            // `claims.tenant` by its dotted name, as CEL asks first; `claims.org.id` is not a
+            // claim's name, so CEL goes on to `claims.org` and selects `id` in it
+            None => {
+                let name = variable
+                    .strip_prefix("claims.")
+                    .filter(|n| !n.contains('.'))?;
+                let i = self.reads.claim_names.iter().position(|n| n == name)?;
+                self.claims_by_name.get(i)?.get_or_init(|| self.claim(name))
+            }
+        };
         made.as_deref().map(CowVal::Borrowed)
     }
 }

@@ -29,6 +29,8 @@ pub struct Rules {
     pub deny_if: Vec<Rule>,
     /// what the rules read, so a request builds only that
     pub reads: Reads,
+    /// the claims the rules name, of the tokens judged lately
+    kept: claims::KeptClaims,
 }
 
 impl std::fmt::Debug for Rules {
@@ -88,6 +90,7 @@ impl Rules {
             allow_if,
             deny_if,
             reads,
+            kept: claims::KeptClaims::default(),
         }
     }
 
@@ -110,8 +113,8 @@ impl Rules {
     /// Passes when no `deny_if` holds and every `allow_if` does; else the first rule that refused.
     /// A rule that cannot be evaluated refuses, whichever key it is under.
     pub fn judge(&self, facts: &Facts<'_>) -> Result<(), RuleRef> {
-        let named = claims::named_claims(facts.caller, &self.reads);
-        let bindings = Bindings::new(facts, &self.reads, named.as_ref());
+        let named = self.kept.get(facts.caller, &self.reads);
+        let bindings = Bindings::new(facts, &self.reads, named.as_deref());
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&bindings);
         for (i, r) in self.deny_if.iter().enumerate() {
@@ -129,8 +132,8 @@ impl Rules {
 
     /// Every rule's outcome, `deny_if` first, for an operator asking why (`gatehouse explain`).
     pub fn explain(&self, facts: &Facts<'_>) -> Vec<(RuleRef, &Rule, Outcome)> {
-        let named = claims::named_claims(facts.caller, &self.reads);
-        let bindings = Bindings::new(facts, &self.reads, named.as_ref());
+        let named = self.kept.get(facts.caller, &self.reads);
+        let bindings = Bindings::new(facts, &self.reads, named.as_deref());
         let mut ctx = Context::with_env(self.env.clone());
         ctx.set_variable_resolver(&bindings);
         let kinds = [

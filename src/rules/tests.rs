@@ -379,3 +379,32 @@ fn claims_read_by_name_are_read_from_the_token_when_the_route_decoded_none() {
     // the whole map read: the route decodes the claims itself
     assert!(rules(&["'tenant' in claims"], &[], Scope::default()).needs_claims());
 }
+
+#[test]
+fn a_repeated_token_has_its_named_claims_read_once() {
+    use base64::Engine;
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let (h, nobody) = (headers(), Who { claims: json!({}) });
+    let r = rules(&["claims.tenant == 'acme'"], &[], Scope::default());
+    let kept = claims::KeptClaims::default();
+    let acme = Undecoded(encode(r#"{"tenant": "acme"}"#));
+    let first = kept.get(&acme, &r.reads).unwrap();
+    let again = kept.get(&acme, &r.reads).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "kept, not read again"
+    );
+    let other = Undecoded(encode(r#"{"tenant": "globex"}"#));
+    assert_eq!(
+        *kept.get(&other, &r.reads).unwrap(),
+        json!({"tenant": "globex"})
+    );
+    // judged through the rules' own store: each token by its own claims
+    for (who, ok) in [(&acme, true), (&other, false), (&acme, true)] {
+        let f = Facts {
+            caller: who,
+            ..facts(&nobody, &h, None)
+        };
+        assert_eq!(r.judge(&f).is_ok(), ok);
+    }
+}
