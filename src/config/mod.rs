@@ -22,7 +22,7 @@ mod warnings;
 pub use compiled::Config;
 pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
-pub use mcp::{glob, McpSettings, ProtectedResource, ToolKind, ToolRule, METADATA_PREFIX};
+pub use mcp::{McpSettings, ProtectedResource, ToolKind, ToolRule, METADATA_PREFIX};
 pub use model::*;
 pub use registration::{OpenClients, Registration};
 pub use route_model::*;

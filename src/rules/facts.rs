@@ -62,7 +62,7 @@ type Boxed<'a> = Box<dyn Val + 'a>;
 /// The names a rule's variables are looked up by: each variable, and the fields of `request`,
 /// `client` and `mcp` by their whole dotted name, which CEL resolves before the variable (so
 /// `request.path` is answered without building the `request` map).
-const NAMES: [&str; 19] = [
+pub(super) const NAMES: [&str; 19] = [
     "claims",
     "subject",
     "roles",

@@ -112,5 +112,10 @@ mod tests {
         assert!(!glob("exact", "exactly"));
         assert!(glob("a*b*c", "aXbYc"));
         assert!(!glob("ab*ba", "aba"), "the parts may not overlap");
+        // MCP tool rules match names with the same patterns
+        assert!(glob("delete_*", "delete_"));
+        assert!(!glob("delete_*", "undelete_user"));
+        assert!(glob("*", "anything"));
+        assert!(glob("*_admin", "user_admin"));
     }
 }

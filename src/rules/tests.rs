@@ -408,3 +408,13 @@ fn a_repeated_token_has_its_named_claims_read_once() {
         assert_eq!(r.judge(&f).is_ok(), ok);
     }
 }
+
+#[test]
+fn the_names_rules_are_answered_by_begin_with_the_declared_variables() {
+    let declared = check::VARIABLES.len();
+    assert_eq!(facts::NAMES[..declared], check::VARIABLES);
+    for dotted in &facts::NAMES[declared..] {
+        let (variable, _) = dotted.split_once('.').unwrap();
+        assert!(check::VARIABLES.contains(&variable), "{dotted}");
+    }
+}
