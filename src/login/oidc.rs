@@ -341,9 +341,13 @@ pub async fn callback(http: &Request<'_>, tokens: &TokenService, providers: &Pro
         "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
         PreLogin::cookie_name(&state)
     );
+    let (subject, via) = (new.subject.clone(), format!("oidc:{}", p.name));
     match tokens.sessions.open(http.header, new).await {
         Ok(set) => {
             tokens.count_sign_in();
+            let address = http.client_key();
+            let event = crate::audit::Event::sign_in_succeeded("", &subject, &via, &address);
+            tokens.audit.emit(event);
             Answer::see_other(rd, &[set, clear])
         }
         Err(OpenError::Randomness(_)) => {

@@ -44,6 +44,8 @@ pub struct Shared {
     pub public_scheme: String,
     /// DPoP proofs at the edge (and at the token service, which shares it)
     pub dpop: Arc<crate::dpop::Dpop>,
+    /// the audit stream (the same for every generation)
+    pub audit: crate::audit::Audit,
 }
 
 impl Shared {
@@ -79,4 +81,6 @@ pub struct Ctx {
     pub(crate) from_trusted_proxy: bool,
     /// the MCP tool, prompt or resource the request calls, on routes that judge them
     pub(crate) tool: Option<String>,
+    /// answered with a redirect to sign in: neither allowed nor refused yet
+    pub(crate) signing_in: bool,
 }
