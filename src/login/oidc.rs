@@ -345,7 +345,7 @@ pub async fn callback(http: &Request<'_>, tokens: &TokenService, providers: &Pro
     match tokens.sessions.open(http.header, new).await {
         Ok(set) => {
             tokens.count_sign_in();
-            let address = http.client_key();
+            let address = crate::wire::forwarded::ip_text(http.client);
             let event = crate::audit::Event::sign_in_succeeded("", &subject, &via, &address);
             tokens.audit.emit(event);
             Answer::see_other(rd, &[set, clear])

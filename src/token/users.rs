@@ -37,8 +37,10 @@ impl TokenService {
     ) -> SignIn<'_> {
         use crate::audit::Event;
         let user_key = format!("user:{username}@{address}");
+        // the audit stream names the address itself, not the counters' key for it
+        let shown = address.strip_prefix("ip:").unwrap_or(address);
         if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await {
-            let event = Event::sign_in_failed(username, via, address, "locked_out");
+            let event = Event::sign_in_failed(username, via, shown, "locked_out");
             self.audit.emit(event);
             return SignIn::LockedOut;
         }
@@ -52,21 +54,21 @@ impl TokenService {
         };
         match user.filter(|_| ok) {
             Some(u) => {
-                let event = Event::sign_in_succeeded(username, &u.subject, via, address);
+                let event = Event::sign_in_succeeded(username, &u.subject, via, shown);
                 self.audit.emit(event);
                 SignIn::User(u)
             }
             None => {
                 self.failures.hit(&user_key).await;
                 self.failures.hit(address).await;
-                let event = Event::sign_in_failed(username, via, address, "wrong_credentials");
+                let event = Event::sign_in_failed(username, via, shown, "wrong_credentials");
                 self.audit.emit(event);
                 // the failure that reaches the limit engages the lockout: said once, here
                 if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await
                 {
                     let retry_after = self.failures.retry_after();
                     self.audit
-                        .emit(Event::lockout(username, address, retry_after));
+                        .emit(Event::lockout(username, shown, retry_after));
                 }
                 SignIn::Wrong
             }

@@ -8,6 +8,7 @@
     clippy::disallowed_methods
 )]
 
+mod audit;
 mod browser;
 mod browser_sessions;
 mod cli;
