@@ -149,7 +149,16 @@ fn run(mut out: Output, rx: &Receiver<Arc<str>>, stats: &SinkStats, reopen: &Ato
         }
     };
     loop {
-        match rx.recv_timeout(IDLE) {
+        let next = rx.recv_timeout(IDLE);
+        // before writing: an event emitted after the request (a reload's own) goes to the new file
+        if reopen.swap(false, Ordering::SeqCst) {
+            if let Output::File(f) = &mut out {
+                if let Err(e) = f.reopen() {
+                    tracing::warn!(error = %e, "the audit file could not be opened again");
+                }
+            }
+        }
+        match next {
             Ok(line) => {
                 write(&mut out, &line);
                 while let Ok(line) = rx.try_recv() {
@@ -161,13 +170,6 @@ fn run(mut out: Output, rx: &Receiver<Arc<str>>, stats: &SinkStats, reopen: &Ato
             Err(RecvTimeoutError::Disconnected) => {
                 let _ = out.flush();
                 return;
-            }
-        }
-        if reopen.swap(false, Ordering::SeqCst) {
-            if let Output::File(f) = &mut out {
-                if let Err(e) = f.reopen() {
-                    tracing::warn!(error = %e, "the audit file could not be opened again");
-                }
             }
         }
     }

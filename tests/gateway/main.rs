@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod audit_sinks;
 mod browser;
 mod browser_sessions;
 mod cli;
