@@ -307,7 +307,8 @@ def main():
         if "node" in peers:
             valid["node"] = check("node", f"http://127.0.0.1:{peers['node'].port}", token, forged)
         gh = peers["gatehouse"]
-        valid["gatehouse"] = check("gatehouse", f"http://127.0.0.1:{gh.port}", token, forged, "/auth/x")
+        valid["gatehouse"] = check("gatehouse", f"http://127.0.0.1:{gh.port}", token, forged, "/auth/x") \
+            and check("gatehouse rules", f"http://127.0.0.1:{gh.port}", token, forged, "/rules/x")
         valid["gatehouse-tls"] = check("gh-https", f"https://127.0.0.1:{gh.tls_port}", token, forged, "/auth/x")
         valid["gatehouse-dpop"] = dpop_bench.check(lib.WORK, gh.port)
         if not valid["gatehouse"] or not valid["gatehouse-tls"] or not valid["gatehouse-dpop"]:
@@ -351,6 +352,7 @@ def main():
             add("node express+jsonwebtoken", peers["node"], peers["node"].port, token=token)
         add("gatehouse public route", gh, gh.port, "/public/x")
         add("gatehouse same RS256 token", gh, gh.port, "/auth/x", token=token)
+        add("gatehouse same RS256 token, three rules", gh, gh.port, "/rules/x", token=token)
         # the same kind of token, cached, as a DPoP token: fresh proofs made before each round
         add("gatehouse same RS256 token, DPoP proof each request", gh, gh.port, dpop_bench.PATH, script=proofs,
             env=dpop_bench.round_env(lib.WORK, gh.port, args.distinct), duration=min(args.duration, 3))

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """User-space instructions per keep-alive request through one gatehouse worker, counted by
 `valgrind --tool=callgrind` (the same for the same binary and input, whatever else the machine does),
-for the public route, a repeated RS256 token (a verified-token cache hit) and the same kind of token
-DPoP-bound with a fresh proof on every request (the proof's check beside the cache hit). Give several binaries to
-compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
+for the public route, a repeated RS256 token (a verified-token cache hit), the same token on a route
+with three rules (`allow_if`/`deny_if`), whose difference is the rules' own cost, and the same kind of
+token DPoP-bound with a fresh proof on every request (the proof's check beside the cache hit). Give
+several binaries to compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
 are zeroed after a warm-up, so start-up is not counted; background threads (the log writer, health
 checks) add a little, the same for every build.
 """
@@ -91,6 +92,7 @@ def main():
 
         scenarios = [("public route", "/public/x", lambda _port, n: [{}] * n),
                      ("same RS256 token", "/auth/x", lambda _port, n: [bearer] * n),
+                     ("same RS256 token, three rules", "/rules/x", lambda _port, n: [bearer] * n),
                      ("same token, DPoP", dpop_bench.PATH, proofs)]
         rows = {b: count(b, scenarios, args.requests) for b in args.binaries}
     finally:
@@ -100,6 +102,8 @@ def main():
     print("| --- |" + " ---: |" * len(args.binaries))
     for name, _, _ in scenarios:
         print(f"| {name} | " + " | ".join(f"{rows[b][name]:,.0f}" for b in args.binaries) + " |")
+    rules = [rows[b]["same RS256 token, three rules"] - rows[b]["same RS256 token"] for b in args.binaries]
+    print("| three rules' own cost | " + " | ".join(f"{r:+,.0f}" for r in rules) + " |")
 
 
 if __name__ == "__main__":

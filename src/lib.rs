@@ -18,6 +18,7 @@ pub(crate) mod pages;
 pub(crate) mod policy;
 pub(crate) mod proxy;
 pub mod respond;
+pub mod rules;
 pub mod server;
 pub(crate) mod session;
 pub mod startup_error;

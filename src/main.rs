@@ -85,6 +85,36 @@ enum Command {
         #[arg(short, long, default_value = "gateway.toml")]
         config: PathBuf,
     },
+    /// Judge one request on a route as the gateway would, and print which rules held; exits 0 when
+    /// the request would pass, 1 when it would be refused.
+    Explain {
+        #[arg(short, long, default_value = "gateway.toml")]
+        config: PathBuf,
+        /// The route's `name`.
+        #[arg(long)]
+        route: String,
+        /// The bearer token (verified as the route would, keys fetched when needed).
+        #[arg(long)]
+        token: Option<String>,
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The path, with its query.
+        #[arg(long, default_value = "/")]
+        path: String,
+        #[arg(long)]
+        host: Option<String>,
+        /// The client's address, as `client.ip`.
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
+        /// A request header, `name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// The MCP call's method and tool, on MCP routes.
+        #[arg(long)]
+        mcp_method: Option<String>,
+        #[arg(long)]
+        mcp_tool: Option<String>,
+    },
     /// Read a client secret on standard input and print its `secret_hash` value.
     HashSecret {
         /// argon2id, for secrets people chose (the default sha256 suits generated secrets only).
@@ -242,6 +272,38 @@ fn main() -> Result<(), Failure> {
             upgrade,
         } => run(&config, log_format, upgrade),
         Command::Reload { config } => reload(&config),
+        Command::Explain {
+            config,
+            route,
+            token,
+            method,
+            path,
+            host,
+            client_ip,
+            headers,
+            mcp_method,
+            mcp_tool,
+        } => {
+            let headers = headers
+                .iter()
+                .map(|h| match h.split_once(':') {
+                    Some((n, v)) => Ok((n.to_string(), v.to_string())),
+                    None => Err(Failure(format!("--header {h:?} is not `name: value`"))),
+                })
+                .collect::<Result<_, _>>()?;
+            let asked = gatehouse::server::explain::Asked {
+                route,
+                token,
+                method,
+                path,
+                host,
+                client_ip,
+                headers,
+                mcp_method,
+                mcp_tool,
+            };
+            explain(&config, &asked)
+        }
         Command::Sessions {
             command: SessionsCommand::Revoke { config, subject },
         } => revoke_sessions(&config, &subject),
@@ -290,6 +352,26 @@ fn new_client(client_id: &str, scopes: &[String]) -> Result<(), Failure> {
 
 /// Ends a subject's sessions in the configured store directly, so it works whether or not the
 /// gateway runs (the in-memory store lives inside the gateway: use its admin port).
+/// Prints the judgement of one request; the refusal is the error, so the exit status is 1.
+fn explain(
+    config: &std::path::Path,
+    asked: &gatehouse::server::explain::Asked,
+) -> Result<(), Failure> {
+    let c = Config::load(config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let clock = Arc::new(SystemClock);
+    let report = runtime.block_on(gatehouse::server::explain::explain(&c, asked, clock))?;
+    for line in &report.lines {
+        println!("{line}");
+    }
+    match report.passes {
+        true => Ok(()),
+        false => Err(Failure("the request would be refused".into())),
+    }
+}
+
 fn revoke_sessions(config: &std::path::Path, subject: &str) -> Result<(), Failure> {
     let store = shared_store(config, "/sessions/revoke")?;
     let n = store

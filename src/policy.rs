@@ -1,9 +1,65 @@
-//! Route policy: does a verified principal hold the roles, scopes and claims a route asks for.
+//! Route policy: does a verified principal hold the roles, scopes and claims a route asks for, and
+//! who that principal is to the route's rules.
 
 use crate::auth::identity::Identity;
 use crate::config::Policy;
 use crate::observe::DenyReason;
+use crate::rules::Caller;
 use serde_json::Value;
+
+/// The rules read the verified identity: its decoded claims (present whenever a rule reads them),
+/// and the subject, issuer, client, roles and scopes its principal holds, as they are forwarded.
+impl Caller for Identity {
+    fn claims(&self) -> Option<&Value> {
+        self.claims.as_ref()
+    }
+    fn payload(&self) -> &[u8] {
+        self.payload.as_bytes()
+    }
+    fn subject(&self) -> &str {
+        self.principal.subject().unwrap_or_default()
+    }
+    fn issuer(&self) -> &str {
+        self.principal.issuer_text()
+    }
+    fn client_id(&self) -> &str {
+        self.principal.client_id()
+    }
+    fn roles(&self) -> Vec<&str> {
+        self.principal.roles().collect()
+    }
+    fn scopes(&self) -> Vec<&str> {
+        self.principal.scopes().collect()
+    }
+}
+
+/// A request without an identity (a public route, or an optional one without a token): no claims,
+/// empty names, no roles or scopes.
+pub struct Anonymous;
+
+impl Caller for Anonymous {
+    fn claims(&self) -> Option<&Value> {
+        None
+    }
+    fn payload(&self) -> &[u8] {
+        b""
+    }
+    fn subject(&self) -> &str {
+        ""
+    }
+    fn issuer(&self) -> &str {
+        ""
+    }
+    fn client_id(&self) -> &str {
+        ""
+    }
+    fn roles(&self) -> Vec<&str> {
+        vec![]
+    }
+    fn scopes(&self) -> Vec<&str> {
+        vec![]
+    }
+}
 
 /// The policy was not met; `scope` names the scopes a client should ask for, when scopes were required.
 #[derive(Debug, Clone, PartialEq, Eq)]

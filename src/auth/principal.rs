@@ -197,6 +197,11 @@ impl Principal {
         Some(self.text(SUBJECT)).filter(|s| !s.is_empty())
     }
 
+    /// The issuer (`iss`), encoded as it is forwarded.
+    pub fn issuer_text(&self) -> &str {
+        self.text(ISSUER)
+    }
+
     /// The client the token was issued to (`client_id`, else `azp`), encoded as it is forwarded.
     pub fn client_id(&self) -> &str {
         self.text(CLIENT_ID)

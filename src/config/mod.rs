@@ -14,6 +14,7 @@ mod raw;
 mod registration;
 mod route_model;
 mod routes;
+mod rules;
 mod server;
 mod sessions;
 mod upstreams;
@@ -125,6 +126,7 @@ impl Config {
                 })
                 .collect(),
             base,
+            rule_env: None,
         };
         let config = c.compile(raw, path, text);
         if c.problems.is_empty() {
@@ -161,6 +163,8 @@ fn key_of(path: &serde_ignored::Path<'_>) -> String {
 struct Compiler {
     problems: Vec<Problem>,
     base: PathBuf,
+    /// the CEL environment of this configuration's route rules, made for the first rule
+    rule_env: Option<Arc<cel::Env>>,
 }
 
 impl Compiler {

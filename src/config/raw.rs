@@ -284,6 +284,10 @@ pub struct RawRoute {
     pub allowed_origins: Option<Vec<String>>,
     pub mcp_tools: Vec<RawToolRule>,
     pub dpop: String,
+    /// CEL expressions that must all hold
+    pub allow_if: Option<OneOrMany>,
+    /// CEL expressions any of which refuses
+    pub deny_if: Option<OneOrMany>,
 }
 
 /// One `[[routes.mcp_tools]]` rule.
@@ -348,6 +352,8 @@ impl Default for RawRoute {
             allowed_origins: None,
             mcp_tools: vec![],
             dpop: "allowed".into(),
+            allow_if: None,
+            deny_if: None,
         }
     }
 }
@@ -551,7 +557,7 @@ impl Default for RawLoginProvider {
     }
 }
 
-/// A key that takes one name or a list of names (route `login`).
+/// A key that takes one string or a list of them (route `login`, `allow_if`, `deny_if`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {

@@ -96,6 +96,8 @@ pub struct Route {
     pub mcp: Option<Arc<super::mcp::McpSettings>>,
     /// whether bearer tokens pass, or only DPoP-bound tokens with their proofs
     pub dpop: DpopMode,
+    /// `allow_if` / `deny_if`, compiled; `None` when the route has neither
+    pub rules: Option<Arc<crate::rules::Rules>>,
 }
 
 /// The identity headers sent on every route that verified a token (CONFIG.md).

@@ -208,6 +208,8 @@ impl Compiler {
         }
         let (resource, mcp) = self.protected_resource(i, &mut r, &path_prefix, &token_from, cx);
         let dpop = self.dpop_mode(i, &r.dpop, auth, &token_from);
+        let scope = crate::rules::Scope { mcp: mcp.is_some() };
+        let rules = self.rules(i, r.allow_if.take(), r.deny_if.take(), scope);
 
         if r.token_from.is_empty() && !matches!(auth, AuthMode::Public | AuthMode::Session) {
             self.err(
@@ -240,8 +242,9 @@ impl Compiler {
                 }),
             }
         }
-        // tool rules read claims like the route's own conditions do
+        // tool rules and CEL rules read claims like the route's own conditions do
         let needs_claims = !r.claims.is_empty()
+            || rules.as_ref().is_some_and(|r| r.needs_claims())
             || claim_headers
                 .iter()
                 .any(|h| matches!(h.source, ClaimSource::Claim(_)))
@@ -281,6 +284,7 @@ impl Compiler {
             );
         }
         Some(Route {
+            rules,
             dpop,
             max_body_bytes: r.max_body_bytes,
             stream_idle_timeout,

@@ -130,6 +130,38 @@ pub fn random_token(bytes: usize) -> Result<String, NoRandomness> {
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
+/// The secret of a process that was given no shared one: random, made once and kept across
+/// reloads, so what it keyed stays good when the configuration changes (but only in this process).
+pub fn process_secret() -> Result<&'static [u8; 32], NoRandomness> {
+    static SECRET: std::sync::OnceLock<[u8; 32]> = std::sync::OnceLock::new();
+    if let Some(s) = SECRET.get() {
+        return Ok(s);
+    }
+    let mut fresh = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut fresh).map_err(|_| NoRandomness)?;
+    // two threads racing here both end up with whichever value was stored first
+    Ok(SECRET.get_or_init(|| fresh))
+}
+
+/// An HMAC-SHA256 key derived (HKDF, `salt` and `info` naming its use) from `secret`, which
+/// replicas share, or from this process's own: the secret itself never keys anything, so one
+/// secret serves several uses with unrelated keys.
+pub fn hmac_key(
+    secret: Option<&[u8]>,
+    salt: &[u8],
+    info: &[u8],
+) -> Result<aws_lc_rs::hmac::Key, NoRandomness> {
+    use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+    let ikm: &[u8] = match secret {
+        Some(s) => s,
+        None => process_secret()?,
+    };
+    let prk = Salt::new(HKDF_SHA256, salt).extract(ikm);
+    let info = [info];
+    let okm = (prk.expand(&info, aws_lc_rs::hmac::HMAC_SHA256)).map_err(|_| NoRandomness)?;
+    Ok(aws_lc_rs::hmac::Key::from(okm))
+}
+
 /// A random 128-bit key for keyed hashes (SipHash).
 pub fn random_key() -> Result<(u64, u64), NoRandomness> {
     let mut b = [0u8; 16];

@@ -3,11 +3,9 @@
 //! asking anyone. A nonce is good in its period and the next one.
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
-use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
 use aws_lc_rs::hmac;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use std::sync::OnceLock;
 
 /// The key is derived, never the secret itself, so `state_secret_env` also sealing pre-login
 /// cookies yields an unrelated key here.
@@ -23,31 +21,11 @@ pub struct Nonces {
     period: u64,
 }
 
-/// The secret of a gateway without a shared one: random, made once per process and kept across
-/// reloads, so this process's nonces stay good when the configuration changes.
-fn process_secret() -> Result<&'static [u8; 32], crate::crypto::NoRandomness> {
-    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
-    if let Some(s) = SECRET.get() {
-        return Ok(s);
-    }
-    let mut fresh = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut fresh).map_err(|_| crate::crypto::NoRandomness)?;
-    Ok(SECRET.get_or_init(|| fresh))
-}
-
 impl Nonces {
     /// Nonces keyed by `secret` (shared by every replica given it), else by this process's own.
     pub fn new(secret: Option<&[u8]>, period: u64) -> Result<Nonces, crate::crypto::NoRandomness> {
-        let ikm: &[u8] = match secret {
-            Some(s) => s,
-            None => process_secret()?,
-        };
-        let prk = Salt::new(HKDF_SHA256, KEY_SALT).extract(ikm);
-        let okm = prk
-            .expand(&[KEY_INFO], hmac::HMAC_SHA256)
-            .map_err(|_| crate::crypto::NoRandomness)?;
         Ok(Nonces {
-            key: hmac::Key::from(okm),
+            key: crate::crypto::hmac_key(secret, KEY_SALT, KEY_INFO)?,
             period: period.max(1),
         })
     }

@@ -132,7 +132,7 @@ pub(super) async fn submit(
         let text = "There is no way to sign in here.";
         return message_page(tokens, 400, "Sign in", text, None);
     }
-    if !tokens.take_form_token(http, params.get("csrf")) {
+    if !tokens.take_form_token(http, params.get("csrf")).await {
         let msg = "This sign-in form has expired. Please try again.";
         return form(http, tokens, 403, msg, &rd, &username, app);
     }

@@ -7,7 +7,6 @@ use aws_lc_rs::hkdf::{KeyType, Salt, HKDF_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use std::sync::OnceLock;
 
 /// Pre-login cookies are named after the first characters of their `state`, so sign-ins started in
 /// several tabs each keep their own. Every cookie with this prefix is the gateway's.
@@ -56,19 +55,6 @@ impl KeyType for KeyLen {
     }
 }
 
-/// The secret of a gateway without `state_secret_env`: random, made once per process and kept
-/// across reloads, so only sign-ins that start and finish on this process succeed.
-fn process_secret() -> Result<&'static [u8; KEY_LEN], NoKey> {
-    static SECRET: OnceLock<[u8; KEY_LEN]> = OnceLock::new();
-    if let Some(s) = SECRET.get() {
-        return Ok(s);
-    }
-    let mut fresh = [0u8; KEY_LEN];
-    aws_lc_rs::rand::fill(&mut fresh).map_err(|_| NoKey)?;
-    // two threads racing here both end up with whichever value was stored first
-    Ok(SECRET.get_or_init(|| fresh))
-}
-
 /// Seals and opens pre-login cookies with a key derived from `[sessions] state_secret_env` (shared
 /// by every gateway given the same secret) or from the process's own random secret.
 pub struct Sealer(RandomizedNonceKey);
@@ -77,7 +63,7 @@ impl Sealer {
     pub fn new(secret: Option<&SecretText>) -> Result<Sealer, NoKey> {
         let ikm: &[u8] = match secret {
             Some(s) => s.0.as_bytes(),
-            None => process_secret()?,
+            None => crate::crypto::process_secret().map_err(|_| NoKey)?,
         };
         let prk = Salt::new(HKDF_SHA256, KEY_SALT).extract(ikm);
         let mut key = [0u8; KEY_LEN];

@@ -23,6 +23,8 @@ pub struct AccessRecord<'a> {
     pub error: &'a str,
     /// the MCP tool, prompt or resource a call named, on routes that judge them
     pub tool: Option<&'a str>,
+    /// the route rule that refused the request (`deny_if[0]`), never a value it read
+    pub rule: Option<crate::rules::RuleRef>,
 }
 
 /// Appends `s` as a JSON string literal.
@@ -60,6 +62,7 @@ pub fn access_log(r: &AccessRecord<'_>) {
             denial = r.denial,
             error = r.error,
             tool = r.tool.unwrap_or("-"),
+            rule = %r.rule.map_or_else(|| "-".to_string(), |x| x.to_string()),
             "request"
         );
         return;
@@ -112,6 +115,9 @@ fn json_line(line: &mut String, r: &AccessRecord<'_>, stamp: &str, upstream: &st
         line.push_str(",\"tool\":");
         json_str(line, t);
     }
+    if let Some(rule) = r.rule {
+        let _ = write!(line, ",\"rule\":\"{rule}\"");
+    }
     line.push_str("},\"target\":\"gatehouse::access\"}\n");
 }
 
@@ -139,6 +145,9 @@ fn text_line(line: &mut String, r: &AccessRecord<'_>, stamp: &str, upstream: &st
     if let Some(t) = r.tool {
         line.push_str(" tool=");
         json_str(line, t);
+    }
+    if let Some(rule) = r.rule {
+        let _ = write!(line, " rule={rule}");
     }
     line.push('\n');
 }
@@ -183,6 +192,7 @@ mod tests {
             denial: "access_denied",
             error: "-",
             tool: Some("delete_user"),
+            rule: None,
         };
         let mut line = String::new();
         json_line(&mut line, &r, "2026-01-01T00:00:00Z", "-");
@@ -196,6 +206,18 @@ mod tests {
         let mut line = String::new();
         json_line(&mut line, &r, "t", "-");
         assert!(!line.contains("\"tool\""), "{line}");
+        assert!(!line.contains("\"rule\""), "{line}");
+        r.rule = Some(crate::rules::RuleRef::new(
+            crate::rules::RuleKind::DenyIf,
+            0,
+        ));
+        let mut line = String::new();
+        json_line(&mut line, &r, "t", "-");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["fields"]["rule"], "deny_if[0]");
+        let mut text = String::new();
+        text_line(&mut text, &r, "t", "-");
+        assert!(text.ends_with(" rule=deny_if[0]\n"), "{text}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub enum DenyReason {
     DpopProof,
     DpopNonce,
     DpopBinding,
+    // one of the route's `allow_if` / `deny_if` rules refused (which one: `RuleRef`)
+    Rule,
 }
 
 impl DenyReason {
@@ -45,7 +47,7 @@ impl DenyReason {
     pub const COUNT: usize = DenyReason::ALL.len();
 
     /// Every reason, in declaration order (`ALL[r.index()] == r`).
-    pub const ALL: [DenyReason; 30] = [
+    pub const ALL: [DenyReason; 31] = [
         DenyReason::Malformed,
         DenyReason::UntrustedIssuer,
         DenyReason::Algorithm,
@@ -76,6 +78,7 @@ impl DenyReason {
         DenyReason::DpopProof,
         DenyReason::DpopNonce,
         DenyReason::DpopBinding,
+        DenyReason::Rule,
     ];
 
     /// The slot of this reason in a counter array of `COUNT` entries.
@@ -116,12 +119,13 @@ impl DenyReason {
             DenyReason::DpopProof => "invalid_dpop_proof",
             DenyReason::DpopNonce => "use_dpop_nonce",
             DenyReason::DpopBinding => "dpop_binding",
+            DenyReason::Rule => "rule",
         }
     }
 }
 
 // A reason added to the enum but not to `ALL` would be counted out of bounds: refuse to build.
-const _: () = assert!(DenyReason::DpopBinding.index() + 1 == DenyReason::COUNT);
+const _: () = assert!(DenyReason::Rule.index() + 1 == DenyReason::COUNT);
 
 impl std::fmt::Display for DenyReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +184,7 @@ mod tests {
             "invalid_dpop_proof",
             "use_dpop_nonce",
             "dpop_binding",
+            "rule",
         ];
         let got: Vec<&str> = DenyReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(got, expected);

@@ -4,6 +4,7 @@
 
 use super::DenyReason;
 use crate::config::RouteId;
+use crate::rules::{RuleKind, RuleRef};
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -31,6 +32,10 @@ const HELP: &[(&str, &str)] = &[
     (
         "gatehouse_denials_total",
         "Requests the gateway refused, by reason.",
+    ),
+    (
+        "gatehouse_rule_denials_total",
+        "Requests a route rule refused, by route and rule (allow_if[i], deny_if[i]).",
     ),
     (
         "gatehouse_config_generation",
@@ -140,6 +145,8 @@ pub struct Metrics {
     forward_auth: [AtomicU64; 6],
     /// denials, one counter per reason (index `DenyReason::index`)
     denials: [AtomicU64; DenyReason::COUNT],
+    /// refusals by route rule: per route, one counter per `allow_if`, then per `deny_if`
+    rule_denials: Vec<[Vec<AtomicU64>; 2]>,
     duration: Histogram,
 }
 
@@ -166,8 +173,55 @@ impl Metrics {
             requests,
             forward_auth: Default::default(),
             denials: std::array::from_fn(|_| AtomicU64::new(0)),
+            rule_denials: Vec::new(),
             duration,
         })
+    }
+
+    /// Counts refusals by rule too: `rules` holds each route's (`allow_if`, `deny_if`) counts, in
+    /// route order.
+    pub fn with_rules(mut self, rules: Vec<(usize, usize)>) -> Self {
+        let counters = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
+        self.rule_denials = rules
+            .into_iter()
+            .map(|(allow, deny)| [counters(allow), counters(deny)])
+            .collect();
+        self
+    }
+
+    /// Counts one refusal by a route's rule.
+    pub fn observe_rule(&self, route: Option<RouteId>, rule: RuleRef) {
+        let kind = match rule.kind {
+            RuleKind::AllowIf => 0,
+            RuleKind::DenyIf => 1,
+        };
+        let counter = route
+            .and_then(|r| self.rule_denials.get(r.position()))
+            .and_then(|kinds| kinds.get(kind))
+            .and_then(|c| c.get(usize::from(rule.index)));
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The rule refusals that are not zero, as samples.
+    fn rule_samples(&self, out: &mut Vec<Sample>) {
+        for (i, kinds) in self.rule_denials.iter().enumerate() {
+            let route = self.route_names.get(i).map(String::as_str).unwrap_or("-");
+            for (kind, counters) in [RuleKind::AllowIf, RuleKind::DenyIf].into_iter().zip(kinds) {
+                for (j, c) in counters.iter().enumerate() {
+                    let n = c.load(Ordering::Relaxed);
+                    if n > 0 {
+                        let rule = RuleRef::new(kind, j).to_string();
+                        out.push(Sample::labelled(
+                            "gatehouse_rule_denials_total",
+                            vec![("route", route.to_string()), ("rule", rule)],
+                            n,
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     pub fn observe(
@@ -231,6 +285,7 @@ impl Metrics {
                 ));
             }
         }
+        self.rule_samples(&mut out);
         out
     }
 
@@ -390,6 +445,31 @@ mod tests {
         assert!(
             text.contains("# TYPE gatehouse_denials_total counter"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn rule_refusals_are_counted_by_route_and_rule() {
+        let propagation = propagation_histogram().unwrap();
+        let m = Metrics::new(vec!["api".into()], &propagation)
+            .unwrap()
+            .with_rules(vec![(2, 1)]);
+        m.observe_rule(Some(API), RuleRef::new(RuleKind::AllowIf, 1));
+        m.observe_rule(Some(API), RuleRef::new(RuleKind::DenyIf, 0));
+        m.observe_rule(Some(API), RuleRef::new(RuleKind::DenyIf, 0));
+        m.observe_rule(Some(API), RuleRef::new(RuleKind::DenyIf, 5));
+        m.observe_rule(None, RuleRef::new(RuleKind::DenyIf, 0));
+        let text = m.render(vec![]);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("gatehouse_rule_denials_total"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "gatehouse_rule_denials_total{route=\"api\",rule=\"allow_if[1]\"} 1",
+                "gatehouse_rule_denials_total{route=\"api\",rule=\"deny_if[0]\"} 2",
+            ]
         );
     }
 

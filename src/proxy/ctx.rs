@@ -46,6 +46,8 @@ pub struct Shared {
     pub dpop: Arc<crate::dpop::Dpop>,
     /// the audit stream (the same for every generation)
     pub audit: crate::audit::Audit,
+    /// the gateway's clock: route rules read `now` from it
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Shared {
@@ -83,4 +85,8 @@ pub struct Ctx {
     pub(crate) tool: Option<String>,
     /// answered with a redirect to sign in: neither allowed nor refused yet
     pub(crate) signing_in: bool,
+    /// the connection's address, for the route rules that read `client.ip`
+    pub(crate) peer: Option<std::net::IpAddr>,
+    /// the route rule that refused the request, for the log and the metrics
+    pub(crate) rule: Option<crate::rules::RuleRef>,
 }

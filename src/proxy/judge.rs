@@ -5,8 +5,10 @@
 use super::authenticate::{authenticate, With};
 use super::ctx::{Ctx, Shared};
 use super::forward_auth::{is_preflight, Dialect};
+use super::mcp_call::Call;
 use super::proof::Arrival;
 use super::routes::{builtin, RouteMatch, Target};
+use super::rules;
 use super::upstream_request::upstream_path;
 use crate::auth::jwt::TokenError;
 use crate::config::{AuthMode, Route};
@@ -143,10 +145,12 @@ async fn judged(
     }
     if let Some(id) = &ctx.identity {
         authorize(id, &route.policy).map_err(Rejection::InsufficientScope)?;
-        if let (true, Some(signer)) = (route.identity_jwt, &s.identity_signer) {
-            let key = id.token_key.unwrap_or_default();
-            ctx.identity_jwt = signer.header(id, key, matched, &route.name);
-        }
+    }
+    route_rules(req, &target, host.as_deref(), route, ctx)?;
+    if let (Some(id), true, Some(signer)) = (&ctx.identity, route.identity_jwt, &s.identity_signer)
+    {
+        let key = id.token_key.unwrap_or_default();
+        ctx.identity_jwt = signer.header(id, key, matched, &route.name);
     }
     let proxied = ctx.forward_auth.is_none();
     if let (Some(id), Some(tokens), Some(up), true) =
@@ -155,6 +159,57 @@ async fn judged(
         ctx.bearer = tokens.for_upstream(id, up).await?;
     }
     Ok(passed(s, ctx))
+}
+
+/// The route's rules, except those that read the MCP call: they are judged once its body is read
+/// (`call_rules`).
+fn route_rules(
+    req: &RequestHeader,
+    target: &RequestTarget<'_>,
+    host: Option<&str>,
+    route: &Route,
+    ctx: &Ctx,
+) -> Result<(), Rejection> {
+    if rules::wait_for_call(req, route) {
+        return Ok(());
+    }
+    let at = rules::Target {
+        path: &target.path,
+        host,
+        query: target.query,
+    };
+    rules::check(req, &at, route, ctx, None)
+}
+
+/// The route's rules for each MCP call a POST's body makes (once, with an empty call, for a body
+/// that makes none), on routes whose rules read the call.
+pub fn call_rules(
+    req: &RequestHeader,
+    route: &Route,
+    ctx: &Ctx,
+    calls: &[Call],
+) -> Result<(), Rejection> {
+    if !rules::wait_for_call(req, route) {
+        return Ok(());
+    }
+    let target = RequestTarget::parse(req)?;
+    let host = host_of(req)?;
+    let at = rules::Target {
+        path: &target.path,
+        host: host.as_deref(),
+        query: target.query,
+    };
+    let named = calls.iter().map(|c| crate::rules::McpCall {
+        method: &c.method,
+        tool: &c.name,
+    });
+    let mut asked: Vec<crate::rules::McpCall<'_>> = named.collect();
+    if asked.is_empty() {
+        asked.push(crate::rules::McpCall::default());
+    }
+    asked
+        .into_iter()
+        .try_for_each(|call| rules::check(req, &at, route, ctx, Some(call)))
 }
 
 /// What a request is authenticated with on generation `s`; `tls`: it came over TLS.

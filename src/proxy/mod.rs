@@ -14,6 +14,7 @@ pub mod judge;
 pub mod mcp_call;
 pub mod proof;
 pub mod resource;
+pub mod rules;
 use crate::config::Route;
 use crate::proxy::framing::framing_problem;
 use crate::proxy::identity_headers::strip_identity_headers;
@@ -72,6 +73,9 @@ impl Gateway {
             Verdict::Builtin(target) => builtin(session, &ctx.shared, target).await,
             Verdict::Refuse(rej) => {
                 ctx.denial = Some(rej.reason());
+                if let Rejection::RuleDenied(rule) = rej {
+                    ctx.rule = Some(rule);
+                }
                 // every refusal of a question to the endpoint is plain HTTP: a gRPC-style refusal
                 // is a 200 the proxy in front would take for a yes
                 let resource = self.route(ctx).and_then(|r| r.resource.as_deref());
@@ -96,9 +100,10 @@ impl Gateway {
     /// On an MCP route with tool rules, a POST's calls are judged before it goes on.
     async fn judge_calls(&self, session: &mut Session, ctx: &mut Ctx, verdict: Verdict) -> Verdict {
         // every proxied request passes here: it decides without touching a reference count
-        let judged = self
-            .route(ctx)
-            .is_some_and(|r| r.mcp.as_ref().is_some_and(|m| !m.tools.is_empty()));
+        let judged = self.route(ctx).is_some_and(|r| {
+            r.mcp.as_ref().is_some_and(|m| !m.tools.is_empty())
+                || rules::wait_for_call(session.req_header(), r)
+        });
         if !judged || session.req_header().method != http::Method::POST {
             return verdict;
         }
@@ -114,7 +119,10 @@ impl Gateway {
         match mcp_call::check(session, mcp, route_scopes, route.max_body_bytes, id).await {
             Ok(calls) => {
                 ctx.tool = mcp_call::log_name(&calls);
-                verdict
+                match judge::call_rules(session.req_header(), route, ctx, &calls) {
+                    Ok(()) => verdict,
+                    Err(rejection) => Verdict::Refuse(rejection),
+                }
             }
             Err(rejection) => Verdict::Refuse(rejection),
         }
@@ -198,6 +206,8 @@ impl ProxyHttp for Gateway {
             from_trusted_proxy: false,
             tool: None,
             signing_in: false,
+            peer: None,
+            rule: None,
         }
     }
 
@@ -227,6 +237,7 @@ impl ProxyHttp for Gateway {
             Err(rej) => Verdict::Refuse(rej),
             Ok(dialect) => {
                 ctx.forward_auth = dialect;
+                ctx.peer = crate::wire::forwarded::peer(session);
                 // a question comes from a trusted proxy (it was refused otherwise)
                 let trusted = &s.config.server.trusted_proxies;
                 ctx.from_trusted_proxy = dialect.is_some()
@@ -360,12 +371,16 @@ impl ProxyHttp for Gateway {
             denial: ctx.denial.map_or("-", crate::observe::DenyReason::as_str),
             error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
             tool: ctx.tool.as_deref(),
+            rule: ctx.rule,
         });
         if ctx.shared.audit.enabled() {
             audit_request::emit(session, ctx, status);
         }
         let metrics = &ctx.shared.metrics;
         metrics.observe(ctx.route, status, micros, ctx.denial);
+        if let Some(rule) = ctx.rule {
+            metrics.observe_rule(ctx.route, rule);
+        }
         if ctx.forward_auth.is_some() {
             metrics.observe_forward_auth(status);
         }

@@ -46,6 +46,8 @@ pub enum Rejection {
     ForeignOrigin,
     /// an MCP call the route's `mcp_tools` rules do not allow
     ToolDenied,
+    /// one of the route's `allow_if` / `deny_if` rules refused the request
+    RuleDenied(crate::rules::RuleRef),
     /// the caller's token may not be exchanged for the upstream's (its `may_act`, or revoked since)
     ExchangeRefused,
     /// the upstream's exchanged token cannot be minted now (store, randomness, signing)
@@ -73,7 +75,7 @@ impl Rejection {
             Rejection::CrossSiteWrite | Rejection::ExchangeRefused => 403,
             Rejection::TooLarge => 413,
             Rejection::UntrustedProxy | Rejection::Unrouted | Rejection::ForeignOrigin => 403,
-            Rejection::ToolDenied => 403,
+            Rejection::ToolDenied | Rejection::RuleDenied(_) => 403,
             Rejection::Dpop { refusal, .. } => match refusal {
                 crate::dpop::Refusal::Unavailable => 503,
                 _ => 401,
@@ -98,6 +100,7 @@ impl Rejection {
             Rejection::Unrouted
             | Rejection::ForeignOrigin
             | Rejection::ToolDenied
+            | Rejection::RuleDenied(_)
             | Rejection::ExchangeRefused => "access_denied",
             Rejection::Dpop { refusal, .. } => refusal.code(),
         }
@@ -126,6 +129,7 @@ impl Rejection {
                 "this origin may not call this MCP server (allowed_origins)"
             }
             Rejection::ToolDenied => "the route's mcp_tools rules do not allow this call",
+            Rejection::RuleDenied(_) => "the route's rules do not allow this request",
             Rejection::ExchangeRefused => {
                 "the token may not be exchanged for one for this route's upstream"
             }
@@ -156,6 +160,7 @@ impl Rejection {
             Rejection::Unrouted => DenyReason::AccessDenied,
             Rejection::ForeignOrigin => DenyReason::CrossSiteRequest,
             Rejection::ToolDenied | Rejection::ExchangeRefused => DenyReason::AccessDenied,
+            Rejection::RuleDenied(_) => DenyReason::Rule,
             Rejection::Dpop { refusal, .. } => match refusal {
                 crate::dpop::Refusal::Proof(_) => DenyReason::DpopProof,
                 crate::dpop::Refusal::UseNonce(_) => DenyReason::DpopNonce,

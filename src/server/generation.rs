@@ -98,6 +98,7 @@ pub fn generation(
         .map(|u| u.scheme().to_string())
         .unwrap_or_else(|_| "https".into());
     let shared = Shared {
+        clock: lasting.clock.clone(),
         public_scheme,
         dpop,
         public_origin,
@@ -107,7 +108,8 @@ pub fn generation(
         metrics: crate::observe::metrics::Metrics::new(
             config.routes.iter().map(|r| r.name.clone()).collect(),
             &lasting.propagation,
-        )?,
+        )?
+        .with_rules(config.routes.iter().map(rule_counts).collect()),
         config,
         verifier,
         tokens,
@@ -228,6 +230,14 @@ fn providers(config: &Config, lasting: &Lasting) -> Result<crate::login::Provide
 }
 
 /// The names of the claim headers the routes set, each once.
+/// A route's (`allow_if`, `deny_if`) counts, for the metrics that count refusals by rule.
+fn rule_counts(route: &crate::config::Route) -> (usize, usize) {
+    route
+        .rules
+        .as_deref()
+        .map_or((0, 0), |r| (r.allow_if.len(), r.deny_if.len()))
+}
+
 fn claim_names(config: &Config) -> Vec<http::HeaderName> {
     let mut names: Vec<http::HeaderName> = Vec::new();
     for h in config.routes.iter().flat_map(|r| &r.claim_headers) {

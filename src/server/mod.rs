@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod drain;
+pub mod explain;
 pub mod generation;
 pub mod reload;
 

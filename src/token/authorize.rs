@@ -84,7 +84,7 @@ impl TokenService {
     /// The sign-in form: its CSRF token must be one this gateway issued to this browser's pre-login
     /// cookie, and it is used up here, whatever happens next; then the credentials.
     async fn submit(&self, http: &Request<'_>, req: &AuthRequest<'_>, params: &Params) -> Answer {
-        if !self.take_form_token(http, params.get("csrf")) {
+        if !self.take_form_token(http, params.get("csrf")).await {
             let expired = "This sign-in form has expired. Please try again.";
             return self.page(http, 403, expired, Some(params), None);
         }
@@ -289,21 +289,18 @@ impl TokenService {
             Some(c) => c.to_string(),
             None => random_token(32)?,
         };
-        let csrf = random_token(32)?;
-        self.csrf_tokens.insert(csrf.clone(), pre_login.clone());
+        let csrf = self.form_tokens.issue(&pre_login)?;
         let set = format!(
             "{CSRF_COOKIE}={pre_login}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={CSRF_SECONDS}"
         );
         Ok((csrf, set))
     }
 
-    /// Uses up a form token: true when this gateway issued it to this browser's pre-login cookie.
-    pub(crate) fn take_form_token(&self, http: &Request<'_>, sent: Option<&String>) -> bool {
+    /// Uses up a form token: true when a gateway with this key issued it to this browser's
+    /// pre-login cookie, in time, and it was not used before.
+    pub(crate) async fn take_form_token(&self, http: &Request<'_>, sent: Option<&String>) -> bool {
         match (http.cookie(CSRF_COOKIE), sent) {
-            (Some(c), Some(f)) => self.csrf_tokens.remove(f).is_some_and(|owner| {
-                aws_lc_rs::constant_time::verify_slices_are_equal(owner.as_bytes(), c.as_bytes())
-                    .is_ok()
-            }),
+            (Some(c), Some(f)) => self.form_tokens.take(c, f).await,
             _ => false,
         }
     }

@@ -11,6 +11,7 @@ pub mod directory;
 pub mod endpoint;
 mod error;
 mod exchange;
+mod form_token;
 mod grants;
 mod introspect;
 pub mod keys;
@@ -257,7 +258,7 @@ pub struct TokenService {
     pub(crate) directory: directory::Directory,
     users: HashMap<String, crate::config::User>,
     /// sign-in form CSRF tokens, each usable once: token -> the pre-login id (cookie) it is bound to
-    csrf_tokens: moka::sync::Cache<String, String>,
+    form_tokens: form_token::FormTokens,
     /// stand-in hashes for unknown users and clients, so timing does not tell them from real ones
     user_decoys: Decoys,
     client_decoys: Decoys,
@@ -342,10 +343,7 @@ impl TokenService {
                 .iter()
                 .map(|u| (u.username.clone(), u.clone()))
                 .collect(),
-            csrf_tokens: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(authorize::CSRF_SECONDS))
-                .build(),
+            form_tokens: form_tokens(config, &clock, store.as_ref())?,
             user_decoys: decoys(config.users.iter().map(|u| u.password.clone()))?,
             client_decoys: decoys(config.clients.iter().filter_map(|c| c.secret.clone()))?,
             pool: HashPool::for_machine(),
@@ -377,6 +375,23 @@ impl TokenService {
             audit,
         }))
     }
+}
+
+/// Sign-in form tokens keyed by `[sessions] state_secret_env` when set (so any replica takes a form
+/// another served), taken once in the shared store when there is one.
+fn form_tokens(
+    config: &Config,
+    clock: &SharedClock,
+    store: &dyn Store,
+) -> Result<form_token::FormTokens, StartupError> {
+    let secret = config.sessions.state_secret.as_ref();
+    form_token::FormTokens::new(
+        secret.map(|s| s.0.as_bytes()),
+        clock.clone(),
+        authorize::CSRF_SECONDS,
+        store.once_ids(),
+    )
+    .map_err(|e| StartupError::part("token_service")(e.to_string()))
 }
 
 /// Stand-in hashes of the kinds these hashes are, for unknown names.

@@ -116,6 +116,16 @@ fn hop_address(entry: &str) -> Option<IpAddr> {
     e.rsplit_once(':')?.0.parse().ok()
 }
 
+/// `client_ip` for a request already taken from its session: `peer` is the connection's address.
+pub fn client_ip_from(peer: IpAddr, req: &RequestHeader, trusted: &[Cidr]) -> IpAddr {
+    let chain = req
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    nearest_untrusted(peer, chain, trusted)
+}
+
 fn nearest_untrusted<'a>(
     peer: IpAddr,
     headers: impl Iterator<Item = &'a str>,

@@ -128,13 +128,13 @@ kind = "resource"
 roles_any = ["ops"]
 "#;
 
-fn call(id: u32, name: &str) -> String {
+pub fn call(id: u32, name: &str) -> String {
     format!(
         r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{name}","arguments":{{"x":1}}}}}}"#
     )
 }
 
-async fn post(
+pub async fn post(
     w: &crate::World,
     body: &str,
     headers: &[(&str, &str)],
@@ -152,7 +152,7 @@ async fn post(
     crate::support::harness::Resp::from(rb.send().await.unwrap()).await
 }
 
-fn mcp_token(w: &crate::World, extra: serde_json::Value) -> String {
+pub fn mcp_token(w: &crate::World, extra: serde_json::Value) -> String {
     let mut claims =
         crate::support::keys::claims(crate::RSA_ISS, "https://mcp.test/mcp-echo", extra);
     claims["scope"] = claims.get("scope").cloned().unwrap_or("tools.read".into());

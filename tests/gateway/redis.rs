@@ -94,7 +94,7 @@ async fn pair(redis: &RedisServer) -> (Auth, Auth) {
 }
 
 /// `pair` with `extra` routes and sections on both.
-async fn pair_with(redis: &RedisServer, extra: &str) -> (Auth, Auth) {
+pub async fn pair_with(redis: &RedisServer, extra: &str) -> (Auth, Auth) {
     pair_on(&redis.store(), &redis.store(), extra).await
 }
 

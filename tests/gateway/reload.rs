@@ -7,7 +7,7 @@ use crate::tokens::Auth;
 use crate::{HS_ISS, HS_SECRET};
 use serde_json::{json, Value};
 
-async fn admin(gw: &Gw, method: reqwest::Method, path: &str) -> Resp {
+pub async fn admin(gw: &Gw, method: reqwest::Method, path: &str) -> Resp {
     Resp::from(
         gw.http
             .request(method, format!("http://{}{path}", gw.admin))
@@ -18,12 +18,12 @@ async fn admin(gw: &Gw, method: reqwest::Method, path: &str) -> Resp {
     .await
 }
 
-async fn reload(gw: &Gw) -> Resp {
+pub async fn reload(gw: &Gw) -> Resp {
     admin(gw, reqwest::Method::POST, "/reload").await
 }
 
 /// Rewrites the running gateway's file.
-fn edit_file(gw: &Gw, edit: impl FnOnce(String) -> String) {
+pub fn edit_file(gw: &Gw, edit: impl FnOnce(String) -> String) {
     let path = gw.path("gateway.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, edit(text)).unwrap();

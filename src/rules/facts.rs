@@ -1,0 +1,295 @@
+//! What a rule reads about one request, built lazily: a variable is made the first time a rule
+//! reads it, holding only the claims and request fields the route's rules name, borrowing the
+//! identity's already decoded claims rather than copying or parsing them again.
+
+use super::check::Reads;
+use cel::common::types::{CelBool, CelDouble};
+use cel::common::types::{CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The most list and map entries one request's claims may bring into the rules: with no
+/// comprehension inside another (refused at load), a rule's work is bounded by this times its size.
+pub const MAX_ITEMS: usize = 1000;
+
+/// Who made the request, as the rules see it; implemented for the gateway's verified identity.
+pub trait Caller: Sync {
+    /// the verified claims, when the route decoded them (`Rules::needs_claims`)
+    fn claims(&self) -> Option<&Value>;
+    /// the claims as the token carried them (base64url JSON), read for the claims the rules name
+    /// when the route did not decode them all
+    fn payload(&self) -> &[u8];
+    fn subject(&self) -> &str;
+    fn issuer(&self) -> &str;
+    fn client_id(&self) -> &str;
+    fn roles(&self) -> Vec<&str>;
+    fn scopes(&self) -> Vec<&str>;
+}
+
+/// The MCP call a request makes, on MCP routes (empty when it makes none).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct McpCall<'a> {
+    pub method: &'a str,
+    pub tool: &'a str,
+}
+
+/// Everything a rule may read about one request.
+pub struct Facts<'a> {
+    pub caller: &'a dyn Caller,
+    pub method: &'a str,
+    /// normalised
+    pub path: &'a str,
+    pub host: &'a str,
+    /// the raw query, parsed only when a rule reads `request.query`
+    pub query: Option<&'a str>,
+    /// after the identity headers were removed
+    pub headers: &'a http::HeaderMap,
+    /// after `trusted_proxies`
+    pub client_ip: Option<IpAddr>,
+    /// since the Unix epoch, from the gateway's clock
+    pub now: Duration,
+    pub mcp: Option<McpCall<'a>>,
+}
+
+type Boxed<'a> = Box<dyn Val + 'a>;
+
+/// The names a rule's variables are looked up by: each variable, and the fields of `request`,
+/// `client` and `mcp` by their whole dotted name, which CEL resolves before the variable (so
+/// `request.path` is answered without building the `request` map).
+const NAMES: [&str; 19] = [
+    "claims",
+    "subject",
+    "roles",
+    "scopes",
+    "issuer",
+    "client_id",
+    "request",
+    "client",
+    "now",
+    "mcp",
+    "request.method",
+    "request.path",
+    "request.segments",
+    "request.host",
+    "request.query",
+    "request.headers",
+    "client.ip",
+    "mcp.method",
+    "mcp.tool",
+];
+
+/// The variables of one evaluation, each built at most once.
+pub struct Bindings<'a> {
+    facts: &'a Facts<'a>,
+    /// the claims the rules name, decoded for them when the identity carries none decoded
+    named_claims: Option<&'a Value>,
+    reads: &'a Reads,
+    made: [OnceLock<Option<Boxed<'a>>>; NAMES.len()],
+    /// a claim list or map was larger than `MAX_ITEMS` allows
+    pub over_budget: AtomicBool,
+}
+
+impl<'a> Bindings<'a> {
+    pub fn new(
+        facts: &'a Facts<'a>,
+        reads: &'a Reads,
+        named_claims: Option<&'a Value>,
+    ) -> Bindings<'a> {
+        Bindings {
+            facts,
+            named_claims,
+            reads,
+            made: Default::default(),
+            over_budget: AtomicBool::new(false),
+        }
+    }
+
+    fn make(&self, name: &str) -> Option<Boxed<'a>> {
+        let f = self.facts;
+        let text = |s: &'a str| -> Option<Boxed<'a>> { Some(Box::new(CelString::from(s))) };
+        match name {
+            "claims" => self.claims(),
+            "subject" => text(f.caller.subject()),
+            "issuer" => text(f.caller.issuer()),
+            "client_id" => text(f.caller.client_id()),
+            "roles" => Some(list(f.caller.roles())),
+            "scopes" => Some(list(f.caller.scopes())),
+            "request" => Some(self.request()),
+            "client" => Some(map(vec![(CelMapKey::from("ip"), self.client_ip())])),
+            "client.ip" => Some(self.client_ip()),
+            "now" => {
+                let at =
+                    chrono::DateTime::from_timestamp(f.now.as_secs() as i64, f.now.subsec_nanos())?;
+                Some(Box::new(CelTimestamp::from(at.fixed_offset())))
+            }
+            "mcp" => {
+                let call = f.mcp?;
+                Some(map(vec![
+                    (
+                        CelMapKey::from("method"),
+                        Box::new(CelString::from(call.method)),
+                    ),
+                    (
+                        CelMapKey::from("tool"),
+                        Box::new(CelString::from(call.tool)),
+                    ),
+                ]))
+            }
+            "mcp.method" => text(f.mcp?.method),
+            "mcp.tool" => text(f.mcp?.tool),
+            other => self.request_field(other.strip_prefix("request.")?),
+        }
+    }
+
+    fn client_ip(&self) -> Boxed<'a> {
+        let ip = self
+            .facts
+            .client_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
+        Box::new(CelString::from(ip))
+    }
+
+    /// The claims the rules read, or all of them when a rule reads the map as a whole.
+    fn claims(&self) -> Option<Boxed<'a>> {
+        let decoded = self.facts.caller.claims().or(self.named_claims);
+        let Some(Value::Object(all)) = decoded else {
+            return Some(map(vec![]));
+        };
+        let mut budget = MAX_ITEMS;
+        let mut entries = Vec::new();
+        let mut add = |k: &'a str, v: &'a Value| match json(v, &mut budget) {
+            Some(val) => {
+                entries.push((CelMapKey::from(k), val));
+                true
+            }
+            None => false,
+        };
+        let fits = match self.reads.all_claims {
+            true => all.iter().all(|(k, v)| add(k, v)),
+            false => self
+                .reads
+                .claim_names
+                .iter()
+                .filter_map(|n| all.get_key_value(n.as_str()))
+                .all(|(k, v)| add(k, v)),
+        };
+        if !fits {
+            self.over_budget.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(map(entries))
+    }
+
+    /// `request`, with the fields the rules read (when a rule reads the map as a whole).
+    fn request(&self) -> Boxed<'a> {
+        let entries = self.reads.request_fields.iter().filter_map(|field| {
+            self.request_field(field)
+                .map(|value| (CelMapKey::from(*field), value))
+        });
+        map(entries.collect())
+    }
+
+    /// One field of `request`; a query with a repeated parameter is none, so rules reading it fail.
+    fn request_field(&self, field: &str) -> Option<Boxed<'a>> {
+        let f = self.facts;
+        Some(match field {
+            "method" => Box::new(CelString::from(f.method)),
+            "path" => Box::new(CelString::from(f.path)),
+            "host" => Box::new(CelString::from(f.host)),
+            "segments" => list(f.path.split('/').filter(|s| !s.is_empty()).collect()),
+            "headers" => headers(f.headers),
+            "query" => {
+                let params = crate::wire::form::parse(f.query.unwrap_or("").as_bytes()).ok()?;
+                let text = |(k, v): (String, String)| {
+                    (
+                        CelMapKey::from(k),
+                        Box::new(CelString::from(v)) as Boxed<'a>,
+                    )
+                };
+                map(params.into_iter().map(text).collect())
+            }
+            _ => return None,
+        })
+    }
+}
+
+impl VariableResolver for Bindings<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let slot = super::check::VARIABLES
+            .iter()
+            .position(|v| *v == variable)?;
+        let made = self.made.get(slot)?.get_or_init(|| self.make(variable));
+        made.as_deref().map(CowVal::Borrowed)
+    }
+}
+
+fn list<'a>(items: Vec<&'a str>) -> Boxed<'a> {
+    let items: Vec<Boxed<'a>> = items
+        .into_iter()
+        .map(|s| Box::new(CelString::from(s)) as Boxed<'a>)
+        .collect();
+    Box::new(CelList::from(items))
+}
+
+fn map<'a>(entries: Vec<(CelMapKey<'a>, Boxed<'a>)>) -> Boxed<'a> {
+    Box::new(CelMap::from(entries.into_iter().collect::<HashMap<_, _>>()))
+}
+
+/// Header names are lower-case already; a repeated header's values are joined with `, `, and a
+/// value that is not text is left out.
+fn headers(h: &http::HeaderMap) -> Boxed<'_> {
+    let mut entries = Vec::with_capacity(h.keys_len());
+    for name in h.keys() {
+        let mut values = h.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let Some(first) = values.next() else { continue };
+        let value: Boxed<'_> = match values.next() {
+            None => Box::new(CelString::from(first)),
+            Some(second) => {
+                let mut all = format!("{first}, {second}");
+                values.for_each(|v| {
+                    all.push_str(", ");
+                    all.push_str(v);
+                });
+                Box::new(CelString::from(all))
+            }
+        };
+        entries.push((CelMapKey::from(name.as_str()), value));
+    }
+    map(entries)
+}
+
+/// A claim as a CEL value, borrowing its strings; `None` past the entry budget.
+fn json<'a>(v: &'a Value, budget: &mut usize) -> Option<Boxed<'a>> {
+    Some(match v {
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Box::new(CelInt::from(i)),
+            None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
+        },
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => {
+            *budget = budget.checked_sub(items.len())?;
+            let items = items
+                .iter()
+                .map(|i| json(i, budget))
+                .collect::<Option<Vec<_>>>()?;
+            Box::new(CelList::from(items))
+        }
+        Value::Object(fields) => {
+            *budget = budget.checked_sub(fields.len())?;
+            let mut entries = Vec::with_capacity(fields.len());
+            for (k, v) in fields {
+                entries.push((CelMapKey::from(k.as_str()), json(v, budget)?));
+            }
+            map(entries)
+        }
+    })
+}
