@@ -119,6 +119,8 @@ pub struct RequestFacts<'a> {
     pub status: u16,
     /// the refusal reason (`DenyReason`), none when allowed
     pub reason: Option<&'a str>,
+    /// the route rule that refused (`deny_if[0]`), never a value it read
+    pub rule: Option<String>,
     pub subject: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub issuer: Option<&'a str>,
@@ -162,6 +164,7 @@ impl Event {
         };
         let data = json!({
             "route": f.route, "decision": decision, "status": f.status, "reason": f.reason,
+            "rule": f.rule,
             "subject": f.subject, "client_id": f.client_id, "issuer": f.issuer,
             "client_address": f.client_address, "method": f.method, "path": f.path,
             "trace_id": f.trace_id,
@@ -325,7 +328,8 @@ mod tests {
         let mut f = RequestFacts {
             route: Some("api"),
             status: 403,
-            reason: Some("insufficient_scope"),
+            reason: Some("rule"),
+            rule: Some("deny_if[0]".into()),
             subject: Some("alice"),
             client_id: Some("app"),
             issuer: Some("https://idp"),
@@ -338,9 +342,11 @@ mod tests {
         assert_eq!(refused.kind, Kind::RequestRefused);
         assert_eq!(refused.subject.as_deref(), Some("alice"));
         assert_eq!(refused.data["decision"], "refused");
-        assert_eq!(refused.data["reason"], "insufficient_scope");
+        assert_eq!(refused.data["reason"], "rule");
+        assert_eq!(refused.data["rule"], "deny_if[0]");
         assert_eq!(refused.data["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
         f.reason = None;
+        f.rule = None;
         f.status = 200;
         let allowed = Event::request(&f);
         assert_eq!(allowed.kind, Kind::RequestAllowed);

@@ -49,6 +49,7 @@ pub fn emit(session: &Session, ctx: &Ctx, status: u16) {
             .map(|r| r.name.as_str()),
         status,
         reason: ctx.denial.map(crate::observe::DenyReason::as_str),
+        rule: ctx.rule.map(|r| r.to_string()),
         subject: principal.and_then(|p| p.subject()),
         client_id: principal.map(|p| p.client_id()).filter(|c| !c.is_empty()),
         issuer: principal

@@ -4,14 +4,16 @@
 
 use crate::audit::{events_when, of_type};
 use crate::support::harness::{free_port, Gw};
+use crate::support::keys::{claims, TestKey};
 use crate::support::servers::Echo;
 use crate::{HS_ISS, HS_SECRET};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A gateway with a public route `/open` and a route that needs a token, `/closed`.
+/// A gateway with a public route `/open` and a route that needs a token, `/closed`, where a rule
+/// refuses DELETE.
 async fn gateway(audit: &str) -> (Gw, Echo) {
     let echo = Echo::start("echo").await;
     std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
@@ -39,6 +41,7 @@ auth = "public"
 name = "closed"
 path_prefix = "/closed"
 upstream = "echo"
+deny_if = ["request.method == 'DELETE'"]
 
 [audit]
 {audit}
@@ -106,9 +109,16 @@ async fn refusals_are_always_recorded_and_allowed_requests_follow_the_sample_rat
         for _ in 0..5 {
             assert_eq!(gw.get("/open/x", None).await.status, 200);
         }
-        for _ in 0..3 {
+        for _ in 0..2 {
             assert_eq!(gw.get("/closed/x", None).await.status, 401);
         }
+        let token = TestKey::hmac(HS_SECRET).sign(&claims(HS_ISS, "api", json!({"sub": "u-1"})));
+        let r = gw
+            .http
+            .delete(gw.url("/closed/x"))
+            .bearer_auth(&token)
+            .send();
+        assert_eq!(r.await.unwrap().status(), 403);
         // one writer, in order: once the refusals are there, so is every allowed request kept
         let (events, _) = events_when(&gw.path("a.jsonl"), |e| {
             of_type(e, "request.refused").len() == 3
@@ -118,6 +128,19 @@ async fn refusals_are_always_recorded_and_allowed_requests_follow_the_sample_rat
         let refused = of_type(&events, "request.refused");
         assert_eq!(refused.len(), 3, "ratio {ratio}: {events:#?}");
         assert!(refused.iter().all(|e| e["data"]["route"] == "closed"));
+        assert_eq!(refused[0]["data"]["reason"], "missing_token");
+        assert!(refused[0]["data"]["rule"].is_null());
+        // the failing rule is named, never a value it read
+        let d = &refused[2]["data"];
+        assert_eq!(
+            (d["reason"].as_str(), d["rule"].as_str()),
+            (Some("rule"), Some("deny_if[0]"))
+        );
+        assert_eq!(
+            (d["subject"].as_str(), d["method"].as_str()),
+            (Some("u-1"), Some("DELETE"))
+        );
+        assert_eq!(d["issuer"], HS_ISS);
         match ratio {
             "0.0" => assert!(allowed.is_empty(), "{allowed:#?}"),
             _ => {
@@ -188,20 +211,31 @@ async fn a_dead_collector_slows_no_request_counts_its_drops_and_gets_the_queue_w
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     }
     assert!(started.elapsed() < Duration::from_secs(10));
-    let m = gw.metrics().await;
-    let dropped = metric(&m, "gatehouse_audit_events_dropped_total{sink=\"http\"}");
+    // an event is emitted after its answer is sent: read the counters once all 30 are counted
+    let counted = |m: &str| {
+        let sent = metric(m, "gatehouse_audit_events_total{sink=\"http\"}");
+        (
+            sent,
+            metric(m, "gatehouse_audit_events_dropped_total{sink=\"http\"}"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut dropped, mut before) = (0, u64::MAX);
+    while (dropped < 20 || dropped != before) && Instant::now() < deadline {
+        before = dropped;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        dropped = counted(&gw.metrics().await).1;
+    }
     // held: the batch in hand (up to 5) and the queue (5); the rest is dropped
     assert!((20..=25).contains(&dropped), "{dropped} dropped of 30");
-    assert_eq!(metric(&m, "gatehouse_audit_events_total{sink=\"http\"}"), 0);
+    assert_eq!(counted(&gw.metrics().await), (0, dropped));
     // the collector comes back: what was held arrives, nothing more
     let got = collector(tokio::net::TcpListener::bind(addr).await.unwrap()).await;
     let held = 30 - dropped as usize;
     wait_for("the held events", || events_in(&got) == held).await;
-    let m = gw.metrics().await;
-    assert_eq!(
-        metric(&m, "gatehouse_audit_events_total{sink=\"http\"}"),
-        held as u64
-    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(events_in(&got), held, "nothing beyond what was held");
+    assert_eq!(counted(&gw.metrics().await), (held as u64, dropped));
 }
 
 #[tokio::test(flavor = "multi_thread")]
