@@ -323,3 +323,65 @@ async fn a_full_run_writes_every_event_with_its_fields_and_no_secret() {
     assert_eq!(reload["data"]["old_hash"].as_str().unwrap().len(), 16);
     assert_eq!(reload["data"]["generation"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_sign_in_and_its_back_channel_logout_are_audited() {
+    use crate::login_providers::{absolute, browser, form_action, get, pair_with, walk};
+    let Some((a, op)) = pair_with("[audit]\nfile = \"audit.jsonl\"\n").await else {
+        return;
+    };
+    let c = browser(&a);
+    assert_eq!(walk(&c, &a.gw.tls_url("/wiki/"), "ann").await.status, 200);
+    // a sign-out at the provider reaches the gateway by the back channel
+    let page = get(&c, &format!("{}/session/end", op.issuer())).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let action = absolute(&op.issuer(), &form_action(&page.body));
+    let xsrf = crate::tokens_code::hidden(&page.body, "xsrf");
+    let form = [("xsrf", xsrf.as_str()), ("logout", "yes")];
+    let done = c.post(&action).form(&form).send().await.unwrap();
+    assert!(done.status().is_redirection() || done.status().is_success());
+    let (events, bytes) = events_when(&a.gw.path("audit.jsonl"), |e| {
+        !of_type(e, "session.backchannel_logout").is_empty()
+    })
+    .await;
+    let signed_in = find(&events, "signin.succeeded", "via", "oidc:corp");
+    assert!(signed_in["data"]["username"].is_null());
+    let subject = signed_in["data"]["subject"].as_str().unwrap();
+    let started = find(&events, "session.started", "provider", "corp");
+    assert_eq!(started["data"]["subject"], subject);
+    let logout = find(&events, "session.backchannel_logout", "provider", "corp");
+    assert_eq!(logout["data"]["ended"], 1);
+    let revoked = find(&events, "session.revoked", "by", "backchannel");
+    assert_eq!(revoked["data"]["ended"], 1);
+    let text = String::from_utf8_lossy(&bytes);
+    for secret in [crate::login_providers::OP_SECRET, "logout_token"] {
+        assert!(!text.contains(secret), "{secret}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revocation_on_the_command_line_is_audited_to_the_same_file() {
+    let store = "backend = \"sqlite\"\npath = \"data/g.db\"";
+    let a = Auth::start_with(store, "\n[audit]\nfile = \"audit.jsonl\"\n").await;
+    assert_eq!(
+        password_grant(&a, ALICE_PASSWORD, "orders.read")
+            .await
+            .status,
+        200
+    );
+    let args = ["tokens", "revoke", "--subject", "user-alice"];
+    crate::support::harness::cli(&args, &a.gw.path("gateway.toml"));
+    let (events, _) = events_when(&a.gw.path("audit.jsonl"), |e| {
+        !of_type(e, "token.revoked").is_empty()
+    })
+    .await;
+    let r = find(&events, "token.revoked", "by", "cli");
+    let d = &r["data"];
+    assert_eq!(
+        (d["subject"].as_str(), d["families"].as_u64()),
+        (Some("user-alice"), Some(1))
+    );
+    assert_eq!(d["token_type"], "all");
+    // the gateway's own events are in the same file, whole lines each
+    find(&events, "token.issued", "grant", "password");
+}
