@@ -8,7 +8,7 @@ use crate::clock::SharedClock;
 use crate::config::AuditSettings;
 use crate::observe::metrics::Sample;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Where one sink's events wait: the file and stdout writers are threads, the HTTP sender a task.
@@ -41,11 +41,12 @@ struct Inner {
     /// allowed requests are kept when a random `u64` falls below this; 0 keeps none
     allow_below: u64,
     allow_all: bool,
-    sinks: Mutex<Vec<Sink>>,
+    /// fixed at start: emitting takes no lock
+    sinks: Vec<Sink>,
     stats: Vec<(&'static str, Arc<SinkStats>)>,
     /// asks the file writer to open its path again (after the file was moved away)
     reopen: Arc<AtomicBool>,
-    writers: Mutex<Vec<JoinHandle<()>>>,
+    writers: Vec<JoinHandle<()>>,
 }
 
 /// The audit stream. Cloned into everything that emits; without `[audit]` it holds nothing and
@@ -114,9 +115,9 @@ impl Audit {
             allow_below: threshold(s.allow_sample_ratio),
             allow_all: s.allow_sample_ratio >= 1.0,
             stats: sinks.iter().map(|k| (k.name, k.stats.clone())).collect(),
-            sinks: Mutex::new(sinks),
+            sinks,
             reopen,
-            writers: Mutex::new(writers),
+            writers,
         }))))
     }
 
@@ -154,10 +155,8 @@ impl Audit {
         let time = humantime::format_rfc3339_millis(at).to_string();
         let envelope = event.envelope(&inner.source, &id.to_string(), &time);
         let line: Arc<str> = Arc::from(envelope.to_string());
-        if let Ok(sinks) = inner.sinks.lock() {
-            for sink in sinks.iter() {
-                sink.offer(&line);
-            }
+        for sink in &inner.sinks {
+            sink.offer(&line);
         }
     }
 
@@ -193,15 +192,14 @@ impl Audit {
 
     /// Closes the queues and waits for the writers to write what they hold: for a command that
     /// emits and exits. The running gateway never waits for its sinks.
+    /// Another clone still open keeps the queues open: then nothing is waited for.
     pub fn close(self) {
-        let Some(inner) = self.0 else { return };
-        if let Ok(mut sinks) = inner.sinks.lock() {
-            sinks.clear();
-        }
-        let writers = match inner.writers.lock() {
-            Ok(mut w) => std::mem::take(&mut *w),
-            Err(_) => return,
+        let Some(Ok(inner)) = self.0.map(Arc::try_unwrap) else {
+            return;
         };
+        let Inner { sinks, writers, .. } = inner;
+        // the writers end when their queues close and are empty
+        drop(sinks);
         for w in writers {
             let _ = w.join();
         }

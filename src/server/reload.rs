@@ -355,5 +355,8 @@ backend = "memory"
             compile(&BASE.replace("admin_listen = \"\"", "admin_listen = \"\"\nthreads = 7"))
                 .unwrap();
         assert_eq!(needs_restart(&old, &threads), ["server.threads"]);
+        // the audit sinks are threads and files made at start
+        let audited = compile(&format!("{BASE}\n[audit]\nstdout = true\n")).unwrap();
+        assert_eq!(needs_restart(&old, &audited), ["audit"]);
     }
 }
