@@ -103,6 +103,14 @@ impl Compiler {
 
     fn audit_http(&mut self, endpoint: &str, a: &RawAudit) -> Option<AuditHttp> {
         let url = match url::Url::parse(endpoint) {
+            // a credential in the URL would sit in the file: it belongs in http_token_env
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.err(
+                    "audit.http_endpoint",
+                    "must not carry a user or password; name the credential's variable in http_token_env",
+                );
+                None
+            }
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
             _ => {
                 self.err(
@@ -233,6 +241,11 @@ mod tests {
             &with("http_endpoint = \"ftp://x\""),
             "audit.http_endpoint",
             "is not an http",
+        );
+        refused(
+            &with("http_endpoint = \"https://user:pw@collector\""),
+            "audit.http_endpoint",
+            "must not carry a user or password",
         );
         refused(
             &with("http_endpoint = \"http://x\"\nhttp_flush_interval = \"soon\""),
