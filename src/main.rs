@@ -449,16 +449,16 @@ fn revoke_tokens(config: &std::path::Path, subject: &str) -> Result<(), Failure>
     // the command's revocation belongs in the audit stream too: emitted, then written before exit
     let c = Config::load(config)?;
     let audit = gatehouse::audit::Audit::start(c.audit.as_ref(), Arc::new(SystemClock))?;
-    audit.emit(gatehouse::audit::Event::token_revoked(
-        gatehouse::audit::Revoked {
+    audit.emit(|| {
+        gatehouse::audit::Event::token_revoked(gatehouse::audit::Revoked {
             by: "cli",
             client_id: None,
             subject: Some(subject),
             token_type: "all",
             jti: None,
             families: families.len(),
-        },
-    ));
+        })
+    });
     audit.close();
     println!(
         "{} refresh famil{} of {subject} ended ({tokens} access token(s) revoked)",

@@ -139,8 +139,10 @@ impl Audit {
     }
 
     /// Records an event: stamped, written as JSON once, offered to every sink without waiting.
-    pub fn emit(&self, event: Event) {
+    /// The event is made only when there is an audit stream: without one, emitting is a branch.
+    pub fn emit(&self, make: impl FnOnce() -> Event) {
         let Some(inner) = &self.0 else { return };
+        let event = make();
         let mut bytes = [0u8; 16];
         if aws_lc_rs::rand::fill(&mut bytes).is_err() {
             // an event without a unique id is still evidence; count it as lost rather than
@@ -223,7 +225,7 @@ mod tests {
         let a = Audit::default();
         assert!(!a.enabled());
         assert!(!a.wants(Kind::RequestRefused));
-        a.emit(Event::config_reloaded("admin", "a", "b", 2));
+        a.emit(|| Event::config_reloaded("admin", "a", "b", 2));
         assert!(a.samples().is_empty());
     }
 
@@ -265,8 +267,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let clock: SharedClock = Arc::new(crate::clock::SystemClock);
         let a = Audit::start(Some(&settings(0.0, dir.path())), clock).unwrap();
-        a.emit(Event::config_reloaded("admin", "a", "b", 2));
-        a.emit(Event::config_reloaded("signal", "b", "c", 3));
+        a.emit(|| Event::config_reloaded("admin", "a", "b", 2));
+        a.emit(|| Event::config_reloaded("signal", "b", "c", 3));
         let samples = a.samples();
         a.close();
         let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();

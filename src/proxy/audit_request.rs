@@ -61,7 +61,7 @@ pub fn emit(session: &Session, ctx: &Ctx, status: u16) {
         path: ctx.log_path.as_deref().unwrap_or_else(|| req.uri.path()),
         trace_id: traceparent.and_then(trace_id),
     };
-    audit.emit(Event::request(&facts));
+    audit.emit(|| Event::request(&facts));
 }
 
 #[cfg(test)]

@@ -285,13 +285,14 @@ impl Reloader {
         }
         tracing::info!(generation, "configuration reloaded");
         let new_hash = &self.shared.load().config.file_hash;
-        let event = crate::audit::Event::config_reloaded(
-            by.as_str(),
-            &current.config.file_hash,
-            new_hash,
-            generation,
-        );
-        self.lasting.audit.emit(event);
+        self.lasting.audit.emit(|| {
+            crate::audit::Event::config_reloaded(
+                by.as_str(),
+                &current.config.file_hash,
+                new_hash,
+                generation,
+            )
+        });
         Outcome::Applied {
             generation,
             needs_restart: restart,

@@ -154,7 +154,9 @@ impl Sessions {
         let id = random_token(32).map_err(OpenError::Randomness)?;
         let now = self.now();
         let hash = sha256_hex(&id);
-        let started = (new.subject.clone(), new.provider.clone(), audit_id(&hash));
+        // kept for the audit event only when there is an audit stream
+        let started = (self.audit.enabled())
+            .then(|| (new.subject.clone(), new.provider.clone(), audit_id(&hash)));
         let rec = SessionRecord {
             hash,
             subject: new.subject,
@@ -168,9 +170,10 @@ impl Sessions {
         run_blocking(&self.store, move |s| s.put_session(&rec))
             .await
             .map_err(OpenError::Store)?;
-        let (subject, provider, session) = started;
-        let event = crate::audit::Event::session_started(&subject, &provider, &session);
-        self.audit.emit(event);
+        if let Some((subject, provider, session)) = started {
+            self.audit
+                .emit(|| crate::audit::Event::session_started(&subject, &provider, &session));
+        }
         Ok(format!(
             "{}={id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
             self.settings.cookie_name,
@@ -192,7 +195,7 @@ impl Sessions {
             return Ok(None);
         };
         let now = self.now();
-        let session = audit_id(&hash);
+        let session = self.audit.enabled().then(|| audit_id(&hash));
         let record = run_blocking(&self.store, move |s| {
             let record = s.session(&hash, now)?;
             s.end_session(&hash)?;
@@ -200,8 +203,12 @@ impl Sessions {
         })
         .await?;
         if let Some(r) = &record {
-            let event = crate::audit::Event::session_ended(&r.subject, &session);
-            self.audit.emit(event);
+            self.audit.emit(|| {
+                crate::audit::Event::session_ended(
+                    &r.subject,
+                    session.as_deref().unwrap_or_default(),
+                )
+            });
         }
         Ok(record.map(Found::from))
     }
@@ -227,8 +234,8 @@ impl Sessions {
             SessionsOf::ProviderSid(p, s) => Owned::ProviderSid(p.into(), s.into()),
         };
         let ended = run_blocking(&self.store, move |s| s.end_sessions(&of.borrow())).await?;
-        let event = crate::audit::Event::sessions_revoked(by, subject.as_deref(), ended);
-        self.audit.emit(event);
+        self.audit
+            .emit(|| crate::audit::Event::sessions_revoked(by, subject.as_deref(), ended));
         Ok(ended)
     }
 

@@ -224,8 +224,8 @@ impl TokenService {
             Endpoint::Introspect => {
                 let answer = self.introspect(&client, authenticated, form).await;
                 if let Ok(a) = &answer {
-                    let event = crate::audit::Event::introspected(&client.client_id, a);
-                    self.audit.emit(event);
+                    self.audit
+                        .emit(|| crate::audit::Event::introspected(&client.client_id, a));
                 }
                 answer
             }

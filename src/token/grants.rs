@@ -156,7 +156,7 @@ impl TokenService {
         let mut claims = json!({
             "iss": self.settings.issuer,
             "sub": subject,
-            "aud": aud.clone(),
+            "aud": aud,
             "exp": now + ttl,
             "iat": now,
             "jti": jti,
@@ -187,17 +187,18 @@ impl TokenService {
                 "the token could not be signed",
             )
         })?;
-        self.audit
-            .emit(crate::audit::Event::token_issued(&crate::audit::Issue {
+        self.audit.emit(|| {
+            crate::audit::Event::token_issued(&crate::audit::Issue {
                 grant: grantee.grant,
                 client_id: &client.client_id,
                 subject,
                 scopes,
-                audience: &aud,
+                audience: claims.get("aud").unwrap_or(&Value::Null),
                 jti: &jti,
                 expires_in: ttl,
                 dpop_bound: grantee.jkt.is_some(),
-            }));
+            })
+        });
         Ok((token, ttl, jti))
     }
 
@@ -352,8 +353,8 @@ impl TokenService {
                 tracing::warn!(target: "gatehouse::token", client = %client.client_id,
                     "a rotated refresh token was presented again; its family is revoked");
                 let revoked = self.revoke_family(family).await?;
-                let event = crate::audit::Event::refresh_reused(&client.client_id, revoked);
-                self.audit.emit(event);
+                self.audit
+                    .emit(|| crate::audit::Event::refresh_reused(&client.client_id, revoked));
                 return Err(invalid_grant(
                     "the refresh token was already used; its family is revoked",
                 ));
@@ -385,9 +386,9 @@ impl TokenService {
                 Family::Continue(&rec.family),
             )
             .await?;
-        let event =
-            crate::audit::Event::refresh_rotated(&client.client_id, &rec.subject, &issued.jti);
-        self.audit.emit(event);
+        self.audit.emit(|| {
+            crate::audit::Event::refresh_rotated(&client.client_id, &rec.subject, &issued.jti)
+        });
         put(&mut body, "refresh_token", json!(next));
         Ok(body)
     }

@@ -40,8 +40,8 @@ impl TokenService {
         // the audit stream names the address itself, not the counters' key for it
         let shown = address.strip_prefix("ip:").unwrap_or(address);
         if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await {
-            let event = Event::sign_in_failed(username, via, shown, "locked_out");
-            self.audit.emit(event);
+            self.audit
+                .emit(|| Event::sign_in_failed(username, via, shown, "locked_out"));
             return SignIn::LockedOut;
         }
         let user = self.users.get(username);
@@ -54,21 +54,24 @@ impl TokenService {
         };
         match user.filter(|_| ok) {
             Some(u) => {
-                let event = Event::sign_in_succeeded(username, &u.subject, via, shown);
-                self.audit.emit(event);
+                self.audit
+                    .emit(|| Event::sign_in_succeeded(username, &u.subject, via, shown));
                 SignIn::User(u)
             }
             None => {
                 self.failures.hit(&user_key).await;
                 self.failures.hit(address).await;
-                let event = Event::sign_in_failed(username, via, shown, "wrong_credentials");
-                self.audit.emit(event);
-                // the failure that reaches the limit engages the lockout: said once, here
-                if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await
+                self.audit
+                    .emit(|| Event::sign_in_failed(username, via, shown, "wrong_credentials"));
+                // the failure that reaches the limit engages the lockout: said once, here (two
+                // more counter reads, only with an audit stream)
+                if self.audit.enabled()
+                    && (self.failures.exceeded(&user_key).await
+                        || self.failures.exceeded(address).await)
                 {
                     let retry_after = self.failures.retry_after();
                     self.audit
-                        .emit(Event::lockout(username, shown, retry_after));
+                        .emit(|| Event::lockout(username, shown, retry_after));
                 }
                 SignIn::Wrong
             }
