@@ -2,6 +2,7 @@
 #![deny(clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::indexing_slicing))]
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;

@@ -210,7 +210,7 @@ impl ShutdownSignalWatch for Signals {
                 _ = quit.recv() => return ShutdownSignal::GracefulUpgrade,
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration");
-                    self.0.reload().await;
+                    self.0.reload(gatehouse::server::reload::ReloadBy::Signal).await;
                 }
             }
         }
@@ -446,6 +446,20 @@ fn revoke_tokens(config: &std::path::Path, subject: &str) -> Result<(), Failure>
     for f in &families {
         tokens += store.revoke_family(f).map_err(failed)?.len();
     }
+    // the command's revocation belongs in the audit stream too: emitted, then written before exit
+    let c = Config::load(config)?;
+    let audit = gatehouse::audit::Audit::start(c.audit.as_ref(), Arc::new(SystemClock))?;
+    audit.emit(|| {
+        gatehouse::audit::Event::token_revoked(gatehouse::audit::Revoked {
+            by: "cli",
+            client_id: None,
+            subject: Some(subject),
+            token_type: "all",
+            jti: None,
+            families: families.len(),
+        })
+    });
+    audit.close();
     println!(
         "{} refresh famil{} of {subject} ended ({tokens} access token(s) revoked)",
         families.len(),

@@ -33,6 +33,8 @@ pub struct Config {
     /// DPoP proofs (RFC 9449), at the token service and at the edge; the defaults without
     /// `[token_service]`, whose keys set it
     pub dpop: DpopSettings,
+    /// the audit event stream, when `[audit]` names a sink
+    pub audit: Option<super::audit::AuditSettings>,
 }
 
 impl Config {

@@ -1,5 +1,6 @@
 //! Loads gateway.toml and compiles it into a validated `Config`, naming the key of every problem.
 
+mod audit;
 mod clients;
 mod compiled;
 mod dpop;
@@ -19,6 +20,7 @@ mod sessions;
 mod upstreams;
 mod warnings;
 
+pub use audit::{AuditFile, AuditHttp, AuditSettings};
 pub use compiled::Config;
 pub use ids::{IssuerId, RouteId, UpstreamId};
 pub use login_way::LoginWay;
@@ -245,6 +247,7 @@ impl Compiler {
         let forward_auth =
             self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);
+        let audit = raw.audit.and_then(|a| self.audit(a, &server.public_url));
         let login_providers = self.login_providers(raw.login_providers);
         self.check_logins(
             &routes,
@@ -278,6 +281,7 @@ impl Compiler {
             login_providers,
             forward_auth,
             dpop,
+            audit,
         }
     }
 }

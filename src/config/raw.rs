@@ -20,6 +20,50 @@ pub struct RawConfig {
     pub sessions: RawSessions,
     pub login_providers: Vec<RawLoginProvider>,
     pub forward_auth: Option<RawForwardAuth>,
+    pub audit: Option<RawAudit>,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawAudit {
+    pub source: Option<String>,
+    pub allow_sample_ratio: f64,
+    pub file: Option<String>,
+    pub file_max_bytes: u64,
+    pub file_keep: u32,
+    pub stdout: bool,
+    pub queue: usize,
+    pub http_endpoint: Option<String>,
+    pub http_batch_size: usize,
+    pub http_flush_interval: String,
+    pub http_queue: usize,
+    pub http_timeout: String,
+    pub http_max_backoff: String,
+    pub http_token_env: Option<String>,
+    pub http_token_header: String,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        RawAudit {
+            source: None,
+            allow_sample_ratio: 0.0,
+            file: None,
+            file_max_bytes: 100 << 20,
+            file_keep: 5,
+            stdout: false,
+            queue: 10_000,
+            http_endpoint: None,
+            http_batch_size: 100,
+            http_flush_interval: "1s".into(),
+            http_queue: 10_000,
+            http_timeout: "5s".into(),
+            http_max_backoff: "30s".into(),
+            http_token_env: None,
+            http_token_header: "authorization".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

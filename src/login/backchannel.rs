@@ -89,8 +89,12 @@ pub async fn answer(http: &Request<'_>, tokens: &TokenService, providers: &Provi
     } else {
         SessionsOf::ProviderSid(&p.name, &sid)
     };
-    match tokens.sessions.end_all(of).await {
+    let subject = (!sub.is_empty()).then_some(sub.as_str());
+    match tokens.sessions.end_all(of, "backchannel").await {
         Ok(n) => {
+            tokens
+                .audit
+                .emit(|| crate::audit::Event::backchannel_logout(&p.name, subject, n));
             tracing::info!(target: "gatehouse::login", provider = %p.name, ended = n, "back-channel logout");
             Answer::empty(200, vec![])
         }

@@ -138,7 +138,7 @@ pub(super) async fn submit(
     }
     let password = params.get("password").cloned().unwrap_or_default();
     let (status, msg) = match tokens
-        .sign_in(&username, &password, &http.client_key())
+        .sign_in(&username, &password, &http.client_key(), "login_page")
         .await
     {
         SignIn::User(user) => {

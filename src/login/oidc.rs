@@ -341,9 +341,19 @@ pub async fn callback(http: &Request<'_>, tokens: &TokenService, providers: &Pro
         "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
         PreLogin::cookie_name(&state)
     );
+    // kept for the audit event only when there is an audit stream
+    let subject = tokens.audit.enabled().then(|| new.subject.clone());
     match tokens.sessions.open(http.header, new).await {
         Ok(set) => {
             tokens.count_sign_in();
+            tokens.audit.emit(|| {
+                let (via, address) = (
+                    format!("oidc:{}", p.name),
+                    crate::wire::forwarded::ip_text(http.client),
+                );
+                let subject = subject.as_deref().unwrap_or_default();
+                crate::audit::Event::sign_in_succeeded("", subject, &via, &address)
+            });
             Answer::see_other(rd, &[set, clear])
         }
         Err(OpenError::Randomness(_)) => {

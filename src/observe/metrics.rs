@@ -82,6 +82,14 @@ const HELP: &[(&str, &str)] = &[
         "People signed in on the sign-in page: sign-in sessions made.",
     ),
     (
+        "gatehouse_audit_events_total",
+        "Audit events a sink wrote (file, stdout) or a collector took (http).",
+    ),
+    (
+        "gatehouse_audit_events_dropped_total",
+        "Audit events lost by a sink: its queue was full, the write failed, or the collector refused them.",
+    ),
+    (
         "gatehouse_token_exchanges_total",
         "Tokens issued by token exchange (RFC 8693), by the upstream they were minted for (\"-\": asked at the token endpoint).",
     ),

@@ -44,6 +44,8 @@ pub struct Shared {
     pub public_scheme: String,
     /// DPoP proofs at the edge (and at the token service, which shares it)
     pub dpop: Arc<crate::dpop::Dpop>,
+    /// the audit stream (the same for every generation)
+    pub audit: crate::audit::Audit,
     /// the gateway's clock: route rules read `now` from it
     pub clock: crate::clock::SharedClock,
 }
@@ -81,6 +83,8 @@ pub struct Ctx {
     pub(crate) from_trusted_proxy: bool,
     /// the MCP tool, prompt or resource the request calls, on routes that judge them
     pub(crate) tool: Option<String>,
+    /// answered with a redirect to sign in: neither allowed nor refused yet
+    pub(crate) signing_in: bool,
     /// the connection's address, for the route rules that read `client.ip`
     pub(crate) peer: Option<std::net::IpAddr>,
     /// the route rule that refused the request, for the log and the metrics

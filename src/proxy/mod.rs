@@ -6,6 +6,7 @@ pub mod identity_jwt;
 pub mod routes;
 pub mod upstream_request;
 
+pub mod audit_request;
 pub mod authenticate;
 pub mod ctx;
 pub mod forward_auth;
@@ -84,7 +85,10 @@ impl Gateway {
                 }
             }
             Verdict::Allow => self.allow(ctx),
-            Verdict::SignIn(to) => forward_auth::sign_in(ctx.forward_auth, to),
+            Verdict::SignIn(to) => {
+                ctx.signing_in = true;
+                forward_auth::sign_in(ctx.forward_auth, to)
+            }
             Verdict::Whoami => self.whoami(session, ctx),
         };
         if let Err(e) = crate::respond::write(session, answer).await {
@@ -201,6 +205,7 @@ impl ProxyHttp for Gateway {
             forward_auth: None,
             from_trusted_proxy: false,
             tool: None,
+            signing_in: false,
             peer: None,
             rule: None,
         }
@@ -368,6 +373,9 @@ impl ProxyHttp for Gateway {
             tool: ctx.tool.as_deref(),
             rule: ctx.rule,
         });
+        if ctx.shared.audit.enabled() {
+            audit_request::emit(session, ctx, status);
+        }
         let metrics = &ctx.shared.metrics;
         metrics.observe(ctx.route, status, micros, ctx.denial);
         if let Some(rule) = ctx.rule {

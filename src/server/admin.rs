@@ -4,7 +4,7 @@
 use crate::observe::metrics::Sample;
 use crate::proxy::Shared;
 use crate::respond::{AsAnswer, Rejection};
-use crate::server::reload::{Outcome, Reloader};
+use crate::server::reload::{Outcome, ReloadBy, Reloader};
 use crate::upstream::UpstreamRuntime;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -101,7 +101,7 @@ impl ServeHttp for Admin {
         let post = session.req_header().method == http::Method::POST;
         match session.req_header().uri.path() {
             // Reloads from this (loopback, operators') listener: what `gatehouse reload` calls.
-            "/reload" if post => match self.reloader.reload().await {
+            "/reload" if post => match self.reloader.reload(ReloadBy::Admin).await {
                 Outcome::Applied {
                     generation,
                     needs_restart,
@@ -201,6 +201,16 @@ async fn revoke_tokens(shared: &Shared, session: &ServerSession) -> Response<Vec
     match tokens.revoke_subject(&subject).await {
         Ok(n) => {
             tracing::info!(target: "gatehouse::token", families = n, "an operator ended a subject's refresh tokens");
+            shared.audit.emit(|| {
+                crate::audit::Event::token_revoked(crate::audit::Revoked {
+                    by: "admin",
+                    client_id: None,
+                    subject: Some(&subject),
+                    token_type: "all",
+                    jti: None,
+                    families: n,
+                })
+            });
             respond(
                 200,
                 "application/json",
@@ -219,7 +229,7 @@ impl Admin {
         };
         match tokens
             .sessions
-            .end_all(crate::store::SessionsOf::Subject(&subject))
+            .end_all(crate::store::SessionsOf::Subject(&subject), "admin")
             .await
         {
             Ok(n) => {
@@ -306,6 +316,7 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
             ));
         }
     }
+    g.extend(s.audit.samples());
     for u in &s.upstreams {
         if let UpstreamRuntime::Pool(p) = u {
             for b in p.lb.backends().get_backend().iter() {

@@ -27,6 +27,8 @@ pub struct Lasting {
     pub propagation: prometheus::Histogram,
     /// DPoP proof ids seen, kept across reloads so none can be replayed after one
     pub seen_proofs: Arc<crate::dpop::replay::SeenProofs>,
+    /// the audit stream and its sinks; changing `[audit]` needs a restart
+    pub audit: crate::audit::Audit,
 }
 
 /// Keeps every issuer's keys warm for as long as the generation serves.
@@ -117,6 +119,7 @@ pub fn generation(
         revocations_loaded: lasting.revocations_loaded.clone(),
         own_keys,
         identity_signer,
+        audit: lasting.audit.clone(),
     };
     Ok((shared, tasks))
 }
@@ -130,7 +133,8 @@ fn token_service(
 ) -> Result<Option<token::TokenService>, StartupError> {
     match (signing, &lasting.store) {
         (Some(keys), Some(store)) => {
-            token::TokenService::new(config, keys, store.clone(), judges, lasting.clock.clone())
+            let parts = (lasting.clock.clone(), lasting.audit.clone());
+            token::TokenService::new(config, keys, store.clone(), judges, parts)
         }
         (Some(_), None) => Err(StartupError::Setting {
             key: "token_service",

@@ -27,6 +27,27 @@ pub struct Reloader {
     certificate: Option<Arc<CertResolver>>,
 }
 
+/// Who asked for a reload, as the audit stream names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadBy {
+    /// SIGHUP
+    Signal,
+    /// `POST /reload` on the admin listener (`gatehouse reload`)
+    Admin,
+    /// `[server] watch_config` saw the file change
+    FileWatch,
+}
+
+impl ReloadBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadBy::Signal => "signal",
+            ReloadBy::Admin => "admin",
+            ReloadBy::FileWatch => "file_watch",
+        }
+    }
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -70,6 +91,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.token_service.is_some() != new.token_service.is_some() {
         out.push("token_service.enabled");
     }
+    if old.audit != new.audit {
+        out.push("audit");
+    }
     out
 }
 
@@ -90,7 +114,7 @@ async fn end_removed_users(old: &Config, now: &Shared) {
     for subject in removed_subjects(old, &now.config) {
         let sessions = tokens
             .sessions
-            .end_all(crate::store::SessionsOf::Subject(&subject))
+            .end_all(crate::store::SessionsOf::Subject(&subject), "user_removed")
             .await;
         let families = tokens.revoke_subject(&subject).await;
         match (sessions, families) {
@@ -170,7 +194,7 @@ impl pingora::services::background::BackgroundService for Watch {
             if now.is_some() && now != seen {
                 seen = now;
                 tracing::info!(file = %path.display(), "the configuration file changed; reloading");
-                self.0.reload().await;
+                self.0.reload(ReloadBy::FileWatch).await;
             }
         }
     }
@@ -219,9 +243,12 @@ impl Reloader {
         self.failures.load(Ordering::SeqCst)
     }
 
-    /// Reads the file the serving configuration came from, and applies it when it is valid.
-    pub async fn reload(&self) -> Outcome {
+    /// Reads the file the serving configuration came from, and applies it when it is valid. The
+    /// audit file is opened again first, whatever the outcome: a reload is how a rotated-away
+    /// file is let go (SIGHUP, as for other daemons' logs).
+    pub async fn reload(&self, by: ReloadBy) -> Outcome {
         let _one = self.busy.lock().await;
+        self.lasting.audit.reopen();
         let current = self.shared.load_full();
         let refuse = |problems: Vec<String>| {
             self.failures.fetch_add(1, Ordering::SeqCst);
@@ -257,6 +284,15 @@ impl Reloader {
             tracing::warn!(setting = %r, "changed, but takes effect only after a restart");
         }
         tracing::info!(generation, "configuration reloaded");
+        let new_hash = &self.shared.load().config.file_hash;
+        self.lasting.audit.emit(|| {
+            crate::audit::Event::config_reloaded(
+                by.as_str(),
+                &current.config.file_hash,
+                new_hash,
+                generation,
+            )
+        });
         Outcome::Applied {
             generation,
             needs_restart: restart,
@@ -320,5 +356,8 @@ backend = "memory"
             compile(&BASE.replace("admin_listen = \"\"", "admin_listen = \"\"\nthreads = 7"))
                 .unwrap();
         assert_eq!(needs_restart(&old, &threads), ["server.threads"]);
+        // the audit sinks are threads and files made at start
+        let audited = compile(&format!("{BASE}\n[audit]\nstdout = true\n")).unwrap();
+        assert_eq!(needs_restart(&old, &audited), ["audit"]);
     }
 }

@@ -71,6 +71,7 @@ pub struct Sessions {
     clock: SharedClock,
     /// issuer "self": roles are read from `roles` as in the gateway's own tokens
     own_issuer: Arc<Issuer>,
+    audit: crate::audit::Audit,
 }
 
 /// The value of one cookie in a request.
@@ -84,12 +85,14 @@ impl Sessions {
         store: Arc<dyn Store>,
         clock: SharedClock,
         own_issuer: Arc<Issuer>,
+        audit: crate::audit::Audit,
     ) -> Self {
         Sessions {
             settings,
             store,
             clock,
             own_issuer,
+            audit,
         }
     }
 
@@ -150,8 +153,12 @@ impl Sessions {
         }
         let id = random_token(32).map_err(OpenError::Randomness)?;
         let now = self.now();
+        let hash = sha256_hex(&id);
+        // kept for the audit event only when there is an audit stream
+        let started = (self.audit.enabled())
+            .then(|| (new.subject.clone(), new.provider.clone(), audit_id(&hash)));
         let rec = SessionRecord {
-            hash: sha256_hex(&id),
+            hash,
             subject: new.subject,
             provider: new.provider,
             provider_sid: new.provider_sid,
@@ -163,6 +170,10 @@ impl Sessions {
         run_blocking(&self.store, move |s| s.put_session(&rec))
             .await
             .map_err(OpenError::Store)?;
+        if let Some((subject, provider, session)) = started {
+            self.audit
+                .emit(|| crate::audit::Event::session_started(&subject, &provider, &session));
+        }
         Ok(format!(
             "{}={id}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
             self.settings.cookie_name,
@@ -184,12 +195,21 @@ impl Sessions {
             return Ok(None);
         };
         let now = self.now();
+        let session = self.audit.enabled().then(|| audit_id(&hash));
         let record = run_blocking(&self.store, move |s| {
             let record = s.session(&hash, now)?;
             s.end_session(&hash)?;
             Ok(record)
         })
         .await?;
+        if let Some(r) = &record {
+            self.audit.emit(|| {
+                crate::audit::Event::session_ended(
+                    &r.subject,
+                    session.as_deref().unwrap_or_default(),
+                )
+            });
+        }
         Ok(record.map(Found::from))
     }
 
@@ -201,14 +221,22 @@ impl Sessions {
         run_blocking(&self.store, move |s| s.use_assertion(&kind, &jti, exp, now)).await
     }
 
-    /// Ends every session `of` names, on every gateway sharing the store.
-    pub async fn end_all(&self, of: SessionsOf<'_>) -> Result<u64, StoreError> {
+    /// Ends every session `of` names, on every gateway sharing the store. `by`: who asked, for the
+    /// audit stream (`admin`, `backchannel`, `user_removed`).
+    pub async fn end_all(&self, of: SessionsOf<'_>, by: &'static str) -> Result<u64, StoreError> {
+        let subject = match of {
+            SessionsOf::Subject(s) | SessionsOf::ProviderSubject(_, s) => Some(s.to_string()),
+            SessionsOf::ProviderSid(..) => None,
+        };
         let of = match of {
             SessionsOf::Subject(s) => Owned::Subject(s.to_string()),
             SessionsOf::ProviderSubject(p, s) => Owned::ProviderSubject(p.into(), s.into()),
             SessionsOf::ProviderSid(p, s) => Owned::ProviderSid(p.into(), s.into()),
         };
-        run_blocking(&self.store, move |s| s.end_sessions(&of.borrow())).await
+        let ended = run_blocking(&self.store, move |s| s.end_sessions(&of.borrow())).await?;
+        self.audit
+            .emit(|| crate::audit::Event::sessions_revoked(by, subject.as_deref(), ended));
+        Ok(ended)
     }
 
     /// The identity a session gives a request: the same principal and headers a token would.
@@ -235,6 +263,12 @@ impl Sessions {
             token_key,
         }
     }
+}
+
+/// How the audit stream names a session: 16 hex digits of a hash of its stored hash, so events
+/// about one session match without carrying anything that finds or opens it.
+fn audit_id(hash: &str) -> String {
+    sha256_hex(hash).chars().take(16).collect()
 }
 
 /// `SessionsOf` with owned text, to cross into the store's thread.
@@ -280,6 +314,7 @@ mod tests {
             Arc::new(MemoryStore::default()),
             clock.clone(),
             config.issuer_by_name("self").unwrap().clone(),
+            Default::default(),
         );
         (s, clock)
     }
@@ -376,7 +411,12 @@ mod tests {
         assert!(s.find(&c2).await.unwrap().is_some());
         assert!(s.end(&a).await.unwrap().is_some());
         assert!(s.find(&a).await.unwrap().is_none());
-        assert_eq!(s.end_all(SessionsOf::Subject("bob")).await.unwrap(), 2);
+        assert_eq!(
+            s.end_all(SessionsOf::Subject("bob"), "admin")
+                .await
+                .unwrap(),
+            2
+        );
         assert!(s.find(&b).await.unwrap().is_none());
         assert!(s.find(&c).await.unwrap().is_none());
     }

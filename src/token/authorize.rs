@@ -91,7 +91,10 @@ impl TokenService {
         let now = self.clock.now_secs();
         let username = params.get("username").cloned().unwrap_or_default();
         let password = params.get("password").cloned().unwrap_or_default();
-        let (status, message) = match self.sign_in(&username, &password, &http.client_key()).await {
+        let (status, message) = match self
+            .sign_in(&username, &password, &http.client_key(), "authorize_page")
+            .await
+        {
             SignIn::User(user) => {
                 self.sign_ins
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -327,6 +330,7 @@ impl TokenService {
             .issue_for_user(
                 client,
                 super::Grantee {
+                    grant: "authorization_code",
                     subject: &rec.subject,
                     resource: resource.as_deref(),
                     jkt,

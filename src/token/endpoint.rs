@@ -221,7 +221,14 @@ impl TokenService {
             ));
         }
         let answer = match endpoint {
-            Endpoint::Introspect => self.introspect(&client, authenticated, form).await,
+            Endpoint::Introspect => {
+                let answer = self.introspect(&client, authenticated, form).await;
+                if let Ok(a) = &answer {
+                    self.audit
+                        .emit(|| crate::audit::Event::introspected(&client.client_id, a));
+                }
+                answer
+            }
             Endpoint::Revoke => self.revoke(&client, form).await,
             _ => self.token(&client, form, (address, jkt.as_deref())).await,
         };

@@ -236,6 +236,7 @@ impl TokenService {
         let roles: Vec<String> = p.roles().map(str::to_string).collect();
         // an exchanged token is a bearer token: DPoP binding of exchanges is not offered
         let grantee = super::Grantee {
+            grant: "token_exchange",
             subject: sub,
             resource: m.target,
             jkt: None,

@@ -93,6 +93,7 @@ impl TokenService {
             }
         };
         let grantee = Grantee {
+            grant: audit_name(&grant_type),
             subject: &subject,
             resource: resource.as_deref(),
             jkt,
@@ -186,6 +187,18 @@ impl TokenService {
                 "the token could not be signed",
             )
         })?;
+        self.audit.emit(|| {
+            crate::audit::Event::token_issued(&crate::audit::Issue {
+                grant: grantee.grant,
+                client_id: &client.client_id,
+                subject,
+                scopes,
+                audience: claims.get("aud").unwrap_or(&Value::Null),
+                jti: &jti,
+                expires_in: ttl,
+                dpop_bound: grantee.jkt.is_some(),
+            })
+        });
         Ok((token, ttl, jti))
     }
 
@@ -199,7 +212,10 @@ impl TokenService {
         (address, jkt): (&str, Option<&str>),
     ) -> Result<Value, OAuthError> {
         let scopes = Self::scopes(client, asked)?;
-        let user = match self.sign_in(username, password, address).await {
+        let user = match self
+            .sign_in(username, password, address, "password_grant")
+            .await
+        {
             SignIn::User(u) => u,
             SignIn::LockedOut => {
                 return Err(OAuthError {
@@ -218,6 +234,7 @@ impl TokenService {
             SignIn::Busy => return Err(busy()),
         };
         let grantee = Grantee {
+            grant: "password",
             subject: &user.subject,
             resource,
             jkt,
@@ -335,7 +352,9 @@ impl TokenService {
             Rotation::Reused { family } => {
                 tracing::warn!(target: "gatehouse::token", client = %client.client_id,
                     "a rotated refresh token was presented again; its family is revoked");
-                self.revoke_family(family).await?;
+                let revoked = self.revoke_family(family).await?;
+                self.audit
+                    .emit(|| crate::audit::Event::refresh_reused(&client.client_id, revoked));
                 return Err(invalid_grant(
                     "the refresh token was already used; its family is revoked",
                 ));
@@ -353,11 +372,12 @@ impl TokenService {
         let scopes = asked.unwrap_or_else(|| split_scopes(&rec.scopes));
         let roles = user.roles.clone();
         let grantee = Grantee {
+            grant: "refresh_token",
             subject: &rec.subject,
             resource: non_empty(&rec.resource),
             jkt,
         };
-        let (mut body, _) = self
+        let (mut body, issued) = self
             .issue_for_user(
                 client,
                 grantee,
@@ -366,6 +386,9 @@ impl TokenService {
                 Family::Continue(&rec.family),
             )
             .await?;
+        self.audit.emit(|| {
+            crate::audit::Event::refresh_rotated(&client.client_id, &rec.subject, &issued.jti)
+        });
         put(&mut body, "refresh_token", json!(next));
         Ok(body)
     }
@@ -407,6 +430,14 @@ fn same_key(rec: &RefreshRecord, proved: Option<&str>) -> Result<(), OAuthError>
             OAuthErrorCode::InvalidDpopProof,
             "the refresh token is DPoP-bound: send a DPoP proof of its key",
         )),
+    }
+}
+
+/// How the audit stream names the grants `token` answers itself.
+fn audit_name(grant: &GrantType) -> &'static str {
+    match grant {
+        GrantType::JwtBearer => "jwt_bearer",
+        _ => "client_credentials",
     }
 }
 

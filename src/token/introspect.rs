@@ -113,6 +113,16 @@ impl TokenService {
                     ));
                 }
                 self.revoke_family(r.family).await?;
+                self.audit.emit(|| {
+                    crate::audit::Event::token_revoked(crate::audit::Revoked {
+                        by: "client",
+                        client_id: Some(&client.client_id),
+                        subject: Some(&r.subject),
+                        token_type: "refresh_token",
+                        jti: None,
+                        families: 1,
+                    })
+                });
             }
             return Ok(json!({}));
         };
@@ -137,6 +147,16 @@ impl TokenService {
             .map_err(|_| unavailable())?;
         self.revocations.add(&jti, exp);
         tracing::info!(target: "gatehouse::token", client = %client.client_id, "access token revoked");
+        self.audit.emit(|| {
+            crate::audit::Event::token_revoked(crate::audit::Revoked {
+                by: "client",
+                client_id: Some(&client.client_id),
+                subject: c.get("sub").and_then(Value::as_str),
+                token_type: "access_token",
+                jti: Some(&jti),
+                families: 0,
+            })
+        });
         Ok(json!({}))
     }
 
@@ -241,14 +261,16 @@ impl TokenService {
         Ok(n)
     }
 
-    pub(super) async fn revoke_family(&self, family: String) -> Result<(), OAuthError> {
+    /// Returns how many access tokens it revoked.
+    pub(super) async fn revoke_family(&self, family: String) -> Result<usize, OAuthError> {
         let tokens = run_blocking(&self.store, move |s| s.revoke_family(&family))
             .await
             .map_err(|_| unavailable())?;
+        let n = tokens.len();
         for (jti, exp) in tokens {
             self.revocations.add(&jti, exp);
         }
-        Ok(())
+        Ok(n)
     }
 }
 

@@ -200,6 +200,8 @@ fn dpop_refused(refusal: crate::dpop::Refusal) -> OAuthError {
 /// (`cnf.jkt`, RFC 9449), when the request proved one.
 #[derive(Clone, Copy)]
 pub(crate) struct Grantee<'a> {
+    /// the grant that issues, as the audit stream names it (`grant_type`, short for URNs)
+    pub grant: &'static str,
     pub subject: &'a str,
     pub resource: Option<&'a str>,
     pub jkt: Option<&'a str>,
@@ -291,6 +293,8 @@ pub struct TokenService {
     encoded_clients: std::collections::HashSet<String>,
     /// the protected resources tokens may be asked for (RFC 8707); shared with store calls
     resources: Arc<resources::Resources>,
+    /// where token, sign-in and registration events go
+    pub(crate) audit: crate::audit::Audit,
 }
 
 impl TokenService {
@@ -301,7 +305,7 @@ impl TokenService {
         keys: SigningKeys,
         store: Arc<dyn Store>,
         (verifier, dpop): (Arc<Verifier>, Arc<crate::dpop::Dpop>),
-        clock: SharedClock,
+        (clock, audit): (SharedClock, crate::audit::Audit),
     ) -> Result<Option<TokenService>, StartupError> {
         let Some(settings) = config.token_service.clone() else {
             return Ok(None);
@@ -326,6 +330,7 @@ impl TokenService {
             store.clone(),
             clock.clone(),
             own_issuer.clone(),
+            audit.clone(),
         ));
         let encoded_clients = encoded_clients(config, &settings);
         Ok(Some(TokenService {
@@ -367,6 +372,7 @@ impl TokenService {
             settings,
             encoded_clients,
             resources: Arc::new(resources::Resources::new(config.token_service_resources())),
+            audit,
         }))
     }
 }

@@ -228,6 +228,13 @@ impl TokenService {
             ));
         }
         tracing::info!(target: "gatehouse::token", client = %client.client_id, "a client registered itself");
+        self.audit.emit(|| {
+            crate::audit::Event::client_registered(
+                &client.client_id,
+                client.client_name.as_deref(),
+                &client.grant_types,
+            )
+        });
         Answer::json(201, cors, registered(&client).to_string())
     }
 

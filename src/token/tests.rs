@@ -106,10 +106,9 @@ roles = ["admin"]
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     let seen = Arc::new(crate::dpop::replay::SeenProofs::new(None).unwrap());
     let dpop = crate::dpop::Dpop::new(config.dpop.clone(), 30, clock.clone(), seen, None).unwrap();
-    let judges = (verifier, Arc::new(dpop));
-    let svc = TokenService::new(&config, keys, store, judges, clock.clone())
-        .unwrap()
-        .unwrap();
+    let parts: (crate::clock::SharedClock, _) = (clock.clone(), Default::default());
+    let svc = TokenService::new(&config, keys, store, (verifier, Arc::new(dpop)), parts);
+    let svc = svc.unwrap().unwrap();
     Fixture {
         svc,
         clock,

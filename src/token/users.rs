@@ -27,15 +27,21 @@ impl TokenService {
     /// Checks a person's credentials with the lockout shared by the sign-in page and the password
     /// grant, kept per account at the real client's address and per address (behind a proxy, one
     /// person's wrong passwords must not lock out everyone else). An unknown user costs the same
-    /// hash check as a known one.
+    /// hash check as a known one. `via`: the way in, for the audit stream (never the password).
     pub(crate) async fn sign_in(
         &self,
         username: &str,
         password: &str,
         address: &str,
+        via: &'static str,
     ) -> SignIn<'_> {
+        use crate::audit::Event;
         let user_key = format!("user:{username}@{address}");
+        // the audit stream names the address itself, not the counters' key for it
+        let shown = address.strip_prefix("ip:").unwrap_or(address);
         if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await {
+            self.audit
+                .emit(|| Event::sign_in_failed(username, via, shown, "locked_out"));
             return SignIn::LockedOut;
         }
         let user = self.users.get(username);
@@ -47,10 +53,26 @@ impl TokenService {
             return SignIn::Busy;
         };
         match user.filter(|_| ok) {
-            Some(u) => SignIn::User(u),
+            Some(u) => {
+                self.audit
+                    .emit(|| Event::sign_in_succeeded(username, &u.subject, via, shown));
+                SignIn::User(u)
+            }
             None => {
                 self.failures.hit(&user_key).await;
                 self.failures.hit(address).await;
+                self.audit
+                    .emit(|| Event::sign_in_failed(username, via, shown, "wrong_credentials"));
+                // the failure that reaches the limit engages the lockout: said once, here (two
+                // more counter reads, only with an audit stream)
+                if self.audit.enabled()
+                    && (self.failures.exceeded(&user_key).await
+                        || self.failures.exceeded(address).await)
+                {
+                    let retry_after = self.failures.retry_after();
+                    self.audit
+                        .emit(|| Event::lockout(username, shown, retry_after));
+                }
                 SignIn::Wrong
             }
         }

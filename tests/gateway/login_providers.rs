@@ -157,6 +157,11 @@ client_id = "gatehouse"
 /// A gateway and a provider that know each other, or `None` when the provider is not installed.
 /// `None` (after saying why) when oidc-provider is not installed and `make test` did not ask for it.
 pub async fn pair() -> Option<(Auth, Op)> {
+    pair_with("").await
+}
+
+/// `pair` with `extra` after the providers' configuration.
+pub async fn pair_with(extra: &str) -> Option<(Auth, Op)> {
     if !installed(&clients_dir().join("node_modules/oidc-provider")) {
         return None;
     }
@@ -166,7 +171,8 @@ pub async fn pair() -> Option<(Auth, Op)> {
     // the provider's port is picked before the gateway names it, so another test may take it
     for _ in 0..5 {
         let op = free_port();
-        let a = Auth::start_with("backend = \"memory\"", &providers_toml(op)).await;
+        let body = format!("{}\n{extra}", providers_toml(op));
+        let a = Auth::start_with("backend = \"memory\"", &body).await;
         let jwks = a.gw.get("/.well-known/jwks.json", None).await.json();
         match Op::start(op, &a, jwks) {
             Ok(op) => return Some((a, op)),
@@ -200,7 +206,7 @@ pub async fn get(c: &reqwest::Client, url: &str) -> Resp {
     .await
 }
 
-fn absolute(base: &str, loc: &str) -> String {
+pub fn absolute(base: &str, loc: &str) -> String {
     url::Url::parse(base)
         .unwrap()
         .join(loc)
@@ -208,7 +214,7 @@ fn absolute(base: &str, loc: &str) -> String {
         .to_string()
 }
 
-fn form_action(page: &str) -> String {
+pub fn form_action(page: &str) -> String {
     let start = page.find("action=\"").expect("a form") + 8;
     page[start..]
         .split('"')

@@ -8,6 +8,8 @@
     clippy::disallowed_methods
 )]
 
+mod audit;
+mod audit_sinks;
 mod browser;
 mod browser_sessions;
 mod cli;

@@ -1,0 +1,286 @@
+//! The handle that emits audit events: it stamps each event (id, time), writes its JSON once and
+//! offers it to every sink's bounded queue without waiting; a full queue drops and counts.
+
+use super::event::{Event, Kind};
+use super::stats::SinkStats;
+use super::{file, http};
+use crate::clock::SharedClock;
+use crate::config::AuditSettings;
+use crate::observe::metrics::Sample;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Where one sink's events wait: the file and stdout writers are threads, the HTTP sender a task.
+enum Queue {
+    Lines(std::sync::mpsc::SyncSender<Arc<str>>),
+    Batches(tokio::sync::mpsc::Sender<Arc<str>>),
+}
+
+struct Sink {
+    name: &'static str,
+    queue: Queue,
+    stats: Arc<SinkStats>,
+}
+
+impl Sink {
+    fn offer(&self, line: &Arc<str>) {
+        let taken = match &self.queue {
+            Queue::Lines(tx) => tx.try_send(line.clone()).is_ok(),
+            Queue::Batches(tx) => tx.try_send(line.clone()).is_ok(),
+        };
+        if !taken {
+            self.stats.dropped(1);
+        }
+    }
+}
+
+struct Inner {
+    source: String,
+    clock: SharedClock,
+    /// allowed requests are kept when a random `u64` falls below this; 0 keeps none
+    allow_below: u64,
+    allow_all: bool,
+    /// fixed at start: emitting takes no lock
+    sinks: Vec<Sink>,
+    stats: Vec<(&'static str, Arc<SinkStats>)>,
+    /// asks the file writer to open its path again (after the file was moved away)
+    reopen: Arc<AtomicBool>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+/// The audit stream. Cloned into everything that emits; without `[audit]` it holds nothing and
+/// every call is one branch.
+#[derive(Clone, Default)]
+pub struct Audit(Option<Arc<Inner>>);
+
+/// The threshold under which a uniform random `u64` keeps an allowed request.
+pub(super) fn threshold(ratio: f64) -> u64 {
+    if ratio <= 0.0 {
+        0
+    } else if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        (ratio * u64::MAX as f64) as u64
+    }
+}
+
+impl Audit {
+    /// Starts the sinks `[audit]` names (their threads); none without it. Start-up only.
+    pub fn start(settings: Option<&AuditSettings>, clock: SharedClock) -> std::io::Result<Audit> {
+        let Some(s) = settings else {
+            return Ok(Audit(None));
+        };
+        let reopen = Arc::new(AtomicBool::new(false));
+        let (mut sinks, mut writers) = (Vec::new(), Vec::new());
+        if let Some(f) = &s.file {
+            let (tx, rx) = std::sync::mpsc::sync_channel(s.queue);
+            let stats = Arc::new(SinkStats::default());
+            let out = file::Output::File(file::RotatingFile::open(f.clone())?);
+            writers.push(file::spawn(out, rx, stats.clone(), reopen.clone())?);
+            sinks.push(Sink {
+                name: "file",
+                queue: Queue::Lines(tx),
+                stats,
+            });
+        }
+        if s.stdout {
+            let (tx, rx) = std::sync::mpsc::sync_channel(s.queue);
+            let stats = Arc::new(SinkStats::default());
+            writers.push(file::spawn(
+                file::Output::Stdout,
+                rx,
+                stats.clone(),
+                reopen.clone(),
+            )?);
+            sinks.push(Sink {
+                name: "stdout",
+                queue: Queue::Lines(tx),
+                stats,
+            });
+        }
+        if let Some(h) = &s.http {
+            let (tx, rx) = tokio::sync::mpsc::channel(h.queue);
+            let stats = Arc::new(SinkStats::default());
+            writers.push(http::spawn(h.clone(), rx, stats.clone())?);
+            sinks.push(Sink {
+                name: "http",
+                queue: Queue::Batches(tx),
+                stats,
+            });
+        }
+        Ok(Audit(Some(Arc::new(Inner {
+            source: s.source.clone(),
+            clock,
+            allow_below: threshold(s.allow_sample_ratio),
+            allow_all: s.allow_sample_ratio >= 1.0,
+            stats: sinks.iter().map(|k| (k.name, k.stats.clone())).collect(),
+            sinks,
+            reopen,
+            writers,
+        }))))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether an event of this kind is recorded: always, but for allowed requests, which are
+    /// sampled by `allow_sample_ratio`.
+    pub fn wants(&self, kind: Kind) -> bool {
+        let Some(inner) = &self.0 else {
+            return false;
+        };
+        if kind.always_kept() || inner.allow_all {
+            return true;
+        }
+        inner.allow_below > 0
+            && crate::crypto::random_key().is_ok_and(|(r, _)| r < inner.allow_below)
+    }
+
+    /// Records an event: stamped, written as JSON once, offered to every sink without waiting.
+    /// The event is made only when there is an audit stream: without one, emitting is a branch.
+    pub fn emit(&self, make: impl FnOnce() -> Event) {
+        let Some(inner) = &self.0 else { return };
+        let event = make();
+        let mut bytes = [0u8; 16];
+        if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+            // an event without a unique id is still evidence; count it as lost rather than
+            // invent a predictable id
+            for (_, s) in &inner.stats {
+                s.dropped(1);
+            }
+            return;
+        }
+        let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
+        let at = std::time::UNIX_EPOCH + inner.clock.now();
+        let time = humantime::format_rfc3339_millis(at).to_string();
+        let envelope = event.envelope(&inner.source, &id.to_string(), &time);
+        let line: Arc<str> = Arc::from(envelope.to_string());
+        for sink in &inner.sinks {
+            sink.offer(&line);
+        }
+    }
+
+    /// Opens the audit file again at its path, for log rotation by rename (SIGHUP, reload).
+    pub fn reopen(&self) {
+        if let Some(inner) = &self.0 {
+            inner.reopen.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Per sink: events written and events dropped, for the admin listener's metrics.
+    pub fn samples(&self) -> Vec<Sample> {
+        let Some(inner) = &self.0 else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for (name, s) in &inner.stats {
+            let label = || vec![("sink", name.to_string())];
+            let (w, d) = (&s.written, &s.dropped);
+            out.push(Sample::labelled(
+                "gatehouse_audit_events_total",
+                label(),
+                w.load(Ordering::Relaxed),
+            ));
+            out.push(Sample::labelled(
+                "gatehouse_audit_events_dropped_total",
+                label(),
+                d.load(Ordering::Relaxed),
+            ));
+        }
+        out
+    }
+
+    /// Closes the queues and waits for the writers to write what they hold: for a command that
+    /// emits and exits. The running gateway never waits for its sinks.
+    /// Another clone still open keeps the queues open: then nothing is waited for.
+    pub fn close(self) {
+        let Some(Ok(inner)) = self.0.map(Arc::try_unwrap) else {
+            return;
+        };
+        let Inner { sinks, writers, .. } = inner;
+        // the writers end when their queues close and are empty
+        drop(sinks);
+        for w in writers {
+            let _ = w.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ratio_becomes_a_threshold_from_none_to_all() {
+        assert_eq!(threshold(0.0), 0);
+        assert_eq!(threshold(1.0), u64::MAX);
+        let half = threshold(0.5);
+        assert!(half > u64::MAX / 2 - (1 << 20) && half < u64::MAX / 2 + (1 << 20));
+    }
+
+    #[test]
+    fn disabled_audit_wants_nothing_and_emits_nothing() {
+        let a = Audit::default();
+        assert!(!a.enabled());
+        assert!(!a.wants(Kind::RequestRefused));
+        a.emit(|| Event::config_reloaded("admin", "a", "b", 2));
+        assert!(a.samples().is_empty());
+    }
+
+    fn settings(ratio: f64, dir: &std::path::Path) -> AuditSettings {
+        AuditSettings {
+            source: "https://gw.test".into(),
+            allow_sample_ratio: ratio,
+            file: Some(crate::config::AuditFile {
+                path: dir.join("audit.jsonl"),
+                max_bytes: 1 << 20,
+                keep: 2,
+            }),
+            stdout: false,
+            queue: 100,
+            http: None,
+        }
+    }
+
+    #[test]
+    fn allowed_requests_follow_the_ratio_and_everything_else_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let none = Audit::start(Some(&settings(0.0, dir.path())), clock.clone()).unwrap();
+        let all = Audit::start(Some(&settings(1.0, dir.path())), clock.clone()).unwrap();
+        let some = Audit::start(Some(&settings(0.5, dir.path())), clock).unwrap();
+        assert!((0..1000).all(|_| !none.wants(Kind::RequestAllowed)));
+        assert!((0..1000).all(|_| all.wants(Kind::RequestAllowed)));
+        let kept = (0..4000)
+            .filter(|_| some.wants(Kind::RequestAllowed))
+            .count();
+        assert!((1600..2400).contains(&kept), "{kept} of 4000 at 0.5");
+        for k in Kind::ALL.iter().filter(|k| k.always_kept()) {
+            assert!(none.wants(*k), "{k:?}");
+        }
+    }
+
+    #[test]
+    fn events_reach_the_file_stamped_and_the_counters_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: SharedClock = Arc::new(crate::clock::SystemClock);
+        let a = Audit::start(Some(&settings(0.0, dir.path())), clock).unwrap();
+        a.emit(|| Event::config_reloaded("admin", "a", "b", 2));
+        a.emit(|| Event::config_reloaded("signal", "b", "c", 3));
+        let samples = a.samples();
+        a.close();
+        let text = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["data"]["by"], "signal");
+        assert_ne!(lines[0]["id"], lines[1]["id"]);
+        assert_eq!(lines[0]["id"].as_str().unwrap().len(), 36);
+        assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(samples[0].family, "gatehouse_audit_events_total");
+    }
+}
