@@ -16,17 +16,10 @@ use std::time::{Duration, Instant};
 /// refuses DELETE.
 async fn gateway(audit: &str) -> (Gw, Echo) {
     let echo = Echo::start("echo").await;
-    std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
     std::env::set_var("GH_TEST_AUDIT_TOKEN", "collector-credential-0123456789");
-    let body = format!(
-        r#"
-[[issuers]]
-name = "hs"
-issuer = "{HS_ISS}"
-secret_env = "GH_TEST_HS_SECRET"
-audiences = ["api"]
-algorithms = ["HS256"]
-
+    let body = crate::hs_issuer("api")
+        + &format!(
+            r#"
 [[upstreams]]
 name = "echo"
 peers = ["{echo}"]
@@ -46,8 +39,8 @@ deny_if = ["request.method == 'DELETE'"]
 [audit]
 {audit}
 "#,
-        echo = echo.addr
-    );
+            echo = echo.addr
+        );
     (Gw::start(&body), echo)
 }
 

@@ -84,6 +84,15 @@ pub const RSA_ISS: &str = "https://rsa.test";
 pub const ED_ISS: &str = "https://ed.test";
 pub const HS_ISS: &str = "https://hs.test";
 
+/// The HS256 issuer `hs` (its secret put in the environment it names), taking `audience`.
+pub fn hs_issuer(audience: &str) -> String {
+    std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
+    format!(
+        "\n[[issuers]]\nname = \"hs\"\nissuer = \"{HS_ISS}\"\nsecret_env = \"GH_TEST_HS_SECRET\"\n\
+         audiences = [\"{audience}\"]\nalgorithms = [\"HS256\"]\n"
+    )
+}
+
 impl World {
     pub async fn start() -> World {
         Self::start_with("").await

@@ -31,18 +31,7 @@ pub fn edit_file(gw: &Gw, edit: impl FnOnce(String) -> String) {
 
 async fn hs_gateway() -> (Gw, Echo) {
     let echo = Echo::start("echo").await;
-    std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
-    let body = format!(
-        r#"
-[[issuers]]
-name = "hs"
-issuer = "{HS_ISS}"
-secret_env = "GH_TEST_HS_SECRET"
-audiences = ["api"]
-algorithms = ["HS256"]
-"#
-    ) + &echo_everywhere(echo.addr)
-        + "auth = \"public\"\n";
+    let body = crate::hs_issuer("api") + &echo_everywhere(echo.addr) + "auth = \"public\"\n";
     (Gw::start(&body), echo)
 }
 

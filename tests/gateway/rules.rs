@@ -108,16 +108,9 @@ async fn a_time_window_closes_when_the_gateway_clock_passes_it() {
 
 /// A gateway with the HS256 issuer and one route whose rule reads the client's address.
 fn office_gateway(trusted: bool, echo: &crate::support::servers::Echo) -> Gw {
-    std::env::set_var("GH_TEST_HS_SECRET", HS_SECRET);
-    let body = format!(
-        r#"
-[[issuers]]
-name = "hs"
-issuer = "{HS_ISS}"
-secret_env = "GH_TEST_HS_SECRET"
-audiences = ["{AUD}"]
-algorithms = ["HS256"]
-
+    let body = crate::hs_issuer(AUD)
+        + &format!(
+            r#"
 [[upstreams]]
 name = "echo"
 peers = ["{echo}"]
@@ -128,8 +121,8 @@ path_prefix = "/office"
 upstream = "echo"
 allow_if = "ip_in(client.ip, '10.0.0.0/8')"
 "#,
-        echo = echo.addr
-    );
+            echo = echo.addr
+        );
     let trust = move |t: String| match trusted {
         true => t.replacen(
             "threads = 1",
