@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 
 /// Locks that split the ids, so workers rarely wait for each other.
 const SHARDS: usize = 16;
-/// The most proof ids one gateway remembers per period (about 10,000 proofs a second for the
-/// default six minutes, ≈ 40 MB at most for both periods). Past it, proofs are refused until the
-/// period turns: forgetting an id early would let its proof be replayed.
-pub const CAPACITY: usize = 1 << 22;
+/// The most proof ids one gateway remembers per period: about 10,000 proofs a second for the
+/// default six minutes. Each shard's set then fills 2^18 buckets to the 7/8 at which it would
+/// grow, so both periods together hold at most 2 × 16 × 2^18 × 9 bytes ≈ 75 MB. Past it, proofs
+/// are refused until the period turns: forgetting an id early would let its proof be replayed.
+pub const CAPACITY: usize = SHARDS * ((1 << 18) / 8 * 7);
 
 /// Ids are already keyed hashes: the set uses them as they are.
 #[derive(Default)]
