@@ -22,10 +22,11 @@ pub enum Kind {
     BackchannelLogout,
     ClientRegistered,
     ConfigReloaded,
+    ConfigReloadRefused,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 17] = [
         Kind::RequestAllowed,
         Kind::RequestRefused,
         Kind::TokenIssued,
@@ -42,6 +43,7 @@ impl Kind {
         Kind::BackchannelLogout,
         Kind::ClientRegistered,
         Kind::ConfigReloaded,
+        Kind::ConfigReloadRefused,
     ];
 
     /// The name after `dev.gatehouse.` in the event's `type`.
@@ -63,6 +65,7 @@ impl Kind {
             Kind::BackchannelLogout => "session.backchannel_logout",
             Kind::ClientRegistered => "client.registered",
             Kind::ConfigReloaded => "config.reloaded",
+            Kind::ConfigReloadRefused => "config.reload_refused",
         }
     }
 
@@ -86,8 +89,8 @@ impl Kind {
             Kind::LockoutEngaged | Kind::ClientRegistered => 3001,
             // API Activity: operations on the token service's API
             Kind::TokenRevoked | Kind::TokenIntrospected => 6003,
-            // Device Config State Change
-            Kind::ConfigReloaded => 5019,
+            // Device Config State Change (a refused one is that class's failure: nothing changed)
+            Kind::ConfigReloaded | Kind::ConfigReloadRefused => 5019,
         }
     }
 
@@ -266,6 +269,13 @@ impl Event {
         let data = json!({"by": by, "old_hash": old_hash, "new_hash": new_hash,
             "generation": generation});
         Event::new(Kind::ConfigReloaded, None, data)
+    }
+
+    /// A reload that was refused: the running configuration (its hash) keeps serving. Only how
+    /// many problems there were; the problems themselves, which quote the file, go to the log.
+    pub fn config_reload_refused(by: &str, running_hash: &str, problems: usize) -> Event {
+        let data = json!({"by": by, "running_hash": running_hash, "problems": problems});
+        Event::new(Kind::ConfigReloadRefused, None, data)
     }
 
     /// The event as one CloudEvents 1.0 JSON object, with its id and time.

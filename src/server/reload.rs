@@ -255,6 +255,10 @@ impl Reloader {
             for p in &problems {
                 tracing::error!(problem = %p, "the configuration was not reloaded");
             }
+            self.lasting.audit.emit(|| {
+                let running = &current.config.file_hash;
+                crate::audit::Event::config_reload_refused(by.as_str(), running, problems.len())
+            });
             Outcome::Refused(problems)
         };
         let (from, lasting) = (current.clone(), self.lasting.clone());

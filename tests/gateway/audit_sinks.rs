@@ -268,4 +268,27 @@ async fn the_file_rotates_by_size_and_a_reload_opens_it_again_after_a_rename() {
     assert_eq!(events[1]["data"]["path"], "/closed/after");
     let moved = std::fs::read_to_string(gw.path("moved.jsonl")).unwrap();
     assert!(!moved.contains("config.reloaded") && !moved.contains("/closed/after"));
+    // a reload of a broken file is refused, and says so with how many problems it had
+    let toml = gw.path("gateway.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        text.replace("deny_if = [", "deny_if = [\"requst.method == 'X'\", "),
+    )
+    .unwrap();
+    let r = gw.http.post(format!("http://{}/reload", gw.admin)).send();
+    assert_eq!(r.await.unwrap().status(), 422);
+    let (events, _) = events_when(&gw.path("a.jsonl"), |e| e.len() == 3).await;
+    let refused = &events[2];
+    assert_eq!(refused["type"], "dev.gatehouse.config.reload_refused");
+    assert_eq!(refused["data"]["by"], "admin");
+    assert_eq!(refused["data"]["problems"], 1);
+    assert_eq!(
+        refused["data"]["running_hash"],
+        events[0]["data"]["new_hash"]
+    );
+    assert!(
+        !refused.to_string().contains("requst"),
+        "the problem's text stays in the log"
+    );
 }
