@@ -23,6 +23,7 @@ pub mod server;
 pub(crate) mod session;
 pub mod startup_error;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub(crate) mod upstream;
 pub(crate) mod wire;

@@ -448,7 +448,10 @@ fn revoke_tokens(config: &std::path::Path, subject: &str) -> Result<(), Failure>
     }
     // the command's revocation belongs in the audit stream too: emitted, then written before exit
     let c = Config::load(config)?;
-    let audit = gatehouse::audit::Audit::start(c.audit.as_ref(), Arc::new(SystemClock))?;
+    let telemetry =
+        gatehouse::telemetry::Telemetry::start(c.telemetry.as_ref(), Arc::new(SystemClock))?;
+    let audit =
+        gatehouse::audit::Audit::start(c.audit.as_ref(), Arc::new(SystemClock), &telemetry)?;
     audit.emit(|| {
         gatehouse::audit::Event::token_revoked(gatehouse::audit::Revoked {
             by: "cli",
@@ -460,6 +463,7 @@ fn revoke_tokens(config: &std::path::Path, subject: &str) -> Result<(), Failure>
         })
     });
     audit.close();
+    telemetry.close();
     println!(
         "{} refresh famil{} of {subject} ended ({tokens} access token(s) revoked)",
         families.len(),

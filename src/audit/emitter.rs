@@ -7,6 +7,7 @@ use super::{file, http};
 use crate::clock::SharedClock;
 use crate::config::AuditSettings;
 use crate::observe::metrics::Sample;
+use crate::telemetry::{LogRecord, Telemetry};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -15,6 +16,8 @@ use std::thread::JoinHandle;
 enum Queue {
     Lines(std::sync::mpsc::SyncSender<Arc<str>>),
     Batches(tokio::sync::mpsc::Sender<Arc<str>>),
+    /// OTLP log records, sent by the telemetry exporter (which counts them)
+    Otlp(Telemetry),
 }
 
 struct Sink {
@@ -24,10 +27,15 @@ struct Sink {
 }
 
 impl Sink {
-    fn offer(&self, line: &Arc<str>) {
+    fn offer(&self, line: &Arc<str>, record: impl FnOnce() -> LogRecord) {
         let taken = match &self.queue {
             Queue::Lines(tx) => tx.try_send(line.clone()).is_ok(),
             Queue::Batches(tx) => tx.try_send(line.clone()).is_ok(),
+            // the exporter counts what it takes and what it drops
+            Queue::Otlp(t) => {
+                t.log(record());
+                true
+            }
         };
         if !taken {
             self.stats.dropped(1);
@@ -47,6 +55,8 @@ struct Inner {
     /// asks the file writer to open its path again (after the file was moved away)
     reopen: Arc<AtomicBool>,
     writers: Vec<JoinHandle<()>>,
+    /// where the `otlp` sink's counts are kept
+    telemetry: Telemetry,
 }
 
 /// The audit stream. Cloned into everything that emits; without `[audit]` it holds nothing and
@@ -67,7 +77,11 @@ pub(super) fn threshold(ratio: f64) -> u64 {
 
 impl Audit {
     /// Starts the sinks `[audit]` names (their threads); none without it. Start-up only.
-    pub fn start(settings: Option<&AuditSettings>, clock: SharedClock) -> std::io::Result<Audit> {
+    pub fn start(
+        settings: Option<&AuditSettings>,
+        clock: SharedClock,
+        telemetry: &Telemetry,
+    ) -> std::io::Result<Audit> {
         let Some(s) = settings else {
             return Ok(Audit(None));
         };
@@ -109,7 +123,16 @@ impl Audit {
                 stats,
             });
         }
+        // the configuration asks for `otlp` only with an endpoint, so telemetry is on here
+        if s.otlp && telemetry.enabled() {
+            sinks.push(Sink {
+                name: "otlp",
+                queue: Queue::Otlp(telemetry.clone()),
+                stats: Arc::default(),
+            });
+        }
         Ok(Audit(Some(Arc::new(Inner {
+            telemetry: telemetry.clone(),
             source: s.source.clone(),
             clock,
             allow_below: threshold(s.allow_sample_ratio),
@@ -157,8 +180,15 @@ impl Audit {
         let time = humantime::format_rfc3339_millis(at).to_string();
         let envelope = event.envelope(&inner.source, &id.to_string(), &time);
         let line: Arc<str> = Arc::from(envelope.to_string());
+        let record = || LogRecord {
+            time_ns: inner.clock.now().as_nanos() as u64,
+            trace_id: (event.data.get("trace_id").and_then(|t| t.as_str()))
+                .and_then(crate::telemetry::traceparent::parse_trace_id),
+            event_name: format!("dev.gatehouse.{}", event.kind.name()),
+            body: line.clone(),
+        };
         for sink in &inner.sinks {
-            sink.offer(&line);
+            sink.offer(&line, record);
         }
     }
 
@@ -177,16 +207,19 @@ impl Audit {
         let mut out = Vec::new();
         for (name, s) in &inner.stats {
             let label = || vec![("sink", name.to_string())];
-            let (w, d) = (&s.written, &s.dropped);
-            out.push(Sample::labelled(
-                "gatehouse_audit_events_total",
-                label(),
-                w.load(Ordering::Relaxed),
-            ));
+            let (mut w, mut d) = (
+                s.written.load(Ordering::Relaxed),
+                s.dropped.load(Ordering::Relaxed),
+            );
+            if *name == "otlp" {
+                let (sent, lost) = inner.telemetry.log_counts();
+                (w, d) = (w + sent, d + lost);
+            }
+            out.push(Sample::labelled("gatehouse_audit_events_total", label(), w));
             out.push(Sample::labelled(
                 "gatehouse_audit_events_dropped_total",
                 label(),
-                d.load(Ordering::Relaxed),
+                d,
             ));
         }
         out
@@ -239,6 +272,7 @@ mod tests {
                 keep: 2,
             }),
             stdout: false,
+            otlp: false,
             queue: 100,
             http: None,
         }
@@ -248,9 +282,24 @@ mod tests {
     fn allowed_requests_follow_the_ratio_and_everything_else_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let clock: SharedClock = Arc::new(crate::clock::SystemClock);
-        let none = Audit::start(Some(&settings(0.0, dir.path())), clock.clone()).unwrap();
-        let all = Audit::start(Some(&settings(1.0, dir.path())), clock.clone()).unwrap();
-        let some = Audit::start(Some(&settings(0.5, dir.path())), clock).unwrap();
+        let none = Audit::start(
+            Some(&settings(0.0, dir.path())),
+            clock.clone(),
+            &Telemetry::default(),
+        )
+        .unwrap();
+        let all = Audit::start(
+            Some(&settings(1.0, dir.path())),
+            clock.clone(),
+            &Telemetry::default(),
+        )
+        .unwrap();
+        let some = Audit::start(
+            Some(&settings(0.5, dir.path())),
+            clock,
+            &Telemetry::default(),
+        )
+        .unwrap();
         assert!((0..1000).all(|_| !none.wants(Kind::RequestAllowed)));
         assert!((0..1000).all(|_| all.wants(Kind::RequestAllowed)));
         let kept = (0..4000)
@@ -266,7 +315,12 @@ mod tests {
     fn events_reach_the_file_stamped_and_the_counters_say_so() {
         let dir = tempfile::tempdir().unwrap();
         let clock: SharedClock = Arc::new(crate::clock::SystemClock);
-        let a = Audit::start(Some(&settings(0.0, dir.path())), clock).unwrap();
+        let a = Audit::start(
+            Some(&settings(0.0, dir.path())),
+            clock,
+            &Telemetry::default(),
+        )
+        .unwrap();
         a.emit(|| Event::config_reloaded("admin", "a", "b", 2));
         a.emit(|| Event::config_reloaded("signal", "b", "c", 3));
         let samples = a.samples();

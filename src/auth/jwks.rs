@@ -115,6 +115,32 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// What a fetch's span says: the peer and the answer's status; never the URL's path or query.
+fn fetch_attributes(
+    url: &str,
+    what: &'static str,
+    resp: Option<&reqwest::Response>,
+) -> Vec<(crate::telemetry::span::Key, crate::telemetry::Value)> {
+    use crate::telemetry::Value;
+    let mut out = vec![
+        ("http.request.method".into(), Value::from("GET")),
+        ("gatehouse.fetch".into(), Value::from(what)),
+    ];
+    if let Ok(u) = url::Url::parse(url) {
+        if let Some(host) = u.host_str() {
+            out.push(("server.address".into(), Value::from(host.to_string())));
+        }
+        if let Some(port) = u.port_or_known_default() {
+            out.push(("server.port".into(), Value::Int(i64::from(port))));
+        }
+    }
+    if let Some(r) = resp {
+        let status = i64::from(r.status().as_u16());
+        out.push(("http.response.status_code".into(), Value::Int(status)));
+    }
+    out
+}
+
 pub(crate) fn http_client(ca: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
     let policy = reqwest::redirect::Policy::custom(|attempt| {
         // Redirects are followed only within the same host, and only a few.
@@ -380,17 +406,25 @@ impl Jwks {
             .collect()
     }
 
+    /// GETs a document of at most `max` bytes; `what` (`discovery`, `jwks`) names it on the span
+    /// the fetch has when a traced request waits for it.
     async fn get_capped(
         http: &reqwest::Client,
         url: &str,
         max: usize,
+        what: &'static str,
     ) -> Result<(Vec<u8>, Option<String>), String> {
-        let mut resp = http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("GET {url}: {}", error_chain(&e.without_url())))?;
+        let call = crate::telemetry::current::call("GET");
+        let mut req = http.get(url).header("accept", "application/json");
+        if let Some(c) = &call {
+            req = req.header("traceparent", c.traceparent());
+        }
+        let sent = req.send().await;
+        if let Some(c) = call {
+            let failed = sent.as_ref().map_or(true, |r| !r.status().is_success());
+            c.finish(fetch_attributes(url, what, sent.as_ref().ok()), failed);
+        }
+        let mut resp = sent.map_err(|e| format!("GET {url}: {}", error_chain(&e.without_url())))?;
         if !resp.status().is_success() {
             return Err(format!("GET {url}: status {}", resp.status()));
         }
@@ -423,7 +457,8 @@ impl Jwks {
                 KeySource::Discovery => {
                     let url = issuer.discovery_url();
                     let (body, _) =
-                        Self::get_capped(&slot.http, &url, issuer.jwks_max_bytes).await?;
+                        Self::get_capped(&slot.http, &url, issuer.jwks_max_bytes, "discovery")
+                            .await?;
                     let doc: Discovery = serde_json::from_slice(&body)
                         .map_err(|e| format!("{url}: not a discovery document: {e}"))?;
                     if doc.issuer != issuer.issuer {
@@ -439,7 +474,8 @@ impl Jwks {
                     return Err("static keys are not fetched".into())
                 }
             };
-            let (body, cc) = Self::get_capped(&slot.http, &uri, issuer.jwks_max_bytes).await?;
+            let (body, cc) =
+                Self::get_capped(&slot.http, &uri, issuer.jwks_max_bytes, "jwks").await?;
             let doc: JwkSetDoc = serde_json::from_slice(&body)
                 .map_err(|e| format!("{uri}: not a JWKS document: {e}"))?;
             let mut keys = Vec::new();

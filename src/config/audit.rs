@@ -38,6 +38,8 @@ pub struct AuditSettings {
     pub allow_sample_ratio: f64,
     pub file: Option<AuditFile>,
     pub stdout: bool,
+    /// also sent as OTLP log records to `[telemetry] otlp_endpoint`
+    pub otlp: bool,
     /// events waiting for the file and stdout writers
     pub queue: usize,
     pub http: Option<AuditHttp>,
@@ -61,10 +63,10 @@ impl Compiler {
             .http_endpoint
             .as_deref()
             .and_then(|e| self.audit_http(e, &a));
-        if file.is_none() && !a.stdout && a.http_endpoint.is_none() {
+        if file.is_none() && !a.stdout && !a.otlp && a.http_endpoint.is_none() {
             self.err(
                 "audit",
-                "names no sink: set file, stdout = true or http_endpoint (or remove [audit])",
+                "names no sink: set file, stdout = true, otlp = true or http_endpoint (or remove [audit])",
             );
         }
         let source = a.source.unwrap_or_else(|| public_url.to_string());
@@ -76,6 +78,7 @@ impl Compiler {
             allow_sample_ratio: a.allow_sample_ratio,
             file,
             stdout: a.stdout,
+            otlp: a.otlp,
             queue: a.queue,
             http,
         })
@@ -265,7 +268,7 @@ mod tests {
         refused(
             &with("stdout = true\notlp = true"),
             "audit.otlp",
-            "unknown key",
+            "needs [telemetry] otlp_endpoint",
         );
     }
 }

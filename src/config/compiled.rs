@@ -35,6 +35,8 @@ pub struct Config {
     pub dpop: DpopSettings,
     /// the audit event stream, when `[audit]` names a sink
     pub audit: Option<super::audit::AuditSettings>,
+    /// OpenTelemetry export, when `[telemetry]` names an OTLP endpoint
+    pub telemetry: Option<super::telemetry::TelemetrySettings>,
 }
 
 impl Config {

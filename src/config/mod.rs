@@ -17,6 +17,7 @@ mod routes;
 mod rules;
 mod server;
 mod sessions;
+mod telemetry;
 mod upstreams;
 mod warnings;
 
@@ -29,6 +30,7 @@ pub use model::*;
 pub use registration::{OpenClients, Registration};
 pub use route_model::*;
 pub use sessions::{after_logout_ok, LoginProvider, SecretText, SessionSettings};
+pub use telemetry::TelemetrySettings;
 
 use raw::RawConfig;
 use std::fmt;
@@ -247,7 +249,14 @@ impl Compiler {
         let forward_auth =
             self.forward_auth(raw.forward_auth, &server, &routes, token_service.is_some());
         let sessions = self.sessions(raw.sessions);
+        let telemetry = raw.telemetry.and_then(|t| self.telemetry(t));
         let audit = raw.audit.and_then(|a| self.audit(a, &server.public_url));
+        if audit.as_ref().is_some_and(|a| a.otlp) && telemetry.is_none() {
+            self.err(
+                "audit.otlp",
+                "needs [telemetry] otlp_endpoint: the events go to its /v1/logs",
+            );
+        }
         let login_providers = self.login_providers(raw.login_providers);
         self.check_logins(
             &routes,
@@ -282,6 +291,7 @@ impl Compiler {
             forward_auth,
             dpop,
             audit,
+            telemetry,
         }
     }
 }

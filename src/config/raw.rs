@@ -21,6 +21,7 @@ pub struct RawConfig {
     pub login_providers: Vec<RawLoginProvider>,
     pub forward_auth: Option<RawForwardAuth>,
     pub audit: Option<RawAudit>,
+    pub telemetry: Option<super::telemetry::RawTelemetry>,
 }
 
 /// `[audit]` as written.
@@ -33,6 +34,7 @@ pub struct RawAudit {
     pub file_max_bytes: u64,
     pub file_keep: u32,
     pub stdout: bool,
+    pub otlp: bool,
     pub queue: usize,
     pub http_endpoint: Option<String>,
     pub http_batch_size: usize,
@@ -53,6 +55,7 @@ impl Default for RawAudit {
             file_max_bytes: 100 << 20,
             file_keep: 5,
             stdout: false,
+            otlp: false,
             queue: 10_000,
             http_endpoint: None,
             http_batch_size: 100,

@@ -90,6 +90,14 @@ const HELP: &[(&str, &str)] = &[
         "Audit events lost by a sink: its queue was full, the write failed, or the collector refused them.",
     ),
     (
+        "gatehouse_otlp_exported_total",
+        "Spans (traces) and audit log records (logs) the OTLP collector took.",
+    ),
+    (
+        "gatehouse_otlp_dropped_total",
+        "Spans and log records lost on the way to the OTLP collector: the queue was full, or the collector refused them or was away.",
+    ),
+    (
         "gatehouse_token_exchanges_total",
         "Tokens issued by token exchange (RFC 8693), by the upstream they were minted for (\"-\": asked at the token endpoint).",
     ),

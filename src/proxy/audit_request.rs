@@ -3,28 +3,8 @@
 
 use super::ctx::Ctx;
 use crate::audit::{Event, Kind, RequestFacts};
+use crate::telemetry::TraceParent;
 use pingora::proxy::Session;
-
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), when well formed and not
-/// all zeros; anything else is ignored rather than echoed into the audit stream.
-pub fn trace_id(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let ok = hex(version, 2)
-        && version != "ff"
-        && (parts.next().is_none() || version != "00")
-        && hex(trace, 32)
-        && hex(parent, 16)
-        && hex(flags, 2)
-        && trace.bytes().any(|b| b != b'0');
-    ok.then_some(trace)
-}
 
 /// Emits the request's event when the audit stream wants it: refusals always, allowed requests by
 /// `allow_sample_ratio`; requests to the gateway's own endpoints have events of their own.
@@ -41,7 +21,14 @@ pub fn emit(session: &Session, ctx: &Ctx, status: u16) {
     let config = &ctx.shared.config;
     let principal = ctx.identity.as_ref().map(|i| &i.principal);
     let req = session.req_header();
-    let traceparent = req.headers.get("traceparent").and_then(|v| v.to_str().ok());
+    // the request's trace when it is traced, else the caller's (read strictly, never echoed)
+    let trace = match &ctx.trace {
+        Some(t) => Some(t.ids.trace_id),
+        None => (req.headers.get("traceparent"))
+            .and_then(|v| TraceParent::parse(v.as_bytes()))
+            .map(|p| p.trace_id),
+    };
+    let trace_id = trace.map(|t| crate::telemetry::traceparent::hex(&t));
     let facts = RequestFacts {
         route: ctx
             .route
@@ -59,32 +46,7 @@ pub fn emit(session: &Session, ctx: &Ctx, status: u16) {
             .map(crate::wire::forwarded::ip_text),
         method: req.method.as_str(),
         path: ctx.log_path.as_deref().unwrap_or_else(|| req.uri.path()),
-        trace_id: traceparent.and_then(trace_id),
+        trace_id: trace_id.as_deref(),
     };
     audit.emit(|| Event::request(&facts));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::trace_id;
-
-    #[test]
-    fn only_a_well_formed_traceparent_gives_a_trace_id() {
-        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(trace_id(good), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-        for bad in [
-            "",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-            "00-\"injected\"-00f067aa0ba902b7-01",
-        ] {
-            assert_eq!(trace_id(bad), None, "{bad}");
-        }
-        // a later version may add fields after the flags
-        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
-        assert_eq!(trace_id(later), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-    }
 }

@@ -46,6 +46,8 @@ pub struct Shared {
     pub dpop: Arc<crate::dpop::Dpop>,
     /// the audit stream (the same for every generation)
     pub audit: crate::audit::Audit,
+    /// traces (the same for every generation)
+    pub telemetry: crate::telemetry::Telemetry,
     /// the gateway's clock: route rules read `now` from it
     pub clock: crate::clock::SharedClock,
 }
@@ -89,4 +91,6 @@ pub struct Ctx {
     pub(crate) peer: Option<std::net::IpAddr>,
     /// the route rule that refused the request, for the log and the metrics
     pub(crate) rule: Option<crate::rules::RuleRef>,
+    /// the request's spans, when it is traced (boxed: most requests are not)
+    pub(crate) trace: Option<Box<crate::telemetry::request::RequestTrace>>,
 }

@@ -15,6 +15,8 @@ pub mod mcp_call;
 pub mod proof;
 pub mod resource;
 pub mod rules;
+pub mod trace_attributes;
+pub mod trace_request;
 use crate::config::Route;
 use crate::proxy::framing::framing_problem;
 use crate::proxy::identity_headers::strip_identity_headers;
@@ -208,11 +210,16 @@ impl ProxyHttp for Gateway {
             signing_in: false,
             peer: None,
             rule: None,
+            trace: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let s = ctx.shared.clone();
+        if s.telemetry.enabled() {
+            let since = ctx.start.elapsed();
+            ctx.trace = crate::telemetry::request::begin(session, &s.telemetry, since);
+        }
         if self.draining.load(Ordering::Relaxed) {
             // answer with `Connection: close`, so the client's next request opens a connection the
             // new (or no) process answers rather than one about to be closed
@@ -248,7 +255,12 @@ impl ProxyHttp for Gateway {
                         ));
                 match framing_problem(session) {
                     Some(problem) => Verdict::Refuse(Rejection::BadRequest(problem)),
-                    None => judge(session.req_header(), over_tls(session), &s, ctx).await,
+                    // the keys fetched while judging are fetched in the request's trace
+                    None => {
+                        let parent = trace_request::parent(ctx);
+                        let judging = judge(session.req_header(), over_tls(session), &s, ctx);
+                        crate::telemetry::current::within(parent, judging).await
+                    }
                 }
             }
         };
@@ -267,6 +279,9 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(HTTPStatus(503), "no healthy peer");
         };
         ctx.tried.push(addr);
+        if let Some(t) = ctx.trace.as_mut() {
+            t.upstream_from.get_or_insert(ctx.start.elapsed());
+        }
         // a gRPC call waits as long as its deadline says; a route's stream idle timeout replaces
         // the upstream's read timeout for everything else
         let read = crate::wire::grpc::timeout(session.req_header())
@@ -318,8 +333,11 @@ impl ProxyHttp for Gateway {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        match self.forwarding(ctx) {
-            Some(f) => prepare_upstream(session, up, &f),
+        if let Some(f) = self.forwarding(ctx) {
+            prepare_upstream(session, up, &f)?;
+        }
+        match &ctx.trace {
+            Some(t) => crate::telemetry::request::propagate(t, up),
             None => Ok(()),
         }
     }
@@ -375,6 +393,9 @@ impl ProxyHttp for Gateway {
         });
         if ctx.shared.audit.enabled() {
             audit_request::emit(session, ctx, status);
+        }
+        if ctx.trace.is_some() {
+            trace_request::finish(session, ctx, status, e.is_some());
         }
         let metrics = &ctx.shared.metrics;
         metrics.observe(ctx.route, status, micros, ctx.denial);

@@ -317,6 +317,7 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
         }
     }
     g.extend(s.audit.samples());
+    g.extend(s.telemetry.samples());
     for u in &s.upstreams {
         if let UpstreamRuntime::Pool(p) = u {
             for b in p.lb.backends().get_backend().iter() {

@@ -29,6 +29,8 @@ pub struct Lasting {
     pub seen_proofs: Arc<crate::dpop::replay::SeenProofs>,
     /// the audit stream and its sinks; changing `[audit]` needs a restart
     pub audit: crate::audit::Audit,
+    /// traces to the OTLP collector; changing `[telemetry]` needs a restart
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Keeps every issuer's keys warm for as long as the generation serves.
@@ -120,6 +122,7 @@ pub fn generation(
         own_keys,
         identity_signer,
         audit: lasting.audit.clone(),
+        telemetry: lasting.telemetry.clone(),
     };
     Ok((shared, tasks))
 }

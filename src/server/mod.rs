@@ -295,10 +295,13 @@ fn lasting(
     let shared_ids = store.as_ref().and_then(|s| s.once_ids());
     let seen_proofs = crate::dpop::replay::SeenProofs::new(shared_ids)
         .map_err(|e| StartupError::part("token_service")(e.to_string()))?;
-    let audit = crate::audit::Audit::start(config.audit.as_ref(), clock.clone())
+    let telemetry = crate::telemetry::Telemetry::start(config.telemetry.as_ref(), clock.clone())
+        .map_err(|e| StartupError::part("telemetry")(e.to_string()))?;
+    let audit = crate::audit::Audit::start(config.audit.as_ref(), clock.clone(), &telemetry)
         .map_err(|e| StartupError::part("audit")(e.to_string()))?;
     Ok(generation::Lasting {
         audit,
+        telemetry,
         clock,
         store,
         revocations,

@@ -94,6 +94,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.audit != new.audit {
         out.push("audit");
     }
+    if old.telemetry != new.telemetry {
+        out.push("telemetry");
+    }
     out
 }
 
@@ -363,5 +366,11 @@ backend = "memory"
         // the audit sinks are threads and files made at start
         let audited = compile(&format!("{BASE}\n[audit]\nstdout = true\n")).unwrap();
         assert_eq!(needs_restart(&old, &audited), ["audit"]);
+        // so is the OTLP exporter
+        let traced = compile(&format!(
+            "{BASE}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n"
+        ))
+        .unwrap();
+        assert_eq!(needs_restart(&old, &traced), ["telemetry"]);
     }
 }

@@ -51,6 +51,7 @@ mod source_map;
 mod standards;
 mod stores;
 mod support;
+mod telemetry;
 mod tls;
 mod tokens;
 mod tokens_code;

@@ -1,0 +1,51 @@
+//! The spans of a request: a SERVER span named by its route, and a CLIENT span for the call to
+//! its upstream, whose id the upstream received as its parent in `traceparent`.
+
+use super::ctx::Ctx;
+use crate::telemetry::current::Parent;
+use crate::telemetry::request::method_name;
+use crate::telemetry::{SpanKind, SpanRecord};
+use pingora::proxy::Session;
+use std::borrow::Cow;
+
+/// The request's server span as the parent of the calls made while judging it.
+pub fn parent(ctx: &Ctx) -> Option<Parent> {
+    let t = ctx.trace.as_ref()?;
+    Some(Parent {
+        telemetry: ctx.shared.telemetry.clone(),
+        trace_id: t.ids.trace_id,
+        span_id: t.ids.server,
+    })
+}
+
+/// Ends the request's spans and queues them; `failed`: the request ended in an error.
+pub fn finish(session: &Session, ctx: &mut Ctx, status: u16, failed: bool) {
+    let Some(t) = ctx.trace.take() else { return };
+    let end_ns = t.start_ns + ctx.start.elapsed().as_nanos() as u64;
+    let telemetry = ctx.shared.telemetry.clone();
+    if let (Some(from), Some(peer)) = (t.upstream_from, ctx.tried.last()) {
+        let mut span = SpanRecord {
+            trace_id: t.ids.trace_id,
+            span_id: t.ids.upstream,
+            parent_span_id: Some(t.ids.server),
+            name: Cow::Borrowed(method_name(&session.req_header().method)),
+            kind: SpanKind::Client,
+            start_ns: t.start_ns + from.as_nanos() as u64,
+            end_ns,
+            error: failed || status >= 500,
+            attributes: Vec::with_capacity(5),
+        };
+        span.attr(
+            "http.request.method",
+            method_name(&session.req_header().method),
+        );
+        span.attr("server.address", crate::wire::forwarded::ip_text(peer.ip()));
+        span.attr("server.port", i64::from(peer.port()));
+        if status != 0 {
+            span.attr("http.response.status_code", i64::from(status));
+        }
+        telemetry.record(span);
+    }
+    let span = super::trace_attributes::server_span(session, ctx, &t, end_ns, (status, failed));
+    telemetry.record(span);
+}
