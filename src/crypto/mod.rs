@@ -21,6 +21,15 @@ pub enum SecretHash {
 }
 
 impl SecretHash {
+    /// The algorithm's name, for a span (never the hash).
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            SecretHash::Sha256(_) => "sha256",
+            SecretHash::Argon2(_) => "argon2id",
+            SecretHash::Bcrypt(_) => "bcrypt",
+        }
+    }
+
     pub fn parse(s: &str) -> Result<SecretHash, String> {
         if let Some(hex) = s.strip_prefix("sha256:") {
             let bytes = (0..hex.len())

@@ -72,7 +72,12 @@ impl Gateway {
     ) -> Result<bool> {
         let answer = match verdict {
             Verdict::Proxy => return Ok(false),
-            Verdict::Builtin(target) => builtin(session, &ctx.shared, target).await,
+            Verdict::Builtin(target) => {
+                // the endpoint's store calls and secret checks are spans of the request's trace
+                let parent = trace_request::parent(ctx);
+                let answering = builtin(session, &ctx.shared, target);
+                crate::telemetry::current::within(parent, answering).await
+            }
             Verdict::Refuse(rej) => {
                 ctx.denial = Some(rej.reason());
                 if let Rejection::RuleDenied(rule) = rej {

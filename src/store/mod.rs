@@ -341,7 +341,9 @@ pub async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
+    let call = tokio::task::spawn_blocking(move || f(store.as_ref()));
+    // a request's store calls are spans of its trace
+    crate::telemetry::current::internal("store", Vec::new, call)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
 }

@@ -1,5 +1,6 @@
-//! The span a request's own outgoing calls (JWKS and discovery fetches) are children of: held in a
-//! task-local while the request is judged, so those calls need no handle passed down to them.
+//! The span a request's own work (JWKS and discovery fetches, store calls, secret hashing) is a
+//! child of: held in a task-local while the request is judged or answered, so that work needs no
+//! handle passed down to it.
 
 use super::span::{Key, SpanKind, SpanRecord, Value};
 use super::traceparent::TraceParent;
@@ -28,17 +29,38 @@ pub async fn within<F: Future>(parent: Option<Parent>, work: F) -> F::Output {
     }
 }
 
-/// A CLIENT span of an outgoing call, begun: its `traceparent` goes on the call.
+/// A child span, begun: a CLIENT span's `traceparent` goes on the call it times.
 pub struct Call {
     parent: Parent,
+    kind: SpanKind,
     span_id: [u8; 8],
     start_ns: u64,
     start: Instant,
     name: Cow<'static, str>,
 }
 
-/// Begins a span for a call, when the task serves a traced request (and randomness is there).
+/// Begins a CLIENT span for an outgoing call, when the task serves a traced request.
 pub fn call(name: &'static str) -> Option<Call> {
+    span(name, SpanKind::Client)
+}
+
+/// Runs `work` in an INTERNAL span when the task serves a traced request; `attributes` are made
+/// only then.
+pub async fn internal<T>(
+    name: &'static str,
+    attributes: impl FnOnce() -> Vec<(Key, Value)>,
+    work: impl Future<Output = T>,
+) -> T {
+    let span = span(name, SpanKind::Internal);
+    let out = work.await;
+    if let Some(s) = span {
+        s.finish(attributes(), false);
+    }
+    out
+}
+
+/// Begins a child span of the current request's server span (and none when randomness fails).
+pub fn span(name: &'static str, kind: SpanKind) -> Option<Call> {
     let parent = CURRENT.try_with(Parent::clone).ok()?;
     let mut span_id = [0u8; 8];
     aws_lc_rs::rand::fill(&mut span_id).ok()?;
@@ -49,6 +71,7 @@ pub fn call(name: &'static str) -> Option<Call> {
         start_ns: parent.telemetry.now_ns(),
         start: Instant::now(),
         parent,
+        kind,
         span_id,
         name: Cow::Borrowed(name),
     })
@@ -72,7 +95,7 @@ impl Call {
             span_id: self.span_id,
             parent_span_id: Some(self.parent.span_id),
             name: self.name,
-            kind: SpanKind::Client,
+            kind: self.kind,
             start_ns: self.start_ns,
             end_ns: self.start_ns + self.start.elapsed().as_nanos() as u64,
             error,
@@ -105,5 +128,17 @@ mod tests {
         assert_eq!(tp.trace_id, [5; 16]);
         assert_ne!(tp.span_id, [6; 8]);
         assert!(tp.sampled);
+    }
+
+    #[tokio::test]
+    async fn internal_work_runs_the_same_traced_or_not() {
+        let made = std::cell::Cell::new(false);
+        let attrs = || {
+            made.set(true);
+            vec![]
+        };
+        assert_eq!(internal("work", attrs, async { 7 }).await, 7);
+        // untraced: the attributes are never made
+        assert!(!made.get());
     }
 }

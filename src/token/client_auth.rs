@@ -226,7 +226,8 @@ impl TokenService {
                 let hash = real
                     .clone()
                     .unwrap_or_else(|| self.client_decoys.for_name(&id));
-                let ok = self.pool.matches(secret, &hash).await.map_err(|_| busy())?;
+                let ok = check_secret(&self.pool, "verify client secret", secret, &hash);
+                let ok = ok.await.map_err(|_| busy())?;
                 match client {
                     Some(c) if ok && real.is_some() => Ok(c.clone()),
                     _ => Err(self.auth_failed(Some(&id), address, basic).await),
@@ -361,6 +362,18 @@ impl TokenService {
         }
         Ok(parsed.claims)
     }
+}
+
+/// Checks a secret (or password) on the hash pool; in a traced request, a span named `name` that
+/// says the hash's algorithm, never the hash.
+pub(crate) async fn check_secret(
+    pool: &crate::crypto::HashPool,
+    name: &'static str,
+    secret: &str,
+    hash: &crate::crypto::SecretHash,
+) -> Result<bool, crate::crypto::PoolFull> {
+    let attributes = || vec![("gatehouse.hash".into(), hash.algorithm().into())];
+    crate::telemetry::current::internal(name, attributes, pool.matches(secret, hash)).await
 }
 
 #[cfg(test)]

@@ -49,7 +49,9 @@ impl TokenService {
             .map(|u| u.password.clone())
             .unwrap_or_else(|| self.user_decoys.for_name(username));
         // argon2 takes tens of milliseconds: on the bounded pool, off the request threads.
-        let Ok(ok) = self.pool.matches(password, &hash).await else {
+        let checked =
+            super::client_auth::check_secret(&self.pool, "verify password", password, &hash);
+        let Ok(ok) = checked.await else {
             return SignIn::Busy;
         };
         match user.filter(|_| ok) {

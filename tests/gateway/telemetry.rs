@@ -433,3 +433,62 @@ async fn audit_events_arrive_as_otlp_logs_with_their_trace() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_endpoints_secret_checks_and_store_calls_are_spans_of_its_request() {
+    use crate::tokens::{Auth, ALICE_PASSWORD, LEGACY_SECRET};
+    let Some(rx) = Receiver::start() else { return };
+    let telemetry = format!(
+        "\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{}\"\nflush_interval = \"50ms\"\n",
+        rx.port
+    );
+    let a = Auth::start_with("backend = \"memory\"", &telemetry).await;
+    let form = [
+        ("grant_type", "password"),
+        ("username", "alice@example.com"),
+        ("password", ALICE_PASSWORD),
+        ("scope", "openid orders.read"),
+    ];
+    let r =
+        a.gw.https
+            .post(a.token_url())
+            .basic_auth("legacy", Some(LEGACY_SECRET))
+            .header("traceparent", traceparent("01"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+    let r = crate::support::harness::Resp::from(r).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let issued = r.json();
+    let got = rx
+        .when("the server span", |g| {
+            spans_of(g, TRACE)
+                .iter()
+                .any(|s| s["kind"] == "SPAN_KIND_SERVER")
+        })
+        .await;
+    let spans = spans_of(&got, TRACE);
+    let server = kind(&spans, "SPAN_KIND_SERVER")[0];
+    assert_eq!(server["name"], "POST");
+    assert_eq!(server["attributes"]["url.path"], "/oauth/token");
+    let named =
+        |n: &str| -> Vec<&Value> { spans.iter().copied().filter(|s| s["name"] == n).collect() };
+    let secret = named("verify client secret");
+    assert_eq!(secret.len(), 1, "{spans:#?}");
+    assert_eq!(secret[0]["attributes"]["gatehouse.hash"], "sha256");
+    let password = named("verify password");
+    assert_eq!(password[0]["attributes"]["gatehouse.hash"], "bcrypt");
+    // the refresh token is stored
+    assert!(!named("store").is_empty(), "{spans:#?}");
+    for s in spans.iter().filter(|s| s["kind"] != "SPAN_KIND_SERVER") {
+        assert_eq!(s["parent_span_id"], server["span_id"]);
+        assert_eq!(s["kind"], "SPAN_KIND_INTERNAL");
+    }
+    let raw = std::fs::read(&rx.raw).unwrap();
+    let access = issued["access_token"].as_str().unwrap();
+    let refresh = issued["refresh_token"].as_str().unwrap();
+    for secret in [ALICE_PASSWORD, LEGACY_SECRET, access, refresh] {
+        assert!(!contains(&raw, secret.as_bytes()), "{secret} was exported");
+    }
+}
