@@ -7,6 +7,10 @@ token DPoP-bound with a fresh proof on every request (the proof's check beside t
 several binaries to compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
 are zeroed after a warm-up, so start-up is not counted; background threads (the log writer, health
 checks) add a little, the same for every build.
+
+`--telemetry` counts instead the public route and the cached token without `[telemetry]` and with
+it at `sample_ratio` 0, 0.01 and 1 (no incoming `traceparent`), the spans going to a collector that
+takes every batch; the exporter's thread (protobuf, POSTs) is counted too.
 """
 
 import argparse
@@ -30,11 +34,12 @@ def get(conn, path, headers):
     return r.status
 
 
-def count(binary, scenarios, requests):
+def count(binary, scenarios, requests, extra=""):
     """Instructions per request for each (name, path, headers) under one callgrind'ed gateway;
-    `headers(port, n)` gives the headers of n requests."""
+    `headers(port, n)` gives the headers of n requests; `extra` is appended to its configuration."""
     ports = (lib.free_port(), lib.free_port(), lib.free_port())
-    argv = lib.gatehouse_conf(os.path.basename(binary) + str(ports[0]), ports, routes_extra=dpop_bench.ROUTE)
+    argv = lib.gatehouse_conf(os.path.basename(binary) + str(ports[0]), ports,
+                              routes_extra=dpop_bench.ROUTE + extra)
     argv[0] = binary
     out = os.path.join(lib.WORK, f"callgrind.{ports[0]}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--dump-instr=no"]
@@ -73,6 +78,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--telemetry", action="store_true", help="the cost of tracing, by sample_ratio")
     args = ap.parse_args()
     lib.WORK = tempfile.mkdtemp(prefix="gatehouse-instructions-")
     subprocess.run(["cargo", "build", "--release", "--example", "bench_tokens"], cwd=lib.ROOT, check=True)
@@ -94,6 +100,8 @@ def main():
                      ("same RS256 token", "/auth/x", lambda _port, n: [bearer] * n),
                      ("same RS256 token, three rules", "/rules/x", lambda _port, n: [bearer] * n),
                      ("same token, DPoP", dpop_bench.PATH, proofs)]
+        if args.telemetry:
+            return telemetry(args.binaries[0], scenarios[:2], args.requests)
         rows = {b: count(b, scenarios, args.requests) for b in args.binaries}
     finally:
         up.stop()
@@ -104,6 +112,24 @@ def main():
         print(f"| {name} | " + " | ".join(f"{rows[b][name]:,.0f}" for b in args.binaries) + " |")
     rules = [rows[b]["same RS256 token, three rules"] - rows[b]["same RS256 token"] for b in args.binaries]
     print("| three rules' own cost | " + " | ".join(f"{r:+,.0f}" for r in rules) + " |")
+
+
+def telemetry(binary, scenarios, requests):
+    """The same requests without [telemetry] and at three sample ratios; the upstream's nginx is
+    the collector too (it answers every POST to /v1/traces with 200)."""
+    ratios = ["off", "0", "0.01", "1"]
+    rows = {}
+    for r in ratios:
+        extra = "" if r == "off" else (f'\n[telemetry]\notlp_endpoint = "http://127.0.0.1:{lib.UP}"\n'
+                                       f"sample_ratio = {r}\n")
+        rows[r] = count(binary, scenarios, requests, extra)
+    print(f"\nUser-space instructions per request ({requests} keep-alive requests, one worker), by tracing:")
+    print("| request | " + " | ".join("no [telemetry]" if r == "off" else f"sample_ratio {r}" for r in ratios) + " |")
+    print("| --- |" + " ---: |" * len(ratios))
+    for name, _, _ in scenarios:
+        base = rows["off"][name]
+        cells = [f"{base:,.0f}"] + [f"{rows[r][name]:,.0f} ({rows[r][name] - base:+,.0f})" for r in ratios[1:]]
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,18 @@ mod tests {
     }
 
     #[test]
+    fn otlp_is_a_sink_with_a_telemetry_endpoint() {
+        let text = format!(
+            "{BASE}\n[audit]\notlp = true\n[telemetry]\notlp_endpoint = \"http://c:4318\"\n"
+        );
+        let a = compile(&text).unwrap().audit.unwrap();
+        assert!(a.otlp && a.file.is_none() && !a.stdout && a.http.is_none());
+        // without an endpoint, [telemetry] is off and the sink has nowhere to go
+        let off = format!("{BASE}\n[audit]\notlp = true\n[telemetry]\nsample_ratio = 0.5\n");
+        refused(&off, "audit.otlp", "needs [telemetry] otlp_endpoint");
+    }
+
+    #[test]
     fn no_audit_section_no_audit() {
         assert!(compile(BASE).unwrap().audit.is_none());
     }
