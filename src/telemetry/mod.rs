@@ -79,7 +79,9 @@ impl Telemetry {
     pub fn sample(&self, traceparent: Option<&[u8]>) -> Option<SpanIds> {
         let inner = self.0.as_ref()?;
         let incoming = traceparent.and_then(TraceParent::parse);
-        inner.sampler.decide(incoming, sampler::system_random)
+        inner
+            .sampler
+            .decide(incoming, sampler::fast_draw, sampler::system_random)
     }
 
     /// Nanoseconds since the Unix epoch, by the gateway's clock.

@@ -2,6 +2,7 @@
 //! an unsampled one never), otherwise `sample_ratio` by trace id.
 
 use super::traceparent::TraceParent;
+use std::cell::Cell;
 
 /// The ids of a traced request: its trace, the caller's span, the gateway's server span and the
 /// span of its call to the upstream (whose id the upstream sees as its parent).
@@ -48,59 +49,95 @@ impl Sampler {
         self.below == 0
     }
 
-    /// The decision for a request: `incoming` is the caller's `traceparent` when well formed;
-    /// `random` supplies 32 fresh bytes, and a request it cannot supply them for is not traced.
+    /// The decision for a request: `incoming` is the caller's `traceparent` when well formed.
+    /// A new trace's id ends in `draw`'s eight bytes, by which the ratio decides, so a request not
+    /// kept costs one cheap draw; `random` supplies the other 24 bytes of ids from the system
+    /// generator, only for a request that is traced. A request either cannot supply is not traced.
     pub fn decide(
         &self,
         incoming: Option<TraceParent>,
-        random: impl FnOnce() -> Option<[u8; 32]>,
+        draw: impl FnOnce() -> Option<u64>,
+        random: impl FnOnce() -> Option<[u8; 24]>,
     ) -> Option<SpanIds> {
         match incoming {
             Some(p) if !p.sampled => None,
             Some(p) => {
-                let r = random()?;
-                let (_, ids) = split(r);
+                let (_, server, upstream) = split(random()?);
                 Some(SpanIds {
                     trace_id: p.trace_id,
                     parent: Some(p.span_id),
-                    server: ids.0,
-                    upstream: ids.1,
+                    server,
+                    upstream,
                 })
             }
             None if self.never() => None,
             None => {
-                let (trace_id, ids) = split(random()?);
-                self.keeps(&trace_id).then_some(SpanIds {
+                let low = draw()?;
+                if !self.all && low >= self.below {
+                    return None;
+                }
+                let (high, server, upstream) = split(random()?);
+                let mut trace_id = [0u8; 16];
+                let bytes = high.into_iter().chain(low.to_be_bytes());
+                for (o, b) in trace_id.iter_mut().zip(bytes) {
+                    *o = b;
+                }
+                Some(SpanIds {
                     trace_id,
                     parent: None,
-                    server: ids.0,
-                    upstream: ids.1,
+                    server,
+                    upstream,
                 })
             }
         }
     }
 }
 
-/// 32 random bytes as a trace id and two span ids; a zero span id (invalid) is made non-zero.
-fn split(r: [u8; 32]) -> ([u8; 16], ([u8; 8], [u8; 8])) {
-    let (mut t, mut a, mut b) = ([0u8; 16], [0u8; 8], [0u8; 8]);
-    t.copy_from_slice(r.get(..16).unwrap_or(&[1; 16]));
-    a.copy_from_slice(r.get(16..24).unwrap_or(&[1; 8]));
-    b.copy_from_slice(r.get(24..).unwrap_or(&[1; 8]));
-    for id in [&mut a[..], &mut b[..], &mut t[..]] {
-        if id.iter().all(|&x| x == 0) {
-            if let Some(last) = id.last_mut() {
-                *last = 1;
-            }
+/// 24 random bytes as a trace id's first half and two span ids; a zero span id (invalid) and a zero
+/// half (which could make a zero trace id) are made non-zero.
+fn split(r: [u8; 24]) -> ([u8; 8], [u8; 8], [u8; 8]) {
+    let (mut t, mut a, mut b) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+    t.copy_from_slice(r.get(..8).unwrap_or(&[1; 8]));
+    a.copy_from_slice(r.get(8..16).unwrap_or(&[1; 8]));
+    b.copy_from_slice(r.get(16..).unwrap_or(&[1; 8]));
+    for id in [&mut t, &mut a, &mut b] {
+        if *id == [0; 8] {
+            *id = [0, 0, 0, 0, 0, 0, 0, 1];
         }
     }
-    (t, (a, b))
+    (t, a, b)
 }
 
-/// 32 bytes from the system generator; `None` when it fails, and that request goes untraced.
-pub fn system_random() -> Option<[u8; 32]> {
-    let mut b = [0u8; 32];
+/// 24 bytes from the system generator; `None` when it fails, and that request goes untraced.
+pub fn system_random() -> Option<[u8; 24]> {
+    let mut b = [0u8; 24];
     aws_lc_rs::rand::fill(&mut b).ok().map(|_| b)
+}
+
+thread_local! {
+    /// each worker's sampling draws: a splitmix64 state, seeded from the system generator (0: not
+    /// yet)
+    static DRAW: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A uniform `u64` for the sampling decision and a new trace id's last eight bytes: a splitmix64
+/// step, far cheaper than the system generator that seeds it (per thread, once); `None` when
+/// seeding fails.
+pub fn fast_draw() -> Option<u64> {
+    DRAW.with(|state| {
+        let mut x = state.get();
+        if x == 0 {
+            let mut seed = [0u8; 8];
+            aws_lc_rs::rand::fill(&mut seed).ok()?;
+            x = u64::from_le_bytes(seed) | 1;
+        }
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        state.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Some(z ^ (z >> 31))
+    })
 }
 
 #[cfg(test)]
@@ -115,8 +152,12 @@ mod tests {
         }
     }
 
-    fn random() -> Option<[u8; 32]> {
-        let mut r = [0u8; 32];
+    fn draw() -> Option<u64> {
+        Some(7)
+    }
+
+    fn random() -> Option<[u8; 24]> {
+        let mut r = [0u8; 24];
         for (i, b) in r.iter_mut().enumerate() {
             *b = i as u8 + 1;
         }
@@ -127,20 +168,27 @@ mod tests {
     fn a_sampled_parent_is_followed_whatever_the_ratio_and_an_unsampled_one_never() {
         for ratio in [0.0, 0.5, 1.0] {
             let s = Sampler::new(ratio);
-            let ids = s.decide(Some(parent(true)), random).unwrap();
+            let ids = s.decide(Some(parent(true)), draw, random).unwrap();
             assert_eq!(ids.trace_id, [7; 16]);
             assert_eq!(ids.parent, Some([9; 8]));
             assert_ne!(ids.server, ids.upstream);
-            assert_eq!(s.decide(Some(parent(false)), random), None);
+            assert_eq!(s.decide(Some(parent(false)), draw, random), None);
         }
     }
 
     #[test]
     fn without_a_parent_the_ratio_decides_by_trace_id() {
-        assert_eq!(Sampler::new(0.0).decide(None, random), None);
-        let all = Sampler::new(1.0).decide(None, random).unwrap();
+        assert_eq!(Sampler::new(0.0).decide(None, draw, random), None);
+        let all = Sampler::new(1.0).decide(None, draw, random).unwrap();
         assert_eq!(all.parent, None);
-        assert_eq!(all.trace_id[0], 1);
+        // the first half from the system generator, the second the draw the ratio decided by
+        assert_eq!(
+            all.trace_id,
+            [1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+        assert!(Sampler::new(0.5).keeps(&all.trace_id));
+        let high = || Some(u64::MAX - 1);
+        assert_eq!(Sampler::new(0.5).decide(None, high, random), None);
         let half = Sampler::new(0.5);
         let mut low = [0u8; 16];
         low[8] = 0x10;
@@ -159,22 +207,43 @@ mod tests {
 
     #[test]
     fn no_randomness_no_trace_and_none_is_asked_for_when_none_could_be_kept() {
-        assert_eq!(Sampler::new(1.0).decide(None, || None), None);
-        assert_eq!(Sampler::new(1.0).decide(Some(parent(true)), || None), None);
+        assert_eq!(Sampler::new(1.0).decide(None, || None, random), None);
+        assert_eq!(Sampler::new(1.0).decide(None, draw, || None), None);
+        assert_eq!(
+            Sampler::new(1.0).decide(Some(parent(true)), draw, || None),
+            None
+        );
         let asked = std::cell::Cell::new(false);
         let ask = || {
             asked.set(true);
             random()
         };
-        assert_eq!(Sampler::new(0.0).decide(None, ask), None);
+        let drawn = std::cell::Cell::new(false);
+        let ask_draw = || {
+            drawn.set(true);
+            draw()
+        };
+        assert_eq!(Sampler::new(0.0).decide(None, ask_draw, ask), None);
+        assert!(!asked.get() && !drawn.get());
+        // a request the ratio does not keep costs no system randomness
+        assert_eq!(
+            Sampler::new(0.5).decide(None, || Some(u64::MAX - 1), ask),
+            None
+        );
         assert!(!asked.get());
     }
 
     #[test]
     fn zero_ids_are_never_made() {
-        let (t, (a, b)) = split([0; 32]);
-        assert_ne!(t, [0; 16]);
-        assert_ne!(a, [0; 8]);
-        assert_ne!(b, [0; 8]);
+        let (t, a, b) = split([0; 24]);
+        assert!(t != [0; 8] && a != [0; 8] && b != [0; 8]);
+    }
+
+    #[test]
+    fn the_draws_spread_over_the_range() {
+        let draws: Vec<u64> = (0..4000).map(|_| fast_draw().unwrap()).collect();
+        let low = draws.iter().filter(|&&d| d < u64::MAX / 4).count();
+        assert!((800..1200).contains(&low), "{low} of 4000 under a quarter");
+        assert!(draws.windows(2).all(|w| w[0] != w[1]));
     }
 }
