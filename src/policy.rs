@@ -31,6 +31,12 @@ impl Caller for Identity {
     fn scopes(&self) -> Vec<&str> {
         self.principal.scopes().collect()
     }
+    fn has_role(&self, name: &str) -> bool {
+        self.principal.roles().any(|r| r == name)
+    }
+    fn has_scope(&self, name: &str) -> bool {
+        self.principal.scopes().any(|s| s == name)
+    }
 }
 
 /// A request without an identity (a public route, or an optional one without a token): no claims,

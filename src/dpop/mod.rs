@@ -5,7 +5,6 @@ pub mod headers;
 pub mod key;
 pub mod nonce;
 pub mod proof;
-pub mod replay;
 
 use crate::clock::SharedClock;
 use crate::config::DpopSettings;
@@ -101,7 +100,7 @@ pub struct Dpop {
     pub algs: Arc<str>,
     leeway: u64,
     clock: SharedClock,
-    seen: Arc<replay::SeenProofs>,
+    seen: Arc<crate::store::seen::SeenIds>,
     nonces: Option<nonce::Nonces>,
     headers: headers::KnownHeaders,
 }
@@ -113,7 +112,7 @@ impl Dpop {
         settings: DpopSettings,
         leeway: u64,
         clock: SharedClock,
-        seen: Arc<replay::SeenProofs>,
+        seen: Arc<crate::store::seen::SeenIds>,
         secret: Option<&[u8]>,
     ) -> Result<Dpop, crate::crypto::NoRandomness> {
         let nonces = match settings.nonce {
@@ -171,10 +170,8 @@ impl Dpop {
                 return Err(Refusal::UseNonce(n.issue(now)));
             }
         }
-        let fresh = self
-            .seen
-            .first_use(&checked.jkt, &checked.jti, self.remembered());
-        match fresh.await {
+        let id = [checked.jkt.as_str(), checked.jti.as_str()];
+        match self.seen.first_use(&id, self.remembered()).await {
             Ok(true) => Ok(checked.jkt),
             Ok(false) => Err(Refusal::Proof("the DPoP proof was used before")),
             Err(e) => {
@@ -245,7 +242,9 @@ mod tests {
             nonce,
             ..DpopSettings::default()
         };
-        let seen = Arc::new(replay::SeenProofs::new(None).unwrap());
+        let seen = Arc::new(
+            crate::store::seen::SeenIds::new("dpop", crate::store::seen::PROOF_IDS, None).unwrap(),
+        );
         let d = Dpop::new(settings, 30, clock.clone(), seen, Some(&[7; 32])).unwrap();
         (d, clock)
     }

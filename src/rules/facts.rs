@@ -30,6 +30,14 @@ pub trait Caller: Sync {
     fn client_id(&self) -> &str;
     fn roles(&self) -> Vec<&str>;
     fn scopes(&self) -> Vec<&str>;
+    /// `'name' in roles`, answered without building the list
+    fn has_role(&self, name: &str) -> bool {
+        self.roles().contains(&name)
+    }
+    /// `'name' in scopes`, answered without building the list
+    fn has_scope(&self, name: &str) -> bool {
+        self.scopes().contains(&name)
+    }
 }
 
 /// The MCP call a request makes, on MCP routes (empty when it makes none).

@@ -3,6 +3,7 @@
 
 pub mod check;
 mod claims;
+mod direct;
 pub mod facts;
 pub mod helpers;
 mod rule_ref;
@@ -12,6 +13,7 @@ pub use facts::{Bindings, Caller, Facts, McpCall};
 pub use rule_ref::{RuleKind, RuleRef};
 
 use cel::{Context, Env, ExecutionError, Program, Value};
+use std::cell::OnceCell;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -20,6 +22,8 @@ use std::sync::Arc;
 pub struct Rule {
     pub source: String,
     program: Program,
+    /// the same rule as direct comparisons, when it has that shape
+    direct: Option<direct::Check>,
 }
 
 /// A route's rules, compiled: shared by every worker through the configuration's `Arc`.
@@ -72,6 +76,7 @@ pub fn compile(env: &Arc<Env>, source: &str, scope: Scope) -> Result<(Rule, Read
         Ok(reads) => Ok((
             Rule {
                 source: source.to_string(),
+                direct: direct::compile(program.expression()),
                 program,
             },
             reads,
@@ -111,19 +116,36 @@ impl Rules {
     }
 
     /// Passes when no `deny_if` holds and every `allow_if` does; else the first rule that refused.
-    /// A rule that cannot be evaluated refuses, whichever key it is under.
+    /// A rule that cannot be evaluated refuses, whichever key it is under. Rules of the common
+    /// shapes are judged directly; the interpreter is set up only for a rule that needs it.
     pub fn judge(&self, facts: &Facts<'_>) -> Result<(), RuleRef> {
         let named = self.kept.get(facts.caller, &self.reads);
-        let bindings = Bindings::new(facts, &self.reads, named.as_deref());
-        let mut ctx = Context::with_env(self.env.clone());
-        ctx.set_variable_resolver(&bindings);
+        let seen = direct::Seen::new(facts, named.as_deref(), &self.reads);
+        let bindings = OnceCell::new();
+        let ctx = OnceCell::new();
+        let interpreted = |r: &Rule| {
+            let ctx = ctx.get_or_init(|| {
+                let mut ctx = Context::with_env(self.env.clone());
+                ctx.set_variable_resolver(
+                    bindings.get_or_init(|| Bindings::new(facts, &self.reads, named.as_deref())),
+                );
+                ctx
+            });
+            eval(r, ctx)
+        };
+        let outcome = |r: &Rule| match r.direct.as_ref().map(|d| d.eval(&seen)) {
+            Some(direct::Answer::True) => Ok(true),
+            Some(direct::Answer::False) => Ok(false),
+            Some(direct::Answer::Error) => Err(()),
+            Some(direct::Answer::Unknown) | None => interpreted(r).map_err(|_| ()),
+        };
         for (i, r) in self.deny_if.iter().enumerate() {
-            if eval(r, &ctx) != Ok(false) {
+            if outcome(r) != Ok(false) {
                 return Err(RuleRef::new(RuleKind::DenyIf, i));
             }
         }
         for (i, r) in self.allow_if.iter().enumerate() {
-            if eval(r, &ctx) != Ok(true) {
+            if outcome(r) != Ok(true) {
                 return Err(RuleRef::new(RuleKind::AllowIf, i));
             }
         }

@@ -26,7 +26,7 @@ pub struct Lasting {
     pub revocations_loaded: Arc<RevocationsLoaded>,
     pub propagation: prometheus::Histogram,
     /// DPoP proof ids seen, kept across reloads so none can be replayed after one
-    pub seen_proofs: Arc<crate::dpop::replay::SeenProofs>,
+    pub seen_proofs: Arc<crate::store::seen::SeenIds>,
     /// the audit stream and its sinks; changing `[audit]` needs a restart
     pub audit: crate::audit::Audit,
     /// traces to the OTLP collector; changing `[telemetry]` needs a restart

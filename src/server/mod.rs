@@ -293,8 +293,9 @@ fn lasting(
     // DPoP proof ids: in the shared store when there is one (every replica refuses a replay),
     // else in this process's memory
     let shared_ids = store.as_ref().and_then(|s| s.once_ids());
-    let seen_proofs = crate::dpop::replay::SeenProofs::new(shared_ids)
-        .map_err(|e| StartupError::part("token_service")(e.to_string()))?;
+    let seen_proofs =
+        crate::store::seen::SeenIds::new("dpop", crate::store::seen::PROOF_IDS, shared_ids)
+            .map_err(|e| StartupError::part("token_service")(e.to_string()))?;
     let telemetry = crate::telemetry::Telemetry::start(config.telemetry.as_ref(), clock.clone())
         .map_err(|e| StartupError::part("telemetry")(e.to_string()))?;
     let audit = crate::audit::Audit::start(config.audit.as_ref(), clock.clone(), &telemetry)

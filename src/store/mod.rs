@@ -4,6 +4,7 @@
 pub mod feed;
 mod memory;
 pub mod redis;
+pub mod seen;
 mod sqlite;
 pub mod watch;
 

@@ -5,6 +5,7 @@
 
 use crate::clock::SharedClock;
 use crate::crypto::NoRandomness;
+use crate::store::seen::{SeenIds, FORM_NONCES};
 use crate::store::OnceIds;
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
@@ -21,8 +22,6 @@ const KEY_INFO: &[u8] = b"form token, HMAC-SHA256, v1";
 const TAG: usize = 16;
 /// How far ahead of this replica's clock another replica's may be.
 const SKEW: u64 = 60;
-/// The most form tokens one gateway remembers as used, when no store shares them.
-const REMEMBERED: u64 = 100_000;
 
 /// Issues and takes form tokens.
 pub struct FormTokens {
@@ -30,9 +29,8 @@ pub struct FormTokens {
     clock: SharedClock,
     /// seconds a token is good for
     lifetime: u64,
-    /// the nonces taken here, when replicas share no store
-    used: moka::sync::Cache<String, ()>,
-    shared: Option<Arc<dyn OnceIds>>,
+    /// the nonces taken: here, or in the store replicas share
+    used: SeenIds,
 }
 
 impl FormTokens {
@@ -48,11 +46,7 @@ impl FormTokens {
             key: crate::crypto::hmac_key(secret, KEY_SALT, KEY_INFO)?,
             clock,
             lifetime,
-            used: moka::sync::Cache::builder()
-                .max_capacity(REMEMBERED)
-                .time_to_live(Duration::from_secs(lifetime + SKEW))
-                .build(),
-            shared,
+            used: SeenIds::new("form", FORM_NONCES, shared)?,
         })
     }
 
@@ -95,12 +89,8 @@ impl FormTokens {
         if verify_slices_are_equal(&tag, want).is_err() {
             return false;
         }
-        match &self.shared {
-            Some(store) => (store.first_use(&format!("form:{nonce}"), self.lifetime + SKEW))
-                .await
-                .unwrap_or(false),
-            None => self.used.entry(nonce.to_string()).or_insert(()).is_fresh(),
-        }
+        let ttl = Duration::from_secs(self.lifetime + SKEW);
+        self.used.first_use(&[nonce], ttl).await.unwrap_or(false)
     }
 }
 

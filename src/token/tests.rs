@@ -104,7 +104,9 @@ roles = ["admin"]
         .unwrap(),
     );
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
-    let seen = Arc::new(crate::dpop::replay::SeenProofs::new(None).unwrap());
+    let seen = Arc::new(
+        crate::store::seen::SeenIds::new("dpop", crate::store::seen::PROOF_IDS, None).unwrap(),
+    );
     let dpop = crate::dpop::Dpop::new(config.dpop.clone(), 30, clock.clone(), seen, None).unwrap();
     let parts: (crate::clock::SharedClock, _) = (clock.clone(), Default::default());
     let svc = TokenService::new(&config, keys, store, (verifier, Arc::new(dpop)), parts);

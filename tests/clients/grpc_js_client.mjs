@@ -52,6 +52,11 @@ async function check(name, client, token) {
   must(r.code === grpc.status.OK && r.text === "hi from svc (service)", `${name}: ${JSON.stringify(r)}`);
   ok(`${name}: a valid token is let through`);
 
+  // a route that strips its prefix (/v1) still names the service's authority to the h2 upstream
+  r = await call(client, "/v1/test.Echo/Say", token);
+  must(r.code === grpc.status.OK && r.text === "hi from svc (service)", `${name}: /v1 gave ${JSON.stringify(r)}`);
+  ok(`${name}: a prefix-stripping route reaches the service`);
+
   r = await call(client, "/test.Echo/Say");
   must(r.code === grpc.status.UNAUTHENTICATED, `${name}: no token gave ${JSON.stringify(r)}`);
   must(r.details === "a bearer token is required", `${name}: ${r.details}`);

@@ -52,6 +52,11 @@ def check(name, channel, token):
     must(code == grpc.StatusCode.OK and text == "hi from svc (service)", f"{name}: {code} {text}")
     ok(f"{name}: a valid token is let through")
 
+    # a route that strips its prefix (/v1) still names the service's authority to the h2 upstream
+    code, _, text = call(channel, "/v1/test.Echo/Say", token)
+    must(code == grpc.StatusCode.OK and text == "hi from svc (service)", f"{name}: /v1 gave {code} {text}")
+    ok(f"{name}: a prefix-stripping route reaches the service")
+
     code, details, _ = call(channel, "/test.Echo/Say")
     must(code == grpc.StatusCode.UNAUTHENTICATED, f"{name}: no token gave {code} {details}")
     must(details == "a bearer token is required", f"{name}: {details}")

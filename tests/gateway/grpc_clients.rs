@@ -1,15 +1,17 @@
 //! Real gRPC clients beside tonic: grpcio (PyPI, the C core) and @grpc/grpc-js (npm) call the
 //! gateway over TLS and h2c, and must read every refusal as its status: no token UNAUTHENTICATED,
-//! the wrong role PERMISSION_DENIED, an upstream that is down UNAVAILABLE. `make test` installs
-//! them in tests/clients; plain `cargo test` skips these tests, saying why, when they are missing.
+//! the wrong role PERMISSION_DENIED, an upstream that is down UNAVAILABLE; and a route that strips
+//! its prefix reaches the service. `make test` installs them in tests/clients; plain `cargo test`
+//! skips these tests, saying why, when they are missing.
 
 use crate::clients::{clients_dir, installed};
 use crate::grpc::h2c_gateway;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const CASES: [&str; 4] = [
+const CASES: [&str; 5] = [
     "a valid token is let through",
+    "a prefix-stripping route reaches the service",
     "no token is UNAUTHENTICATED",
     "the wrong role is PERMISSION_DENIED",
     "a dead upstream is UNAVAILABLE",

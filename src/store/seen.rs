@@ -1,6 +1,7 @@
-//! Proof ids seen: a proof's `jti` (with its key's thumbprint) is accepted once while it could be
-//! taken at all. One gateway remembers them in memory; gateways on a shared store (Redis) ask it,
-//! so a proof replayed to another replica is refused too.
+//! One-time ids (a DPoP proof's `jti` with its key's thumbprint, a sign-in form's nonce), each
+//! taken once while it could be taken at all. One gateway remembers them in memory, refusing
+//! rather than forgetting when full; gateways on a shared store (Redis) ask it, so an id replayed
+//! to another replica is refused too.
 
 use crate::store::{OnceIds, StoreError};
 use std::collections::HashSet;
@@ -10,11 +11,20 @@ use std::time::{Duration, Instant};
 
 /// Locks that split the ids, so workers rarely wait for each other.
 const SHARDS: usize = 16;
-/// The most proof ids one gateway remembers per period: about 10,000 proofs a second for the
-/// default six minutes. Each shard's set then fills 2^18 buckets to the 7/8 at which it would
-/// grow, so both periods together hold at most 2 × 16 × 2^18 × 9 bytes ≈ 75 MB. Past it, proofs
-/// are refused until the period turns: forgetting an id early would let its proof be replayed.
-pub const CAPACITY: usize = SHARDS * ((1 << 18) / 8 * 7);
+/// Ids remembered per period by a set of a given capacity: each shard's set then fills its
+/// buckets to the 7/8 at which it would grow, and no further.
+const fn per_period(buckets_per_shard: usize) -> usize {
+    SHARDS * (buckets_per_shard / 8 * 7)
+}
+
+/// The most DPoP proof ids one gateway remembers per period: about 10,000 proofs a second for the
+/// default six minutes. Each shard's set fills 2^18 buckets, so both periods together hold at most
+/// 2 × 16 × 2^18 × 9 bytes ≈ 75 MB. Past it, proofs are refused until the period turns:
+/// forgetting an id early would let its proof be replayed.
+pub const PROOF_IDS: usize = per_period(1 << 18);
+/// The most sign-in form nonces one gateway remembers per period (2^13 buckets a shard, ≈ 2.4 MB
+/// for both periods when full).
+pub const FORM_NONCES: usize = per_period(1 << 13);
 
 /// Ids are already keyed hashes: the set uses them as they are.
 #[derive(Default)]
@@ -57,7 +67,7 @@ impl Periods {
 
     /// Records `id` for at least `ttl`: `Some(true)` the first time, `Some(false)` for a repeat,
     /// `None` when this shard is full.
-    fn first_use(&mut self, id: u64, now: Instant, ttl: Duration) -> Option<bool> {
+    fn first_use(&mut self, id: u64, now: Instant, ttl: Duration, limit: usize) -> Option<bool> {
         // a reload may lengthen the period: ids are then kept longer, never shorter
         self.length = self.length.max(ttl);
         let age = now.saturating_duration_since(self.started);
@@ -73,7 +83,7 @@ impl Periods {
         if self.previous.contains(&id) || self.current.contains(&id) {
             return Some(false);
         }
-        if self.current.len() >= CAPACITY / SHARDS {
+        if self.current.len() >= limit {
             return None;
         }
         Some(self.current.insert(id))
@@ -81,56 +91,65 @@ impl Periods {
 }
 
 /// The proof ids this gateway, or the fleet, has seen; shared by every configuration generation,
-/// so a reload forgets none.
-pub struct SeenProofs {
+/// One kind of one-time id, remembered here or asked of the shared store.
+pub struct SeenIds {
+    kind: &'static str,
     local: Vec<Mutex<Periods>>,
-    /// keys the in-memory hash, so ids cannot be chosen to collide
+    /// ids a shard takes per period
+    limit: usize,
     key: (u64, u64),
     shared: Option<Arc<dyn OnceIds>>,
 }
 
-impl SeenProofs {
-    /// `shared`: the store's one-time ids, when replicas share them.
+impl SeenIds {
+    /// Ids of `kind` (their namespace in the shared store), at most `capacity` per period here.
     pub fn new(
+        kind: &'static str,
+        capacity: usize,
         shared: Option<Arc<dyn OnceIds>>,
-    ) -> Result<SeenProofs, crate::crypto::NoRandomness> {
+    ) -> Result<SeenIds, crate::crypto::NoRandomness> {
         let now = Instant::now();
-        Ok(SeenProofs {
+        Ok(SeenIds {
+            kind,
             local: (0..SHARDS).map(|_| Mutex::new(Periods::new(now))).collect(),
+            limit: capacity / SHARDS,
             key: crate::crypto::random_key()?,
             shared,
         })
     }
 
-    fn hash(&self, jkt: &str, jti: &str) -> u64 {
+    fn hash(&self, parts: &[&str]) -> u64 {
         let mut h = siphasher::sip::SipHasher13::new_with_keys(self.key.0, self.key.1);
-        h.write(jkt.as_bytes());
-        h.write_u8(0);
-        h.write(jti.as_bytes());
+        for p in parts {
+            h.write(p.as_bytes());
+            h.write_u8(0);
+        }
         h.finish()
     }
 
-    /// Records the proof id `jti` of the key `jkt` for `ttl`; false when it was seen before. A
-    /// store that cannot answer, or a full memory, is an error: the proof is then refused, never
-    /// taken unchecked.
-    pub async fn first_use(&self, jkt: &str, jti: &str, ttl: Duration) -> Result<bool, StoreError> {
+    /// True the first time the id made of `parts` is taken within `ttl`; an error when the store
+    /// cannot answer or this gateway's memory is full (refuse: never a second use).
+    pub async fn first_use(&self, parts: &[&str], ttl: Duration) -> Result<bool, StoreError> {
         let ttl = ttl.max(Duration::from_secs(1));
         match &self.shared {
-            Some(store) => (store.first_use(&format!("dpop:{jkt}:{jti}"), ttl.as_secs())).await,
-            None => self.first_use_here(self.hash(jkt, jti), Instant::now(), ttl),
+            Some(store) => {
+                let id = std::iter::once(self.kind).chain(parts.iter().copied());
+                let id = id.collect::<Vec<_>>().join(":");
+                store.first_use(&id, ttl.as_secs()).await
+            }
+            None => self.first_use_here(self.hash(parts), Instant::now(), ttl),
         }
     }
 
     fn first_use_here(&self, id: u64, now: Instant, ttl: Duration) -> Result<bool, StoreError> {
-        // the shard comes from middle bits: the set's buckets use the low ones, its tags the top
         let shard = (id >> 32) as usize % SHARDS;
         let Some(lock) = self.local.get(shard) else {
             return Err(StoreError::Unavailable("no shard".into()));
         };
         let mut periods = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        periods
-            .first_use(id, now, ttl)
-            .ok_or_else(|| StoreError::Unavailable("too many DPoP proof ids to remember".into()))
+        periods.first_use(id, now, ttl, self.limit).ok_or_else(|| {
+            StoreError::Unavailable(format!("too many {} ids to remember", self.kind))
+        })
     }
 }
 
@@ -149,20 +168,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_id_is_taken_once_per_key_and_a_store_that_fails_refuses() {
-        let seen = SeenProofs::new(None).unwrap();
+        let seen = SeenIds::new("dpop", PROOF_IDS, None).unwrap();
         let t = Duration::from_secs(60);
-        assert!(seen.first_use("k1", "j1", t).await.unwrap());
-        assert!(!seen.first_use("k1", "j1", t).await.unwrap(), "a replay");
+        assert!(seen.first_use(&["k1", "j1"], t).await.unwrap());
+        assert!(!seen.first_use(&["k1", "j1"], t).await.unwrap(), "a replay");
         assert!(
-            seen.first_use("k2", "j1", t).await.unwrap(),
+            seen.first_use(&["k2", "j1"], t).await.unwrap(),
             "another key's id"
         );
         assert!(
-            seen.first_use("k1j", "1", t).await.unwrap(),
+            seen.first_use(&["k1j", "1"], t).await.unwrap(),
             "the parts cannot run together"
         );
-        let down = SeenProofs::new(Some(Arc::new(Down))).unwrap();
-        assert!(down.first_use("k", "j", t).await.is_err());
+        let down = SeenIds::new("dpop", PROOF_IDS, Some(Arc::new(Down))).unwrap();
+        assert!(down.first_use(&["k", "j"], t).await.is_err());
     }
 
     #[test]
@@ -171,30 +190,30 @@ mod tests {
         let mut p = Periods::new(start);
         let ttl = Duration::from_secs(100);
         let at = |s: u64| start + Duration::from_secs(s);
-        assert_eq!(p.first_use(1, at(0), ttl), Some(true));
-        assert_eq!(p.first_use(2, at(99), ttl), Some(true));
+        assert_eq!(p.first_use(1, at(0), ttl, 9), Some(true));
+        assert_eq!(p.first_use(2, at(99), ttl, 9), Some(true));
         // the period turns at 100: both are kept through the next one
-        assert_eq!(p.first_use(3, at(150), ttl), Some(true));
-        assert_eq!(p.first_use(2, at(198), ttl), Some(false));
-        assert_eq!(p.first_use(1, at(199), ttl), Some(false));
+        assert_eq!(p.first_use(3, at(150), ttl, 9), Some(true));
+        assert_eq!(p.first_use(2, at(198), ttl, 9), Some(false));
+        assert_eq!(p.first_use(1, at(199), ttl, 9), Some(false));
         // at 250 the period that held 1 and 2 is dropped: 2 was kept 151 s, 3 stays
-        assert_eq!(p.first_use(2, at(250), ttl), Some(true));
-        assert_eq!(p.first_use(3, at(251), ttl), Some(false));
+        assert_eq!(p.first_use(2, at(250), ttl, 9), Some(true));
+        assert_eq!(p.first_use(3, at(251), ttl, 9), Some(false));
         // after two quiet periods nothing is left
-        assert_eq!(p.first_use(3, at(600), ttl), Some(true));
-        assert_eq!(p.first_use(2, at(601), ttl), Some(true));
+        assert_eq!(p.first_use(3, at(600), ttl, 9), Some(true));
+        assert_eq!(p.first_use(2, at(601), ttl, 9), Some(true));
     }
 
     #[test]
     fn a_full_memory_refuses_rather_than_forgets() {
-        let seen = SeenProofs::new(None).unwrap();
+        let seen = SeenIds::new("dpop", PROOF_IDS, None).unwrap();
         let (now, ttl) = (Instant::now(), Duration::from_secs(60));
         // ids of one shard (bits 32..36 are 7), spread as keyed hashes are, until it is full
         let ids = (1u64..).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & !(0xF << 32) | 7 << 32);
-        for id in ids.clone().take(CAPACITY / SHARDS) {
+        for id in ids.clone().take(PROOF_IDS / SHARDS) {
             assert_eq!(seen.first_use_here(id, now, ttl).ok(), Some(true));
         }
-        let next = ids.clone().nth(CAPACITY / SHARDS).unwrap();
+        let next = ids.clone().nth(PROOF_IDS / SHARDS).unwrap();
         assert!(seen.first_use_here(next, now, ttl).is_err());
         let first = ids.clone().next().unwrap();
         assert_eq!(
