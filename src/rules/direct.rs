@@ -3,7 +3,7 @@
 //! the request's own strings, with CEL's answers; anything else is left to the interpreter.
 
 use super::check::Reads;
-use super::facts::{Caller, Facts, MAX_ITEMS};
+use super::facts::{spend, Facts, MAX_ITEMS};
 use crate::wire::forwarded::Cidr;
 use cel::common::ast::{operators, Expr, IdedExpr, LiteralValue};
 use serde_json::Value;
@@ -187,7 +187,7 @@ impl<'a> Seen<'a> {
     }
 
     fn holds(&self, list: &Listed, item: &str) -> Answer {
-        let caller: &dyn Caller = self.facts.caller;
+        let caller = self.facts.caller;
         match list {
             Listed::Roles => caller.has_role(item).into(),
             Listed::Scopes => caller.has_scope(item).into(),
@@ -199,16 +199,6 @@ impl<'a> Seen<'a> {
                 Err(a) => a,
             },
         }
-    }
-}
-
-/// Takes a claim's list and map entries from the budget, as the interpreter counts them.
-fn spend(v: &Value, budget: &mut usize) -> bool {
-    let mut take = |n: usize| budget.checked_sub(n).map(|left| *budget = left).is_some();
-    match v {
-        Value::Array(items) => take(items.len()) && items.iter().all(|i| spend(i, budget)),
-        Value::Object(fields) => take(fields.len()) && fields.values().all(|i| spend(i, budget)),
-        _ => true,
     }
 }
 

@@ -2,42 +2,11 @@
 //! identities and requests chosen to reach each error and each case left to the interpreter.
 
 use super::*;
-use crate::rules::{compile as compile_rule, environment, Outcome, RuleKind, RuleRef, Rules};
-use crate::rules::{McpCall, Scope};
-use serde_json::{json, Value as Json};
-use std::time::Duration;
+use crate::rules::tests::Who;
+use crate::rules::{McpCall, Outcome, RuleKind, RuleRef, Rules, Scope};
+use serde_json::json;
 
-struct Who {
-    claims: Option<Json>,
-    payload: String,
-    roles: Vec<&'static str>,
-}
-
-impl Caller for Who {
-    fn claims(&self) -> Option<&Json> {
-        self.claims.as_ref()
-    }
-    fn payload(&self) -> &[u8] {
-        self.payload.as_bytes()
-    }
-    fn subject(&self) -> &str {
-        "alice"
-    }
-    fn issuer(&self) -> &str {
-        "https://idp.test"
-    }
-    fn client_id(&self) -> &str {
-        "web"
-    }
-    fn roles(&self) -> Vec<&str> {
-        self.roles.clone()
-    }
-    fn scopes(&self) -> Vec<&str> {
-        vec!["read"]
-    }
-}
-
-fn encoded(claims: &Json) -> String {
+fn encoded(claims: &Value) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
 }
@@ -57,25 +26,18 @@ fn callers() -> Vec<Who> {
             payload: String::new(),
             roles: vec!["ops"],
         });
-        out.push(Who {
-            claims: None,
-            payload: encoded(&claims),
-            roles: vec![],
-        });
+        out.push(Who::undecoded(encoded(&claims)));
     }
     out.push(Who {
-        claims: None,
-        payload: "not base64 JSON".into(),
         roles: vec!["dev"],
+        ..Who::undecoded("not base64 JSON".into())
     });
     out
 }
 
+/// The shared requests' headers, with a value that is not text, alone and beside one that is.
 fn headers() -> http::HeaderMap {
-    let mut h = http::HeaderMap::new();
-    h.insert("x-team", "blue".parse().unwrap());
-    h.append("accept", "a/b".parse().unwrap());
-    h.append("accept", "c/d".parse().unwrap());
+    let mut h = crate::rules::tests::headers();
     h.insert("x-bad", http::HeaderValue::from_bytes(b"\xff").unwrap());
     h.append("x-half", http::HeaderValue::from_bytes(b"\xff").unwrap());
     h.append("x-half", "ok".parse().unwrap());
@@ -151,32 +113,14 @@ fn facts<'a>(
     ip: Option<&str>,
 ) -> Facts<'a> {
     Facts {
-        caller: who,
-        method: "POST",
         path,
-        host: "api.test",
-        query: None,
-        headers: h,
         client_ip: ip.map(|ip| ip.parse().unwrap()),
-        now: Duration::from_secs(1_704_105_000),
-        mcp,
+        ..crate::rules::tests::facts(who, h, mcp)
     }
 }
 
 fn rules(allow: &[&str], deny: &[&str]) -> Rules {
-    let env = environment().unwrap();
-    let mut reads = Reads::default();
-    let mut build = |list: &[&str]| -> Vec<super::super::Rule> {
-        list.iter()
-            .map(|s| {
-                let (rule, r) = compile_rule(&env, s, Scope { mcp: true }).unwrap();
-                reads.merge(r);
-                rule
-            })
-            .collect()
-    };
-    let (a, d) = (build(allow), build(deny));
-    Rules::new(env, a, d, reads)
+    crate::rules::tests::rules(allow, deny, Scope { mcp: true })
 }
 
 /// The interpreter's verdict: the first rule `explain` does not find passing.

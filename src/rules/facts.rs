@@ -303,9 +303,25 @@ fn headers(h: &http::HeaderMap) -> Boxed<'_> {
     map(entries)
 }
 
+/// Takes from `budget` the list and map entries a claim brings into the rules, at every depth;
+/// false when they exceed it, found before a list past it is walked. The direct checks count by
+/// the same rule, so both refuse the same claims.
+pub(super) fn spend(v: &Value, budget: &mut usize) -> bool {
+    let mut take = |n: usize| budget.checked_sub(n).map(|left| *budget = left).is_some();
+    match v {
+        Value::Array(items) => take(items.len()) && items.iter().all(|i| spend(i, budget)),
+        Value::Object(fields) => take(fields.len()) && fields.values().all(|i| spend(i, budget)),
+        _ => true,
+    }
+}
+
 /// A claim as a CEL value, borrowing its strings; `None` past the entry budget.
 fn json<'a>(v: &'a Value, budget: &mut usize) -> Option<Boxed<'a>> {
-    Some(match v {
+    spend(v, budget).then(|| value(v))
+}
+
+fn value(v: &Value) -> Boxed<'_> {
+    match v {
         Value::Null => Box::new(CelNull),
         Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => match n.as_i64() {
@@ -313,21 +329,12 @@ fn json<'a>(v: &'a Value, budget: &mut usize) -> Option<Boxed<'a>> {
             None => Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN))),
         },
         Value::String(s) => Box::new(CelString::from(s.as_str())),
-        Value::Array(items) => {
-            *budget = budget.checked_sub(items.len())?;
-            let items = items
-                .iter()
-                .map(|i| json(i, budget))
-                .collect::<Option<Vec<_>>>()?;
-            Box::new(CelList::from(items))
-        }
+        Value::Array(items) => Box::new(CelList::from(items.iter().map(value).collect::<Vec<_>>())),
         Value::Object(fields) => {
-            *budget = budget.checked_sub(fields.len())?;
-            let mut entries = Vec::with_capacity(fields.len());
-            for (k, v) in fields {
-                entries.push((CelMapKey::from(k.as_str()), json(v, budget)?));
-            }
-            map(entries)
+            let entries = fields
+                .iter()
+                .map(|(k, v)| (CelMapKey::from(k.as_str()), value(v)));
+            map(entries.collect())
         }
-    })
+    }
 }

@@ -5,16 +5,41 @@ use super::*;
 use serde_json::{json, Value as Json};
 use std::time::{Duration, Instant};
 
-struct Who {
-    claims: Json,
+/// A verified identity as the rules see it: subject `alice`, issuer `https://idp.test`, client
+/// `web`, scope `read`.
+pub(super) struct Who {
+    /// the claims as the route decoded them; `None`: read from `payload` for the rules
+    pub(super) claims: Option<Json>,
+    pub(super) payload: String,
+    pub(super) roles: Vec<&'static str>,
+}
+
+impl Who {
+    /// Claims the route decoded, and the roles `ops` and `dev`.
+    pub(super) fn with(claims: Json) -> Who {
+        Who {
+            claims: Some(claims),
+            payload: "bm90IHJlYWQ".into(),
+            roles: vec!["ops", "dev"],
+        }
+    }
+
+    /// Claims the route did not decode: the rules read the ones they name from the payload.
+    pub(super) fn undecoded(payload: String) -> Who {
+        Who {
+            claims: None,
+            payload,
+            roles: vec![],
+        }
+    }
 }
 
 impl Caller for Who {
     fn claims(&self) -> Option<&Json> {
-        Some(&self.claims)
+        self.claims.as_ref()
     }
     fn payload(&self) -> &[u8] {
-        b"bm90IHJlYWQ"
+        self.payload.as_bytes()
     }
     fn subject(&self) -> &str {
         "alice"
@@ -26,14 +51,14 @@ impl Caller for Who {
         "web"
     }
     fn roles(&self) -> Vec<&str> {
-        vec!["ops", "dev"]
+        self.roles.clone()
     }
     fn scopes(&self) -> Vec<&str> {
         vec!["read"]
     }
 }
 
-fn headers() -> http::HeaderMap {
+pub(super) fn headers() -> http::HeaderMap {
     let mut h = http::HeaderMap::new();
     h.insert("x-team", "blue".parse().unwrap());
     h.append("accept", "a/b".parse().unwrap());
@@ -44,7 +69,11 @@ fn headers() -> http::HeaderMap {
 /// 2024-01-01T10:30:00Z, a Monday
 const MONDAY_1030: u64 = 1_704_105_000;
 
-fn facts<'a>(who: &'a Who, headers: &'a http::HeaderMap, mcp: Option<McpCall<'a>>) -> Facts<'a> {
+pub(super) fn facts<'a>(
+    who: &'a Who,
+    headers: &'a http::HeaderMap,
+    mcp: Option<McpCall<'a>>,
+) -> Facts<'a> {
     Facts {
         caller: who,
         method: "POST",
@@ -58,7 +87,7 @@ fn facts<'a>(who: &'a Who, headers: &'a http::HeaderMap, mcp: Option<McpCall<'a>
     }
 }
 
-fn rules(allow: &[&str], deny: &[&str], scope: Scope) -> Rules {
+pub(super) fn rules(allow: &[&str], deny: &[&str], scope: Scope) -> Rules {
     let env = environment().unwrap();
     let mut reads = Reads::default();
     let mut build = |list: &[&str]| -> Vec<Rule> {
@@ -78,7 +107,7 @@ fn rules(allow: &[&str], deny: &[&str], scope: Scope) -> Rules {
 fn holds(expr: &str, claims: Json) -> Outcome {
     let scope = Scope { mcp: true };
     let r = rules(&[expr], &[], scope);
-    let (who, h) = (Who { claims }, headers());
+    let (who, h) = (Who::with(claims), headers());
     let call = McpCall {
         method: "tools/call",
         tool: "read_file",
@@ -226,12 +255,7 @@ fn a_huge_claim_list_is_refused_quickly() {
         &[],
         Scope::default(),
     );
-    let (who, h) = (
-        Who {
-            claims: json!({"groups": big}),
-        },
-        headers(),
-    );
+    let (who, h) = (Who::with(json!({"groups": big})), headers());
     let f = facts(&who, &h, None);
     let start = Instant::now();
     assert_eq!(r.judge(&f), Err(RuleRef::new(RuleKind::AllowIf, 0)));
@@ -247,9 +271,7 @@ fn a_huge_claim_list_is_refused_quickly() {
     );
     // within the limit the same rule runs
     let small: Vec<String> = (0..900).map(|i| format!("g{i}")).collect();
-    let who = Who {
-        claims: json!({"groups": small}),
-    };
+    let who = Who::with(json!({"groups": small}));
     let r = rules(
         &["claims.groups.exists(g, g == 'g899')"],
         &[],
@@ -260,12 +282,7 @@ fn a_huge_claim_list_is_refused_quickly() {
 
 #[test]
 fn a_refusal_names_the_rule_that_refused() {
-    let (who, h) = (
-        Who {
-            claims: json!({"tenant": "acme"}),
-        },
-        headers(),
-    );
+    let (who, h) = (Who::with(json!({"tenant": "acme"})), headers());
     let f = facts(&who, &h, None);
     let off = Scope::default();
     let r = rules(&["'ops' in roles", "claims.tenant == 'other'"], &[], off);
@@ -303,49 +320,21 @@ fn the_readme_examples_compile_and_judge() {
     assert_eq!(holds(office, json!({})), Outcome::True);
     assert_eq!(holds(tools, json!({"groups": []})), Outcome::False);
     let r = rules(&[], &[hours, office], mcp);
-    let (who, h) = (Who { claims: json!({}) }, headers());
+    let (who, h) = (Who::with(json!({})), headers());
     assert_eq!(
         r.judge(&facts(&who, &h, None)).map_err(|r| r.to_string()),
         Err("deny_if[1]".into())
     );
 }
 
-/// An identity whose claims the route did not decode: the rules read the ones they name from the
-/// token's payload.
-struct Undecoded(String);
-
-impl Caller for Undecoded {
-    fn claims(&self) -> Option<&Json> {
-        None
-    }
-    fn payload(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-    fn subject(&self) -> &str {
-        ""
-    }
-    fn issuer(&self) -> &str {
-        ""
-    }
-    fn client_id(&self) -> &str {
-        ""
-    }
-    fn roles(&self) -> Vec<&str> {
-        vec![]
-    }
-    fn scopes(&self) -> Vec<&str> {
-        vec![]
-    }
-}
-
 #[test]
 fn claims_read_by_name_are_read_from_the_token_when_the_route_decoded_none() {
     use base64::Engine;
     let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-    let who = Undecoded(encode(
+    let who = Who::undecoded(encode(
         r#"{"tenant": "acme", "org": {"id": 7}, "big": ["x", "y"]}"#,
     ));
-    let (h, nobody) = (headers(), Who { claims: json!({}) });
+    let (h, nobody) = (headers(), Who::with(json!({})));
     let f = Facts {
         caller: &who,
         ..facts(&nobody, &h, None)
@@ -367,7 +356,7 @@ fn claims_read_by_name_are_read_from_the_token_when_the_route_decoded_none() {
         "only the named claims are built"
     );
     // a name written with escapes is read too
-    let who = Undecoded(encode(r#"{"we\u0069rd": 1}"#));
+    let who = Who::undecoded(encode(r#"{"we\u0069rd": 1}"#));
     let f = Facts {
         caller: &who,
         ..facts(&nobody, &h, None)
@@ -384,17 +373,17 @@ fn claims_read_by_name_are_read_from_the_token_when_the_route_decoded_none() {
 fn a_repeated_token_has_its_named_claims_read_once() {
     use base64::Engine;
     let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-    let (h, nobody) = (headers(), Who { claims: json!({}) });
+    let (h, nobody) = (headers(), Who::with(json!({})));
     let r = rules(&["claims.tenant == 'acme'"], &[], Scope::default());
     let kept = claims::KeptClaims::default();
-    let acme = Undecoded(encode(r#"{"tenant": "acme"}"#));
+    let acme = Who::undecoded(encode(r#"{"tenant": "acme"}"#));
     let first = kept.get(&acme, &r.reads).unwrap();
     let again = kept.get(&acme, &r.reads).unwrap();
     assert!(
         std::sync::Arc::ptr_eq(&first, &again),
         "kept, not read again"
     );
-    let other = Undecoded(encode(r#"{"tenant": "globex"}"#));
+    let other = Who::undecoded(encode(r#"{"tenant": "globex"}"#));
     assert_eq!(
         *kept.get(&other, &r.reads).unwrap(),
         json!({"tenant": "globex"})
