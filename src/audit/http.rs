@@ -42,14 +42,7 @@ pub fn spawn(
     rx: Receiver<Arc<str>>,
     stats: Arc<SinkStats>,
 ) -> std::io::Result<JoinHandle<()>> {
-    let client = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(std::io::Error::other)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (client, runtime) = crate::telemetry::sender::http_sender(settings.timeout)?;
     std::thread::Builder::new()
         .name("gatehouse-audit-http".into())
         .spawn(move || runtime.block_on(run(settings, client, rx, stats)))
@@ -63,24 +56,14 @@ async fn run(
 ) {
     let mut batch: Vec<Arc<str>> = Vec::with_capacity(settings.batch_size);
     loop {
-        let Some(first) = rx.recv().await else { return };
-        batch.push(first);
-        // the batch fills for at most one flush interval after its first event
-        let until = tokio::time::Instant::now() + settings.flush_interval;
-        let mut closed = false;
-        while batch.len() < settings.batch_size {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(line)) => batch.push(line),
-                Ok(None) => {
-                    closed = true;
-                    break;
-                }
-                Err(_) => break,
-            }
+        let (size, flush) = (settings.batch_size, settings.flush_interval);
+        let open = crate::telemetry::sender::gather(&mut rx, &mut batch, size, flush).await;
+        if batch.is_empty() {
+            return;
         }
         deliver(&settings, &client, &batch, &stats, &rx).await;
         batch.clear();
-        if closed {
+        if !open {
             return;
         }
     }

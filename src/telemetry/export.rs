@@ -58,14 +58,7 @@ pub(super) fn spawn(
     queues: Queues,
     stats: [Arc<SignalStats>; 2],
 ) -> std::io::Result<JoinHandle<()>> {
-    let client = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(std::io::Error::other)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let (client, runtime) = super::sender::http_sender(settings.timeout)?;
     let resource = otlp::resource(&settings.service_name, &settings.resource_attributes);
     let [span_stats, log_stats] = stats;
     let spans = Signal {
@@ -101,22 +94,10 @@ async fn run<T>(
     let mut batch: Vec<T> = Vec::with_capacity(batch_size);
     let mut failing = false;
     loop {
-        let Some(first) = signal.rx.recv().await else {
+        let open = super::sender::gather(&mut signal.rx, &mut batch, batch_size, flush_interval);
+        let open = open.await;
+        if batch.is_empty() {
             return;
-        };
-        batch.push(first);
-        // a batch fills for at most one flush interval after its first record
-        let until = tokio::time::Instant::now() + flush_interval;
-        let mut closed = false;
-        while batch.len() < batch_size {
-            match tokio::time::timeout_at(until, signal.rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                Ok(None) => {
-                    closed = true;
-                    break;
-                }
-                Err(_) => break,
-            }
         }
         let body = (signal.encode)(resource, &batch);
         match deliver(client, &signal.url, body, &signal.rx).await {
@@ -135,7 +116,7 @@ async fn run<T>(
             }
         }
         batch.clear();
-        if closed {
+        if !open {
             return;
         }
     }

@@ -6,6 +6,7 @@ mod export;
 pub mod otlp;
 pub mod request;
 pub mod sampler;
+pub mod sender;
 pub mod span;
 pub mod traceparent;
 

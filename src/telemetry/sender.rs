@@ -1,0 +1,71 @@
+//! What the background senders (the OTLP exporter, the audit stream's HTTP sink) share: an HTTP
+//! client and a runtime of their own, and batches gathered from a bounded queue.
+
+use std::time::Duration;
+use tokio::sync::mpsc::Receiver;
+
+/// A client that waits at most `timeout` and follows no redirect, and a single-threaded runtime
+/// to drive it on the sender's own thread. Start-up only.
+pub(crate) fn http_sender(
+    timeout: Duration,
+) -> std::io::Result<(reqwest::Client, tokio::runtime::Runtime)> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(std::io::Error::other)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok((client, runtime))
+}
+
+/// Waits for a record, then gathers more into `batch` until it holds `size` or `flush` has passed
+/// since the first. False when the queue has closed: what `batch` holds then is the last of it.
+pub(crate) async fn gather<T>(
+    rx: &mut Receiver<T>,
+    batch: &mut Vec<T>,
+    size: usize,
+    flush: Duration,
+) -> bool {
+    let Some(first) = rx.recv().await else {
+        return false;
+    };
+    batch.push(first);
+    let until = tokio::time::Instant::now() + flush;
+    while batch.len() < size {
+        match tokio::time::timeout_at(until, rx.recv()).await {
+            Ok(Some(r)) => batch.push(r),
+            Ok(None) => return false,
+            Err(_) => break,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_batch_ends_at_its_size_its_interval_or_the_queue_closing() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(10);
+        let mut batch = Vec::new();
+        for i in 0..3 {
+            tx.send(i).await.unwrap();
+        }
+        assert!(gather(&mut rx, &mut batch, 2, Duration::from_secs(60)).await);
+        assert_eq!(batch, [0, 1], "full at its size");
+        batch.clear();
+        assert!(gather(&mut rx, &mut batch, 2, Duration::from_millis(10)).await);
+        assert_eq!(batch, [2], "sent when the interval passed");
+        batch.clear();
+        tx.send(3).await.unwrap();
+        drop(tx);
+        assert!(!gather(&mut rx, &mut batch, 2, Duration::from_secs(60)).await);
+        assert_eq!(batch, [3], "the last records of a closed queue");
+        batch.clear();
+        assert!(!gather(&mut rx, &mut batch, 2, Duration::from_secs(60)).await);
+        assert!(batch.is_empty());
+    }
+}
