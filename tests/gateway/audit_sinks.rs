@@ -17,29 +17,12 @@ use std::time::{Duration, Instant};
 async fn gateway(audit: &str) -> (Gw, Echo) {
     let echo = Echo::start("echo").await;
     std::env::set_var("GH_TEST_AUDIT_TOKEN", "collector-credential-0123456789");
-    let body = crate::hs_issuer("api")
+    let body = crate::open_and_closed(echo.addr)
         + &format!(
             r#"
-[[upstreams]]
-name = "echo"
-peers = ["{echo}"]
-
-[[routes]]
-name = "open"
-path_prefix = "/open"
-upstream = "echo"
-auth = "public"
-
-[[routes]]
-name = "closed"
-path_prefix = "/closed"
-upstream = "echo"
-deny_if = ["request.method == 'DELETE'"]
-
 [audit]
 {audit}
-"#,
-            echo = echo.addr
+"#
         );
     (Gw::start(&body), echo)
 }

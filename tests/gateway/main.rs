@@ -94,6 +94,32 @@ pub fn hs_issuer(audience: &str) -> String {
     )
 }
 
+/// The HS256 issuer for audience `api`, an upstream `echo` at `echo`, a public route `/open` and a
+/// route that needs a token, `/closed`, where a rule refuses DELETE: the gateway the audit and
+/// telemetry tests watch. More sections follow it.
+pub fn open_and_closed(echo: std::net::SocketAddr) -> String {
+    hs_issuer("api")
+        + &format!(
+            r#"
+[[upstreams]]
+name = "echo"
+peers = ["{echo}"]
+
+[[routes]]
+name = "open"
+path_prefix = "/open"
+upstream = "echo"
+auth = "public"
+
+[[routes]]
+name = "closed"
+path_prefix = "/closed"
+upstream = "echo"
+deny_if = ["request.method == 'DELETE'"]
+"#
+        )
+}
+
 impl World {
     pub async fn start() -> World {
         Self::start_with("").await

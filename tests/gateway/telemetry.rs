@@ -106,31 +106,14 @@ fn kind<'a>(spans: &[&'a Value], kind: &str) -> Vec<&'a Value> {
 /// DELETE) and `[telemetry]` pointed at `endpoint`.
 async fn gateway(endpoint: &str, telemetry: &str, more: &str) -> (Gw, Echo) {
     let echo = Echo::start("echo").await;
-    let body = crate::hs_issuer("api")
+    let body = crate::open_and_closed(echo.addr)
         + &format!(
-            r#"
-[[upstreams]]
-name = "echo"
-peers = ["{echo}"]
-
-[[routes]]
-name = "open"
-path_prefix = "/open"
-upstream = "echo"
-auth = "public"
-
-[[routes]]
-name = "closed"
-path_prefix = "/closed"
-upstream = "echo"
-deny_if = ["request.method == 'DELETE'"]
-{more}
+            r#"{more}
 [telemetry]
 otlp_endpoint = "{endpoint}"
 flush_interval = "50ms"
 {telemetry}
-"#,
-            echo = echo.addr
+"#
         );
     (Gw::start(&body), echo)
 }
