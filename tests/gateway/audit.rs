@@ -326,20 +326,14 @@ async fn a_full_run_writes_every_event_with_its_fields_and_no_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_sign_in_and_its_back_channel_logout_are_audited() {
-    use crate::login_providers::{absolute, browser, form_action, get, pair_with, walk};
+    use crate::login_providers::{browser, pair_with, sign_out_at, walk};
     let Some((a, op)) = pair_with("[audit]\nfile = \"audit.jsonl\"\n").await else {
         return;
     };
     let c = browser(&a);
     assert_eq!(walk(&c, &a.gw.tls_url("/wiki/"), "ann").await.status, 200);
     // a sign-out at the provider reaches the gateway by the back channel
-    let page = get(&c, &format!("{}/session/end", op.issuer())).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let action = absolute(&op.issuer(), &form_action(&page.body));
-    let xsrf = crate::tokens_code::hidden(&page.body, "xsrf");
-    let form = [("xsrf", xsrf.as_str()), ("logout", "yes")];
-    let done = c.post(&action).form(&form).send().await.unwrap();
-    assert!(done.status().is_redirection() || done.status().is_success());
+    sign_out_at(&c, &op).await;
     let (events, bytes) = events_when(&a.gw.path("audit.jsonl"), |e| {
         !of_type(e, "session.backchannel_logout").is_empty()
     })

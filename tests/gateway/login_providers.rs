@@ -241,6 +241,18 @@ pub async fn walk_to(c: &reqwest::Client, url: &str, user: &str, stop: &str) -> 
     }
 }
 
+/// Signs the browser `c` out at the provider, answering its confirmation form; the provider then
+/// tells the gateway by the back channel.
+pub async fn sign_out_at(c: &reqwest::Client, op: &Op) {
+    let page = get(c, &format!("{}/session/end", op.issuer())).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let action = absolute(&op.issuer(), &form_action(&page.body));
+    let xsrf = crate::tokens_code::hidden(&page.body, "xsrf");
+    let form = [("xsrf", xsrf.as_str()), ("logout", "yes")];
+    let done = c.post(&action).form(&form).send().await.unwrap();
+    assert!(done.status().is_redirection() || done.status().is_success());
+}
+
 /// `walk`, stopping (with `Err` and the address) before any address that starts with `stop`.
 async fn follow(
     c: &reqwest::Client,
@@ -434,17 +446,7 @@ async fn logout_continues_at_the_provider_and_its_back_channel_ends_sessions() {
     // a sign-out at the provider reaches the gateway by the back channel
     let c = browser(&a);
     assert_eq!(walk(&c, &a.gw.tls_url("/wiki/"), "ann").await.status, 200);
-    let page = get(&c, &format!("{}/session/end", op.issuer())).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let action = absolute(&op.issuer(), &form_action(&page.body));
-    let xsrf = crate::tokens_code::hidden(&page.body, "xsrf");
-    let done = c
-        .post(&action)
-        .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")])
-        .send()
-        .await
-        .unwrap();
-    assert!(done.status().is_redirection() || done.status().is_success());
+    sign_out_at(&c, &op).await;
     assert_eq!(
         get(&c, &a.gw.tls_url("/wiki/")).await.status,
         302,
