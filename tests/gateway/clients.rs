@@ -10,6 +10,18 @@ pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
 }
 
+/// Where pip puts the package `name` in the clients' virtual environment:
+/// `lib/python3.X/site-packages/<name>`.
+pub fn python_package(name: &str) -> PathBuf {
+    let lib = clients_dir().join(".venv/lib");
+    let python = std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|mut d| d.find_map(|e| e.ok()))
+        .map(|e| e.path())
+        .unwrap_or_else(|| lib.join("python3"));
+    python.join("site-packages").join(name)
+}
+
 /// False (after saying why) when the client libraries are missing and `make test` did not ask for them.
 pub fn installed(what: &Path) -> bool {
     if what.exists() {

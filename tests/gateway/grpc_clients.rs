@@ -4,9 +4,8 @@
 //! its prefix reaches the service. `make test` installs them in tests/clients; plain `cargo test`
 //! skips these tests, saying why, when they are missing.
 
-use crate::clients::{clients_dir, installed};
+use crate::clients::{clients_dir, installed, python_package};
 use crate::grpc::h2c_gateway;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const CASES: [&str; 5] = [
@@ -16,17 +15,6 @@ const CASES: [&str; 5] = [
     "the wrong role is PERMISSION_DENIED",
     "a dead upstream is UNAVAILABLE",
 ];
-
-/// Where pip puts grpcio in the clients' virtual environment: `lib/python3.X/site-packages/grpc`.
-fn grpcio_package(dir: &Path) -> PathBuf {
-    let lib = dir.join(".venv/lib");
-    let python = std::fs::read_dir(&lib)
-        .ok()
-        .and_then(|mut d| d.find_map(|e| e.ok()))
-        .map(|e| e.path())
-        .unwrap_or_else(|| lib.join("python3"));
-    python.join("site-packages/grpc")
-}
 
 /// Runs a client script against the gateway and checks each case it reported, on both transports.
 async fn run(mut cmd: Command) {
@@ -56,7 +44,7 @@ async fn run(mut cmd: Command) {
 #[tokio::test(flavor = "multi_thread")]
 async fn grpcio_reads_every_refusal_as_its_status() {
     let dir = clients_dir();
-    if !installed(&grpcio_package(&dir)) {
+    if !installed(&python_package("grpc")) {
         return;
     }
     let mut cmd = Command::new(dir.join(".venv/bin/python"));

@@ -3,7 +3,7 @@
 //! server span and its upstream child, the trace the upstream receives, a refusal's reason, the
 //! parent-based sampler, a cold JWKS fetch's span, audit events as OTLP logs, and a dead collector.
 
-use crate::clients::{clients_dir, installed};
+use crate::clients::{clients_dir, installed, python_package};
 use crate::support::harness::{free_port, Gw};
 use crate::support::keys::{claims, TestKey};
 use crate::support::servers::{Echo, Idp};
@@ -37,7 +37,8 @@ impl Receiver {
     fn start() -> Option<Receiver> {
         let dir = clients_dir();
         let python = dir.join(".venv/bin/python");
-        if !installed(&python) {
+        // the receiver decodes with the OpenTelemetry project's own protobuf package
+        if !installed(&python_package("opentelemetry/proto")) {
             return None;
         }
         let tmp = tempfile::tempdir().unwrap();
