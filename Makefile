@@ -53,8 +53,9 @@ run: build
 check: deps
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
+# Backtraces are off so that a failing test's message stays beside its name in a shortened log.
 test: deps clients
-	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_PROXIES=1 $(CARGO) test $(LOCKED) --all-targets
+	RUST_BACKTRACE=0 GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_REQUIRE_CLIENTS=1 GATEHOUSE_REQUIRE_REDIS=1 GATEHOUSE_REQUIRE_PROXIES=1 $(CARGO) test $(LOCKED) --all-targets
 	$(CARGO) run $(LOCKED) -q --bin gatehouse -- check --config gateway.toml
 
 # Fuzzes every parser that reads untrusted input (fuzz/fuzz_targets) for FUZZ_SECONDS each, with
