@@ -295,6 +295,22 @@ impl ProxyHttp for Gateway {
         Ok(Box::new(pool.peer(addr, read)))
     }
 
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // the upstream span tells the connection's setup from the answer's wait
+        if let Some(t) = ctx.trace.as_mut() {
+            t.connected = Some((ctx.start.elapsed(), reused));
+        }
+        Ok(())
+    }
+
     fn fail_to_connect(
         &self,
         _session: &mut Session,

@@ -44,8 +44,50 @@ pub fn finish(session: &Session, ctx: &mut Ctx, status: u16, failed: bool) {
         if status != 0 {
             span.attr("http.response.status_code", i64::from(status));
         }
+        if let Some((at, reused)) = t.connected {
+            span.attr(
+                "gatehouse.upstream.connection",
+                if reused { "reused" } else { "new" },
+            );
+            if !reused {
+                if let Some(c) = connect_span(&span, peer, t.start_ns + at.as_nanos() as u64) {
+                    telemetry.record(c);
+                }
+            }
+        }
         telemetry.record(span);
     }
     let span = super::trace_attributes::server_span(session, ctx, &t, end_ns, (status, failed));
     telemetry.record(span);
+}
+
+/// A new connection's setup (TCP, and TLS to an HTTPS upstream) as a child of the upstream span:
+/// from asking for the upstream until the connection was ready. None when randomness fails.
+fn connect_span(
+    upstream: &SpanRecord,
+    peer: &std::net::SocketAddr,
+    end_ns: u64,
+) -> Option<SpanRecord> {
+    let mut span_id = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut span_id).ok()?;
+    if span_id == [0; 8] {
+        return None;
+    }
+    let mut span = SpanRecord {
+        trace_id: upstream.trace_id,
+        span_id,
+        parent_span_id: Some(upstream.span_id),
+        name: Cow::Borrowed("connect"),
+        kind: SpanKind::Internal,
+        start_ns: upstream.start_ns,
+        end_ns: end_ns.max(upstream.start_ns),
+        error: false,
+        attributes: Vec::with_capacity(2),
+    };
+    span.attr(
+        "network.peer.address",
+        crate::wire::forwarded::ip_text(peer.ip()),
+    );
+    span.attr("network.peer.port", i64::from(peer.port()));
+    Some(span)
 }

@@ -344,7 +344,7 @@ pub async fn run_blocking<T: Send + 'static>(
     let store = store.clone();
     let call = tokio::task::spawn_blocking(move || f(store.as_ref()));
     // a request's store calls are spans of its trace
-    crate::telemetry::current::internal("store", Vec::new, call)
+    crate::telemetry::current::internal("store", |_| Vec::new(), call)
         .await
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
 }

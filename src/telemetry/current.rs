@@ -45,16 +45,16 @@ pub fn call(name: &'static str) -> Option<Call> {
 }
 
 /// Runs `work` in an INTERNAL span when the task serves a traced request; `attributes` are made
-/// only then.
+/// from its outcome, and only then.
 pub async fn internal<T>(
     name: &'static str,
-    attributes: impl FnOnce() -> Vec<(Key, Value)>,
+    attributes: impl FnOnce(&T) -> Vec<(Key, Value)>,
     work: impl Future<Output = T>,
 ) -> T {
     let span = span(name, SpanKind::Internal);
     let out = work.await;
     if let Some(s) = span {
-        s.finish(attributes(), false);
+        s.finish(attributes(&out), false);
     }
     out
 }
@@ -133,7 +133,7 @@ mod tests {
     #[tokio::test]
     async fn internal_work_runs_the_same_traced_or_not() {
         let made = std::cell::Cell::new(false);
-        let attrs = || {
+        let attrs = |_: &i32| {
             made.set(true);
             vec![]
         };

@@ -12,7 +12,7 @@ pub mod traceparent;
 
 pub use current::Parent;
 pub use sampler::SpanIds;
-pub use span::{LogRecord, SpanKind, SpanRecord, Value};
+pub use span::{Key, LogRecord, SpanKind, SpanRecord, Value};
 pub use traceparent::TraceParent;
 
 use crate::clock::SharedClock;

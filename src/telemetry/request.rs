@@ -15,6 +15,9 @@ pub struct RequestTrace {
     pub tracestate: Option<http::HeaderValue>,
     /// when the upstream was first asked for, since the request's start
     pub upstream_from: Option<Duration>,
+    /// when the connection to the upstream was ready, since the request's start, and whether it
+    /// was one already open
+    pub connected: Option<(Duration, bool)>,
 }
 
 /// Decides whether the request is traced (the caller's `traceparent`, then `sample_ratio`).
@@ -36,6 +39,7 @@ pub fn begin(
         start_ns,
         tracestate,
         upstream_from: None,
+        connected: None,
     }))
 }
 

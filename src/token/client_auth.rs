@@ -372,7 +372,7 @@ pub(crate) async fn check_secret(
     secret: &str,
     hash: &crate::crypto::SecretHash,
 ) -> Result<bool, crate::crypto::PoolFull> {
-    let attributes = || vec![("gatehouse.hash".into(), hash.algorithm().into())];
+    let attributes = |_: &_| vec![("gatehouse.hash".into(), hash.algorithm().into())];
     crate::telemetry::current::internal(name, attributes, pool.matches(secret, hash)).await
 }
 

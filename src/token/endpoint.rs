@@ -222,7 +222,21 @@ impl TokenService {
         }
         let answer = match endpoint {
             Endpoint::Introspect => {
-                let answer = self.introspect(&client, authenticated, form).await;
+                let introspected = self.introspect(&client, authenticated, form);
+                let attributes = |a: &Result<serde_json::Value, OAuthError>| {
+                    let active = matches!(a, Ok(v) if v["active"] == true);
+                    let id = client.client_id.clone();
+                    vec![
+                        ("gatehouse.client_id".into(), id.into()),
+                        (
+                            "gatehouse.active".into(),
+                            crate::telemetry::Value::Bool(active),
+                        ),
+                    ]
+                };
+                let answer =
+                    crate::telemetry::current::internal("introspect", attributes, introspected)
+                        .await;
                 if let Ok(a) = &answer {
                     self.audit
                         .emit(|| crate::audit::Event::introspected(&client.client_id, a));

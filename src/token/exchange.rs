@@ -47,6 +47,24 @@ pub(super) fn refused(r: Refusal) -> OAuthError {
 
 /// The party that acts: the actor token's `sub` (and `iss`, for `may_act` to compare), or the
 /// client itself.
+/// What a token exchange's span says: the client, delegation or impersonation, and whether a
+/// token was issued; never the tokens exchanged.
+pub(super) fn spanned(
+    client: &Client,
+    kind: &'static str,
+    issued: bool,
+) -> Vec<(crate::telemetry::Key, crate::telemetry::Value)> {
+    use crate::telemetry::Value as V;
+    vec![
+        (
+            "gatehouse.client_id".into(),
+            V::from(client.client_id.clone()),
+        ),
+        ("gatehouse.exchange".into(), V::from(kind)),
+        ("gatehouse.issued".into(), V::Bool(issued)),
+    ]
+}
+
 fn actor_of(actor: Option<&Party>, client: &Client) -> Map<String, Value> {
     let mut m = Map::new();
     match actor {

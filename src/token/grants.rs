@@ -74,7 +74,20 @@ impl TokenService {
             }
             Grant::TokenExchange(ex) => {
                 let asked = (asked, resource.as_deref());
-                return self.exchange_grant(client, &ex, asked).await;
+                let exchanged = self.exchange_grant(client, &ex, asked);
+                let kind = if ex.impersonate {
+                    "impersonation"
+                } else {
+                    "delegation"
+                };
+                let attributes =
+                    |done: &Result<_, _>| super::exchange::spanned(client, kind, done.is_ok());
+                return crate::telemetry::current::internal(
+                    "token exchange",
+                    attributes,
+                    exchanged,
+                )
+                .await;
             }
             Grant::JwtBearer { assertion } => {
                 let scopes = Self::scopes(client, asked)?;

@@ -473,3 +473,61 @@ fn the_readme_example_compiles_with_the_shipped_gateway_toml() {
         secret
     ));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exchange_and_an_introspection_are_spans_of_their_requests() {
+    let Some(rx) = crate::telemetry::Receiver::start() else {
+        return;
+    };
+    let telemetry = format!(
+        "\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{}\"\nflush_interval = \"50ms\"\n",
+        rx.port
+    );
+    let a = Auth::start_edited("backend = \"memory\"", &(extra() + &telemetry), echo_peers).await;
+    let (user, _) = alice_at_a(&a).await;
+    let r = exchange(&a, "svc-a", &user, &[("audience", "svc-b")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let exchanged = r.json()["access_token"].as_str().unwrap().to_string();
+    let r = a
+        .post(
+            "/oauth/introspect",
+            &[("token", user.as_str())],
+            Some(("svc-a", A_SECRET)),
+        )
+        .await;
+    assert_eq!((r.status, &r.json()["active"]), (200, &json!(true)));
+    let named = |g: &[Value], n: &str| -> Option<Value> {
+        g.iter()
+            .find(|s| s["signal"] == "span" && s["name"] == n)
+            .cloned()
+    };
+    let got = rx
+        .when("the exchange's and the introspection's spans", |g| {
+            named(g, "token exchange").is_some() && named(g, "introspect").is_some()
+        })
+        .await;
+    // each is an INTERNAL child of the server span of its POST, and says what it did
+    let expected = [
+        ("token exchange", "gatehouse.exchange", json!("delegation")),
+        ("introspect", "gatehouse.active", json!(true)),
+    ];
+    for (name, key, value) in expected {
+        let span = named(&got, name).unwrap();
+        assert_eq!(span["kind"], "SPAN_KIND_INTERNAL", "{span:#}");
+        assert_eq!(span["attributes"]["gatehouse.client_id"], "svc-a");
+        assert_eq!(span["attributes"][key], value, "{span:#}");
+        let parent = (got.iter())
+            .find(|s| s["span_id"] == span["parent_span_id"])
+            .unwrap_or_else(|| panic!("{name} has no parent among {got:#?}"));
+        assert_eq!(parent["kind"], "SPAN_KIND_SERVER");
+        assert_eq!(parent["trace_id"], span["trace_id"]);
+    }
+    assert_eq!(
+        named(&got, "token exchange").unwrap()["attributes"]["gatehouse.issued"],
+        true
+    );
+    let raw = std::fs::read(&rx.raw).unwrap();
+    for secret in [user.as_str(), exchanged.as_str(), A_SECRET] {
+        assert!(!crate::telemetry::contains(&raw, secret.as_bytes()));
+    }
+}

@@ -17,11 +17,11 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// The receiver process and the files it writes.
-struct Receiver {
+pub(crate) struct Receiver {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     out: PathBuf,
-    raw: PathBuf,
+    pub(crate) raw: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -34,7 +34,7 @@ impl Drop for Receiver {
 
 impl Receiver {
     /// None (after saying why) when the Python packages are not installed and not required.
-    fn start() -> Option<Receiver> {
+    pub(crate) fn start() -> Option<Receiver> {
         let dir = clients_dir();
         let python = dir.join(".venv/bin/python");
         // the receiver decodes with the OpenTelemetry project's own protobuf package
@@ -73,7 +73,7 @@ impl Receiver {
     }
 
     /// Waits until `done` holds for what arrived, and returns it.
-    async fn when(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub(crate) async fn when(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let got = self.records();
@@ -147,7 +147,7 @@ async fn a_traced_request_has_a_server_span_an_upstream_child_and_the_upstream_s
     let r = crate::support::harness::Resp::from(r).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let got = rx
-        .when("two spans", |g| spans_of(g, TRACE).len() >= 2)
+        .when("three spans", |g| spans_of(g, TRACE).len() >= 3)
         .await;
     let spans = spans_of(&got, TRACE);
     let (server, client) = (
@@ -190,10 +190,43 @@ async fn a_traced_request_has_a_server_span_an_upstream_child_and_the_upstream_s
     );
     assert!(client["start"].as_u64() >= server["start"].as_u64());
     assert!(client["end"].as_u64() <= server["end"].as_u64());
+    // a new connection's setup is the upstream span's child
+    assert_eq!(client["attributes"]["gatehouse.upstream.connection"], "new");
+    let connect = kind(&spans, "SPAN_KIND_INTERNAL");
+    assert_eq!(connect.len(), 1, "{spans:#?}");
+    assert_eq!(connect[0]["name"], "connect");
+    assert_eq!(connect[0]["parent_span_id"], client["span_id"]);
+    let port = &connect[0]["attributes"]["network.peer.port"];
+    assert_eq!(port, &json!(echo.addr.port()));
+    assert!(connect[0]["start"].as_u64() >= client["start"].as_u64());
+    assert!(connect[0]["end"].as_u64() <= client["end"].as_u64());
     // the upstream received the same trace, with the upstream span as its parent
     let sent = format!("00-{TRACE}-{}-01", client["span_id"].as_str().unwrap());
     assert_eq!(r.echoed("traceparent").as_deref(), Some(sent.as_str()));
     assert_eq!(r.echoed("tracestate").as_deref(), Some("vendor=abc"));
+    // the next request to the same upstream reuses the connection: no setup to time
+    let again = "0af7651916cd43dd8448eb211c80319c";
+    let r = gw
+        .http
+        .get(gw.url("/closed/items"))
+        .bearer_auth(&jwt)
+        .header("traceparent", format!("00-{again}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = rx
+        .when("the second request's spans", |g| {
+            spans_of(g, again).len() >= 2
+        })
+        .await;
+    let spans = spans_of(&got, again);
+    let client = kind(&spans, "SPAN_KIND_CLIENT")[0];
+    assert_eq!(
+        client["attributes"]["gatehouse.upstream.connection"],
+        "reused"
+    );
+    assert!(kind(&spans, "SPAN_KIND_INTERNAL").is_empty(), "{spans:#?}");
     // no token bytes in anything exported
     let raw = std::fs::read(&rx.raw).unwrap();
     let signature = jwt.rsplit('.').next().unwrap();
@@ -202,7 +235,7 @@ async fn a_traced_request_has_a_server_span_an_upstream_child_and_the_upstream_s
     }
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
