@@ -236,6 +236,13 @@ impl Event {
         Event::new(Kind::LockoutEngaged, None, data)
     }
 
+    /// Too many failed authentications of a client from this address: it is locked out there.
+    pub fn client_lockout(client_id: &str, address: &str, retry_after: u64) -> Event {
+        let data = json!({"client_id": client_id, "client_address": address,
+            "retry_after": retry_after});
+        Event::new(Kind::LockoutEngaged, None, data)
+    }
+
     /// `session`: the first 16 hex digits of the SHA-256 of the session's hash, never the cookie.
     pub fn session_started(subject: &str, provider: &str, session: &str) -> Event {
         let data = json!({"subject": subject, "provider": provider, "session": session});

@@ -283,7 +283,16 @@ impl TokenService {
         basic: bool,
     ) -> OAuthError {
         if let Some(w) = who {
-            self.failures.hit(&format!("client:{w}@{address}")).await;
+            let key = format!("client:{w}@{address}");
+            self.failures.hit(&key).await;
+            // the failure that reaches the limit engages the lockout: said once, as the next
+            // attempts are refused before their credentials are checked
+            if self.audit.enabled() && self.failures.exceeded(&key).await {
+                let retry_after = self.failures.retry_after();
+                let shown = crate::wire::request::Request::shown_key(address);
+                self.audit
+                    .emit(|| crate::audit::Event::client_lockout(w, shown, retry_after));
+            }
         }
         tracing::info!(target: "gatehouse::token", client = who.unwrap_or("-"), "client authentication failed");
         OAuthError {

@@ -38,7 +38,7 @@ impl TokenService {
         use crate::audit::Event;
         let user_key = format!("user:{username}@{address}");
         // the audit stream names the address itself, not the counters' key for it
-        let shown = address.strip_prefix("ip:").unwrap_or(address);
+        let shown = crate::wire::request::Request::shown_key(address);
         if self.failures.exceeded(&user_key).await || self.failures.exceeded(address).await {
             self.audit
                 .emit(|| Event::sign_in_failed(username, via, shown, "locked_out"));

@@ -78,6 +78,11 @@ impl Request<'_> {
         format!("ip:{}", self.client)
     }
 
+    /// The address in a counter's key (`client_key`) as events show it: without its `ip:`.
+    pub fn shown_key(key: &str) -> &str {
+        key.strip_prefix("ip:").unwrap_or(key)
+    }
+
     /// One cookie's value.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         super::cookies::value(self.header, name)

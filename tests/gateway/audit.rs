@@ -185,6 +185,14 @@ async fn a_full_run_writes_every_event_with_its_fields_and_no_secret() {
             400
         );
     }
+    // wrong client secrets up to the same limit lock the client out at this address
+    for _ in 0..5 {
+        let grant = [("grant_type", "client_credentials")];
+        let r = a
+            .post("/oauth/token", &grant, Some(("legacy", "wrong")))
+            .await;
+        assert_eq!(r.status, 401);
+    }
     // a client registers itself; an operator ends alice's tokens and sessions, then reloads
     let body = serde_json::json!({"redirect_uris": ["http://127.0.0.1:9/cb"],
         "grant_types": ["authorization_code"], "client_name": "Tool", "token_endpoint_auth_method": "none"});
@@ -295,8 +303,16 @@ async fn a_full_run_writes_every_event_with_its_fields_and_no_secret() {
     assert_eq!(failed["data"]["username"], "alice@example.com");
     find(&events, "signin.failed", "reason", "locked_out");
     let lockout = of_type(&events, "signin.lockout");
-    assert_eq!(lockout.len(), 1, "engaged once: {lockout:?}");
-    assert!(lockout[0]["data"]["retry_after"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        lockout.len(),
+        2,
+        "engaged once for alice, once for legacy: {lockout:?}"
+    );
+    let user = find(&events, "signin.lockout", "username", "alice@example.com");
+    assert!(user["data"]["retry_after"].as_u64().unwrap() >= 1);
+    let client = find(&events, "signin.lockout", "client_id", "legacy");
+    assert_eq!(client["data"]["client_address"], "127.0.0.1");
+    assert!(client["data"]["retry_after"].as_u64().unwrap() >= 1);
     // the sign-in page and the login page each opened one; logout ended the second
     let ended = find(&events, "session.ended", "subject", "user-alice");
     let session = ended["data"]["session"].as_str().unwrap();
