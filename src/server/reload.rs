@@ -120,6 +120,18 @@ async fn end_removed_users(old: &Config, now: &Shared) {
             .end_all(crate::store::SessionsOf::Subject(&subject), "user_removed")
             .await;
         let families = tokens.revoke_subject(&subject).await;
+        if let Ok(n) = families {
+            now.audit.emit(|| {
+                crate::audit::Event::token_revoked(crate::audit::Revoked {
+                    by: "user_removed",
+                    client_id: None,
+                    subject: Some(&subject),
+                    token_type: "all",
+                    jti: None,
+                    families: n,
+                })
+            });
+        }
         match (sessions, families) {
             (Ok(s), Ok(f)) => {
                 tracing::info!(target: "gatehouse::sessions", sessions = s, families = f,

@@ -37,7 +37,7 @@ pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
 }
 
 /// The one event of type `t` whose data has `key` = `value`.
-fn find<'a>(events: &'a [Value], t: &str, key: &str, value: &str) -> &'a Value {
+pub fn find<'a>(events: &'a [Value], t: &str, key: &str, value: &str) -> &'a Value {
     of_type(events, t)
         .into_iter()
         .find(|e| e["data"][key] == value)

@@ -39,7 +39,8 @@ fn roles_of(token_answer: &Resp) -> Value {
 const ALICE_ROLES: &str = "roles = [\"admin\"]\nclaims = { email";
 
 async fn a_removed_role_and_user_end_what_they_granted(store: &str) {
-    let a = Auth::start_with(store, APP).await;
+    let audited = format!("{APP}\n[audit]\nfile = \"audit/events.jsonl\"\n");
+    let a = Auth::start_with(store, &audited).await;
     let first = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
     assert_eq!(first.status, 200, "{}", first.body);
     let rt = first.json()["refresh_token"].as_str().unwrap().to_string();
@@ -79,6 +80,18 @@ async fn a_removed_role_and_user_end_what_they_granted(store: &str) {
     // and cannot sign in again
     let r = password_grant(&a, ALICE_PASSWORD, "orders.read").await;
     oauth_error(&r, 400, "invalid_grant");
+    // the audit stream says what the reload ended, and why
+    let path = a.gw.path("audit/events.jsonl");
+    let (events, _) = crate::audit::events_when(&path, |e| {
+        !crate::audit::of_type(e, "token.revoked").is_empty()
+            && !crate::audit::of_type(e, "session.revoked").is_empty()
+    })
+    .await;
+    let tokens = crate::audit::find(&events, "token.revoked", "by", "user_removed");
+    assert_eq!(tokens["data"]["subject"], "user-alice");
+    assert_eq!(tokens["data"]["families"], 1, "{tokens}");
+    let sessions = crate::audit::find(&events, "session.revoked", "by", "user_removed");
+    assert_eq!(sessions["data"]["ended"], 1, "{sessions}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
