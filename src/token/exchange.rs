@@ -49,7 +49,7 @@ pub(super) fn refused(r: Refusal) -> OAuthError {
 /// client itself.
 /// What a token exchange's span says: the client, delegation or impersonation, and whether a
 /// token was issued; never the tokens exchanged.
-pub(super) fn spanned(
+fn spanned(
     client: &Client,
     kind: &'static str,
     issued: bool,
@@ -92,8 +92,25 @@ fn meant_for(p: &Principal, claims: &Value, client: &Client) -> bool {
 }
 
 impl TokenService {
+    /// The grant, in a `token exchange` span when the request is traced.
+    pub(super) async fn exchange_traced(
+        &self,
+        client: &Client,
+        ex: &Exchange,
+        asked: (Option<&[String]>, Option<&str>),
+    ) -> Result<Value, OAuthError> {
+        let kind = if ex.impersonate {
+            "impersonation"
+        } else {
+            "delegation"
+        };
+        let attributes = |done: &Result<_, _>| spanned(client, kind, done.is_ok());
+        let exchanged = self.exchange_grant(client, ex, asked);
+        crate::telemetry::current::internal("token exchange", attributes, exchanged).await
+    }
+
     /// The grant: `subject_token` (and `actor_token`) verified, the rules applied, a token minted.
-    pub(super) async fn exchange_grant(
+    async fn exchange_grant(
         &self,
         client: &Client,
         ex: &Exchange,

@@ -74,20 +74,7 @@ impl TokenService {
             }
             Grant::TokenExchange(ex) => {
                 let asked = (asked, resource.as_deref());
-                let exchanged = self.exchange_grant(client, &ex, asked);
-                let kind = if ex.impersonate {
-                    "impersonation"
-                } else {
-                    "delegation"
-                };
-                let attributes =
-                    |done: &Result<_, _>| super::exchange::spanned(client, kind, done.is_ok());
-                return crate::telemetry::current::internal(
-                    "token exchange",
-                    attributes,
-                    exchanged,
-                )
-                .await;
+                return self.exchange_traced(client, &ex, asked).await;
             }
             Grant::JwtBearer { assertion } => {
                 let scopes = Self::scopes(client, asked)?;
