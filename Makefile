@@ -119,13 +119,15 @@ ci: deps fmt clippy doc machete test
 # and Redis, session cookies; redraws docs/benchmarks.svg. Then the
 # revocation propagation delay between two gateways on one Redis, then a gRPC unary call direct and
 # through gatehouse (h2load from nghttp2-client), then an MCP tool call direct and through gatehouse (the
-# TypeScript SDK server of tests/clients). Run it on a quiet machine.
+# TypeScript SDK server of tests/clients), then what tracing (sample_ratio 0, 0.01, 1) and the audit
+# stream (allow_sample_ratio 0, 1) add to a request. Run it on a quiet machine.
 bench: EXTRA_TOOLS = h2load:nghttp2-client redis-server:redis-server openssl:openssl node:nodejs npm:npm
 bench: deps $(CLIENTS)/node_modules/.installed
 	python3 benches/bench.py
 	python3 benches/propagation.py
 	python3 benches/grpc_bench.py
 	python3 benches/mcp_bench.py
+	python3 benches/observe_bench.py
 
 # The verification micro-benchmark (criterion).
 bench-verify: deps

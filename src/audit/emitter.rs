@@ -8,7 +8,7 @@ use crate::clock::SharedClock;
 use crate::config::AuditSettings;
 use crate::observe::metrics::Sample;
 use crate::telemetry::{LogRecord, Telemetry};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -53,7 +53,7 @@ struct Inner {
     sinks: Vec<Sink>,
     stats: Vec<(&'static str, Arc<SinkStats>)>,
     /// asks the file writer to open its path again (after the file was moved away)
-    reopen: Arc<AtomicBool>,
+    signals: Arc<file::Signals>,
     writers: Vec<JoinHandle<()>>,
     /// where the `otlp` sink's counts are kept
     telemetry: Telemetry,
@@ -63,17 +63,6 @@ struct Inner {
 /// every call is one branch.
 #[derive(Clone, Default)]
 pub struct Audit(Option<Arc<Inner>>);
-
-/// The threshold under which a uniform random `u64` keeps an allowed request.
-pub(super) fn threshold(ratio: f64) -> u64 {
-    if ratio <= 0.0 {
-        0
-    } else if ratio >= 1.0 {
-        u64::MAX
-    } else {
-        (ratio * u64::MAX as f64) as u64
-    }
-}
 
 impl Audit {
     /// Starts the sinks `[audit]` names (their threads); none without it. Start-up only.
@@ -85,13 +74,13 @@ impl Audit {
         let Some(s) = settings else {
             return Ok(Audit(None));
         };
-        let reopen = Arc::new(AtomicBool::new(false));
+        let signals = Arc::new(file::Signals::default());
         let (mut sinks, mut writers) = (Vec::new(), Vec::new());
         if let Some(f) = &s.file {
             let (tx, rx) = std::sync::mpsc::sync_channel(s.queue);
             let stats = Arc::new(SinkStats::default());
             let out = file::Output::File(file::RotatingFile::open(f.clone())?);
-            writers.push(file::spawn(out, rx, stats.clone(), reopen.clone())?);
+            writers.push(file::spawn(out, rx, stats.clone(), signals.clone())?);
             sinks.push(Sink {
                 name: "file",
                 queue: Queue::Lines(tx),
@@ -105,7 +94,7 @@ impl Audit {
                 file::Output::Stdout,
                 rx,
                 stats.clone(),
-                reopen.clone(),
+                signals.clone(),
             )?);
             sinks.push(Sink {
                 name: "stdout",
@@ -135,11 +124,11 @@ impl Audit {
             telemetry: telemetry.clone(),
             source: s.source.clone(),
             clock,
-            allow_below: threshold(s.allow_sample_ratio),
+            allow_below: crate::telemetry::sampler::threshold(s.allow_sample_ratio),
             allow_all: s.allow_sample_ratio >= 1.0,
             stats: sinks.iter().map(|k| (k.name, k.stats.clone())).collect(),
             sinks,
-            reopen,
+            signals,
             writers,
         }))))
     }
@@ -157,8 +146,9 @@ impl Audit {
         if kind.always_kept() || inner.allow_all {
             return true;
         }
+        // a worker's fast draw: which allowed requests are kept needs spread, not secrecy
         inner.allow_below > 0
-            && crate::crypto::random_key().is_ok_and(|(r, _)| r < inner.allow_below)
+            && crate::telemetry::sampler::fast_draw().is_some_and(|r| r < inner.allow_below)
     }
 
     /// Records an event: stamped, written as JSON once, offered to every sink without waiting.
@@ -195,7 +185,7 @@ impl Audit {
     /// Opens the audit file again at its path, for log rotation by rename (SIGHUP, reload).
     pub fn reopen(&self) {
         if let Some(inner) = &self.0 {
-            inner.reopen.store(true, Ordering::SeqCst);
+            inner.signals.reopen.store(true, Ordering::SeqCst);
         }
     }
 
@@ -232,9 +222,15 @@ impl Audit {
         let Some(Ok(inner)) = self.0.map(Arc::try_unwrap) else {
             return;
         };
-        let Inner { sinks, writers, .. } = inner;
+        let Inner {
+            sinks,
+            writers,
+            signals,
+            ..
+        } = inner;
         // the writers end when their queues close and are empty
         drop(sinks);
+        signals.close();
         for w in writers {
             let _ = w.join();
         }
@@ -244,14 +240,6 @@ impl Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_ratio_becomes_a_threshold_from_none_to_all() {
-        assert_eq!(threshold(0.0), 0);
-        assert_eq!(threshold(1.0), u64::MAX);
-        let half = threshold(0.5);
-        assert!(half > u64::MAX / 2 - (1 << 20) && half < u64::MAX / 2 + (1 << 20));
-    }
 
     #[test]
     fn disabled_audit_wants_nothing_and_emits_nothing() {

@@ -8,12 +8,14 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long the writer waits for a line before it looks at the reopen request again.
 const IDLE: Duration = Duration::from_millis(200);
+/// How long the events after a first one are let gather before they are written together.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// A JSON-lines file that starts again past `max_bytes`, keeping `keep` earlier ones.
 pub struct RotatingFile {
@@ -127,20 +129,44 @@ impl Output {
     }
 }
 
+/// What the stream tells its writers: open the file again; stop letting events gather, the
+/// stream is closing.
+#[derive(Default)]
+pub struct Signals {
+    pub reopen: AtomicBool,
+    closing: Mutex<bool>,
+    closed: Condvar,
+}
+
+impl Signals {
+    pub fn close(&self) {
+        *self.closing.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.closed.notify_all();
+    }
+
+    /// Waits `d`, or less when the stream closes meanwhile.
+    fn wait(&self, d: Duration) {
+        let closing = self.closing.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .closed
+            .wait_timeout_while(closing, d, |closing| !*closing);
+    }
+}
+
 /// Starts the writer thread: it writes what the queue holds, flushes when it is empty, and ends
 /// when every sender is gone. Start-up only: a thread that cannot start is fatal.
 pub fn spawn(
     out: Output,
     rx: Receiver<Arc<str>>,
     stats: Arc<SinkStats>,
-    reopen: Arc<AtomicBool>,
+    signals: Arc<Signals>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("gatehouse-audit".into())
-        .spawn(move || run(out, &rx, &stats, &reopen))
+        .spawn(move || run(out, &rx, &stats, &signals))
 }
 
-fn run(mut out: Output, rx: &Receiver<Arc<str>>, stats: &SinkStats, reopen: &AtomicBool) {
+fn run(mut out: Output, rx: &Receiver<Arc<str>>, stats: &SinkStats, signals: &Signals) {
     let write = |out: &mut Output, line: &str| match out.write_line(line.as_bytes()) {
         Ok(()) => stats.wrote(1),
         Err(e) => {
@@ -150,8 +176,14 @@ fn run(mut out: Output, rx: &Receiver<Arc<str>>, stats: &SinkStats, reopen: &Ato
     };
     loop {
         let next = rx.recv_timeout(IDLE);
+        if next.is_ok() {
+            // the events that follow the first gather while this thread waits off the queue: a
+            // thread waiting on the queue is woken by each one, which costs the request that emits
+            // it a system call and this thread a context switch
+            signals.wait(GATHER);
+        }
         // before writing: an event emitted after the request (a reload's own) goes to the new file
-        if reopen.swap(false, Ordering::SeqCst) {
+        if signals.reopen.swap(false, Ordering::SeqCst) {
             if let Output::File(f) = &mut out {
                 if let Err(e) = f.reopen() {
                     tracing::warn!(error = %e, "the audit file could not be opened again");

@@ -21,7 +21,13 @@ pub fn server_span(
     let route = ctx.route.and_then(|id| config.route(id));
     let method = method_name(&req.method);
     let name = match route {
-        Some(r) => Cow::Owned(format!("{method} {}", r.path_prefix)),
+        Some(r) => {
+            let mut name = String::with_capacity(method.len() + 1 + r.path_prefix.len());
+            name.push_str(method);
+            name.push(' ');
+            name.push_str(&r.path_prefix);
+            Cow::Owned(name)
+        }
         None => Cow::Borrowed(method),
     };
     let mut span = SpanRecord {
@@ -34,10 +40,11 @@ pub fn server_span(
         end_ns,
         error: status >= 500 || (status == 0 && failed),
         attributes: Vec::with_capacity(16),
+        text: String::with_capacity(128),
     };
     span.attr("http.request.method", method);
     let path = ctx.log_path.as_deref().unwrap_or_else(|| req.uri.path());
-    span.attr("url.path", path.to_string());
+    span.attr_text("url.path", path);
     let tls = crate::session::browser::over_tls(session);
     span.attr("url.scheme", if tls { "https" } else { "http" });
     if status != 0 {
@@ -45,15 +52,15 @@ pub fn server_span(
     }
     span.attr("network.protocol.version", protocol_version(req.version));
     if let Some(host) = host(req) {
-        span.attr("server.address", host.to_string());
+        span.attr_text("server.address", host);
     }
     let trusted = &config.server.trusted_proxies;
     if let Some(ip) = crate::wire::forwarded::client_ip(session, trusted) {
-        span.attr("client.address", crate::wire::forwarded::ip_text(ip));
+        span.attr_with("client.address", |t| crate::wire::forwarded::push_ip(t, ip));
     }
     if let Some(r) = route {
-        span.attr("http.route", r.path_prefix.clone());
-        span.attr("gatehouse.route", r.name.clone());
+        span.attr_text("http.route", &r.path_prefix);
+        span.attr_text("gatehouse.route", &r.name);
     }
     decision(&mut span, ctx);
     identity(&mut span, ctx);
@@ -86,7 +93,10 @@ fn decision(span: &mut SpanRecord, ctx: &Ctx) {
         span.attr("gatehouse.decision", "refuse");
         span.attr("gatehouse.reason", reason.as_str());
         if let Some(rule) = ctx.rule {
-            span.attr("gatehouse.rule", rule.to_string());
+            span.attr_with("gatehouse.rule", |t| {
+                use std::fmt::Write;
+                let _ = write!(t, "{rule}");
+            });
         }
     } else if ctx.signing_in {
         span.attr("gatehouse.decision", "sign_in");
@@ -100,10 +110,10 @@ fn identity(span: &mut SpanRecord, ctx: &Ctx) {
     let Some(id) = &ctx.identity else { return };
     let p = &id.principal;
     if let Some(issuer) = ctx.shared.config.issuer(p.issuer) {
-        span.attr("gatehouse.issuer", issuer.issuer.clone());
+        span.attr_text("gatehouse.issuer", &issuer.issuer);
     }
     if !p.client_id().is_empty() {
-        span.attr("gatehouse.client_id", p.client_id().to_string());
+        span.attr_text("gatehouse.client_id", p.client_id());
     }
     let listed = ctx.shared.telemetry.span_claims();
     if listed.is_empty() {
@@ -123,7 +133,10 @@ fn identity(span: &mut SpanRecord, ctx: &Ctx) {
             .get(name)
             .and_then(crate::auth::principal::claim_header_text);
         if let Some(text) = text {
-            span.attributes.push((key.clone(), Value::from(text)));
+            let start = span.text.len() as u32;
+            span.text.push_str(&text);
+            let end = span.text.len() as u32;
+            span.attributes.push((key.clone(), Value::Text(start, end)));
         }
     }
 }

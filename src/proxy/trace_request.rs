@@ -34,12 +34,15 @@ pub fn finish(session: &Session, ctx: &mut Ctx, status: u16, failed: bool) {
             end_ns,
             error: failed || status >= 500,
             attributes: Vec::with_capacity(5),
+            text: String::with_capacity(16),
         };
         span.attr(
             "http.request.method",
             method_name(&session.req_header().method),
         );
-        span.attr("server.address", crate::wire::forwarded::ip_text(peer.ip()));
+        span.attr_with("server.address", |t| {
+            crate::wire::forwarded::push_ip(t, peer.ip())
+        });
         span.attr("server.port", i64::from(peer.port()));
         if status != 0 {
             span.attr("http.response.status_code", i64::from(status));
@@ -62,17 +65,13 @@ pub fn finish(session: &Session, ctx: &mut Ctx, status: u16, failed: bool) {
 }
 
 /// A new connection's setup (TCP, and TLS to an HTTPS upstream) as a child of the upstream span:
-/// from asking for the upstream until the connection was ready. None when randomness fails.
+/// from asking for the upstream until the connection was ready. None when no id can be drawn.
 fn connect_span(
     upstream: &SpanRecord,
     peer: &std::net::SocketAddr,
     end_ns: u64,
 ) -> Option<SpanRecord> {
-    let mut span_id = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut span_id).ok()?;
-    if span_id == [0; 8] {
-        return None;
-    }
+    let span_id = crate::telemetry::sampler::span_id()?;
     let mut span = SpanRecord {
         trace_id: upstream.trace_id,
         span_id,
@@ -83,11 +82,11 @@ fn connect_span(
         end_ns: end_ns.max(upstream.start_ns),
         error: false,
         attributes: Vec::with_capacity(2),
+        text: String::with_capacity(16),
     };
-    span.attr(
-        "network.peer.address",
-        crate::wire::forwarded::ip_text(peer.ip()),
-    );
+    span.attr_with("network.peer.address", |t| {
+        crate::wire::forwarded::push_ip(t, peer.ip())
+    });
     span.attr("network.peer.port", i64::from(peer.port()));
     Some(span)
 }

@@ -62,11 +62,7 @@ pub async fn internal<T>(
 /// Begins a child span of the current request's server span (and none when randomness fails).
 pub fn span(name: &'static str, kind: SpanKind) -> Option<Call> {
     let parent = CURRENT.try_with(Parent::clone).ok()?;
-    let mut span_id = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut span_id).ok()?;
-    if span_id == [0; 8] {
-        return None;
-    }
+    let span_id = super::sampler::span_id()?;
     Some(Call {
         start_ns: parent.telemetry.now_ns(),
         start: Instant::now(),
@@ -100,6 +96,7 @@ impl Call {
             end_ns: self.start_ns + self.start.elapsed().as_nanos() as u64,
             error,
             attributes,
+            text: String::new(),
         };
         self.parent.telemetry.record(span);
     }

@@ -5,8 +5,8 @@
 
 use super::otlp;
 use super::span::{LogRecord, SpanRecord};
+use super::span_wire::Envelope;
 use crate::config::TelemetrySettings;
-use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,7 +44,7 @@ struct Signal<T> {
     rx: Receiver<T>,
     url: url::Url,
     stats: Arc<SignalStats>,
-    encode: fn(&Resource, &[T]) -> Vec<u8>,
+    encode: fn(&Envelope, &[T]) -> Vec<u8>,
 }
 
 pub(super) struct Queues {
@@ -59,13 +59,13 @@ pub(super) fn spawn(
     stats: [Arc<SignalStats>; 2],
 ) -> std::io::Result<JoinHandle<()>> {
     let (client, runtime) = super::sender::http_sender(settings.timeout)?;
-    let resource = otlp::resource(&settings.service_name, &settings.resource_attributes);
+    let envelope = otlp::envelope(&settings.service_name, &settings.resource_attributes);
     let [span_stats, log_stats] = stats;
     let spans = Signal {
         rx: queues.spans,
         url: settings.traces_url.clone(),
         stats: span_stats,
-        encode: otlp::traces,
+        encode: super::span_wire::traces,
     };
     let logs = Signal {
         rx: queues.logs,
@@ -78,8 +78,8 @@ pub(super) fn spawn(
         .name("gatehouse-otlp".into())
         .spawn(move || {
             runtime.block_on(async {
-                let one = run(spans, &client, &resource, batching);
-                let other = run(logs, &client, &resource, batching);
+                let one = run(spans, &client, &envelope, batching);
+                let other = run(logs, &client, &envelope, batching);
                 tokio::join!(one, other);
             })
         })
@@ -88,7 +88,7 @@ pub(super) fn spawn(
 async fn run<T>(
     mut signal: Signal<T>,
     client: &reqwest::Client,
-    resource: &Resource,
+    envelope: &Envelope,
     (batch_size, flush_interval): (usize, Duration),
 ) {
     let mut batch: Vec<T> = Vec::with_capacity(batch_size);
@@ -99,7 +99,7 @@ async fn run<T>(
         if batch.is_empty() {
             return;
         }
-        let body = (signal.encode)(resource, &batch);
+        let body = (signal.encode)(envelope, &batch);
         match deliver(client, &signal.url, body, &signal.rx).await {
             Ok(()) => {
                 signal.stats.exported(batch.len());

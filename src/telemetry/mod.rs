@@ -8,6 +8,7 @@ pub mod request;
 pub mod sampler;
 pub mod sender;
 pub mod span;
+pub mod span_wire;
 pub mod traceparent;
 
 pub use current::Parent;
@@ -82,7 +83,7 @@ impl Telemetry {
         let incoming = traceparent.and_then(TraceParent::parse);
         inner
             .sampler
-            .decide(incoming, sampler::fast_draw, sampler::system_random)
+            .decide(incoming, sampler::fast_draw, sampler::span_ids)
     }
 
     /// Nanoseconds since the Unix epoch, by the gateway's clock.

@@ -6,6 +6,10 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use std::time::Duration;
 
+// the header names as values, so a lookup does not parse them each time
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 /// What a traced request carries from phase to phase.
 pub struct RequestTrace {
     pub ids: SpanIds,
@@ -27,10 +31,10 @@ pub fn begin(
     since: Duration,
 ) -> Option<Box<RequestTrace>> {
     let headers = &session.req_header().headers;
-    let ids = telemetry.sample(headers.get("traceparent").map(|v| v.as_bytes()))?;
+    let ids = telemetry.sample(headers.get(&TRACEPARENT).map(|v| v.as_bytes()))?;
     // a caller's tracestate belongs to its trace: a trace begun here does not carry it on
     let tracestate = match ids.parent {
-        Some(_) => headers.get("tracestate").cloned(),
+        Some(_) => headers.get(&TRACESTATE).cloned(),
         None => None,
     };
     let start_ns = telemetry.now_ns().saturating_sub(since.as_nanos() as u64);
@@ -50,12 +54,14 @@ pub fn propagate(t: &RequestTrace, up: &mut RequestHeader) -> pingora::Result<()
         span_id: t.ids.upstream,
         sampled: true,
     };
-    up.insert_header("traceparent", traceparent.format())?;
+    up.insert_header(TRACEPARENT, traceparent.format())?;
     match &t.tracestate {
-        Some(state) => up.insert_header("tracestate", state.clone())?,
-        None => {
-            up.remove_header("tracestate");
+        Some(state) => up.insert_header(TRACESTATE, state.clone())?,
+        // a tracestate the caller sent with a trace not followed is not passed on
+        None if up.headers.contains_key(&TRACESTATE) => {
+            up.remove_header(&TRACESTATE);
         }
+        None => {}
     }
     Ok(())
 }

@@ -14,6 +14,17 @@ pub struct SpanIds {
     pub upstream: [u8; 8],
 }
 
+/// A ratio (0 to 1) as the bound a uniform `u64` draw falls under that often.
+pub fn threshold(ratio: f64) -> u64 {
+    if ratio <= 0.0 {
+        0
+    } else if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        (ratio * u64::MAX as f64) as u64
+    }
+}
+
 /// The share of new traces kept, as a threshold on the trace id's last eight bytes (as
 /// OpenTelemetry's ratio sampler reads them, so every hop that samples by ratio agrees).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,15 +35,8 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(ratio: f64) -> Sampler {
-        let below = if ratio <= 0.0 {
-            0
-        } else if ratio >= 1.0 {
-            u64::MAX
-        } else {
-            (ratio * u64::MAX as f64) as u64
-        };
         Sampler {
-            below,
+            below: threshold(ratio),
             all: ratio >= 1.0,
         }
     }
@@ -51,8 +55,8 @@ impl Sampler {
 
     /// The decision for a request: `incoming` is the caller's `traceparent` when well formed.
     /// A new trace's id ends in `draw`'s eight bytes, by which the ratio decides, so a request not
-    /// kept costs one cheap draw; `random` supplies the other 24 bytes of ids from the system
-    /// generator, only for a request that is traced. A request either cannot supply is not traced.
+    /// kept costs one draw; `random` supplies the other 24 bytes of ids, only for a request that
+    /// is traced. A request either cannot supply is not traced.
     pub fn decide(
         &self,
         incoming: Option<TraceParent>,
@@ -108,15 +112,27 @@ fn split(r: [u8; 24]) -> ([u8; 8], [u8; 8], [u8; 8]) {
     (t, a, b)
 }
 
-/// 24 bytes from the system generator; `None` when it fails, and that request goes untraced.
-pub fn system_random() -> Option<[u8; 24]> {
+/// 24 bytes for a traced request's ids, from this worker's draws: ids must be unique and
+/// unpredictable enough to spread, not secret (OpenTelemetry's own SDKs use a seeded fast
+/// generator), and a draw of the system generator cost more than the rest of the span. `None` when
+/// seeding fails, and that request goes untraced.
+pub fn span_ids() -> Option<[u8; 24]> {
     let mut b = [0u8; 24];
-    aws_lc_rs::rand::fill(&mut b).ok().map(|_| b)
+    for chunk in b.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&fast_draw()?.to_le_bytes());
+    }
+    Some(b)
+}
+
+/// A new span's id (never zero, which is invalid), from this worker's draws.
+pub fn span_id() -> Option<[u8; 8]> {
+    let id = fast_draw()?.max(1);
+    Some(id.to_le_bytes())
 }
 
 thread_local! {
-    /// each worker's sampling draws: a splitmix64 state, seeded from the system generator (0: not
-    /// yet)
+    /// each worker's draws for sampling and ids: a splitmix64 state, seeded from the system
+    /// generator (0: not yet)
     static DRAW: Cell<u64> = const { Cell::new(0) };
 }
 
@@ -181,7 +197,7 @@ mod tests {
         assert_eq!(Sampler::new(0.0).decide(None, draw, random), None);
         let all = Sampler::new(1.0).decide(None, draw, random).unwrap();
         assert_eq!(all.parent, None);
-        // the first half from the system generator, the second the draw the ratio decided by
+        // the first half from the ids drawn, the second the draw the ratio decided by
         assert_eq!(
             all.trace_id,
             [1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0, 0, 0, 0, 0, 7]
@@ -237,6 +253,26 @@ mod tests {
     fn zero_ids_are_never_made() {
         let (t, a, b) = split([0; 24]);
         assert!(t != [0; 8] && a != [0; 8] && b != [0; 8]);
+    }
+
+    #[test]
+    fn the_ratio_becomes_a_threshold_from_none_to_all() {
+        assert_eq!(threshold(0.0), 0);
+        assert_eq!(threshold(-1.0), 0);
+        assert_eq!(threshold(1.0), u64::MAX);
+        let half = threshold(0.5);
+        assert!(half > u64::MAX / 2 - (1 << 20) && half < u64::MAX / 2 + (1 << 20));
+    }
+
+    #[test]
+    fn span_ids_are_never_zero_and_never_repeat() {
+        let ids: std::collections::HashSet<[u8; 8]> =
+            (0..4000).map(|_| span_id().unwrap()).collect();
+        assert_eq!(ids.len(), 4000);
+        assert!(!ids.contains(&[0; 8]));
+        let (a, b) = (span_ids().unwrap(), span_ids().unwrap());
+        assert_ne!(a, b);
+        assert!(a.chunks(8).all(|c| c != [0; 8]));
     }
 
     #[test]

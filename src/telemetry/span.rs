@@ -21,6 +21,8 @@ pub enum Value {
     Str(Cow<'static, str>),
     Int(i64),
     Bool(bool),
+    /// bytes `start..end` of its span's `text`
+    Text(u32, u32),
 }
 
 impl From<&'static str> for Value {
@@ -58,11 +60,70 @@ pub struct SpanRecord {
     /// the span's status is ERROR (a 5xx answer, a failed call); otherwise it is left unset
     pub error: bool,
     pub attributes: Vec<(Key, Value)>,
+    /// the text of the `Value::Text` attributes, one allocation for all of them: a request's own
+    /// strings (its path, host, address, route) would otherwise cost one each, made on the worker
+    /// and freed on the exporter's thread
+    pub text: String,
 }
 
 impl SpanRecord {
     pub fn attr(&mut self, key: &'static str, value: impl Into<Value>) {
         self.attributes.push((Cow::Borrowed(key), value.into()));
+    }
+
+    /// An attribute whose value `write` appends to the span's `text`.
+    pub fn attr_with(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
+        let start = self.text.len();
+        write(&mut self.text);
+        let (start, end) = (start as u32, self.text.len() as u32);
+        self.attributes
+            .push((Cow::Borrowed(key), Value::Text(start, end)));
+    }
+
+    /// An attribute with a copy of `value` in the span's `text`.
+    pub fn attr_text(&mut self, key: &'static str, value: &str) {
+        self.attr_with(key, |t| t.push_str(value));
+    }
+
+    /// A string attribute's value: its own, or its part of the span's `text`.
+    pub fn text_of<'a>(&'a self, value: &'a Value) -> Option<&'a str> {
+        match value {
+            Value::Str(s) => Some(s),
+            Value::Text(start, end) => self.text.get(*start as usize..*end as usize),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_attributes_share_one_string_and_read_back_whole() {
+        let mut r = SpanRecord {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: None,
+            name: Cow::Borrowed("GET"),
+            kind: SpanKind::Server,
+            start_ns: 0,
+            end_ns: 0,
+            error: false,
+            attributes: vec![],
+            text: String::new(),
+        };
+        r.attr_text("url.path", "/a/ü");
+        r.attr_with("server.address", |t| t.push_str("example.com"));
+        r.attr_text("empty", "");
+        r.attr("http.route", "/a");
+        let texts: Vec<_> = (r.attributes.iter()).map(|(_, v)| r.text_of(v)).collect();
+        assert_eq!(
+            texts,
+            [Some("/a/ü"), Some("example.com"), Some(""), Some("/a")]
+        );
+        assert_eq!(r.text, "/a/üexample.com");
+        assert_eq!(r.text_of(&Value::Int(1)), None);
     }
 }
 

@@ -62,18 +62,26 @@ pub fn is_forwarding_header(name: &str) -> bool {
 
 /// An address as text; IPv4 by hand, which costs a tenth of `Display`'s padding-aware formatting.
 pub fn ip_text(ip: IpAddr) -> String {
+    let mut out = String::with_capacity(15);
+    push_ip(&mut out, ip);
+    out
+}
+
+/// Appends an address as `ip_text` writes it.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            let mut out = String::with_capacity(15);
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push('.');
                 }
-                push_int(&mut out, u64::from(octet));
+                push_int(out, u64::from(octet));
             }
-            out
         }
-        IpAddr::V6(_) => ip.to_string(),
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
