@@ -168,8 +168,7 @@ impl Audit {
         let id = uuid::Builder::from_random_bytes(bytes).into_uuid();
         let at = std::time::UNIX_EPOCH + inner.clock.now();
         let time = humantime::format_rfc3339_millis(at).to_string();
-        let envelope = event.envelope(&inner.source, &id.to_string(), &time);
-        let line: Arc<str> = Arc::from(envelope.to_string());
+        let line: Arc<str> = Arc::from(event.line(&inner.source, &id.to_string(), &time));
         let record = || LogRecord {
             time_ns: inner.clock.now().as_nanos() as u64,
             trace_id: (event.data.get("trace_id").and_then(|t| t.as_str()))

@@ -285,24 +285,47 @@ impl Event {
         Event::new(Kind::ConfigReloadRefused, None, data)
     }
 
-    /// The event as one CloudEvents 1.0 JSON object, with its id and time.
-    pub fn envelope(&self, source: &str, id: &str, time_rfc3339: &str) -> Value {
-        let mut e = json!({
-            "specversion": "1.0",
-            "type": format!("dev.gatehouse.{}", self.kind.name()),
-            "source": source,
-            "id": id,
-            "time": time_rfc3339,
-            "datacontenttype": "application/json",
-            "ocsfclassuid": self.kind.ocsf_class(),
-        });
-        if let (Some(s), Some(o)) = (&self.subject, e.as_object_mut()) {
-            o.insert("subject".into(), Value::String(s.clone()));
-        }
-        if let Some(o) = e.as_object_mut() {
-            o.insert("data".into(), Value::Object(self.data.clone()));
-        }
-        e
+    /// The event as one line of CloudEvents 1.0 JSON, with its id and time: written straight
+    /// from the event, not through a JSON value built and dropped for it.
+    pub fn line(&self, source: &str, id: &str, time_rfc3339: &str) -> String {
+        let envelope = Envelope {
+            specversion: "1.0",
+            kind: TypeName(self.kind),
+            source,
+            id,
+            time: time_rfc3339,
+            datacontenttype: "application/json",
+            ocsfclassuid: self.kind.ocsf_class(),
+            subject: self.subject.as_deref(),
+            data: &self.data,
+        };
+        // a map of strings, numbers and nulls cannot fail to serialize
+        serde_json::to_string(&envelope).unwrap_or_default()
+    }
+}
+
+/// The CloudEvents attributes around an event's data.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    specversion: &'static str,
+    #[serde(rename = "type")]
+    kind: TypeName,
+    source: &'a str,
+    id: &'a str,
+    time: &'a str,
+    datacontenttype: &'static str,
+    ocsfclassuid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    data: &'a Map<String, Value>,
+}
+
+/// A kind's CloudEvents `type`, `dev.gatehouse.<name>`, written without a string made for it.
+struct TypeName(Kind);
+
+impl serde::Serialize for TypeName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("dev.gatehouse.{}", self.0.name()))
     }
 }
 
@@ -325,7 +348,9 @@ mod tests {
     #[test]
     fn the_envelope_is_cloudevents_1_0_with_the_data_inside() {
         let e = Event::config_reloaded("admin", "aaaa", "bbbb", 2);
-        let v = e.envelope("https://gw.example", "id-1", "2026-01-01T00:00:00Z");
+        let line = e.line("https://gw.example", "id-1", "2026-01-01T00:00:00Z");
+        assert!(!line.contains('\n'), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["specversion"], "1.0");
         assert_eq!(v["type"], "dev.gatehouse.config.reloaded");
         assert_eq!(v["source"], "https://gw.example");
@@ -338,6 +363,11 @@ mod tests {
             v["data"],
             json!({"by": "admin", "old_hash": "aaaa", "new_hash": "bbbb", "generation": 2})
         );
+        // a subject, when the event has one, and strings escaped as JSON wants them
+        let e = Event::session_ended("a\"b\n", "s");
+        let v: Value = serde_json::from_str(&e.line("src", "id", "t")).unwrap();
+        assert_eq!(v["subject"], "a\"b\n");
+        assert_eq!(v["type"], "dev.gatehouse.session.ended");
     }
 
     #[test]

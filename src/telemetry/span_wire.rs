@@ -4,7 +4,7 @@
 //! hold the bytes to what `prost` writes for the same spans through those types.
 
 use super::span::{SpanKind, SpanRecord, Value};
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::encoding::{encode_varint, encoded_len_varint, WireType};
 
 /// The parts every batch repeats, encoded once: the `Resource` and the `InstrumentationScope`.
 pub struct Envelope {
@@ -12,9 +12,22 @@ pub struct Envelope {
     pub scope: Vec<u8>,
 }
 
+/// A varint; most are one byte (field keys, short lengths), written without `prost`'s loop.
+fn varint(v: u64, buf: &mut Vec<u8>) {
+    match u8::try_from(v) {
+        Ok(b) if b < 0x80 => buf.push(b),
+        _ => encode_varint(v, buf),
+    }
+}
+
+/// A field's key; every tag here but the flags' (16) fits one byte.
+fn field_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
+
 fn bytes_field(tag: u32, value: &[u8], buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(value.len() as u64, buf);
+    field_key(tag, WireType::LengthDelimited, buf);
+    varint(value.len() as u64, buf);
     buf.extend_from_slice(value);
 }
 
@@ -34,23 +47,23 @@ fn any_value_len(r: &SpanRecord, v: &Value) -> usize {
 
 fn attribute(r: &SpanRecord, key: &str, value: &Value, buf: &mut Vec<u8>) {
     let any = any_value_len(r, value);
-    encode_key(9, WireType::LengthDelimited, buf);
-    encode_varint((field_len(key.len()) + field_len(any)) as u64, buf);
+    field_key(9, WireType::LengthDelimited, buf);
+    varint((field_len(key.len()) + field_len(any)) as u64, buf);
     bytes_field(1, key.as_bytes(), buf);
-    encode_key(2, WireType::LengthDelimited, buf);
-    encode_varint(any as u64, buf);
+    field_key(2, WireType::LengthDelimited, buf);
+    varint(any as u64, buf);
     match value {
         Value::Str(_) | Value::Text(..) => {
             bytes_field(1, r.text_of(value).unwrap_or("").as_bytes(), buf)
         }
         Value::Bool(b) => {
-            encode_key(2, WireType::Varint, buf);
-            encode_varint(u64::from(*b), buf);
+            field_key(2, WireType::Varint, buf);
+            varint(u64::from(*b), buf);
         }
         Value::Int(n) => {
             // int64: a negative number is its two's complement, ten bytes long
-            encode_key(3, WireType::Varint, buf);
-            encode_varint(*n as u64, buf);
+            field_key(3, WireType::Varint, buf);
+            varint(*n as u64, buf);
         }
     }
 }
@@ -72,10 +85,10 @@ fn span(r: &SpanRecord, buf: &mut Vec<u8>) {
         bytes_field(4, parent, buf);
     }
     bytes_field(5, r.name.as_bytes(), buf);
-    encode_key(6, WireType::Varint, buf);
-    encode_varint(kind(r.kind), buf);
+    field_key(6, WireType::Varint, buf);
+    varint(kind(r.kind), buf);
     for (tag, ns) in [(7, r.start_ns), (8, r.end_ns.max(r.start_ns))] {
-        encode_key(tag, WireType::SixtyFourBit, buf);
+        field_key(tag, WireType::SixtyFourBit, buf);
         buf.extend_from_slice(&ns.to_le_bytes());
     }
     for (k, v) in &r.attributes {
@@ -83,11 +96,11 @@ fn span(r: &SpanRecord, buf: &mut Vec<u8>) {
     }
     if r.error {
         // Status { code: STATUS_CODE_ERROR }
-        encode_key(15, WireType::LengthDelimited, buf);
+        field_key(15, WireType::LengthDelimited, buf);
         buf.extend_from_slice(&[2, 3 << 3, 2]);
     }
     // the W3C trace flags in the low byte: sampled, as every exported span was
-    encode_key(16, WireType::ThirtyTwoBit, buf);
+    field_key(16, WireType::ThirtyTwoBit, buf);
     buf.extend_from_slice(&1u32.to_le_bytes());
 }
 
@@ -103,11 +116,11 @@ fn open_batch(envelope: &Envelope, records: usize) -> Vec<u8> {
     let scoped = field_len(envelope.scope.len()) + records;
     let resourced = field_len(envelope.resource.len()) + field_len(scoped);
     let mut out = Vec::with_capacity(field_len(resourced));
-    encode_key(1, WireType::LengthDelimited, &mut out);
-    encode_varint(resourced as u64, &mut out);
+    field_key(1, WireType::LengthDelimited, &mut out);
+    varint(resourced as u64, &mut out);
     bytes_field(1, &envelope.resource, &mut out);
-    encode_key(2, WireType::LengthDelimited, &mut out);
-    encode_varint(scoped as u64, &mut out);
+    field_key(2, WireType::LengthDelimited, &mut out);
+    varint(scoped as u64, &mut out);
     bytes_field(1, &envelope.scope, &mut out);
     out
 }
@@ -144,8 +157,8 @@ pub fn traces(envelope: &Envelope, batch: &[SpanRecord]) -> Vec<u8> {
     let records = lens.iter().map(|&l| field_len(l)).sum();
     let mut out = open_batch(envelope, records);
     for (r, len) in batch.iter().zip(lens) {
-        encode_key(2, WireType::LengthDelimited, &mut out);
-        encode_varint(len as u64, &mut out);
+        field_key(2, WireType::LengthDelimited, &mut out);
+        varint(len as u64, &mut out);
         span(r, &mut out);
     }
     out
