@@ -1,5 +1,6 @@
 //! End to end in a real browser: headless Chromium, driven by chromedriver, signs in on the sign-in page
-//! and lands on a local redirect endpoint with the code, which is then exchanged for tokens.
+//! and lands on a local redirect endpoint with the code, which is then exchanged for tokens; the audit
+//! stream records the sign-in and the issue, and none of the secrets the flow used.
 
 use crate::support::harness::{free_port, wait_port};
 use crate::tokens::{Auth, ALICE_PASSWORD};
@@ -141,7 +142,9 @@ async fn a_real_browser_signs_in_and_the_code_is_exchanged() {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let a = Auth::start_edited("backend = \"sqlite\"\npath = \"data/g.db\"", "", |t| {
+    // the audit stream records the sign-in and the code's exchange
+    let audit = "\n[audit]\nfile = \"audit/events.jsonl\"\n";
+    let a = Auth::start_edited("backend = \"sqlite\"\npath = \"data/g.db\"", audit, |t| {
         t.replace("http://127.0.0.1:9/other", &cb)
     })
     .await;
@@ -228,4 +231,24 @@ async fn a_real_browser_signs_in_and_the_code_is_exchanged() {
             .as_deref(),
         Some("user-alice")
     );
+    use crate::audit::{events_when, find, of_type};
+    let issued = |e: &[serde_json::Value]| {
+        (of_type(e, "token.issued").iter()).any(|i| i["data"]["grant"] == "authorization_code")
+    };
+    let (events, bytes) = events_when(&a.gw.path("audit/events.jsonl"), issued).await;
+    let signed = find(&events, "signin.succeeded", "via", "authorize_page");
+    assert_eq!(signed["data"]["username"], "alice@example.com");
+    let token = find(&events, "token.issued", "grant", "authorization_code");
+    assert_eq!(token["subject"], "user-alice");
+    assert_eq!(token["data"]["client_id"], "browser");
+    let text = String::from_utf8_lossy(&bytes);
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    for secret in [
+        ALICE_PASSWORD,
+        q["code"].as_str(),
+        verifier,
+        access.as_str(),
+    ] {
+        assert!(!text.contains(secret), "{secret} is in the audit stream");
+    }
 }
