@@ -452,16 +452,7 @@ fn revoke_tokens(config: &std::path::Path, subject: &str) -> Result<(), Failure>
         gatehouse::telemetry::Telemetry::start(c.telemetry.as_ref(), Arc::new(SystemClock))?;
     let audit =
         gatehouse::audit::Audit::start(c.audit.as_ref(), Arc::new(SystemClock), &telemetry)?;
-    audit.emit(|| {
-        gatehouse::audit::Event::token_revoked(gatehouse::audit::Revoked {
-            by: "cli",
-            client_id: None,
-            subject: Some(subject),
-            token_type: "all",
-            jti: None,
-            families: families.len(),
-        })
-    });
+    audit.emit(|| gatehouse::audit::Event::subject_tokens_revoked("cli", subject, families.len()));
     audit.close();
     telemetry.close();
     println!(

@@ -198,6 +198,18 @@ impl Event {
     }
 
     /// Tokens revoked. `by`: `client` (/oauth/revoke), `admin` (the admin listener), `cli`.
+    /// Every refresh family of a subject ended, with the access tokens issued from them.
+    pub fn subject_tokens_revoked(by: &str, subject: &str, families: usize) -> Event {
+        Event::token_revoked(Revoked {
+            by,
+            client_id: None,
+            subject: Some(subject),
+            token_type: "all",
+            jti: None,
+            families,
+        })
+    }
+
     pub fn token_revoked(r: Revoked<'_>) -> Event {
         let data = json!({"by": r.by, "client_id": r.client_id, "subject": r.subject,
             "token_type": r.token_type, "jti": r.jti, "families": r.families});

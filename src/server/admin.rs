@@ -201,16 +201,9 @@ async fn revoke_tokens(shared: &Shared, session: &ServerSession) -> Response<Vec
     match tokens.revoke_subject(&subject).await {
         Ok(n) => {
             tracing::info!(target: "gatehouse::token", families = n, "an operator ended a subject's refresh tokens");
-            shared.audit.emit(|| {
-                crate::audit::Event::token_revoked(crate::audit::Revoked {
-                    by: "admin",
-                    client_id: None,
-                    subject: Some(&subject),
-                    token_type: "all",
-                    jti: None,
-                    families: n,
-                })
-            });
+            shared
+                .audit
+                .emit(|| crate::audit::Event::subject_tokens_revoked("admin", &subject, n));
             respond(
                 200,
                 "application/json",

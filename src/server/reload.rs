@@ -121,16 +121,8 @@ async fn end_removed_users(old: &Config, now: &Shared) {
             .await;
         let families = tokens.revoke_subject(&subject).await;
         if let Ok(n) = families {
-            now.audit.emit(|| {
-                crate::audit::Event::token_revoked(crate::audit::Revoked {
-                    by: "user_removed",
-                    client_id: None,
-                    subject: Some(&subject),
-                    token_type: "all",
-                    jti: None,
-                    families: n,
-                })
-            });
+            now.audit
+                .emit(|| crate::audit::Event::subject_tokens_revoked("user_removed", &subject, n));
         }
         match (sessions, families) {
             (Ok(s), Ok(f)) => {
