@@ -3,7 +3,7 @@
 
 use super::*;
 use serde_json::{json, Value as Json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A verified identity as the rules see it: subject `alice`, issuer `https://idp.test`, client
 /// `web`, scope `read`.
@@ -248,7 +248,7 @@ fn what_the_rules_read_is_found_at_load() {
 }
 
 #[test]
-fn a_huge_claim_list_is_refused_quickly() {
+fn a_huge_claim_list_is_refused_by_the_cost_limit() {
     let big: Vec<String> = (0..10_000).map(|i| format!("g{i}")).collect();
     let r = rules(
         &["claims.groups.exists(g, g == 'g9999')"],
@@ -257,13 +257,8 @@ fn a_huge_claim_list_is_refused_quickly() {
     );
     let (who, h) = (Who::with(json!({"groups": big})), headers());
     let f = facts(&who, &h, None);
-    let start = Instant::now();
+    // refused by the entry budget (1,000), not by how long a comparison of 10,000 takes
     assert_eq!(r.judge(&f), Err(RuleRef::new(RuleKind::AllowIf, 0)));
-    assert!(
-        start.elapsed() < Duration::from_millis(50),
-        "{:?}",
-        start.elapsed()
-    );
     let why = r.explain(&f).pop().unwrap().2;
     assert_eq!(
         why,
