@@ -74,7 +74,7 @@ impl Audit {
         let Some(s) = settings else {
             return Ok(Audit(None));
         };
-        let signals = Arc::new(file::Signals::default());
+        let signals = Arc::new(file::Signals::new(s.queue));
         let (mut sinks, mut writers) = (Vec::new(), Vec::new());
         if let Some(f) = &s.file {
             let (tx, rx) = std::sync::mpsc::sync_channel(s.queue);
@@ -146,9 +146,10 @@ impl Audit {
         if kind.always_kept() || inner.allow_all {
             return true;
         }
-        // a worker's fast draw: which allowed requests are kept needs spread, not secrecy
+        // the system generator: a draw that can be predicted (the workers' fast one shows its
+        // state in the ids it makes) would let a caller time requests the audit does not keep
         inner.allow_below > 0
-            && crate::telemetry::sampler::fast_draw().is_some_and(|r| r < inner.allow_below)
+            && crate::crypto::random_key().is_ok_and(|(r, _)| r < inner.allow_below)
     }
 
     /// Records an event: stamped, written as JSON once, offered to every sink without waiting.

@@ -197,7 +197,6 @@ impl Event {
         Event::new(Kind::RefreshReused, None, data)
     }
 
-    /// Tokens revoked. `by`: `client` (/oauth/revoke), `admin` (the admin listener), `cli`.
     /// Every refresh family of a subject ended, with the access tokens issued from them.
     pub fn subject_tokens_revoked(by: &str, subject: &str, families: usize) -> Event {
         Event::token_revoked(Revoked {
@@ -210,6 +209,8 @@ impl Event {
         })
     }
 
+    /// Tokens revoked. `by`: `client` (/oauth/revoke), `admin` (the admin listener), `cli`,
+    /// `user_removed` (a reload that removed or disabled the user).
     pub fn token_revoked(r: Revoked<'_>) -> Event {
         let data = json!({"by": r.by, "client_id": r.client_id, "subject": r.subject,
             "token_type": r.token_type, "jti": r.jti, "families": r.families});
@@ -312,7 +313,9 @@ impl Event {
             data: &self.data,
         };
         // a map of strings, numbers and nulls cannot fail to serialize
-        serde_json::to_string(&envelope).unwrap_or_default()
+        let line = serde_json::to_string(&envelope);
+        debug_assert!(line.is_ok(), "an audit event did not serialize");
+        line.unwrap_or_default()
     }
 }
 

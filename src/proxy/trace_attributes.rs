@@ -4,7 +4,7 @@
 
 use super::ctx::Ctx;
 use crate::telemetry::request::{method_name, RequestTrace};
-use crate::telemetry::{SpanKind, SpanRecord, Value};
+use crate::telemetry::{SpanKind, SpanRecord};
 use pingora::proxy::Session;
 use std::borrow::Cow;
 
@@ -133,10 +133,9 @@ fn identity(span: &mut SpanRecord, ctx: &Ctx) {
             .get(name)
             .and_then(crate::auth::principal::claim_header_text);
         if let Some(text) = text {
-            let start = span.text.len() as u32;
+            let start = span.text.len();
             span.text.push_str(&text);
-            let end = span.text.len() as u32;
-            span.attributes.push((key.clone(), Value::Text(start, end)));
+            span.push_text(key.clone(), start);
         }
     }
 }

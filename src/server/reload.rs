@@ -120,7 +120,8 @@ async fn end_removed_users(old: &Config, now: &Shared) {
             .end_all(crate::store::SessionsOf::Subject(&subject), "user_removed")
             .await;
         let families = tokens.revoke_subject(&subject).await;
-        if let Ok(n) = families {
+        // a user who held no refresh family has nothing to say here
+        if let Ok(n @ 1..) = families {
             now.audit
                 .emit(|| crate::audit::Event::subject_tokens_revoked("user_removed", &subject, n));
         }

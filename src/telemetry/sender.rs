@@ -39,8 +39,10 @@ pub(crate) async fn gather<T>(
         return false;
     };
     batch.push(first);
-    let until = tokio::time::Instant::now() + flush;
+    let mut looked = tokio::time::Instant::now();
+    let until = looked + flush;
     loop {
+        let before = batch.len();
         while batch.len() < size {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
@@ -52,13 +54,40 @@ pub(crate) async fn gather<T>(
         if batch.len() >= size || now >= until {
             return true;
         }
-        tokio::time::sleep_until(until.min(now + LOOK_EVERY)).await;
+        let wait = next_look(now - looked, batch.len() - before, rx.max_capacity());
+        looked = now;
+        tokio::time::sleep_until(until.min(now + wait)).await;
     }
+}
+
+/// How long to leave a filling queue: `LOOK_EVERY`, or less when `arrived` records in `since`
+/// say a quarter of its `capacity` would fill sooner (a small queue under heavy traffic would
+/// otherwise overflow while the sender waits), but never under a millisecond.
+pub(crate) fn next_look(since: Duration, arrived: usize, capacity: usize) -> Duration {
+    let room = (capacity / 4).max(1);
+    let soon = match arrived {
+        0 => LOOK_EVERY,
+        n => since.mul_f64(room as f64 / n as f64),
+    };
+    soon.clamp(Duration::from_millis(1), LOOK_EVERY)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_filling_fast_is_looked_at_sooner() {
+        let ms = Duration::from_millis;
+        // quiet: the usual interval
+        assert_eq!(next_look(ms(20), 0, 10_000), LOOK_EVERY);
+        assert_eq!(next_look(ms(20), 100, 10_000), LOOK_EVERY);
+        // 600 records in 20 ms into a queue of 512: a quarter (128) fills in about 4 ms
+        let soon = next_look(ms(20), 600, 512);
+        assert!(soon > ms(4) && soon < ms(5), "{soon:?}");
+        // never a busy loop
+        assert_eq!(next_look(ms(20), 1_000_000, 4), ms(1));
+    }
 
     #[tokio::test]
     async fn a_batch_ends_at_its_size_its_interval_or_the_queue_closing() {

@@ -75,9 +75,15 @@ impl SpanRecord {
     pub fn attr_with(&mut self, key: &'static str, write: impl FnOnce(&mut String)) {
         let start = self.text.len();
         write(&mut self.text);
-        let (start, end) = (start as u32, self.text.len() as u32);
-        self.attributes
-            .push((Cow::Borrowed(key), Value::Text(start, end)));
+        self.push_text(Cow::Borrowed(key), start);
+    }
+
+    /// Records the text from `start` to the end of `text` as the attribute `key`; text past 4 GiB
+    /// (which no request's headers reach) is left out.
+    pub fn push_text(&mut self, key: Key, start: usize) {
+        if let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(self.text.len())) {
+            self.attributes.push((key, Value::Text(start, end)));
+        }
     }
 
     /// An attribute with a copy of `value` in the span's `text`.

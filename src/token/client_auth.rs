@@ -284,10 +284,11 @@ impl TokenService {
     ) -> OAuthError {
         if let Some(w) = who {
             let key = format!("client:{w}@{address}");
-            self.failures.hit(&key).await;
-            // the failure that reaches the limit engages the lockout: said once, as the next
-            // attempts are refused before their credentials are checked
-            if self.audit.enabled() && self.failures.exceeded(&key).await {
+            let within = self.failures.hit(&key).await;
+            // the failure that reaches the limit engages the lockout: said once, by the failure
+            // counted at the limit exactly (later ones count past it; some are counted before the
+            // lockout is checked, a malformed assertion's among them)
+            if within && self.audit.enabled() && self.failures.exceeded(&key).await {
                 let retry_after = self.failures.retry_after();
                 let shown = crate::wire::request::Request::shown_key(address);
                 self.audit

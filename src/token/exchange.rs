@@ -45,8 +45,6 @@ pub(super) fn refused(r: Refusal) -> OAuthError {
     }
 }
 
-/// The party that acts: the actor token's `sub` (and `iss`, for `may_act` to compare), or the
-/// client itself.
 /// What a token exchange's span says: the client, delegation or impersonation, and whether a
 /// token was issued; never the tokens exchanged.
 fn spanned(
@@ -65,6 +63,8 @@ fn spanned(
     ]
 }
 
+/// The party that acts: the actor token's `sub` (and `iss`, for `may_act` to compare), or the
+/// client itself.
 fn actor_of(actor: Option<&Party>, client: &Client) -> Map<String, Value> {
     let mut m = Map::new();
     match actor {

@@ -61,15 +61,16 @@ impl TokenService {
                 SignIn::User(u)
             }
             None => {
-                self.failures.hit(&user_key).await;
-                self.failures.hit(address).await;
+                let user_within = self.failures.hit(&user_key).await;
+                let address_within = self.failures.hit(address).await;
                 self.audit
                     .emit(|| Event::sign_in_failed(username, via, shown, "wrong_credentials"));
-                // the failure that reaches the limit engages the lockout: said once, here (two
-                // more counter reads, only with an audit stream)
+                // the failure that reaches the limit engages the lockout: said once, by the
+                // failure counted at the limit exactly (more counter reads, only with an audit
+                // stream)
                 if self.audit.enabled()
-                    && (self.failures.exceeded(&user_key).await
-                        || self.failures.exceeded(address).await)
+                    && ((user_within && self.failures.exceeded(&user_key).await)
+                        || (address_within && self.failures.exceeded(address).await))
                 {
                     let retry_after = self.failures.retry_after();
                     self.audit

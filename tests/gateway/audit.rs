@@ -193,6 +193,20 @@ async fn a_full_run_writes_every_event_with_its_fields_and_no_secret() {
             .await;
         assert_eq!(r.status, 401);
     }
+    // failures past the limit (malformed assertions are counted before the lockout is looked at)
+    // say nothing more: the lockout was engaged once
+    for _ in 0..2 {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "legacy"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", "not-a-jwt"),
+        ];
+        assert_eq!(a.post("/oauth/token", &form, None).await.status, 401);
+    }
     // a client registers itself; an operator ends alice's tokens and sessions, then reloads
     let body = serde_json::json!({"redirect_uris": ["http://127.0.0.1:9/cb"],
         "grant_types": ["authorization_code"], "client_name": "Tool", "token_endpoint_auth_method": "none"});
