@@ -82,6 +82,8 @@ impl TokenService {
             "jti",
             "roles",
             "cnf",
+            // RFC 8693 §4.1: who acts for the subject, through an exchange
+            "act",
         ] {
             if let Some(v) = c.get(k) {
                 put(&mut out, k, v.clone());

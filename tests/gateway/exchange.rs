@@ -475,7 +475,7 @@ fn the_readme_example_compiles_with_the_shipped_gateway_toml() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn an_exchange_and_an_introspection_are_spans_of_their_requests() {
+async fn an_exchange_and_its_introspection_say_who_acts_and_are_spans_of_their_requests() {
     let Some(rx) = crate::telemetry::Receiver::start() else {
         return;
     };
@@ -496,9 +496,26 @@ async fn an_exchange_and_an_introspection_are_spans_of_their_requests() {
         )
         .await;
     assert_eq!((r.status, &r.json()["active"]), (200, &json!(true)));
+    assert!(r.json().get("act").is_none(), "nobody acts for alice");
+    // the exchanged token's audience learns who acts for alice (RFC 8693 §4.1)
+    let r = a
+        .post(
+            "/oauth/introspect",
+            &[("token", exchanged.as_str())],
+            Some(("svc-b", B_SECRET)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["sub"], "user-alice");
+    assert_eq!(r.json()["act"], json!({"sub": "svc-a"}));
     let named = |g: &[Value], n: &str| -> Option<Value> {
-        g.iter()
-            .find(|s| s["signal"] == "span" && s["name"] == n)
+        // svc-a's: svc-b introspects too
+        (g.iter())
+            .find(|s| {
+                s["signal"] == "span"
+                    && s["name"] == n
+                    && s["attributes"]["gatehouse.client_id"] == "svc-a"
+            })
             .cloned()
     };
     let got = rx
