@@ -25,6 +25,10 @@ pub struct AccessRecord<'a> {
     pub tool: Option<&'a str>,
     /// the route rule that refused the request (`deny_if[0]`), never a value it read
     pub rule: Option<crate::rules::RuleRef>,
+    /// a gRPC call's status when its answer's header block carried one (a trailers-only answer:
+    /// the gateway's own refusals, or an upstream's call that failed at once); the HTTP status of
+    /// a gRPC call is 200 whatever happened
+    pub grpc_status: Option<u8>,
 }
 
 /// Appends `s` as a JSON string literal.
@@ -63,6 +67,7 @@ pub fn access_log(r: &AccessRecord<'_>) {
             error = r.error,
             tool = r.tool.unwrap_or("-"),
             rule = %r.rule.map_or_else(|| "-".to_string(), |x| x.to_string()),
+            grpc_status = r.grpc_status,
             "request"
         );
         return;
@@ -118,6 +123,10 @@ fn json_line(line: &mut String, r: &AccessRecord<'_>, stamp: &str, upstream: &st
     if let Some(rule) = r.rule {
         let _ = write!(line, ",\"rule\":\"{rule}\"");
     }
+    if let Some(g) = r.grpc_status {
+        line.push_str(",\"grpc_status\":");
+        push_int(line, u64::from(g));
+    }
     line.push_str("},\"target\":\"gatehouse::access\"}\n");
 }
 
@@ -148,6 +157,10 @@ fn text_line(line: &mut String, r: &AccessRecord<'_>, stamp: &str, upstream: &st
     }
     if let Some(rule) = r.rule {
         let _ = write!(line, " rule={rule}");
+    }
+    if let Some(g) = r.grpc_status {
+        line.push_str(" grpc_status=");
+        push_int(line, u64::from(g));
     }
     line.push('\n');
 }
@@ -193,6 +206,7 @@ mod tests {
             error: "-",
             tool: Some("delete_user"),
             rule: None,
+            grpc_status: None,
         };
         let mut line = String::new();
         json_line(&mut line, &r, "2026-01-01T00:00:00Z", "-");
@@ -218,6 +232,21 @@ mod tests {
         let mut text = String::new();
         text_line(&mut text, &r, "t", "-");
         assert!(text.ends_with(" rule=deny_if[0]\n"), "{text}");
+        // a refused gRPC call: HTTP 200, and the status the call ended with
+        (r.status, r.grpc_status) = (200, Some(16));
+        let mut line = String::new();
+        json_line(&mut line, &r, "t", "-");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (
+                v["fields"]["status"].clone(),
+                v["fields"]["grpc_status"].clone()
+            ),
+            (200.into(), 16.into())
+        );
+        let mut text = String::new();
+        text_line(&mut text, &r, "t", "-");
+        assert!(text.ends_with(" grpc_status=16\n"), "{text}");
     }
 
     #[test]

@@ -385,10 +385,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
+        let written = session.response_written();
+        let status = written.map(|r| r.status.as_u16()).unwrap_or(0);
+        let grpc_status = written.and_then(crate::wire::grpc::status_in_header);
         let route = self.route(ctx).map(|r| r.name.as_str()).unwrap_or("-");
         let micros = ctx.start.elapsed().as_micros() as u64;
         let subject = ctx
@@ -411,12 +410,13 @@ impl ProxyHttp for Gateway {
             error: e.map(|e| e.etype().as_str()).unwrap_or("-"),
             tool: ctx.tool.as_deref(),
             rule: ctx.rule,
+            grpc_status,
         });
         if ctx.shared.audit.enabled() {
             audit_request::emit(session, ctx, status);
         }
         if ctx.trace.is_some() {
-            trace_request::finish(session, ctx, status, e.is_some());
+            trace_request::finish(session, ctx, (status, grpc_status), e.is_some());
         }
         let metrics = &ctx.shared.metrics;
         metrics.observe(ctx.route, status, micros, ctx.denial);

@@ -19,7 +19,7 @@ pub fn parent(ctx: &Ctx) -> Option<Parent> {
 }
 
 /// Ends the request's spans and queues them; `failed`: the request ended in an error.
-pub fn finish(session: &Session, ctx: &mut Ctx, status: u16, failed: bool) {
+pub fn finish(session: &Session, ctx: &mut Ctx, (status, grpc): (u16, Option<u8>), failed: bool) {
     let Some(t) = ctx.trace.take() else { return };
     let end_ns = t.start_ns + ctx.start.elapsed().as_nanos() as u64;
     let telemetry = ctx.shared.telemetry.clone();
@@ -60,7 +60,11 @@ pub fn finish(session: &Session, ctx: &mut Ctx, status: u16, failed: bool) {
         }
         telemetry.record(span);
     }
-    let span = super::trace_attributes::server_span(session, ctx, &t, end_ns, (status, failed));
+    let mut span = super::trace_attributes::server_span(session, ctx, &t, end_ns, (status, failed));
+    if let Some(g) = grpc {
+        // the semantic conventions' name for the status a gRPC call ended with
+        span.attr("rpc.grpc.status_code", i64::from(g));
+    }
     telemetry.record(span);
 }
 

@@ -41,6 +41,14 @@ pub fn timeout(req: &RequestHeader) -> Option<Duration> {
     })
 }
 
+/// The `grpc-status` a response's header block carries (a trailers-only answer), when it is one.
+pub fn status_in_header(r: &pingora::http::ResponseHeader) -> Option<u8> {
+    std::str::from_utf8(r.headers.get("grpc-status")?.as_bytes())
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// The gRPC status for an answer the gateway gives itself, by its HTTP status.
 pub fn status(http: u16) -> u8 {
     match http {
@@ -120,6 +128,18 @@ mod tests {
         for bad in ["", "S", "123456789S", "1x", "-1S", "1.5S"] {
             assert_eq!(t(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_header_blocks_grpc_status_is_read_and_anything_else_is_none() {
+        let mut r = pingora::http::ResponseHeader::build(200, None).unwrap();
+        assert_eq!(status_in_header(&r), None);
+        r.insert_header("grpc-status", "16").unwrap();
+        assert_eq!(status_in_header(&r), Some(16));
+        r.insert_header("grpc-status", "sixteen").unwrap();
+        assert_eq!(status_in_header(&r), None);
+        r.insert_header("grpc-status", "999").unwrap();
+        assert_eq!(status_in_header(&r), None);
     }
 
     #[test]

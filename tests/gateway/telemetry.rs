@@ -282,6 +282,43 @@ async fn a_refused_requests_span_carries_the_reason_and_no_token() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_refused_grpc_calls_span_says_its_grpc_status() {
+    let Some(rx) = Receiver::start() else { return };
+    let echo = Echo::start("echo").await;
+    let body = crate::open_and_closed(echo.addr)
+        + &format!(
+            "\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:{}\"\nflush_interval = \"50ms\"\n",
+            rx.port
+        );
+    // h2c on the plain listener, as a gRPC gateway without TLS has it
+    let h2c_on = |t: String| t.replacen("[server]\n", "[server]\nh2c = true\n", 1);
+    let gw = Gw::start_on_edited(tempfile::tempdir().unwrap(), &body, free_port(), h2c_on);
+    // a gRPC call without a token, over h2c: HTTP 200 with grpc-status 16 (UNAUTHENTICATED)
+    let h2c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2c
+        .post(gw.url("/closed/pkg.Service/Call"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("traceparent", traceparent("01"))
+        .body(vec![0u8; 5])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["grpc-status"], "16");
+    let got = rx
+        .when("the call's span", |g| !spans_of(g, TRACE).is_empty())
+        .await;
+    let a = &spans_of(&got, TRACE)[0]["attributes"];
+    assert_eq!(a["http.response.status_code"], json!(200));
+    assert_eq!(a["rpc.grpc.status_code"], json!(16), "{a:#}");
+    assert_eq!(a["gatehouse.reason"], "missing_token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn at_sample_ratio_zero_only_a_sampled_caller_is_traced() {
     let Some(rx) = Receiver::start() else { return };
     let endpoint = format!("http://127.0.0.1:{}", rx.port);
