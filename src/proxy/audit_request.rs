@@ -24,7 +24,7 @@ pub fn emit(session: &Session, ctx: &Ctx, status: u16) {
     // the request's trace when it is traced, else the caller's (read strictly, never echoed)
     let trace = match &ctx.trace {
         Some(t) => Some(t.ids.trace_id),
-        None => (req.headers.get("traceparent"))
+        None => (req.headers.get(&crate::telemetry::request::TRACEPARENT))
             .and_then(|v| TraceParent::parse(v.as_bytes()))
             .map(|p| p.trace_id),
     };

@@ -7,7 +7,7 @@ use pingora::proxy::Session;
 use std::time::Duration;
 
 // the header names as values, so a lookup does not parse them each time
-const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+pub(crate) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
 const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// What a traced request carries from phase to phase.

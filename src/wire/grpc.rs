@@ -41,9 +41,12 @@ pub fn timeout(req: &RequestHeader) -> Option<Duration> {
     })
 }
 
+/// Every request's log line looks for it: the name as a value, not parsed each time.
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+
 /// The `grpc-status` a response's header block carries (a trailers-only answer), when it is one.
 pub fn status_in_header(r: &pingora::http::ResponseHeader) -> Option<u8> {
-    std::str::from_utf8(r.headers.get("grpc-status")?.as_bytes())
+    std::str::from_utf8(r.headers.get(&GRPC_STATUS)?.as_bytes())
         .ok()?
         .parse()
         .ok()
