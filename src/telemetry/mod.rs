@@ -2,12 +2,15 @@
 //! record, and their export to an OTLP/HTTP collector off the request workers.
 
 pub mod current;
+mod delivery;
 mod export;
 pub mod otlp;
 pub mod request;
 pub mod sampler;
 pub mod sender;
 pub mod span;
+pub mod span_buffer;
+mod span_export;
 pub mod span_wire;
 pub mod traceparent;
 
@@ -19,7 +22,7 @@ pub use traceparent::TraceParent;
 use crate::clock::SharedClock;
 use crate::config::TelemetrySettings;
 use crate::observe::metrics::Sample;
-use export::SignalStats;
+use delivery::SignalStats;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,7 +31,7 @@ use tokio::sync::mpsc::Sender;
 struct Inner {
     sampler: sampler::Sampler,
     clock: SharedClock,
-    spans: Sender<SpanRecord>,
+    spans: Arc<span_buffer::SpanBuffers>,
     logs: Sender<LogRecord>,
     /// traces, then logs
     stats: [Arc<SignalStats>; 2],
@@ -51,11 +54,11 @@ impl Telemetry {
         let Some(s) = settings else {
             return Ok(Telemetry(None));
         };
-        let (spans, span_rx) = tokio::sync::mpsc::channel(s.queue);
+        let spans = Arc::new(span_buffer::SpanBuffers::new(s.queue));
         let (logs, log_rx) = tokio::sync::mpsc::channel(s.queue);
         let stats = [Arc::default(), Arc::default()];
         let queues = export::Queues {
-            spans: span_rx,
+            spans: spans.clone(),
             logs: log_rx,
         };
         let exporter = export::spawn(s, queues, stats.clone())?;
@@ -101,7 +104,7 @@ impl Telemetry {
     /// Queues a finished span without waiting; a full queue drops it and counts.
     pub fn record(&self, span: SpanRecord) {
         if let Some(inner) = &self.0 {
-            if inner.spans.try_send(span).is_err() {
+            if !inner.spans.push(&span) {
                 inner.stats[0].dropped(1);
             }
         }
@@ -151,19 +154,22 @@ impl Telemetry {
     /// Closes the queues and waits for the exporter to send what they hold: for a command that
     /// records and exits. Another clone still open keeps the queues open: then nothing is waited for.
     pub fn close(self) {
-        let Some(Ok(inner)) = self.0.map(Arc::try_unwrap) else {
+        let Some(Ok(mut inner)) = self.0.map(Arc::try_unwrap) else {
             return;
         };
-        let Inner {
-            spans,
-            logs,
-            exporter,
-            ..
-        } = inner;
-        drop((spans, logs));
+        let exporter = inner.exporter.take();
+        drop(inner);
         if let Some(e) = exporter {
             let _ = e.join();
         }
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle gone: the exporter sends what the buffers and the log queue hold, then
+    /// stops (the log queue closes with its sender).
+    fn drop(&mut self) {
+        self.spans.close();
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the request path records per span and per log record: small plain values, turned into
-//! OTLP protobuf only on the exporter's thread.
+//! What the request path records per span and per log record: small plain values; a span is
+//! written as protobuf when it ends, a log record on the exporter's thread.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -61,8 +61,7 @@ pub struct SpanRecord {
     pub error: bool,
     pub attributes: Vec<(Key, Value)>,
     /// the text of the `Value::Text` attributes, one allocation for all of them: a request's own
-    /// strings (its path, host, address, route) would otherwise cost one each, made on the worker
-    /// and freed on the exporter's thread
+    /// strings (its path, host, address, route) would otherwise cost one each
     pub text: String,
 }
 

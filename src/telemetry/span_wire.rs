@@ -13,11 +13,17 @@ pub struct Envelope {
 }
 
 /// A varint; most are one byte (field keys, short lengths), written without `prost`'s loop.
+#[inline(always)]
 fn varint(v: u64, buf: &mut Vec<u8>) {
     match u8::try_from(v) {
         Ok(b) if b < 0x80 => buf.push(b),
-        _ => encode_varint(v, buf),
+        _ => long_varint(v, buf),
     }
+}
+
+#[cold]
+fn long_varint(v: u64, buf: &mut Vec<u8>) {
+    encode_varint(v, buf)
 }
 
 /// A field's key; every tag here but the flags' (16) fits one byte.
@@ -45,10 +51,25 @@ fn any_value_len(r: &SpanRecord, v: &Value) -> usize {
     }
 }
 
+/// A `KeyValue` attribute; one whose key and string value are short (every one a request has but
+/// a long path or claim) is written with its lengths in two small runs of bytes.
 fn attribute(r: &SpanRecord, key: &str, value: &Value, buf: &mut Vec<u8>) {
     let any = any_value_len(r, value);
+    let whole = field_len(key.len()) + field_len(any);
+    if let (Ok(whole), Value::Str(_) | Value::Text(..)) = (u8::try_from(whole), value) {
+        if whole < 0x80 {
+            // every length inside is shorter than the whole, so one byte each
+            let text = r.text_of(value).unwrap_or("").as_bytes();
+            let (k, a, t) = (key.len() as u8, any as u8, text.len() as u8);
+            buf.extend_from_slice(&[9 << 3 | 2, whole, 1 << 3 | 2, k]);
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(&[2 << 3 | 2, a, 1 << 3 | 2, t]);
+            buf.extend_from_slice(text);
+            return;
+        }
+    }
     field_key(9, WireType::LengthDelimited, buf);
-    varint((field_len(key.len()) + field_len(any)) as u64, buf);
+    varint(whole as u64, buf);
     bytes_field(1, key.as_bytes(), buf);
     field_key(2, WireType::LengthDelimited, buf);
     varint(any as u64, buf);
@@ -151,17 +172,44 @@ fn span_len(r: &SpanRecord) -> usize {
         + 6
 }
 
-/// One batch of spans as the body of a POST to `/v1/traces`, written in one buffer of its size.
-pub fn traces(envelope: &Envelope, batch: &[SpanRecord]) -> Vec<u8> {
-    let lens: Vec<usize> = batch.iter().map(span_len).collect();
-    let records = lens.iter().map(|&l| field_len(l)).sum();
-    let mut out = open_batch(envelope, records);
-    for (r, len) in batch.iter().zip(lens) {
-        field_key(2, WireType::LengthDelimited, &mut out);
-        varint(len as u64, &mut out);
-        span(r, &mut out);
+/// Appends one span to a batch's records, as `push_record` would its encoding.
+pub fn push_span(r: &SpanRecord, records: &mut Vec<u8>) {
+    let len = span_len(r);
+    records.reserve(field_len(len));
+    field_key(2, WireType::LengthDelimited, records);
+    varint(len as u64, records);
+    span(r, records);
+}
+
+/// The first `max` records of `records` (each as `push_record` wrote it): how many, and the bytes
+/// they take. A record cut short ends the walk, so its bytes are never sent as a record.
+pub fn first_records(records: &[u8], max: usize) -> (usize, usize) {
+    let (mut n, mut at) = (0, 0);
+    while n < max {
+        let Some(mut rest) = records.get(at + 1..) else {
+            break;
+        };
+        let before = rest.len();
+        let Ok(len) = prost::encoding::decode_varint(&mut rest) else {
+            break;
+        };
+        let end = at + 1 + (before - rest.len()) + len as usize;
+        if end > records.len() {
+            break;
+        }
+        (n, at) = (n + 1, end);
     }
-    out
+    (n, at)
+}
+
+/// One batch of spans as the body of a POST to `/v1/traces`.
+#[cfg(test)]
+pub fn traces(envelope: &Envelope, batch: &[SpanRecord]) -> Vec<u8> {
+    let mut records = Vec::new();
+    for r in batch {
+        push_span(r, &mut records);
+    }
+    wrap(envelope, &records)
 }
 
 #[cfg(test)]

@@ -138,3 +138,24 @@ fn a_span_batch_decodes_as_the_collector_reads_it() {
     );
     assert_eq!(value(2), Some(any_value::Value::IntValue(502)));
 }
+
+#[test]
+fn a_batch_is_cut_at_whole_records_only() {
+    let mut long = record();
+    long.attr("url.path", "/b".repeat(200));
+    let mut records = Vec::new();
+    for r in [record(), long, record()] {
+        push_span(&r, &mut records);
+    }
+    let mut one = Vec::new();
+    push_span(&record(), &mut one);
+    assert_eq!(first_records(&records, 1), (1, one.len()));
+    assert_eq!(first_records(&records, 3), (3, records.len()));
+    assert_eq!(first_records(&records, 9), (3, records.len()));
+    assert_eq!(first_records(&records, 0), (0, 0));
+    // a record cut short is not counted, nor are its bytes
+    let cut = &records[..records.len() - 1];
+    let (n, len) = first_records(cut, 9);
+    assert_eq!((n, len), (2, records.len() - one.len()));
+    assert_eq!(first_records(&[0x12], 9), (0, 0));
+}
