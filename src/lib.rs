@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod crypto;
 pub mod dpop;
 pub(crate) mod endpoints;

@@ -18,6 +18,8 @@ enum Queue {
     Batches(tokio::sync::mpsc::Sender<Arc<str>>),
     /// OTLP log records, sent by the telemetry exporter (which counts them)
     Otlp(Telemetry),
+    /// the console's ring of the latest events
+    Recent(Arc<super::recent::Recent>),
 }
 
 struct Sink {
@@ -34,6 +36,11 @@ impl Sink {
             // the exporter counts what it takes and what it drops
             Queue::Otlp(t) => {
                 t.log(record());
+                true
+            }
+            Queue::Recent(r) => {
+                r.push(line.clone());
+                self.stats.wrote(1);
                 true
             }
         };
@@ -71,8 +78,25 @@ impl Audit {
         clock: SharedClock,
         telemetry: &Telemetry,
     ) -> std::io::Result<Audit> {
-        let Some(s) = settings else {
-            return Ok(Audit(None));
+        Self::start_with(settings, clock, telemetry, None)
+    }
+
+    /// As `start`, and keeps the latest events in `recent` (the console's), with or without
+    /// `[audit]`.
+    pub fn start_with(
+        settings: Option<&AuditSettings>,
+        clock: SharedClock,
+        telemetry: &Telemetry,
+        recent: Option<Arc<super::recent::Recent>>,
+    ) -> std::io::Result<Audit> {
+        let console_only;
+        let s = match (settings, &recent) {
+            (Some(s), _) => s,
+            (None, Some(_)) => {
+                console_only = AuditSettings::console_only();
+                &console_only
+            }
+            (None, None) => return Ok(Audit(None)),
         };
         let signals = Arc::new(file::Signals::new(s.queue));
         let (mut sinks, mut writers) = (Vec::new(), Vec::new());
@@ -110,6 +134,13 @@ impl Audit {
                 name: "http",
                 queue: Queue::Batches(tx),
                 stats,
+            });
+        }
+        if let Some(r) = recent {
+            sinks.push(Sink {
+                name: "console",
+                queue: Queue::Recent(r),
+                stats: Arc::default(),
             });
         }
         // the configuration asks for `otlp` only with an endpoint, so telemetry is on here

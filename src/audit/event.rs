@@ -23,10 +23,11 @@ pub enum Kind {
     ClientRegistered,
     ConfigReloaded,
     ConfigReloadRefused,
+    ConsoleAction,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 17] = [
+    pub const ALL: [Kind; 18] = [
         Kind::RequestAllowed,
         Kind::RequestRefused,
         Kind::TokenIssued,
@@ -44,6 +45,7 @@ impl Kind {
         Kind::ClientRegistered,
         Kind::ConfigReloaded,
         Kind::ConfigReloadRefused,
+        Kind::ConsoleAction,
     ];
 
     /// The name after `dev.gatehouse.` in the event's `type`.
@@ -66,6 +68,7 @@ impl Kind {
             Kind::ClientRegistered => "client.registered",
             Kind::ConfigReloaded => "config.reloaded",
             Kind::ConfigReloadRefused => "config.reload_refused",
+            Kind::ConsoleAction => "console.action",
         }
     }
 
@@ -91,6 +94,8 @@ impl Kind {
             Kind::TokenRevoked | Kind::TokenIntrospected => 6003,
             // Device Config State Change (a refused one is that class's failure: nothing changed)
             Kind::ConfigReloaded | Kind::ConfigReloadRefused => 5019,
+            // API Activity: an operator's change through the console
+            Kind::ConsoleAction => 6003,
         }
     }
 
@@ -276,6 +281,14 @@ impl Event {
     pub fn backchannel_logout(provider: &str, subject: Option<&str>, ended: u64) -> Event {
         let data = json!({"provider": provider, "subject": subject, "ended": ended});
         Event::new(Kind::BackchannelLogout, subject, data)
+    }
+
+    /// An operator acted through the console: who (`by`, the signed-in subject), what (`action`),
+    /// on what (`target`: a subject, a token id, a client id; never a secret), and whether it
+    /// was done.
+    pub fn console_action(by: &str, action: &str, target: &str, outcome: &str) -> Event {
+        let data = json!({"by": by, "action": action, "target": target, "outcome": outcome});
+        Event::new(Kind::ConsoleAction, Some(by), data)
     }
 
     /// A client registered itself (RFC 7591); never its secret (registered clients have none).

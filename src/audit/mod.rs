@@ -5,6 +5,7 @@ mod emitter;
 pub mod event;
 mod file;
 mod http;
+pub mod recent;
 mod stats;
 
 pub use emitter::Audit;

@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod status;
+pub use status::IssuerStatus;
+
 /// Most keys read from one JWKS document; the rest are ignored.
 const MAX_KEYS: usize = 100;
 
@@ -57,6 +60,8 @@ struct Slot {
     failed_in_a_row: AtomicU64,
     fetches_ok: AtomicU64,
     fetches_failed: AtomicU64,
+    /// why the last fetch failed; empty after a success
+    last_error: std::sync::Mutex<String>,
     statics: Option<Arc<KeySet>>,
 }
 
@@ -199,6 +204,7 @@ impl Jwks {
                 failed_in_a_row: AtomicU64::new(0),
                 fetches_ok: AtomicU64::new(0),
                 fetches_failed: AtomicU64::new(0),
+                last_error: Default::default(),
                 statics: match &i.source {
                     KeySource::Static(keys) => Some(Arc::new(KeySet::fixed(keys.clone()))),
                     KeySource::Own => Some(Arc::new(KeySet::fixed(own.clone()))),
@@ -322,6 +328,7 @@ impl Jwks {
                             .as_millis() as u64;
                         let ttl = ttl.max(1000);
                         slot.failed_in_a_row.store(0, Ordering::SeqCst);
+                        status::set_error(slot, None);
                         if slot.failing.swap(false, Ordering::SeqCst) {
                             tracing::info!(issuer = %iss.name, "signing keys can be fetched again");
                         }
@@ -338,6 +345,7 @@ impl Jwks {
                     Err(e) => {
                         slot.fetches_failed.fetch_add(1, Ordering::Relaxed);
                         slot.failed_in_a_row.fetch_add(1, Ordering::SeqCst);
+                        status::set_error(slot, Some(&e));
                         if slot.failing.swap(true, Ordering::SeqCst) {
                             tracing::debug!(issuer = %slot.issuer.name, error = %e, "signing keys still cannot be fetched");
                         } else {

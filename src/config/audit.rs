@@ -45,6 +45,21 @@ pub struct AuditSettings {
     pub http: Option<AuditHttp>,
 }
 
+impl AuditSettings {
+    /// No sink of its own: the events the console keeps when there is no `[audit]`.
+    pub fn console_only() -> AuditSettings {
+        AuditSettings {
+            source: "gatehouse".into(),
+            allow_sample_ratio: 0.0,
+            file: None,
+            stdout: false,
+            otlp: false,
+            queue: 1,
+            http: None,
+        }
+    }
+}
+
 impl Compiler {
     /// `[audit]`: `None` (with a problem) when it names no sink or a value is out of range.
     pub(super) fn audit(&mut self, a: RawAudit, public_url: &str) -> Option<AuditSettings> {

@@ -14,6 +14,11 @@ pub struct Config {
     /// the first 16 hex digits of the SHA-256 of the text compiled, so operators can see which file
     /// each replica runs
     pub file_hash: String,
+    /// the text compiled, for the console's view of the running configuration (secrets are
+    /// taken out before it is shown)
+    pub text: Arc<str>,
+    /// the operators' console
+    pub admin: super::admin::AdminSettings,
     pub server: ServerSettings,
     pub tls: TlsSettings,
     pub validation: ValidationSettings,

@@ -1,5 +1,6 @@
 //! Loads gateway.toml and compiles it into a validated `Config`, naming the key of every problem.
 
+mod admin;
 mod audit;
 mod clients;
 mod compiled;
@@ -21,6 +22,7 @@ mod telemetry;
 mod upstreams;
 mod warnings;
 
+pub use admin::AdminSettings;
 pub use audit::{AuditFile, AuditHttp, AuditSettings};
 pub use compiled::Config;
 pub use ids::{IssuerId, RouteId, UpstreamId};
@@ -257,6 +259,7 @@ impl Compiler {
                 "needs [telemetry] otlp_endpoint: the events go to its /v1/logs",
             );
         }
+        let admin = self.admin(raw.admin, &server, users.len());
         let login_providers = self.login_providers(raw.login_providers);
         self.check_logins(
             &routes,
@@ -275,6 +278,8 @@ impl Compiler {
         Config {
             file: file.to_path_buf(),
             file_hash: crate::crypto::sha256_hex(text).chars().take(16).collect(),
+            text: Arc::from(text),
+            admin,
             server,
             tls,
             validation,

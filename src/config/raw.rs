@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub forward_auth: Option<RawForwardAuth>,
     pub audit: Option<RawAudit>,
     pub telemetry: Option<super::telemetry::RawTelemetry>,
+    pub admin: super::admin::RawAdmin,
 }
 
 /// `[audit]` as written.

@@ -143,7 +143,8 @@ pub(super) async fn submit(
     {
         SignIn::User(user) => {
             let now = tokens.sessions.now();
-            let new = tokens.local_session(user, now);
+            let mut new = tokens.local_session(user, now);
+            new.data.address = Request::shown_key(&http.client_key()).to_string();
             return match tokens.sessions.open(http.header, new).await {
                 Ok(set) => {
                     tokens.count_sign_in();

@@ -309,6 +309,7 @@ async fn signed_in(
         data: SessionData {
             claims: kept,
             id_token: Some(id_token),
+            ..Default::default()
         },
         auth_time,
     })
@@ -333,7 +334,7 @@ pub async fn callback(http: &Request<'_>, tokens: &TokenService, providers: &Pro
         Ok(code) => signed_in(tokens, providers, (i, p), &pre, code).await,
         Err(f) => Err(f),
     };
-    let new = match new {
+    let mut new = match new {
         Ok(n) => n,
         Err(f) => return failed(tokens, again, f),
     };
@@ -341,6 +342,7 @@ pub async fn callback(http: &Request<'_>, tokens: &TokenService, providers: &Pro
         "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
         PreLogin::cookie_name(&state)
     );
+    new.data.address = crate::wire::request::Request::shown_key(&http.client_key()).to_string();
     // kept for the audit event only when there is an audit stream
     let subject = tokens.audit.enabled().then(|| new.subject.clone());
     match tokens.sessions.open(http.header, new).await {

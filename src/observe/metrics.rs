@@ -82,6 +82,10 @@ const HELP: &[(&str, &str)] = &[
         "People signed in on the sign-in page: sign-in sessions made.",
     ),
     (
+        "gatehouse_tokens_issued_total",
+        "Access tokens the token service signed, every grant, since the last reload.",
+    ),
+    (
         "gatehouse_audit_events_total",
         "Audit events a sink wrote (file, stdout) or a collector took (http).",
     ),
@@ -257,8 +261,22 @@ impl Metrics {
         count(&self.forward_auth, status);
     }
 
+    /// The request-duration histogram: each bucket's upper bound in seconds with its cumulative
+    /// count, ending with `+Inf`.
+    pub fn duration_buckets(&self) -> Vec<(f64, u64)> {
+        let m = prometheus::core::Metric::metric(&self.duration);
+        let h = m.get_histogram();
+        let mut out: Vec<(f64, u64)> = h
+            .get_bucket()
+            .iter()
+            .map(|b| (b.upper_bound(), b.cumulative_count()))
+            .collect();
+        out.push((f64::INFINITY, h.get_sample_count()));
+        out
+    }
+
     /// The request counts that are not zero, as samples.
-    fn request_samples(&self) -> Vec<Sample> {
+    pub fn request_samples(&self) -> Vec<Sample> {
         let mut out = Vec::new();
         for (i, counters) in self.requests.iter().enumerate() {
             let route = self.route_names.get(i).map(String::as_str).unwrap_or("-");

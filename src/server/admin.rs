@@ -16,6 +16,8 @@ use std::sync::Arc;
 pub struct Admin {
     pub shared: Arc<ArcSwap<Shared>>,
     pub reloader: Arc<Reloader>,
+    /// the operators' console, with `[admin] console`
+    pub console: Option<Arc<crate::console::Console>>,
 }
 
 fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
@@ -33,6 +35,24 @@ fn respond(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     r.headers_mut()
         .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     r
+}
+
+#[async_trait]
+impl crate::console::Server for Reloader {
+    fn generation(&self) -> u64 {
+        Reloader::generation(self)
+    }
+
+    fn reload_failures(&self) -> u64 {
+        self.failures()
+    }
+
+    async fn reload_by_console(&self) -> Result<u64, usize> {
+        match self.reload(ReloadBy::Console).await {
+            Outcome::Applied { generation, .. } => Ok(generation),
+            Outcome::Refused(problems) => Err(problems.len()),
+        }
+    }
 }
 
 /// Whether a request may reach the admin listener. The Host must be an IP address, `localhost`, or
@@ -99,6 +119,14 @@ impl ServeHttp for Admin {
             return *refused;
         }
         let post = session.req_header().method == http::Method::POST;
+        let path = session.req_header().uri.path();
+        if path == "/console" || path.starts_with("/console/") {
+            if let Some(console) = &self.console {
+                return console
+                    .answer(shared, self.reloader.as_ref(), session)
+                    .await;
+            }
+        }
         match session.req_header().uri.path() {
             // Reloads from this (loopback, operators') listener: what `gatehouse reload` calls.
             "/reload" if post => match self.reloader.reload(ReloadBy::Admin).await {
@@ -301,6 +329,10 @@ fn gauges(s: &Shared, reloader: &Reloader) -> Vec<Sample> {
     }
     if let Some(t) = &s.tokens {
         g.push(Sample::new("gatehouse_sign_ins_total", t.sign_ins()));
+        g.push(Sample::new(
+            "gatehouse_tokens_issued_total",
+            t.tokens_issued(),
+        ));
         for (upstream, n) in t.exchanges().counts() {
             g.push(Sample::labelled(
                 "gatehouse_token_exchanges_total",

@@ -29,6 +29,8 @@ pub struct Lasting {
     pub seen_proofs: Arc<crate::store::seen::SeenIds>,
     /// the audit stream and its sinks; changing `[audit]` needs a restart
     pub audit: crate::audit::Audit,
+    /// the latest audit events, for the console (with `[admin] console`)
+    pub console_events: Option<Arc<crate::audit::recent::Recent>>,
     /// traces to the OTLP collector; changing `[telemetry]` needs a restart
     pub telemetry: crate::telemetry::Telemetry,
 }

@@ -62,6 +62,22 @@ pub struct Built {
 
 /// Starts the first generation's background work once the server runs, and hands its stop switch
 /// to the reloader, which stops it when a reload replaces the generation.
+/// Takes a reading of the metrics for the console's charts every few seconds.
+struct ConsoleHistory(Arc<crate::console::Console>, Arc<ArcSwap<Shared>>);
+
+#[async_trait]
+impl BackgroundService for ConsoleHistory {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.0.sample(&self.1.load());
+            tokio::select! {
+                _ = tokio::time::sleep(crate::console::history::EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
 struct FirstGeneration {
     tasks: std::sync::Mutex<Option<crate::upstream::tasks::Tasks>>,
     reloader: Arc<reload::Reloader>,
@@ -152,7 +168,12 @@ pub fn build_with(
     };
     let mut server = Server::new_with_opt_and_conf(opt, conf);
 
+    let started = clock.now_secs();
     let lasting = lasting(&config, clock, &mut server)?;
+    let console = lasting
+        .console_events
+        .clone()
+        .map(|events| Arc::new(crate::console::Console::new(&config.admin, events, started)));
     let (first, first_tasks) = generation::generation(config.clone(), &lasting, None)?;
     let shared = Arc::new(ArcSwap::from_pointee(first));
     let resolver =
@@ -178,19 +199,37 @@ pub fn build_with(
 
     server.add_service(proxy_service(&server, &config, &shared, resolver.as_ref())?);
     if let Some(addr) = config.server.admin_listen {
-        let admin = admin::Admin {
-            shared: shared.clone(),
-            reloader: reloader.clone(),
-        };
-        let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
-        svc.add_tcp(&addr.to_string());
-        server.add_service(svc);
+        admin_service(&mut server, addr, &shared, &reloader, console);
     }
     Ok(Built {
         server,
         shared,
         reloader,
     })
+}
+
+/// The admin listener, with the console's chart readings when it has a console.
+fn admin_service(
+    server: &mut Server,
+    addr: std::net::SocketAddr,
+    shared: &Arc<ArcSwap<Shared>>,
+    reloader: &Arc<reload::Reloader>,
+    console: Option<Arc<crate::console::Console>>,
+) {
+    if let Some(c) = &console {
+        server.add_service(background_service(
+            "console history",
+            ConsoleHistory(c.clone(), shared.clone()),
+        ));
+    }
+    let admin = admin::Admin {
+        shared: shared.clone(),
+        reloader: reloader.clone(),
+        console,
+    };
+    let mut svc = pingora::services::listening::Service::new("gatehouse admin".into(), admin);
+    svc.add_tcp(&addr.to_string());
+    server.add_service(svc);
 }
 
 /// The store's background work: the Redis revocation feed or the SQLite file's revocation watch,
@@ -298,10 +337,17 @@ fn lasting(
             .map_err(|e| StartupError::part("token_service")(e.to_string()))?;
     let telemetry = crate::telemetry::Telemetry::start(config.telemetry.as_ref(), clock.clone())
         .map_err(|e| StartupError::part("telemetry")(e.to_string()))?;
-    let audit = crate::audit::Audit::start(config.audit.as_ref(), clock.clone(), &telemetry)
-        .map_err(|e| StartupError::part("audit")(e.to_string()))?;
+    let console_events = config.admin.console.then(Arc::default);
+    let audit = crate::audit::Audit::start_with(
+        config.audit.as_ref(),
+        clock.clone(),
+        &telemetry,
+        console_events.clone(),
+    )
+    .map_err(|e| StartupError::part("audit")(e.to_string()))?;
     Ok(generation::Lasting {
         audit,
+        console_events,
         telemetry,
         clock,
         store,

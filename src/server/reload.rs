@@ -36,6 +36,8 @@ pub enum ReloadBy {
     Admin,
     /// `[server] watch_config` saw the file change
     FileWatch,
+    /// an operator on the console's configuration page
+    Console,
 }
 
 impl ReloadBy {
@@ -44,6 +46,7 @@ impl ReloadBy {
             ReloadBy::Signal => "signal",
             ReloadBy::Admin => "admin",
             ReloadBy::FileWatch => "file_watch",
+            ReloadBy::Console => "console",
         }
     }
 }
@@ -96,6 +99,13 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.telemetry != new.telemetry {
         out.push("telemetry");
+    }
+    let (oa, na) = (&old.admin, &new.admin);
+    if oa.console != na.console
+        || oa.session_ttl != na.session_ttl
+        || oa.idle_timeout != na.idle_timeout
+    {
+        out.push("admin.console / admin.console_session_ttl / admin.console_idle_timeout");
     }
     out
 }

@@ -37,7 +37,16 @@ pub struct SessionData {
     /// the provider's ID token, for `id_token_hint` at its logout
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// where the person signed in from (the client's address) and with what browser, for the
+    /// console's list of a person's sessions
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub address: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user_agent: String,
 }
+
+/// The longest `User-Agent` a session keeps.
+const USER_AGENT_MAX: usize = 200;
 
 /// A new session to open.
 pub struct NewSession {
@@ -145,7 +154,15 @@ impl Sessions {
     /// Opens a session with a new random id (never one the browser brought) and returns the
     /// `Set-Cookie` value that carries it. A session the browser still had ends: one browser, one
     /// session.
-    pub async fn open(&self, req: &RequestHeader, new: NewSession) -> Result<String, OpenError> {
+    pub async fn open(
+        &self,
+        req: &RequestHeader,
+        mut new: NewSession,
+    ) -> Result<String, OpenError> {
+        if let Some(ua) = req.headers.get(http::header::USER_AGENT) {
+            let ua = String::from_utf8_lossy(ua.as_bytes());
+            new.data.user_agent = ua.chars().take(USER_AGENT_MAX).collect();
+        }
         if let Some(old) = self.cookie_hash(req) {
             run_blocking(&self.store, move |s| s.end_session(&old))
                 .await
@@ -340,7 +357,7 @@ mod tests {
                     provider_sid: String::new(),
                     data: SessionData {
                         claims,
-                        id_token: None,
+                        ..Default::default()
                     },
                     auth_time: clock.now_secs(),
                 },

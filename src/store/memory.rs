@@ -272,6 +272,17 @@ impl Store for MemoryStore {
         Ok((before - m.len()) as u64)
     }
 
+    fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        let m = self.sessions.lock().map_err(poisoned)?;
+        let mut out: Vec<SessionRecord> = m
+            .values()
+            .filter(|r| r.subject == subject && r.live(now))
+            .cloned()
+            .collect();
+        super::newest_first(&mut out);
+        Ok(out)
+    }
+
     fn purge(&self, now: u64) -> Result<(), StoreError> {
         self.sessions
             .lock()

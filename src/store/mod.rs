@@ -98,6 +98,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ends every session that `of` names; returns how many there were.
     fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError>;
 
+    /// The live sessions of a subject, whoever signed them in, newest first (the console's list).
+    fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError>;
+
     /// Drops entries whose time has passed.
     fn purge(&self, now: u64) -> Result<(), StoreError>;
 
@@ -296,6 +299,11 @@ impl SessionRecord {
     }
 }
 
+/// Sessions as the console lists them: the latest sign-in first.
+fn newest_first(sessions: &mut [SessionRecord]) {
+    sessions.sort_by(|a, b| b.auth_time.cmp(&a.auth_time).then(a.hash.cmp(&b.hash)));
+}
+
 /// What a store counted, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -391,5 +399,39 @@ mod tests {
         // and across a restart
         let again = SqliteStore::open(&path).unwrap();
         assert_eq!(again.registered_clients().unwrap().len(), 1);
+    }
+
+    /// What every store lists as a subject's sessions: live ones only, the newest first.
+    fn lists_a_subjects_sessions(s: &dyn Store) {
+        let session = |hash: &str, subject: &str, at: u64, idle_until: u64| SessionRecord {
+            hash: hash.into(),
+            subject: subject.into(),
+            provider: "local".into(),
+            provider_sid: String::new(),
+            data: "{}".into(),
+            auth_time: at,
+            idle_until,
+            expires_at: 10_000,
+        };
+        s.put_session(&session("h-old", "ann", 100, 5_000)).unwrap();
+        s.put_session(&session("h-new", "ann", 200, 5_000)).unwrap();
+        s.put_session(&session("h-idle", "ann", 300, 400)).unwrap();
+        s.put_session(&session("h-bob", "bob", 150, 5_000)).unwrap();
+        let hashes = |subject: &str| -> Vec<String> {
+            let list = s.sessions_of(subject, 1_000).unwrap();
+            list.into_iter().map(|r| r.hash).collect()
+        };
+        assert_eq!(hashes("ann"), ["h-new", "h-old"]);
+        assert_eq!(hashes("bob"), ["h-bob"]);
+        assert!(hashes("nobody").is_empty());
+        assert!(s.end_session("h-new").unwrap());
+        assert_eq!(hashes("ann"), ["h-old"]);
+    }
+
+    #[test]
+    fn memory_and_sqlite_list_a_subjects_sessions() {
+        lists_a_subjects_sessions(&MemoryStore::default());
+        let dir = tempfile::tempdir().unwrap();
+        lists_a_subjects_sessions(&SqliteStore::open(&dir.path().join("g.db")).unwrap());
     }
 }

@@ -100,6 +100,13 @@ impl Directory {
         &self.scopes
     }
 
+    /// Drops a registered client from this gateway's cache (it was deleted).
+    pub async fn forget(&self, id: &str) {
+        if let Some((_, cache)) = &self.registered {
+            cache.invalidate(id).await;
+        }
+    }
+
     /// True when a client id may belong to a client this service knows without configuration: the
     /// edge lets its tokens pass while the way it came in is on.
     pub fn may_be_open(&self, id: &str) -> bool {

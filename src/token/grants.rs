@@ -187,6 +187,8 @@ impl TokenService {
                 "the token could not be signed",
             )
         })?;
+        self.issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.audit.emit(|| {
             crate::audit::Event::token_issued(&crate::audit::Issue {
                 grant: grantee.grant,

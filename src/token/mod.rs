@@ -17,6 +17,7 @@ mod introspect;
 pub mod keys;
 pub mod limits;
 mod metadata;
+mod operator;
 pub mod register;
 mod request;
 mod resources;
@@ -87,6 +88,11 @@ impl TokenService {
     /// Sign-in sessions made so far.
     pub fn sign_ins(&self) -> u64 {
         self.sign_ins.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Access tokens signed so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.issued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn count_sign_in(&self) {
@@ -287,6 +293,8 @@ pub struct TokenService {
     cors_origins: Vec<String>,
     /// sign-in sessions made, for metrics
     sign_ins: std::sync::atomic::AtomicU64,
+    /// access tokens signed so far, for the metrics and the console's chart
+    issued: std::sync::atomic::AtomicU64,
     /// browser sessions, opened by a sign-in here or at `/oauth/login`
     pub sessions: Arc<crate::session::Sessions>,
     /// every configured client id, encoded as a principal holds it
@@ -367,6 +375,7 @@ impl TokenService {
             metadata,
             issuer_path,
             sign_ins: Default::default(),
+            issued: Default::default(),
             cors_origins: cors_origins(config),
             keys,
             settings,

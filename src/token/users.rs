@@ -82,7 +82,7 @@ impl TokenService {
     }
 
     /// The user whose tokens carry this `sub`, if the subject is a person.
-    pub(super) fn user_by_subject(&self, subject: &str) -> Option<&crate::config::User> {
+    pub(crate) fn user_by_subject(&self, subject: &str) -> Option<&crate::config::User> {
         self.users.values().find(|u| u.subject == subject)
     }
 }
@@ -130,6 +130,7 @@ impl TokenService {
             data: crate::session::SessionData {
                 claims,
                 id_token: None,
+                ..Default::default()
             },
             auth_time: now,
         }

@@ -14,6 +14,7 @@ mod browser;
 mod browser_sessions;
 mod cli;
 mod clients;
+mod console;
 mod dpop;
 mod exchange;
 mod faults;

@@ -494,6 +494,25 @@ impl Store for RedisStore {
         self.script(END_SESSIONS_SCRIPT.key(&k))
     }
 
+    fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        let index = key("sessions", &SessionsOf::Subject(subject).index());
+        // an index lists the sessions' keys; it may name sessions that expired since (skipped)
+        let keys: Vec<String> = self.query(Cmd::smembers(index))?;
+        let prefix = key("session", "");
+        let mut out = Vec::new();
+        for hash in keys
+            .iter()
+            .filter_map(|k| k.strip_prefix(&prefix))
+            .take(1000)
+        {
+            if let Some(r) = self.session(hash, now)? {
+                out.push(r);
+            }
+        }
+        super::newest_first(&mut out);
+        Ok(out)
+    }
+
     fn stats(&self) -> super::StoreStats {
         use std::sync::atomic::Ordering::Relaxed;
         super::StoreStats {

@@ -545,6 +545,16 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
+        self.reader()?
+            .prepare_cached(&format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE subject = ?1 AND idle_until > ?2 AND expires_at > ?2 ORDER BY auth_time DESC LIMIT 1000"))
+            .and_then(|mut q| {
+                q.query_map(params![subject, now as i64], session_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(err)
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.conn()?
             .query_row("SELECT 1", [], |_| Ok(()))

@@ -1,0 +1,201 @@
+//! The operators' console at `/console` on the admin listener: pages drawn on the server to watch
+//! the gateway live (metrics, issuers, upstreams, sessions, tokens, refusals, configuration) and
+//! act on it, for the gateway's own users holding a console role.
+
+mod access;
+mod actions;
+mod chart;
+mod config_view;
+mod events;
+pub mod history;
+mod overview;
+mod page;
+mod people;
+mod redact;
+mod sign_in;
+
+use crate::audit::recent::Recent;
+use crate::config::AdminSettings;
+use crate::proxy::Shared;
+use access::{ConsoleSessions, Operator};
+use http::Response;
+use pingora::protocols::http::ServerSession;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What the console asks of the running server: its configuration generation, and a reload.
+#[async_trait::async_trait]
+pub trait Server: Send + Sync {
+    fn generation(&self) -> u64;
+    /// reloads refused so far
+    fn reload_failures(&self) -> u64;
+    /// Reloads the configuration file: the new generation, or how many problems refused it.
+    async fn reload_by_console(&self) -> Result<u64, usize>;
+}
+
+/// The console's state that outlives configuration generations.
+pub struct Console {
+    sessions: ConsoleSessions,
+    pub history: Arc<history::History>,
+    events: Arc<Recent>,
+    /// seconds since the epoch when the gateway started
+    started: u64,
+}
+
+/// What a page or an action is given: the generation serving, who asks, and their form fields.
+pub struct Asked<'a> {
+    pub shared: Arc<Shared>,
+    pub reloader: &'a dyn Server,
+    pub op: Arc<Operator>,
+    pub query: HashMap<String, String>,
+    pub form: HashMap<String, String>,
+}
+
+impl Asked<'_> {
+    pub fn param(&self, k: &str) -> &str {
+        self.form
+            .get(k)
+            .or_else(|| self.query.get(k))
+            .map_or("", String::as_str)
+    }
+
+    pub fn read_only(&self) -> bool {
+        self.shared.config.admin.console_read_only
+    }
+
+    pub fn viewer(&self) -> page::Viewer<'_> {
+        page::Viewer {
+            username: &self.op.username,
+            csrf: &self.op.csrf,
+            read_only: self.read_only(),
+        }
+    }
+}
+
+/// The most a console form may send.
+const MAX_FORM: usize = 16 * 1024;
+
+fn pairs(text: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(text).into_owned().collect()
+}
+
+async fn read_form(session: &mut ServerSession) -> Option<HashMap<String, String>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_FORM => return None,
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => return Some(pairs(&body)),
+            Err(_) => return None,
+        }
+    }
+}
+
+impl Console {
+    pub fn new(settings: &AdminSettings, events: Arc<Recent>, started: u64) -> Console {
+        Console {
+            sessions: ConsoleSessions::new(settings.session_ttl, settings.idle_timeout),
+            history: Arc::default(),
+            events,
+            started,
+        }
+    }
+
+    /// Takes a reading of the metrics for the charts.
+    pub fn sample(&self, shared: &Shared) {
+        self.history
+            .record(shared.clock.now_secs(), overview::totals(shared));
+    }
+
+    /// Answers a request whose path starts with `/console`.
+    pub async fn answer(
+        &self,
+        shared: Arc<Shared>,
+        reloader: &dyn Server,
+        session: &mut ServerSession,
+    ) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let path = req.uri.path().to_string();
+        let post = req.method == http::Method::POST;
+        let query = pairs(req.uri.query().unwrap_or("").as_bytes());
+        match path.as_str() {
+            "/console/static/console.css" => {
+                return page::answer(200, "text/css; charset=utf-8", page::STYLE.into())
+            }
+            "/console/static/console.js" => {
+                return page::answer(200, "text/javascript; charset=utf-8", page::SCRIPT.into())
+            }
+            _ => {}
+        }
+        let form = if post {
+            match read_form(session).await {
+                Some(f) => f,
+                None => return page::html(413, "The form is too large.".into()),
+            }
+        } else {
+            HashMap::new()
+        };
+        if path == "/console/sign-in" {
+            return sign_in::answer(self, &shared, session, post, &form).await;
+        }
+        let Some(op) = self.operator(&shared, session) else {
+            return if post {
+                page::html(
+                    401,
+                    page::frame(
+                        "Signed out",
+                        "",
+                        None,
+                        "<p>Sign in again: <a href=\"/console/sign-in\">sign in</a>.</p>",
+                    ),
+                )
+            } else {
+                page::see_other("/console/sign-in", None)
+            };
+        };
+        let asked = Asked {
+            shared,
+            reloader,
+            op,
+            query,
+            form,
+        };
+        if post {
+            return actions::act(self, session, &asked, &path).await;
+        }
+        self.page(&asked, &path).await
+    }
+
+    /// The operator the request's session names, if they still hold a console role (a reload that
+    /// takes it away, or removes them, ends their console sessions).
+    fn operator(&self, shared: &Shared, session: &ServerSession) -> Option<Arc<Operator>> {
+        let op = self.sessions.find(session.req_header())?;
+        let still = shared
+            .tokens
+            .as_ref()
+            .and_then(|t| t.user_by_subject(&op.subject))
+            .is_some_and(|u| access::may_use(&u.roles, &shared.config.admin.console_roles));
+        if !still {
+            self.sessions.end_subject(&op.subject);
+            return None;
+        }
+        Some(op)
+    }
+
+    async fn page(&self, a: &Asked<'_>, path: &str) -> Response<Vec<u8>> {
+        let part = a.query.contains_key("part");
+        let body = match path {
+            "/console" if part => return page::html(200, overview::charts(self)),
+            "/console" => overview::page(self, a),
+            "/console/issuers" => overview::issuers(a).await,
+            "/console/upstreams" => overview::upstreams(a),
+            "/console/sessions" => people::page(a).await,
+            "/console/tokens" => people::tokens(a).await,
+            "/console/events" if part => return page::html(200, events::table(self, a)),
+            "/console/events" => events::page(self, a),
+            "/console/config" => config_view::page(a),
+            _ => return page::html(404, page::frame("Not found", "", Some(&a.viewer()), "")),
+        };
+        page::html(200, body)
+    }
+}
