@@ -80,11 +80,12 @@ SOAK_MINUTES ?= 10
 soak: deps
 	python3 benches/soak.py --minutes $(SOAK_MINUTES)
 
-# Photographs every state of the sign-in page in headless Chromium into docs/screenshots (docs/browser-sessions.md shows them).
+# Photographs every state of the sign-in page and every page of the operators' console in headless
+# Chromium into docs/screenshots (docs/browser-sessions.md and the README show them).
 screenshots: EXTRA_TOOLS = chromium:chromium chromedriver:chromium-driver
 screenshots: deps
 	mkdir -p docs/screenshots
-	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test $(LOCKED) --test gateway -- every_state_of_the_sign_in_page
+	GATEHOUSE_REQUIRE_BROWSER=1 GATEHOUSE_SCREENSHOTS=$(CURDIR)/docs/screenshots $(CARGO) test $(LOCKED) --test gateway -- every_state_of_the_sign_in_page an_operator_watches_and_acts_in_a_browser
 
 # Prints a demo token for the shipped gateway.toml (issuer "demo", roles reader, scope api), valid 1 hour.
 token:

@@ -4,6 +4,7 @@
 
 use crate::crypto::{random_token, sha256_hex, NoRandomness};
 use pingora::http::RequestHeader;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,11 +19,14 @@ pub struct Operator {
     pub username: String,
     /// what every form of this session sends back as `csrf`
     pub csrf: String,
+    /// when the operator last asked for something (seconds): the pages' own refreshes do not count
+    last_active: AtomicU64,
 }
 
 pub struct ConsoleSessions {
     /// by the SHA-256 of the cookie's id: the process never keeps the id itself
     live: moka::sync::Cache<String, Arc<Operator>>,
+    idle: u64,
 }
 
 /// Whether someone holding `roles` may use the console.
@@ -40,21 +44,24 @@ pub fn same_token(sent: Option<&str>, want: &str) -> bool {
 impl ConsoleSessions {
     pub fn new(ttl: Duration, idle: Duration) -> ConsoleSessions {
         ConsoleSessions {
+            // the idle timeout is kept by hand: a cache's own would be renewed by the live parts'
+            // refreshes, so a forgotten tab would never time out
             live: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ttl)
-                .time_to_idle(idle)
                 .build(),
+            idle: idle.as_secs(),
         }
     }
 
-    /// Starts a session; returns the `Set-Cookie` value that carries it.
-    pub fn open(&self, subject: &str, username: &str) -> Result<String, NoRandomness> {
+    /// Starts a session at `now` (seconds); returns the `Set-Cookie` value that carries it.
+    pub fn open(&self, subject: &str, username: &str, now: u64) -> Result<String, NoRandomness> {
         let id = random_token(32)?;
         let op = Operator {
             subject: subject.into(),
             username: username.into(),
             csrf: random_token(32)?,
+            last_active: AtomicU64::new(now),
         };
         self.live.insert(sha256_hex(&id), Arc::new(op));
         Ok(format!(
@@ -72,9 +79,19 @@ impl ConsoleSessions {
             .map(sha256_hex)
     }
 
-    /// The operator the request's cookie names, while their session lives.
-    pub fn find(&self, req: &RequestHeader) -> Option<Arc<Operator>> {
-        self.live.get(&Self::key(req)?)
+    /// The operator the request's cookie names, while their session lives; `active`: the operator
+    /// asked (not a page refreshing itself), which keeps the session from its idle timeout.
+    pub fn find(&self, req: &RequestHeader, now: u64, active: bool) -> Option<Arc<Operator>> {
+        let key = Self::key(req)?;
+        let op = self.live.get(&key)?;
+        if now.saturating_sub(op.last_active.load(Ordering::Relaxed)) >= self.idle {
+            self.live.invalidate(&key);
+            return None;
+        }
+        if active {
+            op.last_active.store(now, Ordering::Relaxed);
+        }
+        Some(op)
     }
 
     pub fn end(&self, req: &RequestHeader) {
@@ -114,15 +131,29 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_and_ends() {
         let s = ConsoleSessions::new(Duration::from_secs(60), Duration::from_secs(60));
-        let set = s.open("ops", "ops@example.com").unwrap();
+        let set = s.open("ops", "ops@example.com", 1000).unwrap();
         assert!(set.contains("Path=/console") && set.contains("SameSite=Strict"));
         let req = with_cookie(&set);
-        let op = s.find(&req).unwrap();
+        let op = s.find(&req, 1000, true).unwrap();
         assert_eq!(op.subject, "ops");
         assert_eq!(op.csrf.len(), ID_LEN);
-        assert!(s.find(&with_cookie("gatehouse_console=forged")).is_none());
+        assert!(s
+            .find(&with_cookie("gatehouse_console=forged"), 1000, true)
+            .is_none());
         s.end_subject("ops");
-        assert!(s.find(&req).is_none());
+        assert!(s.find(&req, 1000, true).is_none());
+    }
+
+    #[test]
+    fn a_page_refreshing_itself_does_not_keep_a_session_alive() {
+        let s = ConsoleSessions::new(Duration::from_secs(3600), Duration::from_secs(60));
+        let req = with_cookie(&s.open("ops", "ops", 1000).unwrap());
+        assert!(s.find(&req, 1030, false).is_some(), "a refresh");
+        assert!(s.find(&req, 1059, false).is_some());
+        assert!(s.find(&req, 1060, false).is_none(), "idle since 1000");
+        let req = with_cookie(&s.open("ops", "ops", 2000).unwrap());
+        assert!(s.find(&req, 2050, true).is_some(), "the operator asked");
+        assert!(s.find(&req, 2100, false).is_some());
     }
 
     #[test]

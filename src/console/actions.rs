@@ -71,6 +71,9 @@ async fn end_sessions(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>
     let (Some(tokens), Some(store)) = (a.shared.tokens.as_ref(), a.shared.store.clone()) else {
         return ("end_sessions", subject, back(&to, UNAVAILABLE, 0));
     };
+    if subject.is_empty() {
+        return ("end_sessions", subject, back(&to, "nothing_named", 0));
+    }
     let one = a.param("session").to_string();
     if one.is_empty() {
         let ended = tokens

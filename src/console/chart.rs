@@ -75,50 +75,67 @@ pub fn svg(title: &str, unit: &str, series: &[Series], slots: usize, span: &str)
         unit = esc(unit),
     );
     for (i, s) in series.iter().enumerate() {
-        let colour = COLOURS.get(i % COLOURS.len()).unwrap_or(&"#4b5563");
-        let offset = slots.saturating_sub(s.values.len());
-        // a gap (no value) ends one line and the next value starts another
-        let mut runs: Vec<Vec<String>> = vec![Vec::new()];
-        for (j, v) in s.values.iter().enumerate() {
-            match v {
-                Some(v) => {
-                    let x = LEFT + (offset + j) as f64 * step;
-                    let y = TOP + plot_h - (v / top).clamp(0.0, 1.0) * plot_h;
-                    if let Some(run) = runs.last_mut() {
-                        run.push(format!("{x:.1},{y:.1}"));
-                    }
-                }
-                None => runs.push(Vec::new()),
-            }
-        }
-        let points: usize = runs.iter().map(Vec::len).sum();
-        let _ = write!(
-            out,
-            "<g class=\"series\" data-name=\"{}\" data-points=\"{points}\">",
-            esc(&s.name)
-        );
-        for run in runs.iter().filter(|r| !r.is_empty()) {
-            let _ = write!(
-                out,
-                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
-                run.join(" ")
-            );
-        }
-        let (lx, ly) = (
-            LEFT + (i % 3) as f64 * 170.0,
-            H + 12.0 + (i / 3) as f64 * 18.0,
-        );
-        let _ = write!(
-            out,
-            "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/>\
-             <text x=\"{}\" y=\"{ly}\" font-size=\"11\" fill=\"currentColor\">{}</text></g>",
-            ly - 9.0,
-            lx + 14.0,
-            esc(&s.name)
-        );
+        draw(&mut out, i, s, slots, step, top, plot_h);
     }
     out.push_str("</svg>");
     out
+}
+
+/// One series: its lines (a gap splits them), its latest value as a dot, its legend entry.
+fn draw(out: &mut String, i: usize, s: &Series, slots: usize, step: f64, top: f64, plot_h: f64) {
+    let colour = COLOURS.get(i % COLOURS.len()).unwrap_or(&"#4b5563");
+    let offset = slots.saturating_sub(s.values.len());
+    // a gap (no value) ends one line and the next value starts another
+    let mut runs: Vec<Vec<String>> = vec![Vec::new()];
+    for (j, v) in s.values.iter().enumerate() {
+        match v {
+            Some(v) => {
+                let x = LEFT + (offset + j) as f64 * step;
+                let y = TOP + plot_h - (v / top).clamp(0.0, 1.0) * plot_h;
+                if let Some(run) = runs.last_mut() {
+                    run.push(format!("{x:.1},{y:.1}"));
+                }
+            }
+            None => runs.push(Vec::new()),
+        }
+    }
+    let points: usize = runs.iter().map(Vec::len).sum();
+    let _ = write!(
+        out,
+        "<g class=\"series\" data-name=\"{}\" data-points=\"{points}\">",
+        esc(&s.name)
+    );
+    for run in runs.iter().filter(|r| !r.is_empty()) {
+        let _ = write!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
+            run.join(" ")
+        );
+    }
+    // the latest value as a dot: a line of one point draws nothing
+    if let Some((x, y)) = runs
+        .iter()
+        .rev()
+        .find_map(|r| r.last())
+        .and_then(|p| p.split_once(','))
+    {
+        let _ = write!(
+            out,
+            "<circle cx=\"{x}\" cy=\"{y}\" r=\"2.5\" fill=\"{colour}\"/>"
+        );
+    }
+    let (lx, ly) = (
+        LEFT + (i % 3) as f64 * 170.0,
+        H + 12.0 + (i / 3) as f64 * 18.0,
+    );
+    let _ = write!(
+        out,
+        "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/>\
+         <text x=\"{}\" y=\"{ly}\" font-size=\"11\" fill=\"currentColor\">{}</text></g>",
+        ly - 9.0,
+        lx + 14.0,
+        esc(&s.name)
+    );
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The console's configuration page: the running configuration with its secrets redacted, the file
 //! on disk checked as `gatehouse check` would, the difference between the two, and "reload".
 
-use super::redact::redact;
+use super::redact::{problem, redact};
 use super::{page, Asked};
 use crate::config::Config;
 use crate::pages::esc;
@@ -52,7 +52,7 @@ pub fn page(a: &Asked<'_>) -> String {
                     let items: Vec<String> = e
                         .problems
                         .iter()
-                        .map(|p| format!("<li>{}</li>", esc(&p.to_string())))
+                        .map(|p| format!("<li>{}</li>", esc(&problem(&p.to_string()))))
                         .collect();
                     format!(
                         "<p class=\"error\">The file on disk has {} problem(s); a reload would be refused:</p><ul>{}</ul>",

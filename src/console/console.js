@@ -6,9 +6,11 @@
   var parts = document.querySelectorAll("[data-live]");
   if (!parts.length) return;
   function refresh() {
+    // a tab nobody looks at asks for nothing
+    if (document.hidden) return;
     parts.forEach(function (el) {
       fetch(el.getAttribute("data-live"), { credentials: "same-origin", cache: "no-store" })
-        .then(function (r) { return r.ok ? r.text() : null; })
+        .then(function (r) { return r.ok && !r.redirected ? r.text() : null; })
         .then(function (html) { if (html !== null) el.innerHTML = html; })
         .catch(function () {});
     });

@@ -51,6 +51,46 @@ fn passes(e: &Value, a: &Asked<'_>) -> bool {
     })
 }
 
+/// What the latest events say of one client: tokens issued to it, its requests refused, and
+/// lockouts of its credentials.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    pub issued: u64,
+    pub refused: u64,
+    pub lockouts: u64,
+}
+
+impl Activity {
+    pub fn cell(&self) -> String {
+        format!(
+            "{} issued · {} refused · {} lockout(s)",
+            self.issued, self.refused, self.lockouts
+        )
+    }
+}
+
+/// Each client's activity in the events kept.
+pub fn client_activity(console: &Console) -> std::collections::HashMap<String, Activity> {
+    let mut out: std::collections::HashMap<String, Activity> = Default::default();
+    for line in console.events.newest_first() {
+        let Ok(e) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        let client = field(&e, "client");
+        if client.is_empty() {
+            continue;
+        }
+        let a = out.entry(client.to_string()).or_default();
+        match field(&e, "type") {
+            "token.issued" => a.issued += 1,
+            "request.refused" => a.refused += 1,
+            "signin.lockout" => a.lockouts += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// The table alone: the page's live part.
 pub fn table(console: &Console, a: &Asked<'_>) -> String {
     let mut rows = Vec::new();

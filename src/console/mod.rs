@@ -138,7 +138,12 @@ impl Console {
         if path == "/console/sign-in" {
             return sign_in::answer(self, &shared, session, post, &form).await;
         }
-        let Some(op) = self.operator(&shared, session) else {
+        let part = query.contains_key("part");
+        let Some(op) = self.operator(&shared, session, !part) else {
+            // a page's live part asks with fetch: a redirect would put the sign-in page inside it
+            if part {
+                return page::html(401, String::new());
+            }
             return if post {
                 page::html(
                     401,
@@ -168,12 +173,19 @@ impl Console {
 
     /// The operator the request's session names, if they still hold a console role (a reload that
     /// takes it away, or removes them, ends their console sessions).
-    fn operator(&self, shared: &Shared, session: &ServerSession) -> Option<Arc<Operator>> {
-        let op = self.sessions.find(session.req_header())?;
+    fn operator(
+        &self,
+        shared: &Shared,
+        session: &ServerSession,
+        active: bool,
+    ) -> Option<Arc<Operator>> {
+        let now = shared.clock.now_secs();
+        let op = self.sessions.find(session.req_header(), now, active)?;
         let still = shared
             .tokens
             .as_ref()
-            .and_then(|t| t.user_by_subject(&op.subject))
+            .and_then(|t| t.user_named(&op.username))
+            .filter(|u| u.subject == op.subject)
             .is_some_and(|u| access::may_use(&u.roles, &shared.config.admin.console_roles));
         if !still {
             self.sessions.end_subject(&op.subject);
@@ -190,7 +202,7 @@ impl Console {
             "/console/issuers" => overview::issuers(a).await,
             "/console/upstreams" => overview::upstreams(a),
             "/console/sessions" => people::page(a).await,
-            "/console/tokens" => people::tokens(a).await,
+            "/console/tokens" => people::tokens(self, a).await,
             "/console/events" if part => return page::html(200, events::table(self, a)),
             "/console/events" => events::page(self, a),
             "/console/config" => config_view::page(a),

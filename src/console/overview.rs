@@ -175,7 +175,7 @@ pub async fn issuers(a: &Asked<'_>) -> String {
         };
         rows.push(vec![
             esc(&i.name),
-            esc(&i.source),
+            esc(&super::redact::url_secrets(&i.source)),
             keys.join("<br>"),
             if fetched {
                 "—".into()

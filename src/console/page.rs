@@ -4,10 +4,11 @@
 use crate::pages::esc;
 use http::Response;
 
-/// Every console answer's security headers.
+/// Every console answer's security headers. `same-origin`, not `no-referrer`: under the latter a
+/// browser sends `Origin: null` with a form's POST, which the listener's same-origin check refuses.
 const HEADERS: [(&str, &str); 5] = [
     ("x-frame-options", "DENY"),
-    ("referrer-policy", "no-referrer"),
+    ("referrer-policy", "same-origin"),
     ("x-content-type-options", "nosniff"),
     ("cache-control", "no-store"),
     (
@@ -169,6 +170,7 @@ pub fn notice(code: Option<&str>, count: Option<&str>) -> String {
         }
         Some("reloaded") => format!("Reloaded: generation {n} serves."),
         Some("reload_refused") => "The reload was refused: the file has problems (below).".into(),
+        Some("nothing_named") => "Name what to act on: nothing was changed.".into(),
         Some("store_unavailable") => "The store cannot be reached; nothing was changed.".into(),
         _ => return String::new(),
     };

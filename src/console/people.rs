@@ -2,9 +2,11 @@
 //! tokens-and-clients page (revocation by token id, refresh family or subject; the configured and
 //! registered clients).
 
-use super::{page, Asked};
+use super::events::{client_activity, Activity};
+use super::{page, Asked, Console};
 use crate::pages::esc;
 use crate::session::SessionData;
+use std::collections::HashMap;
 
 fn search(action: &str, name: &str, label: &str, value: &str) -> String {
     format!(
@@ -107,7 +109,7 @@ fn revoke_form(a: &Asked<'_>) -> String {
     )
 }
 
-fn configured_clients(a: &Asked<'_>) -> String {
+fn configured_clients(a: &Asked<'_>, activity: &HashMap<String, Activity>) -> String {
     let configured: Vec<Vec<String>> = a
         .shared
         .config
@@ -121,20 +123,26 @@ fn configured_clients(a: &Asked<'_>) -> String {
                 esc(kind),
                 esc(&grants.join(", ")),
                 esc(&c.scopes.join(" ")),
+                activity
+                    .get(&c.client_id)
+                    .copied()
+                    .unwrap_or_default()
+                    .cell(),
             ]
         })
         .collect();
     format!(
         "<section><h2>Configured clients</h2>{}</section>",
         page::table(
-            &["Client", "Kind", "Grants", "Scopes"],
+            &["Client", "Kind", "Grants", "Scopes", "Latest events"],
             &configured,
             "No clients are configured."
         )
     )
 }
 
-pub async fn tokens(a: &Asked<'_>) -> String {
+pub async fn tokens(console: &Console, a: &Asked<'_>) -> String {
+    let activity = client_activity(console);
     let mut body = page::notice(
         a.query.get("notice").map(String::as_str),
         a.query.get("n").map(String::as_str),
@@ -149,7 +157,7 @@ pub async fn tokens(a: &Asked<'_>) -> String {
             &body,
         );
     };
-    body.push_str(&configured_clients(a));
+    body.push_str(&configured_clients(a, &activity));
     let registered = match tokens.registered_clients().await {
         Ok(list) => {
             let rows: Vec<Vec<String>> = list
@@ -171,12 +179,24 @@ pub async fn tokens(a: &Asked<'_>) -> String {
                         esc(c.client_name.as_deref().unwrap_or("")),
                         esc(&c.redirect_uris.join(" ")),
                         page::when(c.created_at),
+                        activity
+                            .get(&c.client_id)
+                            .copied()
+                            .unwrap_or_default()
+                            .cell(),
                         delete,
                     ]
                 })
                 .collect();
             page::table(
-                &["Client", "Name", "Redirect URIs", "Registered", ""],
+                &[
+                    "Client",
+                    "Name",
+                    "Redirect URIs",
+                    "Registered",
+                    "Latest events",
+                    "",
+                ],
                 &rows,
                 "No client registered itself.",
             )

@@ -1,6 +1,7 @@
 //! The configuration's text with every secret replaced by `[redacted]`: the value of any key whose
 //! name speaks of a secret or a password (but the names of environment variables that hold them),
-//! and the password of any URL. Line by line, so comments stay and a diff lines up.
+//! any URL's user information and query, in values and in comments alike. Line by line, so
+//! comments stay and a diff lines up.
 
 const REDACTED: &str = "[redacted]";
 
@@ -11,33 +12,66 @@ fn secret_key(key: &str) -> bool {
         .trim_matches(|c| c == '"' || c == '\'')
         .to_ascii_lowercase();
     let k = k.rsplit('.').next().unwrap_or(&k);
+    // a quoted key with escapes (`"pass\u0077ord_hash"`) may spell anything
+    if k.contains('\\') {
+        return true;
+    }
     (k.contains("secret") || k.contains("password") || k == "token" || k.ends_with("_token"))
         && !k.ends_with("_env")
 }
 
-/// A URL's password (`scheme://user:password@host`) replaced.
-fn url_passwords(line: &str) -> String {
+/// A URL's credentials replaced: its user information (`scheme://user:password@host`, or a token
+/// alone before `@`) and its query, where API keys are passed.
+pub fn url_secrets(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut rest = line;
     while let Some(i) = rest.find("://") {
         let (before, after) = rest.split_at(i + 3);
         out.push_str(before);
         let end = after
-            .find(|c: char| c == '/' || c == '"' || c == '\'' || c.is_whitespace())
+            .find(|c: char| c == '"' || c == '\'' || c == '`' || c.is_whitespace())
             .unwrap_or(after.len());
-        let authority = &after[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
+        let (url, tail) = after.split_at(end);
+        let authority_end = url.find(['/', '?', '#']).unwrap_or(url.len());
+        let (authority, path) = url.split_at(authority_end);
+        match authority.rfind('@') {
+            Some(at) => {
                 out.push_str(REDACTED);
-                out.push_str(&authority[at..]);
+                out.push_str(authority.get(at..).unwrap_or(""));
             }
-            _ => out.push_str(authority),
+            None => out.push_str(authority),
         }
-        rest = &after[end..];
+        match path.find('?') {
+            Some(q) => {
+                out.push_str(path.get(..=q).unwrap_or(""));
+                out.push_str(REDACTED);
+                if let Some(h) = path.get(q..).and_then(|p| p.find('#')) {
+                    out.push_str(path.get(q + h..).unwrap_or(""));
+                }
+            }
+            None => out.push_str(path),
+        }
+        rest = tail;
     }
     out.push_str(rest);
     out
+}
+
+/// A configuration problem as the console shows it: without the line of the file a parse error
+/// quotes (it may hold a secret), and with any URL's credentials replaced.
+pub fn problem(text: &str) -> String {
+    let text = text.replace('\n', " ");
+    // `TOML parse error at line 3, column 17 | 3 | key = "…" | ^ message`: the position and the
+    // message, never the quoted line
+    let text = match (text.find(" | "), text.rfind('^')) {
+        (Some(bar), Some(caret)) if bar < caret => format!(
+            "{} —{}",
+            text.get(..bar).unwrap_or("").trim_end(),
+            text.get(caret + 1..).unwrap_or("").trim_start_matches('^')
+        ),
+        _ => text,
+    };
+    url_secrets(&redact_line(&text).0)
 }
 
 /// The byte at `i`, or 0 past the end.
@@ -95,9 +129,7 @@ fn redact_line(line: &str) -> (String, bool) {
     let (mut i, mut copied) = (0, 0);
     while i < b.len() {
         let c = at(b, i);
-        if c == b'#' {
-            break;
-        }
+        // a comment is read like the rest: a value commented out is still a secret
         if c == b'"' || c == b'\'' {
             i = string_end(line, i);
             continue;
@@ -114,7 +146,7 @@ fn redact_line(line: &str) -> (String, bool) {
             .map_or(0, |p| p + 1);
         let key = part(line, key_start, key_end);
         let mut v = i + 1;
-        while at(b, v) == b' ' {
+        while matches!(at(b, v), b' ' | b'\t') {
             v += 1;
         }
         let quoted = matches!(at(b, v), b'"' | b'\'');
@@ -158,7 +190,7 @@ pub fn redact(text: &str) -> String {
                 "\"\"\""
             });
         }
-        out.push_str(&url_passwords(&l));
+        out.push_str(&url_secrets(&l));
         out.push('\n');
     }
     out
@@ -181,7 +213,7 @@ mod tests {
         }
         assert!(r.contains("secret_hash = \"[redacted]\" # the hash"));
         assert!(r.contains("client_secret_env = \"IDP_SECRET\""));
-        assert!(r.contains("redis://gw:[redacted]@redis:6379/0"));
+        assert!(r.contains("redis://[redacted]@redis:6379/0"));
         assert!(r.contains("client_id = \"a\", client_secret = \"[redacted]\" }"));
         assert!(
             r.contains("name = \"password = 'no'\""),
@@ -200,5 +232,44 @@ mod tests {
         );
         assert!(r.contains("after = 1"));
         assert_eq!(r.lines().count(), 4);
+    }
+
+    #[test]
+    fn tabs_comments_escaped_keys_and_urls_hide_nothing() {
+        let text = "password_hash =\t\"tabbed-secret\"\n# secret_hash = \"old-secret\"\n\
+                    \"pass\\u0077ord_hash\" = \"escaped-secret\"\n\
+                    http_endpoint = \"https://tok3n@collector.example/v1?api_key=k3y#frag\"\n\
+                    jwks_uri = \"https://idp.example/keys\"\n";
+        let r = redact(text);
+        for secret in [
+            "tabbed-secret",
+            "old-secret",
+            "escaped-secret",
+            "tok3n",
+            "k3y",
+        ] {
+            assert!(!r.contains(secret), "{secret} in\n{r}");
+        }
+        assert!(
+            r.contains("https://[redacted]@collector.example/v1?[redacted]#frag"),
+            "{r}"
+        );
+        assert!(r.contains("jwks_uri = \"https://idp.example/keys\""));
+    }
+
+    #[test]
+    fn a_problem_never_quotes_the_line() {
+        let p = "TOML parse error at line 3, column 1\n  |\n3 | password_hash = \"$2b$04$abc\"\n  | ^\nduplicate key";
+        let shown = problem(p);
+        assert!(!shown.contains("$2b$04$abc"), "{shown}");
+        assert!(
+            shown.starts_with("TOML parse error at line 3, column 1"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("duplicate key"), "{shown}");
+        assert_eq!(
+            problem("audit.http_endpoint: https://u:pw@x.example/ must not carry a user"),
+            "audit.http_endpoint: https://[redacted]@x.example/ must not carry a user"
+        );
     }
 }

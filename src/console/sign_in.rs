@@ -52,7 +52,10 @@ pub async fn answer(
             if !access::may_use(&user.roles, &shared.config.admin.console_roles) {
                 return form(403, "This account does not hold a console role.", username);
             }
-            match console.sessions.open(&user.subject, &user.username) {
+            // one browser, one session: the one it brought ends
+            console.sessions.end(session.req_header());
+            let now = shared.clock.now_secs();
+            match console.sessions.open(&user.subject, &user.username, now) {
                 Ok(cookie) => page::see_other("/console", Some(&cookie)),
                 Err(_) => form(503, "Signing in is not possible right now.", username),
             }

@@ -81,6 +81,11 @@ impl TokenService {
         }
     }
 
+    /// The user of this username, while they are configured and enabled.
+    pub(crate) fn user_named(&self, username: &str) -> Option<&crate::config::User> {
+        self.users.get(username)
+    }
+
     /// The user whose tokens carry this `sub`, if the subject is a person.
     pub(crate) fn user_by_subject(&self, subject: &str) -> Option<&crate::config::User> {
         self.users.values().find(|u| u.subject == subject)

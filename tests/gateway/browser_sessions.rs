@@ -106,7 +106,7 @@ async fn a_browser_signs_in_at_the_provider_sees_its_identity_and_signs_out() {
 }
 
 /// Where the pictures go: docs/screenshots with `make screenshots`, else a scratch directory.
-fn shots_dir() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
+pub(crate) fn shots_dir() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
     match std::env::var_os("GATEHOUSE_SCREENSHOTS") {
         Some(d) => (d.into(), None),
         None => {
@@ -116,7 +116,7 @@ fn shots_dir() -> (std::path::PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
-async fn shoot(browser: &fantoccini::Client, dir: &std::path::Path, name: &str) {
+pub(crate) async fn shoot(browser: &fantoccini::Client, dir: &std::path::Path, name: &str) {
     let png = browser.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();

@@ -77,7 +77,7 @@ impl Console<'_> {
     }
 }
 
-fn jti_of(token: &str) -> String {
+pub(crate) fn jti_of(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap();
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)

@@ -11,6 +11,7 @@
 mod audit;
 mod audit_sinks;
 mod browser;
+mod browser_console;
 mod browser_sessions;
 mod cli;
 mod clients;
