@@ -47,6 +47,7 @@ pub async fn act(
         "/console/tokens/revoke" => revoke(a).await,
         "/console/clients/delete" => delete_client(a).await,
         "/console/issuers/refresh" => refresh_issuer(a).await,
+        "/console/lockouts/clear" => clear_lockout(a).await,
         "/console/config/reload" => reload(a).await,
         _ => return refused(a, 404, "There is no such action."),
     };
@@ -148,6 +149,23 @@ async fn delete_client(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>
         Ok(true) => ("delete_client", id, back(to, "client_deleted", 1)),
         Ok(false) => ("delete_client", id, back(to, "client_unknown", 0)),
         Err(_) => ("delete_client", id, back(to, UNAVAILABLE, 0)),
+    }
+}
+
+async fn clear_lockout(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
+    let (who, address) = (a.param("who").to_string(), a.param("address"));
+    let to = "/console/tokens";
+    let target = format!("{who}@{address}");
+    let Some(tokens) = a.shared.tokens.as_ref() else {
+        return ("clear_lockout", target, back(to, UNAVAILABLE, 0));
+    };
+    if who.is_empty() || address.is_empty() {
+        return ("clear_lockout", target, back(to, "nothing_named", 0));
+    }
+    let client = a.param("kind") == "client";
+    match tokens.clear_lockout(&who, address, client).await {
+        true => ("clear_lockout", target, back(to, "lockout_cleared", 1)),
+        false => ("clear_lockout", target, back(to, UNAVAILABLE, 0)),
     }
 }
 

@@ -16,7 +16,7 @@ const FILTERS: [(&str, &str); 5] = [
     ("client", "Client"),
 ];
 
-fn text<'a>(e: &'a Value, path: &[&str]) -> &'a str {
+pub(super) fn text<'a>(e: &'a Value, path: &[&str]) -> &'a str {
     let mut v = e;
     for p in path {
         v = &v[*p];

@@ -8,6 +8,7 @@ mod chart;
 mod config_view;
 mod events;
 pub mod history;
+mod lockouts;
 mod overview;
 mod page;
 mod people;

@@ -206,6 +206,7 @@ pub async fn tokens(console: &Console, a: &Asked<'_>) -> String {
     body.push_str(&format!(
         "<section><h2>Registered clients</h2>{registered}</section>"
     ));
+    body.push_str(&super::lockouts::section(console, a));
     page::frame(
         "Tokens and clients",
         "/console/tokens",

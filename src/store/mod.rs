@@ -165,6 +165,10 @@ pub trait Counter: Send + Sync {
         add: u32,
         now_ms: u64,
     ) -> Result<u32, StoreError>;
+
+    /// Sets the counter `key` of the window around `now_ms` back to zero (an operator cleared a
+    /// lockout).
+    async fn reset(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<(), StoreError>;
 }
 
 /// A stored refresh token: the SHA-256 of the token, never the token.

@@ -88,6 +88,25 @@ impl Window {
         self.count(key, 0).await >= self.limit
     }
 
+    /// Sets a key's count back to zero, here and in the shared counters: a lockout cleared by an
+    /// operator. False when the shared counters could not be reached.
+    pub async fn clear(&self, key: &str) -> bool {
+        if let Ok(mut m) = self.counts.lock() {
+            m.remove(key);
+        }
+        match &self.shared {
+            Some((counter, name)) => counter
+                .reset(
+                    &format!("{name}:{key}"),
+                    self.window_ms,
+                    self.clock.now_ms(),
+                )
+                .await
+                .is_ok(),
+            None => true,
+        }
+    }
+
     /// Counts in this gateway's memory. A poisoned lock (a thread panicked while counting) reads
     /// as the limit exceeded, for every key: refusing is recoverable by a restart, letting
     /// everything through is not noticed at all.
@@ -153,6 +172,10 @@ mod tests {
         ) -> Result<u32, crate::store::StoreError> {
             Err(crate::store::StoreError::Unavailable("down".into()))
         }
+
+        async fn reset(&self, _: &str, _: u64, _: u64) -> Result<(), crate::store::StoreError> {
+            Err(crate::store::StoreError::Unavailable("down".into()))
+        }
     }
 
     #[tokio::test]
@@ -182,5 +205,20 @@ mod tests {
         }
         clock.advance(Duration::from_secs(61));
         assert!(!w.hit("a").await, "a new window does not mend the lock");
+    }
+
+    #[tokio::test]
+    async fn a_cleared_key_counts_from_zero_and_others_keep_their_counts() {
+        let clock = Arc::new(OffsetClock::default());
+        let w = Window::new(2, Duration::from_secs(60), clock);
+        for _ in 0..3 {
+            w.hit("user:a@ip:1").await;
+            w.hit("user:b@ip:1").await;
+        }
+        assert!(w.exceeded("user:a@ip:1").await);
+        assert!(w.clear("user:a@ip:1").await);
+        assert!(!w.exceeded("user:a@ip:1").await);
+        assert!(w.hit("user:a@ip:1").await, "counts from zero");
+        assert!(w.exceeded("user:b@ip:1").await, "another key keeps its count");
     }
 }

@@ -39,4 +39,20 @@ impl TokenService {
         self.directory.forget(client_id).await;
         Ok(removed)
     }
+
+    /// Clears the lockout of a user (`who` a username) or a client (`client` true) at an address,
+    /// and the address's own count for people; false when the shared counters could not be
+    /// reached.
+    pub(crate) async fn clear_lockout(&self, who: &str, address: &str, client: bool) -> bool {
+        let key = if client {
+            format!("client:{who}@ip:{address}")
+        } else {
+            format!("user:{who}@ip:{address}")
+        };
+        let mut ok = self.failures.clear(&key).await;
+        if !client {
+            ok &= self.failures.clear(&format!("ip:{address}")).await;
+        }
+        ok
+    }
 }

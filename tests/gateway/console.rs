@@ -318,3 +318,105 @@ async fn the_overview_charts_the_traffic_it_saw() {
     }
     panic!("no chart drew the traffic");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lockout_the_events_show_is_cleared_from_the_console() {
+    let a = Auth::start_with("backend = \"memory\"", &console_toml()).await;
+    let mut c = Console {
+        a: &a,
+        cookie: None,
+    };
+    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
+    let csrf = c.csrf().await;
+    for _ in 0..10 {
+        let r = crate::tokens_users::password_grant(&a, "wrong", "orders.read").await;
+        assert_eq!(r.status, 400, "{}", r.body);
+    }
+    let locked = crate::tokens_users::password_grant(&a, ALICE_PASSWORD, "orders.read").await;
+    assert_ne!(locked.status, 200, "locked out: {}", locked.body);
+
+    let page = c.get("/console/tokens").await;
+    assert!(
+        page.body.contains("<code>alice@example.com</code>"),
+        "{}",
+        page.body
+    );
+    let address = hidden(&page.body, "address");
+    assert_eq!(address, "127.0.0.1");
+    let r = c
+        .post(
+            "/console/lockouts/clear",
+            &[
+                ("csrf", &csrf),
+                ("who", "alice@example.com"),
+                ("address", &address),
+                ("kind", "user"),
+            ],
+        )
+        .await;
+    assert!(r
+        .header("location")
+        .unwrap()
+        .contains("notice=lockout_cleared"));
+    let r = crate::tokens_users::password_grant(&a, ALICE_PASSWORD, "orders.read").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_redis_the_console_ends_sessions_and_lockouts_of_every_gateway() {
+    let Some(redis) = crate::redis::RedisServer::start() else {
+        return;
+    };
+    let (a, b) = crate::redis::pair_with(&redis, &console_toml()).await;
+    let mut c = Console {
+        a: &a,
+        cookie: None,
+    };
+    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
+    let csrf = c.csrf().await;
+
+    // a session made on B, listed and ended by A's console
+    let mut on_b = Browser::new(&b);
+    let r = on_b
+        .sign_in_at("/oauth/login?rd=%2Fapp", ALICE_PASSWORD)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(on_b.navigate("/app").await.status, 200);
+    let list = c.get("/console/sessions?subject=user-alice").await;
+    assert!(list.body.contains("1 session(s) of"), "{}", list.body);
+    let r = c
+        .post(
+            "/console/sessions/end",
+            &[("csrf", &csrf), ("subject", "user-alice")],
+        )
+        .await;
+    assert!(r
+        .header("location")
+        .unwrap()
+        .contains("notice=sessions_ended&n=1"));
+    assert_eq!(on_b.navigate("/app").await.status, 302);
+
+    // a lockout counted on B, cleared from A: the shared counter is reset
+    for _ in 0..10 {
+        crate::tokens_users::password_grant(&b, "wrong", "orders.read").await;
+    }
+    let locked = crate::tokens_users::password_grant(&b, ALICE_PASSWORD, "orders.read").await;
+    assert_ne!(locked.status, 200);
+    let r = c
+        .post(
+            "/console/lockouts/clear",
+            &[
+                ("csrf", &csrf),
+                ("who", "alice@example.com"),
+                ("address", "127.0.0.1"),
+                ("kind", "user"),
+            ],
+        )
+        .await;
+    assert!(r
+        .header("location")
+        .unwrap()
+        .contains("notice=lockout_cleared"));
+    let r = crate::tokens_users::password_grant(&b, ALICE_PASSWORD, "orders.read").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}

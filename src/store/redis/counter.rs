@@ -40,6 +40,12 @@ async fn count_on(pool: &Pool, k: String, window_ms: u64, add: u32) -> Result<u3
     .await
 }
 
+/// The key of a counter's window: the same scheme the store's other keys use (`key`).
+fn window_key(name: &str, window_ms: u64, now_ms: u64) -> String {
+    let slot = now_ms / window_ms.max(1);
+    key("count", &format!("{name}:{slot}"))
+}
+
 #[async_trait::async_trait]
 impl Counter for RedisCounter {
     async fn count(
@@ -49,13 +55,25 @@ impl Counter for RedisCounter {
         add: u32,
         now_ms: u64,
     ) -> Result<u32, StoreError> {
-        let slot = now_ms / window_ms.max(1);
-        // the same key the store's other commands would use: one naming scheme in redis.rs
-        let k = key("count", &format!("{name}:{slot}"));
+        let k = window_key(name, window_ms, now_ms);
         let pool = self.pool.clone();
         // the pool bounds the command by TIMEOUT and counts it in the store's metrics
         self.worker
             .spawn(async move { count_on(&pool, k, window_ms, add).await })?
+            .await
+            .map_err(err)?
+    }
+
+    async fn reset(&self, name: &str, window_ms: u64, now_ms: u64) -> Result<(), StoreError> {
+        let k = window_key(name, window_ms, now_ms);
+        let pool = self.pool.clone();
+        self.worker
+            .spawn(async move {
+                pool.run(
+                    move |mut c| async move { redis::Cmd::del(&k).query_async::<()>(&mut c).await },
+                )
+                .await
+            })?
             .await
             .map_err(err)?
     }
