@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What tracing and the audit stream cost per request: the same cached-token request through gateways
 that differ only in `[telemetry]` (off, `sample_ratio` 0, 0.01 and 1, spans POSTed to a collector that
-takes every batch) and `[audit]` (a file sink, `allow_sample_ratio` 0 and 1). Every gateway has one
+takes every batch), `[audit]` (a file sink, `allow_sample_ratio` 0 and 1), and the token service without
+and with `[admin] console`. Every gateway has one
 worker on CPU 0; wrk and the upstream (which is also the collector) share CPU 1. Rounds alternate the
 gateways, and each variant's cost is the median over rounds of its difference from the plain gateway
 of the same round, so a machine that slows down between rounds moves both sides alike.
@@ -20,6 +21,24 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as lib  # noqa: E402
 
+# the gateway's own token service with one user, without and with the operators' console: the console
+# keeps the latest audit events (refusals) and reads the metrics every 5 s, and should cost the
+# proxied request nothing
+TOKEN_SERVICE = """
+[token_service]
+issuer = "https://console.bench.local"
+audience = ["api"]
+signing_keys = ["{dir}/../keys/rs256.key"]
+
+[store]
+backend = "memory"
+
+[[users]]
+username = "ops"
+password_hash = "$2b$04$O2BS3M8z8bsIiSYgXwoHP.XrixdAp8c3tq8hBrBs0yfOQM5wqbQ8G"
+roles = ["gatehouse-admin"]
+"""
+
 # (name, the configuration's extra sections); {up} is the collector, {dir} the gateway's own folder
 VARIANTS = [
     ("plain", ""),
@@ -28,6 +47,8 @@ VARIANTS = [
     ("tracing, sample_ratio 1", '\n[telemetry]\notlp_endpoint = "http://127.0.0.1:{up}"\nsample_ratio = 1.0\n'),
     ("audit file, allow_sample_ratio 0", '\n[audit]\nfile = "{dir}/audit.jsonl"\nallow_sample_ratio = 0.0\n'),
     ("audit file, allow_sample_ratio 1", '\n[audit]\nfile = "{dir}/audit.jsonl"\nallow_sample_ratio = 1.0\n'),
+    ("token service", TOKEN_SERVICE),
+    ("token service and console", TOKEN_SERVICE + '\n[admin]\nconsole = true\n'),
 ]
 # targets from the issue that asked for tracing: sampling off, and every request traced
 TARGETS = {"tracing, sample_ratio 0": 0.5, "tracing, sample_ratio 1": 5.0}

@@ -210,38 +210,58 @@ pub async fn issuers(a: &Asked<'_>) -> String {
     page::frame("Issuers", "/console/issuers", Some(&a.viewer()), &body)
 }
 
+/// One peer's row: its health and its latest check.
+fn peer_row(upstream: &str, pool: &crate::upstream::Pool, b: &pingora::lb::Backend) -> Vec<String> {
+    let ready = pool.lb.backends().ready(b);
+    let peer = b.addr.to_string();
+    let check = pool.checks.latest(&peer);
+    vec![
+        esc(upstream),
+        format!("<code>{}</code>", esc(&peer)),
+        if ready {
+            "healthy".into()
+        } else {
+            "<span class=\"error\">unhealthy</span>".into()
+        },
+        check.as_ref().map_or("not yet".into(), |c| {
+            format!("{} s ago", c.at.elapsed().as_secs())
+        }),
+        check.as_ref().map_or(String::new(), |c| {
+            format!("{:.1} ms", c.took.as_secs_f64() * 1e3)
+        }),
+        check.map_or(String::new(), |c| {
+            format!("<span class=\"error\">{}</span>", esc(&c.error))
+        }),
+    ]
+}
+
 pub fn upstreams(a: &Asked<'_>) -> String {
     let mut rows = Vec::new();
     for (u, rt) in a.shared.config.upstreams.iter().zip(&a.shared.upstreams) {
         match rt {
             UpstreamRuntime::Pool(p) => {
                 for b in p.lb.backends().get_backend().iter() {
-                    let ready = p.lb.backends().ready(b);
-                    rows.push(vec![
-                        esc(&u.name),
-                        format!("<code>{}</code>", esc(&b.addr.to_string())),
-                        if ready {
-                            "healthy".into()
-                        } else {
-                            "<span class=\"error\">unhealthy</span>".into()
-                        },
-                    ]);
+                    rows.push(peer_row(&u.name, p, b));
                 }
             }
-            UpstreamRuntime::Whoami => rows.push(vec![
-                esc(&u.name),
-                "built-in whoami".into(),
-                "healthy".into(),
-            ]),
+            UpstreamRuntime::Whoami => {
+                let mut row = vec![esc(&u.name), "built-in whoami".into(), "healthy".into()];
+                row.resize(6, String::new());
+                rows.push(row);
+            }
         }
     }
+    let head = [
+        "Upstream",
+        "Peer",
+        "Health",
+        "Last check",
+        "Check took",
+        "Last error",
+    ];
     let body = format!(
         "<section>{}</section>",
-        page::table(
-            &["Upstream", "Peer", "Health"],
-            &rows,
-            "No upstreams are configured."
-        )
+        page::table(&head, &rows, "No upstreams are configured.")
     );
     page::frame("Upstreams", "/console/upstreams", Some(&a.viewer()), &body)
 }

@@ -219,6 +219,9 @@ mod tests {
         assert!(w.clear("user:a@ip:1").await);
         assert!(!w.exceeded("user:a@ip:1").await);
         assert!(w.hit("user:a@ip:1").await, "counts from zero");
-        assert!(w.exceeded("user:b@ip:1").await, "another key keeps its count");
+        assert!(
+            w.exceeded("user:b@ip:1").await,
+            "another key keeps its count"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Upstream pools: round robin over healthy peers with health checks (HTTP, TCP or gRPC), the
 //! protocol each peer speaks, and the built-in whoami upstream.
 
+pub mod checks;
 pub mod grpc_health;
 
 pub mod tasks;
@@ -19,6 +20,8 @@ use std::sync::Arc;
 /// One `[[upstreams]]` entry of kind http, ready to pick peers.
 pub struct Pool {
     pub name: String,
+    /// each peer's latest health check, for the console
+    pub checks: Arc<checks::CheckLog>,
     pub lb: Arc<LoadBalancer<RoundRobin>>,
     /// the peers in a fixed order, with their addresses, for lock-free round robin
     backends: Vec<(Backend, SocketAddr)>,
@@ -79,45 +82,52 @@ impl Pool {
         } else {
             cfg.sni.as_str()
         };
-        match &cfg.health_check {
-            _ if cfg.grpc_health => {
-                let mut peer = HttpPeer::new("0.0.0.0:1", cfg.tls, cfg.sni.clone());
-                set_protocol(&mut peer, cfg.protocol);
-                peer.options.ca = ca.clone();
-                peer.options.connection_timeout = Some(cfg.connect_timeout);
-                peer.options.read_timeout =
-                    Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
-                let hc = crate::upstream::grpc_health::GrpcHealthCheck::new(peer, host);
-                lb.set_health_check(Box::new(hc));
-            }
-            Some(path) => {
-                let mut hc = HttpHealthCheck::new(host, cfg.tls);
-                set_protocol(&mut hc.peer_template, cfg.protocol);
-                hc.req = RequestHeader::build("GET", path.as_bytes(), None)
-                    .map_err(|e| e.to_string())?;
-                hc.req
-                    .insert_header("host", host)
-                    .map_err(|e| e.to_string())?;
-                hc.req
-                    .insert_header("user-agent", "gatehouse-health-check")
-                    .map_err(|e| e.to_string())?;
-                hc.peer_template.options.ca = ca.clone();
-                hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
-                hc.peer_template.options.read_timeout =
-                    Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
-                lb.set_health_check(Box::new(hc));
-            }
-            None => {
-                let mut hc = if cfg.tls {
-                    TcpHealthCheck::new_tls(&cfg.sni)
-                } else {
-                    TcpHealthCheck::new()
-                };
-                hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
-                hc.peer_template.options.ca = ca.clone();
-                lb.set_health_check(hc);
-            }
-        }
+        let check: Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> =
+            match &cfg.health_check {
+                _ if cfg.grpc_health => {
+                    let mut peer = HttpPeer::new("0.0.0.0:1", cfg.tls, cfg.sni.clone());
+                    set_protocol(&mut peer, cfg.protocol);
+                    peer.options.ca = ca.clone();
+                    peer.options.connection_timeout = Some(cfg.connect_timeout);
+                    peer.options.read_timeout =
+                        Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
+                    Box::new(crate::upstream::grpc_health::GrpcHealthCheck::new(
+                        peer, host,
+                    ))
+                }
+                Some(path) => {
+                    let mut hc = HttpHealthCheck::new(host, cfg.tls);
+                    set_protocol(&mut hc.peer_template, cfg.protocol);
+                    hc.req = RequestHeader::build("GET", path.as_bytes(), None)
+                        .map_err(|e| e.to_string())?;
+                    hc.req
+                        .insert_header("host", host)
+                        .map_err(|e| e.to_string())?;
+                    hc.req
+                        .insert_header("user-agent", "gatehouse-health-check")
+                        .map_err(|e| e.to_string())?;
+                    hc.peer_template.options.ca = ca.clone();
+                    hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
+                    hc.peer_template.options.read_timeout =
+                        Some(cfg.connect_timeout.max(std::time::Duration::from_secs(1)));
+                    Box::new(hc)
+                }
+                None => {
+                    let mut hc = if cfg.tls {
+                        TcpHealthCheck::new_tls(&cfg.sni)
+                    } else {
+                        TcpHealthCheck::new()
+                    };
+                    hc.peer_template.options.connection_timeout = Some(cfg.connect_timeout);
+                    hc.peer_template.options.ca = ca.clone();
+                    hc
+                }
+            };
+        let checks = Arc::new(checks::CheckLog::default());
+        lb.set_health_check(Box::new(checks::Logged {
+            inner: check,
+            log: checks.clone(),
+        }));
         lb.health_check_frequency = Some(cfg.health_interval);
         lb.parallel_health_check = true;
         let lb = tasks.add(lb);
@@ -129,6 +139,7 @@ impl Pool {
             .collect();
         Ok(Pool {
             name: name.to_string(),
+            checks,
             lb,
             backends,
             next: AtomicUsize::new(0),

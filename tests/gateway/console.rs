@@ -288,7 +288,7 @@ async fn an_operator_ends_a_session_revokes_a_token_and_reloads_without_seeing_a
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_overview_charts_the_traffic_it_saw() {
+async fn the_overview_charts_the_traffic_it_saw_and_upstreams_their_checks() {
     let a = Auth::start_with("backend = \"memory\"", &console_toml()).await;
     let mut c = Console {
         a: &a,
@@ -310,13 +310,16 @@ async fn the_overview_charts_the_traffic_it_saw() {
         }
         let charts = c.get("/console?part=charts").await;
         assert_eq!(charts.status, 200);
-        if charts.body.contains("<polyline") && charts.body.contains("data-name=\"p50\"") {
+        let upstreams = c.get("/console/upstreams").await;
+        let checked = upstreams.body.contains(" s ago</td>") && upstreams.body.contains(" ms</td>");
+        if checked && charts.body.contains("<polyline") && charts.body.contains("data-name=\"p50\"") {
             assert!(charts.body.contains("<svg"), "{}", charts.body);
+            assert!(upstreams.body.contains("healthy"), "{}", upstreams.body);
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    panic!("no chart drew the traffic");
+    panic!("no chart drew the traffic, or no health check was shown");
 }
 
 #[tokio::test(flavor = "multi_thread")]
