@@ -46,6 +46,8 @@ pub async fn act(
         "/console/sessions/end" => end_sessions(a).await,
         "/console/tokens/revoke" => revoke(a).await,
         "/console/clients/delete" => delete_client(a).await,
+        "/console/clients/disable" => disable_client(a, true).await,
+        "/console/clients/enable" => disable_client(a, false).await,
         "/console/issuers/refresh" => refresh_issuer(a).await,
         "/console/lockouts/clear" => clear_lockout(a).await,
         "/console/config/reload" => reload(a).await,
@@ -166,6 +168,31 @@ async fn clear_lockout(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>
     match tokens.clear_lockout(&who, address, client).await {
         true => ("clear_lockout", target, back(to, "lockout_cleared", 1)),
         false => ("clear_lockout", target, back(to, UNAVAILABLE, 0)),
+    }
+}
+
+async fn disable_client(a: &Asked<'_>, disable: bool) -> (&'static str, String, Response<Vec<u8>>) {
+    let id = a.param("client_id").to_string();
+    let (to, action) = (
+        "/console/tokens",
+        if disable {
+            "disable_client"
+        } else {
+            "enable_client"
+        },
+    );
+    let Some(tokens) = a.shared.tokens.as_ref() else {
+        return (action, id, back(to, UNAVAILABLE, 0));
+    };
+    let done = if disable {
+        "client_disabled"
+    } else {
+        "client_enabled"
+    };
+    match tokens.set_registered_disabled(&id, disable).await {
+        Ok(true) => (action, id, back(to, done, 1)),
+        Ok(false) => (action, id, back(to, "client_unknown", 0)),
+        Err(_) => (action, id, back(to, UNAVAILABLE, 0)),
     }
 }
 

@@ -162,6 +162,8 @@ pub fn notice(code: Option<&str>, count: Option<&str>) -> String {
             format!("{n} refresh-token family(ies) revoked with their access tokens.")
         }
         Some("client_deleted") => "The registered client is deleted.".into(),
+        Some("client_disabled") => "The registered client is disabled: the token endpoint no longer knows it; tokens it holds live out their time.".into(),
+        Some("client_enabled") => "The registered client is enabled again.".into(),
         Some("client_unknown") => "No registered client has that id.".into(),
         Some("lockout_cleared") => "The lockout is cleared.".into(),
         Some("refreshed") => "The issuer's keys were fetched again.".into(),

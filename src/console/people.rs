@@ -141,6 +141,49 @@ fn configured_clients(a: &Asked<'_>, activity: &HashMap<String, Activity>) -> St
     )
 }
 
+/// One registered client's row, with its state and (unless read-only) its actions.
+fn registered_row(
+    a: &Asked<'_>,
+    c: &crate::store::RegisteredClient,
+    activity: &HashMap<String, Activity>,
+) -> Vec<String> {
+    let actions = if a.read_only() {
+        String::new()
+    } else {
+        let id = [("client_id", c.client_id.as_str())];
+        let (toggle, label) = if c.disabled {
+            ("/console/clients/enable", "Enable")
+        } else {
+            ("/console/clients/disable", "Disable")
+        };
+        page::form(toggle, &a.op.csrf, &id, label, "")
+            + &page::form(
+                "/console/clients/delete",
+                &a.op.csrf,
+                &id,
+                "Delete",
+                "danger",
+            )
+    };
+    vec![
+        format!("<code>{}</code>", esc(&c.client_id)),
+        esc(c.client_name.as_deref().unwrap_or("")),
+        esc(&c.redirect_uris.join(" ")),
+        page::when(c.created_at),
+        if c.disabled {
+            "<span class=\"error\">disabled</span>".into()
+        } else {
+            "enabled".into()
+        },
+        activity
+            .get(&c.client_id)
+            .copied()
+            .unwrap_or_default()
+            .cell(),
+        actions,
+    ]
+}
+
 pub async fn tokens(console: &Console, a: &Asked<'_>) -> String {
     let activity = client_activity(console);
     let mut body = page::notice(
@@ -162,31 +205,7 @@ pub async fn tokens(console: &Console, a: &Asked<'_>) -> String {
         Ok(list) => {
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|c| {
-                    let delete = if a.read_only() {
-                        String::new()
-                    } else {
-                        page::form(
-                            "/console/clients/delete",
-                            &a.op.csrf,
-                            &[("client_id", &c.client_id)],
-                            "Delete",
-                            "danger",
-                        )
-                    };
-                    vec![
-                        format!("<code>{}</code>", esc(&c.client_id)),
-                        esc(c.client_name.as_deref().unwrap_or("")),
-                        esc(&c.redirect_uris.join(" ")),
-                        page::when(c.created_at),
-                        activity
-                            .get(&c.client_id)
-                            .copied()
-                            .unwrap_or_default()
-                            .cell(),
-                        delete,
-                    ]
-                })
+                .map(|c| registered_row(a, c, &activity))
                 .collect();
             page::table(
                 &[

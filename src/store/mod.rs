@@ -197,6 +197,9 @@ pub struct RegisteredClient {
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub created_at: u64,
+    /// an operator disabled it: it is an unknown client until enabled again
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -374,6 +377,7 @@ mod tests {
             grant_types: vec!["authorization_code".into()],
             scopes: vec!["mcp".into()],
             created_at: at,
+            disabled: false,
         };
         assert_eq!(s.registered_client("dyn-b").unwrap(), None);
         s.put_client(&client("dyn-b", 20)).unwrap();

@@ -135,6 +135,7 @@ impl Directory {
         let found = run_blocking(store, move |s| s.registered_client(&key))
             .await
             .map_err(|_| Missing::Unavailable)?
+            .filter(|c| !c.disabled)
             .ok_or(Missing::Unknown)?;
         let client = Arc::new(registered_client(&found, &self.scopes));
         cache.insert(id.to_string(), client.clone()).await;
@@ -178,6 +179,7 @@ mod tests {
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             scopes: vec!["mcp".into(), "gone".into()],
             created_at: 1,
+            disabled: false,
         };
         let allowed = ["mcp".to_string(), "mcp:admin".to_string()];
         let c = registered_client(&r, &allowed);

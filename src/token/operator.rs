@@ -40,6 +40,28 @@ impl TokenService {
         Ok(removed)
     }
 
+    /// Disables (or enables again) a registered client: a disabled one is an unknown client to the
+    /// token endpoint, here at once and on other gateways within their short cache; tokens it
+    /// already has live out their time. False when there is no such client.
+    pub(crate) async fn set_registered_disabled(
+        &self,
+        client_id: &str,
+        disabled: bool,
+    ) -> Result<bool, StoreError> {
+        let id = client_id.to_string();
+        let changed = run_blocking(&self.store, move |s| {
+            let Some(mut c) = s.registered_client(&id)? else {
+                return Ok(false);
+            };
+            c.disabled = disabled;
+            s.put_client(&c)?;
+            Ok(true)
+        })
+        .await?;
+        self.directory.forget(client_id).await;
+        Ok(changed)
+    }
+
     /// Clears the lockout of a user (`who` a username) or a client (`client` true) at an address,
     /// and the address's own count for people; false when the shared counters could not be
     /// reached.

@@ -215,6 +215,7 @@ impl TokenService {
             grant_types: reg.grant_types.clone(),
             scopes: reg.scopes.clone(),
             created_at: self.clock.now_secs(),
+            disabled: false,
         };
         let kept = client.clone();
         if run_blocking(&self.store, move |s| s.put_client(&kept))

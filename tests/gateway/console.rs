@@ -312,7 +312,8 @@ async fn the_overview_charts_the_traffic_it_saw_and_upstreams_their_checks() {
         assert_eq!(charts.status, 200);
         let upstreams = c.get("/console/upstreams").await;
         let checked = upstreams.body.contains(" s ago</td>") && upstreams.body.contains(" ms</td>");
-        if checked && charts.body.contains("<polyline") && charts.body.contains("data-name=\"p50\"") {
+        if checked && charts.body.contains("<polyline") && charts.body.contains("data-name=\"p50\"")
+        {
             assert!(charts.body.contains("<svg"), "{}", charts.body);
             assert!(upstreams.body.contains("healthy"), "{}", upstreams.body);
             return;
@@ -422,4 +423,80 @@ async fn on_redis_the_console_ends_sessions_and_lockouts_of_every_gateway() {
         .contains("notice=lockout_cleared"));
     let r = crate::tokens_users::password_grant(&b, ALICE_PASSWORD, "orders.read").await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A refresh with a made-up token: a known client's answer is `invalid_grant`, an unknown one's
+/// `invalid_client`.
+async fn probe(a: &Auth, id: &str) -> serde_json::Value {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "x"),
+        ("client_id", id),
+    ];
+    a.post("/oauth/token", &form, None).await.json()["error"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_client_is_disabled_enabled_and_deleted_from_the_console() {
+    let a = Auth::start_edited("backend = \"memory\"", &console_toml(), |t| {
+        t.replacen(
+            "[token_service]\n",
+            "[token_service]\nregistration = \"open\"\n",
+            1,
+        )
+    })
+    .await;
+    let mut c = Console {
+        a: &a,
+        cookie: None,
+    };
+    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
+    let csrf = c.csrf().await;
+    let body = serde_json::json!({"redirect_uris": ["http://127.0.0.1:9/cb"],
+        "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"});
+    let r =
+        a.gw.https
+            .post(a.gw.tls_url("/oauth/register"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    let r = Resp::from(r).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let id = r.json()["client_id"].as_str().unwrap().to_string();
+    assert_eq!(probe(&a, &id).await, "invalid_grant");
+    let page = c.get("/console/tokens").await;
+    assert!(
+        page.body.contains(&format!("<code>{id}</code>")),
+        "{}",
+        page.body
+    );
+
+    let act = |path: &'static str| {
+        let (c, csrf, id) = (&c, csrf.clone(), id.clone());
+        async move {
+            let r = c.post(path, &[("csrf", &csrf), ("client_id", &id)]).await;
+            r.header("location").unwrap()
+        }
+    };
+    assert!(act("/console/clients/disable")
+        .await
+        .contains("notice=client_disabled"));
+    assert_eq!(probe(&a, &id).await, "invalid_client");
+    assert!(c
+        .get("/console/tokens")
+        .await
+        .body
+        .contains("disabled</span>"));
+    assert!(act("/console/clients/enable")
+        .await
+        .contains("notice=client_enabled"));
+    assert_eq!(probe(&a, &id).await, "invalid_grant");
+    assert!(act("/console/clients/delete")
+        .await
+        .contains("notice=client_deleted"));
+    assert_eq!(probe(&a, &id).await, "invalid_client");
+    assert!(act("/console/clients/delete")
+        .await
+        .contains("notice=client_unknown"));
 }

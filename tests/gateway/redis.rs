@@ -426,6 +426,7 @@ async fn registered_clients_are_kept_in_redis() {
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         scopes: vec![],
         created_at: at,
+        disabled: false,
     };
     let (b, a) = (client("dyn-b", 20), client("dyn-a", 10));
     tokio::task::spawn_blocking(move || {
