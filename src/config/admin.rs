@@ -93,17 +93,9 @@ impl Compiler {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::testing::{compile, refused, BASE};
+    use crate::config::testing::{compile, refused, BASE, TOKENS};
 
-    const PEOPLE: &str = r#"
-[token_service]
-issuer = "https://auth.test"
-audience = ["api"]
-signing_keys = ["/nonexistent/signing.pem"]
-
-[store]
-backend = "memory"
-
+    const USER: &str = r#"
 [[users]]
 username = "ops@example.com"
 password_hash = "$2b$04$O2BS3M8z8bsIiSYgXwoHP.XrixdAp8c3tq8hBrBs0yfOQM5wqbQ8G"
@@ -135,7 +127,7 @@ roles = ["gatehouse-admin"]
         );
         refused(
             &format!(
-                "{}{PEOPLE}\n[admin]\nconsole = true\nconsole_roles = [\"\"]\n",
+                "{}{TOKENS}{USER}\n[admin]\nconsole = true\nconsole_roles = [\"\"]\n",
                 admin_listen(BASE)
             ),
             "admin.console_roles",
@@ -143,7 +135,7 @@ roles = ["gatehouse-admin"]
         );
         refused(
             &format!(
-                "{}{PEOPLE}\n[admin]\nconsole_idle_timeout = \"soon\"\n",
+                "{}{TOKENS}{USER}\n[admin]\nconsole_idle_timeout = \"soon\"\n",
                 admin_listen(BASE)
             ),
             "admin.console_idle_timeout",

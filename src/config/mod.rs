@@ -318,6 +318,17 @@ pub(crate) mod testing {
     use super::Config;
     use std::path::Path;
 
+    /// The token service with a memory store, for compilers that need it.
+    pub const TOKENS: &str = r#"
+[token_service]
+issuer = "https://auth.test"
+audience = ["api"]
+signing_keys = ["/nonexistent/signing.pem"]
+
+[store]
+backend = "memory"
+"#;
+
     /// A configuration that compiles: one plain listener, one upstream, one public route.
     pub const BASE: &str = r#"
 [server]

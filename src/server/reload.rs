@@ -325,17 +325,7 @@ impl Reloader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::testing::{compile, BASE};
-
-    const TOKENS: &str = r#"
-[token_service]
-issuer = "https://auth.test"
-audience = ["api"]
-signing_keys = ["/nonexistent/signing.pem"]
-
-[store]
-backend = "memory"
-"#;
+    use crate::config::testing::{compile, BASE, TOKENS};
 
     fn user(name: &str, subject: &str, more: &str) -> String {
         // bcrypt of "x", cost 4: compiles, never checked here

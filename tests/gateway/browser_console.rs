@@ -5,8 +5,7 @@
 
 use crate::browser::Chromium;
 use crate::browser_sessions::{click, shoot, shots_dir, text_of, type_into};
-use crate::sessions::Browser;
-use crate::tokens::{Auth, ALICE_PASSWORD, SVC_SECRET};
+use crate::tokens::{Auth, SVC_SECRET};
 use fantoccini::Locator;
 use std::time::Duration;
 
@@ -79,12 +78,7 @@ async fn an_operator_watches_and_acts_in_a_browser() {
     shoot(b, &dir, "console-overview").await;
 
     // Alice signs in elsewhere; her session is ended from the sessions page
-    let mut alice = Browser::new(&a);
-    let r = alice
-        .sign_in_at("/oauth/login?rd=%2Fapp&login=local&app=app", ALICE_PASSWORD)
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(alice.navigate("/app").await.status, 200);
+    let alice = crate::console::alice_in_the_app(&a).await;
     b.goto(&console("/console/sessions")).await.unwrap();
     type_into(b, "input[name=subject]", "user-alice").await;
     click(b, "form.search button").await;

@@ -69,12 +69,31 @@ impl Console<'_> {
         r
     }
 
+    /// An operator signed in, with the token their forms carry.
+    async fn signed_in(a: &Auth) -> (Console<'_>, String) {
+        let mut c = Console { a, cookie: None };
+        assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
+        let csrf = c.csrf().await;
+        (c, csrf)
+    }
+
     /// The CSRF token the console's forms carry.
     async fn csrf(&self) -> String {
         let page = self.get("/console/tokens").await;
         assert_eq!(page.status, 200, "{}", page.body);
         hidden(&page.body, "csrf")
     }
+}
+
+/// Alice signed in to the app on `a`, as her browser.
+pub(crate) async fn alice_in_the_app(a: &Auth) -> Browser<'_> {
+    let mut alice = Browser::new(a);
+    let r = alice
+        .sign_in_at("/oauth/login?rd=%2Fapp&login=local&app=app", ALICE_PASSWORD)
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(alice.navigate("/app").await.status, 200);
+    alice
 }
 
 pub(crate) fn jti_of(token: &str) -> String {
@@ -152,20 +171,10 @@ async fn only_holders_of_a_console_role_sign_in_and_forms_need_their_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_operator_ends_a_session_revokes_a_token_and_reloads_without_seeing_a_secret() {
     let a = Auth::start_with("backend = \"memory\"", &console_toml()).await;
-    let mut c = Console {
-        a: &a,
-        cookie: None,
-    };
-    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
-    let csrf = c.csrf().await;
+    let (c, csrf) = Console::signed_in(&a).await;
 
     // Alice signs in to the app; the console lists her session and ends it
-    let mut alice = Browser::new(&a);
-    let r = alice
-        .sign_in_at("/oauth/login?rd=%2Fapp&login=local&app=app", ALICE_PASSWORD)
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(alice.navigate("/app").await.status, 200);
+    let alice = alice_in_the_app(&a).await;
     let list = c.get("/console/sessions?subject=user-alice").await;
     assert!(
         list.body
@@ -290,11 +299,7 @@ async fn an_operator_ends_a_session_revokes_a_token_and_reloads_without_seeing_a
 #[tokio::test(flavor = "multi_thread")]
 async fn the_overview_charts_the_traffic_it_saw_and_upstreams_their_checks() {
     let a = Auth::start_with("backend = \"memory\"", &console_toml()).await;
-    let mut c = Console {
-        a: &a,
-        cookie: None,
-    };
-    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
+    let (c, _) = Console::signed_in(&a).await;
     let token = a.svc_token(None).await;
     // a point every 5 s: traffic, then the charts until a point holds it
     for _ in 0..40 {
@@ -326,12 +331,7 @@ async fn the_overview_charts_the_traffic_it_saw_and_upstreams_their_checks() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lockout_the_events_show_is_cleared_from_the_console() {
     let a = Auth::start_with("backend = \"memory\"", &console_toml()).await;
-    let mut c = Console {
-        a: &a,
-        cookie: None,
-    };
-    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
-    let csrf = c.csrf().await;
+    let (c, csrf) = Console::signed_in(&a).await;
     for _ in 0..10 {
         let r = crate::tokens_users::password_grant(&a, "wrong", "orders.read").await;
         assert_eq!(r.status, 400, "{}", r.body);
@@ -372,20 +372,10 @@ async fn on_redis_the_console_ends_sessions_and_lockouts_of_every_gateway() {
         return;
     };
     let (a, b) = crate::redis::pair_with(&redis, &console_toml()).await;
-    let mut c = Console {
-        a: &a,
-        cookie: None,
-    };
-    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
-    let csrf = c.csrf().await;
+    let (c, csrf) = Console::signed_in(&a).await;
 
     // a session made on B, listed and ended by A's console
-    let mut on_b = Browser::new(&b);
-    let r = on_b
-        .sign_in_at("/oauth/login?rd=%2Fapp", ALICE_PASSWORD)
-        .await;
-    assert_eq!(r.status, 303, "{}", r.body);
-    assert_eq!(on_b.navigate("/app").await.status, 200);
+    let on_b = alice_in_the_app(&b).await;
     let list = c.get("/console/sessions?subject=user-alice").await;
     assert!(list.body.contains("1 session(s) of"), "{}", list.body);
     let r = c
@@ -446,12 +436,7 @@ async fn a_registered_client_is_disabled_enabled_and_deleted_from_the_console() 
         )
     })
     .await;
-    let mut c = Console {
-        a: &a,
-        cookie: None,
-    };
-    assert_eq!(c.sign_in("ops@example.com", OPS_PASSWORD).await.status, 303);
-    let csrf = c.csrf().await;
+    let (c, csrf) = Console::signed_in(&a).await;
     let body = serde_json::json!({"redirect_uris": ["http://127.0.0.1:9/cb"],
         "grant_types": ["authorization_code", "refresh_token"], "token_endpoint_auth_method": "none"});
     let r =
