@@ -85,6 +85,23 @@ impl Console<'_> {
     }
 }
 
+/// Clears Alice's lockout at `address` from the console; then her password works on `on` again.
+async fn clear_alice(c: &Console<'_>, csrf: &str, address: &str, on: &Auth) {
+    let form = [
+        ("csrf", csrf),
+        ("who", "alice@example.com"),
+        ("address", address),
+        ("kind", "user"),
+    ];
+    let r = c.post("/console/lockouts/clear", &form).await;
+    assert!(r
+        .header("location")
+        .unwrap()
+        .contains("notice=lockout_cleared"));
+    let r = crate::tokens_users::password_grant(on, ALICE_PASSWORD, "orders.read").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// Alice signed in to the app on `a`, as her browser.
 pub(crate) async fn alice_in_the_app(a: &Auth) -> Browser<'_> {
     let mut alice = Browser::new(a);
@@ -347,23 +364,7 @@ async fn a_lockout_the_events_show_is_cleared_from_the_console() {
     );
     let address = hidden(&page.body, "address");
     assert_eq!(address, "127.0.0.1");
-    let r = c
-        .post(
-            "/console/lockouts/clear",
-            &[
-                ("csrf", &csrf),
-                ("who", "alice@example.com"),
-                ("address", &address),
-                ("kind", "user"),
-            ],
-        )
-        .await;
-    assert!(r
-        .header("location")
-        .unwrap()
-        .contains("notice=lockout_cleared"));
-    let r = crate::tokens_users::password_grant(&a, ALICE_PASSWORD, "orders.read").await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    clear_alice(&c, &csrf, &address, &a).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -396,23 +397,7 @@ async fn on_redis_the_console_ends_sessions_and_lockouts_of_every_gateway() {
     }
     let locked = crate::tokens_users::password_grant(&b, ALICE_PASSWORD, "orders.read").await;
     assert_ne!(locked.status, 200);
-    let r = c
-        .post(
-            "/console/lockouts/clear",
-            &[
-                ("csrf", &csrf),
-                ("who", "alice@example.com"),
-                ("address", "127.0.0.1"),
-                ("kind", "user"),
-            ],
-        )
-        .await;
-    assert!(r
-        .header("location")
-        .unwrap()
-        .contains("notice=lockout_cleared"));
-    let r = crate::tokens_users::password_grant(&b, ALICE_PASSWORD, "orders.read").await;
-    assert_eq!(r.status, 200, "{}", r.body);
+    clear_alice(&c, &csrf, "127.0.0.1", &b).await;
 }
 
 /// A refresh with a made-up token: a known client's answer is `invalid_grant`, an unknown one's
