@@ -235,11 +235,24 @@ fn peer_row(upstream: &str, pool: &crate::upstream::Pool, b: &pingora::lb::Backe
     ]
 }
 
+/// A pool's traffic: requests in flight (its connections in use) and connections made or reused.
+fn traffic_row(upstream: &str, pool: &crate::upstream::Pool) -> Vec<String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = &pool.traffic;
+    vec![
+        esc(upstream),
+        t.in_flight.load(Relaxed).to_string(),
+        t.connections_new.load(Relaxed).to_string(),
+        t.connections_reused.load(Relaxed).to_string(),
+    ]
+}
+
 pub fn upstreams(a: &Asked<'_>) -> String {
-    let mut rows = Vec::new();
+    let (mut rows, mut traffic) = (Vec::new(), Vec::new());
     for (u, rt) in a.shared.config.upstreams.iter().zip(&a.shared.upstreams) {
         match rt {
             UpstreamRuntime::Pool(p) => {
+                traffic.push(traffic_row(&u.name, p));
                 for b in p.lb.backends().get_backend().iter() {
                     rows.push(peer_row(&u.name, p, b));
                 }
@@ -259,9 +272,16 @@ pub fn upstreams(a: &Asked<'_>) -> String {
         "Check took",
         "Last error",
     ];
+    let flows = [
+        "Upstream",
+        "Requests in flight (connections in use)",
+        "Connections made",
+        "Connections reused",
+    ];
     let body = format!(
-        "<section>{}</section>",
-        page::table(&head, &rows, "No upstreams are configured.")
+        "<section><h2>Peers</h2>{}</section><section><h2>Traffic since the last reload</h2>{}</section>",
+        page::table(&head, &rows, "No upstreams are configured."),
+        page::table(&flows, &traffic, "No proxied upstreams.")
     );
     page::frame("Upstreams", "/console/upstreams", Some(&a.viewer()), &body)
 }

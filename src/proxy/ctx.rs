@@ -77,6 +77,8 @@ pub struct Ctx {
     /// request body bytes forwarded so far, against the route's `max_body_bytes`
     pub(crate) body_bytes: u64,
     pub(crate) tried: Vec<SocketAddr>,
+    /// counted in its pool's requests in flight (taken off when the request ends)
+    pub(crate) in_flight: bool,
     pub(crate) denial: Option<crate::observe::DenyReason>,
     pub(crate) log_path: Option<String>,
     /// set when the request asks the forward-auth endpoint; the header is then the original request

@@ -33,6 +33,7 @@ pub use ctx::{Ctx, Shared};
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -207,6 +208,7 @@ impl ProxyHttp for Gateway {
             upstream_path: None,
             body_bytes: 0,
             tried: Vec::new(),
+            in_flight: false,
             denial: None,
             log_path: None,
             forward_auth: None,
@@ -284,6 +286,9 @@ impl ProxyHttp for Gateway {
             return Error::e_explain(HTTPStatus(503), "no healthy peer");
         };
         ctx.tried.push(addr);
+        if !std::mem::replace(&mut ctx.in_flight, true) {
+            pool.traffic.in_flight.fetch_add(1, Relaxed);
+        }
         if let Some(t) = ctx.trace.as_mut() {
             t.upstream_from.get_or_insert(ctx.start.elapsed());
         }
@@ -307,6 +312,15 @@ impl ProxyHttp for Gateway {
         // the upstream span tells the connection's setup from the answer's wait
         if let Some(t) = ctx.trace.as_mut() {
             t.connected = Some((ctx.start.elapsed(), reused));
+        }
+        if let Some(UpstreamRuntime::Pool(pool)) = ctx.shared.upstream(ctx.route) {
+            let t = &pool.traffic;
+            let counter = if reused {
+                &t.connections_reused
+            } else {
+                &t.connections_new
+            };
+            counter.fetch_add(1, Relaxed);
         }
         Ok(())
     }
@@ -385,6 +399,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        if std::mem::take(&mut ctx.in_flight) {
+            if let Some(UpstreamRuntime::Pool(pool)) = ctx.shared.upstream(ctx.route) {
+                pool.traffic.in_flight.fetch_sub(1, Relaxed);
+            }
+        }
         let written = session.response_written();
         let status = written.map(|r| r.status.as_u16()).unwrap_or(0);
         let grpc_status = written.and_then(crate::wire::grpc::status_in_header);

@@ -1,5 +1,6 @@
-//! Each peer's latest health check, for the operators' console: when it ran, how long it took and
-//! why it failed. A wrapper around the pool's own check, so the request path pays nothing.
+//! What the operators' console shows of a pool: each peer's latest health check (when it ran, how
+//! long it took, why it failed; a wrapper around the pool's own check, so the request path pays
+//! nothing for it) and the pool's traffic (requests in flight, connections made and reused).
 
 use async_trait::async_trait;
 use pingora::lb::health_check::HealthCheck;
@@ -32,6 +33,16 @@ impl CheckLog {
         let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
         m.insert(peer, check);
     }
+}
+
+/// What one pool's requests are doing now, counted on the request path with relaxed atomics (one
+/// add when a request first asks for a peer, one when it ends, one per connection).
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// requests that asked for a peer and have not ended: the connections in use
+    pub in_flight: std::sync::atomic::AtomicU64,
+    pub connections_new: std::sync::atomic::AtomicU64,
+    pub connections_reused: std::sync::atomic::AtomicU64,
 }
 
 /// A health check that writes each outcome to a `CheckLog`.

@@ -22,6 +22,8 @@ pub struct Pool {
     pub name: String,
     /// each peer's latest health check, for the console
     pub checks: Arc<checks::CheckLog>,
+    /// requests in flight and connections, for the console
+    pub traffic: checks::Traffic,
     pub lb: Arc<LoadBalancer<RoundRobin>>,
     /// the peers in a fixed order, with their addresses, for lock-free round robin
     backends: Vec<(Backend, SocketAddr)>,
@@ -140,6 +142,7 @@ impl Pool {
         Ok(Pool {
             name: name.to_string(),
             checks,
+            traffic: Default::default(),
             lb,
             backends,
             next: AtomicUsize::new(0),

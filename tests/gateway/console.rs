@@ -338,6 +338,22 @@ async fn the_overview_charts_the_traffic_it_saw_and_upstreams_their_checks() {
         {
             assert!(charts.body.contains("<svg"), "{}", charts.body);
             assert!(upstreams.body.contains("healthy"), "{}", upstreams.body);
+            // every request ended: none in flight; each used a connection made or reused
+            let row = upstreams.body.split("<td>echo</td><td>").last().unwrap();
+            let cells: Vec<u64> = row
+                .split("</td><td>")
+                .take(3)
+                .map(|c| {
+                    c.trim_end_matches("</td></tr></tbody></table></section></main></body></html>")
+                        .parse()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(cells[0], 0, "in flight: {row}");
+            assert!(
+                cells[1] >= 1 && cells[1] + cells[2] >= 5,
+                "connections: {row}"
+            );
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
