@@ -33,14 +33,7 @@ from benchlib import (CLK_TCK, HS_SECRET, RELEASE, ROOT, TARGET, Proc, check,  #
                       build)
 
 def ensure_tools(skip_envoy):
-    need = [t for t in ("nginx", "wrk", "haproxy", "node", "npm") if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
-    if need:
-        pkgs = {"node": "nodejs", "npm": "npm"}
-        sudo = [] if os.geteuid() == 0 else ["sudo"]
-        log(f"installing {need}")
-        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
-        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + [pkgs.get(n, n) for n in need], check=True,
-                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    lib.ensure(("nginx", "wrk", "haproxy", "node", "npm"), {"node": "nodejs"})
     node_dir = os.path.join(lib.WORK, "node")
     os.makedirs(node_dir, exist_ok=True)
     subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", node_dir,

@@ -176,6 +176,18 @@ deny_if = "request.method == 'DELETE' || glob(request.path, '/rules/admin/*')"
 """
 
 
+def ensure(tools, packages=None):
+    """Installs the Debian packages of the commands in `tools` that are missing (apt-get, once)."""
+    need = [t for t in tools if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
+    if need:
+        pkgs = packages or {}
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        log(f"installing {need}")
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + [pkgs.get(n, n) for n in need], check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
 def gatehouse_conf(name, ports, routes_extra="", cache=100000, extra_routes=0, threads=1, server_extra=""):
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)

@@ -105,6 +105,8 @@ def main():
     lib.WORK = tempfile.mkdtemp(prefix="gatehouse-observe-")
     up = None
     try:
+        # run alone on a fresh machine, it installs what it drives (bench.py does the same first)
+        lib.ensure(("nginx", "wrk"))
         lib.build()
         subprocess.run([os.path.join(lib.RELEASE, "examples", "bench_tokens"), os.path.join(lib.WORK, "keys"),
                         "1", "1", lib.HS_SECRET], check=True)
