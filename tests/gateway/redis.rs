@@ -114,6 +114,13 @@ async fn pair_on(a_store: &str, b_store: &str, extra: &str) -> (Auth, Auth) {
         echo: a.echo.clone(),
         client_key: crate::support::keys::TestKey::rsa("unused"),
     };
+    // both ready (each has reached Redis once) before the test's first request: on a loaded
+    // machine a first command that must also connect can outlast the store's timeout; a test whose
+    // Redis is away on purpose goes on after the wait
+    within(Duration::from_secs(10), async || {
+        ready(&a.gw).await == 200 && ready(&b.gw).await == 200
+    })
+    .await;
     (a, b)
 }
 
