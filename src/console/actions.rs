@@ -8,10 +8,38 @@ use crate::store::SessionsOf;
 use http::Response;
 use pingora::protocols::http::ServerSession;
 
-/// Where an action sends the browser back to, with its notice.
-fn back(to: &str, notice: &str, count: u64) -> Response<Vec<u8>> {
-    let sep = if to.contains('?') { '&' } else { '?' };
-    page::see_other(&format!("{to}{sep}notice={notice}&n={count}"), None)
+/// What an action did: its name and target for the audit stream, the page it sends the browser
+/// back to, and the notice (with a count) that page shows.
+struct Done {
+    action: &'static str,
+    target: String,
+    to: String,
+    notice: &'static str,
+    count: u64,
+}
+
+impl Done {
+    fn new(action: &'static str, target: impl Into<String>, to: impl Into<String>) -> Done {
+        Done {
+            action,
+            target: target.into(),
+            to: to.into(),
+            notice: UNAVAILABLE,
+            count: 0,
+        }
+    }
+
+    fn said(mut self, notice: &'static str, count: u64) -> Done {
+        (self.notice, self.count) = (notice, count);
+        self
+    }
+
+    /// Back to the page, with the notice.
+    fn answer(&self) -> Response<Vec<u8>> {
+        let sep = if self.to.contains('?') { '&' } else { '?' };
+        let to = format!("{}{sep}notice={}&n={}", self.to, self.notice, self.count);
+        page::see_other(&to, None)
+    }
 }
 
 fn refused(a: &Asked<'_>, status: u16, text: &str) -> Response<Vec<u8>> {
@@ -42,7 +70,7 @@ pub async fn act(
             "The console is read-only ([admin] console_read_only).",
         );
     }
-    let (action, target, answer) = match path {
+    let done = match path {
         "/console/sessions/end" => end_sessions(a).await,
         "/console/tokens/revoke" => revoke(a).await,
         "/console/clients/delete" => delete_client(a).await,
@@ -53,168 +81,159 @@ pub async fn act(
         "/console/config/reload" => reload(a).await,
         _ => return refused(a, 404, "There is no such action."),
     };
-    let outcome = answer
-        .headers()
-        .get(http::header::LOCATION)
-        .and_then(|l| l.to_str().ok())
-        .and_then(|l| l.split("notice=").nth(1))
-        .map(|n| n.split('&').next().unwrap_or(n).to_string())
-        .unwrap_or_else(|| answer.status().as_str().to_string());
     a.shared
         .audit
-        .emit(|| Event::console_action(&a.op.subject, action, &target, &outcome));
-    answer
+        .emit(|| Event::console_action(&a.op.subject, done.action, &done.target, done.notice));
+    done.answer()
 }
 
 const UNAVAILABLE: &str = "store_unavailable";
+const TOKENS: &str = "/console/tokens";
 
-async fn end_sessions(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
+async fn end_sessions(a: &Asked<'_>) -> Done {
     let subject = a.param("subject").to_string();
+    let one = a.param("session").to_string();
+    let action = if one.is_empty() {
+        "end_sessions"
+    } else {
+        "end_session"
+    };
     let to = format!("/console/sessions?subject={}", urlencode(&subject));
+    let done = Done::new(action, subject.clone(), to);
     let (Some(tokens), Some(store)) = (a.shared.tokens.as_ref(), a.shared.store.clone()) else {
-        return ("end_sessions", subject, back(&to, UNAVAILABLE, 0));
+        return done;
     };
     if subject.is_empty() {
-        return ("end_sessions", subject, back(&to, "nothing_named", 0));
+        return done.said("nothing_named", 0);
     }
-    let one = a.param("session").to_string();
     if one.is_empty() {
         let ended = tokens
             .sessions
             .end_all(SessionsOf::Subject(&subject), "console")
             .await;
         return match ended {
-            Ok(n) => ("end_sessions", subject, back(&to, "sessions_ended", n)),
-            Err(_) => ("end_sessions", subject, back(&to, UNAVAILABLE, 0)),
+            Ok(n) => done.said("sessions_ended", n),
+            Err(_) => done,
         };
     }
     // one session, by the hash the list showed: only one of this subject's
-    let (s, h) = (subject.clone(), one.clone());
+    let (s, h) = (subject.clone(), one);
     let ended = crate::store::run_blocking(&store, move |st| match st.session(&h, 0)? {
         Some(r) if r.subject == s => st.end_session(&h),
         _ => Ok(false),
     })
     .await;
     match ended {
-        Ok(done) => {
-            let n = u64::from(done);
+        Ok(ended) => {
+            let n = u64::from(ended);
             a.shared
                 .audit
                 .emit(|| crate::audit::Event::sessions_revoked("console", Some(&subject), n));
-            ("end_session", subject, back(&to, "sessions_ended", n))
+            done.said("sessions_ended", n)
         }
-        Err(_) => ("end_session", subject, back(&to, UNAVAILABLE, 0)),
+        Err(_) => done,
     }
 }
 
-async fn revoke(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
+async fn revoke(a: &Asked<'_>) -> Done {
     let (kind, value) = (a.param("kind"), a.param("value").trim().to_string());
-    let to = "/console/tokens";
+    let action = match kind {
+        "jti" => "revoke_token",
+        "family" => "revoke_family",
+        _ => "revoke_subject",
+    };
+    let done = Done::new(action, value.clone(), TOKENS);
     let Some(tokens) = a.shared.tokens.as_ref() else {
-        return ("revoke", value, back(to, UNAVAILABLE, 0));
+        return done;
     };
     if value.is_empty() {
-        return ("revoke", value, back(to, "nothing_named", 0));
+        return done.said("nothing_named", 0);
     }
     match kind {
         "jti" => match tokens.revoke_jti(&value).await {
-            Ok(()) => ("revoke_token", value, back(to, "token_revoked", 1)),
-            Err(_) => ("revoke_token", value, back(to, UNAVAILABLE, 0)),
+            Ok(()) => done.said("token_revoked", 1),
+            Err(_) => done,
         },
         "family" => match tokens.revoke_family_by_operator(&value).await {
-            Ok(_) => ("revoke_family", value, back(to, "families_revoked", 1)),
-            Err(_) => ("revoke_family", value, back(to, UNAVAILABLE, 0)),
+            Ok(_) => done.said("families_revoked", 1),
+            Err(_) => done,
         },
         _ => match tokens.revoke_subject(&value).await {
             Ok(n) => {
                 a.shared
                     .audit
                     .emit(|| crate::audit::Event::subject_tokens_revoked("console", &value, n));
-                (
-                    "revoke_subject",
-                    value,
-                    back(to, "families_revoked", n as u64),
-                )
+                done.said("families_revoked", n as u64)
             }
-            Err(_) => ("revoke_subject", value, back(to, UNAVAILABLE, 0)),
+            Err(_) => done,
         },
     }
 }
 
-async fn delete_client(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
+async fn delete_client(a: &Asked<'_>) -> Done {
     let id = a.param("client_id").to_string();
-    let to = "/console/tokens";
+    let done = Done::new("delete_client", id.clone(), TOKENS);
     let Some(tokens) = a.shared.tokens.as_ref() else {
-        return ("delete_client", id, back(to, UNAVAILABLE, 0));
+        return done;
     };
     match tokens.delete_registered(&id).await {
-        Ok(true) => ("delete_client", id, back(to, "client_deleted", 1)),
-        Ok(false) => ("delete_client", id, back(to, "client_unknown", 0)),
-        Err(_) => ("delete_client", id, back(to, UNAVAILABLE, 0)),
+        Ok(true) => done.said("client_deleted", 1),
+        Ok(false) => done.said("client_unknown", 0),
+        Err(_) => done,
     }
 }
 
-async fn clear_lockout(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
-    let (who, address) = (a.param("who").to_string(), a.param("address"));
-    let to = "/console/tokens";
-    let target = format!("{who}@{address}");
+async fn clear_lockout(a: &Asked<'_>) -> Done {
+    let (who, address) = (a.param("who"), a.param("address"));
+    let done = Done::new("clear_lockout", format!("{who}@{address}"), TOKENS);
     let Some(tokens) = a.shared.tokens.as_ref() else {
-        return ("clear_lockout", target, back(to, UNAVAILABLE, 0));
+        return done;
     };
     if who.is_empty() || address.is_empty() {
-        return ("clear_lockout", target, back(to, "nothing_named", 0));
+        return done.said("nothing_named", 0);
     }
     let client = a.param("kind") == "client";
-    match tokens.clear_lockout(&who, address, client).await {
-        true => ("clear_lockout", target, back(to, "lockout_cleared", 1)),
-        false => ("clear_lockout", target, back(to, UNAVAILABLE, 0)),
+    match tokens.clear_lockout(who, address, client).await {
+        true => done.said("lockout_cleared", 1),
+        false => done,
     }
 }
 
-async fn disable_client(a: &Asked<'_>, disable: bool) -> (&'static str, String, Response<Vec<u8>>) {
+async fn disable_client(a: &Asked<'_>, disable: bool) -> Done {
     let id = a.param("client_id").to_string();
-    let (to, action) = (
-        "/console/tokens",
-        if disable {
-            "disable_client"
-        } else {
-            "enable_client"
-        },
-    );
-    let Some(tokens) = a.shared.tokens.as_ref() else {
-        return (action, id, back(to, UNAVAILABLE, 0));
+    let (action, notice) = match disable {
+        true => ("disable_client", "client_disabled"),
+        false => ("enable_client", "client_enabled"),
     };
-    let done = if disable {
-        "client_disabled"
-    } else {
-        "client_enabled"
+    let done = Done::new(action, id.clone(), TOKENS);
+    let Some(tokens) = a.shared.tokens.as_ref() else {
+        return done;
     };
     match tokens.set_registered_disabled(&id, disable).await {
-        Ok(true) => (action, id, back(to, done, 1)),
-        Ok(false) => (action, id, back(to, "client_unknown", 0)),
-        Err(_) => (action, id, back(to, UNAVAILABLE, 0)),
+        Ok(true) => done.said(notice, 1),
+        Ok(false) => done.said("client_unknown", 0),
+        Err(_) => done,
     }
 }
 
-async fn refresh_issuer(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
-    let name = a.param("issuer").to_string();
-    let to = "/console/issuers";
-    let notice = match a.shared.verifier.jwks.refresh_now(&name).await {
-        Some(true) => "refreshed",
-        _ => "refresh_failed",
-    };
-    ("refresh_issuer", name, back(to, notice, 0))
+async fn refresh_issuer(a: &Asked<'_>) -> Done {
+    let name = a.param("issuer");
+    let done = Done::new("refresh_issuer", name, "/console/issuers");
+    match a.shared.verifier.jwks.refresh_now(name).await {
+        Some(true) => done.said("refreshed", 0),
+        _ => done.said("refresh_failed", 0),
+    }
 }
 
-async fn reload(a: &Asked<'_>) -> (&'static str, String, Response<Vec<u8>>) {
-    let to = "/console/config";
+async fn reload(a: &Asked<'_>) -> Done {
     let file = a.shared.config.file.display().to_string();
+    let done = Done::new("reload", file, "/console/config");
     match a.reloader.reload_by_console().await {
-        Ok(generation) => ("reload", file, back(to, "reloaded", generation)),
-        Err(_) => ("reload", file, back(to, "reload_refused", 0)),
+        Ok(generation) => done.said("reloaded", generation),
+        Err(_) => done.said("reload_refused", 0),
     }
 }
 
-pub fn urlencode(s: &str) -> String {
+fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
