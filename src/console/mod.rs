@@ -18,10 +18,10 @@ mod sign_in;
 use crate::audit::recent::Recent;
 use crate::config::AdminSettings;
 use crate::proxy::Shared;
+use crate::wire::form::{self, FormError, Params};
 use access::{ConsoleSessions, Operator};
 use http::Response;
 use pingora::protocols::http::ServerSession;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What the console asks of the running server: its configuration generation, and a reload.
@@ -48,8 +48,8 @@ pub struct Asked<'a> {
     pub shared: Arc<Shared>,
     pub reloader: &'a dyn Server,
     pub op: Arc<Operator>,
-    pub query: HashMap<String, String>,
-    pub form: HashMap<String, String>,
+    pub query: Params,
+    pub form: Params,
 }
 
 impl Asked<'_> {
@@ -76,20 +76,28 @@ impl Asked<'_> {
 /// The most a console form may send.
 const MAX_FORM: usize = 16 * 1024;
 
-fn pairs(text: &[u8]) -> HashMap<String, String> {
-    url::form_urlencoded::parse(text).into_owned().collect()
-}
-
-async fn read_form(session: &mut ServerSession) -> Option<HashMap<String, String>> {
+/// The form a POST sends, read with the gateway's one form parser (a repeated parameter is refused).
+async fn read_form(session: &mut ServerSession) -> Result<Params, FormError> {
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_FORM => return None,
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_FORM => {
+                return Err(FormError::TooLarge)
+            }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) => return Some(pairs(&body)),
-            Err(_) => return None,
+            Ok(None) => return form::parse(&body),
+            Err(_) => return Err(FormError::Unreadable),
         }
     }
+}
+
+fn bad_form(e: FormError) -> Response<Vec<u8>> {
+    let status = if e == FormError::TooLarge { 413 } else { 400 };
+    let text = format!(
+        "<p class=\"error\">{}</p>",
+        crate::pages::esc(e.description())
+    );
+    page::html(status, page::frame("Refused", "", None, &text))
 }
 
 impl Console {
@@ -118,7 +126,10 @@ impl Console {
         let req = session.req_header();
         let path = req.uri.path().to_string();
         let post = req.method == http::Method::POST;
-        let query = pairs(req.uri.query().unwrap_or("").as_bytes());
+        let query = match form::parse(req.uri.query().unwrap_or("").as_bytes()) {
+            Ok(q) => q,
+            Err(e) => return bad_form(e),
+        };
         match path.as_str() {
             "/console/static/console.css" => {
                 return page::answer(200, "text/css; charset=utf-8", page::STYLE.into())
@@ -130,11 +141,11 @@ impl Console {
         }
         let form = if post {
             match read_form(session).await {
-                Some(f) => f,
-                None => return page::html(413, "The form is too large.".into()),
+                Ok(f) => f,
+                Err(e) => return bad_form(e),
             }
         } else {
-            HashMap::new()
+            Params::new()
         };
         if path == "/console/sign-in" {
             return sign_in::answer(self, &shared, session, post, &form).await;

@@ -5,9 +5,9 @@ use super::{access, page, Console};
 use crate::pages::esc;
 use crate::proxy::Shared;
 use crate::token::SignIn;
+use crate::wire::form::Params;
 use http::Response;
 use pingora::protocols::http::ServerSession;
-use std::collections::HashMap;
 
 fn form(status: u16, error: &str, username: &str) -> Response<Vec<u8>> {
     let error = if error.is_empty() {
@@ -30,7 +30,7 @@ pub async fn answer(
     shared: &Shared,
     session: &ServerSession,
     post: bool,
-    fields: &HashMap<String, String>,
+    fields: &Params,
 ) -> Response<Vec<u8>> {
     if !post {
         return form(200, "", "");

@@ -145,6 +145,19 @@ async fn only_holders_of_a_console_role_sign_in_and_forms_need_their_token() {
     let r = c.sign_in("alice@example.com", ALICE_PASSWORD).await;
     assert_eq!(r.status, 403, "{}", r.body);
     assert!(r.body.contains("does not hold a console role") && c.cookie.is_none());
+    // a parameter sent twice is read by no one: refused, as on every endpoint
+    let twice = [
+        ("username", "ops@example.com"),
+        ("username", "alice@example.com"),
+        ("password", OPS_PASSWORD),
+    ];
+    let r = c.post("/console/sign-in", &twice).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("more than once") && c.cookie.is_none());
+    assert_eq!(
+        c.get("/console/sessions?subject=a&subject=b").await.status,
+        400
+    );
     let r = c.sign_in("ops@example.com", "wrong").await;
     assert_eq!((r.status, c.cookie.is_none()), (401, true));
 
