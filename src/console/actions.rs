@@ -100,7 +100,7 @@ async fn end_sessions(a: &Asked<'_>) -> Done {
     };
     let to = format!("/console/sessions?subject={}", urlencode(&subject));
     let done = Done::new(action, subject.clone(), to);
-    let (Some(tokens), Some(store)) = (a.shared.tokens.as_ref(), a.shared.store.clone()) else {
+    let (Some(tokens), Some(_)) = (a.shared.tokens.as_ref(), a.shared.store.as_ref()) else {
         return done;
     };
     if subject.is_empty() {
@@ -117,12 +117,7 @@ async fn end_sessions(a: &Asked<'_>) -> Done {
         };
     }
     // one session, by the hash the list showed: only one of this subject's
-    let (s, h) = (subject.clone(), one);
-    let ended = crate::store::run_blocking(&store, move |st| match st.session(&h, 0)? {
-        Some(r) if r.subject == s => st.end_session(&h),
-        _ => Ok(false),
-    })
-    .await;
+    let ended = tokens.sessions.end_of(subject.clone(), one).await;
     match ended {
         Ok(ended) => {
             let n = u64::from(ended);

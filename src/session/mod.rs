@@ -3,6 +3,7 @@
 
 pub mod authenticate;
 pub mod browser;
+pub mod held;
 
 use crate::auth::identity::Identity;
 use crate::auth::principal::Principal;
@@ -81,6 +82,8 @@ pub struct Sessions {
     /// issuer "self": roles are read from `roles` as in the gateway's own tokens
     own_issuer: Arc<Issuer>,
     audit: crate::audit::Audit,
+    /// live sessions held in memory, checked against the revocation list
+    held: held::Held,
 }
 
 /// The value of one cookie in a request.
@@ -95,8 +98,10 @@ impl Sessions {
         clock: SharedClock,
         own_issuer: Arc<Issuer>,
         audit: crate::audit::Audit,
+        revocations: Arc<crate::auth::Revocations>,
     ) -> Self {
         Sessions {
+            held: held::Held::new(settings.idle_timeout, revocations),
             settings,
             store,
             clock,
@@ -131,24 +136,60 @@ impl Sessions {
     /// The live session the request carries, its idle deadline moved on; `Ok(None)` when there is
     /// none. A store that cannot answer is an error, for the caller to fail closed.
     pub async fn find(&self, req: &RequestHeader) -> Result<Option<Found>, StoreError> {
-        let Some(hash) = self.cookie_hash(req) else {
-            return Ok(None);
-        };
+        match self.cookie_hash(req) {
+            Some(hash) => self.read(hash).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The live session `hash` names, as the store has it, its idle deadline moved on.
+    pub async fn read(&self, hash: String) -> Result<Option<Found>, StoreError> {
         let now = self.now();
         let idle = self.settings.idle_timeout.as_secs();
         let found = run_blocking(&self.store, move |s| {
-            let Some(rec) = s.session(&hash, now)? else {
+            let Some(mut rec) = s.session(&hash, now)? else {
                 return Ok(None);
             };
             // moved when its last move is `touch_every` old: the deadline then lies that much
             // short of a full idle timeout from now
             if rec.idle_until < rec.expires_at && rec.idle_until + touch_every(idle) < now + idle {
+                rec.idle_until = (now + idle).min(rec.expires_at);
                 s.touch_session(&hash, now + idle)?;
             }
             Ok(Some(rec))
         })
         .await?;
         Ok(found.map(Found::from))
+    }
+
+    /// The session `hash` names when this gateway holds it live, its idle deadline moved on as
+    /// `read` moves it; `Ok(None)` when the store must be asked.
+    pub async fn held(&self, hash: &str) -> Result<Option<Arc<held::Live>>, StoreError> {
+        let now = self.now();
+        let Some(live) = self.held.get(hash, now) else {
+            return Ok(None);
+        };
+        let idle = self.settings.idle_timeout.as_secs();
+        if let Some(was) = live.touch_due(now, idle, touch_every(idle)) {
+            let hash = hash.to_string();
+            let moved =
+                run_blocking(&self.store, move |s| s.touch_session(&hash, now + idle)).await;
+            if let Err(e) = moved {
+                live.untouch(was);
+                return Err(e);
+            }
+        }
+        Ok(Some(live))
+    }
+
+    /// Holds a session just read from the store, for the requests that follow.
+    pub fn hold(&self, found: Found) -> Arc<held::Live> {
+        self.held.keep(found)
+    }
+
+    /// The identity a held session gives a route, made once per shape.
+    pub fn identity_of(&self, live: &held::Live, claims: bool, key: bool) -> Identity {
+        live.identity(claims, key, || self.identity(&live.found, claims, key))
     }
 
     /// Opens a session with a new random id (never one the browser brought) and returns the
@@ -164,6 +205,7 @@ impl Sessions {
             new.data.user_agent = ua.chars().take(USER_AGENT_MAX).collect();
         }
         if let Some(old) = self.cookie_hash(req) {
+            self.held.forget(&old);
             run_blocking(&self.store, move |s| s.end_session(&old))
                 .await
                 .map_err(OpenError::Store)?;
@@ -213,6 +255,7 @@ impl Sessions {
         };
         let now = self.now();
         let session = self.audit.enabled().then(|| audit_id(&hash));
+        self.held.forget(&hash);
         let record = run_blocking(&self.store, move |s| {
             let record = s.session(&hash, now)?;
             s.end_session(&hash)?;
@@ -228,6 +271,18 @@ impl Sessions {
             });
         }
         Ok(record.map(Found::from))
+    }
+
+    /// Ends the session `hash` names when it is `subject`'s; whether one ended.
+    pub async fn end_of(&self, subject: String, hash: String) -> Result<bool, StoreError> {
+        let forget = hash.clone();
+        let ended = run_blocking(&self.store, move |st| match st.session(&hash, 0)? {
+            Some(r) if r.subject == subject => st.end_session(&hash),
+            _ => Ok(false),
+        })
+        .await;
+        self.held.forget(&forget);
+        ended
     }
 
     /// Records a one-use token id (a logout token's `jti`) until `exp`; false when it was seen before.
@@ -250,7 +305,13 @@ impl Sessions {
             SessionsOf::ProviderSubject(p, s) => Owned::ProviderSubject(p.into(), s.into()),
             SessionsOf::ProviderSid(p, s) => Owned::ProviderSid(p.into(), s.into()),
         };
-        let ended = run_blocking(&self.store, move |s| s.end_sessions(&of.borrow())).await?;
+        let ended = run_blocking(&self.store, {
+            let of = of.clone();
+            move |s| s.end_sessions(&of.borrow())
+        })
+        .await?;
+        // after the store: a request meanwhile would read the session again and hold it
+        self.held.forget_all(&of.borrow());
         self.audit
             .emit(|| crate::audit::Event::sessions_revoked(by, subject.as_deref(), ended));
         Ok(ended)
@@ -289,6 +350,7 @@ fn audit_id(hash: &str) -> String {
 }
 
 /// `SessionsOf` with owned text, to cross into the store's thread.
+#[derive(Clone)]
 enum Owned {
     Subject(String),
     ProviderSubject(String, String),
@@ -332,6 +394,7 @@ mod tests {
             clock.clone(),
             config.issuer_by_name("self").unwrap().clone(),
             Default::default(),
+            Arc::new(crate::auth::Revocations::new(clock.clone(), 0)),
         );
         (s, clock)
     }

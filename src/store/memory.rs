@@ -257,19 +257,26 @@ impl Store for MemoryStore {
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .sessions
-            .lock()
-            .map_err(poisoned)?
-            .remove(hash)
-            .is_some())
+        let ended = self.sessions.lock().map_err(poisoned)?.remove(hash);
+        if let Some(r) = &ended {
+            self.revoke(&super::session_revocation(hash), r.expires_at)?;
+        }
+        Ok(ended.is_some())
     }
 
     fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError> {
-        let mut m = self.sessions.lock().map_err(poisoned)?;
-        let before = m.len();
-        m.retain(|_, r| !of.matches(r));
-        Ok((before - m.len()) as u64)
+        let mut ended = Vec::new();
+        self.sessions.lock().map_err(poisoned)?.retain(|hash, r| {
+            let ends = of.matches(r);
+            if ends {
+                ended.push((super::session_revocation(hash), r.expires_at));
+            }
+            !ends
+        });
+        for (name, exp) in &ended {
+            self.revoke(name, *exp)?;
+        }
+        Ok(ended.len() as u64)
     }
 
     fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {

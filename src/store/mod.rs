@@ -306,6 +306,16 @@ impl SessionRecord {
     }
 }
 
+/// What a session's name starts with in the revocation list. Ending a session records it there,
+/// beside the revoked tokens' ids, so that gateways holding the session in memory drop it when the
+/// revocation reaches them (the Redis feed at once, the SQLite file's watch within a second).
+pub const SESSION_REVOKED: &str = "session:";
+
+/// The name a session's end goes by in the revocation list.
+pub fn session_revocation(hash: &str) -> String {
+    format!("{SESSION_REVOKED}{hash}")
+}
+
 /// Sessions as the console lists them: the latest sign-in first.
 fn newest_first(sessions: &mut [SessionRecord]) {
     sessions.sort_by(|a, b| b.auth_time.cmp(&a.auth_time).then(a.hash.cmp(&b.hash)));
@@ -434,6 +444,15 @@ mod tests {
         assert!(hashes("nobody").is_empty());
         assert!(s.end_session("h-new").unwrap());
         assert_eq!(hashes("ann"), ["h-old"]);
+        // every end is in the revocation list until the session would have expired, where the
+        // gateways holding it in memory learn of it
+        assert!(!s.end_session("h-new").unwrap());
+        assert_eq!(s.end_sessions(&SessionsOf::Subject("ann")).unwrap(), 2);
+        let mut revoked = s.revoked(1_000).unwrap();
+        revoked.sort();
+        let names = ["h-idle", "h-new", "h-old"].map(|h| (session_revocation(h), 10_000));
+        assert_eq!(revoked, names);
+        assert!(s.revoked(10_001).unwrap().is_empty());
     }
 
     #[test]

@@ -339,6 +339,7 @@ impl TokenService {
             clock.clone(),
             own_issuer.clone(),
             audit.clone(),
+            revocations.clone(),
         ));
         let encoded_clients = encoded_clients(config, &settings);
         Ok(Some(TokenService {

@@ -57,6 +57,18 @@ static PUT_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(PUT_S
 static TOUCH_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TOUCH_SESSION));
 static END_SESSIONS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_SESSIONS));
 
+/// The script that ends the sessions an index lists, or (`one`) the session `k` names.
+fn end_sessions(k: &str, one: bool) -> ScriptInvocation<'static> {
+    let mut inv = END_SESSIONS_SCRIPT.prepare_invoke();
+    inv.key(key("revoked", "all"))
+        .key(k)
+        .arg(REVOCATIONS)
+        .arg(key("session", ""))
+        .arg(super::SESSION_REVOKED)
+        .arg(if one { "one" } else { "index" });
+    inv
+}
+
 pub struct RedisStore {
     /// the thread the connections live on; the counters hold it too
     worker: Arc<pool::Worker>,
@@ -482,7 +494,7 @@ impl Store for RedisStore {
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         // Its index entries go when the index is used or expires.
-        self.query::<i64>(Cmd::del(key("session", hash)))
+        self.script::<i64>(end_sessions(&key("session", hash), true))
             .map(|n| n > 0)
     }
 
@@ -490,8 +502,7 @@ impl Store for RedisStore {
         if let SessionsOf::ProviderSid(_, "") = of {
             return Ok(0);
         }
-        let k = key("sessions", &of.index());
-        self.script(END_SESSIONS_SCRIPT.key(&k))
+        self.script(end_sessions(&key("sessions", &of.index()), false))
     }
 
     fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {

@@ -83,11 +83,29 @@ redis.call('EXPIREAT', KEYS[1], deadline)
 return 1
 "#;
 
-/// Ends every session an index lists: `KEYS[1]` the index. Returns how many existed.
+/// Ends sessions: those an index (KEYS[2]) lists, or with ARGV[4] = "one" the one session key
+/// KEYS[2]. Each one ended is added to the revoked set (KEYS[1]) under its session name (ARGV[3]
+/// followed by its hash, the key without its prefix ARGV[2]) until it would have expired, and
+/// announced on the revocations channel (ARGV[1]) as `"<name> <exp> <sent_ms>"`, so gateways
+/// holding it in memory drop it at once. Returns how many ended.
 pub const END_SESSIONS: &str = r#"
+local keys
+if ARGV[4] == 'one' then keys = {KEYS[2]} else keys = redis.call('SMEMBERS', KEYS[2]) end
 local n = 0
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[1])) do n = n + redis.call('DEL', k) end
-redis.call('DEL', KEYS[1])
+for _, k in ipairs(keys) do
+  local exp = redis.call('HGET', k, 'expires_at')
+  if redis.call('DEL', k) == 1 then
+    n = n + 1
+    if exp then
+      local name = ARGV[3] .. string.sub(k, string.len(ARGV[2]) + 1)
+      redis.call('ZADD', KEYS[1], 'GT', exp, name)
+      local t = redis.call('TIME')
+      local ms = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
+      redis.call('PUBLISH', ARGV[1], name .. ' ' .. exp .. ' ' .. ms)
+    end
+  end
+end
+if ARGV[4] ~= 'one' then redis.call('DEL', KEYS[2]) end
 return n
 "#;
 

@@ -12,9 +12,14 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 mod schema;
+mod sessions;
 
 use schema::{refresh_row, session_row, MIGRATIONS, SESSION_COLUMNS};
 use schema::{REFRESH_COLUMNS, REFRESH_COLUMN_COUNT};
+
+/// Records a revoked id until `?2`; a later expiry wins.
+const REVOKE: &str = "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
+                 ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)";
 
 /// Read-only connections: a session route's lookup takes a free one while the writer commits.
 const READERS: usize = 4;
@@ -201,11 +206,7 @@ impl Store for SqliteStore {
 
     fn revoke(&self, jti: &str, exp: u64) -> Result<(), StoreError> {
         self.conn()?
-            .execute(
-                "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)
-                 ON CONFLICT (jti) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)",
-                params![jti, exp as i64],
-            )
+            .execute(REVOKE, params![jti, exp as i64])
             .map_err(err)?;
         Ok(())
     }
@@ -518,31 +519,23 @@ impl Store for SqliteStore {
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
-        let n = self
-            .conn()?
-            .execute("DELETE FROM sessions WHERE hash = ?1", params![hash])
-            .map_err(err)?;
-        Ok(n > 0)
+        sessions::end(&mut *self.conn()?, "hash = ?1", params![hash]).map(|n| n > 0)
     }
 
     fn end_sessions(&self, of: &SessionsOf<'_>) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
-        let n = match *of {
-            SessionsOf::Subject(s) => {
-                conn.execute("DELETE FROM sessions WHERE subject = ?1", params![s])
+        let mut conn = self.conn()?;
+        match *of {
+            SessionsOf::Subject(s) => sessions::end(&mut conn, "subject = ?1", params![s]),
+            SessionsOf::ProviderSubject(p, s) => {
+                sessions::end(&mut conn, "provider = ?1 AND subject = ?2", params![p, s])
             }
-            SessionsOf::ProviderSubject(p, s) => conn.execute(
-                "DELETE FROM sessions WHERE provider = ?1 AND subject = ?2",
-                params![p, s],
-            ),
             SessionsOf::ProviderSid(_, "") => Ok(0),
-            SessionsOf::ProviderSid(p, sid) => conn.execute(
-                "DELETE FROM sessions WHERE provider = ?1 AND provider_sid = ?2",
+            SessionsOf::ProviderSid(p, sid) => sessions::end(
+                &mut conn,
+                "provider = ?1 AND provider_sid = ?2",
                 params![p, sid],
             ),
         }
-        .map_err(err)?;
-        Ok(n as u64)
     }
 
     fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {
