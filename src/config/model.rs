@@ -254,6 +254,9 @@ pub struct ServerSettings {
     pub admin_hosts: Vec<String>,
     pub public_url: String,
     pub threads: usize,
+    /// one runtime for all worker threads, which take each other's tasks, instead of one runtime
+    /// per thread that keeps the connections it was given
+    pub work_stealing: bool,
     pub strip_override_headers: bool,
     /// peers whose X-Forwarded-* and Forwarded headers are believed
     pub trusted_proxies: Vec<crate::wire::forwarded::Cidr>,

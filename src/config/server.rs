@@ -81,6 +81,7 @@ impl Compiler {
                 .collect(),
             public_url: public_url.trim_end_matches('/').to_string(),
             threads: s.threads.max(1),
+            work_stealing: s.work_stealing,
             strip_override_headers: s.strip_override_headers,
             trusted_proxies: s
                 .trusted_proxies

@@ -155,6 +155,7 @@ pub fn build_with(
     let config = Arc::new(config);
     let conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         upgrade_sock: config.server.upgrade_sock.clone(),
         // In-flight requests run until the grace period ends: Pingora then stops the runtimes,
         // which cancels what is still running; blocking work gets a little longer.

@@ -76,6 +76,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if o.threads != n.threads {
         out.push("server.threads");
     }
+    if o.work_stealing != n.work_stealing {
+        out.push("server.work_stealing");
+    }
     if o.h2c != n.h2c {
         out.push("server.h2c");
     }
@@ -368,6 +371,17 @@ mod tests {
             compile(&BASE.replace("admin_listen = \"\"", "admin_listen = \"\"\nthreads = 7"))
                 .unwrap();
         assert_eq!(needs_restart(&old, &threads), ["server.threads"]);
+        assert!(
+            !old.server.work_stealing,
+            "a runtime per thread unless asked"
+        );
+        let stealing = compile(&BASE.replace(
+            "admin_listen = \"\"",
+            "admin_listen = \"\"\nwork_stealing = true",
+        ))
+        .unwrap();
+        assert!(stealing.server.work_stealing);
+        assert_eq!(needs_restart(&old, &stealing), ["server.work_stealing"]);
         // the audit sinks are threads and files made at start
         let audited = compile(&format!("{BASE}\n[audit]\nstdout = true\n")).unwrap();
         assert_eq!(needs_restart(&old, &audited), ["audit"]);

@@ -1,6 +1,7 @@
-//! The gatehouse process itself: SIGTERM lets requests in flight finish, and a binary upgrade
-//! (`run --upgrade`, then SIGQUIT to the old process) hands the listening sockets over without
-//! refusing a request.
+//! The gatehouse process itself, with its default runtime (one per worker thread, no work
+//! stealing): it answers many connections at once, SIGTERM lets requests in flight finish, and a
+//! binary upgrade (`run --upgrade`, then SIGQUIT to the old process) hands the listening sockets over
+//! without refusing a request.
 
 use crate::support::harness::{free_ports, wait_port};
 use crate::support::servers::Echo;
@@ -19,7 +20,7 @@ fn config(dir: &std::path::Path, plain: u16, admin: u16, echo: SocketAddr) -> st
 listen_tls = []
 listen_plain = ["127.0.0.1:{plain}"]
 admin_listen = "127.0.0.1:{admin}"
-threads = 1
+threads = 2
 upgrade_sock = "{sock}"
 shutdown_grace = "4s"
 
@@ -70,6 +71,55 @@ fn exited(child: &mut Child, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// The names of the process's threads but its main one, from the kernel's list.
+fn thread_names(child: &Child) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", child.id())).unwrap();
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| t.file_name().to_string_lossy() != child.id().to_string())
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_worker_runtimes_answer_many_connections_at_once() {
+    let echo = Echo::start("echo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let [plain, admin] = free_ports::<2>();
+    let mut gw = start(&config(dir.path(), plain, admin, echo.addr), false);
+    wait_port(SocketAddr::from(([127, 0, 0, 1], plain)));
+    // each request on a connection of its own, all at once: every accepted connection is handed to
+    // one of the two runtimes and stays there
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .pool_max_idle_per_host(0)
+                    .build()
+                    .unwrap();
+                let r = client
+                    .get(format!("http://127.0.0.1:{plain}/n/{i}"))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = r.status().as_u16();
+                let body = r.text().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, body.contains(&format!("/n/{i}"))))
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), Ok((200, true)));
+    }
+    // the proxy service runs on two threads of its own
+    let names = thread_names(&gw);
+    let workers = names.iter().filter(|n| n.as_str() == "gatehouse").count();
+    assert_eq!(workers, 2, "{names:?}");
+    signal(&gw, "-TERM");
+    assert!(exited(&mut gw, Duration::from_secs(20)));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,6 +67,11 @@ listen_tls = ["127.0.0.1:{tls}"]
 listen_plain = ["127.0.0.1:{plain}"]
 admin_listen = "127.0.0.1:{admin}"
 threads = 1
+# Many gateways start and stop in this one process. Pingora's runtime per thread (the default,
+# `work_stealing = false`) records its threads' handles in a table keyed by thread ids that outlive
+# the threads (cloudflare/pingora#981): a later gateway's thread can find a stopped one's handles
+# and never listen. In-process gateways share one runtime; the process tests run the default.
+work_stealing = true
 request_header_timeout = "3s"
 
 [tls]
