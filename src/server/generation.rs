@@ -138,7 +138,11 @@ fn token_service(
 ) -> Result<Option<token::TokenService>, StartupError> {
     match (signing, &lasting.store) {
         (Some(keys), Some(store)) => {
-            let parts = (lasting.clock.clone(), lasting.audit.clone());
+            let parts = (
+                lasting.clock.clone(),
+                lasting.audit.clone(),
+                lasting.revocations_loaded.clone(),
+            );
             token::TokenService::new(config, keys, store.clone(), judges, parts)
         }
         (Some(_), None) => Err(StartupError::Setting {

@@ -72,5 +72,5 @@ async fn live(
         Some(f) => f,
         None => return Ok(None),
     };
-    Ok(Some(sessions.hold(found)))
+    Ok(sessions.hold(found))
 }

@@ -1,18 +1,26 @@
 //! Live sessions held in this gateway's memory, so that a session request costs a lookup rather
-//! than a store read. An entry is trusted while its deadlines hold and no gateway has announced its
-//! end: ending a session records it in the revocation list, which reaches every gateway's denylist
-//! (the Redis feed at once, the SQLite file's watch within a second), and each use checks it there.
+//! than a store read. An entry is trusted while its deadlines hold, this gateway knows every
+//! revocation (a shared store's feed is up), and no gateway has announced its end: ending a session
+//! records it in the revocation list, which reaches every gateway's denylist (the Redis feed at once,
+//! the SQLite file's watch within a second), and each use checks it there. Whatever a gateway
+//! missed, moving the idle deadline (at most a minute apart) finds the session gone from the store.
 
 use super::Found;
 use crate::auth::identity::Identity;
 use crate::auth::Revocations;
-use crate::store::{session_revocation, SessionsOf};
+use crate::store::{session_revocation, RevocationsLoaded, SessionsOf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The most sessions one gateway holds; past it, the least used are read from the store again.
-const CAPACITY: u64 = 100_000;
+/// The most memory the held sessions may take, by their estimated size; past it, the least used
+/// are read from the store again.
+const BUDGET: u64 = 128 << 20;
+/// What a held session costs besides its stored data, which it holds about three times over (the
+/// stored text, its parse, and the identities made from it).
+const ENTRY_BYTES: usize = 1024;
+/// The longest a held session stays unused (an idle timeout can be set longer than moka allows).
+const LONGEST_IDLE: Duration = Duration::from_secs(366 * 86_400);
 
 /// A live session as this gateway last read it.
 pub struct Live {
@@ -61,30 +69,58 @@ impl Live {
 pub struct Held {
     live: moka::sync::Cache<Box<str>, Arc<Live>>,
     revocations: Arc<Revocations>,
+    loaded: Arc<RevocationsLoaded>,
 }
 
 impl Held {
     /// An entry unused for `idle` would be idle in the store too, and goes.
-    pub fn new(idle: Duration, revocations: Arc<Revocations>) -> Self {
+    pub fn new(
+        idle: Duration,
+        revocations: Arc<Revocations>,
+        loaded: Arc<RevocationsLoaded>,
+    ) -> Self {
         Held {
             live: moka::sync::Cache::builder()
-                .max_capacity(CAPACITY)
-                .time_to_idle(idle.max(Duration::from_secs(1)))
+                .max_capacity(BUDGET)
+                .weigher(|_, live: &Arc<Live>| {
+                    let size = ENTRY_BYTES.saturating_add(live.found.record.data.len() * 3);
+                    u32::try_from(size).unwrap_or(u32::MAX)
+                })
+                .time_to_idle(idle.clamp(Duration::from_secs(1), LONGEST_IDLE))
                 .build(),
             revocations,
+            loaded,
         }
+    }
+
+    /// True when the session `hash` names was ended (its end announced), here or elsewhere.
+    pub fn ended(&self, hash: &str) -> bool {
+        self.revocations.is_revoked(&session_revocation(hash))
+    }
+
+    /// Records that this gateway ended the session `hash` names, which it may hold until `until`.
+    pub fn end(&self, hash: &str, until: u64) {
+        self.revocations.add(&session_revocation(hash), until);
+        self.live.invalidate(hash);
     }
 
     /// The session `hash` names, when held and live at `now` by what this gateway knows. One whose
     /// end was announced, or past its absolute timeout, is dropped.
     pub fn get(&self, hash: &str, now: u64) -> Option<Arc<Live>> {
+        if !self.loaded.get() {
+            // a revocation may be missing: the store answers (or fails closed)
+            return None;
+        }
         let live = self.live.get(hash)?;
         let record = &live.found.record;
-        if now >= record.expires_at || self.revocations.is_revoked(&live.revoked_as) {
+        if now >= record.expires_at
+            || now >= live.idle_until.load(Relaxed)
+            || self.revocations.is_revoked(&live.revoked_as)
+        {
             self.live.invalidate(hash);
             return None;
         }
-        (now < live.idle_until.load(Relaxed)).then_some(live)
+        Some(live)
     }
 
     /// Holds a session just read from the store.
@@ -134,16 +170,27 @@ mod tests {
         })
     }
 
-    fn held() -> (Held, Arc<Revocations>) {
+    fn held() -> (Held, Arc<Revocations>, Arc<RevocationsLoaded>) {
         let revocations = Arc::new(Revocations::new(Arc::new(OffsetClock::default()), 0));
-        let h = Held::new(Duration::from_secs(600), revocations.clone());
-        (h, revocations)
+        let loaded = Arc::new(RevocationsLoaded::new(true));
+        let h = Held::new(
+            Duration::from_secs(600),
+            revocations.clone(),
+            loaded.clone(),
+        );
+        (h, revocations, loaded)
     }
 
     #[test]
     fn a_held_session_is_trusted_until_a_deadline_or_its_announced_end() {
-        let (h, revocations) = held();
+        let (h, revocations, loaded) = held();
         h.keep(found("a", "ann", 100, 200));
+        loaded.set(false);
+        assert!(
+            h.get("a", 1).is_none(),
+            "a revocation may be missing: the store is asked"
+        );
+        loaded.set(true);
         assert!(h.get("a", 99).is_some());
         assert!(h.get("a", 100).is_none(), "idle here: the store is asked");
         assert!(h.get("nope", 1).is_none());
@@ -152,12 +199,19 @@ mod tests {
         assert!(h.get("b", 1).is_none(), "and dropped");
         h.keep(found("c", "cy", 100, 200));
         revocations.add(&session_revocation("c"), 4_000_000_000);
+        assert!(h.ended("c") && !h.ended("a"));
         assert!(h.get("c", 1).is_none(), "ended on another gateway");
+        h.keep(found("d", "di", 100, 200));
+        h.end("d", 4_000_000_000);
+        assert!(h.ended("d") && h.get("d", 1).is_none(), "ended here");
+        // an idle timeout longer than moka takes is held no longer than a year
+        let forever = Duration::from_secs(u64::MAX / 2);
+        let _ = Held::new(forever, revocations, loaded);
     }
 
     #[test]
     fn sessions_are_forgotten_one_by_one_or_by_subject() {
-        let (h, _) = held();
+        let (h, _, _) = held();
         h.keep(found("a", "ann", 100, 200));
         h.keep(found("b", "ann", 100, 200));
         h.keep(found("c", "cy", 100, 200));
@@ -170,7 +224,7 @@ mod tests {
 
     #[test]
     fn one_of_two_requests_moves_the_idle_deadline_and_a_failed_move_is_undone() {
-        let (h, _) = held();
+        let (h, _, _) = held();
         // moved last at 700 - 600 = 100: due once `every` (60) has passed since
         let live = h.keep(found("a", "ann", 700, 10_000));
         assert_eq!(live.touch_due(150, 600, 60), None);

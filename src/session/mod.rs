@@ -98,10 +98,13 @@ impl Sessions {
         clock: SharedClock,
         own_issuer: Arc<Issuer>,
         audit: crate::audit::Audit,
-        revocations: Arc<crate::auth::Revocations>,
+        (revocations, loaded): (
+            Arc<crate::auth::Revocations>,
+            Arc<crate::store::RevocationsLoaded>,
+        ),
     ) -> Self {
         Sessions {
-            held: held::Held::new(settings.idle_timeout, revocations),
+            held: held::Held::new(settings.idle_timeout, revocations, loaded),
             settings,
             store,
             clock,
@@ -154,7 +157,9 @@ impl Sessions {
             // short of a full idle timeout from now
             if rec.idle_until < rec.expires_at && rec.idle_until + touch_every(idle) < now + idle {
                 rec.idle_until = (now + idle).min(rec.expires_at);
-                s.touch_session(&hash, now + idle)?;
+                if !s.touch_session(&hash, now + idle)? {
+                    return Ok(None);
+                }
             }
             Ok(Some(rec))
         })
@@ -171,20 +176,33 @@ impl Sessions {
         };
         let idle = self.settings.idle_timeout.as_secs();
         if let Some(was) = live.touch_due(now, idle, touch_every(idle)) {
-            let hash = hash.to_string();
-            let moved =
-                run_blocking(&self.store, move |s| s.touch_session(&hash, now + idle)).await;
-            if let Err(e) = moved {
-                live.untouch(was);
-                return Err(e);
+            let h = hash.to_string();
+            match run_blocking(&self.store, move |s| s.touch_session(&h, now + idle)).await {
+                Ok(true) => {}
+                // gone from the store, however it went: the store answers from now on
+                Ok(false) => {
+                    self.held.forget(hash);
+                    return Ok(None);
+                }
+                Err(e) => {
+                    live.untouch(was);
+                    return Err(e);
+                }
             }
         }
         Ok(Some(live))
     }
 
-    /// Holds a session just read from the store, for the requests that follow.
-    pub fn hold(&self, found: Found) -> Arc<held::Live> {
-        self.held.keep(found)
+    /// Holds a session just read from the store, for the requests that follow; `None` when its end
+    /// was announced meanwhile (a request that read it while it ended).
+    pub fn hold(&self, found: Found) -> Option<Arc<held::Live>> {
+        (!self.held.ended(&found.record.hash)).then(|| self.held.keep(found))
+    }
+
+    /// Records that this gateway ended the session `hash` names, so that no request holds it again.
+    fn ended(&self, hash: &str) {
+        let until = self.now() + self.settings.idle_timeout.as_secs();
+        self.held.end(hash, until);
     }
 
     /// The identity a held session gives a route, made once per shape.
@@ -205,7 +223,7 @@ impl Sessions {
             new.data.user_agent = ua.chars().take(USER_AGENT_MAX).collect();
         }
         if let Some(old) = self.cookie_hash(req) {
-            self.held.forget(&old);
+            self.ended(&old);
             run_blocking(&self.store, move |s| s.end_session(&old))
                 .await
                 .map_err(OpenError::Store)?;
@@ -255,7 +273,7 @@ impl Sessions {
         };
         let now = self.now();
         let session = self.audit.enabled().then(|| audit_id(&hash));
-        self.held.forget(&hash);
+        self.ended(&hash);
         let record = run_blocking(&self.store, move |s| {
             let record = s.session(&hash, now)?;
             s.end_session(&hash)?;
@@ -275,13 +293,15 @@ impl Sessions {
 
     /// Ends the session `hash` names when it is `subject`'s; whether one ended.
     pub async fn end_of(&self, subject: String, hash: String) -> Result<bool, StoreError> {
-        let forget = hash.clone();
-        let ended = run_blocking(&self.store, move |st| match st.session(&hash, 0)? {
-            Some(r) if r.subject == subject => st.end_session(&hash),
+        let h = hash.clone();
+        let ended = run_blocking(&self.store, move |st| match st.session(&h, 0)? {
+            Some(r) if r.subject == subject => st.end_session(&h),
             _ => Ok(false),
         })
         .await;
-        self.held.forget(&forget);
+        if let Ok(true) = ended {
+            self.ended(&hash);
+        }
         ended
     }
 
@@ -394,7 +414,10 @@ mod tests {
             clock.clone(),
             config.issuer_by_name("self").unwrap().clone(),
             Default::default(),
-            Arc::new(crate::auth::Revocations::new(clock.clone(), 0)),
+            (
+                Arc::new(crate::auth::Revocations::new(clock.clone(), 0)),
+                Arc::new(crate::store::RevocationsLoaded::new(true)),
+            ),
         );
         (s, clock)
     }
@@ -499,5 +522,54 @@ mod tests {
         );
         assert!(s.find(&b).await.unwrap().is_none());
         assert!(s.find(&c).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_held_session_gone_from_the_store_is_let_go_when_its_deadline_moves() {
+        let (s, clock) = sessions();
+        let new = NewSession {
+            subject: "di".into(),
+            provider: "local".into(),
+            provider_sid: String::new(),
+            data: SessionData::default(),
+            auth_time: clock.now_secs(),
+        };
+        let none = RequestHeader::build("GET", b"/", None).unwrap();
+        let req = with_cookie(&s.open(&none, new).await.unwrap());
+        let hash = s.cookie_hash(&req).unwrap();
+        assert!(
+            s.held(&hash).await.unwrap().is_none(),
+            "not held before a read"
+        );
+        let found = s.read(hash.clone()).await.unwrap().unwrap();
+        assert!(s.hold(found).is_some());
+        // removed behind every gateway's back: no revocation announces it
+        s.store.end_sessions(&SessionsOf::Subject("di")).unwrap();
+        assert!(
+            s.held(&hash).await.unwrap().is_some(),
+            "held until the deadline moves"
+        );
+        clock.advance(std::time::Duration::from_secs(61));
+        assert!(
+            s.held(&hash).await.unwrap().is_none(),
+            "the move finds it gone"
+        );
+        assert!(s.read(hash.clone()).await.unwrap().is_none());
+        // a session whose end was announced is not held again by a request that read it earlier
+        let again = s.open(
+            &none,
+            NewSession {
+                subject: "di".into(),
+                provider: "local".into(),
+                provider_sid: String::new(),
+                data: SessionData::default(),
+                auth_time: clock.now_secs(),
+            },
+        );
+        let req = with_cookie(&again.await.unwrap());
+        let hash = s.cookie_hash(&req).unwrap();
+        let read_before = s.read(hash.clone()).await.unwrap().unwrap();
+        s.end(&req).await.unwrap();
+        assert!(s.hold(read_before).is_none());
     }
 }

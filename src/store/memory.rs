@@ -249,17 +249,20 @@ impl Store for MemoryStore {
             .cloned())
     }
 
-    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
-        if let Some(r) = self.sessions.lock().map_err(poisoned)?.get_mut(hash) {
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<bool, StoreError> {
+        let mut m = self.sessions.lock().map_err(poisoned)?;
+        let found = m.get_mut(hash);
+        let touched = found.is_some();
+        if let Some(r) = found {
             r.idle_until = idle_until.min(r.expires_at);
         }
-        Ok(())
+        Ok(touched)
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         let ended = self.sessions.lock().map_err(poisoned)?.remove(hash);
         if let Some(r) = &ended {
-            self.revoke(&super::session_revocation(hash), r.expires_at)?;
+            self.revoke(&super::session_revocation(hash), r.held_until())?;
         }
         Ok(ended.is_some())
     }
@@ -269,7 +272,7 @@ impl Store for MemoryStore {
         self.sessions.lock().map_err(poisoned)?.retain(|hash, r| {
             let ends = of.matches(r);
             if ends {
-                ended.push((super::session_revocation(hash), r.expires_at));
+                ended.push((super::session_revocation(hash), r.held_until()));
             }
             !ends
         });

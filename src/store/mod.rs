@@ -89,8 +89,9 @@ pub trait Store: Send + Sync + 'static {
     /// A live session: neither idle past `idle_until` nor past `expires_at`.
     fn session(&self, hash: &str, now: u64) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Moves a live session's idle deadline (never past its absolute one).
-    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError>;
+    /// Moves a session's idle deadline (never past its absolute one); false when the store has no
+    /// such session (ended, or expired), so a gateway holding it lets it go.
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<bool, StoreError>;
 
     /// Ends one session; false when there was none.
     fn end_session(&self, hash: &str) -> Result<bool, StoreError>;
@@ -301,14 +302,21 @@ impl SessionRecord {
         v
     }
 
+    /// The latest a gateway may hold this session in memory without asking the store again: its
+    /// idle deadline (a gateway's own never lies past the store's), capped by its absolute one.
+    pub fn held_until(&self) -> u64 {
+        self.idle_until.min(self.expires_at)
+    }
+
     pub fn live(&self, now: u64) -> bool {
         now < self.idle_until && now < self.expires_at
     }
 }
 
 /// What a session's name starts with in the revocation list. Ending a session records it there,
-/// beside the revoked tokens' ids, so that gateways holding the session in memory drop it when the
-/// revocation reaches them (the Redis feed at once, the SQLite file's watch within a second).
+/// beside the revoked tokens' ids, until its idle deadline (`SessionRecord::held_until`), so that
+/// gateways holding the session in memory drop it when the revocation reaches them (the Redis feed
+/// at once, the SQLite file's watch within a second).
 pub const SESSION_REVOKED: &str = "session:";
 
 /// The name a session's end goes by in the revocation list.
@@ -442,17 +450,28 @@ mod tests {
         assert_eq!(hashes("ann"), ["h-new", "h-old"]);
         assert_eq!(hashes("bob"), ["h-bob"]);
         assert!(hashes("nobody").is_empty());
+        assert!(s.touch_session("h-new", 6_000).unwrap());
+        assert!(
+            !s.touch_session("h-none", 6_000).unwrap(),
+            "no such session"
+        );
         assert!(s.end_session("h-new").unwrap());
+        assert!(
+            !s.touch_session("h-new", 6_000).unwrap(),
+            "an ended one is gone"
+        );
         assert_eq!(hashes("ann"), ["h-old"]);
         // every end is in the revocation list until the session would have expired, where the
         // gateways holding it in memory learn of it
         assert!(!s.end_session("h-new").unwrap());
         assert_eq!(s.end_sessions(&SessionsOf::Subject("ann")).unwrap(), 2);
-        let mut revoked = s.revoked(1_000).unwrap();
+        let mut revoked = s.revoked(0).unwrap();
         revoked.sort();
-        let names = ["h-idle", "h-new", "h-old"].map(|h| (session_revocation(h), 10_000));
-        assert_eq!(revoked, names);
-        assert!(s.revoked(10_001).unwrap().is_empty());
+        // each until its idle deadline, the latest any gateway may hold it without asking again
+        let names = [("h-idle", 400), ("h-new", 6_000), ("h-old", 5_000)]
+            .map(|(h, until)| (session_revocation(h), until));
+        assert_eq!(revoked[..], names[..]);
+        assert!(s.revoked(6_001).unwrap().is_empty());
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub(crate) fn put(v: &mut Value, key: impl Into<String>, x: Value) {
     }
 }
 
+/// What a token service shares with the gateway's lasting parts: the clock, the audit stream, and
+/// whether every revocation is known (a held session is trusted only then).
+pub type Parts = (
+    SharedClock,
+    crate::audit::Audit,
+    Arc<crate::store::RevocationsLoaded>,
+);
+
 impl TokenService {
     /// Sign-in sessions made so far.
     pub fn sign_ins(&self) -> u64 {
@@ -313,7 +321,7 @@ impl TokenService {
         keys: SigningKeys,
         store: Arc<dyn Store>,
         (verifier, dpop): (Arc<Verifier>, Arc<crate::dpop::Dpop>),
-        (clock, audit): (SharedClock, crate::audit::Audit),
+        (clock, audit, loaded): Parts,
     ) -> Result<Option<TokenService>, StartupError> {
         let Some(settings) = config.token_service.clone() else {
             return Ok(None);
@@ -339,7 +347,7 @@ impl TokenService {
             clock.clone(),
             own_issuer.clone(),
             audit.clone(),
-            revocations.clone(),
+            (revocations.clone(), loaded),
         ));
         let encoded_clients = encoded_clients(config, &settings);
         Ok(Some(TokenService {

@@ -108,7 +108,8 @@ roles = ["admin"]
         crate::store::seen::SeenIds::new("dpop", crate::store::seen::PROOF_IDS, None).unwrap(),
     );
     let dpop = crate::dpop::Dpop::new(config.dpop.clone(), 30, clock.clone(), seen, None).unwrap();
-    let parts: (crate::clock::SharedClock, _) = (clock.clone(), Default::default());
+    let loaded = Arc::new(crate::store::RevocationsLoaded::new(true));
+    let parts: super::Parts = (clock.clone(), Default::default(), loaded);
     let svc = TokenService::new(&config, keys, store, (verifier, Arc::new(dpop)), parts);
     let svc = svc.unwrap().unwrap();
     Fixture {

@@ -485,11 +485,11 @@ impl Store for RedisStore {
         Ok(rec.live(now).then_some(rec))
     }
 
-    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<bool, StoreError> {
         let k = key("session", hash);
         let mut inv = TOUCH_SESSION_SCRIPT.prepare_invoke();
         inv.key(&k).arg(idle_until);
-        self.script::<i64>(inv).map(|_| ())
+        self.script::<i64>(inv).map(|n| n > 0)
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {

@@ -85,7 +85,7 @@ return 1
 
 /// Ends sessions: those an index (KEYS[2]) lists, or with ARGV[4] = "one" the one session key
 /// KEYS[2]. Each one ended is added to the revoked set (KEYS[1]) under its session name (ARGV[3]
-/// followed by its hash, the key without its prefix ARGV[2]) until it would have expired, and
+/// followed by its hash, the key without its prefix ARGV[2]) until its idle deadline, and
 /// announced on the revocations channel (ARGV[1]) as `"<name> <exp> <sent_ms>"`, so gateways
 /// holding it in memory drop it at once. Returns how many ended.
 pub const END_SESSIONS: &str = r#"
@@ -93,10 +93,11 @@ local keys
 if ARGV[4] == 'one' then keys = {KEYS[2]} else keys = redis.call('SMEMBERS', KEYS[2]) end
 local n = 0
 for _, k in ipairs(keys) do
-  local exp = redis.call('HGET', k, 'expires_at')
+  local times = redis.call('HMGET', k, 'expires_at', 'idle_until')
   if redis.call('DEL', k) == 1 then
     n = n + 1
-    if exp then
+    if times[1] and times[2] then
+      local exp = string.format('%.0f', math.min(tonumber(times[1]), tonumber(times[2])))
       local name = ARGV[3] .. string.sub(k, string.len(ARGV[2]) + 1)
       redis.call('ZADD', KEYS[1], 'GT', exp, name)
       local t = redis.call('TIME')

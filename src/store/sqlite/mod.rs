@@ -510,12 +510,13 @@ impl Store for SqliteStore {
             .map_err(err)
     }
 
-    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<(), StoreError> {
-        self.conn()?
+    fn touch_session(&self, hash: &str, idle_until: u64) -> Result<bool, StoreError> {
+        let n = self
+            .conn()?
             .prepare_cached("UPDATE sessions SET idle_until = min(?2, expires_at) WHERE hash = ?1")
             .and_then(|mut q| q.execute(params![hash, idle_until as i64]))
             .map_err(err)?;
-        Ok(())
+        Ok(n > 0)
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {

@@ -15,7 +15,7 @@ pub(super) fn end(
     let ended: Vec<(String, i64)> = {
         let mut q = tx
             .prepare(&format!(
-                "DELETE FROM sessions WHERE {condition} RETURNING hash, expires_at"
+                "DELETE FROM sessions WHERE {condition} RETURNING hash, min(idle_until, expires_at)"
             ))
             .map_err(err)?;
         let rows = q
