@@ -9,6 +9,7 @@ Usage: python3 benches/bench.py [--duration 5] [--rounds 3] [--connections 64] [
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -451,6 +452,10 @@ def main():
 
         results = {"forward_auth": forward_auth, "sessions": sessions, "summary": summary, "routes": routes, "memory": (rss_before, rss_after, cached),
                    "two": (one, two), "tls": tls, "idle": idle, "token_rates": token_rates, "es256_us": es256_us}
+        # kept beside the report, so that a report of this run can be rendered again
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+            json.dump(report.to_json(results), f)
         text = report.render(results, args)
         print(text)
         os.makedirs(os.path.dirname(args.out), exist_ok=True)

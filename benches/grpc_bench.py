@@ -66,9 +66,7 @@ def main():
     args = ap.parse_args()
     if not shutil.which("h2load"):
         sys.exit("h2load is missing: `make bench` installs it (Debian's nghttp2-client)")
-    # grpc_health is a Cargo example whose source is benches/tools/grpc_health.rs
-    subprocess.run(["cargo", "build", "--release", "--bin", "gatehouse", "--example", "grpc_health"],
-                   cwd=bench.ROOT, check=True)
+    bench.build()
     bench.WORK = tempfile.mkdtemp(prefix="gatehouse-grpc-bench-")
     body = os.path.join(bench.WORK, "check.bin")
     with open(body, "wb") as f:

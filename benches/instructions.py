@@ -4,7 +4,8 @@
 for the public route, a repeated RS256 token (a verified-token cache hit), the same token on a route
 with three rules (`allow_if`/`deny_if`), whose difference is the rules' own cost, and the same kind of
 token DPoP-bound with a fresh proof on every request (the proof's check beside the cache hit). Give
-several binaries to compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`. The counters
+several binaries to compare builds: `python3 benches/instructions.py BINARY [BINARY ...] [--requests 2000]`; `--floor` also
+counts a plain GET through Pingora's passthrough and through nginx (one process). The counters
 are zeroed after a warm-up, so start-up is not counted; background threads (the log writer, health
 checks) add a little, the same for every build.
 
@@ -41,6 +42,37 @@ def count(binary, scenarios, requests, extra=""):
     argv = lib.gatehouse_conf(os.path.basename(binary) + str(ports[0]), ports,
                               routes_extra=dpop_bench.ROUTE + extra)
     argv[0] = binary
+    return count_argv(argv, ports[0], scenarios, requests)
+
+
+def floors(requests):
+    """The plain GET every proxy answers, through Pingora's passthrough and through nginx (one
+    process, no master), each under callgrind: what a proxy costs before any work of its own."""
+    plain = [("plain GET, no authentication", "/x", lambda _port, n: [{}] * n)]
+    port = lib.free_port()
+    pingora = [os.path.join(lib.RELEASE, "examples", "passthrough"), f"127.0.0.1:{port}", f"127.0.0.1:{lib.UP}", "1"]
+    rows = {"Pingora passthrough": count_argv(pingora, port, plain, requests)}
+    port = lib.free_port()
+    nginx = lib.nginx_conf("nginx-floor", f"""
+  upstream up {{ server 127.0.0.1:{lib.UP}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }} }}
+""")
+    conf = nginx[-1]
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:
+        f.write("master_process off;\n" + text)
+    rows["nginx passthrough"] = count_argv(nginx, port, plain, requests)
+    print(f"\nUser-space instructions per request ({requests} keep-alive requests, one worker, plain GET):")
+    print("| proxy | instructions |")
+    print("| --- | ---: |")
+    for name, r in rows.items():
+        print(f"| {name} | {r[plain[0][0]]:,.0f} |")
+
+
+def count_argv(argv, port, scenarios, requests):
+    """`count` for any server started by `argv` and listening on `port`."""
+    ports = (port,)
     out = os.path.join(lib.WORK, f"callgrind.{ports[0]}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--dump-instr=no"]
     p = subprocess.Popen(vg + argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -79,9 +111,11 @@ def main():
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--telemetry", action="store_true", help="the cost of tracing, by sample_ratio")
+    ap.add_argument("--floor", action="store_true",
+                    help="also count a plain GET through Pingora's passthrough and through nginx")
     args = ap.parse_args()
     lib.WORK = tempfile.mkdtemp(prefix="gatehouse-instructions-")
-    subprocess.run(["cargo", "build", "--release", "--example", "bench_tokens"], cwd=lib.ROOT, check=True)
+    lib.build()
     subprocess.run([os.path.join(lib.RELEASE, "examples", "bench_tokens"), os.path.join(lib.WORK, "keys"),
                     "1", "1", lib.HS_SECRET], check=True)
     token = open(os.path.join(lib.WORK, "keys/token.txt")).read().strip()
@@ -102,6 +136,8 @@ def main():
                      ("same token, DPoP", dpop_bench.PATH, proofs)]
         if args.telemetry:
             return telemetry(args.binaries[0], scenarios[:2], args.requests)
+        if args.floor:
+            floors(args.requests)
         rows = {b: count(b, scenarios, args.requests) for b in args.binaries}
     finally:
         up.stop()

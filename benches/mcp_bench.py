@@ -15,7 +15,6 @@ import hmac
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -117,7 +116,7 @@ def main():
     server = os.path.join(bench.ROOT, "tests", "clients", "mcp_server.mjs")
     if not os.path.isdir(os.path.join(bench.ROOT, "tests", "clients", "node_modules", "@modelcontextprotocol")):
         sys.exit("the MCP SDK is missing: `make bench` installs it (`make clients`)")
-    subprocess.run(["cargo", "build", "--release", "--bin", "gatehouse"], cwd=bench.ROOT, check=True)
+    bench.build()
     bench.WORK = tempfile.mkdtemp(prefix="gatehouse-mcp-bench-")
     up_port, gw_port, admin = bench.free_port(), bench.free_port(), bench.free_port()
     up = bench.Proc("mcp-server", ["node", server, str(up_port)], up_port, 1)

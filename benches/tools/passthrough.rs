@@ -39,8 +39,10 @@ fn main() {
         .get(3)
         .map(|t| t.parse().expect("THREADS is a number"))
         .unwrap_or(1);
+    // a runtime per thread, no work stealing: the runtime shape gatehouse runs by default
     let conf = ServerConf {
         threads,
+        work_stealing: false,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         ..Default::default()

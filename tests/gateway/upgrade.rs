@@ -111,15 +111,18 @@ async fn two_worker_runtimes_answer_many_connections_at_once() {
             })
         })
         .collect();
+    let mut answers = Vec::new();
     for call in calls {
-        assert_eq!(call.await.unwrap(), Ok((200, true)));
+        answers.push(call.await.unwrap());
     }
     // the proxy service runs on two threads of its own
     let names = thread_names(&gw);
-    let workers = names.iter().filter(|n| n.as_str() == "gatehouse").count();
-    assert_eq!(workers, 2, "{names:?}");
+    // stopped before anything is judged, so that a failure leaves no process behind
     signal(&gw, "-TERM");
     assert!(exited(&mut gw, Duration::from_secs(20)));
+    assert!(answers.iter().all(|a| a == &Ok((200, true))), "{answers:?}");
+    let workers = names.iter().filter(|n| n.as_str() == "gatehouse").count();
+    assert_eq!(workers, 2, "{names:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
