@@ -429,6 +429,17 @@ mod tests {
         r
     }
 
+    /// A local user's new session, signed in now.
+    fn local(subject: &str, clock: &OffsetClock) -> NewSession {
+        NewSession {
+            subject: subject.into(),
+            provider: "local".into(),
+            provider_sid: String::new(),
+            data: SessionData::default(),
+            auth_time: clock.now_secs(),
+        }
+    }
+
     #[tokio::test]
     async fn a_session_lives_until_idle_or_absolute_timeout() {
         let (s, clock) = sessions();
@@ -477,15 +488,8 @@ mod tests {
     async fn a_session_in_use_outlives_the_shortest_idle_timeout() {
         let (mut s, clock) = sessions();
         s.settings.idle_timeout = std::time::Duration::from_secs(60);
-        let new = NewSession {
-            subject: "cy".into(),
-            provider: "local".into(),
-            provider_sid: String::new(),
-            data: SessionData::default(),
-            auth_time: clock.now_secs(),
-        };
         let none = RequestHeader::build("GET", b"/", None).unwrap();
-        let req = with_cookie(&s.open(&none, new).await.unwrap());
+        let req = with_cookie(&s.open(&none, local("cy", &clock)).await.unwrap());
         for _ in 0..5 {
             clock.advance(std::time::Duration::from_secs(40));
             assert!(s.find(&req).await.unwrap().is_some(), "used, so not idle");
@@ -497,13 +501,7 @@ mod tests {
     #[tokio::test]
     async fn sessions_end_one_by_one_or_by_subject() {
         let (s, clock) = sessions();
-        let open = || NewSession {
-            subject: "bob".into(),
-            provider: "local".into(),
-            provider_sid: String::new(),
-            data: SessionData::default(),
-            auth_time: clock.now_secs(),
-        };
+        let open = || local("bob", &clock);
         let none = RequestHeader::build("GET", b"/", None).unwrap();
         let a = with_cookie(&s.open(&none, open()).await.unwrap());
         let b = with_cookie(&s.open(&none, open()).await.unwrap());
@@ -527,15 +525,8 @@ mod tests {
     #[tokio::test]
     async fn a_held_session_gone_from_the_store_is_let_go_when_its_deadline_moves() {
         let (s, clock) = sessions();
-        let new = NewSession {
-            subject: "di".into(),
-            provider: "local".into(),
-            provider_sid: String::new(),
-            data: SessionData::default(),
-            auth_time: clock.now_secs(),
-        };
         let none = RequestHeader::build("GET", b"/", None).unwrap();
-        let req = with_cookie(&s.open(&none, new).await.unwrap());
+        let req = with_cookie(&s.open(&none, local("di", &clock)).await.unwrap());
         let hash = s.cookie_hash(&req).unwrap();
         assert!(
             s.held(&hash).await.unwrap().is_none(),
@@ -556,16 +547,7 @@ mod tests {
         );
         assert!(s.read(hash.clone()).await.unwrap().is_none());
         // a session whose end was announced is not held again by a request that read it earlier
-        let again = s.open(
-            &none,
-            NewSession {
-                subject: "di".into(),
-                provider: "local".into(),
-                provider_sid: String::new(),
-                data: SessionData::default(),
-                auth_time: clock.now_secs(),
-            },
-        );
+        let again = s.open(&none, local("di", &clock));
         let req = with_cookie(&again.await.unwrap());
         let hash = s.cookie_hash(&req).unwrap();
         let read_before = s.read(hash.clone()).await.unwrap().unwrap();

@@ -84,13 +84,20 @@ fn thread_names(child: &Child) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_worker_runtimes_answer_many_connections_at_once() {
+/// A gateway process in front of an echo upstream, listening: what it needs kept, its plain port
+/// and the process.
+async fn started() -> (Echo, tempfile::TempDir, u16, Child) {
     let echo = Echo::start("echo").await;
     let dir = tempfile::tempdir().unwrap();
     let [plain, admin] = free_ports::<2>();
-    let mut gw = start(&config(dir.path(), plain, admin, echo.addr), false);
+    let gw = start(&config(dir.path(), plain, admin, echo.addr), false);
     wait_port(SocketAddr::from(([127, 0, 0, 1], plain)));
+    (echo, dir, plain, gw)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_worker_runtimes_answer_many_connections_at_once() {
+    let (_echo, _dir, plain, mut gw) = started().await;
     // each request on a connection of its own, all at once: every accepted connection is handed to
     // one of the two runtimes and stays there
     let calls: Vec<_> = (0..200)
@@ -127,11 +134,7 @@ async fn two_worker_runtimes_answer_many_connections_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_lets_a_request_in_flight_finish() {
-    let echo = Echo::start("echo").await;
-    let dir = tempfile::tempdir().unwrap();
-    let [plain, admin] = free_ports::<2>();
-    let mut gw = start(&config(dir.path(), plain, admin, echo.addr), false);
-    wait_port(SocketAddr::from(([127, 0, 0, 1], plain)));
+    let (_echo, _dir, plain, mut gw) = started().await;
     // /slow answers after three seconds; the signal comes while it is in flight
     let slow =
         tokio::spawn(async move { reqwest::get(format!("http://127.0.0.1:{plain}/slow")).await });

@@ -83,10 +83,10 @@ redis.call('EXPIREAT', KEYS[1], deadline)
 return 1
 "#;
 
-/// Ends sessions: those an index (KEYS[2]) lists, or with ARGV[4] = "one" the one session key
-/// KEYS[2]. Each one ended is added to the revoked set (KEYS[1]) under its session name (ARGV[3]
-/// followed by its hash, the key without its prefix ARGV[2]) until its idle deadline, and
-/// announced on the revocations channel (ARGV[1]) as `"<name> <exp> <sent_ms>"`, so gateways
+/// Ends sessions: those an index (`KEYS[2]`) lists, or with `ARGV[4]` = "one" the one session key
+/// `KEYS[2]`. Each one ended is added to the revoked set (`KEYS[1]`) under its session name
+/// (`ARGV[3]` followed by its hash, the key without its prefix `ARGV[2]`) until its idle deadline,
+/// and announced on the revocations channel (`ARGV[1]`) as `"<name> <exp> <sent_ms>"`, so gateways
 /// holding it in memory drop it at once. Returns how many ended.
 pub const END_SESSIONS: &str = r#"
 local keys
