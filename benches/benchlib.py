@@ -292,10 +292,11 @@ request = function()
 end
 """
 
+# Each request sends the next token of TOKENS, from line START (0 unless given) on, wrapping around.
 DISTINCT_LUA = """
 local tokens = {}
 for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
-local i = 0
+local i = tonumber(os.getenv("START") or "0") % #tokens
 request = function()
   i = i + 1
   if i > #tokens then i = 1 end
