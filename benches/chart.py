@@ -12,7 +12,9 @@ def write(summary, path, title="CPU µs per request on the proxy's process (one 
         share = s["user_us"] / max(s["user_us"] + s["sys_us"], 1e-9)
         rows.append((name, s["cpu_us"] * share, s["cpu_us"] * (1 - share)))
     rows.sort(key=lambda r: r[1] + r[2])
-    label_w, bar_w, row_h, top = 330, 520, 22, 52
+    # room for the longest label: about 7.5 px a character at 13 px, bold
+    label_w = max(330, 20 + int(7.5 * max((len(r[0]) for r in rows), default=0)))
+    bar_w, row_h, top = 520, 22, 52
     width, height = label_w + bar_w + 90, top + row_h * len(rows) + 12
     totals = sorted(u + s for _, u, s in rows) or [1.0]
     peak = totals[-1]
