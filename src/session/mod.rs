@@ -199,7 +199,8 @@ impl Sessions {
         (!self.held.ended(&found.record.hash)).then(|| self.held.keep(found))
     }
 
-    /// Records that this gateway ended the session `hash` names, so that no request holds it again.
+    /// Records that this gateway ended the session `hash` names: a request holding it lets it go,
+    /// and one that read it before the end does not hold it.
     fn ended(&self, hash: &str) {
         let until = self.now() + self.settings.idle_timeout.as_secs();
         self.held.end(hash, until);
@@ -223,10 +224,14 @@ impl Sessions {
             new.data.user_agent = ua.chars().take(USER_AGENT_MAX).collect();
         }
         if let Some(old) = self.cookie_hash(req) {
-            self.ended(&old);
-            run_blocking(&self.store, move |s| s.end_session(&old))
+            let h = old.clone();
+            // marked only when there was one: a made-up cookie must not grow the revocation list
+            if run_blocking(&self.store, move |s| s.end_session(&h))
                 .await
-                .map_err(OpenError::Store)?;
+                .map_err(OpenError::Store)?
+            {
+                self.ended(&old);
+            }
         }
         let id = random_token(32).map_err(OpenError::Randomness)?;
         let now = self.now();
@@ -273,14 +278,17 @@ impl Sessions {
         };
         let now = self.now();
         let session = self.audit.enabled().then(|| audit_id(&hash));
-        self.ended(&hash);
+        let h = hash.clone();
         let record = run_blocking(&self.store, move |s| {
-            let record = s.session(&hash, now)?;
-            s.end_session(&hash)?;
+            let record = s.session(&h, now)?;
+            s.end_session(&h)?;
             Ok(record)
         })
         .await?;
+        // marked after the store, and only for a session there was (a made-up cookie adds
+        // nothing): a request that read it before the end holds it no more, nor again
         if let Some(r) = &record {
+            self.ended(&hash);
             self.audit.emit(|| {
                 crate::audit::Event::session_ended(
                     &r.subject,
@@ -553,5 +561,9 @@ mod tests {
         let read_before = s.read(hash.clone()).await.unwrap().unwrap();
         s.end(&req).await.unwrap();
         assert!(s.hold(read_before).is_none());
+        // a logout with a made-up cookie of the right shape ends nothing and records nothing
+        let made_up = with_cookie(&format!("{}={}", s.settings.cookie_name, "a".repeat(43)));
+        assert!(s.end(&made_up).await.unwrap().is_none());
+        assert!(!s.held.ended(&s.cookie_hash(&made_up).unwrap()));
     }
 }
