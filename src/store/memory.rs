@@ -251,12 +251,11 @@ impl Store for MemoryStore {
 
     fn touch_session(&self, hash: &str, idle_until: u64) -> Result<bool, StoreError> {
         let mut m = self.sessions.lock().map_err(poisoned)?;
-        let found = m.get_mut(hash);
-        let touched = found.is_some();
-        if let Some(r) = found {
-            r.idle_until = idle_until.min(r.expires_at);
-        }
-        Ok(touched)
+        let Some(r) = m.get_mut(hash) else {
+            return Ok(false);
+        };
+        r.idle_until = idle_until.min(r.expires_at);
+        Ok(true)
     }
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {

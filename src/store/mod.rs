@@ -461,8 +461,7 @@ mod tests {
             "an ended one is gone"
         );
         assert_eq!(hashes("ann"), ["h-old"]);
-        // every end is in the revocation list until the session would have expired, where the
-        // gateways holding it in memory learn of it
+        // every end is in the revocation list, where the gateways holding it in memory learn of it
         assert!(!s.end_session("h-new").unwrap());
         assert_eq!(s.end_sessions(&SessionsOf::Subject("ann")).unwrap(), 2);
         let mut revoked = s.revoked(0).unwrap();

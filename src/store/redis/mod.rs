@@ -58,7 +58,7 @@ static TOUCH_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(TOU
 static END_SESSIONS_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(END_SESSIONS));
 
 /// The script that ends the sessions an index lists, or (`one`) the session `k` names.
-fn end_sessions(k: &str, one: bool) -> ScriptInvocation<'static> {
+fn end_sessions_invocation(k: &str, one: bool) -> ScriptInvocation<'static> {
     let mut inv = END_SESSIONS_SCRIPT.prepare_invoke();
     inv.key(key("revoked", "all"))
         .key(k)
@@ -494,7 +494,7 @@ impl Store for RedisStore {
 
     fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         // Its index entries go when the index is used or expires.
-        self.script::<i64>(end_sessions(&key("session", hash), true))
+        self.script::<i64>(end_sessions_invocation(&key("session", hash), true))
             .map(|n| n > 0)
     }
 
@@ -502,7 +502,10 @@ impl Store for RedisStore {
         if let SessionsOf::ProviderSid(_, "") = of {
             return Ok(0);
         }
-        self.script(end_sessions(&key("sessions", &of.index()), false))
+        self.script(end_sessions_invocation(
+            &key("sessions", &of.index()),
+            false,
+        ))
     }
 
     fn sessions_of(&self, subject: &str, now: u64) -> Result<Vec<SessionRecord>, StoreError> {

@@ -91,6 +91,8 @@ return 1
 pub const END_SESSIONS: &str = r#"
 local keys
 if ARGV[4] == 'one' then keys = {KEYS[2]} else keys = redis.call('SMEMBERS', KEYS[2]) end
+local t = redis.call('TIME')
+local ms = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
 local n = 0
 for _, k in ipairs(keys) do
   local times = redis.call('HMGET', k, 'expires_at', 'idle_until')
@@ -100,8 +102,6 @@ for _, k in ipairs(keys) do
       local exp = string.format('%.0f', math.min(tonumber(times[1]), tonumber(times[2])))
       local name = ARGV[3] .. string.sub(k, string.len(ARGV[2]) + 1)
       redis.call('ZADD', KEYS[1], 'GT', exp, name)
-      local t = redis.call('TIME')
-      local ms = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
       redis.call('PUBLISH', ARGV[1], name .. ' ' .. exp .. ' ' .. ms)
     end
   end
