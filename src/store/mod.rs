@@ -15,7 +15,7 @@ pub use sqlite::SqliteStore;
 use crate::config::StoreBackend;
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -170,6 +170,24 @@ pub trait Counter: Send + Sync {
     /// Sets the counter `key` of the window around `now_ms` back to zero (an operator cleared a
     /// lockout).
     async fn reset(&self, key: &str, window_ms: u64, now_ms: u64) -> Result<(), StoreError>;
+
+    /// Several counts at once, answered in order: in one round trip where the store allows, else
+    /// one `count` after another.
+    async fn count_many(&self, asks: &[Ask<'_>], now_ms: u64) -> Result<Vec<u32>, StoreError> {
+        let mut out = Vec::with_capacity(asks.len());
+        for a in asks {
+            out.push(self.count(a.key, a.window_ms, a.add, now_ms).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// One count of a `Counter::count_many`: add `add` (0 reads) to `key`'s window of `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask<'a> {
+    pub key: &'a str,
+    pub window_ms: u64,
+    pub add: u32,
 }
 
 /// A stored refresh token: the SHA-256 of the token, never the token.

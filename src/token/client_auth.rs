@@ -178,18 +178,14 @@ impl TokenService {
         }
     }
 
-    /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
-    /// same kind of work; the lockout applies to every method, assertions included, and is kept per
-    /// client and address: nobody elsewhere can lock a client out by naming it.
-    pub(super) async fn authenticate(
-        &self,
-        creds: &Credentials,
-        address: &str,
-    ) -> Result<Arc<Client>, OAuthError> {
-        let (claimed, basic) = match creds {
+    /// Who the credentials say the client is, before anything is checked, and whether they came
+    /// in Basic: the id the lockout is kept under. `Err`: credentials that fail before any check
+    /// (an assertion naming a client other than `client_id`, or none), with the client to blame.
+    pub(super) fn claimed(creds: &Credentials) -> Result<(String, bool), Option<String>> {
+        match creds {
             Credentials::Secret {
                 client_id, basic, ..
-            } => (Some(client_id.clone()), *basic),
+            } => Ok((client_id.clone(), *basic)),
             Credentials::Assertion {
                 client_id,
                 assertion,
@@ -199,23 +195,37 @@ impl TokenService {
                     .ok()
                     .and_then(|p| p.iss().map(str::to_string));
                 match (client_id, iss) {
-                    (Some(a), Some(b)) if *a != b => {
-                        return Err(self.auth_failed(Some(a), address, false).await)
-                    }
-                    (_, Some(b)) => (Some(b), false),
-                    (Some(a), None) => return Err(self.auth_failed(Some(a), address, false).await),
-                    (None, None) => return Err(self.auth_failed(None, address, false).await),
+                    (Some(a), Some(b)) if *a != b => Err(Some(a.clone())),
+                    (_, Some(b)) => Ok((b, false)),
+                    (a, None) => Err(a.clone()),
                 }
             }
-            Credentials::None { client_id } => (Some(client_id.clone()), false),
-            Credentials::Grant { iss } => (Some(iss.clone()), false),
+            Credentials::None { client_id } => Ok((client_id.clone(), false)),
+            Credentials::Grant { iss } => Ok((iss.clone(), false)),
+        }
+    }
+
+    /// The key of the lockout of client `id` at `address`.
+    pub(super) fn lockout_key(id: &str, address: &str) -> String {
+        format!("client:{id}@{address}")
+    }
+
+    /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
+    /// same kind of work; the lockout applies to every method, assertions included, and is kept per
+    /// client and address: nobody elsewhere can lock a client out by naming it. `claimed`: what
+    /// `claimed` made of `creds`; `locked`: that client's lockout, read with the request's arrival.
+    pub(super) async fn authenticate(
+        &self,
+        creds: &Credentials,
+        claimed: Result<(String, bool), Option<String>>,
+        address: &str,
+        locked: bool,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let (id, basic) = match claimed {
+            Ok(c) => c,
+            Err(who) => return Err(self.auth_failed(who.as_deref(), address, false).await),
         };
-        let id = claimed.unwrap_or_default();
-        if self
-            .failures
-            .exceeded(&format!("client:{id}@{address}"))
-            .await
-        {
+        if locked {
             return Err(self.locked_out());
         }
         match creds {
@@ -283,7 +293,7 @@ impl TokenService {
         basic: bool,
     ) -> OAuthError {
         if let Some(w) = who {
-            let key = format!("client:{w}@{address}");
+            let key = Self::lockout_key(w, address);
             let within = self.failures.hit(&key).await;
             // the failure that reaches the limit engages the lockout: said once, by the failure
             // counted at the limit exactly (later ones count past it; some are counted before the

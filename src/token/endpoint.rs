@@ -194,7 +194,18 @@ impl TokenService {
         proof: Result<Option<&str>, crate::dpop::Refusal>,
     ) -> Result<Value, OAuthError> {
         let address = address.as_str();
-        if !self.per_address.hit(address).await {
+        // The claimed client's lockout is read with the address's count (one round trip on a
+        // shared store); credentials that cannot be read are refused after the rate and the proof.
+        let creds = Self::credentials(basic, form);
+        let claimed = creds.as_ref().ok().map(Self::claimed);
+        let held = match &claimed {
+            Some(Ok((id, _))) => Some(Self::lockout_key(id, address)),
+            _ => None,
+        };
+        let (within, locked) =
+            super::limits::arrive(&self.per_address, address, &self.failures, held.as_deref())
+                .await;
+        if !within {
             return Err(too_many(
                 self.per_address.retry_after(),
                 "too many requests from this address; slow down",
@@ -205,9 +216,9 @@ impl TokenService {
             Some(p) => Some(self.token_proof(p).await?),
             None => None,
         };
-        let creds = Self::credentials(basic, form)?;
+        let (creds, claimed) = (creds?, claimed.unwrap_or(Err(None)));
         Self::accepted_at(&creds, endpoint)?;
-        let client = self.authenticate(&creds, address).await?;
+        let client = self.authenticate(&creds, claimed, address, locked).await?;
         let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
         // a request that proved nothing spends only its own address's share of the client's quota
         let quota = match authenticated {

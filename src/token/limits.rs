@@ -3,7 +3,7 @@
 //! window that cannot count refuses: a broken limiter must not become no limit.
 
 use crate::clock::SharedClock;
-use crate::store::{Counter, Store};
+use crate::store::{Ask, Counter, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,26 +45,47 @@ impl Window {
     /// Adds `n` (0 reads) in the shared count when there is one; falls back to this gateway's own
     /// count, and says so once, while the store cannot answer.
     async fn count(&self, key: &str, n: u32) -> u32 {
-        if let Some((counter, name)) = &self.shared {
-            let k = format!("{name}:{key}");
-            match counter
-                .count(&k, self.window_ms, n, self.clock.now_ms())
-                .await
-            {
-                Ok(v) => {
-                    if self.degraded.swap(false, Ordering::SeqCst) {
-                        tracing::info!("rate-limit and lockout counters are shared again");
-                    }
-                    return v;
+        let shared = match &self.shared {
+            Some((counter, name)) => Some(
+                counter
+                    .count(
+                        &format!("{name}:{key}"),
+                        self.window_ms,
+                        n,
+                        self.clock.now_ms(),
+                    )
+                    .await,
+            ),
+            None => None,
+        };
+        self.settle(shared, key, n)
+    }
+
+    /// The count of `key` after adding `n`: the shared store's answer when it gave one, else this
+    /// gateway's own (said once per outage).
+    fn settle(&self, shared: Option<Result<u32, StoreError>>, key: &str, n: u32) -> u32 {
+        match shared {
+            Some(Ok(v)) => {
+                if self.degraded.swap(false, Ordering::SeqCst) {
+                    tracing::info!("rate-limit and lockout counters are shared again");
                 }
-                Err(e) => {
-                    if !self.degraded.swap(true, Ordering::SeqCst) {
-                        tracing::warn!(error = %e, "the store cannot count: rate limits and lockouts fall back to this gateway's own windows");
-                    }
-                }
+                return v;
             }
+            Some(Err(e)) if !self.degraded.swap(true, Ordering::SeqCst) => {
+                tracing::warn!(error = %e, "the store cannot count: rate limits and lockouts fall back to this gateway's own windows");
+            }
+            _ => {}
         }
         self.add(key, n)
+    }
+
+    /// The shared counter and the name of this window's keys in it, when they share one store with
+    /// `other`'s.
+    fn same_store<'a>(&'a self, other: &Window) -> Option<(&'a Arc<dyn Counter>, &'static str)> {
+        match (&self.shared, &other.shared) {
+            (Some((a, name)), Some((b, _))) if Arc::ptr_eq(a, b) => Some((a, *name)),
+            _ => None,
+        }
     }
 
     fn slot(&self) -> u64 {
@@ -136,6 +157,54 @@ impl Window {
         e.1 = e.1.saturating_add(n);
         e.1
     }
+}
+
+/// A request arrives: adds it to `rate`'s count for `key` and, when `lockout_key` is given, reads
+/// `lockout`'s count for it, in one round trip when both count in the same shared store. Returns
+/// (within the rate, locked out).
+pub async fn arrive(
+    rate: &Window,
+    key: &str,
+    lockout: &Window,
+    lockout_key: Option<&str>,
+) -> (bool, bool) {
+    let Some(held) = lockout_key else {
+        return (rate.hit(key).await, false);
+    };
+    let Some((counter, rate_name)) = rate.same_store(lockout) else {
+        return (rate.hit(key).await, lockout.exceeded(held).await);
+    };
+    let lockout_name = lockout.shared.as_ref().map_or("", |(_, n)| *n);
+    let (a, b) = (
+        format!("{rate_name}:{key}"),
+        format!("{lockout_name}:{held}"),
+    );
+    let asks = [
+        Ask {
+            key: &a,
+            window_ms: rate.window_ms,
+            add: 1,
+        },
+        Ask {
+            key: &b,
+            window_ms: lockout.window_ms,
+            add: 0,
+        },
+    ];
+    let (first, second) = match counter.count_many(&asks, rate.clock.now_ms()).await {
+        Ok(v) => match v.as_slice() {
+            [x, y] => (Ok(*x), Ok(*y)),
+            _ => (Err(odd()), Err(odd())),
+        },
+        Err(e) => (Err(e.clone()), Err(e)),
+    };
+    let counted = rate.settle(Some(first), key, 1);
+    let failed = lockout.settle(Some(second), held, 0);
+    (counted <= rate.limit, failed >= lockout.limit)
+}
+
+fn odd() -> StoreError {
+    StoreError::Unavailable("the store answered a different number of counts".into())
 }
 
 #[cfg(test)]
@@ -222,6 +291,97 @@ mod tests {
         assert!(
             w.exceeded("user:b@ip:1").await,
             "another key keeps its count"
+        );
+    }
+
+    /// A shared counter in memory that records each call: `count` as one ask, `count_many` as many.
+    #[derive(Default)]
+    struct Recorded {
+        counts: Mutex<HashMap<String, u32>>,
+        calls: Mutex<Vec<Vec<(String, u64, u32)>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Counter for Recorded {
+        async fn count(
+            &self,
+            key: &str,
+            window_ms: u64,
+            add: u32,
+            now_ms: u64,
+        ) -> Result<u32, StoreError> {
+            let ask = Ask {
+                key,
+                window_ms,
+                add,
+            };
+            Ok(self.count_many(&[ask], now_ms).await?[0])
+        }
+
+        async fn reset(&self, key: &str, _: u64, _: u64) -> Result<(), StoreError> {
+            self.counts.lock().unwrap().remove(key);
+            Ok(())
+        }
+
+        async fn count_many(&self, asks: &[Ask<'_>], _: u64) -> Result<Vec<u32>, StoreError> {
+            let call = asks.iter().map(|a| (a.key.to_string(), a.window_ms, a.add));
+            self.calls.lock().unwrap().push(call.collect());
+            let mut counts = self.counts.lock().unwrap();
+            let counted = asks.iter().map(|a| {
+                let c = counts.entry(a.key.to_string()).or_default();
+                *c += a.add;
+                *c
+            });
+            Ok(counted.collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_arrival_counts_the_rate_and_reads_the_lockout_in_one_call() {
+        let clock = Arc::new(OffsetClock::default());
+        let shared = Arc::new(Recorded::default());
+        let mut rate = Window::new(2, Duration::from_secs(1), clock.clone());
+        let mut lockout = Window::new(1, Duration::from_secs(300), clock.clone());
+        rate.shared = Some((shared.clone(), "rate"));
+        lockout.shared = Some((shared.clone(), "failures"));
+        assert_eq!(
+            arrive(&rate, "ip:a", &lockout, Some("client:c@ip:a")).await,
+            (true, false)
+        );
+        assert_eq!(
+            shared.calls.lock().unwrap().as_slice(),
+            [vec![
+                ("rate:ip:a".to_string(), 1000, 1),
+                ("failures:client:c@ip:a".to_string(), 300_000, 0)
+            ]],
+            "one call: the address counted, the lockout read"
+        );
+        assert!(lockout.hit("client:c@ip:a").await);
+        assert_eq!(
+            arrive(&rate, "ip:a", &lockout, Some("client:c@ip:a")).await,
+            (true, true)
+        );
+        assert_eq!(arrive(&rate, "ip:a", &lockout, None).await, (false, false));
+        assert_eq!(shared.calls.lock().unwrap().len(), 4);
+        assert_eq!(shared.counts.lock().unwrap()["rate:ip:a"], 3);
+    }
+
+    #[tokio::test]
+    async fn an_arrival_the_store_cannot_count_falls_back_to_each_windows_own() {
+        let clock = Arc::new(OffsetClock::default());
+        let down: Arc<dyn Counter> = Arc::new(Down);
+        let mut rate = Window::new(1, Duration::from_secs(1), clock.clone());
+        let mut lockout = Window::new(1, Duration::from_secs(300), clock.clone());
+        rate.shared = Some((down.clone(), "rate"));
+        lockout.shared = Some((down, "failures"));
+        assert_eq!(
+            arrive(&rate, "ip:a", &lockout, Some("k")).await,
+            (true, false)
+        );
+        assert_eq!(lockout.add("k", 1), 1);
+        assert_eq!(
+            arrive(&rate, "ip:a", &lockout, Some("k")).await,
+            (false, true)
         );
     }
 }

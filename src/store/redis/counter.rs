@@ -1,13 +1,14 @@
 //! Shared counters (rate limits, lockouts) in Redis, on the store's own connections.
 //!
-//! The token endpoint asks for up to three counters per request. Each is awaited on the request's
-//! own task (no blocking-pool hand-over) while the command runs on the store's connection thread,
-//! pipelined with whatever else is in flight, so there is one connection model for all of Redis
-//! but the revocation feed's subscription.
+//! The token endpoint asks for two round trips per request: its address's rate with the client's
+//! lockout count (one `count_many`), then the authenticated client's rate. Each is awaited on the
+//! request's own task (no blocking-pool hand-over) while the commands run on the store's connection
+//! thread, pipelined with whatever else is in flight, so there is one connection model for all of
+//! Redis but the revocation feed's subscription.
 
 use super::pool::{Pool, Worker};
 use super::{err, key};
-use crate::store::{Counter, StoreError};
+use crate::store::{Ask, Counter, StoreError};
 use std::sync::Arc;
 
 pub struct RedisCounter {
@@ -31,13 +32,38 @@ async fn count_on(pool: &Pool, k: String, window_ms: u64, add: u32) -> Result<u3
         let (v,): (u32,) = redis::pipe()
             .atomic()
             .incr(&k, add)
-            .pexpire(&k, window_ms.saturating_mul(2).min(i64::MAX as u64) as i64)
+            .pexpire(&k, expiry_ms(window_ms))
             .ignore()
             .query_async(&mut c)
             .await?;
         Ok(v)
     })
     .await
+}
+
+/// Every ask in one transaction (one round trip): an increment with its expiry, or a read.
+async fn count_all(pool: &Pool, asks: Vec<(String, u64, u32)>) -> Result<Vec<u32>, StoreError> {
+    pool.run(move |mut c| async move {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (k, window_ms, add) in &asks {
+            if *add == 0 {
+                pipe.get(k);
+            } else {
+                pipe.incr(k, *add)
+                    .pexpire(k, expiry_ms(*window_ms))
+                    .ignore();
+            }
+        }
+        let counts: Vec<Option<u32>> = pipe.query_async(&mut c).await?;
+        Ok(counts.into_iter().map(|v| v.unwrap_or(0)).collect())
+    })
+    .await
+}
+
+/// How long a window's key lives: its window and one more, so a key never outlives its use by much.
+fn expiry_ms(window_ms: u64) -> i64 {
+    window_ms.saturating_mul(2).min(i64::MAX as u64) as i64
 }
 
 /// The key of a counter's window: the same scheme the store's other keys use (`key`).
@@ -60,6 +86,18 @@ impl Counter for RedisCounter {
         // the pool bounds the command by TIMEOUT and counts it in the store's metrics
         self.worker
             .spawn(async move { count_on(&pool, k, window_ms, add).await })?
+            .await
+            .map_err(err)?
+    }
+
+    async fn count_many(&self, asks: &[Ask<'_>], now_ms: u64) -> Result<Vec<u32>, StoreError> {
+        let keyed = asks
+            .iter()
+            .map(|a| (window_key(a.key, a.window_ms, now_ms), a.window_ms, a.add))
+            .collect();
+        let pool = self.pool.clone();
+        self.worker
+            .spawn(async move { count_all(&pool, keyed).await })?
             .await
             .map_err(err)?
     }
