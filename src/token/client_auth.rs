@@ -6,6 +6,14 @@ use crate::endpoints::Endpoint;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+/// Whom a request's credentials name and whether that client is locked out at the request's
+/// address, read when the request arrived. Made by `TokenService::arrive` alone, so
+/// `authenticate` never runs on a lockout nobody read.
+pub(super) struct Claim {
+    named: Result<(String, bool), Option<String>>,
+    locked: bool,
+}
+
 /// How the client proved itself.
 pub(super) enum Credentials {
     Secret {
@@ -181,7 +189,7 @@ impl TokenService {
     /// Who the credentials say the client is, before anything is checked, and whether they came
     /// in Basic: the id the lockout is kept under. `Err`: credentials that fail before any check
     /// (an assertion naming a client other than `client_id`, or none), with the client to blame.
-    pub(super) fn claimed(creds: &Credentials) -> Result<(String, bool), Option<String>> {
+    fn claimed(creds: &Credentials) -> Result<(String, bool), Option<String>> {
         match creds {
             Credentials::Secret {
                 client_id, basic, ..
@@ -210,22 +218,51 @@ impl TokenService {
         format!("client:{id}@{address}")
     }
 
+    /// A POST arrives: its address's rate is counted and the lockout of the client its credentials
+    /// name is read, together (one round trip on a shared store). The credentials are read first,
+    /// for the lockout's key, but refused only by the caller, after the rate and the DPoP proof: a
+    /// request over its rate gets 429 whatever it carries. Reading the lockout before the proof
+    /// rather than after lets no more guesses through: parallel guesses could always all read
+    /// "not locked" before any of them failed.
+    pub(super) async fn arrive(
+        &self,
+        basic: Option<&str>,
+        form: &HashMap<String, String>,
+        address: &str,
+    ) -> Result<(Result<Credentials, OAuthError>, Claim), OAuthError> {
+        let creds = Self::credentials(basic, form);
+        let named = creds.as_ref().map_err(|_| None).and_then(Self::claimed);
+        let held = named
+            .as_ref()
+            .ok()
+            .map(|(id, _)| Self::lockout_key(id, address));
+        let (within, locked) =
+            super::limits::arrive(&self.per_address, address, &self.failures, held.as_deref())
+                .await;
+        if !within {
+            return Err(too_many(
+                self.per_address.retry_after(),
+                "too many requests from this address; slow down",
+            ));
+        }
+        Ok((creds, Claim { named, locked }))
+    }
+
     /// Authenticates the client. Unknown clients and wrong secrets get the same answer, after the
     /// same kind of work; the lockout applies to every method, assertions included, and is kept per
-    /// client and address: nobody elsewhere can lock a client out by naming it. `claimed`: what
-    /// `claimed` made of `creds`; `locked`: that client's lockout, read with the request's arrival.
+    /// client and address: nobody elsewhere can lock a client out by naming it. `claim`: what
+    /// `arrive` made of `creds`.
     pub(super) async fn authenticate(
         &self,
         creds: &Credentials,
-        claimed: Result<(String, bool), Option<String>>,
+        claim: Claim,
         address: &str,
-        locked: bool,
     ) -> Result<Arc<Client>, OAuthError> {
-        let (id, basic) = match claimed {
+        let (id, basic) = match claim.named {
             Ok(c) => c,
             Err(who) => return Err(self.auth_failed(who.as_deref(), address, false).await),
         };
-        if locked {
+        if claim.locked {
             return Err(self.locked_out());
         }
         match creds {

@@ -17,14 +17,6 @@ pub(crate) fn form_error(e: FormError) -> OAuthError {
     }
 }
 
-/// Over a request rate: 429 with `Retry-After` and an error code RFC 6749 §5.2 defines.
-fn too_many(retry_after: u64, description: &'static str) -> OAuthError {
-    OAuthError {
-        retry_after: Some(retry_after),
-        ..oauth(429, OAuthErrorCode::InvalidRequest, description)
-    }
-}
-
 /// An error answer with the CORS headers of its request.
 fn with_headers(
     mut answer: crate::respond::ErrorAnswer,
@@ -194,31 +186,15 @@ impl TokenService {
         proof: Result<Option<&str>, crate::dpop::Refusal>,
     ) -> Result<Value, OAuthError> {
         let address = address.as_str();
-        // The claimed client's lockout is read with the address's count (one round trip on a
-        // shared store); credentials that cannot be read are refused after the rate and the proof.
-        let creds = Self::credentials(basic, form);
-        let claimed = creds.as_ref().ok().map(Self::claimed);
-        let held = match &claimed {
-            Some(Ok((id, _))) => Some(Self::lockout_key(id, address)),
-            _ => None,
-        };
-        let (within, locked) =
-            super::limits::arrive(&self.per_address, address, &self.failures, held.as_deref())
-                .await;
-        if !within {
-            return Err(too_many(
-                self.per_address.retry_after(),
-                "too many requests from this address; slow down",
-            ));
-        }
+        let (creds, claim) = self.arrive(basic, form, address).await?;
         // checked before the client, so a refused proof never counts as a failed authentication
         let jkt = match proof.map_err(dpop_refused)? {
             Some(p) => Some(self.token_proof(p).await?),
             None => None,
         };
-        let (creds, claimed) = (creds?, claimed.unwrap_or(Err(None)));
+        let creds = creds?;
         Self::accepted_at(&creds, endpoint)?;
-        let client = self.authenticate(&creds, claimed, address, locked).await?;
+        let client = self.authenticate(&creds, claim, address).await?;
         let authenticated = !matches!(creds, Credentials::None { .. } | Credentials::Grant { .. });
         // a request that proved nothing spends only its own address's share of the client's quota
         let quota = match authenticated {
@@ -379,6 +355,43 @@ mod tests {
         assert!(
             matches!(a, crate::respond::Answer::Response(r) if r.content_type.starts_with("text/html"))
         );
+    }
+
+    /// A token request from `at`, answered after the form was read.
+    async fn send(
+        svc: &TokenService,
+        (auth, form, at): (&str, &HashMap<String, String>, &str),
+        proof: Option<&str>,
+    ) -> Result<Value, OAuthError> {
+        let post = (Some(auth), form, at.to_string());
+        svc.answer_post_with(Endpoint::Token, post, Ok(proof)).await
+    }
+
+    #[tokio::test]
+    async fn a_locked_out_client_hears_first_of_its_proof_and_its_form() {
+        let f = fixture();
+        let cc: HashMap<String, String> =
+            [("grant_type".to_string(), "client_credentials".to_string())].into();
+        let (wrong, right, here) = (basic("svc", "wrong"), basic("svc", SVC), "ip:192.0.2.1");
+        for _ in 0..3 {
+            let e = send(&f.svc, (&wrong, &cc, here), None).await.unwrap_err();
+            assert_eq!(e.status, 401);
+        }
+        let e = send(&f.svc, (&right, &cc, here), Some("not a proof")).await;
+        assert_eq!(e.unwrap_err().code, OAuthErrorCode::InvalidDpopProof);
+        let mut both = cc.clone();
+        both.insert("client_secret".into(), SVC.into());
+        let e = send(&f.svc, (&right, &both, here), None).await.unwrap_err();
+        assert_eq!((e.status, e.code), (400, OAuthErrorCode::InvalidRequest));
+        let e = send(&f.svc, (&right, &cc, here), None).await.unwrap_err();
+        assert_eq!((e.status, e.code), (401, OAuthErrorCode::InvalidClient));
+        assert!(
+            e.description.contains("too many failed"),
+            "{}",
+            e.description
+        );
+        let elsewhere = send(&f.svc, (&right, &cc, "ip:192.0.2.2"), None).await;
+        assert!(elsewhere.is_ok(), "another address is not locked out");
     }
 
     #[test]

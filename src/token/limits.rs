@@ -79,11 +79,14 @@ impl Window {
         self.add(key, n)
     }
 
-    /// The shared counter and the name of this window's keys in it, when they share one store with
-    /// `other`'s.
-    fn same_store<'a>(&'a self, other: &Window) -> Option<(&'a Arc<dyn Counter>, &'static str)> {
+    /// The shared counter and the names of this window's keys and of `other`'s in it, when the two
+    /// count in one store.
+    fn same_store<'a>(
+        &'a self,
+        other: &Window,
+    ) -> Option<(&'a Arc<dyn Counter>, &'static str, &'static str)> {
         match (&self.shared, &other.shared) {
-            (Some((a, name)), Some((b, _))) if Arc::ptr_eq(a, b) => Some((a, *name)),
+            (Some((a, mine)), Some((b, theirs))) if Arc::ptr_eq(a, b) => Some((a, *mine, *theirs)),
             _ => None,
         }
     }
@@ -171,10 +174,9 @@ pub async fn arrive(
     let Some(held) = lockout_key else {
         return (rate.hit(key).await, false);
     };
-    let Some((counter, rate_name)) = rate.same_store(lockout) else {
+    let Some((counter, rate_name, lockout_name)) = rate.same_store(lockout) else {
         return (rate.hit(key).await, lockout.exceeded(held).await);
     };
-    let lockout_name = lockout.shared.as_ref().map_or("", |(_, n)| *n);
     let (a, b) = (
         format!("{rate_name}:{key}"),
         format!("{lockout_name}:{held}"),
@@ -379,6 +381,44 @@ mod tests {
             (true, false)
         );
         assert_eq!(lockout.add("k", 1), 1);
+        assert_eq!(
+            arrive(&rate, "ip:a", &lockout, Some("k")).await,
+            (false, true)
+        );
+    }
+
+    /// A shared counter that answers fewer counts than it was asked for.
+    struct Short;
+
+    #[async_trait::async_trait]
+    impl Counter for Short {
+        async fn count(&self, _: &str, _: u64, _: u32, _: u64) -> Result<u32, StoreError> {
+            Ok(0)
+        }
+
+        async fn reset(&self, _: &str, _: u64, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
+
+        async fn count_many(&self, _: &[Ask<'_>], _: u64) -> Result<Vec<u32>, StoreError> {
+            Ok(vec![0])
+        }
+    }
+
+    #[tokio::test]
+    async fn an_arrival_answered_with_too_few_counts_is_counted_here() {
+        let clock = Arc::new(OffsetClock::default());
+        let short: Arc<dyn Counter> = Arc::new(Short);
+        let mut rate = Window::new(1, Duration::from_secs(1), clock.clone());
+        let mut lockout = Window::new(1, Duration::from_secs(300), clock.clone());
+        rate.shared = Some((short.clone(), "rate"));
+        lockout.shared = Some((short, "failures"));
+        lockout.add("k", 1);
+        // neither zero count of the short answer is taken: the address counts here, the lockout holds
+        assert_eq!(
+            arrive(&rate, "ip:a", &lockout, Some("k")).await,
+            (true, true)
+        );
         assert_eq!(
             arrive(&rate, "ip:a", &lockout, Some("k")).await,
             (false, true)

@@ -166,6 +166,14 @@ impl crate::respond::AsAnswer for OAuthError {
     }
 }
 
+/// Over a request rate: 429 with `Retry-After` and an error code RFC 6749 §5.2 defines.
+fn too_many(retry_after: u64, description: &'static str) -> OAuthError {
+    OAuthError {
+        retry_after: Some(retry_after),
+        ..oauth(429, OAuthErrorCode::InvalidRequest, description)
+    }
+}
+
 fn oauth(status: u16, code: OAuthErrorCode, description: &'static str) -> OAuthError {
     OAuthError {
         status,

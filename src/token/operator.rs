@@ -67,7 +67,7 @@ impl TokenService {
     /// reached.
     pub(crate) async fn clear_lockout(&self, who: &str, address: &str, client: bool) -> bool {
         let key = if client {
-            format!("client:{who}@ip:{address}")
+            Self::lockout_key(who, &format!("ip:{address}"))
         } else {
             format!("user:{who}@ip:{address}")
         };
