@@ -65,23 +65,33 @@ impl Setting<'_> {
         self.a.gw.path("certs/gateway.key").display().to_string()
     }
 
-    /// The recipe with the test's addresses and certificate.
+    /// The recipe with the test's addresses and certificate. Every spelling is first replaced by a
+    /// marker, then the markers by the values: a value put in must never be matched again (an
+    /// ephemeral port 44321 put for `port_value: 8080` read as `port_value: 443` then, and Envoy
+    /// refused the port 2194221 that made).
     fn fill(&self, recipe: &str) -> String {
-        recipe
-            .replace("127.0.0.1:8080", &self.a.gw.plain.to_string())
-            .replace("127.0.0.1:3000", &self.a.echo.addr.to_string())
-            .replace(
-                "port_value: 8080",
-                &format!("port_value: {}", self.a.gw.plain.port()),
-            )
-            .replace(
-                "port_value: 3000",
-                &format!("port_value: {}", self.a.echo.addr.port()),
-            )
-            .replace("port_value: 443", &format!("port_value: {}", self.port))
-            .replace("address: 0.0.0.0", "address: 127.0.0.1")
-            .replace("/etc/ssl/app.crt", &self.cert())
-            .replace("/etc/ssl/app.key", &self.key())
+        let (gw, echo) = (self.a.gw.plain, self.a.echo.addr);
+        let swaps = [
+            ("127.0.0.1:8080", gw.to_string()),
+            ("127.0.0.1:3000", echo.to_string()),
+            ("port_value: 8080", format!("port_value: {}", gw.port())),
+            ("port_value: 3000", format!("port_value: {}", echo.port())),
+            ("port_value: 443", format!("port_value: {}", self.port)),
+            ("address: 0.0.0.0", "address: 127.0.0.1".to_string()),
+            ("/etc/ssl/app.crt", self.cert()),
+            ("/etc/ssl/app.key", self.key()),
+        ];
+        let marker = |i: usize| format!("\u{0}{i}\u{0}");
+        let marked = swaps
+            .iter()
+            .enumerate()
+            .fold(recipe.to_string(), |text, (i, (from, _))| {
+                text.replace(from, &marker(i))
+            });
+        swaps
+            .iter()
+            .enumerate()
+            .fold(marked, |text, (i, (_, to))| text.replace(&marker(i), to))
     }
 }
 
