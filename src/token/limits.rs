@@ -49,7 +49,7 @@ impl Window {
             Some((counter, name)) => Some(
                 counter
                     .count(
-                        &format!("{name}:{key}"),
+                        &shared_key(name, key),
                         self.window_ms,
                         n,
                         self.clock.now_ms(),
@@ -120,11 +120,7 @@ impl Window {
         }
         match &self.shared {
             Some((counter, name)) => counter
-                .reset(
-                    &format!("{name}:{key}"),
-                    self.window_ms,
-                    self.clock.now_ms(),
-                )
+                .reset(&shared_key(name, key), self.window_ms, self.clock.now_ms())
                 .await
                 .is_ok(),
             None => true,
@@ -177,10 +173,7 @@ pub async fn arrive(
     let Some((counter, rate_name, lockout_name)) = rate.same_store(lockout) else {
         return (rate.hit(key).await, lockout.exceeded(held).await);
     };
-    let (a, b) = (
-        format!("{rate_name}:{key}"),
-        format!("{lockout_name}:{held}"),
-    );
+    let (a, b) = (shared_key(rate_name, key), shared_key(lockout_name, held));
     let asks = [
         Ask {
             key: &a,
@@ -203,6 +196,12 @@ pub async fn arrive(
     let counted = rate.settle(Some(first), key, 1);
     let failed = lockout.settle(Some(second), held, 0);
     (counted <= rate.limit, failed >= lockout.limit)
+}
+
+/// A window's key in the shared counters: its name, then the key it counts. One spelling, so an
+/// arrival reads the very lockout that failures count.
+fn shared_key(name: &str, key: &str) -> String {
+    format!("{name}:{key}")
 }
 
 fn odd() -> StoreError {

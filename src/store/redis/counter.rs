@@ -22,30 +22,15 @@ impl RedisCounter {
     }
 }
 
-/// Adds `add` to the counter `k` (0 reads it); the key outlives its window by one more.
-async fn count_on(pool: &Pool, k: String, window_ms: u64, add: u32) -> Result<u32, StoreError> {
-    pool.run(move |mut c| async move {
-        if add == 0 {
-            let v: Option<u32> = redis::Cmd::get(&k).query_async(&mut c).await?;
-            return Ok(v.unwrap_or(0));
-        }
-        let (v,): (u32,) = redis::pipe()
-            .atomic()
-            .incr(&k, add)
-            .pexpire(&k, expiry_ms(window_ms))
-            .ignore()
-            .query_async(&mut c)
-            .await?;
-        Ok(v)
-    })
-    .await
-}
-
-/// Every ask in one transaction (one round trip): an increment with its expiry, or a read.
+/// Every ask in one round trip: an increment with its expiry (the key outlives its window by one
+/// more), or a read. Increments go in a transaction, so no key is left without its expiry; reads
+/// alone need none.
 async fn count_all(pool: &Pool, asks: Vec<(String, u64, u32)>) -> Result<Vec<u32>, StoreError> {
     pool.run(move |mut c| async move {
         let mut pipe = redis::pipe();
-        pipe.atomic();
+        if asks.iter().any(|(_, _, add)| *add > 0) {
+            pipe.atomic();
+        }
         for (k, window_ms, add) in &asks {
             if *add == 0 {
                 pipe.get(k);
@@ -81,13 +66,16 @@ impl Counter for RedisCounter {
         add: u32,
         now_ms: u64,
     ) -> Result<u32, StoreError> {
-        let k = window_key(name, window_ms, now_ms);
-        let pool = self.pool.clone();
-        // the pool bounds the command by TIMEOUT and counts it in the store's metrics
-        self.worker
-            .spawn(async move { count_on(&pool, k, window_ms, add).await })?
-            .await
-            .map_err(err)?
+        let ask = Ask {
+            key: name,
+            window_ms,
+            add,
+        };
+        let counts = self.count_many(&[ask], now_ms).await?;
+        counts
+            .first()
+            .copied()
+            .ok_or_else(|| err("Redis answered no count"))
     }
 
     async fn count_many(&self, asks: &[Ask<'_>], now_ms: u64) -> Result<Vec<u32>, StoreError> {
@@ -96,6 +84,7 @@ impl Counter for RedisCounter {
             .map(|a| (window_key(a.key, a.window_ms, now_ms), a.window_ms, a.add))
             .collect();
         let pool = self.pool.clone();
+        // the pool bounds the commands by TIMEOUT and counts them in the store's metrics
         self.worker
             .spawn(async move { count_all(&pool, keyed).await })?
             .await
